@@ -1,0 +1,390 @@
+// Package protocol defines imkube's client wire protocol v1: JSON text frames
+// over WebSocket, each with a type field "t". PROTOCOL.md in this folder is the
+// human-readable specification; the names here are contracts.
+package protocol
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// Version is the protocol version reported in auth_ok.
+const Version = 1
+
+// Frame types.
+const (
+	TypeAuth       = "auth"
+	TypeSend       = "send"
+	TypeSync       = "sync"
+	TypePull       = "pull"
+	TypeDelivered  = "delivered"
+	TypeRead       = "read"
+	TypePing       = "ping"
+	TypeAuthOK     = "auth_ok"
+	TypeAck        = "ack"
+	TypeMsg        = "msg"
+	TypeNotify     = "notify"
+	TypeSyncResult = "sync_result"
+	TypePullResult = "pull_result"
+	TypeReceipt    = "receipt"
+	TypeRecall     = "recall"
+	TypePong       = "pong"
+	TypeKicked     = "kicked"
+	TypeReconnect  = "reconnect"
+	TypeError      = "error"
+)
+
+// Error codes carried by error frames and REST error bodies.
+const (
+	CodeBadFrame        = "BAD_FRAME"
+	CodeUnauthenticated = "UNAUTHENTICATED"
+	CodeForbidden       = "FORBIDDEN"
+	CodeNotFound        = "NOT_FOUND"
+	CodeTooLarge        = "TOO_LARGE"
+	CodeRateLimited     = "RATE_LIMITED"
+	CodeUnavailable     = "UNAVAILABLE"
+	CodeInternal        = "INTERNAL"
+)
+
+// Limits of the protocol that do not depend on configuration.
+const (
+	MaxCMIDLen   = 64
+	MaxKindLen   = 32
+	MaxDeviceLen = 64
+	MaxIDLen     = 64
+	MaxLimit     = 500
+	DefaultLimit = 100
+)
+
+// Inbound is the union of all client->server frames. Decode reads a frame
+// into it and checks the fields its type requires.
+type Inbound struct {
+	T      string  `json:"t"`
+	ID     string  `json:"id,omitempty"`
+	Token  string  `json:"token,omitempty"`
+	Device string  `json:"device,omitempty"`
+	CMID   string  `json:"cmid,omitempty"`
+	To     *Target `json:"to,omitempty"`
+	Kind   string  `json:"kind,omitempty"`
+	Body   *string `json:"body,omitempty"`
+	After  *int64  `json:"after,omitempty"`
+	Limit  int     `json:"limit,omitempty"`
+	Conv   string  `json:"conv,omitempty"`
+	From   *int64  `json:"from,omitempty"`
+	ToSeq  *int64  `json:"-"`
+	Seq    *int64  `json:"seq,omitempty"`
+	// InboxSeq is used by delivered{inboxSeq}.
+	InboxSeq *int64 `json:"inboxSeq,omitempty"`
+}
+
+// Target is the recipient of a send: exactly one of User and Group.
+type Target struct {
+	User  string `json:"user,omitempty"`
+	Group string `json:"group,omitempty"`
+}
+
+// FrameError is a decoding or validation failure, answered with an error frame.
+type FrameError struct {
+	Code    string
+	Message string
+}
+
+func (e *FrameError) Error() string { return e.Code + ": " + e.Message }
+
+func badFrame(format string, args ...any) *FrameError {
+	return &FrameError{Code: CodeBadFrame, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrTooDeep is returned for JSON nested deeper than MaxDepth.
+var ErrTooDeep = errors.New("json nested too deeply")
+
+// MaxDepth bounds the nesting of a frame; legitimate frames need 2.
+const MaxDepth = 8
+
+// Decode parses one client frame and validates the fields its type needs.
+// maxBody is the limit for send bodies in bytes. The returned *FrameError
+// carries the code to answer with; the connection stays usable.
+func Decode(data []byte, maxBody int) (*Inbound, *FrameError) {
+	if !utf8.Valid(data) {
+		return nil, badFrame("frame is not valid UTF-8")
+	}
+	if err := checkDepth(data, MaxDepth); err != nil {
+		return nil, badFrame("frame is not valid JSON: %v", err)
+	}
+	var raw struct {
+		Inbound
+		To json.RawMessage `json:"to,omitempty"`
+	}
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, badFrame("frame is not valid JSON: %v", err)
+	}
+	in := raw.Inbound
+	if len(raw.To) > 0 {
+		// "to" is a target object in send and a seq number in pull.
+		if raw.T == TypePull {
+			var n int64
+			if err := json.Unmarshal(raw.To, &n); err != nil {
+				return nil, badFrame("pull: to must be a sequence number")
+			}
+			in.ToSeq = &n
+		} else {
+			var tg Target
+			if err := json.Unmarshal(raw.To, &tg); err != nil {
+				return nil, badFrame("to must be an object {user} or {group}")
+			}
+			in.To = &tg
+		}
+	}
+	if err := in.validate(maxBody); err != nil {
+		return &in, err
+	}
+	return &in, nil
+}
+
+func (in *Inbound) validate(maxBody int) *FrameError {
+	switch in.T {
+	case "":
+		return badFrame("missing field t (frame type)")
+	case TypeAuth:
+		if in.Token == "" {
+			return &FrameError{Code: CodeUnauthenticated, Message: "auth: missing token"}
+		}
+		if in.Device == "" || len(in.Device) > MaxDeviceLen {
+			return badFrame("auth: device must be 1-%d characters", MaxDeviceLen)
+		}
+	case TypeSend:
+		if in.CMID == "" || len(in.CMID) > MaxCMIDLen {
+			return badFrame("send: cmid must be 1-%d characters", MaxCMIDLen)
+		}
+		if in.To == nil || (in.To.User == "") == (in.To.Group == "") {
+			return badFrame("send: to must name exactly one of user or group")
+		}
+		if len(in.To.User) > MaxIDLen || len(in.To.Group) > MaxIDLen || strings.ContainsAny(in.To.User+in.To.Group, ": ") {
+			return badFrame("send: invalid recipient id")
+		}
+		if in.Kind == "" || len(in.Kind) > MaxKindLen {
+			return badFrame("send: kind must be 1-%d characters", MaxKindLen)
+		}
+		if in.Body == nil {
+			return badFrame("send: missing body")
+		}
+		if len(*in.Body) > maxBody {
+			return &FrameError{Code: CodeTooLarge, Message: fmt.Sprintf("send: body is %d bytes, the limit is %d", len(*in.Body), maxBody)}
+		}
+	case TypeSync:
+		if in.After == nil || *in.After < 0 {
+			return badFrame("sync: after must be a number >= 0")
+		}
+		if err := in.checkLimit(); err != nil {
+			return err
+		}
+	case TypePull:
+		if in.Conv == "" {
+			return badFrame("pull: missing conv")
+		}
+		if in.From == nil || *in.From < 0 {
+			return badFrame("pull: from must be a number >= 0")
+		}
+		if in.ToSeq != nil && *in.ToSeq < *in.From {
+			return badFrame("pull: to must be >= from")
+		}
+		if err := in.checkLimit(); err != nil {
+			return err
+		}
+	case TypeRead:
+		if in.Conv == "" || in.Seq == nil || *in.Seq < 0 {
+			return badFrame("read: conv and seq >= 0 are required")
+		}
+	case TypeDelivered:
+		if in.InboxSeq == nil && (in.Conv == "" || in.Seq == nil) {
+			return badFrame("delivered: inboxSeq or conv+seq required")
+		}
+	case TypePing:
+	default:
+		return badFrame("unknown frame type %q", in.T)
+	}
+	return nil
+}
+
+func (in *Inbound) checkLimit() *FrameError {
+	if in.Limit < 0 || in.Limit > MaxLimit {
+		return badFrame("%s: limit must be 1-%d", in.T, MaxLimit)
+	}
+	if in.Limit == 0 {
+		in.Limit = DefaultLimit
+	}
+	return nil
+}
+
+// checkDepth rejects JSON whose nesting exceeds max without building it.
+func checkDepth(data []byte, max int) error {
+	depth := 0
+	inStr, esc := false, false
+	for _, c := range data {
+		if inStr {
+			switch {
+			case esc:
+				esc = false
+			case c == '\\':
+				esc = true
+			case c == '"':
+				inStr = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inStr = true
+		case '{', '[':
+			depth++
+			if depth > max {
+				return ErrTooDeep
+			}
+		case '}', ']':
+			depth--
+		}
+	}
+	return nil
+}
+
+// Msg is a delivered message, in msg frames and in sync/pull results.
+type Msg struct {
+	T        string `json:"t,omitempty"`
+	MID      string `json:"mid"`
+	Conv     string `json:"conv"`
+	Seq      int64  `json:"seq"`
+	From     string `json:"from"`
+	Kind     string `json:"kind"`
+	Body     string `json:"body"`
+	TS       int64  `json:"ts"`
+	Recalled bool   `json:"recalled,omitempty"`
+	// InboxSeq is the recipient's inbox position (write diffusion only).
+	InboxSeq int64 `json:"inboxSeq,omitempty"`
+}
+
+// ConvState is the news of one read-diffusion conversation (in auth_ok).
+type ConvState struct {
+	Conv    string `json:"conv"`
+	LastSeq int64  `json:"lastSeq"`
+}
+
+// AuthOK answers a successful auth.
+type AuthOK struct {
+	T        string      `json:"t"`
+	User     string      `json:"user"`
+	Device   string      `json:"device"`
+	InboxSeq int64       `json:"inboxSeq"`
+	Protocol int         `json:"protocol"`
+	Convs    []ConvState `json:"convs,omitempty"`
+}
+
+// Ack confirms a committed send.
+type Ack struct {
+	T    string `json:"t"`
+	CMID string `json:"cmid"`
+	MID  string `json:"mid"`
+	Conv string `json:"conv"`
+	Seq  int64  `json:"seq"`
+	TS   int64  `json:"ts"`
+}
+
+// Notify tells a member of a read-diffusion group that conv has news up to Seq.
+type Notify struct {
+	T    string `json:"t"`
+	Conv string `json:"conv"`
+	Seq  int64  `json:"seq"`
+}
+
+// SyncResult answers sync.
+type SyncResult struct {
+	T        string `json:"t"`
+	ID       string `json:"id,omitempty"`
+	Items    []Msg  `json:"items"`
+	InboxSeq int64  `json:"inboxSeq"`
+	More     bool   `json:"more"`
+}
+
+// PullResult answers pull.
+type PullResult struct {
+	T     string `json:"t"`
+	ID    string `json:"id,omitempty"`
+	Conv  string `json:"conv"`
+	Items []Msg  `json:"items"`
+	More  bool   `json:"more"`
+}
+
+// Receipt tells a conversation's members that User has read (or received) up to Seq.
+type Receipt struct {
+	T    string `json:"t"`
+	Conv string `json:"conv"`
+	User string `json:"user"`
+	Kind string `json:"kind"`
+	Seq  int64  `json:"seq"`
+}
+
+// Kicked is sent before the server closes a replaced or removed session.
+type Kicked struct {
+	T      string `json:"t"`
+	Reason string `json:"reason"`
+}
+
+// Reconnect asks the client to reconnect after AfterMs (e.g. gateway drain).
+type Reconnect struct {
+	T       string `json:"t"`
+	AfterMs int64  `json:"afterMs"`
+}
+
+// Error is an error frame.
+type Error struct {
+	T            string `json:"t"`
+	ID           string `json:"id,omitempty"`
+	CMID         string `json:"cmid,omitempty"`
+	Code         string `json:"code"`
+	Message      string `json:"message"`
+	Retryable    bool   `json:"retryable"`
+	RetryAfterMs int64  `json:"retryAfterMs,omitempty"`
+}
+
+// Simple is a frame with only a type (pong).
+type Simple struct {
+	T string `json:"t"`
+}
+
+// Retryable reports whether clients should retry a request that failed with code.
+func Retryable(code string) bool {
+	return code == CodeUnavailable || code == CodeRateLimited || code == CodeInternal
+}
+
+// DirectConv returns the conversation id of the one-to-one chat of a and b.
+func DirectConv(a, b string) string {
+	if b < a {
+		a, b = b, a
+	}
+	return "u:" + a + ":" + b
+}
+
+// GroupConv returns the conversation id of a group.
+func GroupConv(group string) string { return "g:" + group }
+
+// ParseConv splits a conversation id. For direct conversations it returns the
+// two user ids; for groups the group id in a.
+func ParseConv(conv string) (kind byte, a, b string, ok bool) {
+	switch {
+	case strings.HasPrefix(conv, "u:"):
+		parts := strings.Split(conv[2:], ":")
+		if len(parts) != 2 || parts[0] == "" || parts[1] == "" || parts[0] > parts[1] {
+			return 0, "", "", false
+		}
+		return 'u', parts[0], parts[1], true
+	case strings.HasPrefix(conv, "g:"):
+		g := conv[2:]
+		if g == "" || strings.Contains(g, ":") {
+			return 0, "", "", false
+		}
+		return 'g', g, "", true
+	}
+	return 0, "", "", false
+}

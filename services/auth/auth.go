@@ -1,0 +1,169 @@
+// Package auth issues and verifies the JWTs that clients present on every
+// WebSocket connection and REST call. Tokens are HS256, carry the user id in
+// "sub" and a key id ("kid") in the header, so keys can rotate: the key file
+// holds one key per line, the first signs, all of them verify.
+package auth
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// ErrInvalidToken is returned for any token that must not be accepted:
+// malformed, forged, expired, or signed with an unknown key.
+var ErrInvalidToken = errors.New("invalid or expired token")
+
+// MinKeyLen is the minimum signing key length in bytes.
+const MinKeyLen = 32
+
+// Keys signs and verifies tokens.
+type Keys struct {
+	signKID string
+	keys    map[string][]byte
+	ttl     time.Duration
+	issuer  string
+	now     func() time.Time
+}
+
+// Claims are the verified contents of a token.
+type Claims struct {
+	UserID    string
+	ExpiresAt time.Time
+}
+
+// NewKeys builds Keys from raw key lines; the first signs.
+func NewKeys(lines []string, ttl time.Duration) (*Keys, error) {
+	k := &Keys{keys: map[string][]byte{}, ttl: ttl, issuer: "imkube", now: time.Now}
+	for i, l := range lines {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		if len(l) < MinKeyLen {
+			return nil, fmt.Errorf("jwt key on line %d is %d bytes, need at least %d", i+1, len(l), MinKeyLen)
+		}
+		kid := KeyID([]byte(l))
+		if k.signKID == "" {
+			k.signKID = kid
+		}
+		k.keys[kid] = []byte(l)
+	}
+	if k.signKID == "" {
+		return nil, errors.New("jwt key file holds no key")
+	}
+	if ttl <= 0 {
+		k.ttl = 24 * time.Hour
+	}
+	return k, nil
+}
+
+// LoadKeys reads a key file (one key per line).
+func LoadKeys(path string, ttl time.Duration) (*Keys, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read jwt key file: %w", err)
+	}
+	return NewKeys(strings.Split(string(b), "\n"), ttl)
+}
+
+// LoadOrCreateKeys reads the key file at path, creating it with a random key
+// when absent (dev mode).
+func LoadOrCreateKeys(path string, ttl time.Duration) (*Keys, error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		buf := make([]byte, 32)
+		if _, err := rand.Read(buf); err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(path, []byte(hex.EncodeToString(buf)+"\n"), 0o600); err != nil {
+			return nil, fmt.Errorf("write jwt key file: %w", err)
+		}
+	}
+	return LoadKeys(path, ttl)
+}
+
+// KeyID names a key without revealing it.
+func KeyID(key []byte) string {
+	sum := sha256.Sum256(key)
+	return hex.EncodeToString(sum[:6])
+}
+
+// TTL is the lifetime of issued tokens.
+func (k *Keys) TTL() time.Duration { return k.ttl }
+
+// Issue signs a token for userID.
+func (k *Keys) Issue(userID string) (string, time.Time, error) {
+	now := k.now()
+	exp := now.Add(k.ttl)
+	t := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
+		Subject:   userID,
+		Issuer:    k.issuer,
+		IssuedAt:  jwt.NewNumericDate(now),
+		NotBefore: jwt.NewNumericDate(now.Add(-time.Minute)),
+		ExpiresAt: jwt.NewNumericDate(exp),
+	})
+	t.Header["kid"] = k.signKID
+	s, err := t.SignedString(k.keys[k.signKID])
+	return s, exp, err
+}
+
+// Verify checks signature, algorithm, key id, issuer and expiry.
+func (k *Keys) Verify(token string) (Claims, error) {
+	if len(token) > 4096 {
+		return Claims{}, ErrInvalidToken
+	}
+	var rc jwt.RegisteredClaims
+	_, err := jwt.ParseWithClaims(token, &rc, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		key, ok := k.keys[kid]
+		if !ok {
+			return nil, errors.New("unknown key id")
+		}
+		return key, nil
+	}, jwt.WithValidMethods([]string{"HS256"}), jwt.WithIssuer(k.issuer), jwt.WithExpirationRequired(), jwt.WithTimeFunc(k.now))
+	if err != nil || rc.Subject == "" {
+		return Claims{}, ErrInvalidToken
+	}
+	return Claims{UserID: rc.Subject, ExpiresAt: rc.ExpiresAt.Time}, nil
+}
+
+// WithClock replaces the clock (tests).
+func (k *Keys) WithClock(now func() time.Time) *Keys {
+	c := *k
+	c.now = now
+	return &c
+}
+
+// InternalToken is the bearer token services present to each other's
+// internal endpoints (derived from the signing key, so it rotates with it).
+func (k *Keys) InternalToken() string {
+	return internalToken(k.keys[k.signKID])
+}
+
+// VerifyInternal accepts the internal token of any configured key.
+func (k *Keys) VerifyInternal(tok string) bool {
+	for _, key := range k.keys {
+		if hmac.Equal([]byte(tok), []byte(internalToken(key))) {
+			return true
+		}
+	}
+	return false
+}
+
+func internalToken(key []byte) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("imkube-internal-v1"))
+	return hex.EncodeToString(m.Sum(nil))
+}

@@ -1,0 +1,176 @@
+package message
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/imkube/imkube/api/protocol"
+	"github.com/imkube/imkube/services/auth"
+	"github.com/imkube/imkube/services/httpx"
+	"github.com/imkube/imkube/services/msgapi"
+	"github.com/imkube/imkube/services/store"
+)
+
+// State implements msgapi.Backend.
+func (s *Service) State(ctx context.Context, user string) (int64, []protocol.ConvState, error) {
+	n, err := s.store.InboxSeq(ctx, user)
+	if err != nil {
+		return 0, nil, unavailable(err)
+	}
+	return n, nil, nil
+}
+
+// Sync implements msgapi.Backend.
+func (s *Service) Sync(ctx context.Context, user string, after int64, limit int) (*protocol.SyncResult, error) {
+	limit = clampLimit(limit)
+	items, more, err := s.store.Sync(ctx, user, after, limit)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	res := &protocol.SyncResult{T: protocol.TypeSyncResult, Items: make([]protocol.Msg, len(items)), More: more, InboxSeq: after}
+	for i := range items {
+		res.Items[i] = toMsg(&items[i].Message, items[i].InboxSeq)
+		res.Items[i].T = ""
+		res.InboxSeq = items[i].InboxSeq
+	}
+	if !more {
+		// The latest position, so a client that asked past the end learns it.
+		n, err := s.store.InboxSeq(ctx, user)
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		res.InboxSeq = max(res.InboxSeq, n)
+	}
+	return res, nil
+}
+
+// Pull implements msgapi.Backend.
+func (s *Service) Pull(ctx context.Context, user, conv string, from, to int64, limit int) (*protocol.PullResult, error) {
+	if err := s.mayRead(ctx, user, conv); err != nil {
+		return nil, err
+	}
+	items, more, err := s.store.Pull(ctx, conv, from, to, clampLimit(limit))
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	res := &protocol.PullResult{T: protocol.TypePullResult, Conv: conv, Items: make([]protocol.Msg, len(items)), More: more}
+	for i := range items {
+		res.Items[i] = toMsg(&items[i], 0)
+		res.Items[i].T = ""
+	}
+	return res, nil
+}
+
+// Read implements msgapi.Backend: it moves the read cursor and sends a read
+// receipt to the other members' devices.
+func (s *Service) Read(ctx context.Context, user, conv string, seq int64) error {
+	if err := s.mayRead(ctx, user, conv); err != nil {
+		return err
+	}
+	got, err := s.store.SetRead(ctx, user, conv, seq)
+	if err != nil {
+		return unavailable(err)
+	}
+	kind, a, b, _ := protocol.ParseConv(conv)
+	if kind != 'u' {
+		return nil
+	}
+	other := a
+	if other == user {
+		other = b
+	}
+	live, err := s.sessions.Lookup(ctx, []string{other})
+	if err != nil {
+		return nil // receipts are best effort
+	}
+	frame, _ := json.Marshal(protocol.Receipt{T: protocol.TypeReceipt, Conv: conv, User: user, Kind: "read", Seq: got})
+	byGateway := map[string][]msgapi.Target{}
+	for _, sess := range live[other] {
+		byGateway[sess.Gateway] = append(byGateway[sess.Gateway], msgapi.Target{User: other, Device: sess.Device})
+	}
+	for gw, t := range byGateway {
+		if err := s.publish(ctx, gw, &msgapi.Push{Frame: frame, Targets: t}); err != nil {
+			s.log.Warn("receipt push failed", "err", err)
+		}
+	}
+	return nil
+}
+
+// mayRead returns msgapi.ErrForbidden unless user belongs to conv.
+func (s *Service) mayRead(ctx context.Context, user, conv string) error {
+	kind, a, b, ok := protocol.ParseConv(conv)
+	if !ok {
+		return fmt.Errorf("%w: malformed conversation id", msgapi.ErrBadRequest)
+	}
+	switch kind {
+	case 'u':
+		if user == a || user == b {
+			return nil
+		}
+	}
+	return msgapi.ErrForbidden
+}
+
+func clampLimit(n int) int {
+	if n <= 0 {
+		return protocol.DefaultLimit
+	}
+	return min(n, protocol.MaxLimit)
+}
+
+func unavailable(err error) error {
+	return fmt.Errorf("%w: %v", msgapi.ErrUnavailable, err)
+}
+
+// Routes registers the public REST API (conversations and history) and, when
+// keys are given, the internal API used by gateways in distributed mode.
+func (s *Service) Routes(mux *http.ServeMux, keys *auth.Keys) {
+	mux.Handle("GET /api/v1/conversations", httpx.Authenticated(keys, http.HandlerFunc(s.handleConversations)))
+	mux.Handle("GET /api/v1/conversations/{conv}/messages", httpx.Authenticated(keys, http.HandlerFunc(s.handleHistory)))
+	msgapi.ServeInternal(mux, keys, s)
+}
+
+func (s *Service) handleConversations(w http.ResponseWriter, r *http.Request) {
+	list, err := s.store.Conversations(r.Context(), httpx.UserID(r.Context()))
+	if err != nil {
+		s.writeErr(w, unavailable(err))
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, list)
+}
+
+func (s *Service) handleHistory(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	from, err1 := optInt(q.Get("fromSeq"), 1)
+	limit, err2 := optInt(q.Get("limit"), protocol.DefaultLimit)
+	if err := errors.Join(err1, err2); err != nil || from < 0 || limit < 1 || limit > protocol.MaxLimit {
+		httpx.WriteError(w, httpx.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "fromSeq must be >= 0 and limit 1-%d", protocol.MaxLimit))
+		return
+	}
+	res, err := s.Pull(r.Context(), httpx.UserID(r.Context()), r.PathValue("conv"), from, 0, int(limit))
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"items": res.Items, "more": res.More})
+}
+
+func optInt(s string, def int64) (int64, error) {
+	if s == "" {
+		return def, nil
+	}
+	return strconv.ParseInt(s, 10, 64)
+}
+
+func (s *Service) writeErr(w http.ResponseWriter, err error) {
+	httpx.WriteError(w, msgapi.HTTPError(err))
+	if errors.Is(err, msgapi.ErrUnavailable) || msgapi.HTTPError(err).Status >= 500 {
+		s.log.Error("message service request failed", "err", err)
+	}
+}
+
+var _ = store.ErrNotFound

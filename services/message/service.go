@@ -1,0 +1,239 @@
+// Package message is the message service: it consumes client sends from the
+// upstream stream in conversation order, authorises them, deduplicates on
+// (sender, cmid), takes sequence numbers, stores the message and its inbox
+// rows in one transaction, acknowledges the sender and pushes the message to
+// every online device with ONE push per gateway. It also answers sync, pull,
+// read and the conversation REST API.
+package message
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/imkube/imkube/api/protocol"
+	"github.com/imkube/imkube/services/bus"
+	"github.com/imkube/imkube/services/ids"
+	"github.com/imkube/imkube/services/msgapi"
+	"github.com/imkube/imkube/services/sequence"
+	"github.com/imkube/imkube/services/sessions"
+	"github.com/imkube/imkube/services/store"
+)
+
+// Store is what the message service needs from storage.
+type Store interface {
+	UserExists(ctx context.Context, id string) (bool, error)
+	MessageByCMID(ctx context.Context, sender, cmid string) (*store.Message, error)
+	SaveMessage(ctx context.Context, m store.Message, inbox []store.InboxEntry, participants []string) error
+	InboxEntries(ctx context.Context, conv string, seq int64) ([]store.InboxEntry, error)
+	Sync(ctx context.Context, user string, after int64, limit int) ([]store.Item, bool, error)
+	InboxSeq(ctx context.Context, user string) (int64, error)
+	Pull(ctx context.Context, conv string, from, to int64, limit int) ([]store.Message, bool, error)
+	SetRead(ctx context.Context, user, conv string, seq int64) (int64, error)
+	Conversations(ctx context.Context, user string) ([]store.Conversation, error)
+}
+
+// Service is the message service.
+type Service struct {
+	store    Store
+	seq      sequence.Allocator
+	sessions sessions.Store
+	push     bus.PushPublisher
+	ids      *ids.Generator
+	log      *slog.Logger
+	now      func() time.Time
+}
+
+// New returns a message service.
+func New(st Store, seq sequence.Allocator, sess sessions.Store, push bus.PushPublisher, gen *ids.Generator, log *slog.Logger) *Service {
+	return &Service{store: st, seq: seq, sessions: sess, push: push, ids: gen, log: log, now: time.Now}
+}
+
+var _ msgapi.Backend = (*Service)(nil)
+
+// Run consumes the upstream stream until ctx ends.
+func (s *Service) Run(ctx context.Context, c bus.UpstreamConsumer) error {
+	return c.ConsumeUpstream(ctx, s.HandleUpstream)
+}
+
+// HandleUpstream processes one client send. A returned error means the
+// message was not (fully) processed and must be delivered again; everything
+// it does is idempotent.
+func (s *Service) HandleUpstream(ctx context.Context, bm bus.Message) error {
+	var up msgapi.Upstream
+	if err := json.Unmarshal(bm.Body, &up); err != nil || up.User == "" || up.CMID == "" {
+		s.log.Error("dropping malformed upstream record", "err", err)
+		return nil
+	}
+	err := s.process(ctx, &up)
+	var rej *rejection
+	if errors.As(err, &rej) {
+		return s.reply(ctx, &up, protocol.Error{T: protocol.TypeError, CMID: up.CMID, Code: rej.code, Message: rej.msg})
+	}
+	return err
+}
+
+type rejection struct{ code, msg string }
+
+func (r *rejection) Error() string { return r.code + ": " + r.msg }
+
+func reject(code, format string, args ...any) error {
+	return &rejection{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+func (s *Service) process(ctx context.Context, up *msgapi.Upstream) error {
+	participants, err := s.authorise(ctx, up)
+	if err != nil {
+		return err
+	}
+	if prev, err := s.store.MessageByCMID(ctx, up.User, up.CMID); err == nil {
+		return s.redeliver(ctx, up, prev)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("dedup lookup: %w", err)
+	}
+
+	reqs := make([]sequence.Request, 0, 1+len(participants))
+	reqs = append(reqs, sequence.Request{Key: "c:" + up.Conv, Count: 1})
+	for _, u := range participants {
+		reqs = append(reqs, sequence.Request{Key: "i:" + u, Count: 1})
+	}
+	ranges, err := s.seq.Allocate(ctx, reqs)
+	if err != nil {
+		return fmt.Errorf("allocate sequence numbers: %w", err)
+	}
+	m := store.Message{
+		Conv: up.Conv, Seq: ranges[0].First, MID: s.ids.Next(), Sender: up.User, CMID: up.CMID,
+		Kind: up.Kind, Body: up.Body, TS: s.now().UnixMilli(),
+	}
+	inbox := make([]store.InboxEntry, len(participants))
+	for i, u := range participants {
+		inbox[i] = store.InboxEntry{User: u, InboxSeq: ranges[i+1].First}
+	}
+	if err := s.store.SaveMessage(ctx, m, inbox, participants); err != nil {
+		if errors.Is(err, store.ErrDuplicate) {
+			prev, lerr := s.store.MessageByCMID(ctx, up.User, up.CMID)
+			if lerr != nil {
+				return fmt.Errorf("dedup after conflict: %w", lerr)
+			}
+			return s.redeliver(ctx, up, prev)
+		}
+		return fmt.Errorf("store message: %w", err)
+	}
+	return s.deliver(ctx, up, &m, inbox)
+}
+
+// authorise checks the send and returns the users whose inboxes get the
+// message (sender first).
+func (s *Service) authorise(ctx context.Context, up *msgapi.Upstream) ([]string, error) {
+	switch {
+	case up.To.User != "":
+		if up.Conv != protocol.DirectConv(up.User, up.To.User) {
+			return nil, reject(protocol.CodeBadFrame, "conversation id does not match the recipient")
+		}
+		ok, err := s.store.UserExists(ctx, up.To.User)
+		if err != nil {
+			return nil, fmt.Errorf("recipient lookup: %w", err)
+		}
+		if !ok {
+			return nil, reject(protocol.CodeNotFound, "user %s does not exist", up.To.User)
+		}
+		if up.To.User == up.User {
+			return []string{up.User}, nil
+		}
+		return []string{up.User, up.To.User}, nil
+	case up.To.Group != "":
+		return nil, reject(protocol.CodeNotFound, "group %s does not exist", up.To.Group)
+	}
+	return nil, reject(protocol.CodeBadFrame, "send needs a recipient")
+}
+
+// redeliver answers a retried send with the original ack and pushes the
+// message again (clients drop duplicates by mid): the first attempt may have
+// crashed between commit and push.
+func (s *Service) redeliver(ctx context.Context, up *msgapi.Upstream, prev *store.Message) error {
+	if prev.Conv != up.Conv {
+		return reject(protocol.CodeBadFrame, "cmid %q was already used for another conversation", up.CMID)
+	}
+	inbox, err := s.store.InboxEntries(ctx, prev.Conv, prev.Seq)
+	if err != nil {
+		return fmt.Errorf("inbox lookup: %w", err)
+	}
+	return s.deliver(ctx, up, prev, inbox)
+}
+
+func (s *Service) reply(ctx context.Context, up *msgapi.Upstream, frame any) error {
+	b, err := json.Marshal(frame)
+	if err != nil {
+		return err
+	}
+	p := msgapi.Push{Frame: b, Targets: []msgapi.Target{{User: up.User, Device: up.Device}}}
+	return s.publish(ctx, up.Gateway, &p)
+}
+
+func (s *Service) publish(ctx context.Context, gateway string, p *msgapi.Push) error {
+	if gateway == "" {
+		return nil
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	if err := s.push.PublishPush(ctx, gateway, bus.Message{Key: gateway, Body: b}); err != nil {
+		return fmt.Errorf("push to gateway %s: %w", gateway, err)
+	}
+	return nil
+}
+
+// deliver acks the sender and pushes the message: one push per gateway.
+func (s *Service) deliver(ctx context.Context, up *msgapi.Upstream, m *store.Message, inbox []store.InboxEntry) error {
+	ack := protocol.Ack{T: protocol.TypeAck, CMID: up.CMID, MID: m.MID, Conv: m.Conv, Seq: m.Seq, TS: m.TS}
+	if err := s.reply(ctx, up, ack); err != nil {
+		return err
+	}
+	users := make([]string, len(inbox))
+	seqOf := make(map[string]int64, len(inbox))
+	for i, e := range inbox {
+		users[i] = e.User
+		seqOf[e.User] = e.InboxSeq
+	}
+	live, err := s.sessions.Lookup(ctx, users)
+	if err != nil {
+		// Stored and acked: recipients catch up by sync. Not worth a redelivery.
+		s.log.Warn("session lookup failed; recipients will sync", "conv", m.Conv, "err", err)
+		return nil
+	}
+	frame, err := json.Marshal(toMsg(m, 0))
+	if err != nil {
+		return err
+	}
+	byGateway := map[string][]msgapi.Target{}
+	for user, list := range live {
+		for _, sess := range list {
+			if user == up.User && sess.Device == up.Device {
+				continue
+			}
+			byGateway[sess.Gateway] = append(byGateway[sess.Gateway], msgapi.Target{User: user, Device: sess.Device, InboxSeq: seqOf[user]})
+		}
+	}
+	var errs []error
+	for gw, targets := range byGateway {
+		p := msgapi.Push{Frame: frame, Targets: targets, TS: m.TS}
+		if err := s.publish(ctx, gw, &p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		// Pushes are a fast path; log and let recipients catch up by sync
+		// rather than redelivering to gateways that did get it.
+		s.log.Warn("push failed; recipients will sync", "conv", m.Conv, "err", errors.Join(errs...))
+	}
+	return nil
+}
+
+func toMsg(m *store.Message, inboxSeq int64) protocol.Msg {
+	return protocol.Msg{T: protocol.TypeMsg, MID: m.MID, Conv: m.Conv, Seq: m.Seq, From: m.Sender, Kind: m.Kind,
+		Body: m.Body, TS: m.TS, InboxSeq: inboxSeq, Recalled: m.Flags&store.FlagRecalled != 0}
+}

@@ -1,0 +1,438 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// DB is the SQL store.
+type DB struct {
+	db      *sql.DB
+	dialect string
+}
+
+// PoolConfig bounds the connection pool (MySQL).
+type PoolConfig struct {
+	MaxOpen     int
+	MaxIdle     int
+	MaxLifetime time.Duration
+}
+
+// OpenSQLite opens (creating if needed) the embedded database in dir and
+// applies migrations.
+func OpenSQLite(ctx context.Context, dir string) (*DB, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data folder: %w", err)
+	}
+	path := filepath.Join(dir, "imkube.db")
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	// One writer at a time is SQLite's model; a single connection also
+	// avoids SQLITE_BUSY between our own connections.
+	db.SetMaxOpenConns(1)
+	s := &DB{db: db, dialect: SQLite}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// OpenMySQL connects to MySQL/MariaDB with dsn (go-sql-driver format) and
+// applies migrations; concurrent starts of several replicas are safe.
+func OpenMySQL(ctx context.Context, dsn string, pool PoolConfig) (*DB, error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("mysql dsn: %w", err)
+	}
+	cfg.ParseTime = true
+	if cfg.Params == nil {
+		cfg.Params = map[string]string{}
+	}
+	cfg.Params["charset"] = "utf8mb4"
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		return nil, fmt.Errorf("open mysql: %w", err)
+	}
+	if pool.MaxOpen == 0 {
+		pool.MaxOpen = 32
+	}
+	if pool.MaxIdle == 0 {
+		pool.MaxIdle = pool.MaxOpen
+	}
+	if pool.MaxLifetime == 0 {
+		pool.MaxLifetime = 30 * time.Minute
+	}
+	db.SetMaxOpenConns(pool.MaxOpen)
+	db.SetMaxIdleConns(pool.MaxIdle)
+	db.SetConnMaxLifetime(pool.MaxLifetime)
+	s := &DB{db: db, dialect: MySQL}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// SQL returns the underlying database (for services that keep their own
+// tables in the same database, such as the sequence bounds).
+func (s *DB) SQL() *sql.DB { return s.db }
+
+// Dialect returns SQLite or MySQL.
+func (s *DB) Dialect() string { return s.dialect }
+
+// Close closes the pool.
+func (s *DB) Close() error { return s.db.Close() }
+
+// Ping checks the database is reachable.
+func (s *DB) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+
+func (s *DB) migrate(ctx context.Context) error {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: connect: %w", err)
+	}
+	defer conn.Close()
+	if s.dialect == MySQL {
+		var got sql.NullInt64
+		if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK('imkube_migrate', 60)").Scan(&got); err != nil || got.Int64 != 1 {
+			return fmt.Errorf("migrate: take lock: %v", err)
+		}
+		defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT RELEASE_LOCK('imkube_migrate')")
+	}
+	if _, err := conn.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS schema_migrations (version INT NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL)"); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	applied := map[int]bool{}
+	rows, err := conn.QueryContext(ctx, "SELECT version FROM schema_migrations")
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return fmt.Errorf("migrate: %w", err)
+		}
+		applied[v] = true
+	}
+	rows.Close()
+	for _, m := range migrations {
+		if applied[m.version] {
+			continue
+		}
+		stmts := m.sqlite
+		if s.dialect == MySQL {
+			stmts = m.mysql
+		}
+		// MySQL DDL commits implicitly; statements are idempotent enough
+		// because the version row is written last and the lock is held.
+		for _, st := range stmts {
+			if _, err := conn.ExecContext(ctx, st); err != nil {
+				return fmt.Errorf("migrate to version %d: %w", m.version, err)
+			}
+		}
+		if _, err := conn.ExecContext(ctx, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", m.version, time.Now().UnixMilli()); err != nil {
+			return fmt.Errorf("migrate: record version %d: %w", m.version, err)
+		}
+	}
+	return nil
+}
+
+func isUniqueViolation(err error) bool {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		return me.Number == 1062
+	}
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+func (s *DB) greatest() string {
+	if s.dialect == MySQL {
+		return "GREATEST"
+	}
+	return "MAX"
+}
+
+func (s *DB) insertIgnore() string {
+	if s.dialect == MySQL {
+		return "INSERT IGNORE"
+	}
+	return "INSERT OR IGNORE"
+}
+
+// upsertMax returns an INSERT that on key conflict raises cols to the max of
+// the old and new values.
+func (s *DB) upsertMax(table string, cols []string, key []string, maxCols []string) string {
+	q := fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s)", table, strings.Join(cols, ", "), strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", "))
+	var sets []string
+	for _, c := range maxCols {
+		if s.dialect == MySQL {
+			sets = append(sets, fmt.Sprintf("%s = GREATEST(%s, VALUES(%s))", c, c, c))
+		} else {
+			sets = append(sets, fmt.Sprintf("%s = MAX(%s, excluded.%s)", c, c, c))
+		}
+	}
+	if s.dialect == MySQL {
+		return q + " ON DUPLICATE KEY UPDATE " + strings.Join(sets, ", ")
+	}
+	return q + fmt.Sprintf(" ON CONFLICT(%s) DO UPDATE SET ", strings.Join(key, ", ")) + strings.Join(sets, ", ")
+}
+
+// CreateUser stores a new account; ErrConflict when the username is taken.
+func (s *DB) CreateUser(ctx context.Context, u User) error {
+	_, err := s.db.ExecContext(ctx, "INSERT INTO users (id, username, display_name, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+		u.ID, u.Username, u.DisplayName, u.PasswordHash, u.CreatedAt)
+	if isUniqueViolation(err) {
+		return ErrConflict
+	}
+	return err
+}
+
+const userCols = "id, username, display_name, password_hash, created_at"
+
+func scanUser(row *sql.Row) (*User, error) {
+	var u User
+	if err := row.Scan(&u.ID, &u.Username, &u.DisplayName, &u.PasswordHash, &u.CreatedAt); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, ErrNotFound
+		}
+		return nil, err
+	}
+	return &u, nil
+}
+
+// UserByUsername finds an account by its username.
+func (s *DB) UserByUsername(ctx context.Context, username string) (*User, error) {
+	return scanUser(s.db.QueryRowContext(ctx, "SELECT "+userCols+" FROM users WHERE username = ?", username))
+}
+
+// UserByID finds an account by id.
+func (s *DB) UserByID(ctx context.Context, id string) (*User, error) {
+	return scanUser(s.db.QueryRowContext(ctx, "SELECT "+userCols+" FROM users WHERE id = ?", id))
+}
+
+// UserExists reports whether an account with id exists.
+func (s *DB) UserExists(ctx context.Context, id string) (bool, error) {
+	var one int
+	err := s.db.QueryRowContext(ctx, "SELECT 1 FROM users WHERE id = ?", id).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+const msgCols = "m.conv, m.seq, m.mid, m.sender, m.cmid, m.kind, m.body, m.ts, m.flags"
+
+func scanMessage(sc interface{ Scan(...any) error }, extra ...any) (Message, error) {
+	var m Message
+	dst := append([]any{&m.Conv, &m.Seq, &m.MID, &m.Sender, &m.CMID, &m.Kind, &m.Body, &m.TS, &m.Flags}, extra...)
+	err := sc.Scan(dst...)
+	return m, err
+}
+
+// MessageByCMID finds the message a sender stored with a client message id.
+func (s *DB) MessageByCMID(ctx context.Context, sender, cmid string) (*Message, error) {
+	m, err := scanMessage(s.db.QueryRowContext(ctx, "SELECT "+msgCols+" FROM messages m WHERE m.sender = ? AND m.cmid = ?", sender, cmid))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// SaveMessage stores m, its inbox rows and the conversation state in one
+// transaction. participants get a conversation row if they have none (direct
+// chats; group members get theirs when they join). The sender's read cursor
+// moves to the message. ErrDuplicate when (sender, cmid) is already stored.
+func (s *DB) SaveMessage(ctx context.Context, m Message, inbox []InboxEntry, participants []string) (err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	if _, err = tx.ExecContext(ctx, "INSERT INTO messages (conv, seq, mid, sender, cmid, kind, body, ts, flags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		m.Conv, m.Seq, m.MID, m.Sender, m.CMID, m.Kind, m.Body, m.TS, m.Flags); err != nil {
+		if isUniqueViolation(err) {
+			return ErrDuplicate
+		}
+		return fmt.Errorf("insert message: %w", err)
+	}
+	const chunk = 500
+	for i := 0; i < len(inbox); i += chunk {
+		part := inbox[i:min(i+chunk, len(inbox))]
+		q := "INSERT INTO inbox (user_id, inbox_seq, conv, seq) VALUES " + strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?), ", len(part)), ", ")
+		args := make([]any, 0, 4*len(part))
+		for _, e := range part {
+			args = append(args, e.User, e.InboxSeq, m.Conv, m.Seq)
+		}
+		if _, err = tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("insert inbox rows: %w", err)
+		}
+	}
+	if _, err = tx.ExecContext(ctx, s.upsertMax("convs", []string{"conv", "last_seq", "last_ts"}, []string{"conv"}, []string{"last_seq", "last_ts"}), m.Conv, m.Seq, m.TS); err != nil {
+		return fmt.Errorf("update conversation: %w", err)
+	}
+	for _, u := range participants {
+		if u == m.Sender {
+			continue
+		}
+		if _, err = tx.ExecContext(ctx, s.insertIgnore()+" INTO user_convs (user_id, conv, read_seq) VALUES (?, ?, 0)", u, m.Conv); err != nil {
+			return fmt.Errorf("add conversation: %w", err)
+		}
+	}
+	if _, err = tx.ExecContext(ctx, s.upsertMax("user_convs", []string{"user_id", "conv", "read_seq"}, []string{"user_id", "conv"}, []string{"read_seq"}), m.Sender, m.Conv, m.Seq); err != nil {
+		return fmt.Errorf("move sender read cursor: %w", err)
+	}
+	return tx.Commit()
+}
+
+// Sync returns the inbox of user after inboxSeq after, in order, at most limit
+// items, and whether more follow.
+func (s *DB) Sync(ctx context.Context, user string, after int64, limit int) ([]Item, bool, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT "+msgCols+", i.inbox_seq FROM inbox i JOIN messages m ON m.conv = i.conv AND m.seq = i.seq WHERE i.user_id = ? AND i.inbox_seq > ? ORDER BY i.inbox_seq LIMIT ?", user, after, limit+1)
+	if err != nil {
+		return nil, false, err
+	}
+	defer rows.Close()
+	var items []Item
+	for rows.Next() {
+		var it Item
+		if it.Message, err = scanMessage(rows, &it.InboxSeq); err != nil {
+			return nil, false, err
+		}
+		items = append(items, it)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, err
+	}
+	more := len(items) > limit
+	if more {
+		items = items[:limit]
+	}
+	return items, more, nil
+}
+
+// InboxSeq returns the user's latest inbox position (0 when empty).
+func (s *DB) InboxSeq(ctx context.Context, user string) (int64, error) {
+	var n sql.NullInt64
+	err := s.db.QueryRowContext(ctx, "SELECT MAX(inbox_seq) FROM inbox WHERE user_id = ?", user).Scan(&n)
+	return n.Int64, err
+}
+
+// Pull returns messages of conv with from <= seq <= to (to <= 0: no upper
+// bound), in order, at most limit, and whether more follow.
+func (s *DB) Pull(ctx context.Context, conv string, from, to int64, limit int) ([]Message, bool, error) {
+	if to <= 0 {
+		to = 1<<62 - 1
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT "+msgCols+" FROM messages m WHERE m.conv = ? AND m.seq >= ? AND m.seq <= ? ORDER BY m.seq LIMIT ?", conv, from, to, limit+1)
+	if err != nil {
+		return nil, false, err
+	}
+	defer rows.Close()
+	var items []Message
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, false, err
+		}
+		items = append(items, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, err
+	}
+	more := len(items) > limit
+	if more {
+		items = items[:limit]
+	}
+	return items, more, nil
+}
+
+// LastSeq returns the latest seq of conv (0 when it has no messages).
+func (s *DB) LastSeq(ctx context.Context, conv string) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, "SELECT last_seq FROM convs WHERE conv = ?", conv).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return n, err
+}
+
+// SetRead moves user's read cursor in conv forward to seq (never back, never
+// past the conversation's last seq).
+func (s *DB) SetRead(ctx context.Context, user, conv string, seq int64) (int64, error) {
+	last, err := s.LastSeq(ctx, conv)
+	if err != nil {
+		return 0, err
+	}
+	seq = min(seq, last)
+	if _, err := s.db.ExecContext(ctx, s.upsertMax("user_convs", []string{"user_id", "conv", "read_seq"}, []string{"user_id", "conv"}, []string{"read_seq"}), user, conv, seq); err != nil {
+		return 0, err
+	}
+	return seq, nil
+}
+
+// Conversations lists user's conversations, most recent first.
+func (s *DB) Conversations(ctx context.Context, user string) ([]Conversation, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT uc.conv, COALESCE(c.last_seq, 0), uc.read_seq, COALESCE(c.last_ts, 0)
+		FROM user_convs uc LEFT JOIN convs c ON c.conv = uc.conv WHERE uc.user_id = ? ORDER BY COALESCE(c.last_ts, 0) DESC, uc.conv`, user)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Conversation{}
+	for rows.Next() {
+		var c Conversation
+		if err := rows.Scan(&c.Conv, &c.LastSeq, &c.ReadSeq, &c.LastTS); err != nil {
+			return nil, err
+		}
+		c.Unread = max(c.LastSeq-c.ReadSeq, 0)
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// CountInboxRows counts inbox rows that point at conv (for tests and
+// diagnostics of the diffusion mode).
+func (s *DB) CountInboxRows(ctx context.Context, conv string) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM inbox WHERE conv = ?", conv).Scan(&n)
+	return n, err
+}
+
+// InboxEntries returns the inbox rows that point at message (conv, seq).
+func (s *DB) InboxEntries(ctx context.Context, conv string, seq int64) ([]InboxEntry, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT user_id, inbox_seq FROM inbox WHERE conv = ? AND seq = ?", conv, seq)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []InboxEntry
+	for rows.Next() {
+		var e InboxEntry
+		if err := rows.Scan(&e.User, &e.InboxSeq); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}

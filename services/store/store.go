@@ -1,0 +1,73 @@
+// Package store persists users, messages, inboxes and conversation state in
+// SQL. One implementation serves two dialects: the embedded SQLite database of
+// `imkube dev` (modernc.org/sqlite, pure Go) and MySQL/MariaDB in distributed
+// mode (github.com/go-sql-driver/mysql). Schema migrations are embedded and
+// applied at start.
+package store
+
+import (
+	"errors"
+)
+
+// Dialects.
+const (
+	SQLite = "sqlite"
+	MySQL  = "mysql"
+)
+
+// Sentinel errors.
+var (
+	ErrNotFound  = errors.New("not found")
+	ErrConflict  = errors.New("already exists")
+	ErrDuplicate = errors.New("duplicate message")
+)
+
+// User is an account.
+type User struct {
+	ID           string `json:"id"`
+	Username     string `json:"username"`
+	DisplayName  string `json:"displayName"`
+	PasswordHash string `json:"-"`
+	CreatedAt    int64  `json:"createdAt"`
+}
+
+// Message is one stored message: (Conv, Seq) is its position, (Sender, CMID)
+// identifies the client's send for deduplication.
+type Message struct {
+	Conv   string
+	Seq    int64
+	MID    string
+	Sender string
+	CMID   string
+	Kind   string
+	Body   string
+	TS     int64
+	Flags  int
+}
+
+// Message flags.
+const (
+	FlagRecalled = 1 << iota
+	FlagEdited
+)
+
+// InboxEntry places a message into a user's inbox (write diffusion).
+type InboxEntry struct {
+	User     string
+	InboxSeq int64
+}
+
+// Item is a message as seen by one user; InboxSeq is set for inbox reads.
+type Item struct {
+	Message
+	InboxSeq int64
+}
+
+// Conversation is a user's view of one conversation.
+type Conversation struct {
+	Conv    string `json:"conv"`
+	LastSeq int64  `json:"lastSeq"`
+	ReadSeq int64  `json:"readSeq"`
+	Unread  int64  `json:"unread"`
+	LastTS  int64  `json:"lastTs"`
+}

@@ -1,0 +1,217 @@
+// Package user is the user service: accounts, passwords (bcrypt), login
+// tokens (JWT) and user lookup, served under /api/v1.
+package user
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/imkube/imkube/api/protocol"
+	"github.com/imkube/imkube/services/auth"
+	"github.com/imkube/imkube/services/httpx"
+	"github.com/imkube/imkube/services/ids"
+	"github.com/imkube/imkube/services/store"
+)
+
+// Store is what the user service needs from storage.
+type Store interface {
+	CreateUser(ctx context.Context, u store.User) error
+	UserByUsername(ctx context.Context, username string) (*store.User, error)
+	UserByID(ctx context.Context, id string) (*store.User, error)
+}
+
+// Service implements accounts and login.
+type Service struct {
+	store      Store
+	keys       *auth.Keys
+	ids        *ids.Generator
+	log        *slog.Logger
+	bcryptCost int
+	dummyHash  []byte
+}
+
+// Options tune the service.
+type Options struct {
+	// BcryptCost defaults to bcrypt.DefaultCost (10).
+	BcryptCost int
+}
+
+// New returns a user service.
+func New(st Store, keys *auth.Keys, gen *ids.Generator, log *slog.Logger, opts Options) *Service {
+	if opts.BcryptCost == 0 {
+		opts.BcryptCost = bcrypt.DefaultCost
+	}
+	// A hash to compare against when the username does not exist, so a
+	// login takes as long for unknown users as for known ones.
+	dummy, _ := bcrypt.GenerateFromPassword([]byte("imkube-timing-equaliser"), opts.BcryptCost)
+	return &Service{store: st, keys: keys, ids: gen, log: log, bcryptCost: opts.BcryptCost, dummyHash: dummy}
+}
+
+var usernameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{3,32}$`)
+
+// Password rules.
+const (
+	MinPasswordLen = 8
+	MaxPasswordLen = 72 // bcrypt's input limit
+)
+
+// Register creates an account.
+func (s *Service) Register(ctx context.Context, username, password, displayName string) (*store.User, error) {
+	if !usernameRE.MatchString(username) {
+		return nil, httpx.Errorf(http.StatusBadRequest, "INVALID_USERNAME", "username must be 3-32 characters of letters, digits, '_', '.', '-'")
+	}
+	if len(password) < MinPasswordLen || len(password) > MaxPasswordLen {
+		return nil, httpx.Errorf(http.StatusBadRequest, "INVALID_PASSWORD", "password must be %d-%d bytes long", MinPasswordLen, MaxPasswordLen)
+	}
+	displayName = strings.TrimSpace(displayName)
+	if displayName == "" {
+		displayName = username
+	}
+	if !utf8.ValidString(displayName) || utf8.RuneCountInString(displayName) > 64 || strings.ContainsFunc(displayName, isControl) {
+		return nil, httpx.Errorf(http.StatusBadRequest, "INVALID_DISPLAY_NAME", "displayName must be at most 64 printable characters")
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), s.bcryptCost)
+	if err != nil {
+		return nil, err
+	}
+	u := store.User{ID: s.ids.Next(), Username: username, DisplayName: displayName, PasswordHash: string(hash), CreatedAt: time.Now().UnixMilli()}
+	if err := s.store.CreateUser(ctx, u); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return nil, httpx.Errorf(http.StatusConflict, "USERNAME_TAKEN", "username %q is taken", username)
+		}
+		return nil, err
+	}
+	s.log.Info("user registered", "user", u.ID)
+	return &u, nil
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+// Session is a successful login.
+type Session struct {
+	Token     string `json:"token"`
+	UserID    string `json:"userId"`
+	ExpiresAt int64  `json:"expiresAt"`
+}
+
+// ErrBadCredentials is returned for a wrong username or password.
+var ErrBadCredentials = httpx.Errorf(http.StatusUnauthorized, "BAD_CREDENTIALS", "wrong username or password")
+
+// Login checks the password and issues a token.
+func (s *Service) Login(ctx context.Context, username, password string) (*Session, error) {
+	u, err := s.store.UserByUsername(ctx, username)
+	if errors.Is(err, store.ErrNotFound) || len(password) > MaxPasswordLen {
+		_ = bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password))
+		return nil, ErrBadCredentials
+	}
+	if err != nil {
+		return nil, err
+	}
+	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(password)) != nil {
+		return nil, ErrBadCredentials
+	}
+	tok, exp, err := s.keys.Issue(u.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &Session{Token: tok, UserID: u.ID, ExpiresAt: exp.UnixMilli()}, nil
+}
+
+// Routes registers the REST endpoints on mux.
+func (s *Service) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /api/v1/users", s.handleRegister)
+	mux.HandleFunc("POST /api/v1/sessions", s.handleLogin)
+	mux.Handle("GET /api/v1/users/me", httpx.Authenticated(s.keys, http.HandlerFunc(s.handleMe)))
+	mux.Handle("GET /api/v1/users", httpx.Authenticated(s.keys, http.HandlerFunc(s.handleFind)))
+	mux.Handle("GET /api/v1/users/{id}", httpx.Authenticated(s.keys, http.HandlerFunc(s.handleGet)))
+}
+
+func (s *Service) handleRegister(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Username    string `json:"username"`
+		Password    string `json:"password"`
+		DisplayName string `json:"displayName"`
+	}
+	if err := httpx.DecodeJSON(r, &req); err != nil {
+		httpx.WriteError(w, err)
+		return
+	}
+	u, err := s.Register(r.Context(), req.Username, req.Password, req.DisplayName)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusCreated, u)
+}
+
+func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Username string `json:"username"`
+		Password string `json:"password"`
+	}
+	if err := httpx.DecodeJSON(r, &req); err != nil {
+		httpx.WriteError(w, err)
+		return
+	}
+	sess, err := s.Login(r.Context(), req.Username, req.Password)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, sess)
+}
+
+func (s *Service) handleMe(w http.ResponseWriter, r *http.Request) {
+	u, err := s.store.UserByID(r.Context(), httpx.UserID(r.Context()))
+	if err != nil {
+		s.writeErr(w, notFound(err, "your account no longer exists"))
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, u)
+}
+
+func (s *Service) handleFind(w http.ResponseWriter, r *http.Request) {
+	name := r.URL.Query().Get("username")
+	if name == "" {
+		httpx.WriteError(w, httpx.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "query parameter username is required"))
+		return
+	}
+	u, err := s.store.UserByUsername(r.Context(), name)
+	if err != nil {
+		s.writeErr(w, notFound(err, "no user named "+name))
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, u)
+}
+
+func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
+	u, err := s.store.UserByID(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeErr(w, notFound(err, "no such user"))
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, u)
+}
+
+func notFound(err error, msg string) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return httpx.Errorf(http.StatusNotFound, protocol.CodeNotFound, "%s", msg)
+	}
+	return err
+}
+
+func (s *Service) writeErr(w http.ResponseWriter, err error) {
+	var he *httpx.Error
+	if !errors.As(err, &he) {
+		s.log.Error("user service request failed", "err", err)
+	}
+	httpx.WriteError(w, err)
+}
