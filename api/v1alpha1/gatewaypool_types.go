@@ -1,0 +1,152 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// GatewayPoolSpec is a pool of WebSocket gateways serving one IMCluster.
+// +kubebuilder:validation:XValidation:rule="has(self.replicas) != has(self.autoscaling)",message="exactly one of replicas or autoscaling must be set"
+type GatewayPoolSpec struct {
+	// ClusterRef names the IMCluster (same namespace) the gateways belong to.
+	// It cannot change: a pool moves by creating a new one.
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="clusterRef is immutable"
+	ClusterRef ClusterReference `json:"clusterRef"`
+	// Replicas is a fixed pool size (also set by `kubectl scale gwp`).
+	// Exactly one of replicas and autoscaling is set.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+	// Autoscaling scales on connections per pod (Pods metric
+	// imkube_gateway_connections, served by a metrics adapter).
+	// +optional
+	Autoscaling *GatewayAutoscalingSpec `json:"autoscaling,omitempty"`
+	// MaxConnectionsPerPod is the hard cap of WebSocket connections per gateway.
+	// +kubebuilder:default=10000
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000
+	// +optional
+	MaxConnectionsPerPod int32 `json:"maxConnectionsPerPod,omitempty"`
+	// Service exposes the pool.
+	// +kubebuilder:default={}
+	// +optional
+	Service GatewayServiceSpec `json:"service,omitzero"`
+	// DrainTimeout is how long a stopping gateway keeps its connections while
+	// asking clients to reconnect elsewhere (1s..1h).
+	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('1h')",message="drainTimeout must be between 1s and 1h"
+	// +optional
+	DrainTimeout *metav1.Duration `json:"drainTimeout,omitempty"`
+	// HeartbeatInterval is the WebSocket ping interval (1s..5m).
+	// +kubebuilder:default="25s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('5m')",message="heartbeatInterval must be between 1s and 5m"
+	// +optional
+	HeartbeatInterval *metav1.Duration `json:"heartbeatInterval,omitempty"`
+	// Resources of the gateway container.
+	// +kubebuilder:default={requests: {cpu: "100m", memory: "128Mi"}}
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitzero"`
+	// NodeSelector for the gateway pods.
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+	// Tolerations for the gateway pods.
+	// +optional
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+	// TopologySpreadConstraints for the gateway pods. When empty, the operator
+	// spreads pods across nodes (ScheduleAnyway). The pool's pod labels are
+	// added as the label selector when a constraint has none.
+	// +optional
+	TopologySpreadConstraints []corev1.TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
+}
+
+// GatewayAutoscalingSpec scales a pool on connections per pod.
+// +kubebuilder:validation:XValidation:rule="self.minReplicas <= self.maxReplicas",message="minReplicas must be less than or equal to maxReplicas"
+type GatewayAutoscalingSpec struct {
+	ReplicaRange `json:",inline"`
+	// TargetConnectionsPerPod is the average number of connections per pod the
+	// autoscaler aims for; keep it below maxConnectionsPerPod.
+	// +kubebuilder:default=5000
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000
+	// +optional
+	TargetConnectionsPerPod int32 `json:"targetConnectionsPerPod,omitempty"`
+}
+
+// GatewayServiceSpec is the Service in front of the gateways.
+type GatewayServiceSpec struct {
+	// Type of the Service.
+	// +kubebuilder:default=ClusterIP
+	// +kubebuilder:validation:Enum=ClusterIP;NodePort;LoadBalancer
+	// +optional
+	Type corev1.ServiceType `json:"type,omitempty"`
+	// Port of the Service (WebSocket at /ws, REST at /api/v1).
+	// +kubebuilder:default=80
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	Port int32 `json:"port,omitempty"`
+	// Annotations on the Service (load balancer settings).
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// GatewayPoolStatus is the observed state.
+type GatewayPoolStatus struct {
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Ready, Progressing, Degraded.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Replicas is the number of gateway pods (scale subresource).
+	// +optional
+	Replicas int32 `json:"replicas"`
+	// ReadyReplicas is the number of available gateway pods on the current spec.
+	// +optional
+	ReadyReplicas int32 `json:"readyReplicas"`
+	// Selector is the label selector of the gateway pods (scale subresource).
+	// +optional
+	Selector string `json:"selector,omitempty"`
+	// Endpoint is the in-cluster address of the pool's Service.
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+	// Image is the image (repository:tag) the gateways run.
+	// +optional
+	Image string `json:"image,omitempty"`
+}
+
+// GatewayPool is a scalable pool of imkube WebSocket gateways.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:subresource:scale:specpath=.spec.replicas,statuspath=.status.replicas,selectorpath=.status.selector
+// +kubebuilder:resource:shortName=gwp,categories=imkube
+// +kubebuilder:printcolumn:name="Cluster",type=string,JSONPath=`.spec.clusterRef.name`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.status.replicas`
+// +kubebuilder:printcolumn:name="Available",type=integer,JSONPath=`.status.readyReplicas`
+// +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 50",message="GatewayPool names are limited to 50 characters (they prefix the names of owned objects)"
+type GatewayPool struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   GatewayPoolSpec   `json:"spec"`
+	Status GatewayPoolStatus `json:"status,omitzero"`
+}
+
+// GatewayPoolList is a list of GatewayPool.
+//
+// +kubebuilder:object:root=true
+type GatewayPoolList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []GatewayPool `json:"items"`
+}

@@ -1,0 +1,387 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// IMClusterSpec is one imkube platform: the message, sequence and user
+// services, their dependencies and the configuration they hot-reload.
+type IMClusterSpec struct {
+	// Image is the container image repository of imkube (one image serves
+	// every component).
+	// +kubebuilder:default="ghcr.io/imkube/imkube"
+	// +kubebuilder:validation:MinLength=1
+	// +optional
+	Image string `json:"image,omitempty"`
+	// Version is the image tag. Empty means the version of the operator.
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`
+	// +optional
+	Version string `json:"version,omitempty"`
+	// ImagePullPolicy of every imkube container.
+	// +kubebuilder:default=IfNotPresent
+	// +kubebuilder:validation:Enum=Always;IfNotPresent;Never
+	// +optional
+	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+	// ImagePullSecrets for the imkube pods.
+	// +optional
+	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
+	// LogLevel of every component.
+	// +kubebuilder:default=info
+	// +kubebuilder:validation:Enum=debug;info;warn;error
+	// +optional
+	LogLevel string `json:"logLevel,omitempty"`
+
+	// Dependencies are the RocketMQ, Redis and MySQL the services use.
+	Dependencies DependenciesSpec `json:"dependencies"`
+	// Auth configures the token signing key.
+	// +kubebuilder:default={}
+	// +optional
+	Auth AuthSpec `json:"auth,omitzero"`
+
+	// Message is the message service (consumes upstream, stores, routes pushes).
+	// +kubebuilder:default={}
+	// +optional
+	Message MessageSpec `json:"message,omitzero"`
+	// Sequence is the sequence allocation service.
+	// +kubebuilder:default={}
+	// +optional
+	Sequence CPUScaledSpec `json:"sequence,omitzero"`
+	// User is the user service (accounts, tokens, friends, groups).
+	// +kubebuilder:default={}
+	// +optional
+	User CPUScaledSpec `json:"user,omitzero"`
+
+	// Limits are per-user and per-connection limits, hot-reloaded by the services.
+	// +kubebuilder:default={}
+	// +optional
+	Limits LimitsSpec `json:"limits,omitzero"`
+	// Groups are group chat settings, hot-reloaded by the services.
+	// +kubebuilder:default={}
+	// +optional
+	Groups GroupsSpec `json:"groups,omitzero"`
+	// Observability configures traces, metrics scraping and dashboards.
+	// +kubebuilder:default={}
+	// +optional
+	Observability ObservabilitySpec `json:"observability,omitzero"`
+}
+
+// DependenciesSpec names the external systems.
+type DependenciesSpec struct {
+	// RocketMQ carries upstream messages and pushes.
+	RocketMQ RocketMQSpec `json:"rocketmq"`
+	// Redis holds sessions and sequence counters.
+	Redis RedisSpec `json:"redis"`
+	// MySQL stores messages, inboxes and users.
+	MySQL MySQLSpec `json:"mysql"`
+}
+
+// RocketMQSpec locates RocketMQ and lists the topics the operator ensures.
+type RocketMQSpec struct {
+	// NameServers are the name server addresses (host:port).
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:Pattern=`^[^:;,\s]+:[0-9]{1,5}$`
+	NameServers []string `json:"nameServers"`
+	// BrokerAddresses are the master brokers (host:port) on which the operator
+	// creates missing topics. Without them the operator only checks that the
+	// topics exist and reports missing ones in DependenciesReady.
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:Pattern=`^[^:;,\s]+:[0-9]{1,5}$`
+	// +optional
+	BrokerAddresses []string `json:"brokerAddresses,omitempty"`
+	// Topics the operator ensures exist. The queue count of a topic must not
+	// change once it carries traffic: messages are hashed to queues by
+	// conversation.
+	// +kubebuilder:default={{name: IM_UPSTREAM, queues: 8}}
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=32
+	// +optional
+	Topics []TopicSpec `json:"topics,omitempty"`
+}
+
+// TopicSpec is one RocketMQ topic.
+type TopicSpec struct {
+	// Name of the topic.
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_%|-]{1,127}$`
+	Name string `json:"name"`
+	// Queues is the read and write queue count per broker.
+	// +kubebuilder:default=8
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1024
+	// +optional
+	Queues int32 `json:"queues,omitempty"`
+}
+
+// RedisMode is how the services talk to Redis.
+// +kubebuilder:validation:Enum=standalone;sentinel;cluster
+type RedisMode string
+
+// Redis modes.
+const (
+	RedisStandalone RedisMode = "standalone"
+	RedisSentinel   RedisMode = "sentinel"
+	RedisCluster    RedisMode = "cluster"
+)
+
+// RedisSpec locates Redis.
+// +kubebuilder:validation:XValidation:rule="self.mode != 'standalone' || size(self.addresses) == 1",message="standalone mode takes exactly one address"
+type RedisSpec struct {
+	// Addresses are host:port pairs (sentinels in sentinel mode, seed nodes in
+	// cluster mode).
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:Pattern=`^[^:;,\s]+:[0-9]{1,5}$`
+	Addresses []string `json:"addresses"`
+	// Mode is standalone, sentinel or cluster.
+	// +kubebuilder:default=standalone
+	// +optional
+	Mode RedisMode `json:"mode,omitempty"`
+	// PasswordSecretRef selects the key of a Secret holding the Redis password.
+	// +optional
+	PasswordSecretRef *corev1.SecretKeySelector `json:"passwordSecretRef,omitempty"`
+}
+
+// MySQLSpec locates MySQL.
+type MySQLSpec struct {
+	// DSNSecretRef selects the key of a Secret holding the go-sql-driver DSN,
+	// e.g. `imkube:secret@tcp(mysql:3306)/imkube?parseTime=true`.
+	DSNSecretRef corev1.SecretKeySelector `json:"dsnSecretRef"`
+}
+
+// AuthSpec configures the HMAC key that signs user tokens.
+type AuthSpec struct {
+	// SecretRef names a Secret with the key `jwt-key`. When absent, the
+	// operator creates `<cluster>-auth` with a random key once and never
+	// overwrites or deletes it (tokens survive re-creating the IMCluster).
+	// +optional
+	SecretRef *corev1.LocalObjectReference `json:"secretRef,omitempty"`
+}
+
+// WorkloadSpec is what every component Deployment shares.
+type WorkloadSpec struct {
+	// Replicas when autoscaling is not set (autoscaling wins when both are).
+	// +kubebuilder:default=2
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+	// Resources of the container; requests are needed for CPU autoscaling.
+	// +kubebuilder:default={requests: {cpu: "100m", memory: "128Mi"}}
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitzero"`
+}
+
+// MessageSpec is the message service.
+type MessageSpec struct {
+	WorkloadSpec `json:",inline"`
+	// Autoscaling scales on the RocketMQ consumer lag (External metric
+	// imkube_message_consumer_lag, served by a metrics adapter).
+	// +optional
+	Autoscaling *LagAutoscalingSpec `json:"autoscaling,omitempty"`
+}
+
+// CPUScaledSpec is a service that autoscales on CPU (sequence, user).
+type CPUScaledSpec struct {
+	WorkloadSpec `json:",inline"`
+	// Autoscaling scales on CPU utilisation of the requests.
+	// +optional
+	Autoscaling *CPUAutoscalingSpec `json:"autoscaling,omitempty"`
+}
+
+// ReplicaRange bounds an autoscaler (the min <= max rule sits on the types
+// that embed it).
+type ReplicaRange struct {
+	// MinReplicas is the lower bound.
+	// +kubebuilder:default=2
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	MinReplicas int32 `json:"minReplicas,omitempty"`
+	// MaxReplicas is the upper bound.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	MaxReplicas int32 `json:"maxReplicas"`
+}
+
+// LagAutoscalingSpec scales the message service on consumer lag.
+// +kubebuilder:validation:XValidation:rule="self.minReplicas <= self.maxReplicas",message="minReplicas must be less than or equal to maxReplicas"
+type LagAutoscalingSpec struct {
+	ReplicaRange `json:",inline"`
+	// TargetLagPerReplica is the number of unconsumed upstream messages one
+	// replica should have at most.
+	// +kubebuilder:default=1000
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000000
+	// +optional
+	TargetLagPerReplica int64 `json:"targetLagPerReplica,omitempty"`
+}
+
+// CPUAutoscalingSpec scales on CPU utilisation.
+// +kubebuilder:validation:XValidation:rule="self.minReplicas <= self.maxReplicas",message="minReplicas must be less than or equal to maxReplicas"
+type CPUAutoscalingSpec struct {
+	ReplicaRange `json:",inline"`
+	// TargetCPUUtilizationPercentage of the CPU request.
+	// +kubebuilder:default=70
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	TargetCPUUtilizationPercentage int32 `json:"targetCPUUtilizationPercentage,omitempty"`
+}
+
+// LimitsSpec are the limits the gateway and services enforce (Sentinel rules
+// and config.json).
+// +kubebuilder:validation:XValidation:rule="self.sendBurst >= self.sendRatePerSecond",message="sendBurst must be at least sendRatePerSecond"
+type LimitsSpec struct {
+	// SendRatePerSecond is the sustained per-user send rate.
+	// +kubebuilder:default=10
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000
+	// +optional
+	SendRatePerSecond int32 `json:"sendRatePerSecond,omitempty"`
+	// SendBurst is the per-user burst above the rate.
+	// +kubebuilder:default=20
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	// +optional
+	SendBurst int32 `json:"sendBurst,omitempty"`
+	// MaxMessageBytes is the largest message body accepted.
+	// +kubebuilder:default=16384
+	// +kubebuilder:validation:Minimum=256
+	// +kubebuilder:validation:Maximum=1048576
+	// +optional
+	MaxMessageBytes int32 `json:"maxMessageBytes,omitempty"`
+	// ConnectionsPerIPPerSecond limits new WebSocket connections per client IP.
+	// +kubebuilder:default=20
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	// +optional
+	ConnectionsPerIPPerSecond int32 `json:"connectionsPerIPPerSecond,omitempty"`
+}
+
+// GroupsSpec are group chat settings.
+// +kubebuilder:validation:XValidation:rule="self.readDiffusionThreshold <= self.maxMembers",message="readDiffusionThreshold must not exceed maxMembers"
+type GroupsSpec struct {
+	// ReadDiffusionThreshold is the member count above which a group switches
+	// from write diffusion (inbox rows) to read diffusion (notify + pull).
+	// +kubebuilder:default=500
+	// +kubebuilder:validation:Minimum=2
+	// +kubebuilder:validation:Maximum=1000000
+	// +optional
+	ReadDiffusionThreshold int32 `json:"readDiffusionThreshold,omitempty"`
+	// MaxMembers of one group.
+	// +kubebuilder:default=10000
+	// +kubebuilder:validation:Minimum=2
+	// +kubebuilder:validation:Maximum=1000000
+	// +optional
+	MaxMembers int32 `json:"maxMembers,omitempty"`
+}
+
+// ObservabilitySpec configures telemetry.
+type ObservabilitySpec struct {
+	// OTLPEndpoint receives traces and metrics (host:port or URL); empty turns
+	// OTLP export off.
+	// +kubebuilder:validation:MaxLength=512
+	// +optional
+	OTLPEndpoint string `json:"otlpEndpoint,omitempty"`
+	// ServiceMonitor asks for a prometheus-operator ServiceMonitor (installed by
+	// the Helm chart).
+	// +kubebuilder:default=false
+	// +optional
+	ServiceMonitor bool `json:"serviceMonitor,omitempty"`
+	// Dashboards asks for the Grafana dashboard ConfigMaps (installed by the
+	// Helm chart).
+	// +kubebuilder:default=false
+	// +optional
+	Dashboards bool `json:"dashboards,omitempty"`
+}
+
+// IMClusterComponents are the per-component replica counts.
+type IMClusterComponents struct {
+	// +optional
+	Message ComponentStatus `json:"message,omitzero"`
+	// +optional
+	Sequence ComponentStatus `json:"sequence,omitzero"`
+	// +optional
+	User ComponentStatus `json:"user,omitzero"`
+}
+
+// IMClusterEndpoints are the in-cluster URLs of the services.
+type IMClusterEndpoints struct {
+	// +optional
+	Message string `json:"message,omitempty"`
+	// +optional
+	Sequence string `json:"sequence,omitempty"`
+	// +optional
+	User string `json:"user,omitempty"`
+}
+
+// GatewayPoolSummary is one GatewayPool attached to the cluster.
+type GatewayPoolSummary struct {
+	// Name of the GatewayPool.
+	Name string `json:"name"`
+	// ReadyReplicas of its gateway Deployment.
+	// +optional
+	ReadyReplicas int32 `json:"readyReplicas"`
+	// Endpoint is the address clients connect to.
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+}
+
+// IMClusterStatus is the observed state.
+type IMClusterStatus struct {
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Ready, Progressing, Degraded, DependenciesReady.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Image is the image (repository:tag) the components run.
+	// +optional
+	Image string `json:"image,omitempty"`
+	// Components are the replica counts of message, sequence and user.
+	// +optional
+	Components IMClusterComponents `json:"components,omitzero"`
+	// Endpoints are the in-cluster service URLs.
+	// +optional
+	Endpoints IMClusterEndpoints `json:"endpoints,omitzero"`
+	// GatewayPools attached to this cluster.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	GatewayPools []GatewayPoolSummary `json:"gatewayPools,omitempty"`
+}
+
+// IMCluster is one imkube instant-messaging platform.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=imc,categories=imkube
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Message",type=integer,JSONPath=`.status.components.message.ready`,description="ready message replicas"
+// +kubebuilder:printcolumn:name="Sequence",type=integer,JSONPath=`.status.components.sequence.ready`,description="ready sequence replicas"
+// +kubebuilder:printcolumn:name="User",type=integer,JSONPath=`.status.components.user.ready`,description="ready user replicas"
+// +kubebuilder:printcolumn:name="Image",type=string,JSONPath=`.status.image`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 40",message="IMCluster names are limited to 40 characters (they prefix the names of owned objects)"
+type IMCluster struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   IMClusterSpec   `json:"spec"`
+	Status IMClusterStatus `json:"status,omitzero"`
+}
+
+// IMClusterList is a list of IMCluster.
+//
+// +kubebuilder:object:root=true
+type IMClusterList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []IMCluster `json:"items"`
+}
