@@ -21,7 +21,15 @@ func (s *Service) State(ctx context.Context, user string) (int64, []protocol.Con
 	if err != nil {
 		return 0, nil, unavailable(err)
 	}
-	return n, nil, nil
+	large, err := s.groups.LargeGroupsOf(ctx, user, s.threshold())
+	if err != nil {
+		return 0, nil, unavailable(err)
+	}
+	var convs []protocol.ConvState
+	for _, c := range large {
+		convs = append(convs, protocol.ConvState{Conv: c.Conv, LastSeq: c.LastSeq})
+	}
+	return n, convs, nil
 }
 
 // Sync implements msgapi.Backend.
@@ -50,10 +58,11 @@ func (s *Service) Sync(ctx context.Context, user string, after int64, limit int)
 
 // Pull implements msgapi.Backend.
 func (s *Service) Pull(ctx context.Context, user, conv string, from, to int64, limit int) (*protocol.PullResult, error) {
-	if err := s.mayRead(ctx, user, conv); err != nil {
+	floor, err := s.mayRead(ctx, user, conv)
+	if err != nil {
 		return nil, err
 	}
-	items, more, err := s.store.Pull(ctx, conv, from, to, clampLimit(limit))
+	items, more, err := s.store.Pull(ctx, conv, max(from, floor), to, clampLimit(limit))
 	if err != nil {
 		return nil, unavailable(err)
 	}
@@ -68,7 +77,7 @@ func (s *Service) Pull(ctx context.Context, user, conv string, from, to int64, l
 // Read implements msgapi.Backend: it moves the read cursor and sends a read
 // receipt to the other members' devices.
 func (s *Service) Read(ctx context.Context, user, conv string, seq int64) error {
-	if err := s.mayRead(ctx, user, conv); err != nil {
+	if _, err := s.mayRead(ctx, user, conv); err != nil {
 		return err
 	}
 	got, err := s.store.SetRead(ctx, user, conv, seq)
@@ -100,19 +109,30 @@ func (s *Service) Read(ctx context.Context, user, conv string, seq int64) error 
 	return nil
 }
 
-// mayRead returns msgapi.ErrForbidden unless user belongs to conv.
-func (s *Service) mayRead(ctx context.Context, user, conv string) error {
+// mayRead returns msgapi.ErrForbidden unless user belongs to conv; else the
+// first seq the user may see (group members see messages sent after they
+// joined, not the history before).
+func (s *Service) mayRead(ctx context.Context, user, conv string) (int64, error) {
 	kind, a, b, ok := protocol.ParseConv(conv)
 	if !ok {
-		return fmt.Errorf("%w: malformed conversation id", msgapi.ErrBadRequest)
+		return 0, fmt.Errorf("%w: malformed conversation id", msgapi.ErrBadRequest)
 	}
 	switch kind {
 	case 'u':
 		if user == a || user == b {
-			return nil
+			return 0, nil
 		}
+	case 'g':
+		m, err := s.groups.GroupMember(ctx, a, user)
+		if errors.Is(err, store.ErrNotFound) {
+			return 0, msgapi.ErrForbidden
+		}
+		if err != nil {
+			return 0, unavailable(err)
+		}
+		return m.JoinedSeq + 1, nil
 	}
-	return msgapi.ErrForbidden
+	return 0, msgapi.ErrForbidden
 }
 
 func clampLimit(n int) int {
@@ -172,5 +192,3 @@ func (s *Service) writeErr(w http.ResponseWriter, err error) {
 		s.log.Error("message service request failed", "err", err)
 	}
 }
-
-var _ = store.ErrNotFound

@@ -29,6 +29,7 @@ type Store interface {
 	MessageByCMID(ctx context.Context, sender, cmid string) (*store.Message, error)
 	SaveMessage(ctx context.Context, m store.Message, inbox []store.InboxEntry, participants []string) error
 	InboxEntries(ctx context.Context, conv string, seq int64) ([]store.InboxEntry, error)
+	GroupStore
 	Sync(ctx context.Context, user string, after int64, limit int) ([]store.Item, bool, error)
 	InboxSeq(ctx context.Context, user string) (int64, error)
 	Pull(ctx context.Context, conv string, from, to int64, limit int) ([]store.Message, bool, error)
@@ -38,18 +39,33 @@ type Store interface {
 
 // Service is the message service.
 type Service struct {
-	store    Store
-	seq      sequence.Allocator
-	sessions sessions.Store
-	push     bus.PushPublisher
-	ids      *ids.Generator
-	log      *slog.Logger
-	now      func() time.Time
+	store  Store
+	groups GroupStore
+	cache  *memberCache
+	// threshold returns the group size above which read diffusion is used.
+	threshold func() int
+	seq       sequence.Allocator
+	sessions  sessions.Store
+	push      bus.PushPublisher
+	ids       *ids.Generator
+	log       *slog.Logger
+	now       func() time.Time
 }
 
 // New returns a message service.
-func New(st Store, seq sequence.Allocator, sess sessions.Store, push bus.PushPublisher, gen *ids.Generator, log *slog.Logger) *Service {
-	return &Service{store: st, seq: seq, sessions: sess, push: push, ids: gen, log: log, now: time.Now}
+func New(st Store, seq sequence.Allocator, sess sessions.Store, push bus.PushPublisher, gen *ids.Generator, log *slog.Logger, opts Options) *Service {
+	if opts.ReadDiffusionThreshold == nil {
+		opts.ReadDiffusionThreshold = func() int { return 500 }
+	}
+	return &Service{store: st, groups: st, cache: newMemberCache(10000), threshold: opts.ReadDiffusionThreshold,
+		seq: seq, sessions: sess, push: push, ids: gen, log: log, now: time.Now}
+}
+
+// Options tune the message service.
+type Options struct {
+	// ReadDiffusionThreshold returns the current group size above which
+	// messages are stored once and members pull (default 500).
+	ReadDiffusionThreshold func() int
 }
 
 var _ msgapi.Backend = (*Service)(nil)
@@ -85,12 +101,18 @@ func reject(code, format string, args ...any) error {
 }
 
 func (s *Service) process(ctx context.Context, up *msgapi.Upstream) error {
-	participants, err := s.authorise(ctx, up)
+	participants, readDiffusion, err := s.authorise(ctx, up)
 	if err != nil {
 		return err
 	}
+	// members receive the message; participants get inbox rows (none under
+	// read diffusion).
+	members := participants
+	if readDiffusion {
+		participants = nil
+	}
 	if prev, err := s.store.MessageByCMID(ctx, up.User, up.CMID); err == nil {
-		return s.redeliver(ctx, up, prev)
+		return s.redeliver(ctx, up, prev, members)
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("dedup lookup: %w", err)
 	}
@@ -112,22 +134,34 @@ func (s *Service) process(ctx context.Context, up *msgapi.Upstream) error {
 	for i, u := range participants {
 		inbox[i] = store.InboxEntry{User: u, InboxSeq: ranges[i+1].First}
 	}
-	if err := s.store.SaveMessage(ctx, m, inbox, participants); err != nil {
+	convRows := participants
+	if up.To.Group != "" {
+		convRows = nil // members got their conversation row when they joined
+	}
+	if err := s.store.SaveMessage(ctx, m, inbox, convRows); err != nil {
 		if errors.Is(err, store.ErrDuplicate) {
 			prev, lerr := s.store.MessageByCMID(ctx, up.User, up.CMID)
 			if lerr != nil {
 				return fmt.Errorf("dedup after conflict: %w", lerr)
 			}
-			return s.redeliver(ctx, up, prev)
+			return s.redeliver(ctx, up, prev, members)
 		}
 		return fmt.Errorf("store message: %w", err)
 	}
-	return s.deliver(ctx, up, &m, inbox)
+	return s.deliver(ctx, up, &m, inbox, members)
 }
 
-// authorise checks the send and returns the users whose inboxes get the
-// message (sender first).
-func (s *Service) authorise(ctx context.Context, up *msgapi.Upstream) ([]string, error) {
+// authorise checks the send and returns the users who get the message
+// (sender first) and whether it goes out by read diffusion.
+func (s *Service) authorise(ctx context.Context, up *msgapi.Upstream) ([]string, bool, error) {
+	if up.To.Group != "" {
+		return s.authoriseGroup(ctx, &upstreamInfo{user: up.User, conv: up.Conv, group: up.To.Group})
+	}
+	list, err := s.authoriseDirect(ctx, up)
+	return list, false, err
+}
+
+func (s *Service) authoriseDirect(ctx context.Context, up *msgapi.Upstream) ([]string, error) {
 	switch {
 	case up.To.User != "":
 		if up.Conv != protocol.DirectConv(up.User, up.To.User) {
@@ -144,8 +178,6 @@ func (s *Service) authorise(ctx context.Context, up *msgapi.Upstream) ([]string,
 			return []string{up.User}, nil
 		}
 		return []string{up.User, up.To.User}, nil
-	case up.To.Group != "":
-		return nil, reject(protocol.CodeNotFound, "group %s does not exist", up.To.Group)
 	}
 	return nil, reject(protocol.CodeBadFrame, "send needs a recipient")
 }
@@ -153,7 +185,7 @@ func (s *Service) authorise(ctx context.Context, up *msgapi.Upstream) ([]string,
 // redeliver answers a retried send with the original ack and pushes the
 // message again (clients drop duplicates by mid): the first attempt may have
 // crashed between commit and push.
-func (s *Service) redeliver(ctx context.Context, up *msgapi.Upstream, prev *store.Message) error {
+func (s *Service) redeliver(ctx context.Context, up *msgapi.Upstream, prev *store.Message, members []string) error {
 	if prev.Conv != up.Conv {
 		return reject(protocol.CodeBadFrame, "cmid %q was already used for another conversation", up.CMID)
 	}
@@ -161,7 +193,7 @@ func (s *Service) redeliver(ctx context.Context, up *msgapi.Upstream, prev *stor
 	if err != nil {
 		return fmt.Errorf("inbox lookup: %w", err)
 	}
-	return s.deliver(ctx, up, prev, inbox)
+	return s.deliver(ctx, up, prev, inbox, members)
 }
 
 func (s *Service) reply(ctx context.Context, up *msgapi.Upstream, frame any) error {
@@ -187,25 +219,32 @@ func (s *Service) publish(ctx context.Context, gateway string, p *msgapi.Push) e
 	return nil
 }
 
-// deliver acks the sender and pushes the message: one push per gateway.
-func (s *Service) deliver(ctx context.Context, up *msgapi.Upstream, m *store.Message, inbox []store.InboxEntry) error {
+// deliver acks the sender and pushes the message to the members' online
+// devices: one push per gateway, carrying the recipient list. Under write
+// diffusion the push is the full msg frame (the gateway splices each
+// recipient's inboxSeq in); under read diffusion (no inbox rows) it is a
+// light notify frame and clients pull.
+func (s *Service) deliver(ctx context.Context, up *msgapi.Upstream, m *store.Message, inbox []store.InboxEntry, members []string) error {
 	ack := protocol.Ack{T: protocol.TypeAck, CMID: up.CMID, MID: m.MID, Conv: m.Conv, Seq: m.Seq, TS: m.TS}
 	if err := s.reply(ctx, up, ack); err != nil {
 		return err
 	}
-	users := make([]string, len(inbox))
 	seqOf := make(map[string]int64, len(inbox))
-	for i, e := range inbox {
-		users[i] = e.User
+	for _, e := range inbox {
 		seqOf[e.User] = e.InboxSeq
 	}
-	live, err := s.sessions.Lookup(ctx, users)
+	live, err := s.sessions.Lookup(ctx, members)
 	if err != nil {
 		// Stored and acked: recipients catch up by sync. Not worth a redelivery.
 		s.log.Warn("session lookup failed; recipients will sync", "conv", m.Conv, "err", err)
 		return nil
 	}
-	frame, err := json.Marshal(toMsg(m, 0))
+	var frame []byte
+	if len(inbox) == 0 && up.To.Group != "" {
+		frame, err = json.Marshal(protocol.Notify{T: protocol.TypeNotify, Conv: m.Conv, Seq: m.Seq})
+	} else {
+		frame, err = json.Marshal(toMsg(m, 0))
+	}
 	if err != nil {
 		return err
 	}

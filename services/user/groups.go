@@ -1,0 +1,382 @@
+package user
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/imkube/imkube/api/protocol"
+	"github.com/imkube/imkube/services/httpx"
+	"github.com/imkube/imkube/services/store"
+)
+
+// GroupStore is what group management needs from storage.
+type GroupStore interface {
+	UserExists(ctx context.Context, id string) (bool, error)
+	CreateGroup(ctx context.Context, g store.Group, members []store.Member) error
+	GroupByID(ctx context.Context, id string) (*store.Group, error)
+	GroupMember(ctx context.Context, gid, uid string) (*store.Member, error)
+	GroupMembers(ctx context.Context, gid string) ([]store.Member, int64, error)
+	GroupsOf(ctx context.Context, uid string) ([]store.Group, error)
+	AddMembers(ctx context.Context, gid string, members []store.Member, maxMembers int) (int64, error)
+	RemoveMember(ctx context.Context, gid, uid string) error
+	UpdateGroup(ctx context.Context, gid string, u store.GroupUpdate) error
+	UpdateMember(ctx context.Context, gid, uid string, u store.MemberUpdate) error
+	DeleteGroup(ctx context.Context, gid string) error
+}
+
+// Groups manages chat groups: create, members and roles, mute, announcement,
+// nickname, transfer, dismiss. Membership changes bump the group's version,
+// which is how the message service knows its cached member list is stale.
+type Groups struct {
+	store      GroupStore
+	svc        *Service
+	maxMembers func() int
+}
+
+// NewGroups returns the group manager; maxMembers gives the current limit.
+func NewGroups(st GroupStore, svc *Service, maxMembers func() int) *Groups {
+	return &Groups{store: st, svc: svc, maxMembers: maxMembers}
+}
+
+// GroupView is a group as returned by the REST API.
+type GroupView struct {
+	store.Group
+	Conv    string         `json:"conv"`
+	MyRole  string         `json:"myRole,omitempty"`
+	Members []store.Member `json:"members,omitempty"`
+}
+
+// Routes registers the group REST endpoints.
+func (g *Groups) Routes(mux *http.ServeMux) {
+	a := func(h http.HandlerFunc) http.Handler { return httpx.Authenticated(g.svc.keys, h) }
+	mux.Handle("POST /api/v1/groups", a(g.handleCreate))
+	mux.Handle("GET /api/v1/groups", a(g.handleMine))
+	mux.Handle("GET /api/v1/groups/{id}", a(g.handleGet))
+	mux.Handle("PATCH /api/v1/groups/{id}", a(g.handlePatch))
+	mux.Handle("DELETE /api/v1/groups/{id}", a(g.handleDismiss))
+	mux.Handle("POST /api/v1/groups/{id}/members", a(g.handleAdd))
+	mux.Handle("PATCH /api/v1/groups/{id}/members/{userId}", a(g.handlePatchMember))
+	mux.Handle("DELETE /api/v1/groups/{id}/members/{userId}", a(g.handleRemove))
+}
+
+var (
+	errNotMember = httpx.Errorf(http.StatusForbidden, protocol.CodeForbidden, "you are not a member of this group")
+	errNoGroup   = httpx.Errorf(http.StatusNotFound, protocol.CodeNotFound, "no such group")
+)
+
+func validName(s string, max int) bool {
+	return s != "" && utf8.ValidString(s) && utf8.RuneCountInString(s) <= max && !strings.ContainsFunc(s, isControl)
+}
+
+func (g *Groups) handleCreate(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Name         string   `json:"name"`
+		Members      []string `json:"members"`
+		AllowInvites bool     `json:"allowInvites"`
+		Announcement string   `json:"announcement"`
+	}
+	if err := httpx.DecodeJSON(r, &req); err != nil {
+		httpx.WriteError(w, err)
+		return
+	}
+	me := httpx.UserID(r.Context())
+	req.Name = strings.TrimSpace(req.Name)
+	if !validName(req.Name, 64) {
+		httpx.WriteError(w, httpx.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "name must be 1-64 printable characters"))
+		return
+	}
+	now := time.Now().UnixMilli()
+	members := []store.Member{{UserID: me, Role: store.RoleOwner, JoinedAt: now}}
+	seen := map[string]bool{me: true}
+	for _, id := range req.Members {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		members = append(members, store.Member{UserID: id, Role: store.RoleMember, JoinedAt: now})
+	}
+	if len(members) > g.maxMembers() {
+		httpx.WriteError(w, httpx.Errorf(http.StatusBadRequest, "GROUP_FULL", "a group has at most %d members", g.maxMembers()))
+		return
+	}
+	if err := g.checkUsers(r.Context(), members[1:]); err != nil {
+		g.svc.writeErr(w, err)
+		return
+	}
+	grp := store.Group{ID: g.svc.ids.Next(), Name: req.Name, Owner: me, Announcement: req.Announcement, AllowInvites: req.AllowInvites, CreatedAt: now}
+	if err := g.store.CreateGroup(r.Context(), grp, members); err != nil {
+		g.svc.writeErr(w, err)
+		return
+	}
+	g.writeGroup(w, r, http.StatusCreated, grp.ID)
+}
+
+func (g *Groups) checkUsers(ctx context.Context, members []store.Member) error {
+	for _, m := range members {
+		ok, err := g.store.UserExists(ctx, m.UserID)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return httpx.Errorf(http.StatusNotFound, protocol.CodeNotFound, "user %s does not exist", m.UserID)
+		}
+	}
+	return nil
+}
+
+func (g *Groups) writeGroup(w http.ResponseWriter, r *http.Request, status int, gid string) {
+	me := httpx.UserID(r.Context())
+	grp, err := g.store.GroupByID(r.Context(), gid)
+	if err != nil {
+		g.svc.writeErr(w, mapNotFound(err, errNoGroup))
+		return
+	}
+	members, _, err := g.store.GroupMembers(r.Context(), gid)
+	if err != nil {
+		g.svc.writeErr(w, err)
+		return
+	}
+	v := GroupView{Group: *grp, Conv: protocol.GroupConv(gid), Members: members}
+	for _, m := range members {
+		if m.UserID == me {
+			v.MyRole = m.Role
+		}
+	}
+	if v.MyRole == "" {
+		httpx.WriteError(w, errNotMember)
+		return
+	}
+	httpx.WriteJSON(w, status, v)
+}
+
+func mapNotFound(err, to error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return to
+	}
+	return err
+}
+
+func (g *Groups) handleGet(w http.ResponseWriter, r *http.Request) {
+	g.writeGroup(w, r, http.StatusOK, r.PathValue("id"))
+}
+
+func (g *Groups) handleMine(w http.ResponseWriter, r *http.Request) {
+	list, err := g.store.GroupsOf(r.Context(), httpx.UserID(r.Context()))
+	if err != nil {
+		g.svc.writeErr(w, err)
+		return
+	}
+	out := make([]GroupView, len(list))
+	for i, grp := range list {
+		out[i] = GroupView{Group: grp, Conv: protocol.GroupConv(grp.ID)}
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+// role returns the caller's membership or an error for non-members.
+func (g *Groups) role(ctx context.Context, gid, uid string) (*store.Member, error) {
+	if _, err := g.store.GroupByID(ctx, gid); err != nil {
+		return nil, mapNotFound(err, errNoGroup)
+	}
+	m, err := g.store.GroupMember(ctx, gid, uid)
+	if err != nil {
+		return nil, mapNotFound(err, errNotMember)
+	}
+	return m, nil
+}
+
+func isManager(m *store.Member) bool { return m.Role == store.RoleOwner || m.Role == store.RoleAdmin }
+
+func (g *Groups) handleAdd(w http.ResponseWriter, r *http.Request) {
+	gid, me := r.PathValue("id"), httpx.UserID(r.Context())
+	var req struct {
+		UserIDs []string `json:"userIds"`
+	}
+	if err := httpx.DecodeJSON(r, &req); err != nil {
+		httpx.WriteError(w, err)
+		return
+	}
+	if len(req.UserIDs) == 0 {
+		httpx.WriteError(w, httpx.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "userIds must not be empty"))
+		return
+	}
+	mine, err := g.role(r.Context(), gid, me)
+	if err != nil {
+		g.svc.writeErr(w, err)
+		return
+	}
+	grp, err := g.store.GroupByID(r.Context(), gid)
+	if err != nil {
+		g.svc.writeErr(w, mapNotFound(err, errNoGroup))
+		return
+	}
+	if !isManager(mine) && !grp.AllowInvites {
+		httpx.WriteError(w, httpx.Errorf(http.StatusForbidden, protocol.CodeForbidden, "only the owner and admins may add members to this group"))
+		return
+	}
+	now := time.Now().UnixMilli()
+	members := make([]store.Member, 0, len(req.UserIDs))
+	for _, id := range req.UserIDs {
+		members = append(members, store.Member{UserID: id, Role: store.RoleMember, JoinedAt: now})
+	}
+	if err := g.checkUsers(r.Context(), members); err != nil {
+		g.svc.writeErr(w, err)
+		return
+	}
+	if _, err := g.store.AddMembers(r.Context(), gid, members, g.maxMembers()); err != nil {
+		if errors.Is(err, store.ErrGroupFull) {
+			err = httpx.Errorf(http.StatusConflict, "GROUP_FULL", "a group has at most %d members", g.maxMembers())
+		}
+		g.svc.writeErr(w, err)
+		return
+	}
+	g.writeGroup(w, r, http.StatusOK, gid)
+}
+
+func (g *Groups) handleRemove(w http.ResponseWriter, r *http.Request) {
+	gid, me, target := r.PathValue("id"), httpx.UserID(r.Context()), r.PathValue("userId")
+	mine, err := g.role(r.Context(), gid, me)
+	if err != nil {
+		g.svc.writeErr(w, err)
+		return
+	}
+	if target == me {
+		if mine.Role == store.RoleOwner {
+			httpx.WriteError(w, httpx.Errorf(http.StatusConflict, "OWNER_CANNOT_LEAVE", "transfer ownership or dismiss the group before leaving"))
+			return
+		}
+	} else {
+		theirs, err := g.store.GroupMember(r.Context(), gid, target)
+		if err != nil {
+			g.svc.writeErr(w, mapNotFound(err, httpx.Errorf(http.StatusNotFound, protocol.CodeNotFound, "user is not a member")))
+			return
+		}
+		if !isManager(mine) || theirs.Role == store.RoleOwner || (mine.Role == store.RoleAdmin && theirs.Role == store.RoleAdmin) {
+			httpx.WriteError(w, httpx.Errorf(http.StatusForbidden, protocol.CodeForbidden, "your role may not remove this member"))
+			return
+		}
+	}
+	if err := g.store.RemoveMember(r.Context(), gid, target); err != nil {
+		g.svc.writeErr(w, mapNotFound(err, httpx.Errorf(http.StatusNotFound, protocol.CodeNotFound, "user is not a member")))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (g *Groups) handlePatch(w http.ResponseWriter, r *http.Request) {
+	gid, me := r.PathValue("id"), httpx.UserID(r.Context())
+	var req struct {
+		Name         *string `json:"name"`
+		Announcement *string `json:"announcement"`
+		AllowInvites *bool   `json:"allowInvites"`
+		Owner        *string `json:"owner"`
+	}
+	if err := httpx.DecodeJSON(r, &req); err != nil {
+		httpx.WriteError(w, err)
+		return
+	}
+	mine, err := g.role(r.Context(), gid, me)
+	if err != nil {
+		g.svc.writeErr(w, err)
+		return
+	}
+	if !isManager(mine) || (req.Owner != nil && mine.Role != store.RoleOwner) {
+		httpx.WriteError(w, httpx.Errorf(http.StatusForbidden, protocol.CodeForbidden, "your role may not change this group"))
+		return
+	}
+	if req.Name != nil && !validName(strings.TrimSpace(*req.Name), 64) {
+		httpx.WriteError(w, httpx.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "name must be 1-64 printable characters"))
+		return
+	}
+	if req.Announcement != nil && utf8.RuneCountInString(*req.Announcement) > 2000 {
+		httpx.WriteError(w, httpx.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "announcement is limited to 2000 characters"))
+		return
+	}
+	if req.Owner != nil {
+		if _, err := g.store.GroupMember(r.Context(), gid, *req.Owner); err != nil {
+			g.svc.writeErr(w, mapNotFound(err, httpx.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "the new owner must be a member")))
+			return
+		}
+		owner := store.RoleOwner
+		if err := g.store.UpdateMember(r.Context(), gid, *req.Owner, store.MemberUpdate{Role: &owner}); err != nil {
+			g.svc.writeErr(w, err)
+			return
+		}
+	}
+	if err := g.store.UpdateGroup(r.Context(), gid, store.GroupUpdate{Name: req.Name, Announcement: req.Announcement, AllowInvites: req.AllowInvites}); err != nil {
+		g.svc.writeErr(w, mapNotFound(err, errNoGroup))
+		return
+	}
+	g.writeGroup(w, r, http.StatusOK, gid)
+}
+
+func (g *Groups) handlePatchMember(w http.ResponseWriter, r *http.Request) {
+	gid, me, target := r.PathValue("id"), httpx.UserID(r.Context()), r.PathValue("userId")
+	var req struct {
+		Role       *string `json:"role"`
+		MutedUntil *int64  `json:"mutedUntil"`
+		Nickname   *string `json:"nickname"`
+	}
+	if err := httpx.DecodeJSON(r, &req); err != nil {
+		httpx.WriteError(w, err)
+		return
+	}
+	mine, err := g.role(r.Context(), gid, me)
+	if err != nil {
+		g.svc.writeErr(w, err)
+		return
+	}
+	theirs, err := g.store.GroupMember(r.Context(), gid, target)
+	if err != nil {
+		g.svc.writeErr(w, mapNotFound(err, httpx.Errorf(http.StatusNotFound, protocol.CodeNotFound, "user is not a member")))
+		return
+	}
+	forbid := func(msg string) {
+		httpx.WriteError(w, httpx.Errorf(http.StatusForbidden, protocol.CodeForbidden, "%s", msg))
+	}
+	if req.Role != nil {
+		if *req.Role != store.RoleAdmin && *req.Role != store.RoleMember && *req.Role != store.RoleOwner {
+			httpx.WriteError(w, httpx.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "role must be owner, admin or member"))
+			return
+		}
+		if mine.Role != store.RoleOwner || target == me {
+			forbid("only the owner changes roles (transfer with role owner)")
+			return
+		}
+	}
+	if req.MutedUntil != nil && (!isManager(mine) || theirs.Role == store.RoleOwner || target == me) {
+		forbid("only the owner and admins mute members, and the owner cannot be muted")
+		return
+	}
+	if req.Nickname != nil && (target != me || utf8.RuneCountInString(*req.Nickname) > 64) {
+		forbid("members set only their own nickname (at most 64 characters)")
+		return
+	}
+	if err := g.store.UpdateMember(r.Context(), gid, target, store.MemberUpdate{Role: req.Role, MutedUntil: req.MutedUntil, Nickname: req.Nickname}); err != nil {
+		g.svc.writeErr(w, err)
+		return
+	}
+	g.writeGroup(w, r, http.StatusOK, gid)
+}
+
+func (g *Groups) handleDismiss(w http.ResponseWriter, r *http.Request) {
+	gid, me := r.PathValue("id"), httpx.UserID(r.Context())
+	mine, err := g.role(r.Context(), gid, me)
+	if err != nil {
+		g.svc.writeErr(w, err)
+		return
+	}
+	if mine.Role != store.RoleOwner {
+		httpx.WriteError(w, httpx.Errorf(http.StatusForbidden, protocol.CodeForbidden, "only the owner may dismiss the group"))
+		return
+	}
+	if err := g.store.DeleteGroup(r.Context(), gid); err != nil {
+		g.svc.writeErr(w, mapNotFound(err, errNoGroup))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
