@@ -94,7 +94,7 @@ type Sequencer struct {
 
 	raiseSem chan struct{} // one bound raise at a time in this process
 	wantMu   sync.Mutex
-	want     map[int]struct{} // sections to raise ahead of need
+	want     map[int]int64 // sections to raise ahead of need -> their bound when asked
 	wantC    chan struct{}
 
 	closeMu    sync.RWMutex
@@ -162,7 +162,7 @@ func newSequencer(o options, v valueStore, b *boundStore) *Sequencer {
 		bounds:   b,
 		cached:   make([]atomic.Int64, o.sections),
 		raiseSem: make(chan struct{}, 1),
-		want:     map[int]struct{}{},
+		want:     map[int]int64{},
 		wantC:    make(chan struct{}, 1),
 	}
 }
@@ -231,10 +231,14 @@ func (q *Sequencer) Stats() Stats {
 // Section returns the section of key.
 func (q *Sequencer) Section(key string) int { return q.section(key) }
 
-func (q *Sequencer) section(key string) int {
+func (q *Sequencer) section(key string) int { return sectionOf(key, len(q.cached)) }
+
+// sectionOf hashes key into one of n sections with FNV-1a: stable across
+// processes and versions, which the guarantee depends on.
+func sectionOf(key string, n int) int {
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(key))
-	return int(h.Sum64() % uint64(len(q.cached)))
+	return int(h.Sum64() % uint64(n))
 }
 
 // Validate checks reqs against the limits; errors wrap ErrBadRequest.
@@ -348,11 +352,12 @@ func contains(xs []int, x int) bool {
 // noteUsed asks the background goroutine to raise section s ahead of need
 // when over 80 % of its last step is used.
 func (q *Sequencer) noteUsed(s int, last int64) {
-	if last <= q.cached[s].Load()-q.opt.step/5 {
+	b := q.cached[s].Load()
+	if last <= b-q.opt.step/5 {
 		return
 	}
 	q.wantMu.Lock()
-	q.want[s] = struct{}{}
+	q.want[s] = b
 	q.wantMu.Unlock()
 	select {
 	case q.wantC <- struct{}{}:
@@ -401,12 +406,17 @@ func (q *Sequencer) ensureBounds(ctx context.Context, need map[int]int64) error 
 		}
 	}
 	q.wantMu.Lock()
-	for s := range q.want {
-		if _, ok := target[s]; !ok {
-			// One more step than the committed bound this process knows.
-			target[s] = q.cached[s].Load() + 1
-		}
+	for s, at := range q.want {
 		delete(q.want, s)
+		if _, ok := target[s]; ok {
+			continue
+		}
+		// Raise only a bound that did not move since it was asked: one
+		// more step than the committed bound this process knows. This keeps
+		// raises to one step per step of use.
+		if b := q.cached[s].Load(); b == at {
+			target[s] = b + 1
+		}
 	}
 	q.wantMu.Unlock()
 
