@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -529,4 +530,22 @@ func newToken() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// Ready reports whether the allocator serves: not closed, and the value
+// store answers. SQL is not checked: allocation continues within the
+// committed bounds while it is away.
+func (q *Sequencer) Ready(ctx context.Context) error {
+	q.closeMu.RLock()
+	closed := q.closed
+	q.closeMu.RUnlock()
+	if closed {
+		return errors.New("sequence: allocator closed")
+	}
+	if r, ok := q.values.(*redisStore); ok {
+		if err := r.rdb.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("sequence: redis: %w", err)
+		}
+	}
+	return nil
 }
