@@ -1,0 +1,15 @@
+# JavaScript SDK, demo page and browser test (services/web).
+WEB_DIR := services/web
+
+TEST_AFTER += test-web test-browser
+
+.PHONY: test-web test-browser web-deps
+
+test-web: ## Node unit tests of the JavaScript SDK (fake server with dropped, duplicated, reordered frames)
+	node --test $(WEB_DIR)/test/
+
+web-deps: ## Install Debian chromium and the pinned npm packages of services/web (idempotent)
+	bash hack/browser.sh deps
+
+test-browser: build ## Drive the demo page in headless Chromium against a fresh bin/imkube dev
+	bash hack/browser.sh test

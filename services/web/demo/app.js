@@ -1,0 +1,472 @@
+// imkube demo chat: plain ES module on top of the SDK served at /sdk/.
+import { ImkubeClient, RestClient, LocalStorageStorage, ApiError, directConv, newId } from '/sdk/imkube.js';
+
+const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
+const SESSION_KEY = 'imkube.demo.session';
+const DEVICE_KEY = 'imkube.demo.device';
+
+const ui = {
+  auth: $('auth'),
+  app: $('app'),
+  authForm: /** @type {HTMLFormElement} */ ($('auth-form')),
+  username: /** @type {HTMLInputElement} */ ($('username')),
+  password: /** @type {HTMLInputElement} */ ($('password')),
+  displayName: /** @type {HTMLInputElement} */ ($('display-name')),
+  authError: $('auth-error'),
+  whoami: $('whoami'),
+  conn: $('conn-state'),
+  logout: $('logout'),
+  convList: $('conv-list'),
+  convEmpty: $('conv-empty'),
+  sideError: $('side-error'),
+  chatTitle: $('chat-title'),
+  messages: $('messages'),
+  composer: /** @type {HTMLFormElement} */ ($('composer')),
+  input: /** @type {HTMLInputElement} */ ($('compose-input')),
+  addMember: /** @type {HTMLFormElement} */ ($('add-member')),
+};
+
+/** @type {{rest: RestClient, client: ImkubeClient|null, me: any, session: any, open: string|null}} */
+const app = { rest: new RestClient(), client: null, me: null, session: null, open: null };
+/** conv -> {msgs: Map<seq, msg>, pending: Map<cmid, {cmid, body, to, state, error}>} */
+const chats = new Map();
+/** user id -> display name */
+const names = new Map();
+/** group id -> group */
+const groups = new Map();
+
+function deviceId() {
+  let d = localStorage.getItem(DEVICE_KEY);
+  if (!d) {
+    d = `web-${newId().slice(0, 12)}`;
+    localStorage.setItem(DEVICE_KEY, d);
+  }
+  return d;
+}
+
+function chat(conv) {
+  let c = chats.get(conv);
+  if (!c) {
+    c = { msgs: new Map(), pending: new Map() };
+    chats.set(conv, c);
+  }
+  return c;
+}
+
+function wsURL() {
+  const u = new URL('/ws', location.href);
+  u.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  return u.toString();
+}
+
+function errText(err) {
+  if (err instanceof ApiError) return `${err.message} (${err.code})`;
+  return err instanceof Error ? err.message : String(err);
+}
+
+// ---- auth -----------------------------------------------------------------
+
+async function login(register) {
+  ui.authError.textContent = '';
+  const username = ui.username.value.trim();
+  const password = ui.password.value;
+  if (!username || !password) {
+    ui.authError.textContent = 'Enter a username and a password.';
+    return;
+  }
+  try {
+    if (register) {
+      await app.rest.register({ username, password, displayName: ui.displayName.value.trim() || username });
+    }
+    const s = await app.rest.login({ username, password });
+    const session = { token: s.token, userId: s.userId, username, expiresAt: s.expiresAt };
+    localStorage.setItem(SESSION_KEY, JSON.stringify(session));
+    await start(session);
+  } catch (err) {
+    ui.authError.textContent =
+      err instanceof ApiError && err.code === 'USERNAME_TAKEN'
+        ? 'That username is taken. Log in instead, or pick another one.'
+        : err instanceof ApiError && err.code === 'BAD_CREDENTIALS'
+          ? 'Wrong username or password.'
+          : errText(err);
+  }
+}
+
+async function start(session) {
+  app.session = session;
+  app.rest = new RestClient({ token: session.token });
+  app.me = await app.rest.me();
+  names.set(app.me.id, app.me.displayName || app.me.username);
+  ui.whoami.textContent = `${app.me.displayName || app.me.username} (@${app.me.username})`;
+  ui.auth.hidden = true;
+  ui.app.hidden = false;
+  ui.logout.hidden = false;
+  const client = new ImkubeClient({
+    url: wsURL(),
+    token: session.token,
+    device: deviceId(),
+    storage: new LocalStorageStorage(),
+    rest: app.rest,
+  });
+  app.client = client;
+  client.on('state', showState);
+  client.on('message', onMessage);
+  client.on('conversation', () => renderConvs());
+  client.on('receipt', (r) => r.conv === app.open && renderMessages());
+  client.on('kicked', () => (ui.sideError.textContent = 'This device signed in somewhere else; reload to reconnect.'));
+  client.on('error', (e) => (ui.sideError.textContent = e.message));
+  client.connect();
+  // Show what is stored before the connection is up.
+  client.on('synced', () => {
+    for (const c of client.conversations()) for (const m of client.recent(c.conv)) addMessage(m);
+    renderConvs();
+    if (app.open) renderMessages();
+  });
+  loadGroups().catch(() => {});
+  renderConvs();
+}
+
+async function loadGroups() {
+  const list = await app.rest.groups();
+  for (const g of list) groups.set(g.id, g);
+  renderConvs();
+}
+
+function logout() {
+  app.client?.close();
+  localStorage.removeItem(SESSION_KEY);
+  location.reload();
+}
+
+// ---- connection state ------------------------------------------------------
+
+function showState(s) {
+  const labels = {
+    idle: 'not connected',
+    connecting: 'connecting…',
+    authenticating: 'connecting…',
+    online: 'online',
+    offline: s.retryInMs != null ? `offline, retrying in ${Math.ceil(s.retryInMs / 1000)} s` : 'offline',
+    kicked: 'signed in elsewhere',
+    unauthenticated: 'session expired: log in again',
+    closed: 'closed',
+  };
+  ui.conn.textContent = labels[s.state] ?? s.state;
+  ui.conn.dataset.state = s.state;
+  if (s.state === 'unauthenticated') {
+    localStorage.removeItem(SESSION_KEY);
+  }
+}
+
+// ---- names -----------------------------------------------------------------
+
+const lookups = new Map();
+function nameOf(userId) {
+  if (names.has(userId)) return names.get(userId);
+  if (!lookups.has(userId)) {
+    lookups.set(
+      userId,
+      app.rest
+        .getUser(userId)
+        .then((u) => {
+          names.set(userId, u.displayName || u.username);
+          renderConvs();
+          if (app.open) renderMessages();
+        })
+        .catch(() => names.set(userId, userId)),
+    );
+  }
+  return userId;
+}
+
+function title(conv) {
+  if (conv.startsWith('g:')) {
+    const g = groups.get(conv.slice(2));
+    if (!g && !lookups.has(conv)) {
+      lookups.set(
+        conv,
+        app.rest
+          .getGroup(conv.slice(2))
+          .then((gg) => {
+            groups.set(gg.id, gg);
+            renderConvs();
+            if (app.open === conv) renderHead();
+          })
+          .catch(() => {}),
+      );
+    }
+    return `# ${g?.name ?? conv.slice(2)}`;
+  }
+  const [, a, b] = conv.split(':');
+  return nameOf(a === app.me.id ? b : a);
+}
+
+function target(conv) {
+  if (conv.startsWith('g:')) return { group: conv.slice(2) };
+  const [, a, b] = conv.split(':');
+  return { user: a === app.me.id ? b : a };
+}
+
+// ---- messages --------------------------------------------------------------
+
+function addMessage(m) {
+  const c = chat(m.conv);
+  c.msgs.set(m.seq, m);
+  if (m.cmid) c.pending.delete(m.cmid);
+}
+
+function onMessage(m) {
+  addMessage(m);
+  if (m.conv === app.open) {
+    renderMessages();
+    if (document.visibilityState === 'visible') app.client?.markRead(m.conv, m.seq);
+  }
+}
+
+function sendText(conv, body) {
+  const c = chat(conv);
+  const p = { cmid: newId(), body, to: target(conv), state: 'sending', error: '' };
+  c.pending.set(p.cmid, p);
+  renderMessages();
+  transmit(conv, p);
+}
+
+function transmit(conv, p) {
+  p.state = 'sending';
+  app.client
+    .send({ to: p.to, body: p.body, cmid: p.cmid })
+    .then((ack) => {
+      // The acked message itself arrives through the 'message' event in order.
+      if (chat(conv).pending.get(p.cmid) === p) p.state = 'sent';
+      if (app.open === conv) renderMessages();
+      return ack;
+    })
+    .catch((err) => {
+      p.state = 'failed';
+      p.error = errText(err);
+      if (app.open === conv) renderMessages();
+    });
+}
+
+async function openConv(conv) {
+  app.open = conv;
+  ui.composer.hidden = false;
+  renderHead();
+  const c = chat(conv);
+  for (const m of app.client.recent(conv)) addMessage(m);
+  renderMessages();
+  renderConvs();
+  app.client.markRead(conv);
+  ui.input.focus();
+  // Fill in older history that this device has not seen.
+  const seqs = [...c.msgs.keys()];
+  const lowest = seqs.length ? Math.min(...seqs) : app.client.conversation(conv).lastSeq + 1;
+  if (lowest > 1) {
+    try {
+      const from = Math.max(1, lowest - 50);
+      const r = await app.client.history(conv, { fromSeq: from, toSeq: lowest - 1, limit: lowest - from });
+      for (const m of r.items) if (!c.msgs.has(m.seq)) c.msgs.set(m.seq, { ...m, conv });
+      if (app.open === conv) renderMessages();
+    } catch {
+      /* offline: the stored messages are shown */
+    }
+  }
+}
+
+// ---- rendering ---------------------------------------------------------------
+
+function renderHead() {
+  ui.chatTitle.textContent = app.open ? title(app.open) : 'Pick a conversation';
+  ui.addMember.hidden = !app.open?.startsWith('g:');
+}
+
+function renderConvs() {
+  if (!app.client) return;
+  const list = app.client.conversations();
+  for (const conv of chats.keys()) {
+    if (!list.some((c) => c.conv === conv)) list.push(app.client.conversation(conv));
+  }
+  ui.convEmpty.hidden = list.length > 0;
+  ui.convList.replaceChildren(
+    ...list.map((c) => {
+      const li = document.createElement('li');
+      li.className = `conv${c.conv === app.open ? ' active' : ''}`;
+      li.dataset.conv = c.conv;
+      li.setAttribute('data-testid', 'conv');
+      const name = document.createElement('span');
+      name.className = 'conv-name';
+      name.textContent = title(c.conv);
+      const last = document.createElement('span');
+      last.className = 'conv-last';
+      last.textContent = c.last ? c.last.body : '';
+      li.append(name, last);
+      if (c.unread > 0 && c.conv !== app.open) {
+        const badge = document.createElement('span');
+        badge.className = 'badge';
+        badge.setAttribute('data-testid', 'unread');
+        badge.textContent = String(c.unread);
+        li.append(badge);
+      }
+      li.addEventListener('click', () => openConv(c.conv));
+      return li;
+    }),
+  );
+}
+
+function renderMessages() {
+  if (!app.open) {
+    ui.messages.replaceChildren();
+    return;
+  }
+  const c = chat(app.open);
+  const conv = app.client.conversation(app.open);
+  const items = [...c.msgs.values()].sort((a, b) => a.seq - b.seq);
+  const atBottom = ui.messages.scrollHeight - ui.messages.scrollTop - ui.messages.clientHeight < 40;
+  const nodes = items.map((m) => {
+    const own = m.from === app.me.id;
+    const state = own ? (conv.peerReadSeq >= m.seq ? 'read' : 'sent') : 'received';
+    return bubble(m.body, own, state, m.conv.startsWith('g:') && !own ? nameOf(m.from) : '', m.seq);
+  });
+  for (const p of c.pending.values()) {
+    const li = bubble(p.body, true, p.state, '', 0);
+    if (p.state === 'failed') {
+      const retry = document.createElement('button');
+      retry.className = 'link retry';
+      retry.setAttribute('data-testid', 'retry');
+      retry.textContent = 'Retry';
+      retry.title = p.error;
+      retry.addEventListener('click', () => {
+        transmit(app.open, p);
+        renderMessages();
+      });
+      li.append(retry);
+    }
+    nodes.push(li);
+  }
+  ui.messages.replaceChildren(...nodes);
+  if (atBottom || c.pending.size) ui.messages.scrollTop = ui.messages.scrollHeight;
+}
+
+function bubble(body, own, state, sender, seq) {
+  const li = document.createElement('li');
+  li.className = `msg ${own ? 'own' : 'theirs'} ${state}`;
+  li.setAttribute('data-testid', 'message');
+  li.dataset.state = state;
+  if (seq) li.dataset.seq = String(seq);
+  if (sender) {
+    const s = document.createElement('span');
+    s.className = 'sender';
+    s.textContent = sender;
+    li.append(s);
+  }
+  const b = document.createElement('span');
+  b.className = 'body';
+  b.setAttribute('data-testid', 'message-body');
+  b.textContent = body;
+  li.append(b);
+  if (own) {
+    const st = document.createElement('span');
+    st.className = 'state';
+    st.setAttribute('data-testid', 'message-state');
+    st.textContent = { sending: 'sending…', sent: 'sent', read: 'read', failed: 'failed' }[state] ?? state;
+    li.append(st);
+  }
+  return li;
+}
+
+// ---- forms -------------------------------------------------------------------
+
+ui.authForm.addEventListener('submit', (e) => {
+  e.preventDefault();
+  login(false);
+});
+$('register').addEventListener('click', () => login(true));
+ui.logout.addEventListener('click', logout);
+
+ui.composer.addEventListener('submit', (e) => {
+  e.preventDefault();
+  const body = ui.input.value;
+  if (!body.trim() || !app.open) return;
+  ui.input.value = '';
+  sendText(app.open, body);
+});
+
+$('new-chat').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  ui.sideError.textContent = '';
+  const input = /** @type {HTMLInputElement} */ ($('new-chat-username'));
+  const username = input.value.trim();
+  try {
+    const u = await app.rest.findUser(username);
+    names.set(u.id, u.displayName || u.username);
+    input.value = '';
+    await openConv(directConv(app.me.id, u.id));
+  } catch (err) {
+    ui.sideError.textContent = err instanceof ApiError && err.status === 404 ? `No user named "${username}".` : errText(err);
+  }
+});
+
+async function idsOf(usernames) {
+  const ids = [];
+  for (const n of usernames) {
+    try {
+      ids.push((await app.rest.findUser(n)).id);
+    } catch (err) {
+      throw new Error(err instanceof ApiError && err.status === 404 ? `No user named "${n}".` : errText(err));
+    }
+  }
+  return ids;
+}
+
+$('new-group').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  ui.sideError.textContent = '';
+  const name = /** @type {HTMLInputElement} */ ($('group-name'));
+  const members = /** @type {HTMLInputElement} */ ($('group-members'));
+  try {
+    const ids = await idsOf(members.value.split(/[\s,]+/).filter(Boolean));
+    const g = await app.rest.createGroup({ name: name.value.trim(), members: ids });
+    groups.set(g.id, g);
+    name.value = '';
+    members.value = '';
+    await openConv(`g:${g.id}`);
+  } catch (err) {
+    ui.sideError.textContent = errText(err);
+  }
+});
+
+ui.addMember.addEventListener('submit', async (e) => {
+  e.preventDefault();
+  ui.sideError.textContent = '';
+  const input = /** @type {HTMLInputElement} */ ($('add-member-username'));
+  if (!app.open?.startsWith('g:')) return;
+  try {
+    const ids = await idsOf([input.value.trim()]);
+    await app.rest.addMembers(app.open.slice(2), ids);
+    input.value = '';
+    ui.sideError.textContent = 'Member added.';
+  } catch (err) {
+    ui.sideError.textContent = errText(err);
+  }
+});
+
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'visible' && app.open) app.client?.markRead(app.open);
+});
+
+// ---- boot --------------------------------------------------------------------
+
+const saved = (() => {
+  try {
+    return JSON.parse(localStorage.getItem(SESSION_KEY) ?? 'null');
+  } catch {
+    return null;
+  }
+})();
+if (saved?.token) {
+  start(saved).catch(() => {
+    localStorage.removeItem(SESSION_KEY);
+    ui.auth.hidden = false;
+    ui.app.hidden = true;
+  });
+}

@@ -1,0 +1,1050 @@
+// @ts-check
+import { Emitter } from './emitter.js';
+import { backoffDelay } from './backoff.js';
+import { MemoryStorage } from './storage.js';
+
+/**
+ * A message as delivered by the server (msg frames, sync and pull items). Own
+ * messages confirmed by an ack carry the cmid of the send.
+ * @typedef {object} Message
+ * @property {string} mid
+ * @property {string} conv "u:<a>:<b>" or "g:<groupId>"
+ * @property {number} seq position in the conversation, from 1
+ * @property {number} [inboxSeq] position in the user's inbox (write diffusion only)
+ * @property {string} from sender's user id
+ * @property {string} kind e.g. "text"
+ * @property {string} body
+ * @property {number} ts unix milliseconds
+ * @property {boolean} [recalled]
+ * @property {string} [cmid] set on the sender's own device
+ */
+
+/**
+ * @typedef {object} Ack
+ * @property {string} cmid
+ * @property {string} mid
+ * @property {string} conv
+ * @property {number} seq
+ * @property {number} ts
+ */
+
+/**
+ * @typedef {object} Conversation
+ * @property {string} conv
+ * @property {number} lastSeq highest seq seen
+ * @property {number} readSeq this user's read cursor
+ * @property {number} unread messages from others after readSeq
+ * @property {number} peerReadSeq highest read receipt from another member
+ * @property {boolean} readDiffusion a large group whose messages are pulled
+ * @property {Message|null} last the newest message
+ */
+
+/**
+ * @typedef {'idle'|'connecting'|'authenticating'|'online'|'offline'|'kicked'|'unauthenticated'|'closed'} State
+ */
+
+/**
+ * @typedef {object} ClientOptions
+ * @property {string} url WebSocket URL, e.g. "ws://127.0.0.1:8080/ws"
+ * @property {string | (() => string | Promise<string>)} token JWT, or a function called before each connect
+ * @property {string} device device id (stable per browser/app install)
+ * @property {any} [WebSocket] constructor; defaults to globalThis.WebSocket
+ * @property {import('./storage.js').Storage} [storage] persistence hook (default: in memory)
+ * @property {import('./rest.js').RestClient} [rest] used for the server's conversation list (unread counts)
+ * @property {number} [maxInFlight=16] sends awaiting an ack at once
+ * @property {number} [ackTimeoutMs=5000] resend the same cmid when no ack came within this
+ * @property {number} [sendDeadlineMs=30000] reject send() when not acked by then
+ * @property {{baseMs?: number, maxMs?: number}} [backoff] reconnect backoff (full jitter), default 500 ms .. 30 s
+ * @property {number} [pingIntervalMs=25000] ping period; no frame for twice this reconnects
+ * @property {number} [requestTimeoutMs=10000] sync/pull answer deadline; on expiry the connection is renewed
+ * @property {number} [gapWaitMs=200] how long a conversation gap may close by itself before it is pulled
+ * @property {number} [syncIntervalMs=60000] periodic sync as a safety net (0 = off)
+ * @property {number} [pageLimit=100] items per sync/pull page
+ * @property {number} [recentLimit=50] messages kept per conversation for recent()
+ * @property {number} [initialPull=50] messages pulled from a read-diffusion group seen for the first time
+ * @property {() => number} [random] for the backoff jitter (tests)
+ * @property {(level: string, msg: string, data?: any) => void} [log]
+ */
+
+/** An error of the SDK or the server (code is a protocol error code or TIMEOUT/KICKED/CLOSED/DISCONNECTED). */
+export class ImkubeError extends Error {
+  /**
+   * @param {string} code
+   * @param {string} message
+   * @param {{retryable?: boolean, cmid?: string}} [extra]
+   */
+  constructor(code, message, extra = {}) {
+    super(message || code);
+    this.name = 'ImkubeError';
+    this.code = code;
+    this.retryable = extra.retryable ?? false;
+    this.cmid = extra.cmid;
+  }
+}
+
+/** @returns {string} a random id for cmids */
+export function newId() {
+  const c = globalThis.crypto;
+  if (c?.randomUUID) return c.randomUUID();
+  let s = '';
+  for (let i = 0; i < 32; i++) s += Math.floor(Math.random() * 16).toString(16);
+  return s;
+}
+
+/** @param {string} a @param {string} b @returns {string} the 1:1 conversation id of a and b */
+export function directConv(a, b) {
+  return a < b ? `u:${a}:${b}` : `u:${b}:${a}`;
+}
+
+/** @param {string} group @returns {string} */
+export function groupConv(group) {
+  return `g:${group}`;
+}
+
+const MAX_SEEN = 20000;
+const MAX_LOOP = 10000;
+
+/**
+ * Per-conversation delivery state.
+ * @typedef {object} ConvState
+ * @property {string} conv
+ * @property {number|null} seq highest seq handed to the app (null: not known yet)
+ * @property {Map<number, Message>} buf messages waiting for a gap to close
+ * @property {number} lastSeq
+ * @property {number} readSeq
+ * @property {number} unread
+ * @property {number} peerReadSeq
+ * @property {boolean} readDiffusion
+ * @property {Message|null} last
+ * @property {number} pulling connection generation of a running pull loop, 0 = none
+ * @property {number} pullTarget
+ * @property {any} gapTimer
+ * @property {number} gapDefers
+ * @property {number} pendingRead read cursor not yet sent to the server
+ */
+
+/**
+ * imkube's client: one WebSocket connection with authentication, reconnects,
+ * acknowledged sends, sync, gap filling, ordering and dedup.
+ *
+ * Events (client.on(name, fn)): "message" (Message, each once, in seq order per
+ * conversation), "state" ({state, retryInMs?}), "conversation" (Conversation),
+ * "receipt" ({conv, user, kind, seq}), "recall" (frame), "synced" ({inboxSeq}),
+ * "kicked" ({reason}), "error" (ImkubeError).
+ */
+export class ImkubeClient extends Emitter {
+  /** @param {ClientOptions} opts */
+  constructor(opts) {
+    super();
+    if (!opts || !opts.url || !opts.token || !opts.device) throw new TypeError('ImkubeClient: url, token and device are required');
+    this.opts = {
+      maxInFlight: 16,
+      ackTimeoutMs: 5000,
+      sendDeadlineMs: 30000,
+      pingIntervalMs: 25000,
+      requestTimeoutMs: 10000,
+      gapWaitMs: 200,
+      syncIntervalMs: 60000,
+      pageLimit: 100,
+      recentLimit: 50,
+      initialPull: 50,
+      ...opts,
+    };
+    this.WS = opts.WebSocket ?? globalThis.WebSocket;
+    if (!this.WS) throw new TypeError('ImkubeClient: no WebSocket: pass opts.WebSocket (e.g. from the "ws" package)');
+    this.storage = opts.storage ?? new MemoryStorage();
+    this.random = opts.random ?? Math.random;
+    /** @type {State} */
+    this.state = 'idle';
+    /** @type {string|null} the authenticated user id */
+    this.user = null;
+    /** @type {any} */
+    this._ws = null;
+    this._gen = 0;
+    this._attempt = 0;
+    this._authed = false;
+    /** @type {number|null} */
+    this._reconnectAfterMs = null;
+    this._timers = { reconnect: null, ping: null, sync: null, persist: null, auth: null };
+    this._lastRx = 0;
+    /** @type {any[]|null} frames received while the stored state loads */
+    this._held = null;
+    /** @type {Map<string, any>} */
+    this._pending = new Map();
+    /** @type {Map<string, {resolve: Function, reject: Function, timer: any}>} */
+    this._reqs = new Map();
+    this._reqSeq = 0;
+    this._inboxSeq = 0;
+    /** @type {Map<number, Message>} */
+    this._inboxBuf = new Map();
+    this._syncing = 0;
+    this._resync = false;
+    /** @type {Map<string, ConvState>} */
+    this._convs = new Map();
+    /** @type {Set<string>} */
+    this._seen = new Set();
+    /** @type {Map<string, Message[]>} */
+    this._recent = new Map();
+    /** @type {string|null} */
+    this._loadedKey = null;
+  }
+
+  // ---- public API -------------------------------------------------------
+
+  /** Opens the connection (and keeps it open until close() or kicked). */
+  connect() {
+    if (this.state !== 'idle' && this.state !== 'closed' && this.state !== 'kicked' && this.state !== 'unauthenticated') return;
+    this._attempt = 0;
+    this._open();
+  }
+
+  /** Closes the connection for good; pending sends fail with CLOSED. */
+  async close() {
+    this._teardown();
+    this._clearTimer('reconnect');
+    for (const c of this._convs.values()) {
+      clearTimeout(c.gapTimer);
+      c.gapTimer = null;
+    }
+    this._setState('closed');
+    this._failAllSends(new ImkubeError('CLOSED', 'the client was closed'));
+    await this.flush();
+  }
+
+  /**
+   * Sends a message. The promise resolves with the server's ack once the
+   * message is committed; the same cmid is retried (after reconnects, lost
+   * acks and retryable errors) until then or until sendDeadlineMs passes.
+   * Calling send again with the cmid of a failed send retries it safely.
+   * @param {{to: {user: string} | {group: string}, body: string, kind?: string, cmid?: string}} p
+   * @returns {Promise<Ack>}
+   */
+  send(p) {
+    const cmid = p.cmid ?? newId();
+    const existing = this._pending.get(cmid);
+    if (existing) return existing.promise;
+    /** @type {any} */
+    const e = {
+      cmid,
+      frame: { t: 'send', cmid, to: p.to, kind: p.kind ?? 'text', body: p.body },
+      sent: false,
+      waiting: false,
+      attempts: 0,
+      ackTimer: null,
+      retryTimer: null,
+      deadlineTimer: null,
+    };
+    e.promise = new Promise((resolve, reject) => {
+      e.resolve = resolve;
+      e.reject = reject;
+    });
+    e.deadlineTimer = setTimeout(
+      () => this._failSend(e, new ImkubeError('TIMEOUT', `no ack within ${this.opts.sendDeadlineMs} ms`, { retryable: true, cmid })),
+      this.opts.sendDeadlineMs,
+    );
+    this._pending.set(cmid, e);
+    this._pump();
+    return e.promise;
+  }
+
+  /**
+   * Moves this user's read cursor of conv (default: to its newest message);
+   * the other party gets a read receipt.
+   * @param {string} conv
+   * @param {number} [seq]
+   */
+  markRead(conv, seq) {
+    const c = this._conv(conv);
+    const s = seq ?? c.lastSeq;
+    if (s <= c.readSeq && c.unread === 0) return;
+    c.readSeq = Math.max(c.readSeq, s);
+    c.unread = 0;
+    c.pendingRead = Math.max(c.pendingRead, c.readSeq);
+    this._flushReads();
+    this._emitConv(c);
+    this._persistSoon();
+  }
+
+  /** @returns {Conversation[]} known conversations, newest first */
+  conversations() {
+    return [...this._convs.values()]
+      .filter((c) => c.last || c.lastSeq > 0)
+      .map((c) => this._summary(c))
+      .sort((a, b) => (b.last?.ts ?? 0) - (a.last?.ts ?? 0));
+  }
+
+  /** @param {string} conv @returns {Conversation} */
+  conversation(conv) {
+    return this._summary(this._conv(conv));
+  }
+
+  /** @param {string} conv @returns {Message[]} the recent messages kept for conv, oldest first */
+  recent(conv) {
+    return [...(this._recent.get(conv) ?? [])];
+  }
+
+  /**
+   * Loads messages of conv from the server without emitting them (history).
+   * @param {string} conv
+   * @param {{fromSeq?: number, toSeq?: number, limit?: number}} [q]
+   * @returns {Promise<{items: Message[], more: boolean}>}
+   */
+  async history(conv, q = {}) {
+    /** @type {any} */
+    const frame = { t: 'pull', conv, from: q.fromSeq ?? 1, limit: q.limit ?? this.opts.pageLimit };
+    if (q.toSeq != null) frame.to = q.toSeq;
+    const r = await this._request(frame, false);
+    return { items: r.items ?? [], more: !!r.more };
+  }
+
+  /** Reloads the conversation list (unread counts) from the REST API, when opts.rest is set. */
+  async refreshConversations() {
+    if (!this.opts.rest) return this.conversations();
+    const list = await this.opts.rest.conversations();
+    for (const info of list) {
+      const c = this._conv(info.conv);
+      c.readSeq = Math.max(c.readSeq, info.readSeq ?? 0);
+      if ((info.lastSeq ?? 0) >= c.lastSeq) {
+        c.lastSeq = info.lastSeq ?? 0;
+        c.unread = Math.max(0, info.unread ?? c.lastSeq - c.readSeq);
+      }
+      this._emitConv(c);
+    }
+    return this.conversations();
+  }
+
+  /** Writes the cursors and recent messages to the storage hook now. */
+  async flush() {
+    this._clearTimer('persist');
+    if (!this._loadedKey) return;
+    try {
+      await this.storage.set(this._loadedKey, this._snapshot());
+    } catch (err) {
+      this._log('warn', 'persist failed', err);
+    }
+  }
+
+  /** @returns {number} the inbox position up to which messages were handed to the app */
+  get inboxSeq() {
+    return this._inboxSeq;
+  }
+
+  // ---- connection -------------------------------------------------------
+
+  async _open() {
+    this._clearTimer('reconnect');
+    const gen = ++this._gen;
+    this._setState('connecting');
+    let token;
+    try {
+      token = typeof this.opts.token === 'function' ? await this.opts.token() : this.opts.token;
+    } catch (err) {
+      if (gen === this._gen) this._scheduleReconnect();
+      return;
+    }
+    if (gen !== this._gen) return;
+    let ws;
+    try {
+      ws = new this.WS(this.opts.url);
+    } catch (err) {
+      this._log('warn', 'websocket constructor failed', err);
+      this._scheduleReconnect();
+      return;
+    }
+    this._ws = ws;
+    this._lastRx = Date.now();
+    ws.onopen = () => {
+      if (gen !== this._gen) return;
+      this._setState('authenticating');
+      this._raw({ t: 'auth', token, device: this.opts.device });
+      this._startPing();
+      this._clearTimer('auth');
+      this._timers.auth = setTimeout(() => {
+        if (gen !== this._gen || this._authed || this._held) return;
+        this._log('info', 'no auth_ok in time; reconnecting');
+        this._teardown();
+        this._scheduleReconnect();
+      }, this.opts.requestTimeoutMs);
+    };
+    ws.onmessage = (/** @type {{data: any}} */ ev) => {
+      if (gen !== this._gen) return;
+      this._lastRx = Date.now();
+      let f;
+      try {
+        f = JSON.parse(typeof ev.data === 'string' ? ev.data : String(ev.data));
+      } catch {
+        this._log('warn', 'ignoring a frame that is not JSON');
+        return;
+      }
+      if (this._held) this._held.push(f);
+      else this._onFrame(f, gen);
+    };
+    ws.onclose = () => {
+      if (gen !== this._gen) return;
+      this._teardown();
+      this._scheduleReconnect();
+    };
+    ws.onerror = () => {};
+  }
+
+  /** Drops the current connection (if any) and forgets its in-flight requests. */
+  _teardown() {
+    this._gen++;
+    const ws = this._ws;
+    this._ws = null;
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      try {
+        ws.close();
+      } catch {
+        /* already closed */
+      }
+    }
+    this._authed = false;
+    this._held = null;
+    this._clearTimer('ping');
+    this._clearTimer('sync');
+    this._clearTimer('auth');
+    for (const r of this._reqs.values()) {
+      clearTimeout(r.timer);
+      r.reject(new ImkubeError('DISCONNECTED', 'the connection was lost'));
+    }
+    this._reqs.clear();
+    for (const e of this._pending.values()) {
+      e.sent = false;
+      clearTimeout(e.ackTimer);
+    }
+    this._syncing = 0;
+    for (const c of this._convs.values()) c.pulling = 0;
+  }
+
+  /** @param {number} [delayMs] */
+  _scheduleReconnect(delayMs) {
+    if (['closed', 'kicked', 'unauthenticated'].includes(this.state)) return;
+    const d = delayMs ?? this._reconnectAfterMs ?? backoffDelay(this._attempt, this.opts.backoff, this.random);
+    this._reconnectAfterMs = null;
+    this._attempt++;
+    this._setState('offline', { retryInMs: d });
+    this._clearTimer('reconnect');
+    this._timers.reconnect = setTimeout(() => this._open(), d);
+  }
+
+  _startPing() {
+    this._clearTimer('ping');
+    const iv = this.opts.pingIntervalMs;
+    this._timers.ping = setInterval(() => {
+      if (Date.now() - this._lastRx > 2 * iv) {
+        this._log('info', 'no frames from the server; reconnecting');
+        this._teardown();
+        this._scheduleReconnect();
+        return;
+      }
+      this._raw({ t: 'ping' });
+    }, iv);
+  }
+
+  /** @param {any} frame */
+  _raw(frame) {
+    const ws = this._ws;
+    if (!ws) return false;
+    try {
+      ws.send(JSON.stringify(frame));
+      return true;
+    } catch (err) {
+      this._log('warn', 'websocket send failed', err);
+      return false;
+    }
+  }
+
+  /**
+   * Sends a request frame with a fresh id and resolves with its answer.
+   * @param {any} frame
+   * @param {boolean} [renewOnTimeout=true] a timeout means the connection is broken: renew it
+   * @returns {Promise<any>}
+   */
+  _request(frame, renewOnTimeout = true) {
+    if (!this._authed) return Promise.reject(new ImkubeError('DISCONNECTED', 'not connected'));
+    const id = `r${++this._reqSeq}`;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this._reqs.delete(id);
+        reject(new ImkubeError('TIMEOUT', `${frame.t} got no answer`));
+        if (renewOnTimeout && this._authed) {
+          this._teardown();
+          this._scheduleReconnect(0);
+        }
+      }, this.opts.requestTimeoutMs);
+      this._reqs.set(id, { resolve, reject, timer });
+      this._raw({ ...frame, id });
+    });
+  }
+
+  /** @param {string} id @param {any} [value] @param {any} [err] */
+  _answer(id, value, err) {
+    const r = this._reqs.get(id);
+    if (!r) return;
+    this._reqs.delete(id);
+    clearTimeout(r.timer);
+    if (err) r.reject(err);
+    else r.resolve(value);
+  }
+
+  /** @param {any} f @param {number} gen */
+  _onFrame(f, gen) {
+    switch (f.t) {
+      case 'auth_ok':
+        this._onAuthOK(f, gen);
+        break;
+      case 'ack':
+        this._onAck(f);
+        break;
+      case 'msg':
+        if (typeof f.inboxSeq === 'number' && f.inboxSeq > 0) this._ingestInbox(f);
+        else this._ingestConv(f);
+        break;
+      case 'notify':
+        this._convNews(f.conv, f.seq);
+        break;
+      case 'sync_result':
+      case 'pull_result':
+        this._answer(f.id, f);
+        break;
+      case 'receipt': {
+        const c = this._conv(f.conv);
+        if (f.user !== this.user && f.kind === 'read' && f.seq > c.peerReadSeq) {
+          c.peerReadSeq = f.seq;
+          this._emitConv(c);
+        }
+        this.emit('receipt', f);
+        break;
+      }
+      case 'recall':
+        this._onRecall(f);
+        break;
+      case 'pong':
+        break;
+      case 'kicked':
+        this._teardown();
+        this._setState('kicked', { reason: f.reason });
+        this._failAllSends(new ImkubeError('KICKED', `signed out: ${f.reason}`));
+        this.emit('kicked', f);
+        break;
+      case 'reconnect':
+        this._teardown();
+        this._scheduleReconnect(Math.max(0, Number(f.afterMs) || 0));
+        break;
+      case 'error':
+        this._onError(f);
+        break;
+      default:
+        this._log('debug', `ignoring frame type ${f.t}`);
+    }
+  }
+
+  /** @param {any} f @param {number} gen */
+  async _onAuthOK(f, gen) {
+    this.user = f.user;
+    const key = `imkube:${f.user}:${this.opts.device}`;
+    if (this._loadedKey !== key) {
+      this._held = [];
+      await this._load(key);
+      if (gen !== this._gen) return;
+    }
+    this._authed = true;
+    this._attempt = 0;
+    this._setState('online');
+    const held = this._held ?? [];
+    this._held = null;
+    this._flushReads();
+    this._pump();
+    if (this.opts.syncIntervalMs > 0) {
+      this._clearTimer('sync');
+      this._timers.sync = setInterval(() => this._syncInbox(), this.opts.syncIntervalMs);
+    }
+    for (const h of held) if (gen === this._gen) this._onFrame(h, gen);
+    const synced = this._syncInbox();
+    for (const c of f.convs ?? []) this._convNews(c.conv, c.lastSeq);
+    for (const c of this._convs.values()) this._convGap(c);
+    if (this.opts.rest) this.refreshConversations().catch((err) => this._log('warn', 'conversation list failed', err));
+    await synced;
+    if (gen === this._gen) this.emit('synced', { inboxSeq: this._inboxSeq });
+  }
+
+  /** @param {any} f */
+  _onError(f) {
+    const err = new ImkubeError(f.code, f.message, { retryable: !!f.retryable, cmid: f.cmid });
+    if (f.cmid && this._pending.has(f.cmid)) {
+      const e = this._pending.get(f.cmid);
+      clearTimeout(e.ackTimer);
+      e.sent = false;
+      if (f.retryable) {
+        e.waiting = true;
+        const d = f.retryAfterMs ?? backoffDelay(e.attempts, { baseMs: 250, maxMs: 5000 }, this.random);
+        e.retryTimer = setTimeout(() => {
+          e.waiting = false;
+          this._pump();
+        }, d);
+      } else {
+        this._failSend(e, err);
+      }
+      return;
+    }
+    if (f.id && this._reqs.has(f.id)) {
+      this._answer(f.id, undefined, err);
+      return;
+    }
+    if (f.code === 'UNAUTHENTICATED') {
+      this._teardown();
+      this._setState('unauthenticated');
+      this._failAllSends(err);
+    }
+    this.emit('error', err);
+  }
+
+  // ---- sends --------------------------------------------------------------
+
+  _pump() {
+    if (!this._authed) return;
+    let inFlight = 0;
+    for (const e of this._pending.values()) if (e.sent) inFlight++;
+    for (const e of this._pending.values()) {
+      if (inFlight >= this.opts.maxInFlight) break;
+      if (e.sent || e.waiting) continue;
+      if (!this._raw(e.frame)) return;
+      e.sent = true;
+      e.attempts++;
+      inFlight++;
+      e.ackTimer = setTimeout(() => {
+        e.sent = false;
+        this._pump();
+      }, this.opts.ackTimeoutMs);
+    }
+  }
+
+  /** @param {any} f */
+  _onAck(f) {
+    const e = this._pending.get(f.cmid);
+    if (!e) return; // a duplicate ack
+    this._clearSend(e);
+    this._pending.delete(f.cmid);
+    /** @type {Ack} */
+    const ack = { cmid: f.cmid, mid: f.mid, conv: f.conv, seq: f.seq, ts: f.ts };
+    /** @type {Message} */
+    const m = { mid: f.mid, conv: f.conv, seq: f.seq, from: this.user ?? '', kind: e.frame.kind, body: e.frame.body, ts: f.ts, cmid: f.cmid };
+    const c = this._conv(f.conv);
+    c.readSeq = Math.max(c.readSeq, f.seq);
+    if (typeof f.inboxSeq === 'number' && f.inboxSeq > 0) this._ingestInbox({ ...m, inboxSeq: f.inboxSeq });
+    else this._ingestConv(m);
+    e.resolve(ack);
+    this._pump();
+  }
+
+  /** @param {any} e */
+  _clearSend(e) {
+    clearTimeout(e.ackTimer);
+    clearTimeout(e.retryTimer);
+    clearTimeout(e.deadlineTimer);
+  }
+
+  /** @param {any} e @param {ImkubeError} err */
+  _failSend(e, err) {
+    if (this._pending.get(e.cmid) !== e) return;
+    this._clearSend(e);
+    this._pending.delete(e.cmid);
+    e.reject(err);
+    this._pump();
+  }
+
+  /** @param {ImkubeError} err */
+  _failAllSends(err) {
+    for (const e of [...this._pending.values()]) this._failSend(e, err);
+  }
+
+  _flushReads() {
+    if (!this._authed) return;
+    for (const c of this._convs.values()) {
+      if (c.pendingRead > 0 && this._raw({ t: 'read', conv: c.conv, seq: c.pendingRead })) c.pendingRead = 0;
+    }
+  }
+
+  // ---- delivery: inbox order (write diffusion) ---------------------------
+
+  /** @param {Message} m */
+  _ingestInbox(m) {
+    const n = /** @type {number} */ (m.inboxSeq);
+    if (n <= this._inboxSeq) return;
+    if (n === this._inboxSeq + 1) {
+      this._inboxSeq = n;
+      this._ingestConv(m);
+      this._drainInbox();
+      return;
+    }
+    if (!this._inboxBuf.has(n)) this._inboxBuf.set(n, m);
+    this._syncInbox();
+  }
+
+  _drainInbox() {
+    for (let m = this._inboxBuf.get(this._inboxSeq + 1); m; m = this._inboxBuf.get(this._inboxSeq + 1)) {
+      this._inboxBuf.delete(this._inboxSeq + 1);
+      this._inboxSeq++;
+      this._ingestConv(m);
+    }
+    this._persistSoon();
+  }
+
+  /**
+   * Declares every inbox position up to n settled: buffered messages up to n
+   * are handed on in order, missing ones are taken as nonexistent.
+   * @param {number} n
+   */
+  _inboxSkipTo(n) {
+    if (n <= this._inboxSeq) return;
+    const keys = [...this._inboxBuf.keys()].filter((k) => k <= n).sort((a, b) => a - b);
+    for (const k of keys) {
+      const m = /** @type {Message} */ (this._inboxBuf.get(k));
+      this._inboxBuf.delete(k);
+      this._inboxSeq = k;
+      this._ingestConv(m);
+    }
+    this._inboxSeq = n;
+    this._drainInbox();
+  }
+
+  /** @returns {number} the end of the first inbox gap (lowest buffered - 1), or 0 when none */
+  _inboxGapEnd() {
+    let lo = Infinity;
+    for (const k of this._inboxBuf.keys()) if (k < lo) lo = k;
+    return lo === Infinity ? 0 : lo - 1;
+  }
+
+  /**
+   * Syncs the inbox from the cursor: the whole backlog (paging while more) and
+   * exactly the missing range of a gap. One loop runs per connection; calls
+   * during it make it go round once more.
+   */
+  async _syncInbox() {
+    const gen = this._gen;
+    if (!this._authed) return;
+    if (this._syncing === gen) {
+      this._resync = true;
+      return;
+    }
+    this._syncing = gen;
+    try {
+      for (let i = 0; i < MAX_LOOP && gen === this._gen; i++) {
+        this._resync = false;
+        const after = this._inboxSeq;
+        const gapEnd = this._inboxGapEnd();
+        const limit = gapEnd > after ? Math.min(this.opts.pageLimit, gapEnd - after) : this.opts.pageLimit;
+        const r = await this._request({ t: 'sync', after, limit });
+        if (gen !== this._gen) return;
+        const items = /** @type {Message[]} */ (r.items ?? []);
+        for (const m of items) if (typeof m.inboxSeq === 'number') this._ingestInbox(m);
+        // Positions below the last item that did not come do not exist.
+        if (items.length > 0) this._inboxSkipTo(/** @type {number} */ (items[items.length - 1].inboxSeq));
+        else if (!r.more && gapEnd > after) this._inboxSkipTo(gapEnd);
+        const gapLeft = this._inboxGapEnd() > this._inboxSeq;
+        if (this._resync && gapLeft) continue; // a gap opened while this request was out
+        if (this._inboxSeq <= after) break; // no progress: try again on the next trigger
+        if (gapEnd > after ? !gapLeft : !r.more && !gapLeft) break;
+      }
+    } catch (err) {
+      this._log('debug', 'sync interrupted', err);
+    } finally {
+      if (this._syncing === gen) this._syncing = 0;
+    }
+  }
+
+  // ---- delivery: conversation order ----------------------------------------
+
+  /** @param {string} conv @returns {ConvState} */
+  _conv(conv) {
+    let c = this._convs.get(conv);
+    if (!c) {
+      c = {
+        conv,
+        seq: conv.startsWith('u:') ? 0 : null,
+        buf: new Map(),
+        lastSeq: 0,
+        readSeq: 0,
+        unread: 0,
+        peerReadSeq: 0,
+        readDiffusion: false,
+        last: null,
+        pulling: 0,
+        pullTarget: 0,
+        gapTimer: null,
+        gapDefers: 0,
+        pendingRead: 0,
+      };
+      this._convs.set(conv, c);
+    }
+    return c;
+  }
+
+  /** @param {Message} m */
+  _ingestConv(m) {
+    if (!m || typeof m.conv !== 'string' || typeof m.seq !== 'number') return;
+    if (this._seen.has(m.mid)) return;
+    const c = this._conv(m.conv);
+    if (c.seq === null) c.seq = m.seq - 1; // first sight of a group: start here
+    if (m.seq <= c.seq) return;
+    if (m.seq === c.seq + 1) {
+      this._deliver(c, m);
+      this._drainConv(c);
+      return;
+    }
+    if (!c.buf.has(m.seq)) c.buf.set(m.seq, m);
+    this._convGap(c);
+  }
+
+  /** @param {ConvState} c */
+  _drainConv(c) {
+    for (let m = c.buf.get(/** @type {number} */ (c.seq) + 1); m; m = c.buf.get(/** @type {number} */ (c.seq) + 1)) {
+      c.buf.delete(m.seq);
+      this._deliver(c, m);
+    }
+    if (c.buf.size === 0) c.gapDefers = 0;
+  }
+
+  /** @param {ConvState} c @param {number} n settle every seq up to n */
+  _convSkipTo(c, n) {
+    if (c.seq !== null && n <= c.seq) return;
+    const keys = [...c.buf.keys()].filter((k) => k <= n).sort((a, b) => a - b);
+    for (const k of keys) {
+      const m = /** @type {Message} */ (c.buf.get(k));
+      c.buf.delete(k);
+      this._deliver(c, m);
+    }
+    c.seq = Math.max(c.seq ?? 0, n);
+    this._drainConv(c);
+  }
+
+  /** @param {ConvState} c */
+  _convGap(c) {
+    if (c.buf.size === 0 || c.gapTimer) return;
+    c.gapTimer = setTimeout(() => {
+      c.gapTimer = null;
+      this._fillConvGap(c);
+    }, this.opts.gapWaitMs);
+  }
+
+  /** @param {ConvState} c */
+  _fillConvGap(c) {
+    if (c.buf.size === 0 || !this._authed) return;
+    const lo = Math.min(...c.buf.keys());
+    if (c.seq === null || lo <= c.seq + 1) {
+      this._drainConv(c);
+      return;
+    }
+    // In write diffusion the inbox sync usually brings the missing messages.
+    if (!c.readDiffusion && (this._syncing || this._inboxBuf.size > 0) && c.gapDefers++ < 20) {
+      this._convGap(c);
+      return;
+    }
+    this._pullRange(c, lo - 1);
+  }
+
+  /**
+   * News for a conversation (notify, auth_ok convs): pull what is missing.
+   * @param {string} conv
+   * @param {number} lastSeq
+   */
+  _convNews(conv, lastSeq) {
+    if (typeof conv !== 'string' || typeof lastSeq !== 'number') return;
+    const c = this._conv(conv);
+    c.readDiffusion = true;
+    if (c.seq === null) c.seq = Math.max(0, lastSeq - this.opts.initialPull);
+    if (lastSeq > c.seq) this._pullRange(c, lastSeq);
+  }
+
+  /**
+   * Pulls exactly seqs (c.seq, to] of c, paging; one loop per conversation.
+   * @param {ConvState} c
+   * @param {number} to
+   */
+  async _pullRange(c, to) {
+    c.pullTarget = Math.max(c.pullTarget, to);
+    const gen = this._gen;
+    if (!this._authed || c.pulling === gen) return;
+    c.pulling = gen;
+    try {
+      for (let i = 0; i < MAX_LOOP && gen === this._gen && (c.seq ?? 0) < c.pullTarget; i++) {
+        const from = (c.seq ?? 0) + 1;
+        const end = Math.min(c.pullTarget, from + this.opts.pageLimit - 1);
+        let r;
+        try {
+          r = await this._request({ t: 'pull', conv: c.conv, from, to: end, limit: end - from + 1 });
+        } catch (err) {
+          if (err instanceof ImkubeError && ['DISCONNECTED', 'TIMEOUT'].includes(err.code)) throw err;
+          // FORBIDDEN, NOT_FOUND, ...: these messages cannot be had; do not stall the rest.
+          this._log('warn', `pull ${c.conv} failed`, err);
+          this._convSkipTo(c, end);
+          continue;
+        }
+        if (gen !== this._gen) return;
+        const items = /** @type {Message[]} */ (r.items ?? []);
+        for (const m of items) if (m.conv === c.conv || !m.conv) this._ingestConv({ ...m, conv: c.conv });
+        if (!r.more) this._convSkipTo(c, end);
+        else if (items.length > 0) this._convSkipTo(c, items[items.length - 1].seq);
+        else break;
+      }
+    } catch (err) {
+      this._log('debug', 'pull interrupted', err);
+    } finally {
+      if (c.pulling === gen) c.pulling = 0;
+    }
+    if (gen === this._gen && c.buf.size > 0) this._convGap(c);
+  }
+
+  /** @param {ConvState} c @param {Message} m */
+  _deliver(c, m) {
+    c.seq = m.seq;
+    if (this._seen.has(m.mid)) return;
+    this._seen.add(m.mid);
+    if (this._seen.size > MAX_SEEN) {
+      const first = this._seen.values().next().value;
+      if (first !== undefined) this._seen.delete(first);
+    }
+    /** @type {Message} */
+    const out = { mid: m.mid, conv: m.conv, seq: m.seq, from: m.from, kind: m.kind, body: m.body, ts: m.ts };
+    if (m.inboxSeq) out.inboxSeq = m.inboxSeq;
+    if (m.recalled) out.recalled = true;
+    if (m.cmid) out.cmid = m.cmid;
+    c.lastSeq = Math.max(c.lastSeq, m.seq);
+    if (!c.last || m.seq >= c.last.seq) c.last = out;
+    if (out.from === this.user) {
+      c.readSeq = Math.max(c.readSeq, m.seq);
+      c.unread = 0;
+    } else if (m.seq > c.readSeq) {
+      c.unread++;
+    }
+    let list = this._recent.get(c.conv);
+    if (!list) {
+      list = [];
+      this._recent.set(c.conv, list);
+    }
+    list.push(out);
+    if (list.length > this.opts.recentLimit) list.splice(0, list.length - this.opts.recentLimit);
+    this.emit('message', out);
+    this._emitConv(c);
+    this._persistSoon();
+  }
+
+  /** @param {any} f */
+  _onRecall(f) {
+    const list = this._recent.get(f.conv) ?? [];
+    for (const m of list) if (m.mid === f.mid || m.seq === f.seq) m.recalled = true;
+    this.emit('recall', f);
+    this._persistSoon();
+  }
+
+  // ---- state, persistence ------------------------------------------------
+
+  /** @param {ConvState} c @returns {Conversation} */
+  _summary(c) {
+    return {
+      conv: c.conv,
+      lastSeq: c.lastSeq,
+      readSeq: c.readSeq,
+      unread: c.unread,
+      peerReadSeq: c.peerReadSeq,
+      readDiffusion: c.readDiffusion,
+      last: c.last,
+    };
+  }
+
+  /** @param {ConvState} c */
+  _emitConv(c) {
+    this.emit('conversation', this._summary(c));
+  }
+
+  /** @param {State} state @param {object} [extra] */
+  _setState(state, extra = {}) {
+    this.state = state;
+    this.emit('state', { state, ...extra });
+  }
+
+  /** @param {'reconnect'|'ping'|'sync'|'persist'|'auth'} name */
+  _clearTimer(name) {
+    const t = this._timers[name];
+    if (t) {
+      clearTimeout(t);
+      clearInterval(t);
+    }
+    this._timers[name] = null;
+  }
+
+  _persistSoon() {
+    if (this._timers.persist || !this._loadedKey) return;
+    this._timers.persist = setTimeout(() => {
+      this._timers.persist = null;
+      this.flush();
+    }, 100);
+  }
+
+  _snapshot() {
+    // Never store a cursor past a message the app has not seen yet.
+    let inbox = this._inboxSeq;
+    /** @type {Record<string, any>} */
+    const convs = {};
+    for (const c of this._convs.values()) {
+      for (const m of c.buf.values()) if (m.inboxSeq) inbox = Math.min(inbox, m.inboxSeq - 1);
+      convs[c.conv] = {
+        seq: c.seq,
+        lastSeq: c.lastSeq,
+        readSeq: c.readSeq,
+        unread: c.unread,
+        peerReadSeq: c.peerReadSeq,
+        readDiffusion: c.readDiffusion,
+        last: c.last,
+        pendingRead: c.pendingRead,
+      };
+    }
+    /** @type {Record<string, Message[]>} */
+    const recent = {};
+    for (const [k, v] of this._recent) recent[k] = v;
+    return { v: 1, inboxSeq: inbox, convs, recent };
+  }
+
+  /** @param {string} key */
+  async _load(key) {
+    let s;
+    try {
+      s = await this.storage.get(key);
+    } catch (err) {
+      this._log('warn', 'loading stored state failed', err);
+    }
+    this._loadedKey = key;
+    this._inboxSeq = 0;
+    this._inboxBuf.clear();
+    this._convs.clear();
+    this._recent.clear();
+    this._seen.clear();
+    if (!s || s.v !== 1) return;
+    this._inboxSeq = Number(s.inboxSeq) || 0;
+    for (const [conv, v] of Object.entries(s.convs ?? {})) {
+      const c = this._conv(conv);
+      Object.assign(c, {
+        seq: v.seq ?? c.seq,
+        lastSeq: v.lastSeq ?? 0,
+        readSeq: v.readSeq ?? 0,
+        unread: v.unread ?? 0,
+        peerReadSeq: v.peerReadSeq ?? 0,
+        readDiffusion: !!v.readDiffusion,
+        last: v.last ?? null,
+        pendingRead: v.pendingRead ?? 0,
+      });
+    }
+    for (const [conv, list] of Object.entries(s.recent ?? {})) {
+      if (!Array.isArray(list)) continue;
+      this._recent.set(conv, list);
+      for (const m of list) this._seen.add(m.mid);
+    }
+  }
+
+  /** @param {string} level @param {string} msg @param {any} [data] */
+  _log(level, msg, data) {
+    this.opts.log?.(level, msg, data);
+  }
+}

@@ -1,0 +1,156 @@
+// @ts-check
+/** An error answered by the REST API ({code, message}) or a network failure. */
+export class ApiError extends Error {
+  /**
+   * @param {number} status HTTP status, 0 for network failures
+   * @param {string} code e.g. USERNAME_TAKEN, BAD_CREDENTIALS, NOT_FOUND, NETWORK
+   * @param {string} message
+   */
+  constructor(status, code, message) {
+    super(message || code);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/**
+ * @typedef {{id: string, username: string, displayName: string}} User
+ * @typedef {{token: string, userId: string, expiresAt: string|number}} Session
+ * @typedef {{conv: string, lastSeq: number, readSeq: number, unread: number}} ConversationInfo
+ * @typedef {{id: string, name: string, owner?: string, members?: string[], [k: string]: any}} Group
+ */
+
+/** Client of imkube's REST API under /api/v1. */
+export class RestClient {
+  /**
+   * @param {object} [opts]
+   * @param {string} [opts.baseUrl] origin or prefix, e.g. "http://127.0.0.1:8080" ("" = same origin)
+   * @param {string} [opts.token] bearer token (set by login())
+   * @param {typeof fetch} [opts.fetch]
+   */
+  constructor(opts = {}) {
+    this.baseUrl = (opts.baseUrl ?? '').replace(/\/$/, '');
+    this.token = opts.token ?? '';
+    this._fetch = opts.fetch ?? globalThis.fetch.bind(globalThis);
+  }
+
+  /**
+   * @param {string} method
+   * @param {string} path below /api/v1
+   * @param {any} [body]
+   * @returns {Promise<any>}
+   */
+  async request(method, path, body) {
+    /** @type {Record<string, string>} */
+    const headers = { Accept: 'application/json' };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    let res;
+    try {
+      res = await this._fetch(`${this.baseUrl}/api/v1${path}`, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (err) {
+      throw new ApiError(0, 'NETWORK', `cannot reach the server: ${err instanceof Error ? err.message : err}`);
+    }
+    const text = await res.text();
+    let data;
+    try {
+      data = text ? JSON.parse(text) : undefined;
+    } catch {
+      data = undefined;
+    }
+    if (!res.ok) {
+      throw new ApiError(res.status, data?.code ?? `HTTP_${res.status}`, data?.message ?? text.slice(0, 200));
+    }
+    return data;
+  }
+
+  /** @param {{username: string, password: string, displayName?: string}} u @returns {Promise<User>} */
+  register(u) {
+    return this.request('POST', '/users', { displayName: u.username, ...u });
+  }
+
+  /**
+   * Logs in and keeps the token for later calls.
+   * @param {{username: string, password: string}} creds
+   * @returns {Promise<Session>}
+   */
+  async login(creds) {
+    const s = await this.request('POST', '/sessions', creds);
+    this.token = s.token;
+    return s;
+  }
+
+  /** @returns {Promise<User>} */
+  me() {
+    return this.request('GET', '/users/me');
+  }
+
+  /** @param {string} username @returns {Promise<User>} rejects with status 404 when unknown */
+  findUser(username) {
+    return this.request('GET', `/users?username=${encodeURIComponent(username)}`);
+  }
+
+  /** @param {string} id @returns {Promise<User>} */
+  getUser(id) {
+    return this.request('GET', `/users/${encodeURIComponent(id)}`);
+  }
+
+  /** @returns {Promise<ConversationInfo[]>} */
+  async conversations() {
+    const r = await this.request('GET', '/conversations');
+    return Array.isArray(r) ? r : (r?.items ?? []);
+  }
+
+  /**
+   * @param {string} conv
+   * @param {{fromSeq?: number, limit?: number}} [q]
+   * @returns {Promise<{items: any[], more: boolean}>}
+   */
+  messages(conv, q = {}) {
+    const p = new URLSearchParams();
+    if (q.fromSeq != null) p.set('fromSeq', String(q.fromSeq));
+    if (q.limit != null) p.set('limit', String(q.limit));
+    return this.request('GET', `/conversations/${encodeURIComponent(conv)}/messages?${p}`);
+  }
+
+  /** @param {{name: string, members: string[]}} g @returns {Promise<Group>} */
+  createGroup(g) {
+    return this.request('POST', '/groups', g);
+  }
+
+  /** @param {string} id @returns {Promise<Group>} */
+  getGroup(id) {
+    return this.request('GET', `/groups/${encodeURIComponent(id)}`);
+  }
+
+  /** @returns {Promise<Group[]>} */
+  async groups() {
+    const r = await this.request('GET', '/groups');
+    return Array.isArray(r) ? r : (r?.items ?? []);
+  }
+
+  /** @param {string} id @param {string[]} userIds */
+  addMembers(id, userIds) {
+    return this.request('POST', `/groups/${encodeURIComponent(id)}/members`, { userIds });
+  }
+
+  /** @param {string} id @param {string} userId */
+  removeMember(id, userId) {
+    return this.request('DELETE', `/groups/${encodeURIComponent(id)}/members/${encodeURIComponent(userId)}`);
+  }
+
+  /** @param {string} id @param {{name?: string, [k: string]: any}} patch */
+  updateGroup(id, patch) {
+    return this.request('PATCH', `/groups/${encodeURIComponent(id)}`, patch);
+  }
+
+  /** @param {string} id */
+  deleteGroup(id) {
+    return this.request('DELETE', `/groups/${encodeURIComponent(id)}`);
+  }
+}

@@ -1,0 +1,276 @@
+// A scripted in-memory imkube server speaking protocol v1, with a fake
+// WebSocket class bound to it. Outgoing frames can be dropped, duplicated and
+// reordered (seeded, so runs are repeatable); tests can also inject messages,
+// kick devices, ask for reconnects and cut connections.
+
+/** @param {number} seed @returns {() => number} */
+export function prng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const conv1 = (a, b) => (a < b ? `u:${a}:${b}` : `u:${b}:${a}`);
+
+export class FakeServer {
+  /**
+   * @param {object} [opts]
+   * @param {number} [opts.seed]
+   * @param {{drop?: number, dup?: number, reorder?: number, types?: string[]}} [opts.chaos]
+   * @param {number} [opts.readDiffusionAbove] groups with more members use notify + pull
+   */
+  constructor(opts = {}) {
+    this.random = prng(opts.seed ?? 1);
+    this.chaos = { drop: 0, dup: 0, reorder: 0, types: ['msg', 'ack', 'sync_result', 'pull_result', 'notify'], ...opts.chaos };
+    this.readDiffusionAbove = opts.readDiffusionAbove ?? 1000;
+    this.tokens = new Map(); // token -> user
+    this.inbox = new Map(); // user -> [{inboxSeq, msg}]
+    this.convs = new Map(); // conv -> {seq, msgs: []}
+    this.groups = new Map(); // group -> Set(users)
+    this.acks = new Map(); // user|cmid -> ack
+    this.conns = new Set();
+    this.received = []; // every client frame: {user, device, frame}
+    this.connects = 0;
+    this.mid = 0;
+    this.holdAcks = false;
+    this.heldAcks = [];
+    /** @type {(conn: any, frame: any) => boolean} return false to drop a delivery on purpose */
+    this.filter = () => true;
+    /** @type {(conn: any, frame: any) => any} return a frame to answer instead of the normal handling */
+    this.intercept = () => undefined;
+    const server = this;
+    /** The WebSocket class to pass as opts.WebSocket. */
+    this.WebSocket = class FakeWebSocket {
+      constructor(url) {
+        this.url = url;
+        this.readyState = 0;
+        this.onopen = null;
+        this.onmessage = null;
+        this.onclose = null;
+        this.onerror = null;
+        this.conn = { ws: this, user: null, device: null, open: true, reorderHeld: null };
+        server.connects++;
+        setTimeout(() => {
+          if (!this.conn.open) return;
+          server.conns.add(this.conn);
+          this.readyState = 1;
+          this.onopen?.({});
+        }, 0);
+      }
+      send(data) {
+        if (this.readyState !== 1) throw new Error('not open');
+        const conn = this.conn;
+        setTimeout(() => conn.open && server._receive(conn, JSON.parse(data)), 0);
+      }
+      close() {
+        server._close(this.conn);
+      }
+    };
+  }
+
+  /** @param {string} user @returns {string} a token for user */
+  token(user) {
+    const t = `tok-${user}`;
+    this.tokens.set(t, user);
+    return t;
+  }
+
+  /** @param {string} group @param {string[]} members */
+  group(group, members) {
+    this.groups.set(group, new Set(members));
+  }
+
+  /** Frames of type t the server received (optionally from user). */
+  framesOf(t, user) {
+    return this.received.filter((r) => r.frame.t === t && (!user || r.user === user)).map((r) => r.frame);
+  }
+
+  /** Commits a message as the real server would and pushes it; returns the ack. */
+  post(from, to, body, cmid = `srv-${++this.mid}`, origin = null) {
+    const key = `${from}|${cmid}`;
+    if (this.acks.has(key)) return this.acks.get(key);
+    let conv;
+    let members;
+    if (to.user) {
+      conv = conv1(from, to.user);
+      members = from === to.user ? [from] : [from, to.user];
+    } else {
+      conv = `g:${to.group}`;
+      members = [...(this.groups.get(to.group) ?? [])];
+    }
+    const c = this.convs.get(conv) ?? { seq: 0, msgs: [] };
+    this.convs.set(conv, c);
+    c.seq++;
+    const msg = { mid: `m${++this.mid}`, conv, seq: c.seq, from, kind: 'text', body, ts: 1700000000000 + this.mid };
+    c.msgs.push(msg);
+    const ack = { t: 'ack', cmid, mid: msg.mid, conv, seq: msg.seq, ts: msg.ts };
+    this.acks.set(key, ack);
+    if (members.length > this.readDiffusionAbove) {
+      for (const conn of this.conns) {
+        if (conn.user && members.includes(conn.user) && conn !== origin) this._push(conn, { t: 'notify', conv, seq: msg.seq });
+      }
+      return ack;
+    }
+    for (const u of members) {
+      const box = this.inbox.get(u) ?? [];
+      this.inbox.set(u, box);
+      const inboxSeq = box.length + 1;
+      box.push({ inboxSeq, msg });
+      for (const conn of this.conns) {
+        if (conn.user !== u || conn === origin) continue;
+        this._push(conn, { t: 'msg', ...msg, inboxSeq });
+      }
+    }
+    return ack;
+  }
+
+  /** Cuts every connection (or those of user) as a network failure would. */
+  cut(user) {
+    for (const conn of [...this.conns]) if (!user || conn.user === user) this._close(conn, true);
+  }
+
+  kick(user) {
+    for (const conn of [...this.conns]) {
+      if (conn.user !== user) continue;
+      this._send(conn, { t: 'kicked', reason: 'replaced' });
+      setTimeout(() => this._close(conn, true), 1);
+    }
+  }
+
+  askReconnect(user, afterMs) {
+    for (const conn of [...this.conns]) if (conn.user === user) this._send(conn, { t: 'reconnect', afterMs });
+  }
+
+  releaseAcks() {
+    const held = this.heldAcks;
+    this.heldAcks = [];
+    for (const [conn, ack] of held) this._push(conn, ack);
+  }
+
+  // ---- internals ----
+
+  _close(conn, notify = false) {
+    if (!conn.open) return;
+    conn.open = false;
+    this.conns.delete(conn);
+    conn.ws.readyState = 3;
+    if (notify) setTimeout(() => conn.ws.onclose?.({ code: 1006 }), 0);
+  }
+
+  /** Sends with the chaos applied. */
+  _push(conn, frame) {
+    if (!this.filter(conn, frame)) return;
+    const { drop, dup, reorder, types } = this.chaos;
+    if (types.includes(frame.t)) {
+      if (this.random() < drop) return;
+      if (this.random() < reorder && !conn.reorderHeld) {
+        conn.reorderHeld = frame;
+        setTimeout(() => {
+          if (conn.reorderHeld === frame) {
+            conn.reorderHeld = null;
+            this._send(conn, frame);
+          }
+        }, 5);
+        return;
+      }
+      if (this.random() < dup) this._send(conn, frame);
+    }
+    this._send(conn, frame);
+    if (conn.reorderHeld && conn.reorderHeld !== frame) {
+      const held = conn.reorderHeld;
+      conn.reorderHeld = null;
+      this._send(conn, held);
+    }
+  }
+
+  _send(conn, frame) {
+    const data = JSON.stringify(frame);
+    setTimeout(() => conn.open && conn.ws.onmessage?.({ data }), 0);
+  }
+
+  _receive(conn, f) {
+    this.received.push({ user: conn.user, device: conn.device, frame: f });
+    const answer = this.intercept(conn, f);
+    if (answer !== undefined) {
+      if (answer) this._send(conn, answer);
+      return;
+    }
+    if (!conn.user) {
+      const user = f.t === 'auth' ? this.tokens.get(f.token) : undefined;
+      if (!user) {
+        this._send(conn, { t: 'error', code: 'UNAUTHENTICATED', message: 'bad token', retryable: false });
+        setTimeout(() => this._close(conn, true), 1);
+        return;
+      }
+      for (const other of [...this.conns]) {
+        if (other !== conn && other.user === user && other.device === f.device) {
+          this._send(other, { t: 'kicked', reason: 'replaced' });
+          setTimeout(() => this._close(other, true), 1);
+        }
+      }
+      conn.user = user;
+      conn.device = f.device;
+      const convs = [];
+      for (const [g, members] of this.groups) {
+        const c = this.convs.get(`g:${g}`);
+        if (members.has(user) && members.size > this.readDiffusionAbove && c) convs.push({ conv: `g:${g}`, lastSeq: c.seq });
+      }
+      this._send(conn, { t: 'auth_ok', user, device: f.device, inboxSeq: (this.inbox.get(user) ?? []).length, protocol: 1, convs });
+      return;
+    }
+    switch (f.t) {
+      case 'send': {
+        const ack = this.post(conn.user, f.to, f.body, f.cmid, conn);
+        if (this.holdAcks) this.heldAcks.push([conn, ack]);
+        else this._push(conn, ack);
+        break;
+      }
+      case 'sync': {
+        const box = this.inbox.get(conn.user) ?? [];
+        const rest = box.filter((e) => e.inboxSeq > f.after);
+        const items = rest.slice(0, f.limit ?? 100).map((e) => ({ ...e.msg, inboxSeq: e.inboxSeq }));
+        const more = rest.length > items.length;
+        const inboxSeq = more ? items[items.length - 1].inboxSeq : box.length;
+        this._push(conn, { t: 'sync_result', id: f.id, items, inboxSeq, more });
+        break;
+      }
+      case 'pull': {
+        const c = this.convs.get(f.conv) ?? { msgs: [] };
+        const to = f.to ?? Infinity;
+        const range = c.msgs.filter((m) => m.seq >= f.from && m.seq <= to);
+        const items = range.slice(0, f.limit ?? 100);
+        this._push(conn, { t: 'pull_result', id: f.id, conv: f.conv, items, more: range.length > items.length });
+        break;
+      }
+      case 'read': {
+        const [, a, b] = f.conv.split(':');
+        const other = a === conn.user ? b : a;
+        for (const o of this.conns) {
+          if (o.user === other) this._send(o, { t: 'receipt', conv: f.conv, user: conn.user, kind: 'read', seq: f.seq });
+        }
+        break;
+      }
+      case 'ping':
+        this._send(conn, { t: 'pong' });
+        break;
+      default:
+        this._send(conn, { t: 'error', code: 'BAD_FRAME', message: `unknown ${f.t}`, retryable: false });
+    }
+  }
+}
+
+/** Resolves once cond() is true; rejects after timeoutMs (bounded wait). */
+export async function waitFor(cond, timeoutMs = 5000, what = 'condition') {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
