@@ -1,0 +1,77 @@
+package imcluster
+
+import (
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"github.com/imkube/imkube/operator/internal/render"
+)
+
+// desiredDeployment is the Deployment of one component (message, sequence or
+// user). Its replica count is left to the HPA when the component autoscales.
+func desiredDeployment(s *scope, component string) *appsv1.Deployment {
+	c := s.cluster
+	liveness, readiness := render.Probes()
+	d := &appsv1.Deployment{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: s.objectMeta(s.name(component), component),
+		Spec: appsv1.DeploymentSpec{
+			Selector:             &metav1.LabelSelector{MatchLabels: s.selector(component)},
+			RevisionHistoryLimit: ptr.To[int32](5),
+			Strategy: appsv1.DeploymentStrategy{
+				Type: appsv1.RollingUpdateDeploymentStrategyType,
+				RollingUpdate: &appsv1.RollingUpdateDeployment{
+					MaxUnavailable: ptr.To(intstr.FromInt32(0)),
+					MaxSurge:       ptr.To(intstr.FromString("25%")),
+				},
+			},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{
+					Labels:      s.labels(component),
+					Annotations: render.PodAnnotations(s.configHash),
+				},
+				Spec: corev1.PodSpec{
+					AutomountServiceAccountToken:  ptr.To(false),
+					EnableServiceLinks:            ptr.To(false),
+					SecurityContext:               render.PodSecurityContext(),
+					ImagePullSecrets:              c.Spec.ImagePullSecrets,
+					TerminationGracePeriodSeconds: ptr.To[int64](30),
+					TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
+						MaxSkew:           1,
+						TopologyKey:       corev1.LabelHostname,
+						WhenUnsatisfiable: corev1.ScheduleAnyway,
+						LabelSelector:     &metav1.LabelSelector{MatchLabels: s.selector(component)},
+					}},
+					Containers: []corev1.Container{{
+						Name:            component,
+						Image:           s.image,
+						ImagePullPolicy: pullPolicy(s),
+						Args:            []string{component},
+						Ports:           render.ContainerPorts(),
+						Env:             render.Env(c),
+						Resources:       render.Resources(s.workload(component).Resources),
+						LivenessProbe:   liveness,
+						ReadinessProbe:  readiness,
+						SecurityContext: render.ContainerSecurityContext(),
+						VolumeMounts:    render.VolumeMounts(),
+					}},
+					Volumes: render.Volumes(c),
+				},
+			},
+		},
+	}
+	if !s.autoscaled(component) {
+		d.Spec.Replicas = ptr.To(s.replicas(component))
+	}
+	return d
+}
+
+func pullPolicy(s *scope) corev1.PullPolicy {
+	if p := s.cluster.Spec.ImagePullPolicy; p != "" {
+		return p
+	}
+	return corev1.PullIfNotPresent
+}

@@ -1,0 +1,156 @@
+package imcluster
+
+import (
+	"encoding/json"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	imv1 "github.com/imkube/imkube/api/v1alpha1"
+	"github.com/imkube/imkube/operator/internal/golden"
+	"github.com/imkube/imkube/operator/internal/render"
+)
+
+// sampleCluster is a fully specified IMCluster (as the API server returns it
+// after defaulting): message scales on lag, user on CPU, sequence is fixed.
+func sampleCluster() *imv1.IMCluster {
+	return &imv1.IMCluster{
+		ObjectMeta: metav1.ObjectMeta{Name: "demo", Namespace: "chat", UID: "11111111-2222-3333-4444-555555555555", Generation: 3},
+		Spec: imv1.IMClusterSpec{
+			Image: "registry.example/imkube", Version: "v1.2.3", ImagePullPolicy: corev1.PullIfNotPresent, LogLevel: "info",
+			Dependencies: imv1.DependenciesSpec{
+				RocketMQ: imv1.RocketMQSpec{
+					NameServers: []string{"rocketmq-0:9876", "rocketmq-1:9876"},
+					Topics:      []imv1.TopicSpec{{Name: "IM_UPSTREAM", Queues: 8}},
+				},
+				Redis: imv1.RedisSpec{
+					Addresses: []string{"redis:6379"}, Mode: imv1.RedisStandalone,
+					PasswordSecretRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "redis"}, Key: "password"},
+				},
+				MySQL: imv1.MySQLSpec{DSNSecretRef: corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "mysql"}, Key: "dsn"}},
+			},
+			Message: imv1.MessageSpec{
+				WorkloadSpec: imv1.WorkloadSpec{Replicas: ptr.To[int32](2), Resources: requests("250m", "256Mi")},
+				Autoscaling:  &imv1.LagAutoscalingSpec{ReplicaRange: imv1.ReplicaRange{MinReplicas: 2, MaxReplicas: 10}, TargetLagPerReplica: 500},
+			},
+			Sequence: imv1.CPUScaledSpec{WorkloadSpec: imv1.WorkloadSpec{Replicas: ptr.To[int32](3), Resources: requests("100m", "128Mi")}},
+			User: imv1.CPUScaledSpec{
+				WorkloadSpec: imv1.WorkloadSpec{Replicas: ptr.To[int32](2), Resources: requests("100m", "128Mi")},
+				Autoscaling:  &imv1.CPUAutoscalingSpec{ReplicaRange: imv1.ReplicaRange{MinReplicas: 2, MaxReplicas: 6}, TargetCPUUtilizationPercentage: 75},
+			},
+			Limits:        imv1.LimitsSpec{SendRatePerSecond: 5, SendBurst: 15, MaxMessageBytes: 8192, ConnectionsPerIPPerSecond: 30},
+			Groups:        imv1.GroupsSpec{ReadDiffusionThreshold: 200, MaxMembers: 5000},
+			Observability: imv1.ObservabilitySpec{OTLPEndpoint: "otel-collector:4317"},
+		},
+	}
+}
+
+func requests(cpu, mem string) corev1.ResourceRequirements {
+	return corev1.ResourceRequirements{Requests: corev1.ResourceList{
+		corev1.ResourceCPU: resource.MustParse(cpu), corev1.ResourceMemory: resource.MustParse(mem),
+	}}
+}
+
+func TestDesiredObjectsMatchGoldenFiles(t *testing.T) {
+	s := newScope(sampleCluster(), render.Options{Version: "v0.0.0-operator"})
+	tests := []struct {
+		name string
+		give any
+	}{
+		{"deployment-message", desiredDeployment(s, render.Message)},
+		{"deployment-sequence", desiredDeployment(s, render.Sequence)},
+		{"deployment-user", desiredDeployment(s, render.User)},
+		{"service-user", desiredService(s, render.User)},
+		{"hpa-message", desiredHPA(s, render.Message)},
+		{"hpa-user", desiredHPA(s, render.User)},
+		{"pdb-sequence", desiredPDB(s, render.Sequence)},
+		{"configmap", desiredConfigMap(s)},
+		{"secret-auth", desiredAuthSecret(s, "0123abcd")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			golden.Assert(t, tt.name, tt.give)
+		})
+	}
+}
+
+func TestComponentWithoutAutoscalingHasNoHPAAndFixedReplicas(t *testing.T) {
+	s := newScope(sampleCluster(), render.Options{})
+	if hpa := desiredHPA(s, render.Sequence); hpa != nil {
+		t.Errorf("sequence without autoscaling got an HPA: %v", hpa.Name)
+	}
+	if got := desiredDeployment(s, render.Sequence).Spec.Replicas; got == nil || *got != 3 {
+		t.Errorf("sequence replicas = %v, want 3", got)
+	}
+	if got := desiredDeployment(s, render.Message).Spec.Replicas; got != nil {
+		t.Errorf("autoscaled message Deployment sets replicas %d; the HPA owns them", *got)
+	}
+}
+
+func TestImageDefaultsToOperatorVersion(t *testing.T) {
+	tests := []struct {
+		name          string
+		image, verson string
+		want          string
+	}{
+		{"explicit image and version", "r/x", "v9", "r/x:v9"},
+		{"no version uses the operator's", "r/x", "", "r/x:v0.5.0"},
+		{"nothing set uses the default repository", "", "", render.DefaultImage + ":v0.5.0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := sampleCluster()
+			c.Spec.Image, c.Spec.Version = tt.image, tt.verson
+			if got := newScope(c, render.Options{Version: "v0.5.0"}).image; got != tt.want {
+				t.Errorf("image = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestConfigChangeChangesPodTemplateHash(t *testing.T) {
+	a := sampleCluster()
+	b := sampleCluster()
+	b.Spec.Limits.SendRatePerSecond = 6
+	ha := desiredDeployment(newScope(a, render.Options{}), render.User).Spec.Template.Annotations[render.AnnotationConfigHash]
+	hb := desiredDeployment(newScope(b, render.Options{}), render.User).Spec.Template.Annotations[render.AnnotationConfigHash]
+	if ha == "" || ha == hb {
+		t.Errorf("config hash did not change with the limits: %q vs %q", ha, hb)
+	}
+}
+
+func TestConfigJSONFollowsTheServiceContract(t *testing.T) {
+	cm := desiredConfigMap(newScope(sampleCluster(), render.Options{}))
+	var cfg struct {
+		Limits map[string]int `json:"limits"`
+		Groups map[string]int `json:"groups"`
+	}
+	if err := json.Unmarshal([]byte(cm.Data["config.json"]), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{"sendRatePerSecond": 5, "sendBurst": 15, "maxMessageBytes": 8192, "connectionsPerIPPerSecond": 30}
+	for k, v := range want {
+		if cfg.Limits[k] != v {
+			t.Errorf("limits.%s = %d, want %d", k, cfg.Limits[k], v)
+		}
+	}
+	if cfg.Groups["readDiffusionThreshold"] != 200 || cfg.Groups["maxMembers"] != 5000 {
+		t.Errorf("groups = %v", cfg.Groups)
+	}
+	var rules map[string][]map[string]any
+	if err := json.Unmarshal([]byte(cm.Data["sentinel-rules.json"]), &rules); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"flow", "hotspot", "circuitBreaker", "system"} {
+		if _, ok := rules[k]; !ok {
+			t.Errorf("sentinel-rules.json lacks %q", k)
+		}
+	}
+	send := rules["hotspot"][0]
+	if send["resource"] != "gateway.send" || send["threshold"] != float64(5) || send["burstCount"] != float64(15) {
+		t.Errorf("hotspot rule for gateway.send = %v, want threshold 5 burst 15", send)
+	}
+}

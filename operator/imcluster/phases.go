@@ -1,0 +1,188 @@
+package imcluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	imv1 "github.com/imkube/imkube/api/v1alpha1"
+	"github.com/imkube/imkube/operator/internal/render"
+	"github.com/imkube/imkube/operator/rocketmq"
+)
+
+// reconcileDependencies checks the referenced Secrets and ensures the
+// RocketMQ topics. Failures are recorded in the scope (DependenciesReady=False),
+// not returned: the workloads are still applied and the check is retried.
+func (r *Reconciler) reconcileDependencies(ctx context.Context, s *scope) error {
+	c := s.cluster
+	refs := []struct {
+		what string
+		ref  corev1.SecretKeySelector
+	}{{"MySQL DSN", c.Spec.Dependencies.MySQL.DSNSecretRef}}
+	if p := c.Spec.Dependencies.Redis.PasswordSecretRef; p != nil {
+		refs = append(refs, struct {
+			what string
+			ref  corev1.SecretKeySelector
+		}{"Redis password", *p})
+	}
+	if a := c.Spec.Auth.SecretRef; a != nil {
+		refs = append(refs, struct {
+			what string
+			ref  corev1.SecretKeySelector
+		}{"auth", corev1.SecretKeySelector{LocalObjectReference: *a, Key: render.JWTKeyKey}})
+	}
+	var missing []string
+	for _, x := range refs {
+		if x.ref.Optional != nil && *x.ref.Optional {
+			continue
+		}
+		var sec corev1.Secret
+		err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: c.Namespace, Name: x.ref.Name}, &sec)
+		switch {
+		case apierrors.IsNotFound(err):
+			missing = append(missing, fmt.Sprintf("%s Secret %q not found", x.what, x.ref.Name))
+		case err != nil:
+			return fmt.Errorf("get %s Secret %q: %w", x.what, x.ref.Name, err)
+		default:
+			if _, ok := sec.Data[x.ref.Key]; !ok {
+				missing = append(missing, fmt.Sprintf("%s Secret %q has no key %q", x.what, x.ref.Name, x.ref.Key))
+			}
+		}
+	}
+	if len(missing) > 0 {
+		s.depErr, s.depReason = errors.New(strings.Join(missing, "; ")), imv1.ReasonSecretNotFound
+		return nil
+	}
+
+	rmq := c.Spec.Dependencies.RocketMQ
+	var topics []rocketmq.Topic
+	for _, t := range s.topics() {
+		topics = append(topics, rocketmq.Topic{Name: t.Name, Queues: queues(t)})
+	}
+	created, err := r.Topics.EnsureTopics(ctx, rocketmq.Target{NameServers: rmq.NameServers, BrokerAddresses: rmq.BrokerAddresses}, topics)
+	if len(created) > 0 {
+		s.topicCreated = created
+		r.Recorder.Eventf(c, nil, corev1.EventTypeNormal, "TopicsCreated", "EnsureTopics",
+			"created RocketMQ topics %s", strings.Join(created, ", "))
+	}
+	if err != nil {
+		s.depErr, s.depReason = err, imv1.ReasonTopicsNotReady
+	}
+	return nil
+}
+
+// reconcileAuthSecret creates <cluster>-auth with a random jwt-key when the
+// cluster names no auth Secret. An existing Secret is never touched.
+func (r *Reconciler) reconcileAuthSecret(ctx context.Context, s *scope) error {
+	c := s.cluster
+	if c.Spec.Auth.SecretRef != nil {
+		return nil
+	}
+	name := render.GeneratedAuthSecretName(c.Name)
+	var sec corev1.Secret
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: c.Namespace, Name: name}, &sec)
+	if err == nil {
+		return nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return fmt.Errorf("get auth Secret %q: %w", name, err)
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return fmt.Errorf("generate jwt key: %w", err)
+	}
+	desired := desiredAuthSecret(s, hex.EncodeToString(key))
+	switch err := r.Client.Create(ctx, desired, client.FieldOwner(render.FieldManager)); {
+	case apierrors.IsAlreadyExists(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("create auth Secret %q: %w", name, err)
+	}
+	r.Recorder.Eventf(c, desired, corev1.EventTypeNormal, "AuthSecretCreated", "CreateSecret",
+		"generated token signing key Secret %s", name)
+	return nil
+}
+
+func (r *Reconciler) reconcileConfigMap(ctx context.Context, s *scope) error {
+	_, err := r.applier().Apply(ctx, desiredConfigMap(s))
+	return err
+}
+
+// reconcileComponents applies Deployment, Service, PDB and HPA of every
+// component; an HPA no longer wanted (autoscaling removed) is deleted.
+func (r *Reconciler) reconcileComponents(ctx context.Context, s *scope) error {
+	var errs []error
+	a := r.applier()
+	for _, comp := range components {
+		for _, obj := range []client.Object{desiredDeployment(s, comp), desiredService(s, comp), desiredPDB(s, comp)} {
+			if _, err := a.Apply(ctx, obj); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if hpa := desiredHPA(s, comp); hpa != nil {
+			if _, err := a.Apply(ctx, hpa); err != nil {
+				errs = append(errs, err)
+			}
+		} else if err := r.deleteOwnedHPA(ctx, s, s.name(comp)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Reconciler) deleteOwnedHPA(ctx context.Context, s *scope, name string) error {
+	var hpa autoscalingv2.HorizontalPodAutoscaler
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: s.cluster.Namespace, Name: name}, &hpa)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("get HPA %s: %w", name, err)
+	}
+	if !metav1.IsControlledBy(&hpa, s.cluster) {
+		return nil
+	}
+	if err := r.Client.Delete(ctx, &hpa); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("delete HPA %s: %w", name, err)
+	}
+	return nil
+}
+
+// observe reads the Deployments and the GatewayPools of the cluster for the status.
+func (r *Reconciler) observe(ctx context.Context, s *scope) error {
+	c := s.cluster
+	for _, comp := range components {
+		d := &appsv1.Deployment{}
+		err := r.Client.Get(ctx, types.NamespacedName{Namespace: c.Namespace, Name: s.name(comp)}, d)
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return fmt.Errorf("get Deployment %s: %w", s.name(comp), err)
+		default:
+			s.deployments[comp] = d
+		}
+	}
+	var pools imv1.GatewayPoolList
+	if err := r.Client.List(ctx, &pools, client.InNamespace(c.Namespace)); err != nil {
+		return fmt.Errorf("list GatewayPools: %w", err)
+	}
+	for _, p := range pools.Items {
+		if p.Spec.ClusterRef.Name == c.Name {
+			s.pools = append(s.pools, imv1.GatewayPoolSummary{
+				Name: p.Name, ReadyReplicas: p.Status.ReadyReplicas, Endpoint: p.Status.Endpoint,
+			})
+		}
+	}
+	return nil
+}

@@ -1,0 +1,125 @@
+// Package imcluster reconciles IMCluster objects into the message, sequence
+// and user Deployments, their Services, HPAs and PodDisruptionBudgets, the
+// cluster ConfigMap, the generated auth Secret and the RocketMQ topics.
+package imcluster
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	imv1 "github.com/imkube/imkube/api/v1alpha1"
+	"github.com/imkube/imkube/operator/internal/apply"
+	"github.com/imkube/imkube/operator/internal/render"
+	"github.com/imkube/imkube/operator/rocketmq"
+)
+
+// Reconciler reconciles IMCluster objects.
+type Reconciler struct {
+	Client client.Client
+	// APIReader reads Secrets directly from the API server, so the manager
+	// does not cache (and need list/watch on) every Secret.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Topics    rocketmq.TopicEnsurer
+	Options   render.Options
+	// RetryInterval is the requeue delay after a failed dependency check.
+	RetryInterval time.Duration
+	// ResyncInterval re-checks dependencies of a healthy cluster.
+	ResyncInterval time.Duration
+}
+
+// +kubebuilder:rbac:groups=im.imkube.io,resources=imclusters,verbs=get;list;watch
+// +kubebuilder:rbac:groups=im.imkube.io,resources=imclusters/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=im.imkube.io,resources=gatewaypools,verbs=get;list;watch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=services;configmaps,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create
+// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// SetupWithManager registers the controller: IMClusters, the objects they
+// own, and the GatewayPools that point at them (for the pool summary).
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.RetryInterval == 0 {
+		r.RetryInterval = 30 * time.Second
+	}
+	if r.ResyncInterval == 0 {
+		r.ResyncInterval = 10 * time.Minute
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("imcluster").
+		For(&imv1.IMCluster{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Owns(&appsv1.Deployment{}).
+		Owns(&corev1.Service{}).
+		Owns(&corev1.ConfigMap{}).
+		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
+		Watches(&imv1.GatewayPool{}, handler.EnqueueRequestsFromMapFunc(poolToCluster)).
+		Complete(r)
+}
+
+func poolToCluster(_ context.Context, o client.Object) []reconcile.Request {
+	p, ok := o.(*imv1.GatewayPool)
+	if !ok || p.Spec.ClusterRef.Name == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: p.Namespace, Name: p.Spec.ClusterRef.Name}}}
+}
+
+// Reconcile brings one IMCluster's owned objects to the desired state and
+// writes its status (always, in a deferred call, with every condition set).
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, err error) {
+	var c imv1.IMCluster
+	if err := r.Client.Get(ctx, req.NamespacedName, &c); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !c.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil // owner references let the garbage collector clean up
+	}
+	orig := c.DeepCopy()
+	s := newScope(&c, r.Options)
+	defer func() {
+		err = errors.Join(err, r.writeStatus(ctx, orig, &c, s))
+	}()
+
+	phases := []func(context.Context, *scope) error{
+		r.reconcileDependencies,
+		r.reconcileAuthSecret,
+		r.reconcileConfigMap,
+		r.reconcileComponents,
+		r.observe,
+	}
+	var errs []error
+	for _, phase := range phases {
+		if err := phase(ctx, s); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		s.applyErr = err
+		return ctrl.Result{}, err
+	}
+	if s.depErr != nil {
+		return ctrl.Result{RequeueAfter: r.RetryInterval}, nil
+	}
+	return ctrl.Result{RequeueAfter: r.ResyncInterval}, nil
+}
+
+func (r *Reconciler) applier() apply.Applier {
+	return apply.Applier{Client: r.Client, FieldManager: render.FieldManager}
+}

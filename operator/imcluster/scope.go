@@ -1,0 +1,100 @@
+package imcluster
+
+import (
+	"cmp"
+
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	imv1 "github.com/imkube/imkube/api/v1alpha1"
+	"github.com/imkube/imkube/operator/internal/render"
+)
+
+// components are the Deployments of an IMCluster, in rollout order.
+var components = [...]string{render.Sequence, render.User, render.Message}
+
+// scope is one reconcile of one IMCluster: the object, what the builders
+// derive from it, and what the phases observed.
+type scope struct {
+	cluster    *imv1.IMCluster
+	image      string
+	configHash string
+
+	// Observed by the phases.
+	authKey      string // non-empty: the generated auth Secret must be created with it
+	deployments  map[string]*appsv1.Deployment
+	depErr       error // dependency check failure (DependenciesReady=False)
+	depReason    string
+	applyErr     error // writing owned objects failed
+	topicCreated []string
+	pools        []imv1.GatewayPoolSummary
+}
+
+func newScope(c *imv1.IMCluster, o render.Options) *scope {
+	return &scope{
+		cluster:     c,
+		image:       render.Image(c, o),
+		configHash:  render.ConfigHash(c),
+		deployments: map[string]*appsv1.Deployment{},
+	}
+}
+
+func (s *scope) name(component string) string { return render.ComponentName(s.cluster.Name, component) }
+
+func (s *scope) labels(component string) map[string]string {
+	return render.Labels(s.cluster.Name, component, "", render.ImageTag(s.image))
+}
+
+func (s *scope) selector(component string) map[string]string {
+	return render.Selector(s.cluster.Name, component, "")
+}
+
+func (s *scope) objectMeta(name, component string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name:            name,
+		Namespace:       s.cluster.Namespace,
+		Labels:          s.labels(component),
+		OwnerReferences: []metav1.OwnerReference{render.OwnerReference(s.cluster, "IMCluster")},
+	}
+}
+
+// workload returns the replicas/resources spec of a component.
+func (s *scope) workload(component string) imv1.WorkloadSpec {
+	switch component {
+	case render.Message:
+		return s.cluster.Spec.Message.WorkloadSpec
+	case render.Sequence:
+		return s.cluster.Spec.Sequence.WorkloadSpec
+	default:
+		return s.cluster.Spec.User.WorkloadSpec
+	}
+}
+
+// autoscaled reports whether an HPA owns the replica count of component.
+func (s *scope) autoscaled(component string) bool {
+	switch component {
+	case render.Message:
+		return s.cluster.Spec.Message.Autoscaling != nil
+	case render.Sequence:
+		return s.cluster.Spec.Sequence.Autoscaling != nil
+	default:
+		return s.cluster.Spec.User.Autoscaling != nil
+	}
+}
+
+// replicas is the fixed replica count of component (default 2).
+func (s *scope) replicas(component string) int32 {
+	if r := s.workload(component).Replicas; r != nil {
+		return *r
+	}
+	return 2
+}
+
+func (s *scope) topics() []imv1.TopicSpec {
+	if t := s.cluster.Spec.Dependencies.RocketMQ.Topics; len(t) > 0 {
+		return t
+	}
+	return []imv1.TopicSpec{{Name: "IM_UPSTREAM", Queues: 8}}
+}
+
+func queues(t imv1.TopicSpec) int { return int(cmp.Or(t.Queues, 8)) }
