@@ -911,12 +911,14 @@ export class ImkubeClient extends Emitter {
     if (m.inboxSeq) out.inboxSeq = m.inboxSeq;
     if (m.recalled) out.recalled = true;
     if (m.cmid) out.cmid = m.cmid;
+    // Messages up to lastSeq are already counted (e.g. by the server's list).
+    const fresh = m.seq > c.lastSeq;
     c.lastSeq = Math.max(c.lastSeq, m.seq);
     if (!c.last || m.seq >= c.last.seq) c.last = out;
     if (out.from === this.user) {
       c.readSeq = Math.max(c.readSeq, m.seq);
       c.unread = 0;
-    } else if (m.seq > c.readSeq) {
+    } else if (fresh && m.seq > c.readSeq) {
       c.unread++;
     }
     let list = this._recent.get(c.conv);

@@ -1,0 +1,175 @@
+// Browser test: two people chat through the demo page in headless Debian
+// Chromium against a fresh `imkube dev` (run by hack/browser.sh, make test-browser).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const ROOT = path.resolve(import.meta.dirname, '../../..');
+const BIN = process.env.IMKUBE_BIN ?? path.join(ROOT, 'bin/imkube');
+const CHROMIUM = process.env.IMKUBE_CHROMIUM ?? '/usr/bin/chromium';
+const OUT = process.env.IMKUBE_TEST_OUTPUT ?? path.join(ROOT, 'test-output/browser');
+const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'];
+const WAIT_MS = 20000;
+
+/** @type {import('node:child_process').ChildProcess | null} */
+let server = null;
+let dataDir = '';
+let base = '';
+/** @type {import('playwright-core').Browser | null} */
+let browser = null;
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = /** @type {net.AddressInfo} */ (s.address());
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function startServer() {
+  fs.mkdirSync(OUT, { recursive: true });
+  dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'imkube-e2e-'));
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  const log = fs.openSync(path.join(OUT, 'server.log'), 'w');
+  server = spawn(BIN, ['dev', '--addr', `127.0.0.1:${port}`, '--data', dataDir], { stdio: ['ignore', log, log] });
+  let exited = null;
+  server.once('exit', (code, signal) => (exited = { code, signal }));
+  const end = Date.now() + 30000;
+  for (;;) {
+    if (exited) throw new Error(`imkube dev exited early (${JSON.stringify(exited)}); see ${OUT}/server.log`);
+    try {
+      const r = await fetch(`${base}/readyz`);
+      if (r.ok) return;
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > end) throw new Error(`imkube dev not ready within 30 s; see ${OUT}/server.log`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function stopServer() {
+  const p = server;
+  server = null;
+  if (p && p.exitCode === null && p.signalCode === null) {
+    const gone = new Promise((r) => p.once('exit', r));
+    p.kill('SIGTERM');
+    const t = setTimeout(() => p.kill('SIGKILL'), 5000);
+    await gone;
+    clearTimeout(t);
+  }
+  if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
+}
+
+// Kill the server even when the runner is interrupted.
+process.once('exit', () => server?.kill('SIGKILL'));
+
+before(async () => {
+  await startServer();
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS, headless: true, timeout: 60000 });
+});
+
+after(async () => {
+  await browser?.close().catch(() => {});
+  await stopServer();
+});
+
+/** Opens the demo in a new context (its own storage, like a separate browser). */
+async function openWindow(name) {
+  const context = await /** @type {import('playwright-core').Browser} */ (browser).newContext({ viewport: { width: 1000, height: 700 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(WAIT_MS);
+  const logs = [];
+  page.on('console', (m) => logs.push(`[${m.type()}] ${m.text()}`));
+  page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
+  context.on('close', () => fs.writeFileSync(path.join(OUT, `${name}-console.log`), logs.join('\n')));
+  await page.goto(base);
+  return { context, page };
+}
+
+async function enter(page, username, register) {
+  await page.getByTestId('username').fill(username);
+  await page.getByTestId('password').fill(`${username}-secret-pw`);
+  if (register) {
+    await page.getByTestId('display-name').fill(username[0].toUpperCase() + username.slice(1));
+    await page.getByTestId('register').click();
+  } else {
+    await page.getByTestId('login').click();
+  }
+  await page.getByTestId('app').waitFor({ state: 'visible' });
+  await page.locator('[data-testid="conn-state"][data-state="online"]').waitFor();
+}
+
+async function send(page, body) {
+  await page.getByTestId('compose-input').fill(body);
+  await page.getByTestId('compose-input').press('Enter');
+}
+
+/** Waits until the open chat shows exactly n messages and returns their bodies. */
+async function bodies(page, n) {
+  const loc = page.getByTestId('message-body');
+  await page.waitForFunction((want) => document.querySelectorAll('[data-testid="message-body"]').length >= want, n, { timeout: WAIT_MS });
+  return loc.allTextContents();
+}
+
+async function allSent(page, n) {
+  await page.waitForFunction(
+    (want) => document.querySelectorAll('[data-testid="message"][data-state="sent"], [data-testid="message"][data-state="read"]').length >= want,
+    n,
+    { timeout: WAIT_MS },
+  );
+}
+
+const shot = (page, name) => page.screenshot({ path: path.join(OUT, `${name}.png`) });
+const numbered = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => `message ${String(from + i).padStart(2, '0')}`);
+
+test('Alice and Bob chat in two browser windows; Bob catches up after being offline', async () => {
+  const bob = await openWindow('bob');
+  await enter(bob.page, 'bob', true);
+  const alice = await openWindow('alice');
+  await enter(alice.page, 'alice', true);
+
+  // Alice starts a chat with Bob by username and sends 20 messages.
+  await alice.page.getByTestId('new-chat-username').fill('bob');
+  await alice.page.getByTestId('new-chat-start').click();
+  await alice.page.locator('[data-testid="chat-title"]', { hasText: 'Bob' }).waitFor();
+  for (const body of numbered(1, 20)) await send(alice.page, body);
+  await allSent(alice.page, 20);
+
+  // Bob sees the conversation with an unread badge and all 20 messages in order.
+  await bob.page.getByTestId('unread').waitFor();
+  await bob.page.getByTestId('conv').first().click();
+  assert.deepEqual(await bodies(bob.page, 20), numbered(1, 20));
+  await alice.page.locator('[data-testid="message"][data-state="read"]').last().waitFor();
+  await shot(alice.page, 'alice-1');
+  await shot(bob.page, 'bob-1');
+
+  // Bob goes offline; Alice sends 5 more.
+  await bob.context.close();
+  for (const body of numbered(21, 25)) await send(alice.page, body);
+  await allSent(alice.page, 25);
+
+  // Bob comes back in a new window, logs in and sees the 5 new messages.
+  const bob2 = await openWindow('bob-again');
+  await enter(bob2.page, 'bob', false);
+  await bob2.page.locator('[data-testid="unread"]', { hasText: /^5$/ }).waitFor();
+  await shot(bob2.page, 'bob-2-list');
+  await bob2.page.getByTestId('conv').first().click();
+  const seen = await bodies(bob2.page, 25);
+  assert.deepEqual(seen.slice(-5), numbered(21, 25));
+  assert.deepEqual(seen, numbered(1, 25));
+  await alice.page.waitForTimeout(300);
+  await shot(alice.page, 'alice-2');
+  await shot(bob2.page, 'bob-2');
+  await bob2.context.close();
+  await alice.context.close();
+});
