@@ -1,0 +1,111 @@
+package telemetry
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+)
+
+// Gateway holds the gateway's instruments. A nil *Gateway records nothing.
+type Gateway struct {
+	connections metric.Int64UpDownCounter
+	connects    metric.Int64Counter
+	disconnects metric.Int64Counter
+	framesIn    metric.Int64Counter
+	framesOut   metric.Int64Counter
+	sendAck     metric.Float64Histogram
+	delivery    metric.Float64Histogram
+	pushes      metric.Int64Counter
+	bytesOut    metric.Int64Counter
+
+	reasons, inTypes, outTypes *labels
+}
+
+// NewGateway creates the gateway instruments on mp (nil: no-op).
+func NewGateway(mp metric.MeterProvider) (*Gateway, error) {
+	b := builder{m: meter(mp)}
+	g := &Gateway{
+		connections: b.upDown("imkube_gateway_connections", "Open client connections on this gateway pod."),
+		connects:    b.counter("imkube_gateway_connects", "Client connections accepted (after authentication)."),
+		disconnects: b.counter("imkube_gateway_disconnects", "Client connections closed, by reason."),
+		framesIn:    b.counter("imkube_gateway_frames_in", "Frames received from clients, by frame type."),
+		framesOut:   b.counter("imkube_gateway_frames_out", "Frames written to clients, by frame type."),
+		sendAck:     b.seconds("imkube_gateway_send_ack_seconds", "Time from receiving a send frame to writing its ack."),
+		delivery:    b.seconds("imkube_gateway_delivery_seconds", "Time from a message's server timestamp to writing it to a recipient."),
+		pushes:      b.counter("imkube_gateway_pushes", "Push records received from the message service."),
+		bytesOut:    b.counter("imkube_gateway_bytes_out", "Bytes of frames written to clients."),
+		reasons:     newLabels("reason"),
+		inTypes:     newLabels("type"),
+		outTypes:    newLabels("type"),
+	}
+	if err := b.err(); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// Connected counts an accepted connection and raises the open-connection gauge.
+func (g *Gateway) Connected() {
+	if g == nil {
+		return
+	}
+	ctx := context.Background()
+	g.connects.Add(ctx, 1)
+	g.connections.Add(ctx, 1)
+}
+
+// Disconnected counts a closed connection by reason and lowers the gauge.
+// Call it exactly once per Connected.
+func (g *Gateway) Disconnected(reason string) {
+	if g == nil {
+		return
+	}
+	ctx := context.Background()
+	g.disconnects.Add(ctx, 1, g.reasons.opt(reason))
+	g.connections.Add(ctx, -1)
+}
+
+// FrameIn counts a frame received from a client; typ is the protocol frame
+// type (unknown types beyond a small bound are recorded as "other").
+func (g *Gateway) FrameIn(typ string) {
+	if g == nil {
+		return
+	}
+	g.framesIn.Add(context.Background(), 1, g.inTypes.opt(typ))
+}
+
+// FrameOut counts a frame written to a client and its size in bytes.
+func (g *Gateway) FrameOut(typ string, bytes int) {
+	if g == nil {
+		return
+	}
+	ctx := context.Background()
+	g.framesOut.Add(ctx, 1, g.outTypes.opt(typ))
+	g.bytesOut.Add(ctx, int64(max(bytes, 0)))
+}
+
+// SendAcked records the time from receiving a send frame to writing its ack.
+func (g *Gateway) SendAcked(d time.Duration) {
+	if g == nil {
+		return
+	}
+	g.sendAck.Record(context.Background(), secondsOf(d))
+}
+
+// Delivered records the time from the message's server timestamp to the
+// frame being written to the recipient: g.Delivered(time.Since(msgTime)).
+func (g *Gateway) Delivered(d time.Duration) {
+	if g == nil {
+		return
+	}
+	g.delivery.Record(context.Background(), secondsOf(d))
+}
+
+// Pushed counts a push record received from the bus.
+func (g *Gateway) Pushed() {
+	if g == nil {
+		return
+	}
+	g.pushes.Add(context.Background(), 1)
+}
