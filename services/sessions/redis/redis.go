@@ -104,7 +104,7 @@ return 1
 var scripts = []*goredis.Script{registerScript, unregisterScript, gatewayScript}
 
 func (s *Store) userKey(user string) string { return s.prefix + "sess:{" + user + "}" }
-func (s *Store) gatewaysKey() string      { return s.prefix + "gateways" }
+func (s *Store) gatewaysKey() string        { return s.prefix + "gateways" }
 
 func ms(d time.Duration) int64 { return max(1, d.Milliseconds()) }
 
