@@ -5,6 +5,7 @@ package imtest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -293,4 +294,15 @@ func (c *Conn) Quiet(d time.Duration) {
 func (c *Conn) Close() {
 	c.ws.Close()
 	<-c.done
+}
+
+// CloseCode returns the WebSocket close code the server sent (0 if none).
+func (c *Conn) CloseCode() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ce *websocket.CloseError
+	if errors.As(c.err, &ce) {
+		return ce.Code
+	}
+	return 0
 }

@@ -290,7 +290,7 @@ func (n *Node) readErrReason(c *client, err error) string {
 	var ne net.Error
 	switch {
 	case errors.Is(err, websocket.ErrReadLimit):
-		c.close(ReasonTooLarge, errFrame("", "", protocol.CodeTooLarge, fmt.Sprintf("frame over %d bytes; closing", n.cfg.MaxFrameBytes)))
+		// gorilla has already sent close 1009 (message too big).
 		return ReasonTooLarge
 	case errors.As(err, &ne) && ne.Timeout():
 		return ReasonIdle

@@ -1,0 +1,28 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+
+	"github.com/imkube/imkube/internal/version"
+	"github.com/imkube/imkube/operator"
+	"github.com/imkube/imkube/services/dev"
+	"github.com/imkube/imkube/services/user"
+)
+
+func commands() map[string]command {
+	return map[string]command{
+		"dev":      {"run every service in one process on embedded defaults, with the demo page", dev.Main},
+		"version":  {"print the version", versionMain},
+		"user":     {"run the user service (accounts, login, groups) on MySQL", user.Main},
+		"operator": {"run the Kubernetes operator (IMCluster, GatewayPool)", operator.Main},
+	}
+}
+
+func versionMain(_ context.Context, _ []string, stdout io.Writer, _ *slog.Logger) error {
+	fmt.Fprintf(stdout, "imkube %s (%s, %s/%s)\n", version.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return nil
+}

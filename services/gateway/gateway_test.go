@@ -1,0 +1,197 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/goleak"
+
+	"github.com/imkube/imkube/api/protocol"
+	"github.com/imkube/imkube/internal/imtest"
+	"github.com/imkube/imkube/services/auth"
+	"github.com/imkube/imkube/services/bus"
+	"github.com/imkube/imkube/services/gateway"
+	"github.com/imkube/imkube/services/msgapi"
+	"github.com/imkube/imkube/services/sessions"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+type fakeBackend struct{}
+
+func (fakeBackend) State(context.Context, string) (int64, []protocol.ConvState, error) {
+	return 0, nil, nil
+}
+func (fakeBackend) Sync(context.Context, string, int64, int) (*protocol.SyncResult, error) {
+	return &protocol.SyncResult{T: protocol.TypeSyncResult}, nil
+}
+func (fakeBackend) Pull(context.Context, string, string, int64, int64, int) (*protocol.PullResult, error) {
+	return nil, msgapi.ErrForbidden
+}
+func (fakeBackend) Read(context.Context, string, string, int64) error { return nil }
+
+type env struct {
+	url  string
+	node *gateway.Node
+	keys *auth.Keys
+	bus  *bus.InProc
+}
+
+// newEnv runs a gateway node on an httptest server; everything stops at the
+// end of the test (goleak checks it).
+func newEnv(t *testing.T, cfg gateway.Config) *env {
+	t.Helper()
+	keys, err := auth.NewKeys([]string{strings.Repeat("s", 40)}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := bus.NewInProc(bus.InProcOptions{})
+	if cfg.ID == "" {
+		cfg.ID = "gw1"
+	}
+	node, err := gateway.New(cfg, gateway.Deps{
+		Tokens: keys, Upstream: b, Push: b, Pushes: b, Backend: fakeBackend{}, Sessions: sessions.NewMemory(time.Now),
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(node)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- node.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		srv.Close()
+		b.Close()
+	})
+	return &env{url: srv.URL, node: node, keys: keys, bus: b}
+}
+
+func (e *env) token(t *testing.T, user string) string {
+	tok, _, err := e.keys.Issue(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func (e *env) push(t *testing.T, frame string, targets ...msgapi.Target) {
+	t.Helper()
+	b, _ := json.Marshal(msgapi.Push{Frame: json.RawMessage(frame), Targets: targets})
+	if err := e.bus.PublishPush(context.Background(), "gw1", bus.Message{Key: "gw1", Body: b}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPushesReachTheTargetDevicesWithTheirInboxSeq(t *testing.T) {
+	e := newEnv(t, gateway.Config{})
+	a, _ := imtest.Connect(t, e.url, e.token(t, "1"), "phone")
+	a2, _ := imtest.Connect(t, e.url, e.token(t, "1"), "laptop")
+	e.push(t, `{"t":"msg","body":"x"}`, msgapi.Target{User: "1", Device: "phone", InboxSeq: 7})
+	if m := a.Expect("msg"); m.Int("inboxSeq") != 7 || m.Str("body") != "x" {
+		t.Fatalf("got %v", m)
+	}
+	a2.Quiet(100 * time.Millisecond)
+}
+
+func TestSlowConsumerIsDisconnectedWithoutBlockingOthers(t *testing.T) {
+	e := newEnv(t, gateway.Config{SendQueueBytes: 64 << 10, WriteTimeout: 2 * time.Second})
+	fast, _ := imtest.Connect(t, e.url, e.token(t, "2"), "d")
+	// The slow client authenticates and then never reads.
+	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(e.url, "http")+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	ws.WriteJSON(map[string]string{"t": "auth", "token": e.token(t, "1"), "device": "d"})
+	deadline := time.Now().Add(10 * time.Second)
+	for e.node.Connections() < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	big := `{"t":"msg","body":"` + strings.Repeat("x", 16<<10) + `"}`
+	for i := 0; i < 2000 && e.node.Connections() == 2; i++ {
+		e.push(t, big, msgapi.Target{User: "1", Device: "d"})
+		if i%100 == 0 {
+			e.push(t, `{"t":"msg","body":"ok"}`, msgapi.Target{User: "2", Device: "d"})
+			fast.Expect("msg")
+		}
+	}
+	if e.node.Connections() != 1 {
+		t.Fatalf("slow consumer still connected (%d connections)", e.node.Connections())
+	}
+	e.push(t, `{"t":"msg","body":"still fine"}`, msgapi.Target{User: "2", Device: "d"})
+	if m := fast.Expect("msg"); m.Str("body") != "still fine" {
+		t.Fatalf("fast client: %v", m)
+	}
+}
+
+func TestOversizedFrameClosesTheConnectionWithTooLarge(t *testing.T) {
+	e := newEnv(t, gateway.Config{MaxFrameBytes: 4096})
+	c, _ := imtest.Connect(t, e.url, e.token(t, "1"), "d")
+	c.SendRaw([]byte(`{"t":"ping","pad":"` + strings.Repeat("x", 5000) + `"}`))
+	frames := c.ExpectClosed(5 * time.Second)
+	if len(frames) != 0 || c.CloseCode() != websocket.CloseMessageTooBig {
+		t.Fatalf("got frames %v, close code %d; want close 1009 (message too big)", frames, c.CloseCode())
+	}
+}
+
+func TestIdleConnectionsAreClosed(t *testing.T) {
+	e := newEnv(t, gateway.Config{IdleTimeout: 300 * time.Millisecond, PingInterval: time.Hour})
+	c, _ := imtest.Connect(t, e.url, e.token(t, "1"), "d")
+	// The test client answers pings automatically, so with pings disabled
+	// the connection is idle and must be closed.
+	c.ExpectClosed(5 * time.Second)
+}
+
+func TestDrainAsksClientsToReconnect(t *testing.T) {
+	e := newEnv(t, gateway.Config{})
+	c, _ := imtest.Connect(t, e.url, e.token(t, "1"), "d")
+	go e.node.Drain()
+	frames := c.ExpectClosed(5 * time.Second)
+	if len(frames) != 1 || frames[0].T() != "reconnect" {
+		t.Fatalf("got %v", frames)
+	}
+	resp, err := http.Get(e.url + "/ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("draining gateway answered %d", resp.StatusCode)
+	}
+}
+
+func TestConnectionCapAnswers503BeforeUpgrade(t *testing.T) {
+	e := newEnv(t, gateway.Config{MaxConnections: 1})
+	imtest.Connect(t, e.url, e.token(t, "1"), "d")
+	_, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(e.url, "http")+"/ws", nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("over the cap: err %v resp %v", err, resp)
+	}
+}
+
+func TestForeignOriginsAreRefused(t *testing.T) {
+	e := newEnv(t, gateway.Config{AllowedOrigins: []string{"https://chat.example"}})
+	h := http.Header{"Origin": {"https://evil.example"}}
+	if _, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(e.url, "http")+"/ws", h); err == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("foreign origin accepted")
+	}
+	h = http.Header{"Origin": {"https://chat.example"}}
+	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(e.url, "http")+"/ws", h)
+	if err != nil {
+		t.Fatalf("allowed origin refused: %v", err)
+	}
+	ws.Close()
+}

@@ -1,0 +1,53 @@
+package gateway
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"time"
+
+	"github.com/imkube/imkube/api/protocol"
+	"github.com/imkube/imkube/services/httpx"
+)
+
+// ProxyRoutes registers the public REST API on mux by reverse-proxying to the
+// user and message services (distributed mode; in dev mode the services'
+// handlers are mounted directly).
+func ProxyRoutes(mux *http.ServeMux, userURL, messageURL string, log *slog.Logger) error {
+	user, err := newProxy(userURL, log)
+	if err != nil {
+		return fmt.Errorf("user service url: %w", err)
+	}
+	msg, err := newProxy(messageURL, log)
+	if err != nil {
+		return fmt.Errorf("message service url: %w", err)
+	}
+	for _, p := range []string{"/api/v1/users", "/api/v1/users/", "/api/v1/sessions", "/api/v1/groups", "/api/v1/groups/"} {
+		mux.Handle(p, user)
+	}
+	for _, p := range []string{"/api/v1/conversations", "/api/v1/conversations/"} {
+		mux.Handle(p, msg)
+	}
+	return nil
+}
+
+func newProxy(raw string, log *slog.Logger) (http.Handler, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return nil, fmt.Errorf("%q is not an absolute http(s) URL", raw)
+	}
+	p := httputil.NewSingleHostReverseProxy(u)
+	p.Transport = &http.Transport{
+		Proxy:                 nil,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
+	}
+	p.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+		log.Warn("REST upstream unavailable", "upstream", u.Host, "err", err)
+		httpx.WriteError(w, httpx.Errorf(http.StatusServiceUnavailable, protocol.CodeUnavailable, "service temporarily unavailable; retry"))
+	}
+	return p, nil
+}

@@ -1,0 +1,64 @@
+package user
+
+import (
+	"context"
+	"flag"
+	"io"
+	"log/slog"
+	"net/http"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/imkube/imkube/services/config"
+	"github.com/imkube/imkube/services/ids"
+	"github.com/imkube/imkube/services/platform"
+	"github.com/imkube/imkube/services/runtime"
+)
+
+// Main is `imkube user`: the user service on MySQL.
+func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger) error {
+	fs := flag.NewFlagSet("user", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	var common config.Common
+	var deps platform.Deps
+	common.Bind(fs, "127.0.0.1:8082")
+	deps.Bind(fs)
+	node := fs.Int64("node-id", int64(config.EnvInt("IMKUBE_NODE_ID", -1)), "id generator node 0-1023, -1 random (env IMKUBE_NODE_ID)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := common.Validate(); err != nil {
+		return err
+	}
+	if err := deps.Validate(platform.NeedMySQL | platform.NeedKeys); err != nil {
+		return err
+	}
+	log = common.Logger(log).With("svc", "user")
+	keys, err := deps.Keys()
+	if err != nil {
+		return err
+	}
+	live, watch, err := deps.Cluster(log)
+	if err != nil {
+		return err
+	}
+	db, err := deps.Store(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ln, err := runtime.Listen(common.Addr)
+	if err != nil {
+		return err
+	}
+	svc := New(db, keys, ids.New(*node), log, Options{})
+	mux := http.NewServeMux()
+	svc.Routes(mux)
+	NewGroups(db, svc, func() int { return live.Get().Groups.MaxMembers }).Routes(mux)
+	runtime.Health(mux, db.Ping)
+	log.Info("user service listening", "addr", ln.Addr().String())
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return watch(gctx) })
+	g.Go(func() error { return runtime.Serve(gctx, ln, mux, log, nil) })
+	return g.Wait()
+}

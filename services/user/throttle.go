@@ -1,0 +1,278 @@
+package user
+
+import (
+	"math"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/imkube/imkube/services/httpx"
+)
+
+// CodeTooManyAttempts answers a login refused by the LoginThrottle (429).
+const CodeTooManyAttempts = "TOO_MANY_ATTEMPTS"
+
+// ThrottleConfig tunes the LoginThrottle. Zero values take the defaults.
+type ThrottleConfig struct {
+	// UserBurst login attempts per username are allowed at once (5); one more
+	// is earned every UserRefill (1 min).
+	UserBurst  int
+	UserRefill time.Duration
+	// IPBurst attempts per client IP (IPv6: per /64) at once (30); one more
+	// every IPRefill (5 s).
+	IPBurst  int
+	IPRefill time.Duration
+	// BaseLockout is the lockout after a key's bucket is first emptied by
+	// failures (2 s); every further emptying doubles it, up to MaxLockout
+	// (15 min). A key that stays quiet until its bucket is full again starts
+	// over.
+	BaseLockout time.Duration
+	MaxLockout  time.Duration
+	// MaxEntries bounds each of the two maps (usernames, IPs; 100,000).
+	MaxEntries int
+	// Now is the clock (tests).
+	Now func() time.Time
+}
+
+func (c *ThrottleConfig) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if c.UserBurst <= 0 {
+		c.UserBurst = 5
+	}
+	if c.IPBurst <= 0 {
+		c.IPBurst = 30
+	}
+	def(&c.UserRefill, time.Minute)
+	def(&c.IPRefill, 5*time.Second)
+	def(&c.BaseLockout, 2*time.Second)
+	def(&c.MaxLockout, 15*time.Minute)
+	if c.MaxEntries <= 0 {
+		c.MaxEntries = 100000
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// LoginThrottle slows password guessing, per username and per client IP,
+// in memory. Every attempt takes a token from both buckets (so parallel
+// attempts are bounded too); a failure that leaves a bucket empty locks that
+// key for an exponentially growing time; a success clears the username and
+// gives the IP its token back. Safe for concurrent use.
+//
+// Use: Allow before checking the password (refuse with 429
+// TOO_MANY_ATTEMPTS and Retry-After when it says no), then Fail on wrong
+// credentials or Succeed on a login.
+type LoginThrottle struct {
+	cfg   ThrottleConfig
+	mu    sync.Mutex
+	users *buckets
+	ips   *buckets
+}
+
+// NewLoginThrottle returns a throttle.
+func NewLoginThrottle(cfg ThrottleConfig) *LoginThrottle {
+	cfg.setDefaults()
+	return &LoginThrottle{
+		cfg:   cfg,
+		users: &buckets{burst: float64(cfg.UserBurst), refill: cfg.UserRefill, max: cfg.MaxEntries, m: map[string]*bucket{}},
+		ips:   &buckets{burst: float64(cfg.IPBurst), refill: cfg.IPRefill, max: cfg.MaxEntries, m: map[string]*bucket{}},
+	}
+}
+
+// Allow takes one attempt for username from ip. When it returns false the
+// caller must not check the password and should answer 429 with
+// Retry-After: retryAfter.
+func (t *LoginThrottle) Allow(username, ip string) (ok bool, retryAfter time.Duration) {
+	uk, ik := userKey(username), ipKey(ip)
+	now := t.cfg.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	u, i := t.users.get(uk, now), t.ips.get(ik, now)
+	wait := max(u.wait(now, t.users.refill), i.wait(now, t.ips.refill))
+	if wait > 0 {
+		return false, wait
+	}
+	u.tokens--
+	i.tokens--
+	return true, 0
+}
+
+// Fail records wrong credentials for the attempt Allow let through.
+func (t *LoginThrottle) Fail(username, ip string) {
+	now := t.cfg.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, b := range []*bucket{t.users.get(userKey(username), now), t.ips.get(ipKey(ip), now)} {
+		if b.tokens < 1 {
+			b.lockouts++
+			lock := t.cfg.BaseLockout << min(b.lockouts-1, 30)
+			if lock <= 0 || lock > t.cfg.MaxLockout {
+				lock = t.cfg.MaxLockout
+			}
+			b.lockedUntil = now.Add(lock)
+		}
+	}
+}
+
+// Succeed records a login: the username starts over and the IP gets the
+// attempt's token back.
+func (t *LoginThrottle) Succeed(username, ip string) {
+	now := t.cfg.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.users.m, userKey(username))
+	i := t.ips.get(ipKey(ip), now)
+	i.tokens = min(i.tokens+1, t.ips.burst)
+}
+
+// Len returns the number of tracked usernames and IPs.
+func (t *LoginThrottle) Len() (users, ips int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.users.m), len(t.ips.m)
+}
+
+type bucket struct {
+	tokens      float64
+	last        time.Time // of the last refill
+	lockedUntil time.Time
+	lockouts    int
+}
+
+// wait returns how long until b has a token and is not locked.
+func (b *bucket) wait(now time.Time, refill time.Duration) time.Duration {
+	var w time.Duration
+	if now.Before(b.lockedUntil) {
+		w = b.lockedUntil.Sub(now)
+	}
+	if b.tokens < 1 {
+		w = max(w, time.Duration((1-b.tokens)*float64(refill)))
+	}
+	return w
+}
+
+type buckets struct {
+	burst  float64
+	refill time.Duration
+	max    int
+	m      map[string]*bucket
+}
+
+// get returns the refilled bucket of key, creating it (and evicting when
+// the map is full).
+func (bs *buckets) get(key string, now time.Time) *bucket {
+	b, ok := bs.m[key]
+	if !ok {
+		if len(bs.m) >= bs.max {
+			bs.evict(now)
+		}
+		b = &bucket{tokens: bs.burst, last: now}
+		bs.m[key] = b
+		return b
+	}
+	if el := now.Sub(b.last); el > 0 {
+		b.tokens = math.Min(bs.burst, b.tokens+float64(el)/float64(bs.refill))
+		b.last = now
+	}
+	if b.tokens >= bs.burst && !now.Before(b.lockedUntil) {
+		b.lockouts = 0 // quiet long enough: start over
+	}
+	return b
+}
+
+// evict makes room: first every idle entry (full and unlocked, the same as
+// a new one), then, if none, an arbitrary unlocked one, then any one. An
+// attacker who floods the map can at worst reset someone's lockout early;
+// memory stays bounded.
+func (bs *buckets) evict(now time.Time) {
+	for k, b := range bs.m {
+		el := now.Sub(b.last)
+		if b.tokens+float64(el)/float64(bs.refill) >= bs.burst && !now.Before(b.lockedUntil) {
+			delete(bs.m, k)
+		}
+	}
+	if len(bs.m) < bs.max {
+		return
+	}
+	for k, b := range bs.m {
+		if !now.Before(b.lockedUntil) {
+			delete(bs.m, k)
+			return
+		}
+	}
+	for k := range bs.m {
+		delete(bs.m, k)
+		return
+	}
+}
+
+// maxKeyLen bounds the memory one key can take.
+const maxKeyLen = 64
+
+func userKey(username string) string {
+	u := strings.ToLower(strings.TrimSpace(username))
+	if len(u) > maxKeyLen {
+		u = u[:maxKeyLen]
+	}
+	return u
+}
+
+// ipKey groups IPv6 clients by /64 (one subscriber usually has a whole
+// /64); IPv4 by address.
+func ipKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		if len(ip) > maxKeyLen {
+			ip = ip[:maxKeyLen]
+		}
+		return ip
+	}
+	a = a.Unmap()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
+}
+
+// ClientIP returns the client address of a login request. Behind the
+// gateway's reverse proxy (trustProxy: the user service in distributed
+// mode, reachable only through the gateway) it is the last X-Forwarded-For
+// entry, the one the gateway appended; otherwise the peer address. Earlier
+// X-Forwarded-For entries are client-controlled and never used.
+func ClientIP(r *http.Request, trustProxy bool) string {
+	if trustProxy {
+		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+			last := xff[len(xff)-1]
+			if i := strings.LastIndexByte(last, ','); i >= 0 {
+				last = last[i+1:]
+			}
+			if ip := strings.TrimSpace(last); ip != "" {
+				return ip
+			}
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// WriteTooManyAttempts answers a login refused by the throttle: 429
+// {"code":"TOO_MANY_ATTEMPTS"} with Retry-After in whole seconds.
+func WriteTooManyAttempts(w http.ResponseWriter, retryAfter time.Duration) {
+	secs := max(1, int(math.Ceil(retryAfter.Seconds())))
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	httpx.WriteJSON(w, http.StatusTooManyRequests, &httpx.Error{Status: http.StatusTooManyRequests, Code: CodeTooManyAttempts,
+		Message: "too many login attempts; retry in " + strconv.Itoa(secs) + " s"})
+}
