@@ -28,8 +28,8 @@ type ThrottleConfig struct {
 	IPRefill time.Duration
 	// BaseLockout is the lockout after a key's bucket is first emptied by
 	// failures (2 s); every further emptying doubles it, up to MaxLockout
-	// (15 min). A key that stays quiet until its bucket is full again starts
-	// over.
+	// (15 min). A key that stays quiet for MaxLockout after its last
+	// lockout starts over.
 	BaseLockout time.Duration
 	MaxLockout  time.Duration
 	// MaxEntries bounds each of the two maps (usernames, IPs; 100,000).
@@ -83,8 +83,8 @@ func NewLoginThrottle(cfg ThrottleConfig) *LoginThrottle {
 	cfg.setDefaults()
 	return &LoginThrottle{
 		cfg:   cfg,
-		users: &buckets{burst: float64(cfg.UserBurst), refill: cfg.UserRefill, max: cfg.MaxEntries, m: map[string]*bucket{}},
-		ips:   &buckets{burst: float64(cfg.IPBurst), refill: cfg.IPRefill, max: cfg.MaxEntries, m: map[string]*bucket{}},
+		users: &buckets{burst: float64(cfg.UserBurst), refill: cfg.UserRefill, decay: cfg.MaxLockout, max: cfg.MaxEntries, m: map[string]*bucket{}},
+		ips:   &buckets{burst: float64(cfg.IPBurst), refill: cfg.IPRefill, decay: cfg.MaxLockout, max: cfg.MaxEntries, m: map[string]*bucket{}},
 	}
 }
 
@@ -163,6 +163,7 @@ func (b *bucket) wait(now time.Time, refill time.Duration) time.Duration {
 type buckets struct {
 	burst  float64
 	refill time.Duration
+	decay  time.Duration // quiet time after a lockout that forgets it
 	max    int
 	m      map[string]*bucket
 }
@@ -183,35 +184,42 @@ func (bs *buckets) get(key string, now time.Time) *bucket {
 		b.tokens = math.Min(bs.burst, b.tokens+float64(el)/float64(bs.refill))
 		b.last = now
 	}
-	if b.tokens >= bs.burst && !now.Before(b.lockedUntil) {
-		b.lockouts = 0 // quiet long enough: start over
+	if b.lockouts > 0 && now.Sub(b.lockedUntil) >= bs.decay {
+		b.lockouts = 0 // quiet long enough after the last lockout: start over
 	}
 	return b
 }
 
-// evict makes room: first every idle entry (full and unlocked, the same as
-// a new one), then, if none, an arbitrary unlocked one, then any one. An
-// attacker who floods the map can at worst reset someone's lockout early;
-// memory stays bounded.
+// idle reports whether b is the same as a new bucket (full, no lockout history).
+func (bs *buckets) idle(b *bucket, now time.Time) bool {
+	full := b.tokens+float64(now.Sub(b.last))/float64(bs.refill) >= bs.burst
+	return full && (b.lockouts == 0 || now.Sub(b.lockedUntil) >= bs.decay)
+}
+
+// evict makes room: first every idle entry; if that frees nothing, an
+// eighth of the map (unlocked entries first), so a flood costs one sweep per
+// max/8 new keys. An attacker who floods the map can at worst end someone's
+// lockout early; memory stays bounded.
 func (bs *buckets) evict(now time.Time) {
 	for k, b := range bs.m {
-		el := now.Sub(b.last)
-		if b.tokens+float64(el)/float64(bs.refill) >= bs.burst && !now.Before(b.lockedUntil) {
+		if bs.idle(b, now) {
 			delete(bs.m, k)
 		}
 	}
-	if len(bs.m) < bs.max {
-		return
-	}
+	target := bs.max - max(1, bs.max/8)
 	for k, b := range bs.m {
+		if len(bs.m) <= target {
+			return
+		}
 		if !now.Before(b.lockedUntil) {
 			delete(bs.m, k)
-			return
 		}
 	}
 	for k := range bs.m {
+		if len(bs.m) <= target {
+			return
+		}
 		delete(bs.m, k)
-		return
 	}
 }
 
