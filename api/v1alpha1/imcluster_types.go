@@ -54,11 +54,11 @@ type IMClusterSpec struct {
 	User CPUScaledSpec `json:"user,omitzero"`
 
 	// Limits are per-user and per-connection limits, hot-reloaded by the services.
-	// +kubebuilder:default={}
+	// +kubebuilder:default={sendRatePerSecond: 10, sendBurst: 20, maxMessageBytes: 16384, connectionsPerIPPerSecond: 20}
 	// +optional
 	Limits LimitsSpec `json:"limits,omitzero"`
 	// Groups are group chat settings, hot-reloaded by the services.
-	// +kubebuilder:default={}
+	// +kubebuilder:default={readDiffusionThreshold: 500, maxMembers: 10000}
 	// +optional
 	Groups GroupsSpec `json:"groups,omitzero"`
 	// Observability configures traces, metrics scraping and dashboards.

@@ -43,7 +43,7 @@ type Reconciler struct {
 }
 
 // +kubebuilder:rbac:groups=im.imkube.io,resources=imclusters,verbs=get;list;watch
-// +kubebuilder:rbac:groups=im.imkube.io,resources=imclusters/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=im.imkube.io,resources=imclusters/status,verbs=get;patch
 // +kubebuilder:rbac:groups=im.imkube.io,resources=gatewaypools,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=services;configmaps,verbs=get;list;watch;create;patch

@@ -10,12 +10,13 @@ import (
 	"reflect"
 	"strings"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // Applier applies desired objects.
@@ -38,9 +39,11 @@ func (a Applier) Apply(ctx context.Context, desired client.Object) (bool, error)
 	live := obj.(client.Object)
 	switch err := a.Client.Get(ctx, client.ObjectKeyFromObject(desired), live); {
 	case err == nil:
-		if ok, _ := UpToDate(live, desired, a.FieldManager); ok {
+		ok, why := UpToDate(live, desired, a.FieldManager)
+		if ok {
 			return false, nil
 		}
+		log.FromContext(ctx).V(1).Info("applying", "kind", gvk.Kind, "name", desired.GetName(), "difference", why)
 	case !apierrors.IsNotFound(err):
 		return false, fmt.Errorf("get %s %s: %w", gvk.Kind, desired.GetName(), err)
 	}
@@ -111,8 +114,12 @@ func UpToDate(live, desired client.Object, fieldManager string) (bool, string) {
 	if err != nil {
 		return false, err.Error()
 	}
-	for _, k := range []string{"apiVersion", "kind"} {
-		delete(want, k)
+	// Identity is not in managedFields: apiVersion, kind, name, namespace.
+	delete(want, "apiVersion")
+	delete(want, "kind")
+	if md, ok := want["metadata"].(map[string]any); ok {
+		delete(md, "name")
+		delete(md, "namespace")
 	}
 	got := filter(liveMap, tree)
 	if d := diff("", got, want); d != "" {

@@ -1,0 +1,108 @@
+package gatewaypool
+
+import (
+	"cmp"
+	"strconv"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"github.com/imkube/imkube/operator/internal/render"
+)
+
+// preStopSeconds is how long a terminating gateway keeps serving before it
+// gets SIGTERM, so endpoints stop routing new connections to it first.
+const preStopSeconds = 5
+
+// desiredDeployment is the gateway Deployment of a pool. A stopping gateway
+// sleeps preStopSeconds, then drains for up to the drain timeout (it asks its
+// clients to reconnect elsewhere); the grace period covers both plus slack.
+func desiredDeployment(s *scope) *appsv1.Deployment {
+	c, p := s.cluster, s.pool
+	liveness, readiness := render.Probes()
+	env := append(render.Env(c),
+		corev1.EnvVar{Name: "IMKUBE_GATEWAY_ID", ValueFrom: &corev1.EnvVarSource{
+			FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"},
+		}},
+		corev1.EnvVar{Name: "IMKUBE_GATEWAY_POOL", Value: p.Name},
+		corev1.EnvVar{Name: "IMKUBE_MAX_CONNECTIONS", Value: strconv.Itoa(int(cmp.Or(p.Spec.MaxConnectionsPerPod, 10000)))},
+		corev1.EnvVar{Name: "IMKUBE_DRAIN_TIMEOUT", Value: s.drainTimeout().String()},
+		corev1.EnvVar{Name: "IMKUBE_HEARTBEAT_INTERVAL", Value: s.heartbeat().String()},
+	)
+	grace := int64(preStopSeconds) + int64(s.drainTimeout().Seconds()) + 5
+	spread := make([]corev1.TopologySpreadConstraint, 0, len(p.Spec.TopologySpreadConstraints))
+	for _, t := range p.Spec.TopologySpreadConstraints {
+		t = *t.DeepCopy()
+		if t.LabelSelector == nil {
+			t.LabelSelector = &metav1.LabelSelector{MatchLabels: s.selector()}
+		}
+		spread = append(spread, t)
+	}
+	if len(spread) == 0 {
+		spread = []corev1.TopologySpreadConstraint{{
+			MaxSkew:           1,
+			TopologyKey:       corev1.LabelHostname,
+			WhenUnsatisfiable: corev1.ScheduleAnyway,
+			LabelSelector:     &metav1.LabelSelector{MatchLabels: s.selector()},
+		}}
+	}
+	pull := c.Spec.ImagePullPolicy
+	if pull == "" {
+		pull = corev1.PullIfNotPresent
+	}
+	d := &appsv1.Deployment{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: s.objectMeta(),
+		Spec: appsv1.DeploymentSpec{
+			Selector:             &metav1.LabelSelector{MatchLabels: s.selector()},
+			RevisionHistoryLimit: ptr.To[int32](5),
+			Strategy: appsv1.DeploymentStrategy{
+				Type: appsv1.RollingUpdateDeploymentStrategyType,
+				RollingUpdate: &appsv1.RollingUpdateDeployment{
+					MaxUnavailable: ptr.To(intstr.FromInt32(0)),
+					MaxSurge:       ptr.To(intstr.FromString("25%")),
+				},
+			},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{
+					Labels:      s.labels(),
+					Annotations: render.PodAnnotations(render.ConfigHash(c)),
+				},
+				Spec: corev1.PodSpec{
+					AutomountServiceAccountToken:  ptr.To(false),
+					EnableServiceLinks:            ptr.To(false),
+					SecurityContext:               render.PodSecurityContext(),
+					ImagePullSecrets:              c.Spec.ImagePullSecrets,
+					TerminationGracePeriodSeconds: ptr.To(grace),
+					NodeSelector:                  p.Spec.NodeSelector,
+					Tolerations:                   p.Spec.Tolerations,
+					TopologySpreadConstraints:     spread,
+					Containers: []corev1.Container{{
+						Name:            render.Gateway,
+						Image:           s.image,
+						ImagePullPolicy: pull,
+						Args:            []string{render.Gateway},
+						Ports:           render.ContainerPorts(),
+						Env:             env,
+						Resources:       render.Resources(p.Spec.Resources),
+						LivenessProbe:   liveness,
+						ReadinessProbe:  readiness,
+						Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{
+							Sleep: &corev1.SleepAction{Seconds: preStopSeconds},
+						}},
+						SecurityContext: render.ContainerSecurityContext(),
+						VolumeMounts:    render.VolumeMounts(),
+					}},
+					Volumes: render.Volumes(c),
+				},
+			},
+		},
+	}
+	if p.Spec.Autoscaling == nil {
+		d.Spec.Replicas = ptr.To(ptr.Deref(p.Spec.Replicas, 2))
+	}
+	return d
+}

@@ -1,0 +1,38 @@
+package gatewaypool
+
+import (
+	"maps"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/imkube/imkube/operator/internal/render"
+)
+
+// desiredService exposes the pool: WebSocket at /ws and REST at /api/v1 on
+// spec.service.port, with the user's type and annotations.
+func desiredService(s *scope) *corev1.Service {
+	m := s.objectMeta()
+	if a := s.pool.Spec.Service.Annotations; len(a) > 0 {
+		m.Annotations = maps.Clone(a)
+	}
+	typ := s.pool.Spec.Service.Type
+	if typ == "" {
+		typ = corev1.ServiceTypeClusterIP
+	}
+	return &corev1.Service{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: m,
+		Spec: corev1.ServiceSpec{
+			Type:     typ,
+			Selector: s.selector(),
+			Ports: []corev1.ServicePort{{
+				Name:       render.HTTPPortName,
+				Port:       s.servicePort(),
+				TargetPort: intstr.FromString(render.HTTPPortName),
+				Protocol:   corev1.ProtocolTCP,
+			}},
+		},
+	}
+}

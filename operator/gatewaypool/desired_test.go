@@ -1,0 +1,103 @@
+package gatewaypool
+
+import (
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	imv1 "github.com/imkube/imkube/api/v1alpha1"
+	"github.com/imkube/imkube/operator/internal/golden"
+	"github.com/imkube/imkube/operator/internal/render"
+)
+
+func sampleCluster() *imv1.IMCluster {
+	return &imv1.IMCluster{
+		ObjectMeta: metav1.ObjectMeta{Name: "demo", Namespace: "chat", UID: "11111111-2222-3333-4444-555555555555"},
+		Spec: imv1.IMClusterSpec{
+			Image: "registry.example/imkube", Version: "v1.2.3",
+			Dependencies: imv1.DependenciesSpec{
+				RocketMQ: imv1.RocketMQSpec{NameServers: []string{"rocketmq:9876"}},
+				Redis:    imv1.RedisSpec{Addresses: []string{"redis:6379"}, Mode: imv1.RedisStandalone},
+				MySQL:    imv1.MySQLSpec{DSNSecretRef: corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "mysql"}, Key: "dsn"}},
+			},
+		},
+	}
+}
+
+func samplePool() *imv1.GatewayPool {
+	return &imv1.GatewayPool{
+		ObjectMeta: metav1.ObjectMeta{Name: "edge", Namespace: "chat", UID: "66666666-7777-8888-9999-000000000000", Generation: 2},
+		Spec: imv1.GatewayPoolSpec{
+			ClusterRef: imv1.ClusterReference{Name: "demo"},
+			Autoscaling: &imv1.GatewayAutoscalingSpec{
+				ReplicaRange: imv1.ReplicaRange{MinReplicas: 2, MaxReplicas: 20}, TargetConnectionsPerPod: 4000,
+			},
+			MaxConnectionsPerPod: 8000,
+			Service: imv1.GatewayServiceSpec{
+				Type: corev1.ServiceTypeLoadBalancer, Port: 443,
+				Annotations: map[string]string{"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"},
+			},
+			DrainTimeout:      &metav1.Duration{Duration: 45 * time.Second},
+			HeartbeatInterval: &metav1.Duration{Duration: 20 * time.Second},
+			NodeSelector:      map[string]string{"node-role/edge": "true"},
+			Tolerations:       []corev1.Toleration{{Key: "edge", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
+		},
+	}
+}
+
+func TestDesiredObjectsMatchGoldenFiles(t *testing.T) {
+	s := newScope(samplePool(), sampleCluster(), render.Options{Version: "v0.0.0-operator"})
+	tests := []struct {
+		name string
+		give any
+	}{
+		{"deployment", desiredDeployment(s)},
+		{"service", desiredService(s)},
+		{"hpa", desiredHPA(s)},
+		{"pdb", desiredPDB(s)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			golden.Assert(t, tt.name, tt.give)
+		})
+	}
+}
+
+func TestGracePeriodCoversPreStopAndDrain(t *testing.T) {
+	tests := []struct {
+		name  string
+		drain time.Duration
+		want  int64
+	}{
+		{"45s drain", 45 * time.Second, 55},
+		{"1m drain", time.Minute, 70},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := samplePool()
+			p.Spec.DrainTimeout = &metav1.Duration{Duration: tt.drain}
+			d := desiredDeployment(newScope(p, sampleCluster(), render.Options{}))
+			if got := *d.Spec.Template.Spec.TerminationGracePeriodSeconds; got != tt.want {
+				t.Errorf("terminationGracePeriodSeconds = %d, want %d", got, tt.want)
+			}
+			if d.Spec.Template.Spec.Containers[0].Lifecycle.PreStop.Sleep == nil {
+				t.Error("no preStop sleep")
+			}
+		})
+	}
+}
+
+func TestFixedPoolHasReplicasAndNoHPA(t *testing.T) {
+	p := samplePool()
+	p.Spec.Autoscaling, p.Spec.Replicas = nil, ptr.To[int32](4)
+	s := newScope(p, sampleCluster(), render.Options{})
+	if h := desiredHPA(s); h != nil {
+		t.Errorf("fixed pool got HPA %s", h.Name)
+	}
+	if got := desiredDeployment(s).Spec.Replicas; got == nil || *got != 4 {
+		t.Errorf("replicas = %v, want 4", got)
+	}
+}

@@ -1,0 +1,220 @@
+// Package operator runs the imkube Kubernetes operator: the IMCluster and
+// GatewayPool controllers in one controller-runtime manager with leader
+// election, metrics and health probes. `imkube operator` calls Main.
+package operator
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	imv1 "github.com/imkube/imkube/api/v1alpha1"
+	"github.com/imkube/imkube/internal/version"
+	"github.com/imkube/imkube/operator/gatewaypool"
+	"github.com/imkube/imkube/operator/imcluster"
+	"github.com/imkube/imkube/operator/internal/render"
+	"github.com/imkube/imkube/operator/rocketmq"
+)
+
+// Leader election and events need these beyond what the controllers declare.
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+
+// LeaderElectionID is the Lease the operator replicas compete for.
+const LeaderElectionID = "imkube-operator.im.imkube.io"
+
+// Config is the command line of `imkube operator`.
+type Config struct {
+	MetricsAddr             string
+	HealthAddr              string
+	LeaderElect             bool
+	LeaderElectionNamespace string
+	Namespace               string
+	Kubeconfig              string
+}
+
+// Main runs the operator until ctx ends.
+func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger) error {
+	var cfg Config
+	fs := flag.NewFlagSet("imkube operator", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", ":8080", "address of the Prometheus /metrics endpoint (0 disables)")
+	fs.StringVar(&cfg.HealthAddr, "health-addr", ":8081", "address of the /healthz and /readyz probes (0 disables)")
+	fs.BoolVar(&cfg.LeaderElect, "leader-elect", false, "elect one active replica through a Lease (set when running more than one)")
+	fs.StringVar(&cfg.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the Lease (default: --namespace, or the pod's namespace in-cluster)")
+	fs.StringVar(&cfg.Namespace, "namespace", "", "only watch this namespace (default: all namespaces)")
+	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "path to a kubeconfig (default: $KUBECONFIG, in-cluster config, or ~/.kube/config)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("operator: unexpected arguments %q", fs.Args())
+	}
+	restCfg, err := restConfig(cfg.Kubeconfig)
+	if err != nil {
+		return fmt.Errorf("operator: kubernetes config: %w", err)
+	}
+	ctrl.SetLogger(logr.FromSlogHandler(log.Handler()))
+
+	topics := rocketmq.NewAdmin(log.With("component", "rocketmq-admin"))
+	defer func() {
+		if err := topics.Close(); err != nil {
+			log.Warn("closing rocketmq admin", "err", err)
+		}
+	}()
+	mgr, err := NewManager(restCfg, cfg, ManagerOptions{})
+	if err != nil {
+		return err
+	}
+	if err := Register(mgr, Deps{Topics: topics, Version: version.Version}); err != nil {
+		return err
+	}
+	log.Info("operator starting", "version", version.Version, "namespace", cfg.Namespace,
+		"leaderElect", cfg.LeaderElect, "metrics", cfg.MetricsAddr, "health", cfg.HealthAddr)
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("operator: %w", err)
+	}
+	return nil
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	return ctrl.GetConfig()
+}
+
+// NewScheme holds the built-in kinds and the imkube CRDs.
+func NewScheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	if err := imv1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// ManagerOptions are knobs for tests.
+type ManagerOptions struct {
+	// SkipNameValidation allows several managers in one process (tests).
+	SkipNameValidation bool
+}
+
+// NewManager builds the controller manager. Its cache holds only objects the
+// operator manages (label app.kubernetes.io/managed-by=imkube-operator) for
+// the owned kinds, and only --namespace when set.
+func NewManager(restCfg *rest.Config, cfg Config, o ManagerOptions) (ctrl.Manager, error) {
+	scheme, err := NewScheme()
+	if err != nil {
+		return nil, err
+	}
+	managed := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{render.LabelManagedBy: render.ManagedByValue})}
+	cacheOpts := cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&appsv1.Deployment{}:                     managed,
+		&corev1.Service{}:                        managed,
+		&corev1.ConfigMap{}:                      managed,
+		&autoscalingv2.HorizontalPodAutoscaler{}: managed,
+		&policyv1.PodDisruptionBudget{}:          managed,
+	}}
+	if cfg.Namespace != "" {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{cfg.Namespace: {}}
+	}
+	leNS := cfg.LeaderElectionNamespace
+	if leNS == "" {
+		leNS = cfg.Namespace
+	}
+	opts := ctrl.Options{
+		Scheme:                        scheme,
+		Cache:                         cacheOpts,
+		Metrics:                       metricsserver.Options{BindAddress: cfg.MetricsAddr},
+		HealthProbeBindAddress:        cfg.HealthAddr,
+		LeaderElection:                cfg.LeaderElect,
+		LeaderElectionID:              LeaderElectionID,
+		LeaderElectionNamespace:       leNS,
+		LeaderElectionReleaseOnCancel: true,
+		GracefulShutdownTimeout:       ptrDuration(30 * time.Second),
+	}
+	if o.SkipNameValidation {
+		skip := true
+		opts.Controller.SkipNameValidation = &skip
+	}
+	mgr, err := ctrl.NewManager(restCfg, opts)
+	if err != nil {
+		return nil, fmt.Errorf("operator: new manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
+		return nil, err
+	}
+	return mgr, nil
+}
+
+// Deps are what Register wires into the controllers.
+type Deps struct {
+	Topics  rocketmq.TopicEnsurer
+	Version string
+	// RetryInterval and ResyncInterval tune the IMCluster requeues (0: defaults).
+	RetryInterval, ResyncInterval time.Duration
+	// WrapClient, if set, wraps the manager client the controllers use (tests
+	// count writes with it).
+	WrapClient func(client.Client) client.Client
+}
+
+// Register adds the IMCluster and GatewayPool controllers to mgr.
+func Register(mgr ctrl.Manager, d Deps) error {
+	c := mgr.GetClient()
+	if d.WrapClient != nil {
+		c = d.WrapClient(c)
+	}
+	opts := render.Options{Version: d.Version}
+	imc := &imcluster.Reconciler{
+		Client:         c,
+		APIReader:      mgr.GetAPIReader(),
+		Recorder:       mgr.GetEventRecorder("imkube-operator"),
+		Topics:         d.Topics,
+		Options:        opts,
+		RetryInterval:  d.RetryInterval,
+		ResyncInterval: d.ResyncInterval,
+	}
+	if err := imc.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("operator: imcluster controller: %w", err)
+	}
+	gwp := &gatewaypool.Reconciler{
+		Client:   c,
+		Recorder: mgr.GetEventRecorder("imkube-operator"),
+		Options:  opts,
+	}
+	if err := gwp.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("operator: gatewaypool controller: %w", err)
+	}
+	return nil
+}
+
+func ptrDuration(d time.Duration) *time.Duration { return &d }

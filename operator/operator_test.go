@@ -1,0 +1,663 @@
+package operator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	imv1 "github.com/imkube/imkube/api/v1alpha1"
+	"github.com/imkube/imkube/internal/testenv"
+	"github.com/imkube/imkube/operator/internal/render"
+	"github.com/imkube/imkube/operator/rocketmq"
+)
+
+// fakeTopics records EnsureTopics calls and fails while err is set.
+type fakeTopics struct {
+	mu     sync.Mutex
+	err    error
+	calls  int
+	last   []rocketmq.Topic
+	target rocketmq.Target
+}
+
+func (f *fakeTopics) EnsureTopics(_ context.Context, target rocketmq.Target, topics []rocketmq.Topic) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	f.last, f.target = slices.Clone(topics), target
+	return nil, f.err
+}
+
+func (f *fakeTopics) setErr(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.err = err
+}
+
+func (f *fakeTopics) seen() ([]rocketmq.Topic, rocketmq.Target) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.last), f.target
+}
+
+// countingClient counts the writes the controllers send and their reads of
+// IMClusters (one per reconcile).
+type countingClient struct {
+	client.Client
+	writes      atomic.Int64
+	clusterGets atomic.Int64
+}
+
+func (c *countingClient) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*imv1.IMCluster); ok {
+		c.clusterGets.Add(1)
+	}
+	return c.Client.Get(ctx, key, obj, opts...)
+}
+
+func (c *countingClient) Apply(ctx context.Context, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
+	c.writes.Add(1)
+	return c.Client.Apply(ctx, obj, opts...)
+}
+
+func (c *countingClient) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	c.writes.Add(1)
+	return c.Client.Create(ctx, obj, opts...)
+}
+
+func (c *countingClient) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+	c.writes.Add(1)
+	return c.Client.Patch(ctx, obj, patch, opts...)
+}
+
+func (c *countingClient) Delete(ctx context.Context, obj client.Object, opts ...client.DeleteOption) error {
+	c.writes.Add(1)
+	return c.Client.Delete(ctx, obj, opts...)
+}
+
+const testVersion = "v9.9.9-test"
+
+type harness struct {
+	t       *testing.T
+	c       client.Client
+	topics  *fakeTopics
+	counter *countingClient
+}
+
+// startOperator starts a real kube-apiserver + etcd (envtest) with the CRDs
+// from crds/ and the operator's manager against it.
+func startOperator(t *testing.T) *harness {
+	t.Helper()
+	assets := testenv.Require(t, "KUBEBUILDER_ASSETS")
+	env := &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "crds")},
+		ErrorIfCRDPathMissing: true,
+		BinaryAssetsDirectory: assets,
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatalf("start envtest control plane from %s: %v", assets, err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Errorf("stop envtest: %v", err)
+		}
+	})
+	mgr, err := NewManager(cfg, Config{MetricsAddr: "0", HealthAddr: "0"}, ManagerOptions{SkipNameValidation: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, topics: &fakeTopics{}}
+	err = Register(mgr, Deps{
+		Topics: h.topics, Version: testVersion,
+		RetryInterval: 200 * time.Millisecond, ResyncInterval: 300 * time.Millisecond,
+		WrapClient: func(c client.Client) client.Client {
+			h.counter = &countingClient{Client: c}
+			return h.counter
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+	h.c, err = client.New(cfg, client.Options{Scheme: mgr.GetScheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// eventually polls f until it returns nil (bounded: 60 s).
+func (h *harness) eventually(what string, f func() error) {
+	h.t.Helper()
+	var err error
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if err = f(); err == nil {
+			return
+		}
+	}
+	h.t.Fatalf("%s: still failing after 60s: %v", what, err)
+}
+
+func (h *harness) namespace(name string) string {
+	h.t.Helper()
+	if err := h.c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+		h.t.Fatal(err)
+	}
+	return name
+}
+
+// applySamples creates every document of crds/samples/<file> in ns.
+func (h *harness) applySamples(ns string, files ...string) {
+	h.t.Helper()
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join("..", "crds", "samples", f))
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(string(b)), 4096)
+		for {
+			u := &unstructured.Unstructured{}
+			if err := dec.Decode(&u.Object); err != nil {
+				if errors.Is(err, os.ErrClosed) || err.Error() == "EOF" {
+					break
+				}
+				h.t.Fatalf("decode %s: %v", f, err)
+			}
+			if len(u.Object) == 0 {
+				continue
+			}
+			u.SetNamespace(ns)
+			if err := h.c.Create(context.Background(), u); err != nil {
+				h.t.Fatalf("create %s %s from %s: %v", u.GetKind(), u.GetName(), f, err)
+			}
+		}
+	}
+}
+
+func (h *harness) get(ns, name string, obj client.Object) error {
+	return h.c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, obj)
+}
+
+// markAvailable plays the Deployment controller: all replicas updated and available.
+func (h *harness) markAvailable(ns, name string) {
+	h.t.Helper()
+	h.eventually("mark "+name+" available", func() error {
+		var d appsv1.Deployment
+		if err := h.get(ns, name, &d); err != nil {
+			return err
+		}
+		n := ptr.Deref(d.Spec.Replicas, 1)
+		d.Status = appsv1.DeploymentStatus{
+			ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n,
+			Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue, Reason: "MinimumReplicasAvailable"}},
+		}
+		return h.c.Status().Update(context.Background(), &d)
+	})
+}
+
+func condition(conds []metav1.Condition, typ string) (metav1.Condition, error) {
+	c := meta.FindStatusCondition(conds, typ)
+	if c == nil {
+		return metav1.Condition{}, fmt.Errorf("condition %s not set", typ)
+	}
+	return *c, nil
+}
+
+func (h *harness) clusterCondition(ns, name, typ string, want metav1.ConditionStatus, reason string) error {
+	var c imv1.IMCluster
+	if err := h.get(ns, name, &c); err != nil {
+		return err
+	}
+	cond, err := condition(c.Status.Conditions, typ)
+	if err != nil {
+		return err
+	}
+	if cond.Status != want || (reason != "" && cond.Reason != reason) || cond.ObservedGeneration != c.Generation {
+		return fmt.Errorf("%s = %s/%s (gen %d of %d): %s, want %s/%s", typ, cond.Status, cond.Reason,
+			cond.ObservedGeneration, c.Generation, cond.Message, want, reason)
+	}
+	return nil
+}
+
+func (h *harness) poolCondition(ns, name, typ string, want metav1.ConditionStatus, reason string) error {
+	var p imv1.GatewayPool
+	if err := h.get(ns, name, &p); err != nil {
+		return err
+	}
+	cond, err := condition(p.Status.Conditions, typ)
+	if err != nil {
+		return err
+	}
+	if cond.Status != want || (reason != "" && cond.Reason != reason) {
+		return fmt.Errorf("%s = %s/%s: %s, want %s/%s", typ, cond.Status, cond.Reason, cond.Message, want, reason)
+	}
+	return nil
+}
+
+func envValue(c corev1.Container, name string) string {
+	for _, e := range c.Env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	return ""
+}
+
+func TestOperatorAgainstAPIServer(t *testing.T) {
+	h := startOperator(t)
+	ctx := context.Background()
+	ns := h.namespace("samples")
+	h.applySamples(ns, "imcluster.yaml", "gatewaypool.yaml")
+
+	t.Run("the samples get every owned object with the contract's settings", func(t *testing.T) {
+		for _, name := range []string{"demo-message", "demo-sequence", "demo-user", "edge-gateway"} {
+			var d appsv1.Deployment
+			h.eventually("Deployment "+name, func() error { return h.get(ns, name, &d) })
+			pod := d.Spec.Template.Spec
+			ctr := pod.Containers[0]
+			if want := render.DefaultImage + ":" + testVersion; ctr.Image != want {
+				t.Errorf("%s image = %q, want %q", name, ctr.Image, want)
+			}
+			if !metav1.IsControlledBy(&d, &metav1.ObjectMeta{UID: d.OwnerReferences[0].UID}) || len(d.OwnerReferences) != 1 {
+				t.Errorf("%s owner references = %v", name, d.OwnerReferences)
+			}
+			sc := ctr.SecurityContext
+			if !*sc.ReadOnlyRootFilesystem || *sc.AllowPrivilegeEscalation || sc.Capabilities.Drop[0] != "ALL" ||
+				*pod.SecurityContext.RunAsUser != 65532 || !*pod.SecurityContext.RunAsNonRoot {
+				t.Errorf("%s security context is not the contract's: %+v / %+v", name, sc, pod.SecurityContext)
+			}
+			if ctr.ReadinessProbe.HTTPGet.Path != "/readyz" || ctr.LivenessProbe.HTTPGet.Path != "/healthz" {
+				t.Errorf("%s probes = %v %v", name, ctr.ReadinessProbe, ctr.LivenessProbe)
+			}
+			if got := envValue(ctr, "IMKUBE_ROCKETMQ_NAMESRV"); got != "imkube-rocketmq-namesrv:9876" {
+				t.Errorf("%s IMKUBE_ROCKETMQ_NAMESRV = %q", name, got)
+			}
+			if d.Spec.Template.Annotations[render.AnnotationConfigHash] == "" {
+				t.Errorf("%s pod template has no config hash", name)
+			}
+			if ctr.Resources.Requests.Cpu().IsZero() {
+				t.Errorf("%s has no CPU request", name)
+			}
+			var svc corev1.Service
+			h.eventually("Service "+name, func() error { return h.get(ns, name, &svc) })
+			var pdb policyv1.PodDisruptionBudget
+			h.eventually("PDB "+name, func() error { return h.get(ns, name, &pdb) })
+		}
+
+		var gw appsv1.Deployment
+		if err := h.get(ns, "edge-gateway", &gw); err != nil {
+			t.Fatal(err)
+		}
+		ctr := gw.Spec.Template.Spec.Containers[0]
+		if envValue(ctr, "IMKUBE_GATEWAY_POOL") != "edge" || envValue(ctr, "IMKUBE_DRAIN_TIMEOUT") != "30s" ||
+			envValue(ctr, "IMKUBE_MAX_CONNECTIONS") != "10000" {
+			t.Errorf("gateway env = %v", ctr.Env)
+		}
+		if got := *gw.Spec.Template.Spec.TerminationGracePeriodSeconds; got != 40 {
+			t.Errorf("gateway terminationGracePeriodSeconds = %d, want 40 (5 preStop + 30 drain + 5)", got)
+		}
+		if got := ptr.Deref(gw.Spec.Replicas, 0); got != 2 {
+			t.Errorf("gateway replicas = %d, want 2", got)
+		}
+
+		var cm corev1.ConfigMap
+		h.eventually("ConfigMap", func() error { return h.get(ns, "demo-config", &cm) })
+		if !strings.Contains(cm.Data["config.json"], `"sendRatePerSecond": 10`) || !strings.Contains(cm.Data["sentinel-rules.json"], `"gateway.send"`) {
+			t.Errorf("ConfigMap data = %v", cm.Data)
+		}
+		var sec corev1.Secret
+		h.eventually("auth Secret", func() error { return h.get(ns, "demo-auth", &sec) })
+		if len(sec.Data["jwt-key"]) != 64 {
+			t.Errorf("generated jwt-key has %d bytes, want 64 hex characters", len(sec.Data["jwt-key"]))
+		}
+
+		var msgHPA autoscalingv2.HorizontalPodAutoscaler
+		h.eventually("message HPA", func() error { return h.get(ns, "demo-message", &msgHPA) })
+		if m := msgHPA.Spec.Metrics[0]; m.External == nil || m.External.Metric.Name != "imkube_message_consumer_lag" {
+			t.Errorf("message HPA metrics = %+v", msgHPA.Spec.Metrics)
+		}
+		var userHPA autoscalingv2.HorizontalPodAutoscaler
+		h.eventually("user HPA", func() error { return h.get(ns, "demo-user", &userHPA) })
+		if m := userHPA.Spec.Metrics[0]; m.Resource == nil || m.Resource.Name != corev1.ResourceCPU {
+			t.Errorf("user HPA metrics = %+v", userHPA.Spec.Metrics)
+		}
+		var seqHPA autoscalingv2.HorizontalPodAutoscaler
+		if err := h.get(ns, "demo-sequence", &seqHPA); !apierrors.IsNotFound(err) {
+			t.Errorf("sequence has no autoscaling but got an HPA (err %v)", err)
+		}
+		var gwHPA autoscalingv2.HorizontalPodAutoscaler
+		if err := h.get(ns, "edge-gateway", &gwHPA); !apierrors.IsNotFound(err) {
+			t.Errorf("fixed-size pool got an HPA (err %v)", err)
+		}
+
+		topics, target := h.topics.seen()
+		if len(topics) != 1 || topics[0] != (rocketmq.Topic{Name: "IM_UPSTREAM", Queues: 8}) ||
+			!slices.Equal(target.BrokerAddresses, []string{"imkube-rocketmq-broker:10911"}) {
+			t.Errorf("topics ensured = %v on %+v", topics, target)
+		}
+
+		h.eventually("IMCluster conditions while rolling out", func() error {
+			if err := h.clusterCondition(ns, "demo", imv1.ConditionProgressing, metav1.ConditionTrue, imv1.ReasonRollingOut); err != nil {
+				return err
+			}
+			if err := h.clusterCondition(ns, "demo", imv1.ConditionDependenciesReady, metav1.ConditionTrue, ""); err != nil {
+				return err
+			}
+			if err := h.clusterCondition(ns, "demo", imv1.ConditionDegraded, metav1.ConditionFalse, ""); err != nil {
+				return err
+			}
+			return h.clusterCondition(ns, "demo", imv1.ConditionReady, metav1.ConditionFalse, imv1.ReasonComponentsNotReady)
+		})
+	})
+
+	t.Run("available Deployments turn Progressing into Ready", func(t *testing.T) {
+		for _, name := range []string{"demo-message", "demo-sequence", "demo-user", "edge-gateway"} {
+			h.markAvailable(ns, name)
+		}
+		h.eventually("IMCluster Ready", func() error {
+			if err := h.clusterCondition(ns, "demo", imv1.ConditionProgressing, metav1.ConditionFalse, imv1.ReasonRolloutComplete); err != nil {
+				return err
+			}
+			return h.clusterCondition(ns, "demo", imv1.ConditionReady, metav1.ConditionTrue, imv1.ReasonAllReady)
+		})
+		h.eventually("GatewayPool Ready", func() error {
+			return h.poolCondition(ns, "edge", imv1.ConditionReady, metav1.ConditionTrue, imv1.ReasonAllReady)
+		})
+		var c imv1.IMCluster
+		if err := h.get(ns, "demo", &c); err != nil {
+			t.Fatal(err)
+		}
+		if c.Status.Components.Sequence != (imv1.ComponentStatus{Desired: 2, Ready: 2}) || c.Status.Endpoints.User != "http://demo-user:8080" {
+			t.Errorf("status = %+v", c.Status)
+		}
+		h.eventually("pool summary in the IMCluster status", func() error {
+			if err := h.get(ns, "demo", &c); err != nil {
+				return err
+			}
+			if len(c.Status.GatewayPools) != 1 || c.Status.GatewayPools[0].ReadyReplicas != 2 {
+				return fmt.Errorf("gatewayPools = %+v", c.Status.GatewayPools)
+			}
+			return nil
+		})
+		var p imv1.GatewayPool
+		if err := h.get(ns, "edge", &p); err != nil {
+			t.Fatal(err)
+		}
+		if p.Status.Replicas != 2 || p.Status.ReadyReplicas != 2 || !strings.Contains(p.Status.Selector, "im.imkube.io/gateway-pool=edge") {
+			t.Errorf("pool status = %+v", p.Status)
+		}
+	})
+
+	t.Run("a steady cluster gets no writes", func(t *testing.T) {
+		var before imv1.IMCluster
+		if err := h.get(ns, "demo", &before); err != nil {
+			t.Fatal(err)
+		}
+		writes := h.counter.writes.Load()
+		gets := h.counter.clusterGets.Load()
+		h.eventually("three more reconciles", func() error {
+			if n := h.counter.clusterGets.Load() - gets; n < 3 {
+				return fmt.Errorf("%d reconciles so far", n)
+			}
+			return nil
+		})
+		if n := h.counter.writes.Load() - writes; n != 0 {
+			t.Errorf("%d writes during steady-state reconciles, want 0", n)
+		}
+	})
+
+	t.Run("a failing topic check degrades the cluster until it recovers", func(t *testing.T) {
+		h.topics.setErr(errors.New("connect to imkube-rocketmq-namesrv:9876: connection refused"))
+		h.eventually("Degraded", func() error {
+			if err := h.clusterCondition(ns, "demo", imv1.ConditionDependenciesReady, metav1.ConditionFalse, imv1.ReasonTopicsNotReady); err != nil {
+				return err
+			}
+			if err := h.clusterCondition(ns, "demo", imv1.ConditionDegraded, metav1.ConditionTrue, imv1.ReasonDependencyFailed); err != nil {
+				return err
+			}
+			return h.clusterCondition(ns, "demo", imv1.ConditionReady, metav1.ConditionFalse, imv1.ReasonDependenciesNotReady)
+		})
+		h.topics.setErr(nil)
+		h.eventually("recovered", func() error {
+			if err := h.clusterCondition(ns, "demo", imv1.ConditionDegraded, metav1.ConditionFalse, imv1.ReasonAsExpected); err != nil {
+				return err
+			}
+			return h.clusterCondition(ns, "demo", imv1.ConditionReady, metav1.ConditionTrue, imv1.ReasonAllReady)
+		})
+	})
+
+	t.Run("a deleted Deployment is recreated", func(t *testing.T) {
+		var d appsv1.Deployment
+		if err := h.get(ns, "demo-user", &d); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.c.Delete(ctx, &d); err != nil {
+			t.Fatal(err)
+		}
+		h.eventually("recreated", func() error {
+			var again appsv1.Deployment
+			if err := h.get(ns, "demo-user", &again); err != nil {
+				return err
+			}
+			if again.UID == d.UID {
+				return errors.New("still the old Deployment")
+			}
+			return nil
+		})
+		h.markAvailable(ns, "demo-user")
+	})
+
+	t.Run("kubectl scale on the pool scales the gateway Deployment", func(t *testing.T) {
+		var p imv1.GatewayPool
+		if err := h.get(ns, "edge", &p); err != nil {
+			t.Fatal(err)
+		}
+		scale := &autoscalingv1.Scale{Spec: autoscalingv1.ScaleSpec{Replicas: 3}}
+		if err := h.c.SubResource("scale").Update(ctx, &p, client.WithSubResourceBody(scale)); err != nil {
+			t.Fatal(err)
+		}
+		h.eventually("gateway Deployment at 3 replicas", func() error {
+			var d appsv1.Deployment
+			if err := h.get(ns, "edge-gateway", &d); err != nil {
+				return err
+			}
+			if got := ptr.Deref(d.Spec.Replicas, 0); got != 3 {
+				return fmt.Errorf("replicas = %d", got)
+			}
+			return nil
+		})
+	})
+
+	t.Run("changing limits rewrites the ConfigMap and rolls the pods", func(t *testing.T) {
+		hashes := map[string]string{}
+		for _, name := range []string{"demo-message", "edge-gateway"} {
+			var d appsv1.Deployment
+			if err := h.get(ns, name, &d); err != nil {
+				t.Fatal(err)
+			}
+			hashes[name] = d.Spec.Template.Annotations[render.AnnotationConfigHash]
+		}
+		var sec corev1.Secret
+		if err := h.get(ns, "demo-auth", &sec); err != nil {
+			t.Fatal(err)
+		}
+		patch := []byte(`{"spec":{"limits":{"sendRatePerSecond":3,"sendBurst":6}}}`)
+		if err := h.c.Patch(ctx, &imv1.IMCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "demo"}},
+			client.RawPatch(types.MergePatchType, patch)); err != nil {
+			t.Fatal(err)
+		}
+		h.eventually("ConfigMap updated", func() error {
+			var cm corev1.ConfigMap
+			if err := h.get(ns, "demo-config", &cm); err != nil {
+				return err
+			}
+			if !strings.Contains(cm.Data["config.json"], `"sendRatePerSecond": 3`) {
+				return errors.New("config.json not updated yet")
+			}
+			return nil
+		})
+		for name, old := range hashes {
+			h.eventually(name+" config hash changed", func() error {
+				var d appsv1.Deployment
+				if err := h.get(ns, name, &d); err != nil {
+					return err
+				}
+				if d.Spec.Template.Annotations[render.AnnotationConfigHash] == old {
+					return errors.New("pod template still has the old hash")
+				}
+				return nil
+			})
+		}
+		h.eventually("Progressing while the new pods roll out", func() error {
+			return h.clusterCondition(ns, "demo", imv1.ConditionProgressing, metav1.ConditionTrue, imv1.ReasonRollingOut)
+		})
+		var again corev1.Secret
+		if err := h.get(ns, "demo-auth", &again); err != nil {
+			t.Fatal(err)
+		}
+		if string(again.Data["jwt-key"]) != string(sec.Data["jwt-key"]) {
+			t.Error("the generated auth Secret was rewritten")
+		}
+	})
+
+	t.Run("switching the message service to fixed replicas removes its HPA", func(t *testing.T) {
+		patch := []byte(`{"spec":{"message":{"autoscaling":null,"replicas":3}}}`)
+		if err := h.c.Patch(ctx, &imv1.IMCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "demo"}},
+			client.RawPatch(types.MergePatchType, patch)); err != nil {
+			t.Fatal(err)
+		}
+		h.eventually("HPA gone and replicas fixed", func() error {
+			var hpa autoscalingv2.HorizontalPodAutoscaler
+			if err := h.get(ns, "demo-message", &hpa); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("HPA still there (err %v)", err)
+			}
+			var d appsv1.Deployment
+			if err := h.get(ns, "demo-message", &d); err != nil {
+				return err
+			}
+			if got := ptr.Deref(d.Spec.Replicas, 0); got != 3 {
+				return fmt.Errorf("replicas = %d", got)
+			}
+			return nil
+		})
+	})
+
+	t.Run("a pool whose cluster does not exist is degraded", func(t *testing.T) {
+		p := &imv1.GatewayPool{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "orphan"},
+			Spec:       imv1.GatewayPoolSpec{ClusterRef: imv1.ClusterReference{Name: "nope"}, Replicas: ptr.To[int32](1)},
+		}
+		if err := h.c.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		h.eventually("ClusterNotFound", func() error {
+			return h.poolCondition(ns, "orphan", imv1.ConditionDegraded, metav1.ConditionTrue, imv1.ReasonClusterNotFound)
+		})
+	})
+
+	t.Run("invalid objects are rejected with the schema's message", func(t *testing.T) {
+		base := func() *imv1.IMCluster {
+			var c imv1.IMCluster
+			if err := h.get(ns, "demo", &c); err != nil {
+				t.Fatal(err)
+			}
+			return &imv1.IMCluster{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bad"},
+				Spec:       *c.Spec.DeepCopy(),
+			}
+		}
+		pool := func() *imv1.GatewayPool {
+			return &imv1.GatewayPool{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bad"},
+				Spec:       imv1.GatewayPoolSpec{ClusterRef: imv1.ClusterReference{Name: "demo"}, Replicas: ptr.To[int32](1)},
+			}
+		}
+		tests := []struct {
+			name string
+			give client.Object
+			want string
+		}{
+			{"autoscaling min above max", func() client.Object {
+				p := pool()
+				p.Spec.Replicas = nil
+				p.Spec.Autoscaling = &imv1.GatewayAutoscalingSpec{ReplicaRange: imv1.ReplicaRange{MinReplicas: 5, MaxReplicas: 2}}
+				return p
+			}(), "minReplicas must be less than or equal to maxReplicas"},
+			{"both replicas and autoscaling", func() client.Object {
+				p := pool()
+				p.Spec.Autoscaling = &imv1.GatewayAutoscalingSpec{ReplicaRange: imv1.ReplicaRange{MinReplicas: 1, MaxReplicas: 2}}
+				return p
+			}(), "exactly one of replicas or autoscaling must be set"},
+			{"drain timeout out of range", func() client.Object {
+				p := pool()
+				p.Spec.DrainTimeout = &metav1.Duration{Duration: 2 * time.Hour}
+				return p
+			}(), "drainTimeout must be between 1s and 1h"},
+			{"unknown redis mode", func() client.Object {
+				c := base()
+				c.Spec.Dependencies.Redis.Mode = "bogus"
+				return c
+			}(), `Unsupported value: "bogus"`},
+			{"message autoscaling min above max", func() client.Object {
+				c := base()
+				c.Spec.Message.Autoscaling = &imv1.LagAutoscalingSpec{ReplicaRange: imv1.ReplicaRange{MinReplicas: 9, MaxReplicas: 3}}
+				return c
+			}(), "minReplicas must be less than or equal to maxReplicas"},
+			{"read diffusion threshold above max members", func() client.Object {
+				c := base()
+				c.Spec.Groups = imv1.GroupsSpec{ReadDiffusionThreshold: 600, MaxMembers: 500}
+				return c
+			}(), "readDiffusionThreshold must not exceed maxMembers"},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				err := h.c.Create(ctx, tt.give)
+				if err == nil || !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), tt.want) {
+					t.Errorf("create error = %v, want Invalid with %q", err, tt.want)
+				}
+			})
+		}
+
+		t.Run("changing clusterRef", func(t *testing.T) {
+			patch := []byte(`{"spec":{"clusterRef":{"name":"other"}}}`)
+			err := h.c.Patch(ctx, &imv1.GatewayPool{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "edge"}},
+				client.RawPatch(types.MergePatchType, patch))
+			if err == nil || !strings.Contains(err.Error(), "clusterRef is immutable") {
+				t.Errorf("patch error = %v, want clusterRef is immutable", err)
+			}
+		})
+	})
+}
