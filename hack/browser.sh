@@ -32,8 +32,13 @@ deps) deps ;;
 test)
   deps
   [ -x bin/imkube ] || { echo "browser.sh: bin/imkube is missing: run make build" >&2; exit 1; }
+  # Node 20 has a WebSocket client only behind a flag (the SDK e2e test uses it).
+  NODE_FLAGS=()
+  if node -e 'process.exit(process.allowedNodeEnvironmentFlags.has("--experimental-websocket") && !globalThis.WebSocket ? 0 : 1)'; then
+    NODE_FLAGS+=(--experimental-websocket)
+  fi
   IMKUBE_BIN="$PWD/bin/imkube" IMKUBE_CHROMIUM="$CHROMIUM" IMKUBE_TEST_OUTPUT="$PWD/test-output/browser" \
-    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 node --test --test-timeout=240000 "$WEB/e2e/"
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 node "${NODE_FLAGS[@]}" --test --test-timeout=240000 "$WEB/e2e/"
   ;;
 *) echo "usage: $0 deps|test" >&2; exit 2 ;;
 esac

@@ -2,85 +2,31 @@
 // Chromium against a fresh `imkube dev` (run by hack/browser.sh, make test-browser).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import { startImkube, OUT } from './imkubedev.js';
 
-const ROOT = path.resolve(import.meta.dirname, '../../..');
-const BIN = process.env.IMKUBE_BIN ?? path.join(ROOT, 'bin/imkube');
 const CHROMIUM = process.env.IMKUBE_CHROMIUM ?? '/usr/bin/chromium';
-const OUT = process.env.IMKUBE_TEST_OUTPUT ?? path.join(ROOT, 'test-output/browser');
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'];
 const WAIT_MS = 20000;
 
-/** @type {import('node:child_process').ChildProcess | null} */
-let server = null;
-let dataDir = '';
 let base = '';
+/** @type {(() => Promise<void>) | null} */
+let stopServer = null;
 /** @type {import('playwright-core').Browser | null} */
 let browser = null;
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = /** @type {net.AddressInfo} */ (s.address());
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function startServer() {
-  fs.mkdirSync(OUT, { recursive: true });
-  dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'imkube-e2e-'));
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  const log = fs.openSync(path.join(OUT, 'server.log'), 'w');
-  server = spawn(BIN, ['dev', '--addr', `127.0.0.1:${port}`, '--data', dataDir], { stdio: ['ignore', log, log] });
-  let exited = null;
-  server.once('exit', (code, signal) => (exited = { code, signal }));
-  const end = Date.now() + 30000;
-  for (;;) {
-    if (exited) throw new Error(`imkube dev exited early (${JSON.stringify(exited)}); see ${OUT}/server.log`);
-    try {
-      const r = await fetch(`${base}/readyz`);
-      if (r.ok) return;
-    } catch {
-      /* not listening yet */
-    }
-    if (Date.now() > end) throw new Error(`imkube dev not ready within 30 s; see ${OUT}/server.log`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function stopServer() {
-  const p = server;
-  server = null;
-  if (p && p.exitCode === null && p.signalCode === null) {
-    const gone = new Promise((r) => p.once('exit', r));
-    p.kill('SIGTERM');
-    const t = setTimeout(() => p.kill('SIGKILL'), 5000);
-    await gone;
-    clearTimeout(t);
-  }
-  if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
-}
-
-// Kill the server even when the runner is interrupted.
-process.once('exit', () => server?.kill('SIGKILL'));
-
 before(async () => {
-  await startServer();
+  const srv = await startImkube('browser');
+  base = srv.base;
+  stopServer = srv.stop;
   browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS, headless: true, timeout: 60000 });
 });
 
 after(async () => {
   await browser?.close().catch(() => {});
-  await stopServer();
+  await stopServer?.();
 });
 
 /** Opens the demo in a new context (its own storage, like a separate browser). */
@@ -167,7 +113,11 @@ test('Alice and Bob chat in two browser windows; Bob catches up after being offl
   const seen = await bodies(bob2.page, 25);
   assert.deepEqual(seen.slice(-5), numbered(21, 25));
   assert.deepEqual(seen, numbered(1, 25));
-  await alice.page.waitForTimeout(300);
+  // Bob answers; Alice gets the reply after her own 25 and sees them read.
+  await send(bob2.page, 'Got all 25, thanks!');
+  await allSent(bob2.page, 1);
+  assert.deepEqual(await bodies(alice.page, 26), [...numbered(1, 25), 'Got all 25, thanks!']);
+  await alice.page.locator('[data-testid="message"][data-seq="25"][data-state="read"]').waitFor();
   await shot(alice.page, 'alice-2');
   await shot(bob2.page, 'bob-2');
   await bob2.context.close();

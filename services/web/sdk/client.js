@@ -121,6 +121,7 @@ const MAX_LOOP = 10000;
  * @property {any} gapTimer
  * @property {number} gapDefers
  * @property {number} pendingRead read cursor not yet sent to the server
+ * @property {number} serverReadSeq read cursor the server has (sent or listed)
  */
 
 /**
@@ -256,11 +257,14 @@ export class ImkubeClient extends Emitter {
   markRead(conv, seq) {
     const c = this._conv(conv);
     const s = seq ?? c.lastSeq;
-    if (s <= c.readSeq && c.unread === 0) return;
+    if (s <= c.serverReadSeq && c.unread === 0) return;
     c.readSeq = Math.max(c.readSeq, s);
-    c.unread = 0;
-    c.pendingRead = Math.max(c.pendingRead, c.readSeq);
-    this._flushReads();
+    this._recount(c);
+    if (s > c.serverReadSeq) {
+      c.serverReadSeq = s;
+      c.pendingRead = Math.max(c.pendingRead, s);
+      this._flushReads();
+    }
     this._emitConv(c);
     this._persistSoon();
   }
@@ -304,9 +308,13 @@ export class ImkubeClient extends Emitter {
     for (const info of list) {
       const c = this._conv(info.conv);
       c.readSeq = Math.max(c.readSeq, info.readSeq ?? 0);
-      if ((info.lastSeq ?? 0) >= c.lastSeq) {
-        c.lastSeq = info.lastSeq ?? 0;
+      c.serverReadSeq = Math.max(c.serverReadSeq, info.readSeq ?? 0);
+      if ((info.lastSeq ?? 0) > c.lastSeq) {
+        // The server knows messages this device has not received yet.
+        c.lastSeq = info.lastSeq;
         c.unread = Math.max(0, info.unread ?? c.lastSeq - c.readSeq);
+      } else {
+        this._recount(c);
       }
       this._emitConv(c);
     }
@@ -567,7 +575,13 @@ export class ImkubeClient extends Emitter {
     for (const c of this._convs.values()) this._convGap(c);
     if (this.opts.rest) this.refreshConversations().catch((err) => this._log('warn', 'conversation list failed', err));
     await synced;
-    if (gen === this._gen) this.emit('synced', { inboxSeq: this._inboxSeq });
+    if (gen !== this._gen) return;
+    for (const c of this._convs.values()) {
+      const before = c.unread;
+      this._recount(c);
+      if (c.unread !== before) this._emitConv(c);
+    }
+    this.emit('synced', { inboxSeq: this._inboxSeq });
   }
 
   /** @param {any} f */
@@ -631,8 +645,6 @@ export class ImkubeClient extends Emitter {
     const ack = { cmid: f.cmid, mid: f.mid, conv: f.conv, seq: f.seq, ts: f.ts };
     /** @type {Message} */
     const m = { mid: f.mid, conv: f.conv, seq: f.seq, from: this.user ?? '', kind: e.frame.kind, body: e.frame.body, ts: f.ts, cmid: f.cmid };
-    const c = this._conv(f.conv);
-    c.readSeq = Math.max(c.readSeq, f.seq);
     if (typeof f.inboxSeq === 'number' && f.inboxSeq > 0) this._ingestInbox({ ...m, inboxSeq: f.inboxSeq });
     else this._ingestConv(m);
     e.resolve(ack);
@@ -776,6 +788,7 @@ export class ImkubeClient extends Emitter {
         gapTimer: null,
         gapDefers: 0,
         pendingRead: 0,
+        serverReadSeq: 0,
       };
       this._convs.set(conv, c);
     }
@@ -943,6 +956,19 @@ export class ImkubeClient extends Emitter {
 
   // ---- state, persistence ------------------------------------------------
 
+  /**
+   * Recounts unread messages from the recent list when it reaches back to the
+   * read cursor (own messages never count).
+   * @param {ConvState} c
+   */
+  _recount(c) {
+    const list = this._recent.get(c.conv) ?? [];
+    if (c.lastSeq <= c.readSeq) c.unread = 0;
+    else if (list.length > 0 && list[0].seq <= c.readSeq + 1) {
+      c.unread = list.filter((m) => m.seq > c.readSeq && m.from !== this.user).length;
+    } else c.unread = Math.min(c.unread, c.lastSeq - c.readSeq);
+  }
+
   /** @param {ConvState} c @returns {Conversation} */
   _summary(c) {
     return {
@@ -1001,6 +1027,7 @@ export class ImkubeClient extends Emitter {
         readDiffusion: c.readDiffusion,
         last: c.last,
         pendingRead: c.pendingRead,
+        serverReadSeq: c.serverReadSeq,
       };
     }
     /** @type {Record<string, Message[]>} */
@@ -1036,6 +1063,7 @@ export class ImkubeClient extends Emitter {
         readDiffusion: !!v.readDiffusion,
         last: v.last ?? null,
         pendingRead: v.pendingRead ?? 0,
+        serverReadSeq: v.serverReadSeq ?? 0,
       });
     }
     for (const [conv, list] of Object.entries(s.recent ?? {})) {
