@@ -218,15 +218,61 @@ func allInOrder(t *testing.T, keys []string, perKey int) func(map[string][]int) 
 	}
 }
 
+// probeHeader marks the suite's readiness probes; handlers skip them.
+const probeHeader = "bustest-probe"
+
+// probed wraps h: probes signal ready and are acknowledged, the rest goes to h.
+func probed(ready chan<- struct{}, h bus.Handler) bus.Handler {
+	return func(ctx context.Context, m bus.Message) error {
+		if m.Header[probeHeader] != "" {
+			select {
+			case ready <- struct{}{}:
+			default:
+			}
+			return nil
+		}
+		return h(ctx, m)
+	}
+}
+
+// waitReady publishes probes until the consumer behind ready sees one: a
+// broker assigns queues to a new consumer some time after it starts, and a
+// push stream only delivers what is published after that.
+func (s suite) waitReady(t *testing.T, ready <-chan struct{}, publish func(context.Context, bus.Message) error) {
+	t.Helper()
+	deadline := time.NewTimer(s.opts.Wait)
+	defer deadline.Stop()
+	retry := time.NewTicker(500 * time.Millisecond)
+	defer retry.Stop()
+	for {
+		if err := publish(context.Background(), bus.Message{Key: "probe", Header: map[string]string{probeHeader: "1"}}); err != nil {
+			t.Fatalf("publish probe: %v", err)
+		}
+		select {
+		case <-ready:
+			return
+		case <-retry.C:
+		case <-deadline.C:
+			t.Fatalf("consumer not ready after %s", s.opts.Wait)
+		}
+	}
+}
+
+func (s suite) pushTo(b Bus, gw string) func(context.Context, bus.Message) error {
+	return func(ctx context.Context, m bus.Message) error { return b.PublishPush(ctx, gw, m) }
+}
+
 func (s suite) upstreamOrder(t *testing.T) {
 	b := s.newBus(t)
 	r := newRecorder()
+	ready := make(chan struct{}, 1)
 	consume(t, func(ctx context.Context) error {
-		return b.ConsumeUpstream(ctx, func(ctx context.Context, m bus.Message) error {
+		return b.ConsumeUpstream(ctx, probed(ready, func(ctx context.Context, m bus.Message) error {
 			r.add(m.Key, num(t, m))
 			return nil
-		})
+		}))
 	})
+	s.waitReady(t, ready, b.PublishUpstream)
 	keys := make([]string, s.opts.Keys)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("u:a:%03d", i)
@@ -240,8 +286,9 @@ func (s suite) upstreamRedelivery(t *testing.T) {
 	r := newRecorder()
 	var mu sync.Mutex
 	attempts := map[int]int{}
+	ready := make(chan struct{}, 1)
 	consume(t, func(ctx context.Context) error {
-		return b.ConsumeUpstream(ctx, func(ctx context.Context, m bus.Message) error {
+		return b.ConsumeUpstream(ctx, probed(ready, func(ctx context.Context, m bus.Message) error {
 			n := num(t, m)
 			if m.Key == "fail" {
 				mu.Lock()
@@ -254,8 +301,9 @@ func (s suite) upstreamRedelivery(t *testing.T) {
 			}
 			r.add(m.Key, n)
 			return nil
-		})
+		}))
 	})
+	s.waitReady(t, ready, b.PublishUpstream)
 	for n := range 4 {
 		if err := b.PublishUpstream(context.Background(), msg("fail", n)); err != nil {
 			t.Fatal(err)
@@ -284,10 +332,10 @@ func (s suite) upstreamBuffered(t *testing.T) {
 	}
 	r := newRecorder()
 	consume(t, func(ctx context.Context) error {
-		return b.ConsumeUpstream(ctx, func(ctx context.Context, m bus.Message) error {
+		return b.ConsumeUpstream(ctx, probed(make(chan struct{}, 1), func(ctx context.Context, m bus.Message) error {
 			r.add(m.Key, num(t, m))
 			return nil
-		})
+		}))
 	})
 	s.waitFor(t, r, "buffered delivery", allInOrder(t, []string{"early"}, 5))
 }
@@ -299,15 +347,17 @@ func (s suite) pushIsolation(t *testing.T) {
 	for _, gw := range gateways {
 		r := newRecorder()
 		recs[gw] = r
+		ready := make(chan struct{}, 1)
 		consume(t, func(ctx context.Context) error {
-			return b.ConsumePush(ctx, gw, func(ctx context.Context, m bus.Message) error {
+			return b.ConsumePush(ctx, gw, probed(ready, func(ctx context.Context, m bus.Message) error {
 				if m.Header["gw"] != gw {
 					t.Errorf("gateway %s got a push for %q", gw, m.Header["gw"])
 				}
 				r.add(m.Key, num(t, m))
 				return nil
-			})
+			}))
 		})
+		s.waitReady(t, ready, s.pushTo(b, gw))
 	}
 	const perGateway = 20
 	for n := range perGateway {
@@ -332,8 +382,9 @@ func (s suite) pushOrderAndRetry(t *testing.T) {
 	r := newRecorder()
 	var mu sync.Mutex
 	failed := false
+	ready := make(chan struct{}, 1)
 	consume(t, func(ctx context.Context) error {
-		return b.ConsumePush(ctx, "gw-order", func(ctx context.Context, m bus.Message) error {
+		return b.ConsumePush(ctx, "gw-order", probed(ready, func(ctx context.Context, m bus.Message) error {
 			n := num(t, m)
 			mu.Lock()
 			fail := m.Key == "k-0" && n == 3 && !failed
@@ -344,24 +395,25 @@ func (s suite) pushOrderAndRetry(t *testing.T) {
 			}
 			r.add(m.Key, n)
 			return nil
-		})
+		}))
 	})
+	s.waitReady(t, ready, s.pushTo(b, "gw-order"))
 	keys := []string{"k-0", "k-1", "k-2", "k-3"}
-	publishAll(t, len(keys), 20, func(i int) string { return keys[i] }, func(ctx context.Context, m bus.Message) error {
-		return b.PublishPush(ctx, "gw-order", m)
-	})
+	publishAll(t, len(keys), 20, func(i int) string { return keys[i] }, s.pushTo(b, "gw-order"))
 	s.waitFor(t, r, "ordered push", allInOrder(t, keys, 20))
 }
 
 func (s suite) cleanStop(t *testing.T) {
 	b := s.newBus(t)
 	first := newRecorder()
+	ready := make(chan struct{}, 1)
 	stop := consume(t, func(ctx context.Context) error {
-		return b.ConsumeUpstream(ctx, func(ctx context.Context, m bus.Message) error {
+		return b.ConsumeUpstream(ctx, probed(ready, func(ctx context.Context, m bus.Message) error {
 			first.add(m.Key, num(t, m))
 			return nil
-		})
+		}))
 	})
+	s.waitReady(t, ready, b.PublishUpstream)
 	if err := b.PublishUpstream(context.Background(), msg("stop", 0)); err != nil {
 		t.Fatal(err)
 	}
@@ -375,10 +427,10 @@ func (s suite) cleanStop(t *testing.T) {
 	}
 	second := newRecorder()
 	consume(t, func(ctx context.Context) error {
-		return b.ConsumeUpstream(ctx, func(ctx context.Context, m bus.Message) error {
+		return b.ConsumeUpstream(ctx, probed(make(chan struct{}, 1), func(ctx context.Context, m bus.Message) error {
 			second.add(m.Key, num(t, m))
 			return nil
-		})
+		}))
 	})
 	got := s.waitFor(t, second, "successor consumer", func(got map[string][]int) bool {
 		seq := got["stop"]

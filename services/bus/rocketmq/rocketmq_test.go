@@ -1,0 +1,93 @@
+package rocketmq_test
+
+import (
+	"context"
+	"crypto/rand"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/rocketmq-client-go/v2/admin"
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+
+	"github.com/imkube/imkube/internal/testenv"
+	"github.com/imkube/imkube/services/bus/bustest"
+	"github.com/imkube/imkube/services/bus/rocketmq"
+)
+
+func TestMain(m *testing.M) {
+	rocketmq.RouteClientLogs(slog.New(slog.NewTextHandler(os.Stderr, nil)), slog.LevelError)
+	os.Exit(m.Run())
+}
+
+// rig is the broker of hack/deps.sh and an admin client that creates a fresh
+// pair of topics per test, so tests never see each other's messages.
+type rig struct {
+	namesrv []string
+	broker  string
+	admin   admin.Admin
+}
+
+func newRig(t *testing.T) *rig {
+	ns := testenv.Require(t, "IMKUBE_ROCKETMQ_NAMESRV")
+	broker := testenv.Require(t, "IMKUBE_ROCKETMQ_BROKER")
+	servers := strings.Split(ns, ";")
+	a, err := admin.NewAdmin(admin.WithResolver(primitive.NewPassthroughResolver(servers)))
+	if err != nil {
+		t.Fatalf("rocketmq admin: %v", err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	return &rig{namesrv: servers, broker: broker, admin: a}
+}
+
+func (r *rig) topic(t *testing.T, name string, queues int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := r.admin.CreateTopic(ctx, admin.WithTopicCreate(name), admin.WithBrokerAddrCreate(r.broker),
+		admin.WithReadQueueNums(queues), admin.WithWriteQueueNums(queues))
+	if err != nil {
+		t.Fatalf("create topic %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := r.admin.DeleteTopic(ctx, admin.WithTopicDelete(name), admin.WithBrokerAddrDelete(r.broker),
+			admin.WithNameSrvAddr(r.namesrv)); err != nil {
+			t.Logf("delete topic %s: %v", name, err)
+		}
+	})
+}
+
+func (r *rig) newBus(t *testing.T) bustest.Bus {
+	id := strings.ToLower(rand.Text()[:10])
+	cfg := rocketmq.Config{
+		NameServers:     r.namesrv,
+		UpstreamTopic:   "T_UP_" + id,
+		PushTopic:       "T_PUSH_" + id,
+		UpstreamGroup:   "t-message-" + id,
+		PushGroupPrefix: "t-push-" + id + "-",
+		ProducerGroup:   "t-producer-" + id,
+		InstanceName:    "t-" + id,
+		RetryPause:      200 * time.Millisecond,
+		Logger:          slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
+	}
+	r.topic(t, cfg.UpstreamTopic, 8)
+	r.topic(t, cfg.PushTopic, 8)
+	b, err := rocketmq.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return b
+}
+
+func TestRocketMQConformance(t *testing.T) {
+	r := newRig(t)
+	bustest.Run(t, r.newBus, bustest.Options{Wait: 3 * time.Minute, Keys: 20, PerKey: 30})
+}
