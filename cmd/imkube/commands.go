@@ -10,6 +10,8 @@ import (
 	"github.com/imkube/imkube/internal/version"
 	"github.com/imkube/imkube/operator"
 	"github.com/imkube/imkube/services/dev"
+	"github.com/imkube/imkube/services/gateway"
+	"github.com/imkube/imkube/services/message"
 	"github.com/imkube/imkube/services/user"
 )
 
@@ -18,6 +20,8 @@ func commands() map[string]command {
 		"dev":      {"run every service in one process on embedded defaults, with the demo page", dev.Main},
 		"version":  {"print the version", versionMain},
 		"user":     {"run the user service (accounts, login, groups) on MySQL", user.Main},
+		"message":  {"run the message service (consume, dedup, store, fan out) on RocketMQ, Redis, MySQL", message.Main},
+		"gateway":  {"run a WebSocket gateway (and the REST proxy) on RocketMQ and Redis", gateway.Main},
 		"operator": {"run the Kubernetes operator (IMCluster, GatewayPool)", operator.Main},
 	}
 }

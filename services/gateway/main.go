@@ -1,0 +1,112 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/imkube/imkube/services/config"
+	"github.com/imkube/imkube/services/msgapi"
+	"github.com/imkube/imkube/services/platform"
+	"github.com/imkube/imkube/services/runtime"
+	"github.com/imkube/imkube/services/web"
+)
+
+// Main is `imkube gateway`: the WebSocket edge on RocketMQ and Redis, with
+// the REST API proxied to the user and message services.
+func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger) error {
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	var common config.Common
+	var deps platform.Deps
+	common.Bind(fs, "127.0.0.1:8080")
+	deps.Bind(fs)
+	host, _ := os.Hostname()
+	var cfg Config
+	fs.StringVar(&cfg.ID, "gateway-id", config.Env("IMKUBE_GATEWAY_ID", host), "gateway id, unique per process; the pod name (env IMKUBE_GATEWAY_ID)")
+	fs.IntVar(&cfg.MaxConnections, "max-connections", config.EnvInt("IMKUBE_MAX_CONNECTIONS", 100000), "connections per gateway before 503 (env IMKUBE_MAX_CONNECTIONS)")
+	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", config.EnvDuration("IMKUBE_HEARTBEAT_INTERVAL", 10*time.Second), "session heartbeat (env IMKUBE_HEARTBEAT_INTERVAL)")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", config.EnvDuration("IMKUBE_IDLE_TIMEOUT", 60*time.Second), "close connections idle this long (env IMKUBE_IDLE_TIMEOUT)")
+	drain := fs.Duration("drain-timeout", config.EnvDuration("IMKUBE_DRAIN_TIMEOUT", 30*time.Second), "how long shutdown waits for connections to move (env IMKUBE_DRAIN_TIMEOUT)")
+	origins := fs.String("allowed-origins", config.Env("IMKUBE_ALLOWED_ORIGINS", ""), "comma-separated browser origins allowed besides the gateway's own host; * for any (env IMKUBE_ALLOWED_ORIGINS)")
+	userURL := fs.String("user-url", config.Env("IMKUBE_USER_URL", ""), "base URL of the user service (env IMKUBE_USER_URL)")
+	messageURL := fs.String("message-url", config.Env("IMKUBE_MESSAGE_URL", ""), "base URL of the message service (env IMKUBE_MESSAGE_URL)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := common.Validate(); err != nil {
+		return err
+	}
+	if err := deps.Validate(platform.NeedRedis | platform.NeedRocketMQ | platform.NeedKeys); err != nil {
+		return err
+	}
+	if *userURL == "" || *messageURL == "" {
+		return errors.New("config: user-url (IMKUBE_USER_URL) and message-url (IMKUBE_MESSAGE_URL) are required")
+	}
+	if *origins != "" {
+		cfg.AllowedOrigins = strings.Split(*origins, ",")
+	}
+	log = common.Logger(log).With("svc", "gateway")
+	keys, err := deps.Keys()
+	if err != nil {
+		return err
+	}
+	live, watch, err := deps.Cluster(log)
+	if err != nil {
+		return err
+	}
+	cfg.MaxBodyBytes = func() int { return live.Get().Limits.MaxMessageBytes }
+	rdb, err := deps.Redis(ctx)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	b, err := deps.GatewayBus(ctx, cfg.ID, log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	node, err := New(cfg, Deps{
+		Tokens: keys, Upstream: b, Push: b, Pushes: b, Backend: msgapi.NewClient(*messageURL, keys.InternalToken()),
+		Sessions: platform.Sessions(rdb), Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /ws", node)
+	if err := ProxyRoutes(mux, *userURL, *messageURL, log); err != nil {
+		return err
+	}
+	runtime.Health(mux, func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
+	mux.Handle("GET /", web.Handler())
+	ln, err := runtime.Listen(common.Addr)
+	if err != nil {
+		return err
+	}
+	log.Info("gateway listening", "addr", ln.Addr().String(), "id", cfg.ID)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return watch(gctx) })
+	g.Go(func() error { return node.Run(gctx) })
+	g.Go(func() error {
+		return runtime.Serve(gctx, ln, mux, log, func(sctx context.Context) {
+			dctx, cancel := context.WithTimeout(sctx, *drain)
+			defer cancel()
+			done := make(chan struct{})
+			go func() { node.Drain(); close(done) }()
+			select {
+			case <-done:
+			case <-dctx.Done():
+			}
+		})
+	})
+	return g.Wait()
+}

@@ -1,0 +1,91 @@
+package message
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"net/http"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/imkube/imkube/services/config"
+	"github.com/imkube/imkube/services/ids"
+	"github.com/imkube/imkube/services/platform"
+	"github.com/imkube/imkube/services/runtime"
+	"github.com/imkube/imkube/services/sequence"
+)
+
+// Main is `imkube message`: the message service on RocketMQ, Redis, MySQL
+// and the sequence service.
+func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger) error {
+	fs := flag.NewFlagSet("message", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	var common config.Common
+	var deps platform.Deps
+	common.Bind(fs, "127.0.0.1:8081")
+	deps.Bind(fs)
+	seqURL := fs.String("sequence-url", config.Env("IMKUBE_SEQUENCE_URL", ""), "base URL of the sequence service (env IMKUBE_SEQUENCE_URL)")
+	node := fs.Int64("node-id", int64(config.EnvInt("IMKUBE_NODE_ID", -1)), "message id generator node 0-1023, -1 random (env IMKUBE_NODE_ID)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := common.Validate(); err != nil {
+		return err
+	}
+	if err := deps.Validate(platform.NeedMySQL | platform.NeedRedis | platform.NeedRocketMQ | platform.NeedKeys); err != nil {
+		return err
+	}
+	if *seqURL == "" {
+		return errors.New("config: sequence-url (IMKUBE_SEQUENCE_URL) is required")
+	}
+	log = common.Logger(log).With("svc", "message")
+	keys, err := deps.Keys()
+	if err != nil {
+		return err
+	}
+	live, watch, err := deps.Cluster(log)
+	if err != nil {
+		return err
+	}
+	db, err := deps.Store(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	rdb, err := deps.Redis(ctx)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	seq := sequence.NewClient(*seqURL)
+	defer closeIf(seq)
+	b, err := deps.MessageBus(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	svc := New(db, seq, platform.Sessions(rdb), b, ids.New(*node), log, Options{
+		ReadDiffusionThreshold: func() int { return live.Get().Groups.ReadDiffusionThreshold },
+	})
+	ln, err := runtime.Listen(common.Addr)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	svc.Routes(mux, keys)
+	runtime.Health(mux, db.Ping)
+	log.Info("message service listening", "addr", ln.Addr().String())
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return watch(gctx) })
+	g.Go(func() error { return svc.Run(gctx, b) })
+	g.Go(func() error { return runtime.Serve(gctx, ln, mux, log, nil) })
+	return g.Wait()
+}
+
+func closeIf(v any) {
+	if c, ok := v.(io.Closer); ok {
+		c.Close()
+	}
+}
