@@ -123,3 +123,32 @@ test('Alice and Bob chat in two browser windows; Bob catches up after being offl
   await bob2.context.close();
   await alice.context.close();
 });
+
+test('a group: create it with a member, add another, everyone sees the messages in order', async () => {
+  const windows = {};
+  for (const name of ['dave', 'erin', 'carol']) {
+    windows[name] = await openWindow(name);
+    await enter(windows[name].page, name, true);
+  }
+  const { carol, dave, erin } = windows;
+  await carol.page.locator('#group-box summary').click();
+  await carol.page.getByTestId('group-name').fill('Launch');
+  await carol.page.getByTestId('group-members').fill('dave');
+  await carol.page.getByTestId('group-create').click();
+  await carol.page.locator('[data-testid="chat-title"]', { hasText: 'Launch' }).waitFor();
+  await carol.page.getByTestId('add-member-username').fill('erin');
+  await carol.page.getByTestId('add-member').click();
+  await carol.page.locator('[data-testid="side-error"]', { hasText: 'Member added' }).waitFor();
+  const lines = ['kickoff at 10', 'bring the slides', 'room 4'];
+  for (const body of lines) await send(carol.page, body);
+  await allSent(carol.page, 3);
+  for (const w of [dave, erin]) {
+    await w.page.locator('[data-testid="conv"]', { hasText: 'Launch' }).click();
+    assert.deepEqual(await bodies(w.page, 3), lines);
+  }
+  await send(erin.page, 'see you there');
+  assert.deepEqual(await bodies(carol.page, 4), [...lines, 'see you there']);
+  assert.deepEqual(await bodies(dave.page, 4), [...lines, 'see you there']);
+  await shot(dave.page, 'dave-group');
+  for (const w of Object.values(windows)) await w.context.close();
+});
