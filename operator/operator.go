@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/apache/rocketmq-client-go/v2/rlog"
 	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -79,6 +80,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	}
 	ctrl.SetLogger(logr.FromSlogHandler(log.Handler()))
 
+	rlog.SetLogLevel("warn") // the RocketMQ client logs every admin call at info
 	topics := rocketmq.NewAdmin(log.With("component", "rocketmq-admin"))
 	defer func() {
 		if err := topics.Close(); err != nil {

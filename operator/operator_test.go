@@ -364,7 +364,7 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 		}
 
 		topics, target := h.topics.seen()
-		if len(topics) != 1 || topics[0] != (rocketmq.Topic{Name: "IM_UPSTREAM", Queues: 8}) ||
+		if !slices.Equal(topics, []rocketmq.Topic{{Name: "IM_UPSTREAM", Queues: 8}, {Name: "IM_PUSH", Queues: 8}}) ||
 			!slices.Equal(target.BrokerAddresses, []string{"imkube-rocketmq-broker:10911"}) {
 			t.Errorf("topics ensured = %v on %+v", topics, target)
 		}

@@ -91,10 +91,11 @@ type RocketMQSpec struct {
 	// +kubebuilder:validation:items:Pattern=`^[^:;,\s]+:[0-9]{1,5}$`
 	// +optional
 	BrokerAddresses []string `json:"brokerAddresses,omitempty"`
-	// Topics the operator ensures exist. The queue count of a topic must not
+	// Topics the operator ensures exist: IM_UPSTREAM (client sends, ordered
+	// per conversation) and IM_PUSH (pushes to gateways). The queue count of a topic must not
 	// change once it carries traffic: messages are hashed to queues by
 	// conversation.
-	// +kubebuilder:default={{name: IM_UPSTREAM, queues: 8}}
+	// +kubebuilder:default={{name: IM_UPSTREAM, queues: 8}, {name: IM_PUSH, queues: 8}}
 	// +listType=map
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=32

@@ -94,7 +94,7 @@ func (s *scope) topics() []imv1.TopicSpec {
 	if t := s.cluster.Spec.Dependencies.RocketMQ.Topics; len(t) > 0 {
 		return t
 	}
-	return []imv1.TopicSpec{{Name: "IM_UPSTREAM", Queues: 8}}
+	return []imv1.TopicSpec{{Name: "IM_UPSTREAM", Queues: 8}, {Name: "IM_PUSH", Queues: 8}}
 }
 
 func queues(t imv1.TopicSpec) int { return int(cmp.Or(t.Queues, 8)) }
