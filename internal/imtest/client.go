@@ -123,6 +123,7 @@ func (a *API) Register(t testing.TB, username string) Account {
 type Conn struct {
 	t    testing.TB
 	ws   *websocket.Conn
+	wmu  sync.Mutex // one writer at a time
 	mu   sync.Mutex
 	cond *sync.Cond
 	buf  []Frame
@@ -197,6 +198,8 @@ func (c *Conn) SendJSON(v any) {
 
 // SendRaw writes b as a text frame.
 func (c *Conn) SendRaw(b []byte) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	c.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
 		c.t.Fatalf("write: %v", err)
