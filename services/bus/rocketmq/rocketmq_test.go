@@ -11,8 +11,10 @@ import (
 
 	"github.com/apache/rocketmq-client-go/v2/admin"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/imkube/imkube/internal/testenv"
+	"github.com/imkube/imkube/services/bus"
 	"github.com/imkube/imkube/services/bus/bustest"
 	"github.com/imkube/imkube/services/bus/rocketmq"
 )
@@ -39,6 +41,12 @@ func newRig(t *testing.T) *rig {
 		t.Fatalf("rocketmq admin: %v", err)
 	}
 	t.Cleanup(func() { _ = a.Close() })
+	// The broker may re-create a group for a pull that was held when the
+	// group was deleted: remove what earlier runs of these tests left.
+	pr := &rocketmq.Pruner{NameServers: servers, PushTopic: bus.TopicUpstream, PushGroupPrefix: "t-"}
+	if _, err := pr.Prune(context.Background(), func(string) bool { return false }); err != nil {
+		t.Logf("prune leftovers: %v", err)
+	}
 	return &rig{namesrv: servers, broker: broker, admin: a}
 }
 
@@ -83,6 +91,15 @@ func (r *rig) newBus(t *testing.T) bustest.Bus {
 		if err := b.Close(); err != nil {
 			t.Errorf("close: %v", err)
 		}
+		// Leave nothing behind in the broker: the groups of this test.
+		pr := &rocketmq.Pruner{NameServers: r.namesrv, PushTopic: cfg.PushTopic, PushGroupPrefix: cfg.PushGroupPrefix}
+		ctx := context.Background()
+		if _, err := pr.Prune(ctx, func(string) bool { return false }); err != nil {
+			t.Errorf("prune push groups: %v", err)
+		}
+		if err := pr.DeleteGroup(ctx, cfg.UpstreamGroup); err != nil {
+			t.Errorf("delete upstream group: %v", err)
+		}
 	})
 	return b
 }
@@ -90,4 +107,52 @@ func (r *rig) newBus(t *testing.T) bustest.Bus {
 func TestRocketMQConformance(t *testing.T) {
 	r := newRig(t)
 	bustest.Run(t, r.newBus, bustest.Options{Wait: 3 * time.Minute, Keys: 20, PerKey: 30})
+}
+
+func TestPrunerRemovesGroupsOfDeadGateways(t *testing.T) {
+	r := newRig(t)
+	id := strings.ToLower(rand.Text()[:10])
+	cfg := rocketmq.Config{
+		NameServers:     r.namesrv,
+		UpstreamTopic:   "T_UP_" + id,
+		PushTopic:       "T_PUSH_" + id,
+		PushGroupPrefix: "t-prune-" + id + "-",
+		ProducerGroup:   "t-producer-" + id,
+		InstanceName:    "t-" + id,
+	}
+	r.topic(t, cfg.PushTopic, 2)
+	b, err := rocketmq.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	// Run and stop the push consumers of two gateways: the broker now knows their groups.
+	for _, gw := range []string{"gw-dead", "gw-alive"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		err := b.ConsumePush(ctx, gw, func(context.Context, bus.Message) error { return nil })
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	pr := &rocketmq.Pruner{NameServers: r.namesrv, PushTopic: cfg.PushTopic, PushGroupPrefix: cfg.PushGroupPrefix}
+	ctx := context.Background()
+	alive := func(gw string) bool { return gw == "gw-alive" }
+	removed, err := pr.Prune(ctx, alive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{b.PushGroup("gw-dead")}, removed); diff != "" {
+		t.Errorf("first Prune removed (-want +got):\n%s", diff)
+	}
+	removed, err = pr.Prune(ctx, alive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 0 {
+		t.Errorf("second Prune removed %v, want nothing (gw-dead is gone, gw-alive lives)", removed)
+	}
+	if err := pr.DeleteGroup(ctx, b.PushGroup("gw-alive")); err != nil {
+		t.Errorf("DeleteGroup: %v", err)
+	}
 }
