@@ -21,6 +21,7 @@ import (
 	"github.com/imkube/imkube/services/auth"
 	"github.com/imkube/imkube/services/bus"
 	"github.com/imkube/imkube/services/config"
+	"github.com/imkube/imkube/services/flow"
 	"github.com/imkube/imkube/services/gateway"
 	"github.com/imkube/imkube/services/ids"
 	"github.com/imkube/imkube/services/message"
@@ -130,8 +131,19 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if gwCfg.MaxBodyBytes == nil {
 		gwCfg.MaxBodyBytes = func() int { return live.Get().Limits.MaxMessageBytes }
 	}
+	ctl, err := flow.Init(flow.Config{
+		App: "imkube-dev", LogDir: filepath.Join(cfg.Data, "sentinel"), Log: log,
+		Limits: func() config.Limits { return live.Get().Limits },
+	})
+	if err != nil {
+		ln.Close()
+		seq.Close()
+		db.Close()
+		return nil, err
+	}
 	gwDeps := gateway.Deps{
 		Tokens: keys, Upstream: b, Push: b, Pushes: b, Backend: msgs, Sessions: sess, Log: log.With("svc", "gateway"),
+		Limiter: ctl, Connects: ctl, PublishGuard: func(fn func() error) error { return ctl.Guard(flow.ResPublish, fn) },
 	}
 	gw, err := gateway.New(gwCfg, gwDeps)
 	if err != nil {
@@ -155,6 +167,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		deps: gwDeps, gwCfg: gwCfg, runCtx: gctx, group: g}
 	go func() {
 		g.Go(func() error { return msgs.Run(gctx, b) })
+		g.Go(func() error { return ctl.Run(gctx) })
 		g.Go(func() error { return gw.Run(gctx) })
 		g.Go(func() error {
 			return runtime.Serve(gctx, ln, mux, log, func(context.Context) { gw.Drain() })

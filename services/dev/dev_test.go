@@ -12,16 +12,26 @@ import (
 
 	"github.com/imkube/imkube/internal/imtest"
 	"github.com/imkube/imkube/services/auth"
+	"github.com/imkube/imkube/services/config"
 	"github.com/imkube/imkube/services/dev"
 	"github.com/imkube/imkube/services/gateway"
 )
+
+// fastCluster raises the per-user and per-IP limits through config (as an
+// operator would) so that tests can send as fast as they like.
+func fastCluster() *config.Cluster {
+	c := config.DefaultCluster()
+	c.Limits.SendRatePerSecond, c.Limits.SendBurst = 100000, 100000
+	c.Limits.ConnectionsPerIPPerSecond = 100000
+	return &c
+}
 
 func start(t *testing.T, data string, gw gateway.Config) *dev.Server {
 	t.Helper()
 	if data == "" {
 		data = t.TempDir()
 	}
-	s, err := dev.Start(context.Background(), dev.Config{Addr: "127.0.0.1:0", Data: data, Gateway: gw, BcryptCost: 4})
+	s, err := dev.Start(context.Background(), dev.Config{Addr: "127.0.0.1:0", Data: data, Gateway: gw, BcryptCost: 4, Cluster: fastCluster()})
 	if err != nil {
 		t.Fatalf("start dev server: %v", err)
 	}
@@ -305,7 +315,7 @@ func dataDir(t *testing.T, s *dev.Server) string {
 
 func TestRestartKeepsAccountsHistoryAndSync(t *testing.T) {
 	data := t.TempDir()
-	s, err := dev.Start(context.Background(), dev.Config{Addr: "127.0.0.1:0", Data: data, BcryptCost: 4})
+	s, err := dev.Start(context.Background(), dev.Config{Addr: "127.0.0.1:0", Data: data, BcryptCost: 4, Cluster: fastCluster()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,5 +428,41 @@ func TestRESTAccountsAndConversations(t *testing.T) {
 	carol := api.Register(t, "carol")
 	if code, _ := api.Do("GET", "/api/v1/conversations/"+list[0].Conv+"/messages", carol.Token, nil, &e); code != http.StatusForbidden || e.Code != "FORBIDDEN" {
 		t.Fatalf("IDOR on history: %d %+v", code, e)
+	}
+}
+
+func TestSenderOverTheRateLimitIsBlockedOthersAreNot(t *testing.T) {
+	c := fastCluster()
+	c.Limits.SendRatePerSecond, c.Limits.SendBurst = 5, 5
+	s, err := dev.Start(context.Background(), dev.Config{Addr: "127.0.0.1:0", Data: t.TempDir(), BcryptCost: 4, Cluster: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	api := imtest.NewAPI(s.URL)
+	alice, bob := api.Register(t, "alice"), api.Register(t, "bob")
+	a, _ := imtest.Connect(t, s.URL, alice.Token, "a1")
+	b, _ := imtest.Connect(t, s.URL, bob.Token, "b1")
+	for i := range 40 {
+		send(a, fmt.Sprintf("c%d", i), bob.ID, "spam")
+	}
+	acked, limited := 0, 0
+	for range 40 {
+		f := a.Next()
+		switch {
+		case f.T() == "ack":
+			acked++
+		case f.T() == "error" && f.Str("code") == "RATE_LIMITED" && f.Bool("retryable") && f.Int("retryAfterMs") > 0 && f.Str("cmid") != "":
+			limited++
+		default:
+			t.Fatalf("unexpected frame %v", f)
+		}
+	}
+	if limited == 0 || acked == 0 || acked > 20 {
+		t.Fatalf("acked %d, rate limited %d: want the burst accepted and the rest limited", acked, limited)
+	}
+	send(b, "b1", alice.ID, "hello")
+	if f := b.Expect("ack", "msg"); f.T() != "ack" {
+		t.Fatalf("another user is limited too: %v", f)
 	}
 }

@@ -41,6 +41,7 @@ func sendGroup(c *imtest.Conn, cmid, gid, body string) {
 
 func startWith(t *testing.T, cluster config.Cluster) *dev.Server {
 	t.Helper()
+	cluster.Limits = fastCluster().Limits
 	s, err := dev.Start(context.Background(), dev.Config{Addr: "127.0.0.1:0", Data: t.TempDir(), Cluster: &cluster, BcryptCost: 4})
 	if err != nil {
 		t.Fatal(err)

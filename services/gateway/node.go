@@ -125,7 +125,17 @@ type Deps struct {
 	Sessions sessions.Store
 	// Limiter, if set, rate-limits sends per user.
 	Limiter SendLimiter
-	Log     *slog.Logger
+	// Connects, if set, rate-limits new connections per client IP.
+	Connects ConnectLimiter
+	// PublishGuard, if set, wraps each upstream publish (flow rule and
+	// circuit breaker); an error from it answers UNAVAILABLE.
+	PublishGuard func(fn func() error) error
+	Log          *slog.Logger
+}
+
+// ConnectLimiter decides whether a client IP may open a connection now.
+type ConnectLimiter interface {
+	AllowConnect(ip string) bool
 }
 
 type httpVerifier interface {
@@ -210,11 +220,16 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "gateway is at its connection limit", http.StatusServiceUnavailable)
 		return
 	}
+	ip, _, _ := net.SplitHostPort(r.RemoteAddr)
+	if n.deps.Connects != nil && !n.deps.Connects.AllowConnect(ip) {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "too many connections from your address; retry later", http.StatusTooManyRequests)
+		return
+	}
 	conn, err := n.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader has answered
 	}
-	ip, _, _ := net.SplitHostPort(r.RemoteAddr)
 	c := newClient(n, conn, ip)
 	n.metrics.connects.Add(1)
 	n.wg.Add(1)
@@ -446,7 +461,14 @@ func (n *Node) handleSend(ctx context.Context, c *client, in *protocol.Inbound) 
 	up := msgapi.Upstream{Gateway: n.cfg.ID, User: c.user, Device: c.device, CMID: in.CMID, Conv: conv, To: *in.To, Kind: in.Kind, Body: *in.Body, TS: time.Now().UnixMilli()}
 	pctx, cancel := context.WithTimeout(ctx, n.cfg.PublishTimeout)
 	defer cancel()
-	if err := n.deps.Upstream.PublishUpstream(pctx, bus.Message{Key: conv, Body: encode(up)}); err != nil {
+	publish := func() error { return n.deps.Upstream.PublishUpstream(pctx, bus.Message{Key: conv, Body: encode(up)}) }
+	var err error
+	if n.deps.PublishGuard != nil {
+		err = n.deps.PublishGuard(publish)
+	} else {
+		err = publish()
+	}
+	if err != nil {
 		n.log.Warn("publish upstream", "err", err)
 		c.send(errFrame("", in.CMID, protocol.CodeUnavailable, "message not accepted (messaging backend unavailable); retry with the same cmid"), false)
 		return
