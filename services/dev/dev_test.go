@@ -466,3 +466,32 @@ func TestSenderOverTheRateLimitIsBlockedOthersAreNot(t *testing.T) {
 		t.Fatalf("another user is limited too: %v", f)
 	}
 }
+
+func TestLoginBruteForceIsSlowedPerUsername(t *testing.T) {
+	s := start(t, "", gateway.Config{})
+	api := imtest.NewAPI(s.URL)
+	api.Register(t, "alice")
+	api.Register(t, "bob")
+	var e struct{ Code string }
+	limited := false
+	for i := range 10 {
+		code, _ := api.Do("POST", "/api/v1/sessions", "", map[string]string{"username": "alice", "password": fmt.Sprintf("guess-%d-xx", i)}, &e)
+		if code == http.StatusTooManyRequests && e.Code == "TOO_MANY_ATTEMPTS" {
+			limited = true
+			break
+		}
+		if code != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d %+v", i, code, e)
+		}
+	}
+	if !limited {
+		t.Fatal("10 wrong passwords in a row were never slowed down")
+	}
+	// The right password is refused too while locked: the attacker learns nothing.
+	if code, _ := api.Do("POST", "/api/v1/sessions", "", map[string]string{"username": "alice", "password": "correct-horse-battery"}, &e); code != http.StatusTooManyRequests {
+		t.Fatalf("locked account accepted a login: %d", code)
+	}
+	if code, _ := api.Do("POST", "/api/v1/sessions", "", map[string]string{"username": "bob", "password": "correct-horse-battery"}, nil); code != http.StatusOK {
+		t.Fatalf("another user is locked out too: %d", code)
+	}
+}

@@ -6,8 +6,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -36,12 +38,15 @@ type Service struct {
 	log        *slog.Logger
 	bcryptCost int
 	dummyHash  []byte
+	throttle   *LoginThrottle
 }
 
 // Options tune the service.
 type Options struct {
 	// BcryptCost defaults to bcrypt.DefaultCost (10).
 	BcryptCost int
+	// Throttle slows password guessing (default NewLoginThrottle with its defaults).
+	Throttle *LoginThrottle
 }
 
 // New returns a user service.
@@ -52,7 +57,10 @@ func New(st Store, keys *auth.Keys, gen *ids.Generator, log *slog.Logger, opts O
 	// A hash to compare against when the username does not exist, so a
 	// login takes as long for unknown users as for known ones.
 	dummy, _ := bcrypt.GenerateFromPassword([]byte("imkube-timing-equaliser"), opts.BcryptCost)
-	return &Service{store: st, keys: keys, ids: gen, log: log, bcryptCost: opts.BcryptCost, dummyHash: dummy}
+	if opts.Throttle == nil {
+		opts.Throttle = NewLoginThrottle(ThrottleConfig{})
+	}
+	return &Service{store: st, keys: keys, ids: gen, log: log, bcryptCost: opts.BcryptCost, dummyHash: dummy, throttle: opts.Throttle}
 }
 
 var usernameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{3,32}$`)
@@ -91,6 +99,21 @@ func (s *Service) Register(ctx context.Context, username, password, displayName 
 	}
 	s.log.Info("user registered", "user", u.ID)
 	return &u, nil
+}
+
+// clientIP is the address of the client: behind a gateway (which proxies
+// REST to this service) it is the last X-Forwarded-For entry, the one the
+// gateway appended; earlier entries are whatever the client sent.
+func clientIP(r *http.Request) string {
+	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
+		parts := strings.Split(xff, ",")
+		return strings.TrimSpace(parts[len(parts)-1])
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
@@ -161,11 +184,21 @@ func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, err)
 		return
 	}
+	ip := clientIP(r)
+	if ok, wait := s.throttle.Allow(req.Username, ip); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(int(max(1, (wait+time.Second-1)/time.Second))))
+		httpx.WriteJSON(w, http.StatusTooManyRequests, httpx.Error{Code: CodeTooManyAttempts, Message: "too many login attempts; wait and try again"})
+		return
+	}
 	sess, err := s.Login(r.Context(), req.Username, req.Password)
 	if err != nil {
+		if errors.Is(err, ErrBadCredentials) {
+			s.throttle.Fail(req.Username, ip)
+		}
 		s.writeErr(w, err)
 		return
 	}
+	s.throttle.Succeed(req.Username, ip)
 	httpx.WriteJSON(w, http.StatusOK, sess)
 }
 
