@@ -501,6 +501,25 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 		})
 	})
 
+	t.Run("kubectl scale on an autoscaled pool is rejected", func(t *testing.T) {
+		p := &imv1.GatewayPool{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "auto"},
+			Spec: imv1.GatewayPoolSpec{ClusterRef: imv1.ClusterReference{Name: "demo"},
+				Autoscaling: &imv1.GatewayAutoscalingSpec{ReplicaRange: imv1.ReplicaRange{MinReplicas: 2, MaxReplicas: 4}}},
+		}
+		if err := h.c.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		h.eventually("HPA for the autoscaled pool", func() error {
+			return h.get(ns, "auto-gateway", &autoscalingv2.HorizontalPodAutoscaler{})
+		})
+		scale := &autoscalingv1.Scale{Spec: autoscalingv1.ScaleSpec{Replicas: 3}}
+		err := h.c.SubResource("scale").Update(ctx, p, client.WithSubResourceBody(scale))
+		if err == nil || !strings.Contains(err.Error(), "exactly one of replicas or autoscaling must be set") {
+			t.Errorf("scale error = %v, want the exactly-one rule", err)
+		}
+	})
+
 	t.Run("changing limits rewrites the ConfigMap and rolls the pods", func(t *testing.T) {
 		hashes := map[string]string{}
 		for _, name := range []string{"demo-message", "edge-gateway"} {
@@ -570,6 +589,32 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 			}
 			if got := ptr.Deref(d.Spec.Replicas, 0); got != 3 {
 				return fmt.Errorf("replicas = %d", got)
+			}
+			return nil
+		})
+	})
+
+	t.Run("switching the sequence service to autoscaling keeps its replicas for the HPA", func(t *testing.T) {
+		patch := []byte(`{"spec":{"sequence":{"autoscaling":{"minReplicas":2,"maxReplicas":5}}}}`)
+		if err := h.c.Patch(ctx, &imv1.IMCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "demo"}},
+			client.RawPatch(types.MergePatchType, patch)); err != nil {
+			t.Fatal(err)
+		}
+		h.eventually("sequence HPA", func() error {
+			return h.get(ns, "demo-sequence", &autoscalingv2.HorizontalPodAutoscaler{})
+		})
+		h.eventually("Deployment no longer owned by the operator's replicas", func() error {
+			var d appsv1.Deployment
+			if err := h.get(ns, "demo-sequence", &d); err != nil {
+				return err
+			}
+			if got := ptr.Deref(d.Spec.Replicas, 0); got != 2 {
+				t.Fatalf("replicas = %d after enabling autoscaling, want the previous 2 (not a drop to 1)", got)
+			}
+			for _, e := range d.ManagedFields {
+				if e.Manager == render.FieldManager && strings.Contains(string(e.FieldsV1.Raw), `"f:replicas"`) {
+					return errors.New("operator still owns spec.replicas")
+				}
 			}
 			return nil
 		})

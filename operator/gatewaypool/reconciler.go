@@ -112,6 +112,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 func (r *Reconciler) reconcileObjects(ctx context.Context, s *scope) error {
 	a := apply.Applier{Client: r.Client, FieldManager: render.FieldManager}
 	var errs []error
+	if s.pool.Spec.Autoscaling != nil {
+		var live appsv1.Deployment
+		err := r.Client.Get(ctx, types.NamespacedName{Namespace: s.pool.Namespace, Name: s.name()}, &live)
+		if err == nil {
+			err = a.HandOffReplicas(ctx, &live)
+		}
+		if client.IgnoreNotFound(err) != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, obj := range []client.Object{desiredDeployment(s), desiredService(s), desiredPDB(s)} {
 		if _, err := a.Apply(ctx, obj); err != nil {
 			errs = append(errs, err)

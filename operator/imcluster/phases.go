@@ -125,6 +125,16 @@ func (r *Reconciler) reconcileComponents(ctx context.Context, s *scope) error {
 	var errs []error
 	a := r.applier()
 	for _, comp := range components {
+		if s.autoscaled(comp) {
+			var live appsv1.Deployment
+			err := r.Client.Get(ctx, types.NamespacedName{Namespace: s.cluster.Namespace, Name: s.name(comp)}, &live)
+			if err == nil {
+				err = a.HandOffReplicas(ctx, &live)
+			}
+			if client.IgnoreNotFound(err) != nil {
+				errs = append(errs, err)
+			}
+		}
 		for _, obj := range []client.Object{desiredDeployment(s, comp), desiredService(s, comp), desiredPDB(s, comp)} {
 			if _, err := a.Apply(ctx, obj); err != nil {
 				errs = append(errs, err)
