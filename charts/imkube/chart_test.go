@@ -1,0 +1,460 @@
+// Package chart_test checks the Helm chart: helm lint, helm template with the
+// default and the full values (rendered objects parse strictly into their Go
+// types and match the golden files in testdata/), the pod security of every
+// workload, and that the chart's CRDs are the generated ones.
+//
+// helm comes from hack/helm.sh (IMKUBE_HELM, set by `make test`). Update the
+// golden files with: go test ./charts/imkube -run Golden -update
+package chart_test
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/yaml"
+
+	imv1 "github.com/imkube/imkube/api/v1alpha1"
+	"github.com/imkube/imkube/internal/testenv"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+const (
+	release   = "imkube"
+	namespace = "imkube-system"
+)
+
+func helm(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	bin := testenv.Require(t, "IMKUBE_HELM")
+	cmd := exec.CommandContext(t.Context(), bin, args...)
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("helm %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+func TestChartLintsWithDefaultAndFullValues(t *testing.T) {
+	tests := []struct {
+		name string
+		give []string
+	}{
+		{name: "default values", give: nil},
+		{name: "full values", give: []string{"-f", "ci/full-values.yaml"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := helm(t, append([]string{"lint", "--strict", "."}, tt.give...)...)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+		})
+	}
+}
+
+// render runs helm template and decodes every document.
+func render(t *testing.T, values ...string) (string, []*unstructured.Unstructured) {
+	t.Helper()
+	out, err := helm(t, append([]string{"template", release, ".", "--namespace", namespace}, values...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out, decodeAll(t, out)
+}
+
+func decodeAll(t *testing.T, manifest string) []*unstructured.Unstructured {
+	t.Helper()
+	r := utilyaml.NewYAMLReader(bufioReader(manifest))
+	var objs []*unstructured.Unstructured
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("read rendered YAML: %v", err)
+		}
+		var m map[string]any
+		if err := yaml.Unmarshal(doc, &m); err != nil {
+			t.Fatalf("rendered document is not YAML: %v\n%s", err, doc)
+		}
+		if len(m) == 0 {
+			continue
+		}
+		u := &unstructured.Unstructured{Object: m}
+		if u.GetAPIVersion() == "" || u.GetKind() == "" || u.GetName() == "" {
+			t.Fatalf("rendered object lacks apiVersion, kind or metadata.name:\n%s", doc)
+		}
+		objs = append(objs, u)
+	}
+	return objs
+}
+
+func newScheme(t *testing.T) *runtime.Scheme {
+	t.Helper()
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := imv1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// typed decodes u strictly (unknown fields are errors) into its Go type; kinds
+// outside the scheme (ServiceMonitor) return nil.
+func typed(t *testing.T, s *runtime.Scheme, u *unstructured.Unstructured) runtime.Object {
+	t.Helper()
+	gvk := u.GroupVersionKind()
+	if !s.Recognizes(gvk) {
+		return nil
+	}
+	obj, err := s.New(gvk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := yaml.Marshal(u.Object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict(raw, obj); err != nil {
+		t.Errorf("%s %s does not parse as %T: %v", gvk.Kind, u.GetName(), obj, err)
+	}
+	return obj
+}
+
+func TestChartRendersTheGoldenManifests(t *testing.T) {
+	tests := []struct {
+		name   string
+		give   []string
+		golden string
+		// wantKinds counts the rendered objects by kind.
+		wantKinds map[string]int
+	}{
+		{
+			name:   "default values install only the operator",
+			golden: "default.golden.yaml",
+			wantKinds: map[string]int{"ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1,
+				"RoleBinding": 1, "Service": 1, "Deployment": 1},
+		},
+		{
+			name:   "full values add monitoring, the example and the demo dependencies",
+			give:   []string{"-f", "ci/full-values.yaml"},
+			golden: "full.golden.yaml",
+			wantKinds: map[string]int{"ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1,
+				"RoleBinding": 1, "Service": 5, "Deployment": 1, "ServiceMonitor": 1, "ConfigMap": 6, "Secret": 1,
+				"StatefulSet": 4, "IMCluster": 1, "GatewayPool": 1},
+		},
+	}
+	s := newScheme(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, objs := render(t, tt.give...)
+			kinds := map[string]int{}
+			for _, u := range objs {
+				kinds[u.GetKind()]++
+				typed(t, s, u)
+			}
+			if fmt.Sprint(kinds) != fmt.Sprint(tt.wantKinds) {
+				t.Errorf("rendered kinds = %v, want %v", kinds, tt.wantKinds)
+			}
+			golden := filepath.Join("testdata", tt.golden)
+			if *update {
+				if err := os.WriteFile(golden, []byte(out), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if out != string(want) {
+				t.Errorf("helm template differs from %s (run with -update and review the diff):\n%s", golden, firstDiff(string(want), out))
+			}
+		})
+	}
+}
+
+func TestOperatorDeploymentRunsTheChartImageRestricted(t *testing.T) {
+	_, objs := render(t)
+	s := newScheme(t)
+	var dep *appsv1.Deployment
+	for _, u := range objs {
+		if u.GetKind() == "Deployment" {
+			dep = typed(t, s, u).(*appsv1.Deployment)
+		}
+	}
+	if dep == nil {
+		t.Fatal("no Deployment rendered")
+	}
+	appVersion := chartAppVersion(t)
+	c := dep.Spec.Template.Spec.Containers[0]
+	if want := "ghcr.io/imkube/imkube:" + appVersion; c.Image != want {
+		t.Errorf("image = %q, want %q (tag defaults to appVersion)", c.Image, want)
+	}
+	if want := []string{"operator", "--leader-elect"}; !slices.Equal(c.Args, want) {
+		t.Errorf("args = %v, want %v", c.Args, want)
+	}
+	if dep.Namespace != namespace || dep.Spec.Template.Spec.ServiceAccountName != "imkube-operator" {
+		t.Errorf("namespace %q, service account %q", dep.Namespace, dep.Spec.Template.Spec.ServiceAccountName)
+	}
+	psc := dep.Spec.Template.Spec.SecurityContext
+	if psc == nil || psc.RunAsUser == nil || *psc.RunAsUser != 65532 {
+		t.Errorf("pod does not run as uid 65532: %+v", psc)
+	}
+	if sc := c.SecurityContext; sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+		t.Errorf("operator root filesystem is not read-only: %+v", sc)
+	}
+	var tmp bool
+	for _, m := range c.VolumeMounts {
+		tmp = tmp || m.MountPath == "/tmp"
+	}
+	if !tmp {
+		t.Error("no writable /tmp mounted for the read-only root filesystem")
+	}
+	if c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" || c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" {
+		t.Error("probes are not /healthz and /readyz")
+	}
+
+	custom, _ := render(t, "--set", "image.repository=registry.example.com/im/imkube", "--set", "image.tag=1.2.3")
+	if !strings.Contains(custom, `image: "registry.example.com/im/imkube:1.2.3"`) {
+		t.Error("image.repository/image.tag do not set the operator image")
+	}
+}
+
+// Every container of every workload meets the restricted Pod Security
+// Standard; the operator (and everything but the JVM/database demo
+// dependencies) also has a read-only root filesystem.
+func TestEveryWorkloadMeetsTheRestrictedPodSecurityStandard(t *testing.T) {
+	_, objs := render(t, "-f", "ci/full-values.yaml")
+	s := newScheme(t)
+	var n int
+	for _, u := range objs {
+		var spec *corev1.PodSpec
+		switch o := typed(t, s, u).(type) {
+		case *appsv1.Deployment:
+			spec = &o.Spec.Template.Spec
+		case *appsv1.StatefulSet:
+			spec = &o.Spec.Template.Spec
+		default:
+			continue
+		}
+		n++
+		psc := spec.SecurityContext
+		if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+			t.Errorf("%s %s: pod security context %+v is not runAsNonRoot with seccomp RuntimeDefault", u.GetKind(), u.GetName(), psc)
+		}
+		for _, c := range spec.Containers {
+			sc := c.SecurityContext
+			if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+				sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) > 0 {
+				t.Errorf("%s %s container %s: %+v does not forbid privilege escalation and drop ALL", u.GetKind(), u.GetName(), c.Name, sc)
+			}
+			if c.Resources.Requests.Memory().IsZero() {
+				t.Errorf("%s %s container %s has no memory request", u.GetKind(), u.GetName(), c.Name)
+			}
+		}
+	}
+	if n != 5 {
+		t.Errorf("checked %d workloads, want 5 (operator, redis, mysql, rocketmq name server and broker)", n)
+	}
+}
+
+func TestClusterRoleGrantsWhatTheOperatorManages(t *testing.T) {
+	_, objs := render(t)
+	s := newScheme(t)
+	var role *rbacv1.ClusterRole
+	for _, u := range objs {
+		if u.GetKind() == "ClusterRole" {
+			role = typed(t, s, u).(*rbacv1.ClusterRole)
+		}
+	}
+	if role == nil {
+		t.Fatal("no ClusterRole rendered")
+	}
+	tests := []struct {
+		group, resource, verb string
+	}{
+		{"im.imkube.io", "imclusters", "watch"},
+		{"im.imkube.io", "gatewaypools", "watch"},
+		{"im.imkube.io", "imclusters/status", "patch"},
+		{"im.imkube.io", "gatewaypools/status", "patch"},
+		{"apps", "deployments", "patch"},
+		{"", "services", "patch"},
+		{"", "configmaps", "patch"},
+		{"", "secrets", "create"},
+		{"", "events", "create"},
+		{"autoscaling", "horizontalpodautoscalers", "patch"},
+		{"policy", "poddisruptionbudgets", "patch"},
+	}
+	for _, tt := range tests {
+		if !allows(role.Rules, tt.group, tt.resource, tt.verb) {
+			t.Errorf("ClusterRole does not allow %s on %s.%s", tt.verb, tt.resource, tt.group)
+		}
+	}
+	if allows(role.Rules, "", "nodes", "get") || allows(role.Rules, "*", "*", "*") {
+		t.Error("ClusterRole grants more than the operator manages")
+	}
+}
+
+func allows(rules []rbacv1.PolicyRule, group, resource, verb string) bool {
+	for _, r := range rules {
+		if (slices.Contains(r.APIGroups, group) || slices.Contains(r.APIGroups, "*")) &&
+			(slices.Contains(r.Resources, resource) || slices.Contains(r.Resources, "*")) &&
+			(slices.Contains(r.Verbs, verb) || slices.Contains(r.Verbs, "*")) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestExampleWithoutDependenciesNeedsTheirAddresses(t *testing.T) {
+	_, err := helm(t, "template", release, ".", "--set", "example.enabled=true")
+	if err == nil || !strings.Contains(err.Error(), "example.rocketmq.nameServers is required") {
+		t.Fatalf("err = %v, want the required-value message", err)
+	}
+	out, err := helm(t, "template", release, ".", "--namespace", namespace,
+		"--set", "example.enabled=true",
+		"--set", "example.rocketmq.nameServers={mq-0:9876}",
+		"--set", "example.redis.addresses={redis:6379}",
+		"--set", "example.mysql.dsnSecretRef.name=db", "--set", "example.mysql.dsnSecretRef.key=dsn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newScheme(t)
+	for _, u := range decodeAll(t, out) {
+		if c, ok := typed(t, s, u).(*imv1.IMCluster); ok {
+			if got := c.Spec.Dependencies.MySQL.DSNSecretRef; got.Name != "db" || got.Key != "dsn" {
+				t.Errorf("dsnSecretRef = %+v", got)
+			}
+			if got := c.Spec.Dependencies.RocketMQ.NameServers; !slices.Equal(got, []string{"mq-0:9876"}) {
+				t.Errorf("nameServers = %v", got)
+			}
+			return
+		}
+	}
+	t.Error("no IMCluster rendered")
+}
+
+func TestDashboardConfigMapsCarryEveryDashboardForTheGrafanaSidecar(t *testing.T) {
+	_, objs := render(t, "--set", "dashboards.enabled=true")
+	files, err := filepath.Glob("dashboards/*.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no dashboards: %v", err)
+	}
+	var got []string
+	for _, u := range objs {
+		if u.GetKind() != "ConfigMap" || u.GetLabels()["grafana_dashboard"] != "1" {
+			continue
+		}
+		data, _, _ := unstructured.NestedStringMap(u.Object, "data")
+		for k, v := range data {
+			want, err := os.ReadFile(filepath.Join("dashboards", strings.TrimPrefix(k, "imkube-")))
+			if err != nil {
+				t.Fatalf("ConfigMap key %s has no dashboard file: %v", k, err)
+			}
+			if strings.TrimSpace(v) != strings.TrimSpace(string(want)) {
+				t.Errorf("ConfigMap key %s differs from its dashboard file", k)
+			}
+			got = append(got, k)
+		}
+	}
+	if len(got) != len(files) {
+		t.Errorf("dashboard ConfigMap keys %v, want one per file in %v", got, files)
+	}
+}
+
+// The chart's CRDs and RBAC rules must be the generated ones (`make generate`
+// copies them: sync-chart-crds in hack/mk/chart.mk).
+func TestChartCRDsAreTheGeneratedOnes(t *testing.T) {
+	generated, err := filepath.Glob("../../crds/*.yaml")
+	if err != nil || len(generated) == 0 {
+		t.Fatalf("no generated CRDs in crds/: %v", err)
+	}
+	inChart, err := filepath.Glob("crds/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, g := range generated {
+		names = append(names, filepath.Base(g))
+		assertSameFile(t, g, filepath.Join("crds", filepath.Base(g)))
+	}
+	for _, c := range inChart {
+		if !slices.Contains(names, filepath.Base(c)) {
+			t.Errorf("charts/imkube/%s is not in crds/: run `make generate`", c)
+		}
+	}
+	if _, err := os.Stat("../../operator/rbac/role.yaml"); err == nil {
+		assertSameFile(t, "../../operator/rbac/role.yaml", "files/operator-role.yaml")
+	}
+}
+
+func assertSameFile(t *testing.T, want, got string) {
+	t.Helper()
+	w, err := os.ReadFile(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := os.ReadFile(got)
+	if err != nil {
+		t.Errorf("charts/imkube/%s: %v: run `make generate`", got, err)
+		return
+	}
+	if !bytes.Equal(w, g) {
+		t.Errorf("charts/imkube/%s differs from %s: run `make generate`", got, strings.TrimPrefix(want, "../../"))
+	}
+}
+
+func chartAppVersion(t *testing.T) string {
+	t.Helper()
+	raw, err := os.ReadFile("Chart.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		AppVersion string `json:"appVersion"`
+	}
+	if err := yaml.Unmarshal(raw, &c); err != nil {
+		t.Fatal(err)
+	}
+	return c.AppVersion
+}
+
+// firstDiff shows the first differing line with a little context.
+func firstDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := range max(len(w), len(g)) {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			return fmt.Sprintf("line %d:\n want: %s\n  got: %s", i+1, wl, gl)
+		}
+	}
+	return "(only trailing differences)"
+}

@@ -1,0 +1,23 @@
+# Packaging area: the Helm chart (charts/imkube), its tests with a pinned helm
+# from the Go module proxy, and the Docker-free image (image.mk).
+
+CHART_DIR := charts/imkube
+
+TEST_PREP += helm
+GENERATE  += sync-chart-crds
+
+.PHONY: helm sync-chart-crds test-chart
+
+helm: ## Install the pinned helm (Go module proxy, cached); writes IMKUBE_HELM to ENV_DIR/helm.env
+	@mkdir -p $(ENV_DIR)
+	@hack/helm.sh env > $(ENV_DIR)/helm.env
+
+# Runs after the operator's generators (chart.mk sorts before operator.mk, so
+# the order is explicit): the chart's CRDs and ClusterRole rules are copies.
+sync-chart-crds: generate-operator ## Copy crds/*.yaml and operator/rbac/role.yaml into the chart
+	@rm -f $(CHART_DIR)/crds/*.yaml
+	cp crds/*.yaml $(CHART_DIR)/crds/
+	@if [ -f operator/rbac/role.yaml ]; then cp operator/rbac/role.yaml $(CHART_DIR)/files/operator-role.yaml; fi
+
+test-chart: helm ## Lint and render the chart and check its dashboards (also part of test-go)
+	source $(ENV_DIR)/helm.env && $(GO) test -count=1 ./$(CHART_DIR)/...
