@@ -36,7 +36,7 @@ MYSQL_PASSWORD=imkube
 MYSQL_ADMIN_USER=imkube_admin
 MYSQL_ADMIN_PASSWORD=imkube
 
-log() { printf 'deps: %s\n' "$*" >&2; }
+log() { printf 'deps: %s %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 # ---------------------------------------------------------------------------
@@ -242,7 +242,7 @@ rocketmq_start() {
 	local opts
 	if ! namesrv_running; then
 		stop_pid "$Q/namesrv.pid" NamesrvStartup "name server"
-		printf 'listenPort=%s\n' "$NAMESRV_PORT" >"$QHOME/conf/namesrv.conf"
+		printf 'listenPort=%s\nbindAddress=127.0.0.1\n' "$NAMESRV_PORT" >"$QHOME/conf/namesrv.conf"
 		log "starting RocketMQ name server on $NAMESRV_ADDR"
 		mapfile -t opts < <(java_opts 256m "$Q/home/namesrv" rmq.namesrv.logback.xml)
 		: >"$Q/namesrv.out"
