@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -70,7 +72,17 @@ func (r *Reconciler) reconcileDependencies(ctx context.Context, s *scope) error 
 	for _, t := range s.topics() {
 		topics = append(topics, rocketmq.Topic{Name: t.Name, Queues: queues(t)})
 	}
-	created, err := r.Topics.EnsureTopics(ctx, rocketmq.Target{NameServers: rmq.NameServers, BrokerAddresses: rmq.BrokerAddresses}, topics)
+	target := rocketmq.Target{NameServers: rmq.NameServers, BrokerAddresses: rmq.BrokerAddresses}
+	// Owned-object events reconcile often during rollouts; a successful topic
+	// check of the same target is trusted for ResyncInterval.
+	key := fmt.Sprintf("%s/%s %v %v", c.Namespace, c.Name, target, topics)
+	if r.topicChecks.fresh(key, r.ResyncInterval) {
+		return nil
+	}
+	created, err := r.Topics.EnsureTopics(ctx, target, topics)
+	if err == nil {
+		r.topicChecks.ok(key)
+	}
 	if len(created) > 0 {
 		s.topicCreated = created
 		r.Recorder.Eventf(c, nil, corev1.EventTypeNormal, "TopicsCreated", "EnsureTopics",
@@ -195,4 +207,31 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) error {
 		}
 	}
 	return nil
+}
+
+// checkCache remembers recent successful dependency checks.
+type checkCache struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+func (c *checkCache) fresh(key string, ttl time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.last[key]
+	return ok && time.Since(t) < ttl
+}
+
+func (c *checkCache) ok(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.last == nil {
+		c.last = map[string]time.Time{}
+	}
+	for k, t := range c.last { // bounded: drop entries of clusters gone quiet
+		if time.Since(t) > time.Hour {
+			delete(c.last, k)
+		}
+	}
+	c.last[key] = time.Now()
 }

@@ -40,6 +40,8 @@ type Reconciler struct {
 	RetryInterval time.Duration
 	// ResyncInterval re-checks dependencies of a healthy cluster.
 	ResyncInterval time.Duration
+
+	topicChecks checkCache
 }
 
 // +kubebuilder:rbac:groups=im.imkube.io,resources=imclusters,verbs=get;list;watch
