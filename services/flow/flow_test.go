@@ -15,12 +15,12 @@ import (
 	"time"
 
 	"github.com/alibaba/sentinel-golang/core/hotspot"
-	"go.opentelemetry.io/otel/metric/noop"
 	"go.uber.org/goleak"
 
 	"github.com/imkube/imkube/services/config"
 	"github.com/imkube/imkube/services/flow"
 	"github.com/imkube/imkube/services/gateway"
+	"github.com/imkube/imkube/services/telemetry"
 )
 
 var _ gateway.SendLimiter = (*flow.Controller)(nil)
@@ -533,11 +533,35 @@ func TestParseRulesAcceptsTheDocumentedShapes(t *testing.T) {
 	}
 }
 
-func TestMetricsRegisterWithAMeterProvider(t *testing.T) {
-	c := newController(t, flow.Config{MeterProvider: noop.NewMeterProvider()})
+func TestBlockCountsAreExportedAsPrometheusMetrics(t *testing.T) {
+	tel, err := telemetry.New(t.Context(), telemetry.Config{ServiceName: "imkube-flow-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Shutdown(context.Background())
+	l := config.DefaultCluster().Limits
+	l.SendRatePerSecond, l.SendBurst = 1, 0
+	c := newController(t, flow.Config{MeterProvider: tel.MeterProvider(), Limits: func() config.Limits { return l }})
+	for range 10 {
+		c.AllowSend("spammer")
+	}
+	rec := httptest.NewRecorder()
+	tel.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	body := rec.Body.String()
+	var line string
+	for l := range strings.Lines(body) {
+		if strings.HasPrefix(l, "imkube_flow_blocked_total{") && strings.Contains(l, `resource="gateway.send"`) && strings.Contains(l, `kind="hotspot"`) {
+			line = strings.TrimSpace(l)
+		}
+	}
+	if line == "" || strings.HasSuffix(line, " 0") {
+		t.Fatalf("no non-zero imkube_flow_blocked_total for gateway.send in /metrics:\n%s", body)
+	}
+	t.Log(line)
+
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if err := c.Run(ctx); err != nil {
+	if err := c.Run(ctx); err != nil { // unregisters the callback
 		t.Fatal(err)
 	}
 }
