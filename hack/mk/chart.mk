@@ -4,9 +4,9 @@
 CHART_DIR := charts/imkube
 
 TEST_PREP += helm
-GENERATE  += sync-chart-crds
+GENERATE  += sync-chart-crds render-chart
 
-.PHONY: helm sync-chart-crds test-chart
+.PHONY: helm sync-chart-crds render-chart test-chart
 
 helm: ## Install the pinned helm (Go module proxy, cached); writes IMKUBE_HELM to ENV_DIR/helm.env
 	@mkdir -p $(ENV_DIR)
@@ -18,6 +18,13 @@ sync-chart-crds: generate-operator ## Copy crds/*.yaml and operator/rbac/role.ya
 	@rm -f $(CHART_DIR)/crds/*.yaml
 	cp crds/*.yaml $(CHART_DIR)/crds/
 	@if [ -f operator/rbac/role.yaml ]; then cp operator/rbac/role.yaml $(CHART_DIR)/files/operator-role.yaml; fi
+
+# The chart rendered with the default values into namespace imkube-system is
+# the kubectl install path; the full values render is the second golden file.
+render-chart: helm sync-chart-crds ## Render the chart's golden files (manifests/imkube-operator.yaml, testdata/full.golden.yaml)
+	@h=$$(hack/helm.sh); \
+	$$h template imkube $(CHART_DIR) --namespace imkube-system > $(CHART_DIR)/manifests/imkube-operator.yaml && \
+	$$h template imkube $(CHART_DIR) --namespace imkube-system -f $(CHART_DIR)/ci/full-values.yaml > $(CHART_DIR)/testdata/full.golden.yaml
 
 test-chart: helm ## Lint and render the chart and check its dashboards (also part of test-go)
 	source $(ENV_DIR)/helm.env && $(GO) test -count=1 ./$(CHART_DIR)/...
