@@ -25,10 +25,12 @@ import (
 	"github.com/imkube/imkube/services/gateway"
 	"github.com/imkube/imkube/services/ids"
 	"github.com/imkube/imkube/services/message"
+	"github.com/imkube/imkube/services/platform"
 	"github.com/imkube/imkube/services/runtime"
 	"github.com/imkube/imkube/services/sequence"
 	"github.com/imkube/imkube/services/sessions"
 	"github.com/imkube/imkube/services/store"
+	"github.com/imkube/imkube/services/telemetry"
 	"github.com/imkube/imkube/services/user"
 )
 
@@ -114,6 +116,21 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 
+	tel, err := platform.Telemetry(ctx, "dev", "dev", log)
+	if err != nil {
+		ln.Close()
+		seq.Close()
+		db.Close()
+		return nil, err
+	}
+	gwMetrics, err1 := telemetry.NewGateway(tel.MeterProvider())
+	msgMetrics, err2 := telemetry.NewMessage(tel.MeterProvider())
+	if err := errors.Join(err1, err2); err != nil {
+		ln.Close()
+		seq.Close()
+		db.Close()
+		return nil, err
+	}
 	b := bus.NewInProc(bus.InProcOptions{})
 	sess := sessions.NewMemory(time.Now)
 	gen := ids.New(-1)
@@ -122,6 +139,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	groups := user.NewGroups(db, users, func() int { return live.Get().Groups.MaxMembers })
 	msgs := message.New(db, seq, sess, b, gen, log.With("svc", "message"), message.Options{
 		ReadDiffusionThreshold: func() int { return live.Get().Groups.ReadDiffusionThreshold },
+		Metrics:                msgMetrics, Tracer: tel.Tracer("imkube/message"),
 	})
 
 	gwCfg := cfg.Gateway
@@ -132,7 +150,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		gwCfg.MaxBodyBytes = func() int { return live.Get().Limits.MaxMessageBytes }
 	}
 	ctl, err := flow.Init(flow.Config{
-		App: "imkube-dev", LogDir: filepath.Join(cfg.Data, "sentinel"), Log: log,
+		App: "imkube-dev", LogDir: filepath.Join(cfg.Data, "sentinel"), Log: log, MeterProvider: tel.MeterProvider(),
 		Limits: func() config.Limits { return live.Get().Limits },
 	})
 	if err != nil {
@@ -144,6 +162,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	gwDeps := gateway.Deps{
 		Tokens: keys, Upstream: b, Push: b, Pushes: b, Backend: msgs, Sessions: sess, Log: log.With("svc", "gateway"),
 		Limiter: ctl, Connects: ctl, PublishGuard: func(fn func() error) error { return ctl.Guard(flow.ResPublish, fn) },
+		Metrics: gwMetrics, Tracer: tel.Tracer("imkube/gateway"),
 	}
 	gw, err := gateway.New(gwCfg, gwDeps)
 	if err != nil {
@@ -159,6 +178,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	msgs.Routes(mux, keys)
 	mux.Handle("GET /ws", gw)
 	runtime.Health(mux, db.Ping)
+	mux.Handle("GET /metrics", tel.Handler())
 	mountWeb(mux)
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -174,7 +194,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		})
 		err := g.Wait()
 		b.Close()
-		err = errors.Join(err, seq.Close(), db.Close())
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err = errors.Join(err, seq.Close(), db.Close(), tel.Shutdown(sctx))
 		s.done <- err
 	}()
 	go func() {
@@ -219,12 +241,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	}
 	fmt.Fprintf(stdout, "imkube dev is running (data in %s)\n  demo page:  %s/\n  WebSocket:  %s/ws\n  REST API:   %s/api/v1\n  health:     %s/healthz  %s/readyz\nPress Ctrl-C to stop.\n",
 		*data, host, "ws"+host[len("http"):], host, host, host)
-	err = s.Wait()
-	if err != nil {
-		return err
-	}
-	_ = time.Second
-	return nil
+	return s.Wait()
 }
 
 // AddGateway starts another gateway node with its own id and listener in

@@ -3,6 +3,7 @@ package dev_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -493,5 +494,29 @@ func TestLoginBruteForceIsSlowedPerUsername(t *testing.T) {
 	}
 	if code, _ := api.Do("POST", "/api/v1/sessions", "", map[string]string{"username": "bob", "password": "correct-horse-battery"}, nil); code != http.StatusOK {
 		t.Fatalf("another user is locked out too: %d", code)
+	}
+}
+
+func TestMetricsAreExportedForPrometheus(t *testing.T) {
+	s := start(t, "", gateway.Config{})
+	api := imtest.NewAPI(s.URL)
+	alice, bob := api.Register(t, "alice"), api.Register(t, "bob")
+	a, _ := imtest.Connect(t, s.URL, alice.Token, "a1")
+	imtest.Connect(t, s.URL, bob.Token, "b1")
+	send(a, "c1", bob.ID, "hi")
+	a.Expect("ack")
+	resp, err := http.Get(s.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		"imkube_gateway_connections 2", `imkube_gateway_frames_in_total{type="send"} 1`, "imkube_gateway_send_ack_seconds_bucket",
+		"imkube_gateway_delivery_seconds_count", `imkube_message_messages_total{diffusion="direct"} 1`, "imkube_message_store_seconds_count",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }

@@ -145,6 +145,7 @@ func (c *client) writeLoop() {
 			c.queued -= len(b)
 			c.mu.Unlock()
 			c.node.metrics.framesOut.Add(1)
+			c.node.deps.Metrics.FrameOut(frameType(b), len(b))
 		}
 		if closing {
 			c.conn.SetWriteDeadline(time.Now().Add(time.Second))
@@ -152,4 +153,23 @@ func (c *client) writeLoop() {
 			return
 		}
 	}
+}
+
+// frameType reads the type of a frame we encoded: every server frame starts
+// with {"t":"<type>".
+func frameType(b []byte) string {
+	const prefix = `{"t":"`
+	if len(b) < len(prefix) || string(b[:len(prefix)]) != prefix {
+		return "other"
+	}
+	rest := b[len(prefix):]
+	for i, ch := range rest {
+		if ch == '"' {
+			return string(rest[:i])
+		}
+		if i > 16 {
+			break
+		}
+	}
+	return "other"
 }

@@ -24,6 +24,10 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/imkube/imkube/api/protocol"
@@ -31,6 +35,7 @@ import (
 	"github.com/imkube/imkube/services/bus"
 	"github.com/imkube/imkube/services/msgapi"
 	"github.com/imkube/imkube/services/sessions"
+	"github.com/imkube/imkube/services/telemetry"
 )
 
 // Config configures a gateway node. Zero values take the defaults below.
@@ -130,7 +135,10 @@ type Deps struct {
 	// PublishGuard, if set, wraps each upstream publish (flow rule and
 	// circuit breaker); an error from it answers UNAVAILABLE.
 	PublishGuard func(fn func() error) error
-	Log          *slog.Logger
+	// Metrics (nil: none) and Tracer (nil: no spans).
+	Metrics *telemetry.Gateway
+	Tracer  trace.Tracer
+	Log     *slog.Logger
 }
 
 // ConnectLimiter decides whether a client IP may open a connection now.
@@ -171,6 +179,9 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if deps.Tracer == nil {
+		deps.Tracer = tracenoop.NewTracerProvider().Tracer("")
 	}
 	n := &Node{cfg: cfg, deps: deps, log: deps.Log.With("gateway", cfg.ID), hub: newHub()}
 	n.upgrader = websocket.Upgrader{
@@ -244,6 +255,9 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	reason := n.readLoop(r.Context(), c)
 	c.close(reason, nil)
 	<-c.done
+	if c.user != "" {
+		n.deps.Metrics.Disconnected(c.closeReason())
+	}
 	if c.user != "" && n.hub.remove(c) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 2*time.Second)
 		if err := n.deps.Sessions.Unregister(ctx, sessions.Session{User: c.user, Device: c.device, Gateway: n.cfg.ID}); err != nil {
@@ -363,6 +377,7 @@ func (n *Node) authenticate(ctx context.Context, c *client) string {
 	}
 	c.send(encode(protocol.AuthOK{T: protocol.TypeAuthOK, User: c.user, Device: c.device, InboxSeq: inboxSeq, Protocol: protocol.Version, Convs: convs}), false)
 	c.markReady()
+	n.deps.Metrics.Connected()
 	return ""
 }
 
@@ -388,6 +403,7 @@ func (n *Node) kickElsewhere(ctx context.Context, s sessions.Session) {
 func (n *Node) handle(ctx context.Context, c *client, data []byte) bool {
 	in, ferr := protocol.Decode(data, n.cfg.MaxBodyBytes())
 	if ferr != nil {
+		n.deps.Metrics.FrameIn("invalid")
 		id, cmid := "", ""
 		if in != nil {
 			id, cmid = in.ID, in.CMID
@@ -395,6 +411,7 @@ func (n *Node) handle(ctx context.Context, c *client, data []byte) bool {
 		c.send(errFrame(id, cmid, ferr.Code, ferr.Message), false)
 		return false
 	}
+	n.deps.Metrics.FrameIn(in.T)
 	switch in.T {
 	case protocol.TypePing:
 		c.send(encode(protocol.Simple{T: protocol.TypePong}), false)
@@ -459,9 +476,13 @@ func (n *Node) handleSend(ctx context.Context, c *client, in *protocol.Inbound) 
 		conv = protocol.DirectConv(c.user, in.To.User)
 	}
 	up := msgapi.Upstream{Gateway: n.cfg.ID, User: c.user, Device: c.device, CMID: in.CMID, Conv: conv, To: *in.To, Kind: in.Kind, Body: *in.Body, TS: time.Now().UnixMilli()}
+	ctx, span := n.deps.Tracer.Start(ctx, "gateway.send", trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("im.conv", conv), attribute.String("im.cmid", in.CMID)))
+	defer span.End()
 	pctx, cancel := context.WithTimeout(ctx, n.cfg.PublishTimeout)
 	defer cancel()
-	publish := func() error { return n.deps.Upstream.PublishUpstream(pctx, bus.Message{Key: conv, Body: encode(up)}) }
+	msg := bus.Message{Key: conv, Body: encode(up), Header: telemetry.Inject(ctx, nil)}
+	publish := func() error { return n.deps.Upstream.PublishUpstream(pctx, msg) }
 	var err error
 	if n.deps.PublishGuard != nil {
 		err = n.deps.PublishGuard(publish)
@@ -469,6 +490,7 @@ func (n *Node) handleSend(ctx context.Context, c *client, in *protocol.Inbound) 
 		err = publish()
 	}
 	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
 		n.log.Warn("publish upstream", "err", err)
 		c.send(errFrame("", in.CMID, protocol.CodeUnavailable, "message not accepted (messaging backend unavailable); retry with the same cmid"), false)
 		return
@@ -484,6 +506,11 @@ func (n *Node) HandlePush(ctx context.Context, m bus.Message) error {
 		return nil
 	}
 	n.metrics.pushes.Add(1)
+	n.deps.Metrics.Pushed()
+	_, span := n.deps.Tracer.Start(telemetry.Extract(ctx, m.Header), "gateway.push",
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attribute.Int("im.targets", len(p.Targets))))
+	defer span.End()
+	now := time.Now()
 	for _, t := range p.Targets {
 		c := n.hub.lookup(t.User, t.Device)
 		if c == nil {
@@ -500,6 +527,12 @@ func (n *Node) HandlePush(ctx context.Context, m bus.Message) error {
 			continue
 		}
 		c.send(frame, true)
+		switch {
+		case p.Kind == msgapi.PushAck && p.TS > 0:
+			n.deps.Metrics.SendAcked(now.Sub(time.UnixMilli(p.TS)))
+		case p.TS > 0:
+			n.deps.Metrics.Delivered(now.Sub(time.UnixMilli(p.TS)))
+		}
 	}
 	return nil
 }

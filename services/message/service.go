@@ -14,6 +14,11 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/imkube/imkube/api/protocol"
 	"github.com/imkube/imkube/services/bus"
 	"github.com/imkube/imkube/services/ids"
@@ -21,6 +26,7 @@ import (
 	"github.com/imkube/imkube/services/sequence"
 	"github.com/imkube/imkube/services/sessions"
 	"github.com/imkube/imkube/services/store"
+	"github.com/imkube/imkube/services/telemetry"
 )
 
 // Store is what the message service needs from storage.
@@ -50,6 +56,8 @@ type Service struct {
 	ids       *ids.Generator
 	log       *slog.Logger
 	now       func() time.Time
+	metrics   *telemetry.Message
+	tracer    trace.Tracer
 }
 
 // New returns a message service.
@@ -57,8 +65,11 @@ func New(st Store, seq sequence.Allocator, sess sessions.Store, push bus.PushPub
 	if opts.ReadDiffusionThreshold == nil {
 		opts.ReadDiffusionThreshold = func() int { return 500 }
 	}
+	if opts.Tracer == nil {
+		opts.Tracer = tracenoop.NewTracerProvider().Tracer("")
+	}
 	return &Service{store: st, groups: st, cache: newMemberCache(10000), threshold: opts.ReadDiffusionThreshold,
-		seq: seq, sessions: sess, push: push, ids: gen, log: log, now: time.Now}
+		seq: seq, sessions: sess, push: push, ids: gen, log: log, now: time.Now, metrics: opts.Metrics, tracer: opts.Tracer}
 }
 
 // Options tune the message service.
@@ -66,6 +77,9 @@ type Options struct {
 	// ReadDiffusionThreshold returns the current group size above which
 	// messages are stored once and members pull (default 500).
 	ReadDiffusionThreshold func() int
+	// Metrics (nil: none) and Tracer (nil: no spans).
+	Metrics *telemetry.Message
+	Tracer  trace.Tracer
 }
 
 var _ msgapi.Backend = (*Service)(nil)
@@ -84,10 +98,18 @@ func (s *Service) HandleUpstream(ctx context.Context, bm bus.Message) error {
 		s.log.Error("dropping malformed upstream record", "err", err)
 		return nil
 	}
+	start := s.now()
+	ctx, span := s.tracer.Start(telemetry.Extract(ctx, bm.Header), "message.process", trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("im.conv", up.Conv), attribute.String("im.cmid", up.CMID)))
+	defer span.End()
 	err := s.process(ctx, &up)
+	s.metrics.Processed(s.now().Sub(start))
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
 	var rej *rejection
 	if errors.As(err, &rej) {
-		return s.reply(ctx, &up, protocol.Error{T: protocol.TypeError, CMID: up.CMID, Code: rej.code, Message: rej.msg})
+		return s.reply(ctx, &up, msgapi.PushFrame, protocol.Error{T: protocol.TypeError, CMID: up.CMID, Code: rej.code, Message: rej.msg})
 	}
 	return err
 }
@@ -112,6 +134,7 @@ func (s *Service) process(ctx context.Context, up *msgapi.Upstream) error {
 		participants = nil
 	}
 	if prev, err := s.store.MessageByCMID(ctx, up.User, up.CMID); err == nil {
+		s.metrics.DedupHit()
 		return s.redeliver(ctx, up, prev, members)
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("dedup lookup: %w", err)
@@ -138,15 +161,27 @@ func (s *Service) process(ctx context.Context, up *msgapi.Upstream) error {
 	if up.To.Group != "" {
 		convRows = nil // members got their conversation row when they joined
 	}
-	if err := s.store.SaveMessage(ctx, m, inbox, convRows); err != nil {
+	storeStart := s.now()
+	err = s.store.SaveMessage(ctx, m, inbox, convRows)
+	s.metrics.Stored(s.now().Sub(storeStart))
+	if err != nil {
 		if errors.Is(err, store.ErrDuplicate) {
 			prev, lerr := s.store.MessageByCMID(ctx, up.User, up.CMID)
 			if lerr != nil {
 				return fmt.Errorf("dedup after conflict: %w", lerr)
 			}
+			s.metrics.DedupHit()
 			return s.redeliver(ctx, up, prev, members)
 		}
 		return fmt.Errorf("store message: %w", err)
+	}
+	switch {
+	case up.To.User != "":
+		s.metrics.Accepted("direct")
+	case readDiffusion:
+		s.metrics.Accepted("read")
+	default:
+		s.metrics.Accepted("write")
 	}
 	return s.deliver(ctx, up, &m, inbox, members)
 }
@@ -196,12 +231,15 @@ func (s *Service) redeliver(ctx context.Context, up *msgapi.Upstream, prev *stor
 	return s.deliver(ctx, up, prev, inbox, members)
 }
 
-func (s *Service) reply(ctx context.Context, up *msgapi.Upstream, frame any) error {
+func (s *Service) reply(ctx context.Context, up *msgapi.Upstream, kind string, frame any) error {
 	b, err := json.Marshal(frame)
 	if err != nil {
 		return err
 	}
-	p := msgapi.Push{Frame: b, Targets: []msgapi.Target{{User: up.User, Device: up.Device}}}
+	p := msgapi.Push{Kind: kind, Frame: b, Targets: []msgapi.Target{{User: up.User, Device: up.Device}}}
+	if kind == msgapi.PushAck {
+		p.TS = up.TS
+	}
 	return s.publish(ctx, up.Gateway, &p)
 }
 
@@ -213,7 +251,7 @@ func (s *Service) publish(ctx context.Context, gateway string, p *msgapi.Push) e
 	if err != nil {
 		return err
 	}
-	if err := s.push.PublishPush(ctx, gateway, bus.Message{Key: gateway, Body: b}); err != nil {
+	if err := s.push.PublishPush(ctx, gateway, bus.Message{Key: gateway, Body: b, Header: telemetry.Inject(ctx, nil)}); err != nil {
 		return fmt.Errorf("push to gateway %s: %w", gateway, err)
 	}
 	return nil
@@ -226,7 +264,7 @@ func (s *Service) publish(ctx context.Context, gateway string, p *msgapi.Push) e
 // light notify frame and clients pull.
 func (s *Service) deliver(ctx context.Context, up *msgapi.Upstream, m *store.Message, inbox []store.InboxEntry, members []string) error {
 	ack := protocol.Ack{T: protocol.TypeAck, CMID: up.CMID, MID: m.MID, Conv: m.Conv, Seq: m.Seq, TS: m.TS}
-	if err := s.reply(ctx, up, ack); err != nil {
+	if err := s.reply(ctx, up, msgapi.PushAck, ack); err != nil {
 		return err
 	}
 	seqOf := make(map[string]int64, len(inbox))

@@ -38,6 +38,7 @@ type Upstream struct {
 const (
 	PushFrame = ""     // write Frame to the targets' connections
 	PushKick  = "kick" // write Frame, then close the targets' connections
+	PushAck   = "ack"  // an ack frame; TS is when the gateway received the send
 )
 
 // Push is one record on a gateway's push stream: one frame, encoded once by
@@ -46,7 +47,8 @@ type Push struct {
 	Kind    string          `json:"kind,omitempty"`
 	Frame   json.RawMessage `json:"frame"`
 	Targets []Target        `json:"targets"`
-	// TS is the message timestamp (unix ms) for delivery-latency metrics.
+	// TS is the message timestamp (unix ms) for delivery-latency metrics;
+	// for acks the time the gateway received the send.
 	TS int64 `json:"ts,omitempty"`
 }
 

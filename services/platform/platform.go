@@ -14,9 +14,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/imkube/imkube/internal/version"
 	"github.com/imkube/imkube/services/auth"
 	"github.com/imkube/imkube/services/config"
 	"github.com/imkube/imkube/services/store"
+	"github.com/imkube/imkube/services/telemetry"
 )
 
 // Deps are the dependency settings of a service process.
@@ -115,4 +117,11 @@ func (d *Deps) Cluster(log *slog.Logger) (*config.Live, func(ctx context.Context
 	}
 	live := config.NewLive(c)
 	return live, func(ctx context.Context) error { return live.Watch(ctx, d.ConfigFile, 5*time.Second, log) }, nil
+}
+
+// Telemetry starts the process's metrics and traces (OTLP when
+// IMKUBE_OTLP_ENDPOINT is set) for service name svc.
+func Telemetry(ctx context.Context, svc, instance string, log *slog.Logger) (*telemetry.Telemetry, error) {
+	cfg := telemetry.Config{ServiceName: "imkube-" + svc, ServiceVersion: version.Version, InstanceID: instance, Logger: log}.FromEnv(os.Getenv)
+	return telemetry.New(ctx, cfg)
 }
