@@ -2,6 +2,7 @@ package flow_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/alibaba/sentinel-golang/core/hotspot"
+	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 
 	"github.com/imkube/imkube/services/config"
@@ -566,5 +568,20 @@ func TestBlockCountsAreExportedAsPrometheusMetrics(t *testing.T) {
 	cancel()
 	if err := c.Run(ctx); err != nil { // unregisters the callback
 		t.Fatal(err)
+	}
+}
+
+func TestDefaultRulesRoundTripThroughTheRulesFile(t *testing.T) {
+	// The operator renders sentinel-rules.json from DefaultRules.
+	b, err := json.MarshalIndent(flow.DefaultRules(), "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := flow.ParseRules(b)
+	if err != nil {
+		t.Fatalf("ParseRules of the marshalled defaults: %v\n%s", err, b)
+	}
+	if diff := cmp.Diff(flow.DefaultRules(), got); diff != "" {
+		t.Errorf("round trip changed the rules (-want +got):\n%s", diff)
 	}
 }
