@@ -12,6 +12,7 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/admin"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
 
 	"github.com/imkube/imkube/internal/testenv"
 	"github.com/imkube/imkube/services/bus"
@@ -21,7 +22,13 @@ import (
 
 func TestMain(m *testing.M) {
 	rocketmq.RouteClientLogs(slog.New(slog.NewTextHandler(os.Stderr, nil)), slog.LevelError)
-	os.Exit(m.Run())
+	// Our goroutines must all stop; the client library's own ones outlive
+	// Shutdown (apache/rocketmq-client-go#1147) and are ignored here.
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("github.com/patrickmn/go-cache.(*janitor).Run"),
+		goleak.IgnoreAnyFunction("github.com/apache/rocketmq-client-go/v2/primitive.WithRecover"),
+		goleak.IgnoreAnyFunction("github.com/apache/rocketmq-client-go/v2/consumer.(*pushConsumer).pullMessage"),
+	)
 }
 
 // rig is the broker of hack/deps.sh and an admin client that creates a fresh
