@@ -8,15 +8,18 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/imkube/imkube/services/config"
+	"github.com/imkube/imkube/services/flow"
 	"github.com/imkube/imkube/services/msgapi"
 	"github.com/imkube/imkube/services/platform"
 	"github.com/imkube/imkube/services/runtime"
+	"github.com/imkube/imkube/services/telemetry"
 	"github.com/imkube/imkube/services/web"
 )
 
@@ -74,9 +77,28 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 		return err
 	}
 	defer b.Close()
+	tel, err := platform.Telemetry(ctx, "gateway", cfg.ID, log)
+	if err != nil {
+		return err
+	}
+	defer tel.Shutdown(context.WithoutCancel(ctx))
+	metrics, err := telemetry.NewGateway(tel.MeterProvider())
+	if err != nil {
+		return err
+	}
+	ctl, err := flow.Init(flow.Config{
+		App: "imkube-gateway", LogDir: config.Env("IMKUBE_SENTINEL_LOG_DIR", filepath.Join(os.TempDir(), "imkube-sentinel")),
+		RulesFile: config.Env("IMKUBE_SENTINEL_RULES_FILE", ""), Limits: func() config.Limits { return live.Get().Limits },
+		MeterProvider: tel.MeterProvider(), Log: log,
+	})
+	if err != nil {
+		return err
+	}
 	node, err := New(cfg, Deps{
 		Tokens: keys, Upstream: b, Push: b, Pushes: b, Backend: msgapi.NewClient(*messageURL, keys.InternalToken()),
 		Sessions: platform.Sessions(rdb), Log: log,
+		Limiter: ctl, Connects: ctl, PublishGuard: func(fn func() error) error { return ctl.Guard(flow.ResPublish, fn) },
+		Metrics: metrics, Tracer: tel.Tracer("imkube/gateway"),
 	})
 	if err != nil {
 		return err
@@ -87,6 +109,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 		return err
 	}
 	runtime.Health(mux, func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
+	mux.Handle("GET /metrics", tel.Handler())
 	mux.Handle("GET /", web.Handler())
 	ln, err := runtime.Listen(common.Addr)
 	if err != nil {
@@ -95,6 +118,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	log.Info("gateway listening", "addr", ln.Addr().String(), "id", cfg.ID)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return watch(gctx) })
+	g.Go(func() error { return ctl.Run(gctx) })
 	g.Go(func() error { return node.Run(gctx) })
 	g.Go(func() error {
 		return runtime.Serve(gctx, ln, mux, log, func(sctx context.Context) {

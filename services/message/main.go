@@ -15,6 +15,7 @@ import (
 	"github.com/imkube/imkube/services/platform"
 	"github.com/imkube/imkube/services/runtime"
 	"github.com/imkube/imkube/services/sequence"
+	"github.com/imkube/imkube/services/telemetry"
 )
 
 // Main is `imkube message`: the message service on RocketMQ, Redis, MySQL
@@ -66,8 +67,18 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 		return err
 	}
 	defer b.Close()
+	tel, err := platform.Telemetry(ctx, "message", config.Env("HOSTNAME", ""), log)
+	if err != nil {
+		return err
+	}
+	defer tel.Shutdown(context.WithoutCancel(ctx))
+	metrics, err := telemetry.NewMessage(tel.MeterProvider())
+	if err != nil {
+		return err
+	}
 	svc := New(db, seq, platform.Sessions(rdb), b, ids.New(*node), log, Options{
 		ReadDiffusionThreshold: func() int { return live.Get().Groups.ReadDiffusionThreshold },
+		Metrics:                metrics, Tracer: tel.Tracer("imkube/message"),
 	})
 	ln, err := runtime.Listen(common.Addr)
 	if err != nil {
@@ -76,6 +87,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	mux := http.NewServeMux()
 	svc.Routes(mux, keys)
 	runtime.Health(mux, db.Ping)
+	mux.Handle("GET /metrics", tel.Handler())
 	log.Info("message service listening", "addr", ln.Addr().String())
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return watch(gctx) })

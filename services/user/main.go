@@ -56,6 +56,12 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	svc.Routes(mux)
 	NewGroups(db, svc, func() int { return live.Get().Groups.MaxMembers }).Routes(mux)
 	runtime.Health(mux, db.Ping)
+	tel, err := platform.Telemetry(ctx, "user", config.Env("HOSTNAME", ""), log)
+	if err != nil {
+		return err
+	}
+	defer tel.Shutdown(context.WithoutCancel(ctx))
+	mux.Handle("GET /metrics", tel.Handler())
 	log.Info("user service listening", "addr", ln.Addr().String())
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return watch(gctx) })
