@@ -114,7 +114,7 @@ func startOperator(t *testing.T) *harness {
 	t.Helper()
 	assets := testenv.Require(t, "KUBEBUILDER_ASSETS")
 	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "crds")},
+		CRDDirectoryPaths:     []string{filepath.Join("..", "crds"), filepath.Join("testdata", "crds")},
 		ErrorIfCRDPathMissing: true,
 		BinaryAssetsDirectory: assets,
 	}
@@ -226,6 +226,33 @@ func (h *harness) markAvailable(ns, name string) {
 		}
 		return h.c.Status().Update(context.Background(), &d)
 	})
+}
+
+// expectNoWrites waits until the status has settled and then checks that
+// three further reconciles of the IMCluster send no writes.
+func (h *harness) expectNoWrites() {
+	h.t.Helper()
+	var writes, gets int64
+	settled := func() error {
+		writes, gets = h.counter.writes.Load(), h.counter.clusterGets.Load()
+		time.Sleep(200 * time.Millisecond)
+		if n := h.counter.writes.Load() - writes; n != 0 {
+			return fmt.Errorf("%d writes in the last 200ms", n)
+		}
+		return nil
+	}
+	h.eventually("operator settled", settled)
+	writes = h.counter.writes.Load()
+	gets = h.counter.clusterGets.Load()
+	h.eventually("three more reconciles", func() error {
+		if n := h.counter.clusterGets.Load() - gets; n < 3 {
+			return fmt.Errorf("%d reconciles so far", n)
+		}
+		return nil
+	})
+	if n := h.counter.writes.Load() - writes; n != 0 {
+		h.t.Errorf("%d writes during steady-state reconciles, want 0", n)
+	}
 }
 
 func condition(conds []metav1.Condition, typ string) (metav1.Condition, error) {
@@ -422,21 +449,7 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 	})
 
 	t.Run("a steady cluster gets no writes", func(t *testing.T) {
-		var before imv1.IMCluster
-		if err := h.get(ns, "demo", &before); err != nil {
-			t.Fatal(err)
-		}
-		writes := h.counter.writes.Load()
-		gets := h.counter.clusterGets.Load()
-		h.eventually("three more reconciles", func() error {
-			if n := h.counter.clusterGets.Load() - gets; n < 3 {
-				return fmt.Errorf("%d reconciles so far", n)
-			}
-			return nil
-		})
-		if n := h.counter.writes.Load() - writes; n != 0 {
-			t.Errorf("%d writes during steady-state reconciles, want 0", n)
-		}
+		h.expectNoWrites()
 	})
 
 	t.Run("a failing topic check degrades the cluster until it recovers", func(t *testing.T) {
@@ -615,6 +628,33 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 				if e.Manager == render.FieldManager && strings.Contains(string(e.FieldsV1.Raw), `"f:replicas"`) {
 					return errors.New("operator still owns spec.replicas")
 				}
+			}
+			return nil
+		})
+	})
+
+	t.Run("the ServiceMonitor follows observability.serviceMonitor", func(t *testing.T) {
+		set := func(on bool) {
+			patch := []byte(fmt.Sprintf(`{"spec":{"observability":{"serviceMonitor":%v}}}`, on))
+			if err := h.c.Patch(ctx, &imv1.IMCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "demo"}},
+				client.RawPatch(types.MergePatchType, patch)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sm := &unstructured.Unstructured{}
+		sm.SetAPIVersion("monitoring.coreos.com/v1")
+		sm.SetKind("ServiceMonitor")
+		set(true)
+		h.eventually("ServiceMonitor created", func() error { return h.get(ns, "demo", sm) })
+		sel, _, _ := unstructured.NestedStringMap(sm.Object, "spec", "selector", "matchLabels")
+		if sel["app.kubernetes.io/instance"] != "demo" {
+			t.Errorf("ServiceMonitor selector = %v", sel)
+		}
+		h.expectNoWrites()
+		set(false)
+		h.eventually("ServiceMonitor deleted", func() error {
+			if err := h.get(ns, "demo", sm); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("still there (err %v)", err)
 			}
 			return nil
 		})

@@ -69,6 +69,7 @@ func TestDesiredObjectsMatchGoldenFiles(t *testing.T) {
 		{"pdb-sequence", desiredPDB(s, render.Sequence)},
 		{"configmap", desiredConfigMap(s)},
 		{"secret-auth", desiredAuthSecret(s, "0123abcd")},
+		{"servicemonitor", desiredServiceMonitor(s)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

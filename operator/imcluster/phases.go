@@ -14,7 +14,9 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -234,4 +236,42 @@ func (c *checkCache) ok(key string) {
 		}
 	}
 	c.last[key] = time.Now()
+}
+
+// reconcileServiceMonitor applies the cluster's ServiceMonitor when
+// observability.serviceMonitor is on and prometheus-operator's CRD is
+// installed (otherwise it records a warning and carries on), and deletes an
+// owned one when the switch is off.
+func (r *Reconciler) reconcileServiceMonitor(ctx context.Context, s *scope) error {
+	c := s.cluster
+	if _, err := r.Client.RESTMapper().RESTMapping(ServiceMonitorGVK.GroupKind(), ServiceMonitorGVK.Version); err != nil {
+		if !meta.IsNoMatchError(err) {
+			return fmt.Errorf("look up ServiceMonitor kind: %w", err)
+		}
+		if c.Spec.Observability.ServiceMonitor && c.Status.ObservedGeneration != c.Generation { // once per spec change
+			r.Recorder.Eventf(c, nil, corev1.EventTypeWarning, "ServiceMonitorUnavailable", "ApplyServiceMonitor",
+				"observability.serviceMonitor is on but the ServiceMonitor CRD (monitoring.coreos.com/v1) is not installed")
+		}
+		return nil
+	}
+	desired := desiredServiceMonitor(s)
+	if c.Spec.Observability.ServiceMonitor {
+		_, err := r.applier().Apply(ctx, desired)
+		return err
+	}
+	live := &unstructured.Unstructured{}
+	live.SetGroupVersionKind(ServiceMonitorGVK)
+	switch err := r.Client.Get(ctx, client.ObjectKeyFromObject(desired), live); {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("get ServiceMonitor %s: %w", desired.GetName(), err)
+	}
+	if !metav1.IsControlledBy(live, c) {
+		return nil
+	}
+	if err := r.Client.Delete(ctx, live); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("delete ServiceMonitor %s: %w", desired.GetName(), err)
+	}
+	return nil
 }

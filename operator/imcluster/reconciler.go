@@ -53,6 +53,7 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=monitoring.coreos.com,resources=servicemonitors,verbs=get;create;patch;delete
 
 // SetupWithManager registers the controller: IMClusters, the objects they
 // own, and the GatewayPools that point at them (for the pool summary).
@@ -104,6 +105,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		r.reconcileAuthSecret,
 		r.reconcileConfigMap,
 		r.reconcileComponents,
+		r.reconcileServiceMonitor,
 		r.observe,
 	}
 	var errs []error

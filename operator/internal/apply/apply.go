@@ -32,11 +32,18 @@ func (a Applier) Apply(ctx context.Context, desired client.Object) (bool, error)
 	if err != nil {
 		return false, fmt.Errorf("apply: %w", err)
 	}
-	obj, err := a.Client.Scheme().New(gvk)
-	if err != nil {
-		return false, fmt.Errorf("apply %s: %w", gvk.Kind, err)
+	var live client.Object
+	if _, ok := desired.(*unstructured.Unstructured); ok {
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(gvk)
+		live = u
+	} else {
+		obj, err := a.Client.Scheme().New(gvk)
+		if err != nil {
+			return false, fmt.Errorf("apply %s: %w", gvk.Kind, err)
+		}
+		live = obj.(client.Object)
 	}
-	live := obj.(client.Object)
 	switch err := a.Client.Get(ctx, client.ObjectKeyFromObject(desired), live); {
 	case err == nil:
 		ok, why := UpToDate(live, desired, a.FieldManager)
@@ -63,9 +70,14 @@ func (a Applier) Apply(ctx context.Context, desired client.Object) (bool, error)
 // Intent converts a typed desired object into the map that is applied: no
 // status, no null values.
 func Intent(desired runtime.Object) (map[string]any, error) {
-	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(desired)
-	if err != nil {
-		return nil, fmt.Errorf("convert %T: %w", desired, err)
+	var m map[string]any
+	if u, ok := desired.(*unstructured.Unstructured); ok {
+		m = u.DeepCopy().Object
+	} else {
+		var err error
+		if m, err = runtime.DefaultUnstructuredConverter.ToUnstructured(desired); err != nil {
+			return nil, fmt.Errorf("convert %T: %w", desired, err)
+		}
 	}
 	delete(m, "status")
 	pruneNulls(m)
@@ -106,9 +118,14 @@ func UpToDate(live, desired client.Object, fieldManager string) (bool, string) {
 	if err := json.Unmarshal(fields.Raw, &tree); err != nil {
 		return false, "bad managedFields: " + err.Error()
 	}
-	liveMap, err := runtime.DefaultUnstructuredConverter.ToUnstructured(live)
-	if err != nil {
-		return false, err.Error()
+	var liveMap map[string]any
+	if u, ok := live.(*unstructured.Unstructured); ok {
+		liveMap = u.Object
+	} else {
+		var err error
+		if liveMap, err = runtime.DefaultUnstructuredConverter.ToUnstructured(live); err != nil {
+			return false, err.Error()
+		}
 	}
 	want, err := Intent(desired)
 	if err != nil {
