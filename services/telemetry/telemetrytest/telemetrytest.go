@@ -7,6 +7,7 @@ package telemetrytest
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -111,8 +112,13 @@ func Scrape(h http.Handler) (map[string]*dto.MetricFamily, error) {
 	if rec.Code != http.StatusOK {
 		return nil, fmt.Errorf("telemetrytest: /metrics answered %d: %s", rec.Code, rec.Body)
 	}
+	return Parse(rec.Body)
+}
+
+// Parse parses a Prometheus text exposition (a /metrics response body).
+func Parse(r io.Reader) (map[string]*dto.MetricFamily, error) {
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(rec.Body)
+	fams, err := p.TextToMetricFamilies(r)
 	if err != nil {
 		return nil, fmt.Errorf("telemetrytest: parse /metrics: %w", err)
 	}

@@ -1,4 +1,7 @@
-package chart_test
+// Package dashboards_test checks the Grafana dashboards of the chart: valid
+// dashboard JSON with a datasource variable, PromQL that only selects metrics
+// the code exports, and queries that return data from a running imkube dev.
+package dashboards_test
 
 import (
 	"encoding/json"
@@ -75,7 +78,7 @@ func (v variable) queryString() string {
 
 func loadDashboards(t *testing.T) map[string]dashboard {
 	t.Helper()
-	files, err := filepath.Glob("dashboards/*.json")
+	files, err := filepath.Glob("*.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +97,7 @@ func loadDashboards(t *testing.T) map[string]dashboard {
 	}
 	for _, want := range []string{"overview.json", "gateway.json", "pipeline.json", "operator.json"} {
 		if _, ok := out[want]; !ok {
-			t.Errorf("dashboards/%s is missing", want)
+			t.Errorf("charts/imkube/dashboards/%s is missing", want)
 		}
 	}
 	return out
@@ -237,11 +240,32 @@ func labelValuesSelector(q string) (string, bool) {
 }
 
 // promqlMetricNames returns the metric names a PromQL expression selects.
+func promqlMetricNames(expr string) ([]string, error) {
+	sels, err := promqlSelectors(expr)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, s := range sels {
+		if !slices.Contains(names, s.name) {
+			names = append(names, s.name)
+		}
+	}
+	return names, nil
+}
+
+// selector is one vector selector: a metric name and its raw label matchers
+// (the text between the braces, empty without).
+type selector struct {
+	name, matchers string
+}
+
+// promqlSelectors returns the vector selectors of a PromQL expression.
 // A small lexer, not a full parser: it skips strings, label matchers {...},
 // ranges [...], numbers and durations, function and aggregation calls, the
 // label lists of by/without/on/ignoring/group_left/group_right, keywords and
 // Grafana variables; every remaining identifier is a metric name.
-func promqlMetricNames(expr string) ([]string, error) {
+func promqlSelectors(expr string) ([]selector, error) {
 	keywords := map[string]bool{
 		"by": true, "without": true, "on": true, "ignoring": true, "group_left": true, "group_right": true,
 		"bool": true, "and": true, "or": true, "unless": true, "offset": true, "inf": true, "nan": true,
@@ -250,8 +274,7 @@ func promqlMetricNames(expr string) ([]string, error) {
 		"limitk": true, "limit_ratio": true, "start": true, "end": true, "atan2": true,
 	}
 	labelLists := map[string]bool{"by": true, "without": true, "on": true, "ignoring": true, "group_left": true, "group_right": true}
-	var names []string
-	seen := map[string]bool{}
+	var sels []selector
 	isIdentStart := func(c byte) bool { return c == '_' || c == ':' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
 	isIdent := func(c byte) bool { return isIdentStart(c) || c >= '0' && c <= '9' }
 	skipSpace := func(i int) int {
@@ -333,17 +356,23 @@ func promqlMetricNames(expr string) ([]string, error) {
 			case keywords[word] || next < len(expr) && expr[next] == '(':
 				// an aggregation, keyword or function call
 			default:
-				if !seen[word] {
-					seen[word] = true
-					names = append(names, word)
+				sel := selector{name: word}
+				if next < len(expr) && expr[next] == '{' {
+					k, err := closing(next)
+					if err != nil {
+						return nil, err
+					}
+					sel.matchers = expr[next+1 : k-1]
+					j = k
 				}
+				sels = append(sels, sel)
 			}
 			i = j
 		default:
 			i++
 		}
 	}
-	return names, nil
+	return sels, nil
 }
 
 func TestPromQLMetricNames(t *testing.T) {
