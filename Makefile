@@ -24,7 +24,7 @@ BENCH      :=
 # Area makefiles (deps, operator, web, ...) add to the lists above.
 include $(sort $(wildcard hack/mk/*.mk))
 
-.PHONY: help build run test test-go lint generate bench clean
+.PHONY: help build run run-distributed test test-go lint generate bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_.-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ build: ## Build bin/imkube
 
 run: build ## Start imkube dev on embedded defaults and print the URLs (ADDR, DATA)
 	./bin/imkube dev --addr $(ADDR) --data $(DATA)
+
+run-distributed: ## Start deps + 2 gateways, message, sequence and user services as processes on loopback
+	hack/run-distributed.sh
 
 test: $(TEST_PREP) test-go $(TEST_AFTER) ## Install and start what the tests need, then run them all
 	@echo "make test: all suites passed"

@@ -19,6 +19,7 @@ func commands() map[string]command {
 	return map[string]command{
 		"dev":      {"run every service in one process on embedded defaults, with the demo page", dev.Main},
 		"version":  {"print the version", versionMain},
+		"bench":    {"run a benchmark (fanout, seq) and print ratios against its baseline", benchMain},
 		"user":     {"run the user service (accounts, login, groups) on MySQL", user.Main},
 		"message":  {"run the message service (consume, dedup, store, fan out) on RocketMQ, Redis, MySQL", message.Main},
 		"gateway":  {"run a WebSocket gateway (and the REST proxy) on RocketMQ and Redis", gateway.Main},

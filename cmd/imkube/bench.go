@@ -1,0 +1,29 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/imkube/imkube/services/dev"
+)
+
+var benches = map[string]command{
+	"fanout": {"group fan-out across two gateways: deliveries/s, p50/p99, rows and bytes per delivery", dev.BenchFanout},
+}
+
+func benchMain(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stdout, "Usage: imkube bench <name> [flags]\n\nBenchmarks:")
+		for n, b := range benches {
+			fmt.Fprintf(stdout, "  %-8s %s\n", n, b.summary)
+		}
+		return nil
+	}
+	b, ok := benches[args[0]]
+	if !ok {
+		return fmt.Errorf("unknown benchmark %q", args[0])
+	}
+	return b.run(ctx, args[1:], stdout, log)
+}
