@@ -12,17 +12,30 @@
 # Everything lives under $IMKUBE_CACHE/deps (default ~/.cache/imkube/deps): data, logs, pid files,
 # the RocketMQ jars and their Maven repository. `up` is idempotent and returns in about a second
 # when everything already runs. Ports can be moved with IMKUBE_DEPS_{REDIS,MYSQL,NAMESRV,BROKER}_PORT.
+#
+# IMKUBE_DEPS_INSTANCE=NAME runs a second, separate set (state under deps/instances/NAME, ports
+# +IMKUBE_DEPS_PORT_OFFSET, default 1000), e.g. for fault tests that stop a dependency without
+# disturbing the tests of other packages that share the main set. `env` then prints that set.
 set -euo pipefail
 
 SCRIPT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
 HACK_DIR="$(dirname "$SCRIPT")"
 CACHE="${IMKUBE_CACHE:-$HOME/.cache/imkube}"
-DEPS="$CACHE/deps"
+DEPS="$CACHE/deps" # shared: downloads (RocketMQ jars)
+INSTANCE="${IMKUBE_DEPS_INSTANCE:-}"
+if [[ -n "$INSTANCE" ]]; then
+	[[ "$INSTANCE" =~ ^[a-z0-9-]{1,32}$ ]] || { echo "deps: IMKUBE_DEPS_INSTANCE must match [a-z0-9-]{1,32}" >&2; exit 2; }
+	STATE="$DEPS/instances/$INSTANCE" # data, logs, pid files of this set
+	OFFSET="${IMKUBE_DEPS_PORT_OFFSET:-1000}"
+else
+	STATE="$DEPS"
+	OFFSET="${IMKUBE_DEPS_PORT_OFFSET:-0}"
+fi
 
-REDIS_PORT="${IMKUBE_DEPS_REDIS_PORT:-16379}"
-MYSQL_PORT="${IMKUBE_DEPS_MYSQL_PORT:-13306}"
-NAMESRV_PORT="${IMKUBE_DEPS_NAMESRV_PORT:-19876}"
-BROKER_PORT="${IMKUBE_DEPS_BROKER_PORT:-20911}" # the broker also binds BROKER_PORT-2 and BROKER_PORT+1
+REDIS_PORT="${IMKUBE_DEPS_REDIS_PORT:-$((16379 + OFFSET))}"
+MYSQL_PORT="${IMKUBE_DEPS_MYSQL_PORT:-$((13306 + OFFSET))}"
+NAMESRV_PORT="${IMKUBE_DEPS_NAMESRV_PORT:-$((19876 + OFFSET))}"
+BROKER_PORT="${IMKUBE_DEPS_BROKER_PORT:-$((20911 + OFFSET))}" # the broker also binds BROKER_PORT-2 and BROKER_PORT+1
 
 ROCKETMQ_VERSION="5.3.3"
 ROCKETMQ_CLUSTER="DefaultCluster"
@@ -108,13 +121,13 @@ apt_install() {
 		policy_added=1
 	fi
 	if ((APT_UPDATED == 0)); then
-		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
 		APT_UPDATED=1
 	fi
 	local rc=0
-	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >"$DEPS/apt.log" 2>&1 || rc=$?
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}" >"$STATE/apt.log" 2>&1 || rc=$?
 	((policy_added == 0)) || "${sudo[@]}" rm -f /usr/sbin/policy-rc.d
-	((rc == 0)) || { tail -20 "$DEPS/apt.log" >&2; die "apt-get install ${missing[*]} failed (log: $DEPS/apt.log)"; }
+	((rc == 0)) || { tail -20 "$STATE/apt.log" >&2; die "apt-get install ${missing[*]} failed (log: $STATE/apt.log)"; }
 }
 
 sbin() { command -v "$1" 2>/dev/null || echo "/usr/sbin/$1"; }
@@ -122,7 +135,7 @@ sbin() { command -v "$1" 2>/dev/null || echo "/usr/sbin/$1"; }
 # ---------------------------------------------------------------------------
 # Redis: Debian redis-server, no persistence.
 
-R="$DEPS/redis"
+R="$STATE/redis"
 redis_running() { pid_alive "$R/redis.pid" "redis-server" && port_open "$REDIS_PORT"; }
 
 redis_start() {
@@ -141,7 +154,7 @@ redis_stop() { stop_pid "$R/redis.pid" "redis-server" Redis; }
 # ---------------------------------------------------------------------------
 # MariaDB: Debian mariadb-server, own datadir/socket/port, not the system service.
 
-M="$DEPS/mariadb"
+M="$STATE/mariadb"
 MSOCK="$M/mysqld.sock"
 mysql_running() { pid_alive "$M/mysqld.pid" "mariadbd" && port_open "$MYSQL_PORT"; }
 mysql_root() { mariadb --no-defaults --protocol=socket --socket="$MSOCK" -uroot "$@"; }
@@ -190,8 +203,9 @@ mysql_stop() { stop_pid "$M/mysqld.pid" "mariadbd" MariaDB; }
 # ---------------------------------------------------------------------------
 # RocketMQ: name server and broker from the Maven Central jars, on the JDK.
 
-Q="$DEPS/rocketmq"
-QHOME="$Q/$ROCKETMQ_VERSION" # ROCKETMQ_HOME: lib/ and conf/
+Q="$STATE/rocketmq"              # this set's store, logs, conf, pid files
+QJARS="$DEPS/rocketmq"           # shared: pom, Maven repository, jars
+QHOME="$QJARS/$ROCKETMQ_VERSION" # ROCKETMQ_HOME: lib/
 NAMESRV_ADDR="127.0.0.1:$NAMESRV_PORT"
 BROKER_ADDR="127.0.0.1:$BROKER_PORT"
 
@@ -199,13 +213,18 @@ rocketmq_install() {
 	if [[ -e "$QHOME/lib/.complete" ]]; then return 0; fi
 	command -v java >/dev/null 2>&1 || apt_install openjdk-17-jre-headless
 	command -v mvn >/dev/null 2>&1 || apt_install maven
-	log "fetching RocketMQ $ROCKETMQ_VERSION jars from Maven Central"
 	mkdir -p "$QHOME/lib"
-	sed "s/@ROCKETMQ_VERSION@/$ROCKETMQ_VERSION/g" "$HACK_DIR/rocketmq/pom.xml" >"$Q/pom.xml"
-	(cd "$Q" && mvn -B -q -Dstyle.color=never -f "$Q/pom.xml" -Dmaven.repo.local="$Q/m2" \
-		dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$QHOME/lib") ||
-		die "mvn dependency:copy-dependencies failed"
-	touch "$QHOME/lib/.complete"
+	exec 8>"$QJARS/.install.lock" # shared by all sets
+	flock 8
+	if [[ ! -e "$QHOME/lib/.complete" ]]; then
+		log "fetching RocketMQ $ROCKETMQ_VERSION jars from Maven Central"
+		sed "s/@ROCKETMQ_VERSION@/$ROCKETMQ_VERSION/g" "$HACK_DIR/rocketmq/pom.xml" >"$QJARS/pom.xml"
+		(cd "$QJARS" && mvn -B -q -Dstyle.color=never -f "$QJARS/pom.xml" -Dmaven.repo.local="$QJARS/m2" \
+			dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$QHOME/lib") ||
+			die "mvn dependency:copy-dependencies failed"
+		touch "$QHOME/lib/.complete"
+	fi
+	exec 8>&-
 }
 
 java_opts() { # java_opts HEAP USER_HOME LOGBACK
@@ -238,16 +257,16 @@ booted() { grep -q "boot success" "$1" 2>/dev/null; }
 rocketmq_start() {
 	if rocketmq_running; then return 0; fi
 	rocketmq_install
-	mkdir -p "$Q/home/namesrv" "$Q/home/broker" "$Q/home/tools" "$Q/store" "$QHOME/conf"
+	mkdir -p "$Q/home/namesrv" "$Q/home/broker" "$Q/home/tools" "$Q/store" "$Q/conf"
 	local opts
 	if ! namesrv_running; then
 		stop_pid "$Q/namesrv.pid" NamesrvStartup "name server"
-		printf 'listenPort=%s\nbindAddress=127.0.0.1\n' "$NAMESRV_PORT" >"$QHOME/conf/namesrv.conf"
+		printf 'listenPort=%s\nbindAddress=127.0.0.1\n' "$NAMESRV_PORT" >"$Q/conf/namesrv.conf"
 		log "starting RocketMQ name server on $NAMESRV_ADDR"
 		mapfile -t opts < <(java_opts 256m "$Q/home/namesrv" rmq.namesrv.logback.xml)
 		: >"$Q/namesrv.out"
 		ROCKETMQ_HOME="$QHOME" setsid java "${opts[@]}" -cp "$QHOME/lib/*" \
-			org.apache.rocketmq.namesrv.NamesrvStartup -c "$QHOME/conf/namesrv.conf" \
+			org.apache.rocketmq.namesrv.NamesrvStartup -c "$Q/conf/namesrv.conf" \
 			</dev/null >>"$Q/namesrv.out" 2>&1 9>&- &
 		echo $! >"$Q/namesrv.pid"
 		wait_for 120 "name server" booted "$Q/namesrv.out" ||
@@ -257,12 +276,12 @@ rocketmq_start() {
 		stop_pid "$Q/broker.pid" BrokerStartup broker
 		sed -e "s|@CLUSTER@|$ROCKETMQ_CLUSTER|g" -e "s|@BROKER_NAME@|$ROCKETMQ_BROKER_NAME|g" \
 			-e "s|@NAMESRV@|$NAMESRV_ADDR|g" -e "s|@PORT@|$BROKER_PORT|g" -e "s|@STORE@|$Q/store|g" \
-			"$HACK_DIR/rocketmq/broker.conf" >"$QHOME/conf/broker.conf"
+			"$HACK_DIR/rocketmq/broker.conf" >"$Q/conf/broker.conf"
 		log "starting RocketMQ broker on $BROKER_ADDR"
 		mapfile -t opts < <(java_opts 1g "$Q/home/broker" rmq.broker.logback.xml)
 		: >"$Q/broker.out"
 		ROCKETMQ_HOME="$QHOME" setsid java "${opts[@]}" -XX:MaxDirectMemorySize=1g -cp "$QHOME/lib/*" \
-			org.apache.rocketmq.broker.BrokerStartup -c "$QHOME/conf/broker.conf" \
+			org.apache.rocketmq.broker.BrokerStartup -c "$Q/conf/broker.conf" \
 			</dev/null >>"$Q/broker.out" 2>&1 9>&- &
 		echo $! >"$Q/broker.pid"
 		wait_for 180 broker booted "$Q/broker.out" ||
@@ -309,6 +328,7 @@ export IMKUBE_ROCKETMQ_BROKER='$BROKER_ADDR'
 export IMKUBE_ROCKETMQ_CLUSTER='$ROCKETMQ_CLUSTER'
 export IMKUBE_DEPS_SCRIPT='$SCRIPT'
 EOF
+	[[ -z "$INSTANCE" ]] || echo "export IMKUBE_DEPS_INSTANCE='$INSTANCE'"
 }
 
 status() {
@@ -336,8 +356,8 @@ each() { # each start|stop NAMES...
 # serialise concurrent up/down/start/stop (several test runs, several agents); the
 # daemons are started with fd 9 closed so they do not hold the lock.
 locked() {
-	mkdir -p "$DEPS"
-	exec 9>"$DEPS/.up.lock"
+	mkdir -p "$STATE"
+	exec 9>"$STATE/.up.lock"
 	flock 9
 	"$@"
 }
