@@ -460,3 +460,55 @@ func firstDiff(want, got string) string {
 	}
 	return "(only trailing differences)"
 }
+
+// helm template does not render NOTES.txt, so the test renders a copy of the
+// chart in which NOTES.txt is wrapped into a ConfigMap.
+func TestNotesTellHowToConnectAClient(t *testing.T) {
+	tests := []struct {
+		name string
+		give []string
+		want []string
+	}{
+		{name: "default values point at the samples", give: nil,
+			want: []string{"crds/samples/imcluster.yaml", "port-forward", "ws://localhost:8080/ws", "/api/v1/sessions"}},
+		{name: "full values name the example and warn about the demo dependencies", give: []string{"-f", "ci/full-values.yaml"},
+			want: []string{"imc/chat gwp/chat-edge", "ws://localhost:8080/ws", "Production should use managed"}},
+	}
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(".")); err != nil {
+		t.Fatal(err)
+	}
+	notes, err := os.ReadFile("templates/NOTES.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapped := "{{- define \"test.notes\" }}" + string(notes) + "{{- end }}\n" +
+		"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: {{ include \"test.notes\" . | quote }}\n"
+	if err := os.Remove(filepath.Join(dir, "templates", "NOTES.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "templates", "notes-test.yaml"), []byte(wrapped), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"template", release, dir, "--namespace", namespace, "--show-only", "templates/notes-test.yaml"}, tt.give...)
+			for i, a := range args {
+				if a == "ci/full-values.yaml" {
+					args[i] = filepath.Join(dir, a)
+				}
+			}
+			out, err := helm(t, args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			objs := decodeAll(t, out)
+			text, _, _ := unstructured.NestedString(objs[0].Object, "data", "notes")
+			for _, w := range tt.want {
+				if !strings.Contains(text, w) {
+					t.Errorf("NOTES.txt lacks %q:\n%s", w, text)
+				}
+			}
+		})
+	}
+}
