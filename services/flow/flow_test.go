@@ -350,7 +350,7 @@ func TestConnectionRatePerIP(t *testing.T) {
 }
 
 const slowBreakerRules = `{"circuitBreaker":[{"resource":"dep.slow","strategy":0,"retryTimeoutMs":100,
-	"minRequestAmount":3,"statIntervalMs":10000,"maxAllowedRtMs":20,"threshold":0.5}]}`
+	"minRequestAmount":3,"statIntervalMs":10000,"maxAllowedRtMs":100,"threshold":0.5}]}`
 
 func TestBreakerOpensWhenTheDependencyIsSlowAndClosesAfterItRecovers(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sentinel-rules.json")
@@ -358,7 +358,7 @@ func TestBreakerOpensWhenTheDependencyIsSlowAndClosesAfterItRecovers(t *testing.
 	c := newController(t, flow.Config{RulesFile: path})
 
 	var delay atomic.Int64
-	delay.Store(int64(60 * time.Millisecond))
+	delay.Store(int64(200 * time.Millisecond)) // slow: over maxAllowedRtMs
 	var calls atomic.Int64
 	dep := func() error {
 		calls.Add(1)
@@ -386,26 +386,25 @@ func TestBreakerOpensWhenTheDependencyIsSlowAndClosesAfterItRecovers(t *testing.
 		t.Errorf("breaker state = %q, want open", got)
 	}
 
-	// The dependency recovers: after retryTimeoutMs a probe passes and closes it.
+	// The dependency recovers: after retryTimeoutMs a probe passes and closes
+	// it. (A probe that a loaded machine happens to stall reopens it; the
+	// next probe closes it.)
 	delay.Store(0)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		err := c.Guard("dep.slow", dep)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, flow.ErrOpen) {
+		if err != nil && !errors.Is(err, flow.ErrOpen) {
 			t.Fatalf("Guard while recovering: %v", err)
 		}
+		if err == nil && c.Stats().Breaker("dep.slow", "SlowRequestRatio") == flow.StateClosed {
+			break
+		}
 		if time.Now().After(deadline) {
-			t.Fatal("breaker did not let a probe through within 10 s")
+			t.Fatalf("breaker did not close within 10 s after the dependency recovered (state %s)", c.Stats().Breaker("dep.slow", "SlowRequestRatio"))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if got := c.Stats().Breaker("dep.slow", "SlowRequestRatio"); got != flow.StateClosed {
-		t.Errorf("breaker state after a fast probe = %q, want closed", got)
-	}
-	for i := range 5 {
+	for i := range 3 {
 		if err := c.Guard("dep.slow", dep); err != nil {
 			t.Fatalf("call %d after recovery: %v", i, err)
 		}
