@@ -364,8 +364,8 @@ type IMClusterStatus struct {
 // +kubebuilder:resource:shortName=imc,categories=imkube
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
-// +kubebuilder:printcolumn:name="Message",type=integer,JSONPath=`.status.components.message.ready`,description="ready message replicas"
-// +kubebuilder:printcolumn:name="Sequence",type=integer,JSONPath=`.status.components.sequence.ready`,description="ready sequence replicas"
+// +kubebuilder:printcolumn:name="Msg",type=integer,JSONPath=`.status.components.message.ready`,description="ready message replicas"
+// +kubebuilder:printcolumn:name="Seq",type=integer,JSONPath=`.status.components.sequence.ready`,description="ready sequence replicas"
 // +kubebuilder:printcolumn:name="User",type=integer,JSONPath=`.status.components.user.ready`,description="ready user replicas"
 // +kubebuilder:printcolumn:name="Image",type=string,JSONPath=`.status.image`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

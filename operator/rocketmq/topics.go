@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/apache/rocketmq-client-go/v2/admin"
-	"github.com/apache/rocketmq-client-go/v2/primitive"
 )
 
 // Topic is a topic and its queue count per broker.
@@ -67,7 +66,11 @@ func NewAdmin(log *slog.Logger) *Admin {
 		log:     log,
 		timeout: 10 * time.Second,
 		newAPI: func(ns []string) (adminAPI, error) {
-			return admin.NewAdmin(admin.WithResolver(primitive.NewPassthroughResolver(ns)))
+			r := newDNSResolver(ns)
+			if len(r.Resolve()) == 0 {
+				return nil, fmt.Errorf("no name server address resolves: %s", strings.Join(ns, ";"))
+			}
+			return admin.NewAdmin(admin.WithResolver(r))
 		},
 		clients: map[string]adminAPI{},
 	}
@@ -102,6 +105,7 @@ func (a *Admin) EnsureTopics(ctx context.Context, target Target, topics []Topic)
 	defer cancel()
 	list, err := c.FetchAllTopicList(ctx)
 	if err != nil {
+		a.drop(target.NameServers) // start afresh (and resolve again) next time
 		return nil, fmt.Errorf("rocketmq: list topics from %s: %w", strings.Join(target.NameServers, ";"), err)
 	}
 	var missing []Topic
@@ -143,6 +147,19 @@ func (a *Admin) EnsureTopics(ctx context.Context, target Target, topics []Topic)
 		}
 	}
 	return created, errors.Join(errs...)
+}
+
+func (a *Admin) drop(nameServers []string) {
+	key := strings.Join(nameServers, ";")
+	a.mu.Lock()
+	c, ok := a.clients[key]
+	delete(a.clients, key)
+	a.mu.Unlock()
+	if ok {
+		if err := c.Close(); err != nil {
+			a.log.Warn("closing rocketmq admin client", "nameServers", key, "err", err)
+		}
+	}
 }
 
 // Close shuts the admin clients down.

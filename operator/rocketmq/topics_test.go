@@ -146,3 +146,25 @@ func TestEnsureTopicsOnRealRocketMQ(t *testing.T) {
 		t.Errorf("second call created %v, want nothing", created)
 	}
 }
+
+func TestDNSResolverTurnsNamesIntoIPs(t *testing.T) {
+	r := newDNSResolver([]string{"10.1.2.3:9876", "namesrv.chat.svc:9876", "nowhere:9876", "no-port"})
+	r.lookup = func(_ context.Context, host string) ([]string, error) {
+		if host == "namesrv.chat.svc" {
+			return []string{"10.9.9.1", "fd00::1"}, nil
+		}
+		return nil, errors.New("no such host")
+	}
+	want := []string{"10.1.2.3:9876", "10.9.9.1:9876", "[fd00::1]:9876"}
+	if got := r.Resolve(); !slices.Equal(got, want) {
+		t.Errorf("Resolve() = %v, want %v", got, want)
+	}
+}
+
+func TestUnresolvableNameServersAreAnError(t *testing.T) {
+	a := NewAdmin(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	_, err := a.EnsureTopics(context.Background(), Target{NameServers: []string{"does-not-exist.invalid:9876"}}, []Topic{{Name: "T", Queues: 1}})
+	if err == nil || !strings.Contains(err.Error(), "no name server address resolves") {
+		t.Errorf("err = %v", err)
+	}
+}
