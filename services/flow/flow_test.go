@@ -584,3 +584,46 @@ func TestDefaultRulesRoundTripThroughTheRulesFile(t *testing.T) {
 		t.Errorf("round trip changed the rules (-want +got):\n%s", diff)
 	}
 }
+
+func TestSystemRuleShedsInboundTrafficOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sentinel-rules.json")
+	// At most one inbound entry in flight in the process.
+	writeRules(t, path, `{"system":[{"metricType":2,"triggerCount":1,"strategy":-1}]}`)
+	c := newController(t, flow.Config{RulesFile: path})
+
+	started, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- c.GuardInbound("rest.slow", func() error {
+			close(started)
+			<-release
+			return nil
+		})
+	}()
+	<-started
+
+	err := c.GuardInbound("rest.other", func() error { return nil })
+	var be *flow.BlockedError
+	if !errors.As(err, &be) || be.Kind != flow.KindSystem || !errors.Is(err, flow.ErrBlocked) {
+		t.Errorf("second inbound entry = %v, want a system block", err)
+	}
+	rec := httptest.NewRecorder()
+	c.Middleware("rest.other", http.NotFoundHandler()).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("REST request under system protection: %d Retry-After=%q, want 503 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	if err := c.Guard("dep.any", func() error { return nil }); err != nil {
+		t.Errorf("outbound call blocked by a system rule: %v", err)
+	}
+
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := c.GuardInbound("rest.other", func() error { return nil }); err != nil {
+		t.Errorf("inbound entry after the first finished: %v", err)
+	}
+	if got := c.Stats().Blocks("rest.other"); got != 2 {
+		t.Errorf("Stats().Blocks(rest.other) = %d, want 2", got)
+	}
+}
