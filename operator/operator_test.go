@@ -706,6 +706,13 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 				p.Spec.Autoscaling = &imv1.GatewayAutoscalingSpec{ReplicaRange: imv1.ReplicaRange{MinReplicas: 1, MaxReplicas: 2}}
 				return p
 			}(), "exactly one of replicas or autoscaling must be set"},
+			{"autoscaling target above the connection cap", func() client.Object {
+				p := pool()
+				p.Spec.Replicas = nil
+				p.Spec.MaxConnectionsPerPod = 1000
+				p.Spec.Autoscaling = &imv1.GatewayAutoscalingSpec{ReplicaRange: imv1.ReplicaRange{MinReplicas: 1, MaxReplicas: 2}, TargetConnectionsPerPod: 2000}
+				return p
+			}(), "autoscaling.targetConnectionsPerPod must not exceed maxConnectionsPerPod"},
 			{"drain timeout out of range", func() client.Object {
 				p := pool()
 				p.Spec.DrainTimeout = &metav1.Duration{Duration: 2 * time.Hour}

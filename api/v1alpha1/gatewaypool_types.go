@@ -7,6 +7,7 @@ import (
 
 // GatewayPoolSpec is a pool of WebSocket gateways serving one IMCluster.
 // +kubebuilder:validation:XValidation:rule="has(self.replicas) != has(self.autoscaling)",message="exactly one of replicas or autoscaling must be set"
+// +kubebuilder:validation:XValidation:rule="!has(self.autoscaling) || !has(self.maxConnectionsPerPod) || self.autoscaling.targetConnectionsPerPod <= self.maxConnectionsPerPod",message="autoscaling.targetConnectionsPerPod must not exceed maxConnectionsPerPod"
 type GatewayPoolSpec struct {
 	// ClusterRef names the IMCluster (same namespace) the gateways belong to.
 	// It cannot change: a pool moves by creating a new one.
