@@ -145,7 +145,7 @@ redis_start() {
 	log "starting Redis on 127.0.0.1:$REDIS_PORT"
 	"$(sbin redis-server)" --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
 		--daemonize yes --pidfile "$R/redis.pid" --logfile "$R/redis.log" --dir "$R" \
-		--protected-mode yes --databases 64 --maxclients 4000 9>&-
+		--protected-mode yes --databases 64 --maxclients 4000 </dev/null >>"$R/redis.log" 2>&1 9>&-
 	wait_for 30 redis redis_ping || die "Redis did not answer PING (log: $R/redis.log)"
 }
 redis_ping() { [[ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]; }
@@ -288,9 +288,10 @@ rocketmq_start() {
 			{ tail -20 "$Q/broker.out" >&2; die "broker did not boot (log: $Q/broker.out)"; }
 	fi
 	# The broker registers with the name server right after boot; clusterList shows it.
-	local i ok=0
+	local i ok=0 out
 	for ((i = 0; i < 30; i++)); do
-		if mqadmin clusterList -n "$NAMESRV_ADDR" 2>/dev/null | grep -q "$ROCKETMQ_BROKER_NAME"; then
+		out="$(mqadmin clusterList -n "$NAMESRV_ADDR" 2>&1 || true)"
+		if [[ "$out" == *"$ROCKETMQ_BROKER_NAME"* ]]; then
 			ok=1
 			break
 		fi
