@@ -660,6 +660,28 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 		})
 	})
 
+	t.Run("a missing Secret is reported until it appears", func(t *testing.T) {
+		var demo imv1.IMCluster
+		if err := h.get(ns, "demo", &demo); err != nil {
+			t.Fatal(err)
+		}
+		c := &imv1.IMCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "nosecret"}, Spec: *demo.Spec.DeepCopy()}
+		c.Spec.Dependencies.MySQL.DSNSecretRef.Name = "later"
+		if err := h.c.Create(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		h.eventually("SecretNotFound", func() error {
+			return h.clusterCondition(ns, "nosecret", imv1.ConditionDependenciesReady, metav1.ConditionFalse, imv1.ReasonSecretNotFound)
+		})
+		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "later"}, StringData: map[string]string{"dsn": "x"}}
+		if err := h.c.Create(ctx, sec); err != nil {
+			t.Fatal(err)
+		}
+		h.eventually("DependenciesReady once the Secret exists", func() error {
+			return h.clusterCondition(ns, "nosecret", imv1.ConditionDependenciesReady, metav1.ConditionTrue, imv1.ReasonDependenciesAvailable)
+		})
+	})
+
 	t.Run("a pool whose cluster does not exist is degraded", func(t *testing.T) {
 		p := &imv1.GatewayPool{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "orphan"},

@@ -30,21 +30,16 @@ import (
 // not returned: the workloads are still applied and the check is retried.
 func (r *Reconciler) reconcileDependencies(ctx context.Context, s *scope) error {
 	c := s.cluster
-	refs := []struct {
+	type secretRef struct {
 		what string
 		ref  corev1.SecretKeySelector
-	}{{"MySQL DSN", c.Spec.Dependencies.MySQL.DSNSecretRef}}
+	}
+	refs := []secretRef{{"MySQL DSN", c.Spec.Dependencies.MySQL.DSNSecretRef}}
 	if p := c.Spec.Dependencies.Redis.PasswordSecretRef; p != nil {
-		refs = append(refs, struct {
-			what string
-			ref  corev1.SecretKeySelector
-		}{"Redis password", *p})
+		refs = append(refs, secretRef{"Redis password", *p})
 	}
 	if a := c.Spec.Auth.SecretRef; a != nil {
-		refs = append(refs, struct {
-			what string
-			ref  corev1.SecretKeySelector
-		}{"auth", corev1.SecretKeySelector{LocalObjectReference: *a, Key: render.JWTKeyKey}})
+		refs = append(refs, secretRef{"auth", corev1.SecretKeySelector{LocalObjectReference: *a, Key: render.JWTKeyKey}})
 	}
 	var missing []string
 	for _, x := range refs {
