@@ -49,6 +49,7 @@ func Run(t *testing.T, newBus func(t *testing.T) Bus, opts Options) {
 	t.Run("upstream keeps messages published before a consumer starts", s.upstreamBuffered)
 	t.Run("push reaches only the gateway it was published to", s.pushIsolation)
 	t.Run("push keeps order per key and redelivers on error", s.pushOrderAndRetry)
+	t.Run("push published as its consumer starts is delivered", s.pushAtStart)
 	t.Run("consumers stop when their context ends and a successor gets the rest", s.cleanStop)
 }
 
@@ -401,6 +402,25 @@ func (s suite) pushOrderAndRetry(t *testing.T) {
 	keys := []string{"k-0", "k-1", "k-2", "k-3"}
 	publishAll(t, len(keys), 20, func(i int) string { return keys[i] }, s.pushTo(b, "gw-order"))
 	s.waitFor(t, r, "ordered push", allInOrder(t, keys, 20))
+}
+
+func (s suite) pushAtStart(t *testing.T) {
+	b := s.newBus(t)
+	r := newRecorder()
+	consume(t, func(ctx context.Context) error {
+		return b.ConsumePush(ctx, "gw-start", func(ctx context.Context, m bus.Message) error {
+			r.add(m.Key, num(t, m))
+			return nil
+		})
+	})
+	// No readiness probe: a gateway registers sessions right after it starts
+	// its consumer, and the pushes routed to it from then on must arrive.
+	for n := range 3 {
+		if err := b.PublishPush(context.Background(), "gw-start", msg("k", n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.waitFor(t, r, "push at start", allInOrder(t, []string{"k"}, 3))
 }
 
 func (s suite) cleanStop(t *testing.T) {

@@ -14,14 +14,18 @@
 // Push streams, one per gateway: ONE shared topic IM_PUSH, the gateway id as
 // the message tag, and per gateway a BROADCASTING consumer group
 // "imkube-push-<gateway id>" subscribed to its own tag (the broker filters by
-// tag hash in the consume queue, so a gateway only receives its pushes).
+// tag hash in the consume queue, so a gateway only receives its pushes). A
+// new push consumer starts PushReplay (10 s) before ConsumePush was called, so
+// no push published after that call is missed while the consumer gets its
+// queues; a gateway restarted under the same name may see up to PushReplay of
+// old pushes again (clients drop duplicates by mid).
 // Chosen over a topic per gateway because topics keep a fixed queue count and
 // are created once (hack/deps.sh, the operator) with autoCreateTopicEnable off,
 // gateways need no admin rights, and there is no route refresh (30 s) before
 // a new gateway's first push. Broadcasting keeps the group's offsets in the
 // gateway (nothing per gateway in the broker's consumer offsets), needs no
-// queue locks (no rebalance wait) and starts at the newest offset, so a new
-// gateway does not replay old pushes. The broker still records a subscription
+// queue locks (no rebalance wait) and a new gateway does not replay old
+// pushes beyond PushReplay. The broker still records a subscription
 // group and a %RETRY% topic per gateway group; Pruner removes those of gateways
 // that are gone (docs/distributed.md). A push is the fast path: one that
 // fails past MaxReconsumeTimes is dropped and the client pulls the gap.
@@ -78,6 +82,9 @@ type Config struct {
 	MaxReconsumeTimes int32
 	// PushMaxReconsumeTimes bounds the redeliveries of a push (default 10).
 	PushMaxReconsumeTimes int32
+	// PushReplay is how far before its start a new push consumer begins
+	// (default 10s).
+	PushReplay time.Duration
 	// SendTimeout bounds one publish (default 3s).
 	SendTimeout time.Duration
 	// Logger receives consumer errors (default: discard).
@@ -107,6 +114,9 @@ func (c *Config) defaults() error {
 	}
 	if c.PushMaxReconsumeTimes <= 0 {
 		c.PushMaxReconsumeTimes = 10
+	}
+	if c.PushReplay <= 0 {
+		c.PushReplay = 10 * time.Second
 	}
 	if c.SendTimeout <= 0 {
 		c.SendTimeout = 3 * time.Second
@@ -273,8 +283,8 @@ func (b *Bus) ConsumeUpstream(ctx context.Context, h bus.Handler) error {
 }
 
 // ConsumePush runs the push consumer of gatewayID until ctx ends or the bus is
-// closed, then returns nil. Pushes published before the consumer got its
-// queues (a fraction of a second after the call) are not delivered.
+// closed, then returns nil. It delivers the pushes published since
+// PushReplay before the call.
 func (b *Bus) ConsumePush(ctx context.Context, gatewayID string, h bus.Handler) error {
 	tag, err := gatewayTag(gatewayID)
 	if err != nil {
@@ -284,7 +294,9 @@ func (b *Bus) ConsumePush(ctx context.Context, gatewayID string, h bus.Handler) 
 		consumer.WithGroupName(b.PushGroup(gatewayID)),
 		consumer.WithInstance(b.cfg.InstanceName+"-push-"+gatewayID),
 		consumer.WithConsumerModel(consumer.BroadCasting),
-		consumer.WithConsumeFromWhere(consumer.ConsumeFromLastOffset),
+		consumer.WithConsumeFromWhere(consumer.ConsumeFromTimestamp),
+		// The client parses this as UTC.
+		consumer.WithConsumeTimestamp(time.Now().UTC().Add(-b.cfg.PushReplay).Format("20060102150405")),
 		consumer.WithMaxReconsumeTimes(b.cfg.PushMaxReconsumeTimes),
 	)
 }
