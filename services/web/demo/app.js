@@ -154,7 +154,12 @@ function showState(s) {
   ui.conn.textContent = labels[s.state] ?? s.state;
   ui.conn.dataset.state = s.state;
   if (s.state === 'unauthenticated') {
+    // The token expired or the server has a new key: back to the login form.
     localStorage.removeItem(SESSION_KEY);
+    ui.app.hidden = true;
+    ui.auth.hidden = false;
+    ui.logout.hidden = true;
+    ui.authError.textContent = 'Your session ended. Log in again.';
   }
 }
 

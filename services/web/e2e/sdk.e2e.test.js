@@ -76,3 +76,32 @@ test('the SDK delivers in order, catches up after being offline and keeps unread
   await b2.c.refreshConversations();
   assert.equal(b2.c.conversation(conv).unread, 30);
 });
+
+test('protocol edges against the real server: same cmid, too large, kicked, bad token', { skip: !globalThis.WebSocket && 'no global WebSocket in this Node' }, async () => {
+  const alice = await account('edge-alice');
+  const bob = await account('edge-bob');
+  const a = client(alice, 'phone');
+  await waitFor(() => a.c.state === 'online', 'online');
+
+  const first = await a.c.send({ to: { user: bob.id }, body: 'once', cmid: 'fixed-cmid-1' });
+  const again = await a.c.send({ to: { user: bob.id }, body: 'once', cmid: 'fixed-cmid-1' });
+  assert.deepEqual({ mid: again.mid, seq: again.seq }, { mid: first.mid, seq: first.seq });
+
+  await assert.rejects(a.c.send({ to: { user: bob.id }, body: 'x'.repeat(17 * 1024) }), { code: 'TOO_LARGE' });
+  await assert.rejects(a.c.send({ to: { user: 'no-such-user' }, body: 'hello?' }), (err) => !err.retryable);
+
+  // The same device id logging in again replaces the first connection.
+  const kicked = [];
+  a.c.on('kicked', (k) => kicked.push(k.reason));
+  const a2 = client(alice, 'phone');
+  await waitFor(() => a2.c.state === 'online' && a.c.state === 'kicked', 'kicked');
+  assert.deepEqual(kicked, ['replaced']);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(a.c.state, 'kicked', 'a kicked client does not reconnect');
+  assert.equal(a2.c.state, 'online');
+
+  const forged = new ImkubeClient({ url: srv.ws, token: 'not-a-jwt', device: 'x', backoff: { baseMs: 10, maxMs: 10 } });
+  clients.push(forged);
+  forged.connect();
+  await waitFor(() => forged.state === 'unauthenticated', 'unauthenticated');
+});

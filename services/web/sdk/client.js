@@ -224,6 +224,9 @@ export class ImkubeClient extends Emitter {
     const cmid = p.cmid ?? newId();
     const existing = this._pending.get(cmid);
     if (existing) return existing.promise;
+    if (this.state === 'closed' || this.state === 'kicked' || this.state === 'unauthenticated') {
+      return Promise.reject(new ImkubeError('CLOSED', `cannot send: the client is ${this.state}`, { cmid }));
+    }
     /** @type {any} */
     const e = {
       cmid,

@@ -294,3 +294,11 @@ test('messages from the sender\'s other device arrive, own acked sends are not r
   assert.deepEqual(bodies(phone.got), ['from phone', 'reply']);
   assert.ok(phone.got[0].cmid, 'own message carries its cmid');
 });
+
+test('send after close fails at once with CLOSED', async (t) => {
+  const s = new FakeServer();
+  const { c } = open(t, s, 'alice');
+  await waitFor(() => c.state === 'online', 2000, 'online');
+  await c.close();
+  await assert.rejects(c.send({ to: { user: 'bob' }, body: 'late' }), { code: 'CLOSED' });
+});
