@@ -12,21 +12,20 @@ const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-backgro
 const WAIT_MS = 20000;
 
 let base = '';
-/** @type {(() => Promise<void>) | null} */
-let stopServer = null;
+/** @type {Awaited<ReturnType<typeof startImkube>> | null} */
+let srv = null;
 /** @type {import('playwright-core').Browser | null} */
 let browser = null;
 
 before(async () => {
-  const srv = await startImkube('browser');
+  srv = await startImkube('browser');
   base = srv.base;
-  stopServer = srv.stop;
   browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS, headless: true, timeout: 60000 });
 });
 
 after(async () => {
   await browser?.close().catch(() => {});
-  await stopServer?.();
+  await srv?.stop();
 });
 
 /** Opens the demo in a new context (its own storage, like a separate browser). */
@@ -151,4 +150,30 @@ test('a group: create it with a member, add another, everyone sees the messages 
   assert.deepEqual(await bodies(dave.page, 4), [...lines, 'see you there']);
   await shot(dave.page, 'dave-group');
   for (const w of Object.values(windows)) await w.context.close();
+});
+
+test('the reconnect indicator follows a server restart and a message typed offline is delivered after it', async () => {
+  const w = await openWindow('frank');
+  await enter(w.page, 'frank', true);
+  const g = await openWindow('gina');
+  await enter(g.page, 'gina', true);
+  await w.page.getByTestId('new-chat-username').fill('gina');
+  await w.page.getByTestId('new-chat-start').click();
+  await send(w.page, 'before the restart');
+  await allSent(w.page, 1);
+
+  const s = /** @type {NonNullable<typeof srv>} */ (srv);
+  await s.kill();
+  await w.page.locator('[data-testid="conn-state"][data-state="offline"]').waitFor();
+  await send(w.page, 'typed while offline');
+  await w.page.locator('[data-testid="message"][data-state="sending"]').waitFor();
+  await shot(w.page, 'frank-offline');
+
+  await s.restart();
+  await w.page.locator('[data-testid="conn-state"][data-state="online"]').waitFor({ timeout: 45000 });
+  await allSent(w.page, 2);
+  await g.page.locator('[data-testid="conv"]', { hasText: 'frank' }).click();
+  assert.deepEqual(await bodies(g.page, 2), ['before the restart', 'typed while offline']);
+  await w.context.close();
+  await g.context.close();
 });

@@ -23,7 +23,7 @@ function freePort() {
 
 /**
  * @param {string} name names the log file under OUT
- * @returns {Promise<{base: string, ws: string, stop: () => Promise<void>}>}
+ * @returns {Promise<{base: string, ws: string, stop: () => Promise<void>, kill: () => Promise<void>, restart: () => Promise<void>}>}
  */
 export async function startImkube(name) {
   fs.mkdirSync(OUT, { recursive: true });
@@ -31,41 +31,58 @@ export async function startImkube(name) {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const logPath = path.join(OUT, `${name}-server.log`);
-  const log = fs.openSync(logPath, 'w');
-  const proc = spawn(BIN, ['dev', '--addr', `127.0.0.1:${port}`, '--data', dataDir], { stdio: ['ignore', log, log] });
-  fs.closeSync(log);
-  const killNow = () => proc.kill('SIGKILL');
+  fs.writeFileSync(logPath, '');
+  /** @type {import('node:child_process').ChildProcess | null} */
+  let proc = null;
+  const killNow = () => proc?.kill('SIGKILL');
   process.once('exit', killNow); // even when the runner is interrupted
-  let exited = null;
-  proc.once('exit', (code, signal) => (exited = { code, signal }));
-  const stop = async () => {
-    process.removeListener('exit', killNow);
-    if (proc.exitCode === null && proc.signalCode === null) {
-      const gone = new Promise((r) => proc.once('exit', r));
-      proc.kill('SIGTERM');
-      const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+
+  const kill = async () => {
+    const p = proc;
+    proc = null;
+    if (p && p.exitCode === null && p.signalCode === null) {
+      const gone = new Promise((r) => p.once('exit', r));
+      p.kill('SIGTERM');
+      const t = setTimeout(() => p.kill('SIGKILL'), 5000);
       await gone;
       clearTimeout(t);
     }
+  };
+  const stop = async () => {
+    process.removeListener('exit', killNow);
+    await kill();
     fs.rmSync(dataDir, { recursive: true, force: true });
   };
-  const end = Date.now() + 30000;
-  for (;;) {
-    if (exited) {
-      await stop();
-      throw new Error(`imkube dev exited early (${JSON.stringify(exited)}); see ${logPath}`);
+  const launch = async () => {
+    const log = fs.openSync(logPath, 'a');
+    const p = spawn(BIN, ['dev', '--addr', `127.0.0.1:${port}`, '--data', dataDir], { stdio: ['ignore', log, log] });
+    fs.closeSync(log);
+    proc = p;
+    let exited = null;
+    p.once('exit', (code, signal) => (exited = { code, signal }));
+    const end = Date.now() + 30000;
+    for (;;) {
+      if (exited) throw new Error(`imkube dev exited early (${JSON.stringify(exited)}); see ${logPath}`);
+      try {
+        const r = await fetch(`${base}/readyz`);
+        if (r.ok) return;
+      } catch {
+        /* not listening yet */
+      }
+      if (Date.now() > end) throw new Error(`imkube dev not ready within 30 s; see ${logPath}`);
+      await new Promise((r) => setTimeout(r, 100));
     }
-    try {
-      const r = await fetch(`${base}/readyz`);
-      if (r.ok) break;
-    } catch {
-      /* not listening yet */
-    }
-    if (Date.now() > end) {
-      await stop();
-      throw new Error(`imkube dev not ready within 30 s; see ${logPath}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
+  };
+  try {
+    await launch();
+  } catch (err) {
+    await stop();
+    throw err;
   }
-  return { base, ws: `ws://127.0.0.1:${port}/ws`, stop };
+  // restart: stop and start on the same port and data folder.
+  const restart = async () => {
+    await kill();
+    await launch();
+  };
+  return { base, ws: `ws://127.0.0.1:${port}/ws`, stop, kill, restart };
 }
