@@ -20,6 +20,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -531,6 +532,36 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "exactly one of replicas or autoscaling must be set") {
 			t.Errorf("scale error = %v, want the exactly-one rule", err)
 		}
+
+		// Play the HPA controller + metrics adapter: 3 pods at 1500 connections each.
+		var hpa autoscalingv2.HorizontalPodAutoscaler
+		if err := h.get(ns, "auto-gateway", &hpa); err != nil {
+			t.Fatal(err)
+		}
+		avg := resource.MustParse("1500")
+		hpa.Status = autoscalingv2.HorizontalPodAutoscalerStatus{
+			CurrentReplicas: 3, DesiredReplicas: 3,
+			CurrentMetrics: []autoscalingv2.MetricStatus{{
+				Type: autoscalingv2.PodsMetricSourceType,
+				Pods: &autoscalingv2.PodsMetricStatus{
+					Metric:  autoscalingv2.MetricIdentifier{Name: "imkube_gateway_connections"},
+					Current: autoscalingv2.MetricValueStatus{AverageValue: &avg},
+				},
+			}},
+		}
+		if err := h.c.Status().Update(ctx, &hpa); err != nil {
+			t.Fatal(err)
+		}
+		h.eventually("pool connections from the HPA metric", func() error {
+			var got imv1.GatewayPool
+			if err := h.get(ns, "auto", &got); err != nil {
+				return err
+			}
+			if got.Status.Connections == nil || *got.Status.Connections != 4500 {
+				return fmt.Errorf("connections = %v, want 4500", got.Status.Connections)
+			}
+			return nil
+		})
 	})
 
 	t.Run("changing limits rewrites the ConfigMap and rolls the pods", func(t *testing.T) {

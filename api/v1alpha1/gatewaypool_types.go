@@ -113,6 +113,11 @@ type GatewayPoolStatus struct {
 	// Selector is the label selector of the gateway pods (scale subresource).
 	// +optional
 	Selector string `json:"selector,omitempty"`
+	// Connections is the pool's total of open WebSocket connections as last
+	// reported by its autoscaler's metric (average per pod x pods); absent
+	// without autoscaling or before the metrics adapter answers.
+	// +optional
+	Connections *int64 `json:"connections,omitempty"`
 	// Endpoint is the in-cluster address of the pool's Service.
 	// +optional
 	Endpoint string `json:"endpoint,omitempty"`
@@ -131,6 +136,7 @@ type GatewayPoolStatus struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.status.replicas`
 // +kubebuilder:printcolumn:name="Available",type=integer,JSONPath=`.status.readyReplicas`
+// +kubebuilder:printcolumn:name="Connections",type=integer,JSONPath=`.status.connections`
 // +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

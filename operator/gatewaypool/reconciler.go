@@ -165,5 +165,29 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) error {
 		return fmt.Errorf("get Deployment %s: %w", s.name(), err)
 	}
 	s.deployment = d
+	if s.pool.Spec.Autoscaling == nil {
+		return nil
+	}
+	var hpa autoscalingv2.HorizontalPodAutoscaler
+	err = r.Client.Get(ctx, types.NamespacedName{Namespace: s.pool.Namespace, Name: s.name()}, &hpa)
+	if err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	s.connections = connections(&hpa)
+	return nil
+}
+
+// connections is the pool total of the connections metric from the HPA's
+// status (average per pod x current replicas), or nil when not reported yet.
+func connections(hpa *autoscalingv2.HorizontalPodAutoscaler) *int64 {
+	for _, m := range hpa.Status.CurrentMetrics {
+		if m.Type != autoscalingv2.PodsMetricSourceType || m.Pods == nil || m.Pods.Metric.Name != ConnectionsMetric {
+			continue
+		}
+		if avg := m.Pods.Current.AverageValue; avg != nil {
+			total := avg.MilliValue() * int64(hpa.Status.CurrentReplicas) / 1000
+			return &total
+		}
+	}
 	return nil
 }

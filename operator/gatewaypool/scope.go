@@ -16,8 +16,9 @@ type scope struct {
 	cluster *imv1.IMCluster // nil when clusterRef names no IMCluster
 	image   string
 
-	deployment *appsv1.Deployment // observed
-	applyErr   error
+	deployment  *appsv1.Deployment // observed
+	connections *int64             // observed through the HPA metric
+	applyErr    error
 }
 
 func newScope(p *imv1.GatewayPool, c *imv1.IMCluster, o render.Options) *scope {

@@ -32,6 +32,7 @@ func computeStatus(p *imv1.GatewayPool, s *scope) {
 		return
 	}
 	st.Image = s.image
+	st.Connections = s.connections
 	desired, ready, done, detail := render.DeploymentProgress(s.deployment)
 	st.ReadyReplicas = ready
 	st.Replicas = desired
