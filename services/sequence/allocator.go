@@ -149,7 +149,7 @@ func NewEmbedded(ctx context.Context, db *sql.DB, dialect string, opts ...Option
 			all = append(all, s)
 		}
 	}
-	if err := q.recover(ctx, all); err != nil {
+	if err := q.recover(ctx, all, 1); err != nil {
 		return nil, err
 	}
 	q.start()
@@ -328,7 +328,7 @@ func (q *Sequencer) Allocate(ctx context.Context, reqs []Request) ([]Range, erro
 			return nil, fmt.Errorf("%w: %d keys still waiting for their section after %d rounds", ErrUnavailable, len(next), attempt)
 		}
 		if len(lost) > 0 {
-			if err := q.recover(ctx, lost); err != nil {
+			if err := q.recover(ctx, lost, attempt); err != nil {
 				return nil, err
 			}
 		}
@@ -422,7 +422,7 @@ func (q *Sequencer) ensureBounds(ctx context.Context, need map[int]int64) error 
 	q.wantMu.Unlock()
 
 	for round := 0; len(target) > 0; round++ {
-		if round == 4 {
+		if round == 8 {
 			return fmt.Errorf("%w: bounds of %d sections still contended after %d rounds", ErrUnavailable, len(target), round)
 		}
 		rs := make([]raise, 0, len(target))
@@ -477,7 +477,10 @@ func storeMax(a *atomic.Int64, v int64) {
 // persisted bound as floor (see the package doc). The bound is read AFTER the
 // recovery token is taken, so it covers every value handed out before the
 // loss.
-func (q *Sequencer) recover(ctx context.Context, sections []int) error {
+//
+// attempt (from 1) sets how long to wait when other replicas hold the
+// tokens: 2ms, 4ms, ... up to 100ms.
+func (q *Sequencer) recover(ctx context.Context, sections []int, attempt int) error {
 	tokens, ok, err := q.values.beginRecover(ctx, sections)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -492,10 +495,16 @@ func (q *Sequencer) recover(ctx context.Context, sections []int) error {
 	}
 	if len(mine) == 0 {
 		// Another replica is recovering them: give it a moment.
+		wait := 100 * time.Millisecond
+		if attempt < 6 {
+			wait = time.Millisecond << attempt
+		}
+		t := time.NewTimer(wait)
+		defer t.Stop()
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
-		case <-time.After(2 * time.Millisecond):
+		case <-t.C:
 		}
 		return nil
 	}
