@@ -126,3 +126,23 @@ func TestHandlerHealth(t *testing.T) {
 		t.Fatalf("/readyz after Close = %d, want 503", rec.Code)
 	}
 }
+
+func TestHandlerMetrics(t *testing.T) {
+	q := newEmbedded(t, openSQLite(t), WithSections(4))
+	defer q.Close()
+	h := NewHandler(q, nil)
+	post(t, h, `[{"key":"a","count":3},{"key":"b","count":2}]`)
+	post(t, h, `[{"key":"","count":3}]`)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, want := range []string{
+		`imkube_seq_requests_total{outcome="ok"} 1`,
+		`imkube_seq_requests_total{outcome="bad_request"} 1`,
+		"imkube_seq_values_total 5",
+		"imkube_seq_sql_writes_total 2",
+	} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Fatalf("/metrics lacks %q:\n%s", want, rec.Body)
+		}
+	}
+}
