@@ -23,6 +23,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -159,11 +160,10 @@ func NewManager(restCfg *rest.Config, cfg Config, o ManagerOptions) (ctrl.Manage
 		LeaderElectionID:              LeaderElectionID,
 		LeaderElectionNamespace:       leNS,
 		LeaderElectionReleaseOnCancel: true,
-		GracefulShutdownTimeout:       ptrDuration(30 * time.Second),
+		GracefulShutdownTimeout:       ptr.To(30 * time.Second),
 	}
 	if o.SkipNameValidation {
-		skip := true
-		opts.Controller.SkipNameValidation = &skip
+		opts.Controller.SkipNameValidation = ptr.To(true)
 	}
 	mgr, err := ctrl.NewManager(restCfg, opts)
 	if err != nil {
@@ -218,5 +218,3 @@ func Register(mgr ctrl.Manager, d Deps) error {
 	}
 	return nil
 }
-
-func ptrDuration(d time.Duration) *time.Duration { return &d }

@@ -133,7 +133,7 @@ func (r *Reconciler) reconcileConfigMap(ctx context.Context, s *scope) error {
 func (r *Reconciler) reconcileComponents(ctx context.Context, s *scope) error {
 	var errs []error
 	a := r.applier()
-	for _, comp := range components {
+	for _, comp := range components() {
 		if s.autoscaled(comp) {
 			var live appsv1.Deployment
 			err := r.Client.Get(ctx, types.NamespacedName{Namespace: s.cluster.Namespace, Name: s.name(comp)}, &live)
@@ -181,7 +181,7 @@ func (r *Reconciler) deleteOwnedHPA(ctx context.Context, s *scope, name string) 
 // observe reads the Deployments and the GatewayPools of the cluster for the status.
 func (r *Reconciler) observe(ctx context.Context, s *scope) error {
 	c := s.cluster
-	for _, comp := range components {
+	for _, comp := range components() {
 		d := &appsv1.Deployment{}
 		err := r.Client.Get(ctx, types.NamespacedName{Namespace: c.Namespace, Name: s.name(comp)}, d)
 		switch {

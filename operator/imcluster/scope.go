@@ -11,7 +11,7 @@ import (
 )
 
 // components are the Deployments of an IMCluster, in rollout order.
-var components = [...]string{render.Sequence, render.User, render.Message}
+func components() []string { return []string{render.Sequence, render.User, render.Message} }
 
 // scope is one reconcile of one IMCluster: the object, what the builders
 // derive from it, and what the phases observed.

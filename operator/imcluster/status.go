@@ -29,7 +29,7 @@ func computeStatus(c *imv1.IMCluster, s *scope) {
 	st.GatewayPools = s.pools
 
 	var pending []string
-	for _, comp := range components {
+	for _, comp := range components() {
 		desired, ready, done, detail := render.DeploymentProgress(s.deployments[comp])
 		cs := imv1.ComponentStatus{Desired: desired, Ready: ready}
 		switch comp {
