@@ -166,6 +166,7 @@ export class ImkubeClient extends Emitter {
     this._authed = false;
     /** @type {number|null} */
     this._reconnectAfterMs = null;
+    /** @type {Record<'reconnect'|'ping'|'sync'|'persist'|'auth', any>} */
     this._timers = { reconnect: null, ping: null, sync: null, persist: null, auth: null };
     this._lastRx = 0;
     /** @type {any[]|null} frames received while the stored state loads */
