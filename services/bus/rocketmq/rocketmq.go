@@ -71,8 +71,12 @@ type Config struct {
 	PushGroupPrefix string
 	// ProducerGroup (default "imkube-producer").
 	ProducerGroup string
-	// InstanceName tells apart the clients of this process (default: random);
-	// two Bus values in one process need different names.
+	// InstanceName tells apart the RocketMQ clients (client id = IP@name;
+	// default: random). Two Bus values in one process, or two processes on
+	// one host, need different names. A name that stays the same across
+	// restarts of the same replica (the pod name) lets a restarted message
+	// service take its queue locks back at once; with a new name it waits for
+	// the broker's lock expiry (60 s) of the queues the dead one held.
 	InstanceName string
 	// RetryPause is how long a queue waits after a handler error (default 1s).
 	RetryPause time.Duration
