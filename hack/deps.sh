@@ -372,7 +372,7 @@ restart) locked each stop "$@" && locked each start "$@" ;;
 env) env_lines ;;
 status) status ;;
 *)
-	sed -n '2,14p' "$SCRIPT" | sed 's/^# \{0,1\}//'
+	sed -n '2,18p' "$SCRIPT" | sed 's/^# \{0,1\}//'
 	exit 2
 	;;
 esac
