@@ -90,7 +90,8 @@ done
 [[ -n "$port" ]] || { cat "$work/registry.log" >&2; log "crane registry did not start"; exit 1; }
 
 tmp_ref="127.0.0.1:$port/imkube:build"
-"$CRANE" append --insecure --oci-empty-base -f "$work/layer.tar" -t "$tmp_ref" >/dev/null
+"$CRANE" append --insecure --oci-empty-base -f "$work/layer.tar" -t "$tmp_ref" >/dev/null 2>"$work/append.log" ||
+	{ cat "$work/append.log" >&2; log "crane append failed"; exit 1; }
 mkdir -p "$(dirname "$OUT")"
 "$CRANE" mutate --insecure "$tmp_ref" \
 	--set-platform "linux/$ARCH" \

@@ -16,7 +16,9 @@ import (
 
 // The image that `make image` (hack/image.sh) writes without Docker must be a
 // loadable linux/amd64 image that runs the static imkube binary as uid 65532,
-// like the Dockerfile's. IMKUBE_IMAGE_TAR comes from `make image-test-prep`.
+// like the Dockerfile's. IMKUBE_IMAGE_TAR comes from `make image-test-prep`,
+// which runs hack/image.sh around a static stand-in binary (fast); `make
+// image` packages the real one the same way.
 func TestImageTarballRunsTheStaticBinaryAsNonRootOnLinuxAMD64(t *testing.T) {
 	path := testenv.Require(t, "IMKUBE_IMAGE_TAR")
 	files := readTar(t, path, nil)
