@@ -98,6 +98,7 @@ wait_for() {
 		if "$@"; then return 0; fi
 		sleep 0.2
 	done
+	log "$what not ready after ${secs}s"
 	return 1
 }
 
@@ -145,7 +146,7 @@ redis_start() {
 	log "starting Redis on 127.0.0.1:$REDIS_PORT"
 	"$(sbin redis-server)" --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
 		--daemonize yes --pidfile "$R/redis.pid" --logfile "$R/redis.log" --dir "$R" \
-		--protected-mode yes --databases 64 --maxclients 4000 </dev/null >>"$R/redis.log" 2>&1 9>&-
+		--protected-mode yes --databases 64 --maxclients 4000 </dev/null >/dev/null 2>&1 9>&-
 	wait_for 30 redis redis_ping || die "Redis did not answer PING (log: $R/redis.log)"
 }
 redis_ping() { [[ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]; }
