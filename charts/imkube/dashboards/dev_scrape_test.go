@@ -79,7 +79,7 @@ func scrapeDevAfterAChat(t *testing.T) map[string]*dto.MetricFamily {
 	b.WS().Close()
 
 	// The disconnect is counted when the gateway notices the close.
-	for range 200 {
+	for range 800 {
 		fams := scrape(t, s.URL)
 		if _, ok := fams["imkube_gateway_disconnects_total"]; ok {
 			return fams
