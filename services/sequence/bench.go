@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	goruntime "runtime"
 	"slices"
 	"strconv"
@@ -19,7 +20,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -42,8 +42,21 @@ func BenchMain(ctx context.Context, args []string, stdout io.Writer, log *slog.L
 	keys := fs.Int("keys", 100_000, "distinct keys")
 	batchKeys := fs.Int("batch-keys", 64, "keys per call in the batched scenarios")
 	batchCount := fs.Int64("batch-count", 64, "count per key in the batched-ranges scenario")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	only := fs.String("only", "", "run only the scenarios whose name contains this text (the two baselines always run)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return fmt.Errorf("bench seq: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("bench seq: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if *redisAddr == "" || *dsn == "" {
 		return errors.New("bench seq: --redis-addr (IMKUBE_REDIS_ADDR) and --mysql-dsn (IMKUBE_MYSQL_DSN) are required; `hack/deps.sh up` starts both")
@@ -145,7 +158,10 @@ func BenchMain(ctx context.Context, args []string, stdout io.Writer, log *slog.L
 	fmt.Fprintf(stdout, "imkube bench seq: %d clients, %s per scenario, %d keys, %d CPUs (%s/%s), %s\n\n",
 		b.clients, b.dur, b.keys, goruntime.NumCPU(), goruntime.GOOS, goruntime.GOARCH, goruntime.Version())
 	results := make([]benchResult, 0, len(scenarios))
-	for _, s := range scenarios {
+	for i, s := range scenarios {
+		if i >= 2 && !strings.Contains(s.name, *only) {
+			continue
+		}
 		// Warm up (connections, scripts, first bounds), then measure.
 		if _, err := b.run(ctx, s.op, min(b.dur/5, time.Second)); err != nil {
 			return fmt.Errorf("bench seq: %s: %w", s.name, err)
@@ -266,5 +282,3 @@ func fmtDur(d time.Duration) string {
 		return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond))
 	}
 }
-
-var _ = mysql.ParseDSN // the DSN format of --mysql-dsn

@@ -44,20 +44,33 @@ for g = 1, #KEYS do
       local f = ARGV[a]
       local c = tonumber(ARGV[a + 1])
       a = a + 2
-      local cur = redis.call('HGET', h, f)
-      if cur then
-        cur = tonumber(cur)
-        if cur < floor then cur = floor end
+      if floor == 0 and not blocked then
+        -- Common case (section never lost): one HINCRBY, undone when the
+        -- result is over the bound (all within this atomic script).
+        local last = redis.call('HINCRBY', h, f, c)
+        if last > bound then
+          redis.call('HINCRBY', h, f, -c)
+          blocked = true
+          out[#out + 1] = -last
+        else
+          out[#out + 1] = last
+        end
       else
-        cur = floor
-      end
-      local last = cur + c
-      if blocked or last > bound then
-        blocked = true
-        out[#out + 1] = -last
-      else
-        redis.call('HSET', h, f, string.format('%d', last))
-        out[#out + 1] = last
+        local cur = redis.call('HGET', h, f)
+        if cur then
+          cur = tonumber(cur)
+          if cur < floor then cur = floor end
+        else
+          cur = floor
+        end
+        local last = cur + c
+        if blocked or last > bound then
+          blocked = true
+          out[#out + 1] = -last
+        else
+          redis.call('HSET', h, f, string.format('%d', last))
+          out[#out + 1] = last
+        end
       end
     end
   end
