@@ -180,6 +180,8 @@ export class ImkubeClient extends Emitter {
     /** @type {Map<number, Message>} */
     this._inboxBuf = new Map();
     this._syncing = 0;
+    /** @type {Promise<void> | null} */
+    this._syncDone = null;
     this._resync = false;
     /** @type {Map<string, ConvState>} */
     this._convs = new Map();
@@ -574,12 +576,12 @@ export class ImkubeClient extends Emitter {
       this._timers.sync = setInterval(() => this._syncInbox(), this.opts.syncIntervalMs);
     }
     for (const h of held) if (gen === this._gen) this._onFrame(h, gen);
-    const synced = this._syncInbox();
+    if (this.opts.rest) this.refreshConversations().catch((err) => this._log('warn', 'conversation list failed', err));
+    // The inbox first (paging while more), then read-diffusion groups with news.
+    await this._syncInbox();
+    if (gen !== this._gen) return;
     for (const c of f.convs ?? []) this._convNews(c.conv, c.lastSeq);
     for (const c of this._convs.values()) this._convGap(c);
-    if (this.opts.rest) this.refreshConversations().catch((err) => this._log('warn', 'conversation list failed', err));
-    await synced;
-    if (gen !== this._gen) return;
     for (const c of this._convs.values()) {
       const before = c.unread;
       this._recount(c);
@@ -738,14 +740,22 @@ export class ImkubeClient extends Emitter {
    * exactly the missing range of a gap. One loop runs per connection; calls
    * during it make it go round once more.
    */
-  async _syncInbox() {
+  _syncInbox() {
     const gen = this._gen;
-    if (!this._authed) return;
-    if (this._syncing === gen) {
+    if (!this._authed) return Promise.resolve();
+    if (this._syncing === gen && this._syncDone) {
       this._resync = true;
-      return;
+      return this._syncDone;
     }
     this._syncing = gen;
+    this._syncDone = this._syncLoop(gen).finally(() => {
+      if (this._syncing === gen) this._syncing = 0;
+    });
+    return this._syncDone;
+  }
+
+  /** @param {number} gen */
+  async _syncLoop(gen) {
     try {
       for (let i = 0; i < MAX_LOOP && gen === this._gen; i++) {
         this._resync = false;
@@ -766,8 +776,6 @@ export class ImkubeClient extends Emitter {
       }
     } catch (err) {
       this._log('debug', 'sync interrupted', err);
-    } finally {
-      if (this._syncing === gen) this._syncing = 0;
     }
   }
 
