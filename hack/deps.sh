@@ -221,8 +221,8 @@ rocketmq_install() {
 		log "fetching RocketMQ $ROCKETMQ_VERSION jars from Maven Central"
 		sed "s/@ROCKETMQ_VERSION@/$ROCKETMQ_VERSION/g" "$HACK_DIR/rocketmq/pom.xml" >"$QJARS/pom.xml"
 		(cd "$QJARS" && mvn -B -q -Dstyle.color=never -f "$QJARS/pom.xml" -Dmaven.repo.local="$QJARS/m2" \
-			dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$QHOME/lib") ||
-			die "mvn dependency:copy-dependencies failed"
+			dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$QHOME/lib" >"$QJARS/mvn.log" 2>&1) ||
+			{ tail -30 "$QJARS/mvn.log" >&2; die "mvn dependency:copy-dependencies failed (log: $QJARS/mvn.log)"; }
 		touch "$QHOME/lib/.complete"
 	fi
 	exec 8>&-
