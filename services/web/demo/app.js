@@ -35,11 +35,13 @@ const names = new Map();
 /** group id -> group */
 const groups = new Map();
 
+// One device per browser tab: two tabs of the same account are two devices
+// (both get every message) instead of replacing each other.
 function deviceId() {
-  let d = localStorage.getItem(DEVICE_KEY);
+  let d = sessionStorage.getItem(DEVICE_KEY);
   if (!d) {
     d = `web-${newId().slice(0, 12)}`;
-    localStorage.setItem(DEVICE_KEY, d);
+    sessionStorage.setItem(DEVICE_KEY, d);
   }
   return d;
 }
@@ -105,7 +107,8 @@ async function start(session) {
     url: wsURL(),
     token: session.token,
     device: deviceId(),
-    storage: new LocalStorageStorage(),
+    // Cursors and recent messages survive reloads of this tab.
+    storage: new LocalStorageStorage(sessionStorage),
     rest: app.rest,
   });
   app.client = client;
