@@ -8,9 +8,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/redis/go-redis/v9"
@@ -286,20 +290,72 @@ func (p *tcpProxy) close() {
 	p.wg.Wait()
 }
 
-// testRedis returns a client of its own on a Redis DB index reserved for
-// this package's tests, and a key prefix unique to the test.
+// testRedis returns a client of the shared Redis (hack/deps.sh) and a key
+// prefix unique to the test.
 func testRedis(t *testing.T) (*redis.Client, string) {
 	t.Helper()
 	addr := testenv.Require(t, "IMKUBE_REDIS_ADDR")
-	c := redis.NewClient(&redis.Options{Addr: strings.Split(addr, ",")[0], DB: redisTestDB})
+	c := redis.NewClient(&redis.Options{Addr: strings.Split(addr, ",")[0]})
 	t.Cleanup(func() { c.Close() })
 	if err := c.Ping(context.Background()).Err(); err != nil {
 		t.Fatalf("redis at %s: %v", addr, err)
 	}
-	return c, fmt.Sprintf("seqtest:%s:", newToken()[:8])
+	prefix := fmt.Sprintf("seqtest:%s:", newToken()[:8])
+	t.Cleanup(func() {
+		ctx := context.Background()
+		keys, err := c.Keys(ctx, prefix+"*").Result() // a handful of keys
+		if err == nil && len(keys) > 0 {
+			c.Del(ctx, keys...)
+		}
+	})
+	return c, prefix
 }
 
-// redisTestDB is the Redis DB index of this package's tests. Loss of data is
-// simulated with FLUSHDB on it: FLUSHALL would also wipe the data of other
-// packages' tests running at the same time on the shared server.
-const redisTestDB = 11
+// privateRedis starts a redis-server of the test's own (the binary that
+// hack/deps.sh installed) on a unix socket, without persistence, so the test
+// can lose everything with FLUSHALL and SCRIPT FLUSH (what a restart without
+// persistence does) without disturbing other packages' tests. newClient
+// returns one more client of it (one per replica).
+func privateRedis(t *testing.T) (newClient func() *redis.Client) {
+	t.Helper()
+	testenv.Require(t, "IMKUBE_REDIS_ADDR") // hack/deps.sh ran and installed redis-server
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server not found: run hack/deps.sh up: %v", err)
+	}
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "redis.sock")
+	cmd := exec.Command(bin, "--port", "0", "--unixsocket", sock, "--save", "", "--appendonly", "no",
+		"--dir", dir, "--maxmemory-policy", "noeviction")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	newClient = func() *redis.Client {
+		c := redis.NewClient(&redis.Options{Network: "unix", Addr: sock, PoolSize: 32})
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	probe := newClient()
+	for i := 0; ; i++ {
+		if _, err := os.Stat(sock); err == nil && probe.Ping(context.Background()).Err() == nil {
+			return newClient
+		}
+		if i == 100 {
+			t.Fatalf("private redis-server did not answer on %s", sock)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// loseRedisData makes Redis forget everything, as a restart without
+// persistence does: data and cached scripts.
+func loseRedisData(ctx context.Context, rdb *redis.Client) error {
+	if err := rdb.FlushAll(ctx).Err(); err != nil {
+		return err
+	}
+	return rdb.ScriptFlush(ctx).Err()
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/redis/go-redis/v9"
 )
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -33,9 +34,8 @@ type replica struct {
 	writes *writeCounter
 }
 
-func newReplica(t *testing.T, cfg *mysql.Config, sqlAddr, prefix string, opts ...Option) replica {
+func newReplica(t *testing.T, rdb *redis.Client, cfg *mysql.Config, sqlAddr, prefix string, opts ...Option) replica {
 	t.Helper()
-	rdb, _ := testRedis(t)
 	w := &writeCounter{}
 	db := openCounted(t, cfg, sqlAddr, w)
 	opts = append([]Option{WithKeyPrefix(prefix), WithLogger(testLogger(t))}, opts...)
@@ -55,10 +55,12 @@ type op struct {
 }
 
 // Three replicas x 64 goroutines x 10k keys with mixed counts; Redis loses all
-// its data in the middle of the run.
+// its data (FLUSHALL and SCRIPT FLUSH, as a restart without persistence)
+// in the middle of the run.
 func TestRedisReplicasNeverRepeatAcrossRedisLoss(t *testing.T) {
 	cfg := testDatabase(t)
-	rdb, prefix := testRedis(t)
+	newRedis := privateRedis(t)
+	rdb, prefix := newRedis(), "imkube:seq:"
 	ctx := context.Background()
 	const (
 		replicas = 3
@@ -70,7 +72,7 @@ func TestRedisReplicasNeverRepeatAcrossRedisLoss(t *testing.T) {
 	)
 	reps := make([]replica, replicas)
 	for i := range reps {
-		reps[i] = newReplica(t, cfg, "", prefix, WithStep(step), WithSections(sections))
+		reps[i] = newReplica(t, newRedis(), cfg, "", prefix, WithStep(step), WithSections(sections))
 	}
 	// Keys only in the lower half of the sections: the upper half stays
 	// unused, to check that its keys start at 1 after the loss.
@@ -124,7 +126,7 @@ func TestRedisReplicasNeverRepeatAcrossRedisLoss(t *testing.T) {
 					if done.Add(1) == total/2 {
 						flushOnce.Do(func() {
 							flushAt[0] = time.Now()
-							if err := rdb.FlushDB(ctx).Err(); err != nil {
+							if err := loseRedisData(ctx, rdb); err != nil {
 								errs <- err
 							}
 							flushAt[1] = time.Now()
@@ -186,7 +188,7 @@ func TestRedisReplicasNeverRepeatAcrossRedisLoss(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := rdb.FlushDB(ctx).Err(); err != nil {
+	if err := loseRedisData(ctx, rdb); err != nil {
 		t.Fatal(err)
 	}
 	q := reps[0].q
@@ -251,10 +253,11 @@ func TestRedisReplicasNeverRepeatAcrossRedisLoss(t *testing.T) {
 // returns, no value is ever handed out again.
 func TestRedisSQLOutage(t *testing.T) {
 	cfg := testDatabase(t)
-	rdb, prefix := testRedis(t)
+	newRedis := privateRedis(t)
+	rdb := newRedis()
 	proxy := newTCPProxy(t, cfg.Addr)
 	const step = 100
-	rep := newReplica(t, cfg, proxy.addr(), prefix, WithStep(step), WithSections(16), WithSQLTimeout(time.Second))
+	rep := newReplica(t, newRedis(), cfg, proxy.addr(), "imkube:seq:", WithStep(step), WithSections(16), WithSQLTimeout(time.Second))
 	q := rep.q
 	ctx := context.Background()
 
@@ -291,7 +294,7 @@ func TestRedisSQLOutage(t *testing.T) {
 
 	// Redis loses its data while MySQL is down: recovery needs the bounds,
 	// so the section is unavailable, not restarted at 1.
-	if err := rdb.FlushDB(ctx).Err(); err != nil {
+	if err := loseRedisData(ctx, rdb); err != nil {
 		t.Fatal(err)
 	}
 	reqCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
