@@ -63,6 +63,8 @@ function wsURL() {
 
 function errText(err) {
   if (err instanceof ApiError) return `${err.message} (${err.code})`;
+  if (err?.code === 'TOO_LARGE') return 'the message is too long';
+  if (err?.code === 'TIMEOUT') return 'no answer from the server';
   return err instanceof Error ? err.message : String(err);
 }
 
@@ -338,6 +340,8 @@ function renderMessages() {
   for (const p of c.pending.values()) {
     const li = bubble(p.body, true, p.state, '', 0);
     if (p.state === 'failed') {
+      const st = li.querySelector('.state');
+      if (st && p.error) st.textContent = `failed: ${p.error}`;
       const retry = document.createElement('button');
       retry.className = 'link retry';
       retry.setAttribute('data-testid', 'retry');

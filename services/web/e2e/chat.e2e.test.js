@@ -174,6 +174,13 @@ test('the reconnect indicator follows a server restart and a message typed offli
   await allSent(w.page, 2);
   await g.page.locator('[data-testid="conv"]', { hasText: 'frank' }).click();
   assert.deepEqual(await bodies(g.page, 2), ['before the restart', 'typed while offline']);
+
+  // A message the server refuses (over 16 KiB) shows as failed with a retry button.
+  await send(w.page, 'é'.repeat(9000));
+  await w.page.locator('[data-testid="message"][data-state="failed"]').waitFor();
+  await w.page.getByTestId('retry').click();
+  await w.page.locator('[data-testid="message"][data-state="failed"]').waitFor();
+  await shot(w.page, 'frank-failed');
   await w.context.close();
   await g.context.close();
 });
