@@ -313,10 +313,17 @@ func testRedis(t *testing.T) (*redis.Client, string) {
 
 // privateRedis starts a redis-server of the test's own (the binary that
 // hack/deps.sh installed) on a unix socket, without persistence, so the test
-// can lose everything with FLUSHALL and SCRIPT FLUSH (what a restart without
-// persistence does) without disturbing other packages' tests. newClient
-// returns one more client of it (one per replica).
-func privateRedis(t *testing.T) (newClient func() *redis.Client) {
+// can lose everything (FLUSHALL and SCRIPT FLUSH, or a real restart) without
+// disturbing other packages' tests.
+type privRedis struct {
+	t    *testing.T
+	bin  string
+	dir  string
+	sock string
+	cmd  *exec.Cmd
+}
+
+func privateRedis(t *testing.T) *privRedis {
 	t.Helper()
 	testenv.Require(t, "IMKUBE_REDIS_ADDR") // hack/deps.sh ran and installed redis-server
 	bin, err := exec.LookPath("redis-server")
@@ -324,31 +331,53 @@ func privateRedis(t *testing.T) (newClient func() *redis.Client) {
 		t.Fatalf("redis-server not found: run hack/deps.sh up: %v", err)
 	}
 	dir := t.TempDir()
-	sock := filepath.Join(dir, "redis.sock")
-	cmd := exec.Command(bin, "--port", "0", "--unixsocket", sock, "--save", "", "--appendonly", "no",
-		"--dir", dir, "--maxmemory-policy", "noeviction")
-	if err := cmd.Start(); err != nil {
+	p := &privRedis{t: t, bin: bin, dir: dir, sock: filepath.Join(dir, "redis.sock")}
+	if err := p.start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	newClient = func() *redis.Client {
-		c := redis.NewClient(&redis.Options{Network: "unix", Addr: sock, PoolSize: 32})
-		t.Cleanup(func() { c.Close() })
-		return c
+	t.Cleanup(p.kill)
+	return p
+}
+
+func (p *privRedis) start() error {
+	p.cmd = exec.Command(p.bin, "--port", "0", "--unixsocket", p.sock, "--save", "", "--appendonly", "no",
+		"--dir", p.dir, "--maxmemory-policy", "noeviction")
+	if err := p.cmd.Start(); err != nil {
+		return err
 	}
-	probe := newClient()
+	probe := redis.NewClient(&redis.Options{Network: "unix", Addr: p.sock})
+	defer probe.Close()
 	for i := 0; ; i++ {
-		if _, err := os.Stat(sock); err == nil && probe.Ping(context.Background()).Err() == nil {
-			return newClient
+		if _, err := os.Stat(p.sock); err == nil && probe.Ping(context.Background()).Err() == nil {
+			return nil
 		}
 		if i == 100 {
-			t.Fatalf("private redis-server did not answer on %s", sock)
+			return fmt.Errorf("private redis-server did not answer on %s", p.sock)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+func (p *privRedis) kill() {
+	if p.cmd != nil {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+		p.cmd = nil
+	}
+}
+
+// restart kills redis-server (SIGKILL) and starts it again, empty.
+func (p *privRedis) restart() error {
+	p.kill()
+	_ = os.Remove(p.sock)
+	return p.start()
+}
+
+// client returns one more client (one per replica).
+func (p *privRedis) client() *redis.Client {
+	c := redis.NewClient(&redis.Options{Network: "unix", Addr: p.sock, PoolSize: 32})
+	p.t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // loseRedisData makes Redis forget everything, as a restart without

@@ -59,8 +59,8 @@ type op struct {
 // in the middle of the run.
 func TestRedisReplicasNeverRepeatAcrossRedisLoss(t *testing.T) {
 	cfg := testDatabase(t)
-	newRedis := privateRedis(t)
-	rdb, prefix := newRedis(), "imkube:seq:"
+	priv := privateRedis(t)
+	rdb, prefix := priv.client(), "imkube:seq:"
 	ctx := context.Background()
 	const (
 		replicas = 3
@@ -72,7 +72,7 @@ func TestRedisReplicasNeverRepeatAcrossRedisLoss(t *testing.T) {
 	)
 	reps := make([]replica, replicas)
 	for i := range reps {
-		reps[i] = newReplica(t, newRedis(), cfg, "", prefix, WithStep(step), WithSections(sections))
+		reps[i] = newReplica(t, priv.client(), cfg, "", prefix, WithStep(step), WithSections(sections))
 	}
 	// Keys only in the lower half of the sections: the upper half stays
 	// unused, to check that its keys start at 1 after the loss.
@@ -145,35 +145,16 @@ func TestRedisReplicasNeverRepeatAcrossRedisLoss(t *testing.T) {
 		t.Fatal("the run ended before Redis lost its data")
 	}
 
-	// Per key: no value twice, and a request that finished before another
-	// started got smaller values (strictly increasing in real time).
-	byKey := map[string][]op{}
-	for _, o := range ops {
-		byKey[o.r.Key] = append(byKey[o.r.Key], o)
+	// Per key: no value twice, strictly increasing in real time; and new
+	// keys start at 1: the first range of every key used before the loss
+	// begins at 1.
+	maxSeen, first := checkRanges(t, ops)
+	for k, o := range first {
+		if o.end.Before(flushAt[0]) && o.r.First != 1 {
+			t.Fatalf("key %s: first range before the loss is %+v, want it to start at 1", k, o.r)
+		}
 	}
-	maxSeen := map[string]int64{}
-	for k, list := range byKey {
-		sort.Slice(list, func(i, j int) bool { return list[i].r.First < list[j].r.First })
-		for i := 1; i < len(list); i++ {
-			if list[i].r.First <= list[i-1].r.Last {
-				t.Fatalf("key %s: ranges %+v and %+v overlap: a value was handed out twice", k, list[i-1].r, list[i].r)
-			}
-		}
-		for i := range list {
-			for j := i + 1; j < len(list); j++ {
-				if list[j].end.Before(list[i].start) {
-					t.Fatalf("key %s: %+v finished before %+v started but got larger values", k, list[j].r, list[i].r)
-				}
-			}
-		}
-		// New keys start at 1: the first range of every key that was used
-		// before the loss begins at 1.
-		if list[0].end.Before(flushAt[0]) && list[0].r.First != 1 {
-			t.Fatalf("key %s: first range before the loss is %+v, want it to start at 1", k, list[0].r)
-		}
-		maxSeen[k] = list[len(list)-1].r.Last
-	}
-	t.Logf("%d ranges for %d keys", len(ops), len(byKey))
+	t.Logf("%d ranges for %d keys", len(ops), len(maxSeen))
 
 	// After another loss: old keys continue above their section's bound, keys
 	// of never-used sections start at 1, and a brand-new key in a recovered
@@ -253,11 +234,11 @@ func TestRedisReplicasNeverRepeatAcrossRedisLoss(t *testing.T) {
 // returns, no value is ever handed out again.
 func TestRedisSQLOutage(t *testing.T) {
 	cfg := testDatabase(t)
-	newRedis := privateRedis(t)
-	rdb := newRedis()
+	priv := privateRedis(t)
+	rdb := priv.client()
 	proxy := newTCPProxy(t, cfg.Addr)
 	const step = 100
-	rep := newReplica(t, newRedis(), cfg, proxy.addr(), "imkube:seq:", WithStep(step), WithSections(16), WithSQLTimeout(time.Second))
+	rep := newReplica(t, priv.client(), cfg, proxy.addr(), "imkube:seq:", WithStep(step), WithSections(16), WithSQLTimeout(time.Second))
 	q := rep.q
 	ctx := context.Background()
 
@@ -319,5 +300,131 @@ func TestRedisSQLOutage(t *testing.T) {
 	}
 	if got[0].First <= last || got[1].First <= other {
 		t.Fatalf("after MySQL returned got %+v, want values above %d and %d", got, last, other)
+	}
+}
+
+// checkRanges fails t when a value of a key was handed out twice, or when a
+// request that finished before another started got larger values. It returns
+// each key's largest value and first range.
+func checkRanges(t *testing.T, ops []op) (maxSeen map[string]int64, first map[string]op) {
+	t.Helper()
+	byKey := map[string][]op{}
+	for _, o := range ops {
+		byKey[o.r.Key] = append(byKey[o.r.Key], o)
+	}
+	maxSeen, first = map[string]int64{}, map[string]op{}
+	for k, list := range byKey {
+		sort.Slice(list, func(i, j int) bool { return list[i].r.First < list[j].r.First })
+		for i := 1; i < len(list); i++ {
+			if list[i].r.First <= list[i-1].r.Last {
+				t.Fatalf("key %s: ranges %+v and %+v overlap: a value was handed out twice", k, list[i-1].r, list[i].r)
+			}
+		}
+		for i := range list {
+			for j := i + 1; j < len(list); j++ {
+				if list[j].end.Before(list[i].start) {
+					t.Fatalf("key %s: %+v finished before %+v started but got larger values", k, list[j].r, list[i].r)
+				}
+			}
+		}
+		first[k] = list[0]
+		maxSeen[k] = list[len(list)-1].r.Last
+	}
+	return maxSeen, first
+}
+
+// Redis is killed (SIGKILL) and restarted empty while two replicas allocate:
+// calls in flight fail with ErrUnavailable, and no value is ever handed out
+// twice, before, during or after the restart.
+func TestRedisRestartMidRun(t *testing.T) {
+	cfg := testDatabase(t)
+	priv := privateRedis(t)
+	ctx := context.Background()
+	const (
+		replicas = 2
+		workers  = 16
+		rounds   = 150
+		nkeys    = 300
+	)
+	reps := make([]replica, replicas)
+	for i := range reps {
+		reps[i] = newReplica(t, priv.client(), cfg, "", "imkube:seq:", WithStep(50), WithSections(64))
+	}
+	var (
+		mu              sync.Mutex
+		ops             []op
+		failed          atomic.Int64
+		done            atomic.Int64
+		restartOnce     sync.Once
+		recoveredBefore atomic.Int64
+		wg              sync.WaitGroup
+		errs            = make(chan error, replicas*workers+1)
+	)
+	for ri := range reps {
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rng := rand.New(rand.NewPCG(uint64(ri), uint64(w)))
+				for range rounds {
+					reqs := []Request{
+						{Key: fmt.Sprintf("c:%d", rng.IntN(nkeys)), Count: int64(1 + rng.IntN(3))},
+						{Key: fmt.Sprintf("i:%d", rng.IntN(nkeys)), Count: 1},
+					}
+					start := time.Now()
+					reqCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+					got, err := reps[ri].q.Allocate(reqCtx, reqs)
+					cancel()
+					end := time.Now()
+					if done.Add(1) == replicas*workers*rounds/3 {
+						restartOnce.Do(func() {
+							for _, r := range reps {
+								recoveredBefore.Add(r.q.Stats().Recoveries)
+							}
+							if err := priv.restart(); err != nil {
+								errs <- err
+							}
+						})
+					}
+					if err != nil {
+						if !errors.Is(err, ErrUnavailable) {
+							errs <- fmt.Errorf("during the restart got %v, want ErrUnavailable", err)
+							return
+						}
+						failed.Add(1)
+						continue
+					}
+					mu.Lock()
+					for _, g := range got {
+						ops = append(ops, op{r: g, start: start, end: end})
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	maxSeen, _ := checkRanges(t, ops)
+	t.Logf("%d ranges for %d keys, %d calls failed during the restart", len(ops), len(maxSeen), failed.Load())
+	var recovered int64
+	for _, r := range reps {
+		recovered += r.q.Stats().Recoveries
+	}
+	if recovered <= recoveredBefore.Load() {
+		t.Fatalf("no section was recovered after the restart (%d before, %d after): Redis did not lose its data mid-run", recoveredBefore.Load(), recovered)
+	}
+	// After the run every replica serves again, above everything seen.
+	for _, r := range reps {
+		for _, k := range []string{"c:1", "i:2"} {
+			got := alloc(t, r.q, k, 1)
+			if got.First <= maxSeen[k] {
+				t.Fatalf("after the restart %s got %d, want above %d", k, got.First, maxSeen[k])
+			}
+			maxSeen[k] = got.Last
+		}
 	}
 }
