@@ -184,3 +184,16 @@ test('the reconnect indicator follows a server restart and a message typed offli
   await w.context.close();
   await g.context.close();
 });
+
+test('the SDK modules load in the browser and IndexedDBStorage keeps values', async () => {
+  const { page, context } = await openWindow('sdk-in-browser');
+  const got = await page.evaluate(async () => {
+    const sdk = await import('/sdk/imkube.js');
+    const store = new sdk.IndexedDBStorage('imkube-e2e');
+    await store.set('k', { inboxSeq: 7, convs: { 'u:a:b': { seq: 3 } } });
+    const again = new sdk.IndexedDBStorage('imkube-e2e');
+    return { value: await again.get('k'), missing: await again.get('nope'), conv: sdk.directConv('b', 'a') };
+  });
+  assert.deepEqual(got, { value: { inboxSeq: 7, convs: { 'u:a:b': { seq: 3 } } }, missing: undefined, conv: 'u:a:b' });
+  await context.close();
+});

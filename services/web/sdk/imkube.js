@@ -8,6 +8,6 @@
  */
 export { ImkubeClient, ImkubeError, directConv, groupConv, newId } from './client.js';
 export { RestClient, ApiError } from './rest.js';
-export { MemoryStorage, LocalStorageStorage } from './storage.js';
+export { MemoryStorage, LocalStorageStorage, IndexedDBStorage } from './storage.js';
 export { backoffDelay } from './backoff.js';
 export { Emitter } from './emitter.js';
