@@ -47,7 +47,7 @@ test('backoff delays are full-jitter and capped', () => {
 test('auth is the first frame and send resolves with the ack', async (t) => {
   const s = new FakeServer();
   const { c } = open(t, s, 'alice');
-  await waitFor(() => c.state === 'online', 2000, 'online');
+  await waitFor(() => c.state === 'online', 5000, 'online');
   assert.deepEqual(s.received[0].frame, { t: 'auth', token: 'tok-alice', device: 'd1' });
   const ack = await c.send({ to: { user: 'bob' }, body: 'hi', cmid: 'c1' });
   assert.deepEqual({ cmid: ack.cmid, conv: ack.conv, seq: ack.seq }, { cmid: 'c1', conv: directConv('alice', 'bob'), seq: 1 });
@@ -57,7 +57,7 @@ test('auth is the first frame and send resolves with the ack', async (t) => {
 test('with drops, duplicates and reordering the app sees every message once, in order', async (t) => {
   const s = new FakeServer({ seed: 7, chaos: { drop: 0.15, dup: 0.15, reorder: 0.25 } });
   const { c, got } = open(t, s, 'bob');
-  await waitFor(() => c.state === 'online', 2000, 'online');
+  await waitFor(() => c.state === 'online', 5000, 'online');
   const n = 200;
   for (let i = 0; i < n; i++) {
     s.post(i % 3 === 0 ? 'carol' : 'alice', { user: 'bob' }, `m${i}`);
@@ -89,9 +89,9 @@ test('sends survive lost acks and duplicates: each cmid is stored once and acked
 test('a client that was offline catches up by paging sync from its cursor', async (t) => {
   const s = new FakeServer();
   const { c, got } = open(t, s, 'bob', { pageLimit: 10 });
-  await waitFor(() => c.state === 'online', 2000, 'online');
+  await waitFor(() => c.state === 'online', 5000, 'online');
   s.post('alice', { user: 'bob' }, 'before');
-  await waitFor(() => got.length === 1, 2000, 'first message');
+  await waitFor(() => got.length === 1, 5000, 'first message');
   s.cut('bob');
   s.intercept = (conn, f) => (f.t === 'auth' ? null : undefined); // the server is down for a while
   await sleep(30);
@@ -105,13 +105,13 @@ test('a client that was offline catches up by paging sync from its cursor', asyn
 
 test('an inbox gap is filled by syncing exactly the missing range', async (t) => {
   const s = new FakeServer();
-  const { c, got } = open(t, s, 'bob', { syncIntervalMs: 0 });
-  await waitFor(() => c.state === 'online', 2000, 'online');
+  const { c, got } = open(t, s, 'bob', { syncIntervalMs: 0, requestTimeoutMs: 5000 });
+  await waitFor(() => c.state === 'online', 5000, 'online');
   await sleep(20);
   s.received.length = 0;
   s.filter = (conn, f) => !(f.t === 'msg' && (f.inboxSeq === 3 || f.inboxSeq === 4));
   for (let i = 1; i <= 6; i++) s.post('alice', { user: 'bob' }, `g${i}`);
-  await waitFor(() => got.length === 6, 2000, 'six messages');
+  await waitFor(() => got.length === 6, 5000, 'six messages');
   assert.deepEqual(bodies(got), ['g1', 'g2', 'g3', 'g4', 'g5', 'g6']);
   const syncs = s.framesOf('sync').map(({ after, limit }) => ({ after, limit }));
   assert.deepEqual(syncs, [{ after: 2, limit: 2 }]);
@@ -121,12 +121,12 @@ test('read-diffusion groups are pulled on notify, exactly the missing range', as
   const s = new FakeServer({ readDiffusionAbove: 2 });
   s.group('big', ['alice', 'bob', 'carol']);
   for (let i = 1; i <= 3; i++) s.post('alice', { group: 'big' }, `early${i}`);
-  const { c, got } = open(t, s, 'bob');
-  await waitFor(() => got.length === 3, 2000, 'news from auth_ok');
+  const { c, got } = open(t, s, 'bob', { requestTimeoutMs: 5000 });
+  await waitFor(() => got.length === 3, 5000, 'news from auth_ok');
   s.filter = (conn, f) => !(f.t === 'notify' && f.seq === 4);
   s.post('carol', { group: 'big' }, 'n4');
   s.post('carol', { group: 'big' }, 'n5');
-  await waitFor(() => got.length === 5, 2000, 'notified messages');
+  await waitFor(() => got.length === 5, 5000, 'notified messages');
   assert.deepEqual(bodies(got), ['early1', 'early2', 'early3', 'n4', 'n5']);
   const pulls = s.framesOf('pull').map(({ conv, from, to }) => ({ conv, from, to }));
   assert.deepEqual(pulls, [
@@ -139,10 +139,10 @@ test('read-diffusion groups are pulled on notify, exactly the missing range', as
 test('a conversation gap in a group is pulled when the inbox cannot fill it', async (t) => {
   const s = new FakeServer();
   s.group('team', ['alice', 'bob']);
-  const { c, got } = open(t, s, 'bob', { syncIntervalMs: 0 });
-  await waitFor(() => c.state === 'online', 2000, 'online');
+  const { c, got } = open(t, s, 'bob', { syncIntervalMs: 0, requestTimeoutMs: 5000 });
+  await waitFor(() => c.state === 'online', 5000, 'online');
   s.post('alice', { group: 'team' }, 't1');
-  await waitFor(() => got.length === 1, 2000, 't1');
+  await waitFor(() => got.length === 1, 5000, 't1');
   // The server lost bob's inbox row of t2 (no write diffusion for it).
   const inbox = s.inbox.get('bob');
   s.filter = (conn, f) => f.body !== 't2';
@@ -158,7 +158,7 @@ test('a conversation gap in a group is pulled when the inbox cannot fill it', as
 test('kicked stops the client and fails pending sends', async (t) => {
   const s = new FakeServer();
   const { c, states } = open(t, s, 'alice');
-  await waitFor(() => c.state === 'online', 2000, 'online');
+  await waitFor(() => c.state === 'online', 5000, 'online');
   s.holdAcks = true;
   const p = c.send({ to: { user: 'bob' }, body: 'x' });
   await sleep(20);
@@ -173,17 +173,17 @@ test('kicked stops the client and fails pending sends', async (t) => {
 test('reconnect{afterMs} is honoured', async (t) => {
   const s = new FakeServer();
   const { c } = open(t, s, 'alice');
-  await waitFor(() => c.state === 'online', 2000, 'online');
+  await waitFor(() => c.state === 'online', 5000, 'online');
   s.askReconnect('alice', 150);
   await sleep(60);
   assert.equal(s.connects, 1, 'waits before reconnecting');
-  await waitFor(() => s.connects === 2 && c.state === 'online', 2000, 'reconnected');
+  await waitFor(() => s.connects === 2 && c.state === 'online', 5000, 'reconnected');
 });
 
 test('a dropped connection reconnects with backoff and resends unacked sends with the same cmid', async (t) => {
   const s = new FakeServer();
   const { c } = open(t, s, 'alice');
-  await waitFor(() => c.state === 'online', 2000, 'online');
+  await waitFor(() => c.state === 'online', 5000, 'online');
   s.holdAcks = true;
   const p = c.send({ to: { user: 'bob' }, body: 'once', cmid: 'same' });
   await sleep(20);
@@ -200,7 +200,7 @@ test('a dropped connection reconnects with backoff and resends unacked sends wit
 test('error frames: retryable sends are retried after retryAfterMs, others fail', async (t) => {
   const s = new FakeServer();
   const { c } = open(t, s, 'alice', { ackTimeoutMs: 5000 });
-  await waitFor(() => c.state === 'online', 2000, 'online');
+  await waitFor(() => c.state === 'online', 5000, 'online');
   let limited = 0;
   s.intercept = (conn, f) => {
     if (f.t === 'send' && f.body === 'big') return { t: 'error', cmid: f.cmid, code: 'TOO_LARGE', message: 'too big', retryable: false };
@@ -218,7 +218,7 @@ test('error frames: retryable sends are retried after retryAfterMs, others fail'
 test('at most maxInFlight sends wait for acks at once', async (t) => {
   const s = new FakeServer();
   const { c } = open(t, s, 'alice', { maxInFlight: 3, ackTimeoutMs: 5000 });
-  await waitFor(() => c.state === 'online', 2000, 'online');
+  await waitFor(() => c.state === 'online', 5000, 'online');
   s.holdAcks = true;
   const ps = range(10, (i) => c.send({ to: { user: 'bob' }, body: `f${i}` }));
   await sleep(50);
@@ -235,12 +235,12 @@ test('stored cursors make a new client sync only what is new, without repeats', 
   const storage = new MemoryStorage();
   const first = open(t, s, 'bob', { storage });
   for (let i = 0; i < 5; i++) s.post('alice', { user: 'bob' }, `a${i}`);
-  await waitFor(() => first.got.length === 5, 2000, 'first five');
+  await waitFor(() => first.got.length === 5, 5000, 'first five');
   await first.c.close();
   for (let i = 0; i < 3; i++) s.post('alice', { user: 'bob' }, `b${i}`);
   s.received.length = 0;
   const second = open(t, s, 'bob', { storage });
-  await waitFor(() => second.got.length === 3, 2000, 'three new');
+  await waitFor(() => second.got.length === 3, 5000, 'three new');
   await sleep(50);
   assert.deepEqual(bodies(second.got), ['b0', 'b1', 'b2']);
   assert.equal(s.framesOf('sync')[0].after, 5);
@@ -252,17 +252,17 @@ test('unread counts, markRead and read receipts', async (t) => {
   const s = new FakeServer();
   const bob = open(t, s, 'bob');
   const alice = open(t, s, 'alice');
-  await waitFor(() => bob.c.state === 'online' && alice.c.state === 'online', 2000, 'online');
+  await waitFor(() => bob.c.state === 'online' && alice.c.state === 'online', 5000, 'online');
   const conv = directConv('alice', 'bob');
   for (let i = 0; i < 3; i++) await alice.c.send({ to: { user: 'bob' }, body: `u${i}` });
-  await waitFor(() => bob.got.length === 3, 2000, 'three');
+  await waitFor(() => bob.got.length === 3, 5000, 'three');
   assert.equal(bob.c.conversation(conv).unread, 3);
   assert.equal(alice.c.conversation(conv).unread, 0);
   const receipts = [];
   alice.c.on('receipt', (r) => receipts.push(r));
   bob.c.markRead(conv);
   assert.equal(bob.c.conversation(conv).unread, 0);
-  await waitFor(() => receipts.length === 1, 2000, 'receipt');
+  await waitFor(() => receipts.length === 1, 5000, 'receipt');
   assert.deepEqual(s.framesOf('read', 'bob'), [{ t: 'read', conv, seq: 3 }]);
   assert.equal(alice.c.conversation(conv).peerReadSeq, 3);
   assert.deepEqual(bob.c.conversations().map((x) => x.conv), [conv]);
@@ -275,7 +275,7 @@ test('a bad token ends in state unauthenticated without reconnecting', async (t)
   const errors = [];
   c.on('error', (e) => errors.push(e.code));
   c.connect();
-  await waitFor(() => c.state === 'unauthenticated', 2000, 'unauthenticated');
+  await waitFor(() => c.state === 'unauthenticated', 5000, 'unauthenticated');
   await sleep(50);
   assert.equal(s.connects, 1);
   assert.deepEqual(errors, ['UNAUTHENTICATED']);
@@ -285,10 +285,10 @@ test('messages from the sender\'s other device arrive, own acked sends are not r
   const s = new FakeServer();
   const phone = open(t, s, 'alice', { device: 'phone' });
   const laptop = open(t, s, 'alice', { device: 'laptop' });
-  await waitFor(() => phone.c.state === 'online' && laptop.c.state === 'online', 2000, 'online');
+  await waitFor(() => phone.c.state === 'online' && laptop.c.state === 'online', 5000, 'online');
   await phone.c.send({ to: { user: 'bob' }, body: 'from phone' });
   s.post('bob', { user: 'alice' }, 'reply');
-  await waitFor(() => laptop.got.length === 2 && phone.got.length === 2, 2000, 'both devices');
+  await waitFor(() => laptop.got.length === 2 && phone.got.length === 2, 5000, 'both devices');
   await sleep(100);
   assert.deepEqual(bodies(laptop.got), ['from phone', 'reply']);
   assert.deepEqual(bodies(phone.got), ['from phone', 'reply']);
@@ -298,7 +298,7 @@ test('messages from the sender\'s other device arrive, own acked sends are not r
 test('send after close fails at once with CLOSED', async (t) => {
   const s = new FakeServer();
   const { c } = open(t, s, 'alice');
-  await waitFor(() => c.state === 'online', 2000, 'online');
+  await waitFor(() => c.state === 'online', 5000, 'online');
   await c.close();
   await assert.rejects(c.send({ to: { user: 'bob' }, body: 'late' }), { code: 'CLOSED' });
 });
