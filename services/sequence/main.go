@@ -24,6 +24,7 @@ import (
 // has a flag and an environment variable; the flag wins.
 type Config struct {
 	Addr          string // --addr, IMKUBE_ADDR
+	LogLevel      string // --log-level, IMKUBE_LOG_LEVEL: debug|info|warn|error
 	RedisAddr     string // --redis-addr, IMKUBE_REDIS_ADDR: comma-separated host:port
 	RedisMode     string // --redis-mode, IMKUBE_REDIS_MODE: standalone|sentinel|cluster
 	RedisMaster   string // --redis-master, IMKUBE_REDIS_MASTER: master name in sentinel mode
@@ -38,6 +39,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Addr:        "127.0.0.1:8083",
+		LogLevel:    "info",
 		RedisMode:   "standalone",
 		RedisMaster: "mymaster",
 		RedisPrefix: "imkube:seq:",
@@ -51,6 +53,10 @@ func (c Config) Validate() error {
 	var errs []error
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		errs = append(errs, fmt.Errorf("addr (IMKUBE_ADDR) %q: want host:port: %w", c.Addr, err))
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		errs = append(errs, fmt.Errorf("log-level (IMKUBE_LOG_LEVEL) %q: want debug, info, warn or error", c.LogLevel))
 	}
 	if strings.TrimSpace(c.RedisAddr) == "" {
 		errs = append(errs, errors.New("redis-addr (IMKUBE_REDIS_ADDR) is required"))
@@ -93,6 +99,7 @@ func parseConfig(args []string, lookup func(string) (string, bool)) (Config, err
 		}
 	}
 	str(&c.Addr, "IMKUBE_ADDR")
+	str(&c.LogLevel, "IMKUBE_LOG_LEVEL")
 	str(&c.RedisAddr, "IMKUBE_REDIS_ADDR")
 	str(&c.RedisMode, "IMKUBE_REDIS_MODE")
 	str(&c.RedisMaster, "IMKUBE_REDIS_MASTER")
@@ -119,6 +126,7 @@ func parseConfig(args []string, lookup func(string) (string, bool)) (Config, err
 	fs := flag.NewFlagSet("sequence", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.Addr, "addr", c.Addr, "listen address (env IMKUBE_ADDR)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug|info|warn|error (env IMKUBE_LOG_LEVEL)")
 	fs.StringVar(&c.RedisAddr, "redis-addr", c.RedisAddr, "Redis addresses, comma-separated (env IMKUBE_REDIS_ADDR)")
 	fs.StringVar(&c.RedisMode, "redis-mode", c.RedisMode, "standalone|sentinel|cluster (env IMKUBE_REDIS_MODE)")
 	fs.StringVar(&c.RedisMaster, "redis-master", c.RedisMaster, "master name in sentinel mode (env IMKUBE_REDIS_MASTER)")
@@ -146,10 +154,14 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	if err != nil {
 		return err
 	}
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.LogLevel)) // validated
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	} else {
+		log = slog.New(minLevel{log.Handler(), lvl})
 	}
-	return Run(ctx, cfg, stdout, log)
+	return Run(ctx, cfg, stdout, log.With("svc", "sequence"))
 }
 
 // Run serves the sequence service with cfg until ctx ends.
@@ -242,3 +254,18 @@ func newRedisClient(cfg Config) redis.UniversalClient {
 		return redis.NewClient(o.Simple())
 	}
 }
+
+// minLevel drops records below min from h.
+type minLevel struct {
+	h   slog.Handler
+	min slog.Level
+}
+
+func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= m.min && m.h.Enabled(ctx, l)
+}
+func (m minLevel) Handle(ctx context.Context, r slog.Record) error { return m.h.Handle(ctx, r) }
+func (m minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{m.h.WithAttrs(as), m.min}
+}
+func (m minLevel) WithGroup(name string) slog.Handler { return minLevel{m.h.WithGroup(name), m.min} }

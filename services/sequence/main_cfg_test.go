@@ -36,6 +36,8 @@ func TestParseConfig(t *testing.T) {
 		{name: "zero step", give: []string{"--step", "0"}, wantErr: "step (IMKUBE_SEQ_STEP) 0"},
 		{name: "malformed env integer", giveEnv: map[string]string{"IMKUBE_SEQ_SECTIONS": "many"}, wantErr: "sections (IMKUBE_SEQ_SECTIONS) \"many\": not an integer"},
 		{name: "bad addr", give: []string{"--addr", "nowhere"}, wantErr: "addr (IMKUBE_ADDR)"},
+		{name: "bad log level", giveEnv: map[string]string{"IMKUBE_LOG_LEVEL": "loud"}, wantErr: "log-level (IMKUBE_LOG_LEVEL) \"loud\""},
+		{name: "log level from a flag", give: []string{"--log-level", "debug"}, want: func(c *Config) { c.LogLevel = "debug" }},
 		{name: "unknown flag", give: []string{"--nope"}, wantErr: "flag provided but not defined"},
 	}
 	for _, tt := range tests {
