@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -86,16 +85,12 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	if err != nil {
 		return err
 	}
-	ctl, err := flow.Init(flow.Config{
-		App: "imkube-gateway", LogDir: config.Env("IMKUBE_SENTINEL_LOG_DIR", filepath.Join(os.TempDir(), "imkube-sentinel")),
-		RulesFile: config.Env("IMKUBE_SENTINEL_RULES_FILE", ""), Limits: func() config.Limits { return live.Get().Limits },
-		MeterProvider: tel.MeterProvider(), Log: log,
-	})
+	ctl, err := deps.Flow("gateway", tel, log, func() config.Limits { return live.Get().Limits })
 	if err != nil {
 		return err
 	}
 	node, err := New(cfg, Deps{
-		Tokens: keys, Upstream: b, Push: b, Pushes: b, Backend: msgapi.NewClient(*messageURL, keys.InternalToken()),
+		Tokens: keys, Upstream: b, Push: b, Pushes: b, Backend: msgapi.NewClient(*messageURL, keys.InternalToken(), ctl.Transport(flow.ResMessage, nil)),
 		Sessions: platform.Sessions(rdb), Log: log,
 		Limiter: ctl, Connects: ctl, PublishGuard: func(fn func() error) error { return ctl.Guard(flow.ResPublish, fn) },
 		Metrics: metrics, Tracer: tel.Tracer("imkube/gateway"),
@@ -105,7 +100,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /ws", node)
-	if err := ProxyRoutes(mux, *userURL, *messageURL, log); err != nil {
+	if err := ProxyRoutes(mux, *userURL, *messageURL, log, ctl.Transport); err != nil {
 		return err
 	}
 	runtime.Health(mux, func(ctx context.Context) error { return rdb.Ping(ctx).Err() })

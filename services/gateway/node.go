@@ -33,6 +33,7 @@ import (
 	"github.com/imkube/imkube/api/protocol"
 	"github.com/imkube/imkube/services/auth"
 	"github.com/imkube/imkube/services/bus"
+	"github.com/imkube/imkube/services/flow"
 	"github.com/imkube/imkube/services/msgapi"
 	"github.com/imkube/imkube/services/sessions"
 	"github.com/imkube/imkube/services/telemetry"
@@ -492,7 +493,12 @@ func (n *Node) handleSend(ctx context.Context, c *client, in *protocol.Inbound) 
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
 		n.log.Warn("publish upstream", "err", err)
-		c.send(errFrame("", in.CMID, protocol.CodeUnavailable, "message not accepted (messaging backend unavailable); retry with the same cmid"), false)
+		f := protocol.Error{T: protocol.TypeError, CMID: in.CMID, Code: protocol.CodeUnavailable, Retryable: true,
+			Message: "message not accepted (messaging backend unavailable); retry with the same cmid"}
+		if wait := flow.RetryAfter(err); wait > 0 {
+			f.RetryAfterMs = max(wait.Milliseconds(), 1)
+		}
+		c.send(encode(f), false)
 		return
 	}
 	n.metrics.sends.Add(1)

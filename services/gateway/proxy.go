@@ -15,12 +15,14 @@ import (
 // ProxyRoutes registers the public REST API on mux by reverse-proxying to the
 // user and message services (distributed mode; in dev mode the services'
 // handlers are mounted directly).
-func ProxyRoutes(mux *http.ServeMux, userURL, messageURL string, log *slog.Logger) error {
-	user, err := newProxy(userURL, log)
+// guard wraps each proxy's transport with the circuit breaker of the named
+// dependency (nil: none).
+func ProxyRoutes(mux *http.ServeMux, userURL, messageURL string, log *slog.Logger, guard func(resource string, rt http.RoundTripper) http.RoundTripper) error {
+	user, err := newProxy(userURL, log, guard, "dep.user")
 	if err != nil {
 		return fmt.Errorf("user service url: %w", err)
 	}
-	msg, err := newProxy(messageURL, log)
+	msg, err := newProxy(messageURL, log, guard, "dep.message")
 	if err != nil {
 		return fmt.Errorf("message service url: %w", err)
 	}
@@ -33,7 +35,7 @@ func ProxyRoutes(mux *http.ServeMux, userURL, messageURL string, log *slog.Logge
 	return nil
 }
 
-func newProxy(raw string, log *slog.Logger) (http.Handler, error) {
+func newProxy(raw string, log *slog.Logger, guard func(string, http.RoundTripper) http.RoundTripper, resource string) (http.Handler, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		return nil, fmt.Errorf("%q is not an absolute http(s) URL", raw)

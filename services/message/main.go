@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/imkube/imkube/services/config"
+	"github.com/imkube/imkube/services/flow"
 	"github.com/imkube/imkube/services/ids"
 	"github.com/imkube/imkube/services/platform"
 	"github.com/imkube/imkube/services/runtime"
@@ -60,18 +61,22 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 		return err
 	}
 	defer rdb.Close()
-	seq := sequence.NewClient(*seqURL)
+	tel, err := platform.Telemetry(ctx, "message", config.Env("HOSTNAME", ""), log)
+	if err != nil {
+		return err
+	}
+	defer tel.Shutdown(context.WithoutCancel(ctx))
+	ctl, err := deps.Flow("message", tel, log)
+	if err != nil {
+		return err
+	}
+	seq := sequence.NewClient(*seqURL, sequence.WithBreakerResource(flow.ResSequence))
 	defer closeIf(seq)
 	b, err := deps.MessageBus(ctx, log)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	tel, err := platform.Telemetry(ctx, "message", config.Env("HOSTNAME", ""), log)
-	if err != nil {
-		return err
-	}
-	defer tel.Shutdown(context.WithoutCancel(ctx))
 	metrics, err := telemetry.NewMessage(tel.MeterProvider())
 	if err != nil {
 		return err
@@ -91,6 +96,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	log.Info("message service listening", "addr", ln.Addr().String())
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return watch(gctx) })
+	g.Go(func() error { return ctl.Run(gctx) })
 	g.Go(func() error { return svc.Run(gctx, b) })
 	g.Go(func() error { return runtime.Serve(gctx, ln, mux, log, nil) })
 	return g.Wait()

@@ -120,9 +120,10 @@ type Client struct {
 
 var _ Backend = (*Client)(nil)
 
-// NewClient returns a Backend for the message service at baseURL.
-func NewClient(baseURL, internalToken string) *Client {
-	return &Client{base: strings.TrimSuffix(baseURL, "/"), token: internalToken, http: &http.Client{Timeout: 10 * time.Second}}
+// NewClient returns a Backend for the message service at baseURL; rt (nil:
+// the default) carries the requests, e.g. wrapped in a circuit breaker.
+func NewClient(baseURL, internalToken string, rt http.RoundTripper) *Client {
+	return &Client{base: strings.TrimSuffix(baseURL, "/"), token: internalToken, http: &http.Client{Timeout: 10 * time.Second, Transport: rt}}
 }
 
 func (c *Client) call(ctx context.Context, path string, in, out any) error {

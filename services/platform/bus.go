@@ -3,6 +3,7 @@ package platform
 import (
 	"context"
 	"log/slog"
+	"os"
 
 	"github.com/imkube/imkube/services/bus"
 	"github.com/imkube/imkube/services/bus/rocketmq"
@@ -27,9 +28,16 @@ type GatewayBus interface {
 // rocketConfig reads the bus names: IMKUBE_UPSTREAM_TOPIC, IMKUBE_PUSH_TOPIC
 // and IMKUBE_BUS_GROUP_PREFIX (prefixing every consumer/producer group) let
 // several platforms or test runs share one RocketMQ cluster.
-func (d *Deps) rocketConfig(log *slog.Logger) rocketmq.Config {
+//
+// The client instance name is IMKUBE_INSTANCE_NAME (default: the host name,
+// which is the pod name in Kubernetes) plus the role: stable across restarts
+// of the same pod, so a restarted message service takes its queue locks back
+// at once instead of waiting for the broker to expire them (60 s).
+func (d *Deps) rocketConfig(log *slog.Logger, role string) rocketmq.Config {
 	prefix := config.Env("IMKUBE_BUS_GROUP_PREFIX", "")
+	host, _ := os.Hostname()
 	return rocketmq.Config{
+		InstanceName:    config.Env("IMKUBE_INSTANCE_NAME", host) + "-" + role,
 		NameServers:     d.NameServers(),
 		UpstreamTopic:   config.Env("IMKUBE_UPSTREAM_TOPIC", bus.TopicUpstream),
 		PushTopic:       config.Env("IMKUBE_PUSH_TOPIC", rocketmq.TopicPush),
@@ -42,10 +50,12 @@ func (d *Deps) rocketConfig(log *slog.Logger) rocketmq.Config {
 
 // MessageBus connects the message service to RocketMQ.
 func (d *Deps) MessageBus(_ context.Context, log *slog.Logger) (MessageBus, error) {
-	return rocketmq.New(d.rocketConfig(log))
+	rocketmq.RouteClientLogs(log, slog.LevelWarn)
+	return rocketmq.New(d.rocketConfig(log, "message"))
 }
 
 // GatewayBus connects a gateway to RocketMQ.
-func (d *Deps) GatewayBus(_ context.Context, _ string, log *slog.Logger) (GatewayBus, error) {
-	return rocketmq.New(d.rocketConfig(log))
+func (d *Deps) GatewayBus(_ context.Context, gatewayID string, log *slog.Logger) (GatewayBus, error) {
+	rocketmq.RouteClientLogs(log, slog.LevelWarn)
+	return rocketmq.New(d.rocketConfig(log, "gateway-"+gatewayID))
 }

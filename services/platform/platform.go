@@ -10,13 +10,16 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/imkube/imkube/internal/version"
 	"github.com/imkube/imkube/services/auth"
 	"github.com/imkube/imkube/services/config"
+	"github.com/imkube/imkube/services/flow"
 	"github.com/imkube/imkube/services/store"
 	"github.com/imkube/imkube/services/telemetry"
 )
@@ -92,11 +95,24 @@ func (d *Deps) Store(ctx context.Context) (*store.DB, error) {
 	return store.OpenMySQL(ctx, d.MySQLDSN, store.PoolConfig{})
 }
 
-// NameServers splits the RocketMQ name server list.
+// NameServers splits the RocketMQ name server list and resolves host names
+// to IP addresses (the RocketMQ client accepts only IPs, while in Kubernetes
+// name servers are Service names). A name that does not resolve is kept as
+// given, so the client reports it.
 func (d *Deps) NameServers() []string {
 	var out []string
 	for _, s := range strings.FieldsFunc(d.Namesrv, func(r rune) bool { return r == ';' || r == ',' }) {
-		out = append(out, strings.TrimSpace(s))
+		s = strings.TrimSpace(s)
+		host, port, err := net.SplitHostPort(s)
+		if err == nil && net.ParseIP(host) == nil {
+			if ips, err := net.LookupHost(host); err == nil && len(ips) > 0 {
+				for _, ip := range ips {
+					out = append(out, net.JoinHostPort(ip, port))
+				}
+				continue
+			}
+		}
+		out = append(out, s)
 	}
 	return out
 }
@@ -124,4 +140,24 @@ func (d *Deps) Cluster(log *slog.Logger) (*config.Live, func(ctx context.Context
 func Telemetry(ctx context.Context, svc, instance string, log *slog.Logger) (*telemetry.Telemetry, error) {
 	cfg := telemetry.Config{ServiceName: "imkube-" + svc, ServiceVersion: version.Version, InstanceID: instance, Logger: log}.FromEnv(os.Getenv)
 	return telemetry.New(ctx, cfg)
+}
+
+// Flow starts Sentinel flow control for service svc: rules from
+// IMKUBE_SENTINEL_RULES_FILE (the operator's ConfigMap; built-in defaults
+// when unset), Sentinel's own log in IMKUBE_SENTINEL_LOG_DIR (default under
+// the temp dir, which is writable with a read-only root filesystem), block
+// counts on tel's /metrics. limits (optional) feeds config.json's per-user
+// and per-IP limits.
+func (d *Deps) Flow(svc string, tel *telemetry.Telemetry, log *slog.Logger, limits ...func() config.Limits) (*flow.Controller, error) {
+	cfg := flow.Config{
+		App:           "imkube-" + svc,
+		LogDir:        config.Env("IMKUBE_SENTINEL_LOG_DIR", filepath.Join(os.TempDir(), "imkube-sentinel")),
+		RulesFile:     config.Env("IMKUBE_SENTINEL_RULES_FILE", ""),
+		MeterProvider: tel.MeterProvider(),
+		Log:           log,
+	}
+	if len(limits) > 0 {
+		cfg.Limits = limits[0]
+	}
+	return flow.Init(cfg)
 }

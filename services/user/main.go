@@ -51,7 +51,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	if err != nil {
 		return err
 	}
-	svc := New(db, keys, ids.New(*node), log, Options{})
+	svc := New(db, keys, ids.New(*node), log, Options{TrustProxy: true})
 	mux := http.NewServeMux()
 	svc.Routes(mux)
 	NewGroups(db, svc, func() int { return live.Get().Groups.MaxMembers }).Routes(mux)
@@ -62,9 +62,14 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	}
 	defer tel.Shutdown(context.WithoutCancel(ctx))
 	mux.Handle("GET /metrics", tel.Handler())
+	ctl, err := deps.Flow("user", tel, log)
+	if err != nil {
+		return err
+	}
 	log.Info("user service listening", "addr", ln.Addr().String())
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return watch(gctx) })
+	g.Go(func() error { return ctl.Run(gctx) })
 	g.Go(func() error { return runtime.Serve(gctx, ln, mux, log, nil) })
 	return g.Wait()
 }

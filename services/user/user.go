@@ -6,10 +6,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -39,6 +37,7 @@ type Service struct {
 	bcryptCost int
 	dummyHash  []byte
 	throttle   *LoginThrottle
+	trustProxy bool
 }
 
 // Options tune the service.
@@ -47,6 +46,9 @@ type Options struct {
 	BcryptCost int
 	// Throttle slows password guessing (default NewLoginThrottle with its defaults).
 	Throttle *LoginThrottle
+	// TrustProxy takes the client address from the last X-Forwarded-For
+	// entry (set it only behind the gateway's REST proxy, which appends it).
+	TrustProxy bool
 }
 
 // New returns a user service.
@@ -60,7 +62,7 @@ func New(st Store, keys *auth.Keys, gen *ids.Generator, log *slog.Logger, opts O
 	if opts.Throttle == nil {
 		opts.Throttle = NewLoginThrottle(ThrottleConfig{})
 	}
-	return &Service{store: st, keys: keys, ids: gen, log: log, bcryptCost: opts.BcryptCost, dummyHash: dummy, throttle: opts.Throttle}
+	return &Service{store: st, keys: keys, ids: gen, log: log, bcryptCost: opts.BcryptCost, dummyHash: dummy, throttle: opts.Throttle, trustProxy: opts.TrustProxy}
 }
 
 var usernameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{3,32}$`)
@@ -99,21 +101,6 @@ func (s *Service) Register(ctx context.Context, username, password, displayName 
 	}
 	s.log.Info("user registered", "user", u.ID)
 	return &u, nil
-}
-
-// clientIP is the address of the client: behind a gateway (which proxies
-// REST to this service) it is the last X-Forwarded-For entry, the one the
-// gateway appended; earlier entries are whatever the client sent.
-func clientIP(r *http.Request) string {
-	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-		parts := strings.Split(xff, ",")
-		return strings.TrimSpace(parts[len(parts)-1])
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
@@ -184,10 +171,9 @@ func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, err)
 		return
 	}
-	ip := clientIP(r)
+	ip := ClientIP(r, s.trustProxy)
 	if ok, wait := s.throttle.Allow(req.Username, ip); !ok {
-		w.Header().Set("Retry-After", strconv.Itoa(int(max(1, (wait+time.Second-1)/time.Second))))
-		httpx.WriteJSON(w, http.StatusTooManyRequests, httpx.Error{Code: CodeTooManyAttempts, Message: "too many login attempts; wait and try again"})
+		WriteTooManyAttempts(w, wait)
 		return
 	}
 	sess, err := s.Login(r.Context(), req.Username, req.Password)

@@ -1,0 +1,226 @@
+//go:build dataplane
+
+package dataplane
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/imkube/imkube/internal/imtest"
+)
+
+func bodies(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s%d", prefix, i+1)
+	}
+	return out
+}
+
+// exchange sends n messages from a to b (windowed), runs fault at sent ==
+// faultAt, and waits until every send is acked and b has all of them.
+func exchange(t *testing.T, a, b *imtest.Session, n, faultAt int, fault func()) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		errs <- b.Pump(3*time.Minute, 0, func() bool { return len(b.Got) >= n })
+	}()
+	sent := 0
+	deadline := time.Now().Add(3 * time.Minute)
+	for sent < n || a.Unacked() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("sender: %d sent, %d unacked, errors %v", sent, a.Unacked(), a.Errors)
+		}
+		for sent < n && a.Unacked() < 50 {
+			sent++
+			if err := a.Send(fmt.Sprintf("c%d", sent), b.Account.ID, false, fmt.Sprintf("m%d", sent)); err != nil {
+				a.Kill() // resent with the same cmid after reconnect
+			}
+			if sent == faultAt && fault != nil {
+				fault()
+			}
+		}
+		if err := a.Pump(2*time.Minute, 2*time.Second, func() bool { return a.Unacked() < 25 || (sent == n && a.Unacked() == 0) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := b.Bodies(), bodies("m", n); !slices.Equal(got, want) {
+		t.Fatalf("recipient saw %d messages, want %d in order, each once (first differences: %v)", len(got), len(want), diff(got, want))
+	}
+	acks := a.Acks()
+	for i, m := range b.Got {
+		if ack := acks[fmt.Sprintf("c%d", i+1)]; ack.Str("mid") != m.Str("mid") || ack.Int("seq") != m.Int("seq") {
+			t.Fatalf("ack %v does not match delivered %v", ack, m)
+		}
+	}
+}
+
+func diff(got, want []string) []string {
+	var out []string
+	for i := 0; i < max(len(got), len(want)) && len(out) < 5; i++ {
+		g, w := "", ""
+		if i < len(got) {
+			g = got[i]
+		}
+		if i < len(want) {
+			w = want[i]
+		}
+		if g != w {
+			out = append(out, fmt.Sprintf("#%d got %q want %q", i+1, g, w))
+		}
+	}
+	return out
+}
+
+func pair(t *testing.T, c *cluster, aURL, bURL []string) (*imtest.Session, *imtest.Session) {
+	alice, bob := c.api.Register(t, "alice"), c.api.Register(t, "bob")
+	a, b := imtest.NewSession(alice, "a1", aURL...), imtest.NewSession(bob, "b1", bURL...)
+	for _, s := range []*imtest.Session{a, b} {
+		if err := s.Connect(30 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+	}
+	return a, b
+}
+
+func TestThousandMessagesAcrossGatewaysArriveOnceInOrder(t *testing.T) {
+	c := newCluster(t, 2)
+	a, b := pair(t, c, []string{c.gateways[0].url()}, []string{c.gateways[1].url()})
+	exchange(t, a, b, 1000, 0, nil)
+	if b.Dups != 0 {
+		t.Errorf("%d duplicate frames on the wire without any fault", b.Dups)
+	}
+}
+
+func TestGatewayKilledMidStreamLosesNothing(t *testing.T) {
+	c := newCluster(t, 2)
+	// Bob is on gateway 2 and fails over to gateway 1 when it dies.
+	a, b := pair(t, c, []string{c.gateways[0].url()}, []string{c.gateways[1].url(), c.gateways[0].url()})
+	exchange(t, a, b, 500, 200, func() { c.gateways[1].kill9() })
+}
+
+func TestMessageServiceKilledMidStreamStoresEachMessageOnce(t *testing.T) {
+	c := newCluster(t, 1)
+	url := []string{c.gateways[0].url()}
+	a, b := pair(t, c, url, url)
+	exchange(t, a, b, 300, 120, func() {
+		c.message.kill9()
+		time.Sleep(2 * time.Second)
+		c.message.start()
+	})
+	// Every acked message is stored exactly once: history has 300 entries.
+	var hist struct {
+		Items []map[string]any
+		More  bool
+	}
+	conv := b.Got[0].Str("conv")
+	total := 0
+	for from := 1; ; from += 200 {
+		if code, err := c.api.Do("GET", fmt.Sprintf("/api/v1/conversations/%s/messages?fromSeq=%d&limit=200", conv, from), b.Account.Token, nil, &hist); err != nil || code != 200 {
+			t.Fatalf("history: %d %v", code, err)
+		}
+		total += len(hist.Items)
+		if !hist.More {
+			break
+		}
+	}
+	if total != 300 {
+		t.Fatalf("stored %d messages, want 300", total)
+	}
+}
+
+func TestRedisRestartWithDataLossLosesNoMessage(t *testing.T) {
+	c := newCluster(t, 2)
+	a, b := pair(t, c, []string{c.gateways[0].url()}, []string{c.gateways[1].url()})
+	exchange(t, a, b, 300, 100, func() { deps(t, "restart", "redis") })
+}
+
+func TestRocketMQDownAnswersUnavailableAndStoresNothing(t *testing.T) {
+	c := newCluster(t, 1)
+	url := []string{c.gateways[0].url()}
+	a, b := pair(t, c, url, url)
+	exchange(t, a, b, 10, 0, nil)
+	deps(t, "stop", "rocketmq")
+	stopped := true
+	defer func() {
+		if stopped {
+			deps(t, "start", "rocketmq")
+		}
+	}()
+	raw, _ := imtest.Connect(t, c.gateways[0].url(), a.Account.Token, "a2")
+	start := time.Now()
+	raw.SendJSON(map[string]any{"t": "send", "cmid": "while-down", "to": map[string]string{"user": b.Account.ID}, "kind": "text", "body": "lost?"})
+	e := raw.Expect("error", "msg")
+	if e.Str("code") != "UNAVAILABLE" || !e.Bool("retryable") || e.Str("cmid") != "while-down" {
+		t.Fatalf("send while RocketMQ is down: %v", e)
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Fatalf("UNAVAILABLE took %v", took)
+	}
+	deps(t, "start", "rocketmq")
+	stopped = false
+	// Nothing half-stored: the failed send is not in the history; a retry
+	// with the same cmid is stored once.
+	var hist struct{ Items []map[string]any }
+	conv := b.Got[0].Str("conv")
+	c.api.Do("GET", "/api/v1/conversations/"+conv+"/messages?fromSeq=1&limit=100", b.Account.Token, nil, &hist)
+	for _, it := range hist.Items {
+		if it["body"] == "lost?" {
+			t.Fatal("a send answered UNAVAILABLE was stored")
+		}
+	}
+	// The client retries with the same cmid until the bus is back.
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		raw.SendJSON(map[string]any{"t": "send", "cmid": "while-down", "to": map[string]string{"user": b.Account.ID}, "kind": "text", "body": "lost?"})
+		f := raw.Expect("ack", "msg", "error")
+		if f.T() == "ack" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no ack after RocketMQ came back: %v", f)
+		}
+		time.Sleep(time.Second)
+	}
+	c.api.Do("GET", "/api/v1/conversations/"+conv+"/messages?fromSeq=1&limit=100", b.Account.Token, nil, &hist)
+	n := 0
+	for _, it := range hist.Items {
+		if it["body"] == "lost?" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("retried send stored %d times, want once", n)
+	}
+}
+
+func TestMySQLDownDelaysAcksButLosesNothing(t *testing.T) {
+	c := newCluster(t, 1)
+	url := []string{c.gateways[0].url()}
+	a, b := pair(t, c, url, url)
+	exchange(t, a, b, 50, 20, func() {
+		deps(t, "stop", "mysql")
+		go func() {
+			time.Sleep(10 * time.Second)
+			if out, err := exec.Command(os.Getenv("IMKUBE_DEPS_SCRIPT"), "start", "mysql").CombinedOutput(); err != nil {
+				t.Errorf("restart mysql: %v\n%s", err, out)
+			}
+		}()
+	})
+}
