@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/imkube/imkube/internal/testenv"
@@ -32,8 +33,8 @@ func TestImageTarballRunsTheStaticBinaryAsNonRootOnLinuxAMD64(t *testing.T) {
 		t.Fatalf("manifest.json: %v (%d images), want one image", err, len(manifest))
 	}
 	m := manifest[0]
-	if len(m.RepoTags) != 1 || m.RepoTags[0] != "ghcr.io/imkube/imkube:test" {
-		t.Errorf("RepoTags = %v, want [ghcr.io/imkube/imkube:test]", m.RepoTags)
+	if len(m.RepoTags) != 1 || !strings.HasPrefix(m.RepoTags[0], "ghcr.io/imkube/imkube:") {
+		t.Errorf("RepoTags = %v, want one ghcr.io/imkube/imkube:<version> (the chart's image.repository)", m.RepoTags)
 	}
 	var cfg struct {
 		OS, Architecture string
