@@ -118,6 +118,11 @@ async function start(session) {
   client.on('message', onMessage);
   client.on('conversation', () => renderConvs());
   client.on('receipt', (r) => r.conv === app.open && renderMessages());
+  client.on('recall', (f) => {
+    const m = chat(f.conv).msgs.get(f.seq);
+    if (m) m.recalled = true;
+    if (f.conv === app.open) renderMessages();
+  });
   client.on('kicked', () => (ui.sideError.textContent = 'This device signed in somewhere else; reload to reconnect.'));
   client.on('error', (e) => (ui.sideError.textContent = e.message));
   client.connect();
@@ -335,7 +340,8 @@ function renderMessages() {
   const nodes = items.map((m) => {
     const own = m.from === app.me.id;
     const state = own ? (conv.peerReadSeq >= m.seq ? 'read' : 'sent') : 'received';
-    return bubble(m.body, own, state, m.conv.startsWith('g:') && !own ? nameOf(m.from) : '', m.seq);
+    const body = m.recalled ? '(message recalled)' : m.body;
+    return bubble(body, own, state, m.conv.startsWith('g:') && !own ? nameOf(m.from) : '', m.seq);
   });
   for (const p of c.pending.values()) {
     const li = bubble(p.body, true, p.state, '', 0);

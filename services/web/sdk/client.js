@@ -37,6 +37,7 @@ import { MemoryStorage } from './storage.js';
  * @property {number} peerReadSeq highest read receipt from another member
  * @property {boolean} readDiffusion a large group whose messages are pulled
  * @property {Message|null} last the newest message
+ * @property {number} lastTs time of the newest message (unix ms), 0 when unknown
  */
 
 /**
@@ -122,6 +123,7 @@ const MAX_LOOP = 10000;
  * @property {number} gapDefers
  * @property {number} pendingRead read cursor not yet sent to the server
  * @property {number} serverReadSeq read cursor the server has (sent or listed)
+ * @property {number} lastTs time of the newest message (unix ms)
  */
 
 /**
@@ -280,7 +282,7 @@ export class ImkubeClient extends Emitter {
     return [...this._convs.values()]
       .filter((c) => c.last || c.lastSeq > 0)
       .map((c) => this._summary(c))
-      .sort((a, b) => (b.last?.ts ?? 0) - (a.last?.ts ?? 0));
+      .sort((a, b) => (b.last?.ts ?? b.lastTs) - (a.last?.ts ?? a.lastTs));
   }
 
   /** @param {string} conv @returns {Conversation} */
@@ -315,6 +317,7 @@ export class ImkubeClient extends Emitter {
       const c = this._conv(info.conv);
       c.readSeq = Math.max(c.readSeq, info.readSeq ?? 0);
       c.serverReadSeq = Math.max(c.serverReadSeq, info.readSeq ?? 0);
+      c.lastTs = Math.max(c.lastTs, Number(info.lastTs) || 0);
       if ((info.lastSeq ?? 0) > c.lastSeq) {
         // The server knows messages this device has not received yet.
         c.lastSeq = info.lastSeq;
@@ -801,6 +804,7 @@ export class ImkubeClient extends Emitter {
         gapDefers: 0,
         pendingRead: 0,
         serverReadSeq: 0,
+        lastTs: 0,
       };
       this._convs.set(conv, c);
     }
@@ -939,6 +943,7 @@ export class ImkubeClient extends Emitter {
     // Messages up to lastSeq are already counted (e.g. by the server's list).
     const fresh = m.seq > c.lastSeq;
     c.lastSeq = Math.max(c.lastSeq, m.seq);
+    c.lastTs = Math.max(c.lastTs, m.ts || 0);
     if (!c.last || m.seq >= c.last.seq) c.last = out;
     if (out.from === this.user) {
       c.readSeq = Math.max(c.readSeq, m.seq);
@@ -991,6 +996,7 @@ export class ImkubeClient extends Emitter {
       peerReadSeq: c.peerReadSeq,
       readDiffusion: c.readDiffusion,
       last: c.last,
+      lastTs: c.lastTs,
     };
   }
 
@@ -1040,6 +1046,7 @@ export class ImkubeClient extends Emitter {
         last: c.last,
         pendingRead: c.pendingRead,
         serverReadSeq: c.serverReadSeq,
+        lastTs: c.lastTs,
       };
     }
     /** @type {Record<string, Message[]>} */
@@ -1076,6 +1083,7 @@ export class ImkubeClient extends Emitter {
         last: v.last ?? null,
         pendingRead: v.pendingRead ?? 0,
         serverReadSeq: v.serverReadSeq ?? 0,
+        lastTs: v.lastTs ?? 0,
       });
     }
     for (const [conv, list] of Object.entries(s.recent ?? {})) {

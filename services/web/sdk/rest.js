@@ -17,7 +17,7 @@ export class ApiError extends Error {
 /**
  * @typedef {{id: string, username: string, displayName: string}} User
  * @typedef {{token: string, userId: string, expiresAt: string|number}} Session
- * @typedef {{conv: string, lastSeq: number, readSeq: number, unread: number}} ConversationInfo
+ * @typedef {{conv: string, lastSeq: number, readSeq: number, unread: number, lastTs?: number}} ConversationInfo
  * @typedef {{id: string, name: string, owner?: string, members?: string[], [k: string]: any}} Group
  */
 
@@ -147,6 +147,15 @@ export class RestClient {
   /** @param {string} id @param {{name?: string, [k: string]: any}} patch */
   updateGroup(id, patch) {
     return this.request('PATCH', `/groups/${encodeURIComponent(id)}`, patch);
+  }
+
+  /**
+   * @param {string} id
+   * @param {string} userId
+   * @param {{role?: string, mutedUntil?: string|number, nickname?: string}} patch
+   */
+  updateMember(id, userId, patch) {
+    return this.request('PATCH', `/groups/${encodeURIComponent(id)}/members/${encodeURIComponent(userId)}`, patch);
   }
 
   /** @param {string} id */
