@@ -302,3 +302,22 @@ test('send after close fails at once with CLOSED', async (t) => {
   await c.close();
   await assert.rejects(c.send({ to: { user: 'bob' }, body: 'late' }), { code: 'CLOSED' });
 });
+
+test('the stored inbox cursor never passes a message the app has not been given', async (t) => {
+  const s = new FakeServer();
+  const storage = new MemoryStorage();
+  const { c, got } = open(t, s, 'bob', { storage, syncIntervalMs: 0, requestTimeoutMs: 5000 });
+  await waitFor(() => c.state === 'online', 5000, 'online');
+  s.post('alice', { user: 'bob' }, 'one');
+  await waitFor(() => got.length === 1, 5000, 'one');
+  // inboxSeq 2 is lost and the sync that would fill it goes unanswered.
+  s.filter = (conn, f) => !(f.t === 'msg' && f.inboxSeq === 2);
+  s.intercept = (conn, f) => (f.t === 'sync' ? null : undefined);
+  s.post('alice', { user: 'bob' }, 'two');
+  s.post('alice', { user: 'bob' }, 'three');
+  await waitFor(() => s.framesOf('sync').length > 1, 5000, 'gap sync');
+  await c.flush();
+  const saved = await storage.get('imkube:bob:d1');
+  assert.equal(saved.inboxSeq, 1);
+  assert.deepEqual(bodies(got), ['one']);
+});
