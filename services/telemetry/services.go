@@ -119,6 +119,10 @@ func (s *Sequence) BoundRaised() {
 }
 
 // Flow holds the flow-control (Sentinel) instruments. A nil *Flow records nothing.
+//
+// services/flow registers the same metric (imkube_flow_blocked_total{resource,kind})
+// itself from its own block statistics; use Flow only in a process that does
+// not, or the two would collide on /metrics.
 type Flow struct {
 	blocked metric.Int64Counter
 	labels  *labels
@@ -128,8 +132,8 @@ type Flow struct {
 func NewFlow(mp metric.MeterProvider) (*Flow, error) {
 	b := builder{m: meter(mp)}
 	f := &Flow{
-		blocked: b.counter("imkube_flow_blocked", "Requests blocked by a Sentinel rule, by resource and rule type."),
-		labels:  newLabels("resource", "rule"),
+		blocked: b.counter("imkube_flow_blocked", "Requests blocked by a Sentinel rule, by resource and rule kind."),
+		labels:  newLabels("resource", "kind"),
 	}
 	if err := b.err(); err != nil {
 		return nil, err
@@ -138,12 +142,13 @@ func NewFlow(mp metric.MeterProvider) (*Flow, error) {
 }
 
 // Blocked counts a request blocked on resource (e.g. "gateway.send") by a rule
-// of the given type (Sentinel's BlockType string: "FlowControl", "HotSpotParamFlow", ...).
-func (f *Flow) Blocked(resource, rule string) {
+// of the given kind (as services/flow names them: flow, hotspot,
+// circuit_breaker, system, isolation).
+func (f *Flow) Blocked(resource, kind string) {
 	if f == nil {
 		return
 	}
-	f.blocked.Add(context.Background(), 1, f.labels.opt(resource, rule))
+	f.blocked.Add(context.Background(), 1, f.labels.opt(resource, kind))
 }
 
 // Operator holds the operator's instruments. A nil *Operator records nothing.

@@ -49,7 +49,7 @@ func TestInstrumentSetsExportTheDocumentedPrometheusNames(t *testing.T) {
 		"imkube_gateway_frames_in_total":    {"type"},
 		"imkube_gateway_frames_out_total":   {"type"},
 		"imkube_message_messages_total":     {"diffusion"},
-		"imkube_flow_blocked_total":         {"resource", "rule"},
+		"imkube_flow_blocked_total":         {"kind", "resource"},
 		"imkube_operator_reconcile_total":   {"controller", "result"},
 		"imkube_operator_reconcile_seconds": {"controller"},
 	}
