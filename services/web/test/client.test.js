@@ -174,8 +174,8 @@ test('reconnect{afterMs} is honoured', async (t) => {
   const s = new FakeServer();
   const { c } = open(t, s, 'alice');
   await waitFor(() => c.state === 'online', 5000, 'online');
-  s.askReconnect('alice', 150);
-  await sleep(60);
+  s.askReconnect('alice', 1000);
+  await sleep(100);
   assert.equal(s.connects, 1, 'waits before reconnecting');
   await waitFor(() => s.connects === 2 && c.state === 'online', 5000, 'reconnected');
 });
