@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	dto "github.com/prometheus/client_model/go"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
@@ -316,4 +318,35 @@ func newTelemetry(t *testing.T, cfg telemetry.Config) *telemetry.Telemetry {
 	}
 	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
 	return tel
+}
+
+// The operator passes controller-runtime's registry, which already holds the
+// Go and process collectors; imkube metrics must appear in it.
+func TestMetricsGoToAGivenRegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(collectors.NewGoCollector()); err != nil {
+		t.Fatal(err)
+	}
+	tel := newTelemetry(t, telemetry.Config{ServiceName: "imkube-operator", Registerer: reg, Gatherer: reg})
+	o, err := telemetry.NewOperator(tel.MeterProvider())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Reconciled("imcluster", telemetry.ResultError, 20*time.Millisecond)
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range fams {
+		got = append(got, f.GetName())
+	}
+	for _, want := range []string{"imkube_operator_reconcile_total", "imkube_operator_reconcile_seconds", "go_goroutines"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("registry lacks %s: %v", want, got)
+		}
+	}
+	if _, err := telemetry.New(t.Context(), telemetry.Config{ServiceName: "x", Registerer: reg}); err == nil {
+		t.Error("a Registerer without a Gatherer was accepted")
+	}
 }
