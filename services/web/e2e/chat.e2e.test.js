@@ -59,7 +59,7 @@ async function send(page, body) {
   await page.getByTestId('compose-input').press('Enter');
 }
 
-/** Waits until the open chat shows exactly n messages and returns their bodies. */
+/** Waits until the open chat shows at least n messages and returns all bodies (callers assert the exact list). */
 async function bodies(page, n) {
   const loc = page.getByTestId('message-body');
   await page.waitForFunction((want) => document.querySelectorAll('[data-testid="message-body"]').length >= want, n, { timeout: WAIT_MS });
