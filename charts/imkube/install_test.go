@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -20,7 +21,8 @@ import (
 // envtest starts from KUBEBUILDER_ASSETS): the CRDs come from the chart, the
 // example IMCluster and GatewayPool pass the CRDs' validation and get their
 // schema defaults, a generated MySQL password survives an upgrade, and
-// uninstalling keeps the CRDs.
+// uninstalling keeps the CRDs. Then the kubectl path: the plain manifest
+// creates the operator on the same API server.
 func TestHelmInstallUpgradeUninstallOnARealAPIServer(t *testing.T) {
 	assets := testenv.Require(t, "KUBEBUILDER_ASSETS")
 	testenv.Require(t, "IMKUBE_HELM")
@@ -109,6 +111,24 @@ func TestHelmInstallUpgradeUninstallOnARealAPIServer(t *testing.T) {
 	}
 	if err := c.Get(ctx, client.ObjectKey{Name: "imclusters.im.imkube.io"}, &apiextensionsv1.CustomResourceDefinition{}); err != nil {
 		t.Errorf("helm uninstall removed the IMCluster CRD (it must keep it, and with it every cluster): %v", err)
+	}
+
+	// The kubectl path (docs/install.md): the CRDs are there; create the
+	// namespace and every object of manifests/imkube-operator.yaml.
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile("manifests/imkube-operator.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range decodeAll(t, string(raw)) {
+		if err := c.Create(ctx, u); err != nil {
+			t.Errorf("kubectl path: create %s %s: %v", u.GetKind(), u.GetName(), err)
+		}
+	}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "imkube-operator"}, &dep); err != nil {
+		t.Errorf("kubectl path: operator Deployment: %v", err)
 	}
 }
 
