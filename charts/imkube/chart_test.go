@@ -32,6 +32,8 @@ import (
 
 	imv1 "github.com/imkube/imkube/api/v1alpha1"
 	"github.com/imkube/imkube/internal/testenv"
+	"github.com/imkube/imkube/operator/gatewaypool"
+	"github.com/imkube/imkube/operator/imcluster"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -510,5 +512,43 @@ func TestNotesTellHowToConnectAClient(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The prometheus-adapter rules must serve the metrics the operator's HPAs ask
+// for: the gateway Pods metric and the message service External metric.
+func TestAdapterRulesServeTheOperatorsHPAMetrics(t *testing.T) {
+	_, objs := render(t, "--set", "prometheusAdapter.enabled=true")
+	var cfg struct {
+		Rules []struct {
+			Name struct {
+				As string `json:"as"`
+			} `json:"name"`
+		} `json:"rules"`
+		ExternalRules []struct {
+			Name struct {
+				As string `json:"as"`
+			} `json:"name"`
+		} `json:"externalRules"`
+	}
+	found := false
+	for _, u := range objs {
+		if u.GetKind() != "ConfigMap" || !strings.HasSuffix(u.GetName(), "-prometheus-adapter-rules") {
+			continue
+		}
+		raw, _, _ := unstructured.NestedString(u.Object, "data", "config.yaml")
+		if err := yaml.Unmarshal([]byte(raw), &cfg); err != nil {
+			t.Fatalf("config.yaml: %v", err)
+		}
+		found = true
+	}
+	if !found {
+		t.Fatal("no prometheus-adapter rules ConfigMap")
+	}
+	if len(cfg.Rules) != 1 || cfg.Rules[0].Name.As != gatewaypool.ConnectionsMetric {
+		t.Errorf("custom (Pods) rules %+v, want one serving %s", cfg.Rules, gatewaypool.ConnectionsMetric)
+	}
+	if len(cfg.ExternalRules) != 1 || cfg.ExternalRules[0].Name.As != imcluster.ConsumerLagMetric {
+		t.Errorf("external rules %+v, want one serving %s", cfg.ExternalRules, imcluster.ConsumerLagMetric)
 	}
 }
