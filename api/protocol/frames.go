@@ -289,6 +289,9 @@ type Ack struct {
 	Conv string `json:"conv"`
 	Seq  int64  `json:"seq"`
 	TS   int64  `json:"ts"`
+	// InboxSeq is the message's place in the sender's own inbox (write
+	// diffusion), so the sender's cursor does not see a gap.
+	InboxSeq int64 `json:"inboxSeq,omitempty"`
 }
 
 // Notify tells a member of a read-diffusion group that conv has news up to Seq.

@@ -12,6 +12,7 @@ import (
 	"github.com/imkube/imkube/services/dev"
 	"github.com/imkube/imkube/services/gateway"
 	"github.com/imkube/imkube/services/message"
+	"github.com/imkube/imkube/services/sequence"
 	"github.com/imkube/imkube/services/user"
 )
 
@@ -23,6 +24,7 @@ func commands() map[string]command {
 		"user":     {"run the user service (accounts, login, groups) on MySQL", user.Main},
 		"message":  {"run the message service (consume, dedup, store, fan out) on RocketMQ, Redis, MySQL", message.Main},
 		"gateway":  {"run a WebSocket gateway (and the REST proxy) on RocketMQ and Redis", gateway.Main},
+		"sequence": {"run the sequence service (per-key strictly increasing numbers) on Redis and MySQL", sequence.Main},
 		"operator": {"run the Kubernetes operator (IMCluster, GatewayPool)", operator.Main},
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -228,10 +229,23 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	fs.SetOutput(stdout)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
 	data := fs.String("data", "./imkube-data", "data folder (database, JWT key)")
+	cfgFile := fs.String("config", "", "cluster config.json (limits, groups); the built-in defaults when empty")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	s, err := Start(ctx, Config{Addr: *addr, Data: *data, Log: log})
+	var cluster *config.Cluster
+	if *cfgFile != "" {
+		b, err := os.ReadFile(*cfgFile)
+		if err != nil {
+			return fmt.Errorf("--config: %w", err)
+		}
+		c, err := config.ParseCluster(b)
+		if err != nil {
+			return err
+		}
+		cluster = &c
+	}
+	s, err := Start(ctx, Config{Addr: *addr, Data: *data, Log: log, Cluster: cluster})
 	if err != nil {
 		return err
 	}

@@ -263,13 +263,13 @@ func (s *Service) publish(ctx context.Context, gateway string, p *msgapi.Push) e
 // recipient's inboxSeq in); under read diffusion (no inbox rows) it is a
 // light notify frame and clients pull.
 func (s *Service) deliver(ctx context.Context, up *msgapi.Upstream, m *store.Message, inbox []store.InboxEntry, members []string) error {
-	ack := protocol.Ack{T: protocol.TypeAck, CMID: up.CMID, MID: m.MID, Conv: m.Conv, Seq: m.Seq, TS: m.TS}
-	if err := s.reply(ctx, up, msgapi.PushAck, ack); err != nil {
-		return err
-	}
 	seqOf := make(map[string]int64, len(inbox))
 	for _, e := range inbox {
 		seqOf[e.User] = e.InboxSeq
+	}
+	ack := protocol.Ack{T: protocol.TypeAck, CMID: up.CMID, MID: m.MID, Conv: m.Conv, Seq: m.Seq, TS: m.TS, InboxSeq: seqOf[up.User]}
+	if err := s.reply(ctx, up, msgapi.PushAck, ack); err != nil {
+		return err
 	}
 	live, err := s.sessions.Lookup(ctx, members)
 	if err != nil {

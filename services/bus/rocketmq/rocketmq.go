@@ -333,7 +333,15 @@ func (b *Bus) consume(ctx context.Context, h bus.Handler, topic string, sel cons
 	if err != nil {
 		return fmt.Errorf("%w: rocketmq consumer of %s: %v", bus.ErrUnavailable, topic, err)
 	}
-	err = c.Subscribe(topic, sel, func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+	err = c.Subscribe(topic, sel, func(cctx context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+		// The orderly consumer sleeps for the suspend time of the context it
+		// passes in, which defaults to -1 (no pause at all, whatever
+		// WithSuspendCurrentQueueTimeMillis says): without this, a failing
+		// message burns through MaxReconsumeTimes in milliseconds and is
+		// moved to the dead-letter queue, breaking order.
+		if oc, ok := primitive.GetOrderlyCtx(cctx); ok {
+			oc.SuspendCurrentQueueTimeMillis = int(max(b.cfg.RetryPause.Milliseconds(), 10))
+		}
 		for _, msg := range msgs {
 			if ctx.Err() != nil {
 				return consumer.SuspendCurrentQueueAMoment, ctx.Err()

@@ -160,8 +160,16 @@ func newCluster(t *testing.T, gateways int) *cluster {
 	rand.Read(b)
 	id := hex.EncodeToString(b)
 	dir := t.TempDir()
+	if keep := os.Getenv("IMKUBE_DATAPLANE_LOGS"); keep != "" {
+		dir = filepath.Join(keep, t.Name())
+		os.MkdirAll(dir, 0o755)
+	}
 	key := filepath.Join(dir, "jwt.key")
 	os.WriteFile(key, []byte(hex.EncodeToString(append(b, make([]byte, 28)...))+"\n"), 0o600)
+	// Tests send as fast as they can: raise the per-user limits through the
+	// cluster config, as an operator would.
+	cfgFile := filepath.Join(dir, "config.json")
+	os.WriteFile(cfgFile, []byte(`{"limits":{"sendRatePerSecond":100000,"sendBurst":100000,"maxMessageBytes":16384,"connectionsPerIPPerSecond":100000}}`), 0o644)
 	upTopic, pushTopic := "T_UP_"+id, "T_PUSH_"+id
 	createTopics(t, ns, broker, upTopic, pushTopic)
 
@@ -175,10 +183,10 @@ func newCluster(t *testing.T, gateways int) *cluster {
 	}
 	env := []string{
 		"IMKUBE_REDIS_ADDR=" + redis, "IMKUBE_MYSQL_DSN=" + dsn, "IMKUBE_ROCKETMQ_NAMESRV=" + ns,
-		"IMKUBE_JWT_KEY_FILE=" + key, "IMKUBE_REDIS_PREFIX=t" + id + ":",
+		"IMKUBE_JWT_KEY_FILE=" + key, "IMKUBE_REDIS_PREFIX=t" + id + ":", "IMKUBE_SEQ_REDIS_PREFIX=t" + id + ":seq:",
 		"IMKUBE_UPSTREAM_TOPIC=" + upTopic, "IMKUBE_PUSH_TOPIC=" + pushTopic, "IMKUBE_BUS_GROUP_PREFIX=t" + id + "-",
 		"IMKUBE_USER_URL=" + c.user.url(), "IMKUBE_MESSAGE_URL=" + c.message.url(), "IMKUBE_SEQUENCE_URL=" + c.sequence.url(),
-		"IMKUBE_HEARTBEAT_INTERVAL=1s", "IMKUBE_LOG_LEVEL=info",
+		"IMKUBE_HEARTBEAT_INTERVAL=1s", "IMKUBE_LOG_LEVEL=info", "IMKUBE_CONFIG_FILE=" + cfgFile,
 	}
 	for _, p := range append([]*proc{c.user, c.sequence, c.message}, c.gateways...) {
 		p.env = append(p.env, env...)
