@@ -105,7 +105,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	}
 	runtime.Health(mux, func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
 	mux.Handle("GET /metrics", tel.Handler())
-	mux.Handle("GET /", web.Handler())
+	mux.Handle("/", web.Handler()) // GET only; other methods are refused by the handler
 	ln, err := runtime.Listen(common.Addr)
 	if err != nil {
 		return err
