@@ -177,7 +177,8 @@ start() {
 	shift 2
 	if running "$name"; then return 0; fi
 	log "starting $name"
-	setsid "$bin" "$@" </dev/null >>"$LOGS/$name.log" 2>&1 &
+	# Close the lock descriptors: a daemon holding the `up` lock would block the next `up`.
+	setsid "$bin" "$@" </dev/null >>"$LOGS/$name.log" 2>&1 7>&- 8>&- 9>&- &
 	echo $! >"$PIDS/$name.pid"
 }
 

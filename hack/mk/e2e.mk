@@ -8,6 +8,9 @@
 # seconds; `make cluster-down` stops it. KUBECONFIG is deliberately not written
 # to ENV_DIR: the other Go tests must not see a cluster.
 
+# Passed twice in a row on the local cluster: part of `make test`.
+TEST_AFTER += e2e
+
 E2E_TIMEOUT ?= 30m
 E2E_RUN     ?= .
 KIND_IMAGE_TAR ?= $(IMAGE_TAR)

@@ -122,7 +122,10 @@ func repoRoot(t *testing.T) string {
 // failing step stops the rest (t.Fatal inside t.Run ends only that subtest,
 // hence the explicit checks).
 func TestPlatform(t *testing.T) {
-	s := &suite{cfg: loadConfig(t), root: repoRoot(t)}
+	s := &suite{cfg: loadConfig(t), root: repoRoot(t), workdir: os.Getenv("IMKUBE_E2E_WORKDIR")}
+	if s.workdir == "" {
+		s.workdir = t.TempDir() // the top-level test's: the operator outlives the steps
+	}
 	k := s.kube(t)
 
 	resetNamespace(t, k)
@@ -146,7 +149,7 @@ func TestPlatform(t *testing.T) {
 	for _, st := range steps {
 		ok := t.Run(st.name, func(t *testing.T) { st.run(t, s, s.kube(t)) })
 		if !ok {
-			t.Fatalf("step %s failed; skipping the later steps", st.name)
+			t.Fatalf("step %s failed; skipping the later steps. Operator log tail:\n%s", st.name, s.operatorLog(80))
 		}
 	}
 }
@@ -155,6 +158,8 @@ func TestPlatform(t *testing.T) {
 type suite struct {
 	cfg  config
 	root string
+	// workdir holds the operator binary, its kubeconfig and its log.
+	workdir string
 	// stop ends the operator process (process mode); logPath is its log.
 	stop    func()
 	logPath string
@@ -279,11 +284,7 @@ func helmInstall(t *testing.T, s *suite, k *kube) {
 // what the operator gets. It stops with the top-level test.
 func startOperator(t *testing.T, s *suite, k *kube, serviceAccount string) {
 	t.Helper()
-	root := s.root
-	dir := os.Getenv("IMKUBE_E2E_WORKDIR")
-	if dir == "" {
-		dir = t.TempDir()
-	}
+	root, dir := s.root, s.workdir
 	bin := filepath.Join(dir, "imkube")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/imkube")
 	build.Dir = root
