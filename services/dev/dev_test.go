@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -517,6 +520,103 @@ func TestMetricsAreExportedForPrometheus(t *testing.T) {
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+func TestStringsAreStoredAndReturnedVerbatim(t *testing.T) {
+	s := start(t, "", gateway.Config{})
+	api := imtest.NewAPI(s.URL)
+	alice, bob := api.Register(t, "alice"), api.Register(t, "bob")
+	a, _ := imtest.Connect(t, s.URL, alice.Token, "a1")
+	b, _ := imtest.Connect(t, s.URL, bob.Token, "b1")
+	bodies := []string{"'; DROP TABLE messages; --", "emoji 🐱‍👤 and 中文", "tab\tnewline\ncontrol\x01\x7f", `{"t":"ack"} \" \\`, ""}
+	for i, body := range bodies {
+		send(a, fmt.Sprintf("v%d", i), bob.ID, body)
+		a.Expect("ack")
+		if m := b.Expect("msg"); m.Str("body") != body {
+			t.Fatalf("pushed body %q, want %q", m.Str("body"), body)
+		}
+	}
+	b.SendJSON(map[string]any{"t": "sync", "id": "s", "after": 0})
+	for i, it := range b.Expect("sync_result").Items() {
+		if it.Str("body") != bodies[i] {
+			t.Fatalf("synced body %q, want %q", it.Str("body"), bodies[i])
+		}
+	}
+	// Nesting deeper than the protocol needs is refused before decoding.
+	a.SendRaw([]byte(`{"t":"ping","x":` + strings.Repeat("[", 50) + strings.Repeat("]", 50) + `}`))
+	if e := a.Expect("error"); e.Str("code") != "BAD_FRAME" {
+		t.Fatalf("deep JSON: %v", e)
+	}
+}
+
+func TestTokensCanBeRefreshed(t *testing.T) {
+	s := start(t, "", gateway.Config{})
+	api := imtest.NewAPI(s.URL)
+	alice := api.Register(t, "alice")
+	var sess struct {
+		Token     string
+		UserID    string
+		ExpiresAt int64
+	}
+	if code, err := api.Do("POST", "/api/v1/sessions/refresh", alice.Token, nil, &sess); err != nil || code != 200 || sess.Token == "" || sess.UserID != alice.ID {
+		t.Fatalf("refresh: %d %v %+v", code, err, sess)
+	}
+	imtest.Connect(t, s.URL, sess.Token, "d")
+	if code, _ := api.Do("POST", "/api/v1/sessions/refresh", "", nil, nil); code != http.StatusUnauthorized {
+		t.Fatalf("refresh without a token: %d", code)
+	}
+}
+
+// syncBuffer is a log sink safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestLogsHoldNoSecrets(t *testing.T) {
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	data := t.TempDir()
+	s, err := dev.Start(context.Background(), dev.Config{Addr: "127.0.0.1:0", Data: data, BcryptCost: 4, Cluster: fastCluster(), Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := imtest.NewAPI(s.URL)
+	alice, bob := api.Register(t, "alice"), api.Register(t, "bob")
+	api.Do("POST", "/api/v1/sessions", "", map[string]string{"username": "alice", "password": "wrong-password-1"}, nil)
+	a, _ := imtest.Connect(t, s.URL, alice.Token, "a1")
+	send(a, "c1", bob.ID, "hello")
+	a.Expect("ack")
+	c := imtest.Dial(t, s.URL)
+	c.SendJSON(map[string]any{"t": "auth", "token": alice.Token + "x", "device": "d"})
+	c.ExpectClosed(5 * time.Second)
+	a.Close()
+	s.Close()
+	key, _ := os.ReadFile(filepath.Join(data, "jwt.key"))
+	out := logs.String()
+	if !strings.Contains(out, "user registered") {
+		t.Fatalf("the test captured no logs: %q", out)
+	}
+	for name, secret := range map[string]string{
+		"password": "correct-horse-battery", "wrong password": "wrong-password-1", "token": alice.Token,
+		"token signature": alice.Token[strings.LastIndex(alice.Token, ".")+1:], "jwt key": strings.TrimSpace(string(key)),
+	} {
+		if strings.Contains(out, secret) {
+			t.Errorf("the logs contain the %s", name)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -41,6 +42,8 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	origins := fs.String("allowed-origins", config.Env("IMKUBE_ALLOWED_ORIGINS", ""), "comma-separated browser origins allowed besides the gateway's own host; * for any (env IMKUBE_ALLOWED_ORIGINS)")
 	userURL := fs.String("user-url", config.Env("IMKUBE_USER_URL", ""), "base URL of the user service (env IMKUBE_USER_URL)")
 	messageURL := fs.String("message-url", config.Env("IMKUBE_MESSAGE_URL", ""), "base URL of the message service (env IMKUBE_MESSAGE_URL)")
+	tlsCert := fs.String("tls-cert-file", config.Env("IMKUBE_TLS_CERT_FILE", ""), "serve TLS (wss://, https://) with this PEM certificate (env IMKUBE_TLS_CERT_FILE)")
+	tlsKey := fs.String("tls-key-file", config.Env("IMKUBE_TLS_KEY_FILE", ""), "PEM key of --tls-cert-file (env IMKUBE_TLS_KEY_FILE)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -106,7 +109,12 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	runtime.Health(mux, func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
 	mux.Handle("GET /metrics", tel.Handler())
 	mux.Handle("/", web.Handler()) // GET only; other methods are refused by the handler
-	ln, err := runtime.Listen(common.Addr)
+	var ln net.Listener
+	if *tlsCert != "" || *tlsKey != "" {
+		ln, err = runtime.ListenTLS(common.Addr, *tlsCert, *tlsKey)
+	} else {
+		ln, err = runtime.Listen(common.Addr)
+	}
 	if err != nil {
 		return err
 	}

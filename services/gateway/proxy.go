@@ -26,7 +26,7 @@ func ProxyRoutes(mux *http.ServeMux, userURL, messageURL string, log *slog.Logge
 	if err != nil {
 		return fmt.Errorf("message service url: %w", err)
 	}
-	for _, p := range []string{"/api/v1/users", "/api/v1/users/", "/api/v1/sessions", "/api/v1/groups", "/api/v1/groups/"} {
+	for _, p := range []string{"/api/v1/users", "/api/v1/users/", "/api/v1/sessions", "/api/v1/sessions/", "/api/v1/groups", "/api/v1/groups/"} {
 		mux.Handle(p, user)
 	}
 	for _, p := range []string{"/api/v1/conversations", "/api/v1/conversations/"} {

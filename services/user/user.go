@@ -139,6 +139,7 @@ func (s *Service) Login(ctx context.Context, username, password string) (*Sessio
 func (s *Service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/users", s.handleRegister)
 	mux.HandleFunc("POST /api/v1/sessions", s.handleLogin)
+	mux.Handle("POST /api/v1/sessions/refresh", httpx.Authenticated(s.keys, http.HandlerFunc(s.handleRefresh)))
 	mux.Handle("GET /api/v1/users/me", httpx.Authenticated(s.keys, http.HandlerFunc(s.handleMe)))
 	mux.Handle("GET /api/v1/users", httpx.Authenticated(s.keys, http.HandlerFunc(s.handleFind)))
 	mux.Handle("GET /api/v1/users/{id}", httpx.Authenticated(s.keys, http.HandlerFunc(s.handleGet)))
@@ -186,6 +187,23 @@ func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	s.throttle.Succeed(req.Username, ip)
 	httpx.WriteJSON(w, http.StatusOK, sess)
+}
+
+// handleRefresh exchanges a valid (not yet expired) token for a fresh one,
+// signed with the current key, so clients stay logged in across key
+// rotation without sending the password again.
+func (s *Service) handleRefresh(w http.ResponseWriter, r *http.Request) {
+	uid := httpx.UserID(r.Context())
+	if _, err := s.store.UserByID(r.Context(), uid); err != nil {
+		s.writeErr(w, notFound(err, "your account no longer exists"))
+		return
+	}
+	tok, exp, err := s.keys.Issue(uid)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, &Session{Token: tok, UserID: uid, ExpiresAt: exp.UnixMilli()})
 }
 
 func (s *Service) handleMe(w http.ResponseWriter, r *http.Request) {
