@@ -233,3 +233,36 @@ func TestMySQLDownDelaysAcksButLosesNothing(t *testing.T) {
 		}()
 	})
 }
+
+func TestManyUsersThroughTwoGatewaysSurviveASequenceServiceRestart(t *testing.T) {
+	c := newCluster(t, 2)
+	g1, g2 := c.gateways[0].url(), c.gateways[1].url()
+	var once sync.Once
+	restart := func() {
+		once.Do(func() {
+			c.sequence.stop()
+			c.sequence.start()
+		})
+	}
+	type pr struct{ a, b *imtest.Session }
+	var pairs []pr
+	for i := range 3 {
+		from, to := c.api.Register(t, fmt.Sprintf("sender%d", i)), c.api.Register(t, fmt.Sprintf("recipient%d", i))
+		a, b := imtest.NewSession(from, "d", g1, g2), imtest.NewSession(to, "d", g2, g1)
+		for _, s := range []*imtest.Session{a, b} {
+			if err := s.Connect(30 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(s.Close)
+		}
+		pairs = append(pairs, pr{a, b})
+	}
+	t.Run("pairs", func(t *testing.T) {
+		for i, p := range pairs {
+			t.Run(fmt.Sprintf("pair%d", i), func(t *testing.T) {
+				t.Parallel()
+				exchange(t, p.a, p.b, 200, 80, restart)
+			})
+		}
+	})
+}

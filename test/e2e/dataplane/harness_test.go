@@ -201,6 +201,16 @@ func newCluster(t *testing.T, gateways int) *cluster {
 	}
 	c.api = imtest.NewAPI(c.gateways[0].url())
 	t.Cleanup(func() {
+		// Nothing secret in the logs: no DSN credentials, no tokens, no key.
+		keyText, _ := os.ReadFile(key)
+		for _, p := range append([]*proc{c.user, c.sequence, c.message}, c.gateways...) {
+			b, _ := os.ReadFile(p.log)
+			for name, secret := range map[string]string{"MySQL credentials": ":imkube@", "a JWT": "eyJhbGci", "the JWT key": strings.TrimSpace(string(keyText))} {
+				if strings.Contains(string(b), secret) {
+					t.Errorf("%s log contains %s", p.name, name)
+				}
+			}
+		}
 		if t.Failed() {
 			for _, p := range append([]*proc{c.user, c.sequence, c.message}, c.gateways...) {
 				t.Logf("--- %s log (tail) ---\n%s", p.name, tail(p.log))
