@@ -3,7 +3,10 @@
 package dataplane
 
 import (
+	"flag"
 	"fmt"
+	"maps"
+	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"slices"
@@ -63,7 +66,10 @@ func exchange(t *testing.T, a, b *imtest.Session, n, faultAt int, fault func()) 
 			t.Fatal(err)
 		}
 	}
-	if got, want := b.Bodies(), bodies("m", n); !slices.Equal(got, want) {
+	got, want := b.Bodies(), bodies("m", n)
+	lost, dup, reordered := verify(got, want)
+	t.Logf("%s -> %s: %d sent, %d received, lost %d, duplicated %d, reordered %d", a.Account.Username, b.Account.Username, n, len(got), lost, dup, reordered)
+	if !slices.Equal(got, want) {
 		var seqs []string
 		for _, m := range b.Got {
 			seqs = append(seqs, fmt.Sprintf("%s@%d/%d", m.Str("body"), m.Int("inboxSeq"), m.Int("seq")))
@@ -76,6 +82,36 @@ func exchange(t *testing.T, a, b *imtest.Session, n, faultAt int, fault func()) 
 			t.Fatalf("ack %v does not match delivered %v", ack, m)
 		}
 	}
+}
+
+// verify counts, for one recipient, the messages that never arrived, those
+// the app saw more than once, and those that arrived before an earlier one.
+func verify(got, want []string) (lost, duplicated, reordered int) {
+	pos := make(map[string]int, len(want))
+	for i, w := range want {
+		pos[w] = i
+	}
+	seen := map[string]int{}
+	last := -1
+	for _, g := range got {
+		seen[g]++
+		if seen[g] > 1 {
+			duplicated++
+			continue
+		}
+		if p, ok := pos[g]; ok {
+			if p < last {
+				reordered++
+			}
+			last = max(last, p)
+		}
+	}
+	for _, w := range want {
+		if seen[w] == 0 {
+			lost++
+		}
+	}
+	return lost, duplicated, reordered
 }
 
 func diff(got, want []string) []string {
@@ -265,4 +301,37 @@ func TestManyUsersThroughTwoGatewaysSurviveASequenceServiceRestart(t *testing.T)
 			})
 		}
 	})
+}
+
+var soak = flag.Duration("soak", 0, "run TestSoak for this long, injecting random faults (not in CI): go test -tags dataplane -run Soak -soak 10m -timeout 0 ./test/e2e/dataplane/")
+
+// TestSoak repeats random faults during traffic for -soak; it runs only when
+// asked for.
+func TestSoak(t *testing.T) {
+	if *soak == 0 {
+		t.Skip("soak mode is opt-in: -soak 10m")
+	}
+	c := newCluster(t, 2)
+	faults := map[string]func(){
+		"gateway kill -9":  func() { c.gateways[1].kill9(); c.gateways[1].start() },
+		"message kill -9":  func() { c.message.kill9(); c.message.start() },
+		"sequence restart": func() { c.sequence.stop(); c.sequence.start() },
+		"redis restart":    func() { deps(t, "restart", "redis") },
+	}
+	names := slices.Sorted(maps.Keys(faults))
+	end := time.Now().Add(*soak)
+	for round := 0; time.Now().Before(end); round++ {
+		name := names[mrand.IntN(len(names))]
+		t.Logf("round %d: %s", round, name)
+		from, to := c.api.Register(t, fmt.Sprintf("soaka%d", round)), c.api.Register(t, fmt.Sprintf("soakb%d", round))
+		a, b := imtest.NewSession(from, "d", c.gateways[0].url(), c.gateways[1].url()), imtest.NewSession(to, "d", c.gateways[1].url(), c.gateways[0].url())
+		for _, s := range []*imtest.Session{a, b} {
+			if err := s.Connect(time.Minute); err != nil {
+				t.Fatal(err)
+			}
+		}
+		exchange(t, a, b, 200, 1+mrand.IntN(199), faults[name])
+		a.Close()
+		b.Close()
+	}
 }
