@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/apache/rocketmq-client-go/v2/rlog"
@@ -28,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	imv1 "github.com/imkube/imkube/api/v1alpha1"
@@ -36,6 +38,7 @@ import (
 	"github.com/imkube/imkube/operator/imcluster"
 	"github.com/imkube/imkube/operator/internal/render"
 	"github.com/imkube/imkube/operator/rocketmq"
+	"github.com/imkube/imkube/services/telemetry"
 )
 
 // Leader election and events need these beyond what the controllers declare.
@@ -92,7 +95,19 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	if err != nil {
 		return err
 	}
-	if err := Register(mgr, Deps{Topics: topics, Version: version.Version}); err != nil {
+	// imkube's own metrics go to controller-runtime's registry, so the one
+	// metrics endpoint serves them beside controller_runtime_*.
+	var metrics *telemetry.Operator
+	tel, err := telemetry.New(ctx, telemetry.Config{ServiceName: "imkube-operator", ServiceVersion: version.Version,
+		Registerer: ctrlmetrics.Registry, Gatherer: ctrlmetrics.Registry, Logger: log}.FromEnv(os.Getenv))
+	if err == nil {
+		defer tel.Shutdown(context.WithoutCancel(ctx))
+		metrics, err = telemetry.NewOperator(tel.MeterProvider())
+	}
+	if err != nil {
+		log.Warn("operator metrics unavailable", "err", err)
+	}
+	if err := Register(mgr, Deps{Topics: topics, Version: version.Version, Metrics: metrics}); err != nil {
 		return err
 	}
 	log.Info("operator starting", "version", version.Version, "namespace", cfg.Namespace,
@@ -187,6 +202,8 @@ type Deps struct {
 	// WrapClient, if set, wraps the manager client the controllers use (tests
 	// count writes with it).
 	WrapClient func(client.Client) client.Client
+	// Metrics (nil: none) counts and times reconciles.
+	Metrics *telemetry.Operator
 }
 
 // Register adds the IMCluster and GatewayPool controllers to mgr.
@@ -204,6 +221,7 @@ func Register(mgr ctrl.Manager, d Deps) error {
 		Options:        opts,
 		RetryInterval:  d.RetryInterval,
 		ResyncInterval: d.ResyncInterval,
+		Metrics:        d.Metrics,
 	}
 	if err := imc.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("operator: imcluster controller: %w", err)
@@ -212,6 +230,7 @@ func Register(mgr ctrl.Manager, d Deps) error {
 		Client:   c,
 		Recorder: mgr.GetEventRecorder("imkube-operator"),
 		Options:  opts,
+		Metrics:  d.Metrics,
 	}
 	if err := gwp.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("operator: gatewaypool controller: %w", err)

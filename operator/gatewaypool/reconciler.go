@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/imkube/imkube/services/telemetry"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -33,6 +35,8 @@ type Reconciler struct {
 	Client   client.Client
 	Recorder events.EventRecorder
 	Options  render.Options
+	// Metrics (nil: none) counts and times reconciles.
+	Metrics *telemetry.Operator
 }
 
 // +kubebuilder:rbac:groups=im.imkube.io,resources=gatewaypools,verbs=get;list;watch
@@ -77,6 +81,10 @@ func (r *Reconciler) clusterToPools(ctx context.Context, o client.Object) []reco
 // Reconcile applies the gateway objects of one pool and writes its status in
 // a deferred call.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, err error) {
+	start := time.Now()
+	defer func() {
+		r.Metrics.Reconciled("gatewaypool", telemetry.ResultOf(res.RequeueAfter > 0 || res.Requeue, err), time.Since(start))
+	}()
 	var p imv1.GatewayPool
 	if err := r.Client.Get(ctx, req.NamespacedName, &p); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)

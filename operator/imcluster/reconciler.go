@@ -6,6 +6,7 @@ package imcluster
 import (
 	"context"
 	"errors"
+	"github.com/imkube/imkube/services/telemetry"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -37,6 +38,8 @@ type Reconciler struct {
 	Recorder  events.EventRecorder
 	Topics    rocketmq.TopicEnsurer
 	Options   render.Options
+	// Metrics (nil: none) counts and times reconciles.
+	Metrics *telemetry.Operator
 	// RetryInterval is the requeue delay after a failed dependency check.
 	RetryInterval time.Duration
 	// ResyncInterval re-checks dependencies of a healthy cluster.
@@ -88,6 +91,10 @@ func poolToCluster(_ context.Context, o client.Object) []reconcile.Request {
 // Reconcile brings one IMCluster's owned objects to the desired state and
 // writes its status (always, in a deferred call, with every condition set).
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, err error) {
+	start := time.Now()
+	defer func() {
+		r.Metrics.Reconciled("imcluster", telemetry.ResultOf(res.RequeueAfter > 0 || res.Requeue, err), time.Since(start))
+	}()
 	var c imv1.IMCluster
 	if err := r.Client.Get(ctx, req.NamespacedName, &c); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)

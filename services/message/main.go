@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -98,6 +99,9 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	g.Go(func() error { return watch(gctx) })
 	g.Go(func() error { return ctl.Run(gctx) })
 	g.Go(func() error { return svc.Run(gctx, b) })
+	if l, ok := b.(interface{ UpstreamLag() (int64, bool) }); ok {
+		g.Go(func() error { return reportLag(gctx, l.UpstreamLag, metrics) })
+	}
 	g.Go(func() error { return runtime.Serve(gctx, ln, mux, log, nil) })
 	return g.Wait()
 }
@@ -105,5 +109,22 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 func closeIf(v any) {
 	if c, ok := v.(io.Closer); ok {
 		c.Close()
+	}
+}
+
+// reportLag publishes the consumer lag (imkube_message_consumer_lag, the
+// message service HPA's metric) every 10 s.
+func reportLag(ctx context.Context, lag func() (int64, bool), m *telemetry.Message) error {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		if n, ok := lag(); ok {
+			m.SetConsumerLag(n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
 	}
 }

@@ -191,3 +191,14 @@ func (o *Operator) Reconciled(controller, result string, d time.Duration) {
 	o.reconciles.Add(ctx, 1, o.labels.opt(controller, result))
 	o.duration.Record(ctx, secondsOf(d), o.durLabels.opt(controller))
 }
+
+// ResultOf classifies a reconcile outcome for Reconciled.
+func ResultOf(requeue bool, err error) string {
+	switch {
+	case err != nil:
+		return ResultError
+	case requeue:
+		return ResultRequeue
+	}
+	return ResultSuccess
+}

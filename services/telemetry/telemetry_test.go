@@ -2,6 +2,7 @@ package telemetry_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -348,5 +349,25 @@ func TestMetricsGoToAGivenRegistry(t *testing.T) {
 	}
 	if _, err := telemetry.New(t.Context(), telemetry.Config{ServiceName: "x", Registerer: reg}); err == nil {
 		t.Error("a Registerer without a Gatherer was accepted")
+	}
+}
+
+func TestReconcileOutcomesAreClassified(t *testing.T) {
+	tests := []struct {
+		name    string
+		requeue bool
+		err     error
+		want    string
+	}{
+		{"a clean pass", false, nil, telemetry.ResultSuccess},
+		{"a requeue", true, nil, telemetry.ResultRequeue},
+		{"an error wins over a requeue", true, errors.New("boom"), telemetry.ResultError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := telemetry.ResultOf(tt.requeue, tt.err); got != tt.want {
+				t.Fatalf("ResultOf = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

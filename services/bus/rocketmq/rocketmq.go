@@ -137,11 +137,31 @@ type Bus struct {
 	log      *slog.Logger
 	producer rocketmq.Producer
 
-	base    context.Context // cancelled by Close
-	cancel  context.CancelFunc
-	mu      sync.Mutex
-	closed  bool
-	running sync.WaitGroup
+	base     context.Context // cancelled by Close
+	cancel   context.CancelFunc
+	mu       sync.Mutex
+	closed   bool
+	running  sync.WaitGroup
+	upstream rocketmq.PushConsumer // the running upstream consumer, for Lag
+}
+
+// UpstreamLag returns how many upstream messages wait in the queues this
+// process consumes (false when it consumes none). The consumer-lag HPA sums
+// it across message service pods.
+func (b *Bus) UpstreamLag() (int64, bool) {
+	b.mu.Lock()
+	c := b.upstream
+	b.mu.Unlock()
+	if c == nil {
+		return 0, false
+	}
+	var n int64
+	for topic, d := range c.GetOffsetDiffMap() {
+		if topic == b.cfg.UpstreamTopic {
+			n += d
+		}
+	}
+	return n, true
 }
 
 var (
@@ -362,6 +382,16 @@ func (b *Bus) consume(ctx context.Context, h bus.Handler, topic string, sel cons
 	if err := c.Start(); err != nil {
 		_ = c.Shutdown()
 		return fmt.Errorf("%w: start rocketmq consumer of %s: %v", bus.ErrUnavailable, topic, err)
+	}
+	if topic == b.cfg.UpstreamTopic {
+		b.mu.Lock()
+		b.upstream = c
+		b.mu.Unlock()
+		defer func() {
+			b.mu.Lock()
+			b.upstream = nil
+			b.mu.Unlock()
+		}()
 	}
 	<-ctx.Done()
 	if err := c.Shutdown(); err != nil {

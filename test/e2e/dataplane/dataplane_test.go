@@ -5,11 +5,14 @@ package dataplane
 import (
 	"flag"
 	"fmt"
+	"io"
 	"maps"
 	mrand "math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -150,6 +153,22 @@ func TestThousandMessagesAcrossGatewaysArriveOnceInOrder(t *testing.T) {
 	// Unacked sends are retried after 5 s with the same cmid, and a retry
 	// re-pushes (at least once on the wire); the app sees each message once.
 	t.Logf("%d duplicate frames dropped by the client", b.Dups)
+	// The message service exports its consumer lag (the HPA's metric).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(c.message.url() + "/metrics")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(body), "\nimkube_message_consumer_lag") {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the message service does not export imkube_message_consumer_lag")
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 func TestGatewayKilledMidStreamLosesNothing(t *testing.T) {
