@@ -40,8 +40,11 @@ func desiredHPA(s *scope, component string) *autoscalingv2.HorizontalPodAutoscal
 			External: &autoscalingv2.ExternalMetricSource{
 				Metric: autoscalingv2.MetricIdentifier{
 					Name: ConsumerLagMetric,
+					// "service" is the label Prometheus (ServiceMonitor) puts on
+					// every series it scrapes from the message Service; label
+					// names with dots or slashes cannot be Prometheus matchers.
 					Selector: &metav1.LabelSelector{MatchLabels: map[string]string{
-						render.LabelInstance: s.cluster.Name,
+						"service": render.ComponentName(s.cluster.Name, render.Message),
 					}},
 				},
 				Target: autoscalingv2.MetricTarget{
