@@ -147,6 +147,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if gwCfg.ID == "" {
 		gwCfg.ID = "dev"
 	}
+	if gwCfg.AllowedOrigins == nil {
+		// Local development: pages served by any local dev server may connect.
+		gwCfg.AllowedOrigins = []string{"http://localhost:*", "http://127.0.0.1:*"}
+	}
 	if gwCfg.MaxBodyBytes == nil {
 		gwCfg.MaxBodyBytes = func() int { return live.Get().Limits.MaxMessageBytes }
 	}

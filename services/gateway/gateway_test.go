@@ -184,16 +184,31 @@ func TestConnectionCapAnswers503BeforeUpgrade(t *testing.T) {
 	}
 }
 
-func TestForeignOriginsAreRefused(t *testing.T) {
-	e := newEnv(t, gateway.Config{AllowedOrigins: []string{"https://chat.example"}})
-	h := http.Header{"Origin": {"https://evil.example"}}
-	if _, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(e.url, "http")+"/ws", h); err == nil || resp.StatusCode != http.StatusForbidden {
-		t.Fatalf("foreign origin accepted")
+func TestOnlyAllowedOriginsMayConnect(t *testing.T) {
+	e := newEnv(t, gateway.Config{AllowedOrigins: []string{"https://chat.example", "http://localhost:*"}})
+	tests := []struct {
+		give string
+		want bool
+	}{
+		{"https://chat.example", true},
+		{"http://localhost:3000", true},
+		{"http://localhost", false},
+		{"http://localhost:3000.evil.example", false},
+		{"https://evil.example", false},
+		{"http://" + strings.TrimPrefix(e.url, "http://"), true}, // the gateway's own page
 	}
-	h = http.Header{"Origin": {"https://chat.example"}}
-	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(e.url, "http")+"/ws", h)
-	if err != nil {
-		t.Fatalf("allowed origin refused: %v", err)
+	for _, tt := range tests {
+		t.Run(tt.give, func(t *testing.T) {
+			ws, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(e.url, "http")+"/ws", http.Header{"Origin": {tt.give}})
+			if ws != nil {
+				ws.Close()
+			}
+			if got := err == nil; got != tt.want {
+				t.Fatalf("origin %q accepted=%v, want %v (resp %v)", tt.give, got, tt.want, resp)
+			}
+			if !tt.want && resp.StatusCode != http.StatusForbidden {
+				t.Fatalf("refused with %d, want 403", resp.StatusCode)
+			}
+		})
 	}
-	ws.Close()
 }

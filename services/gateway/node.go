@@ -68,8 +68,9 @@ type Config struct {
 	SessionTTL        time.Duration
 	// MaxConnections per node; new connections over it get 503 (0: 100,000).
 	MaxConnections int
-	// AllowedOrigins lists acceptable Origin headers for browser clients
-	// ("*" allows any). Empty: requests without Origin and same-host origins.
+	// AllowedOrigins lists Origin headers accepted from browsers besides the
+	// gateway's own host (always accepted): exact origins, "scheme://host:*"
+	// for any port, or "*" for any origin.
 	AllowedOrigins []string
 	// MaxBadFrames closes a connection after that many consecutive invalid
 	// frames (protocol abuse; default 20).
@@ -203,21 +204,27 @@ func (n *Node) Connections() int { return n.hub.len() }
 func (n *Node) checkOrigin(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
-		return true
-	}
-	for _, o := range n.cfg.AllowedOrigins {
-		if o == "*" || strings.EqualFold(o, origin) {
-			return true
-		}
-	}
-	if len(n.cfg.AllowedOrigins) > 0 {
-		return false
+		return true // not a browser
 	}
 	host := origin
 	if i := strings.Index(host, "://"); i >= 0 {
 		host = host[i+3:]
 	}
-	return strings.EqualFold(host, r.Host)
+	if strings.EqualFold(host, r.Host) {
+		return true // the page this gateway served
+	}
+	for _, o := range n.cfg.AllowedOrigins {
+		if o == "*" || strings.EqualFold(o, origin) {
+			return true
+		}
+		// "http://localhost:*" allows any port of that scheme and host.
+		if prefix, ok := strings.CutSuffix(o, ":*"); ok {
+			if rest, ok := strings.CutPrefix(strings.ToLower(origin), strings.ToLower(prefix)+":"); ok && rest != "" && strings.Trim(rest, "0123456789") == "" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // ServeHTTP upgrades /ws requests and runs the connection.

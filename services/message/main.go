@@ -85,6 +85,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	svc := New(db, seq, platform.Sessions(rdb), b, ids.New(*node), log, Options{
 		ReadDiffusionThreshold: func() int { return live.Get().Groups.ReadDiffusionThreshold },
 		Metrics:                metrics, Tracer: tel.Tracer("imkube/message"),
+		StoreGuard: func(fn func() error) error { return ctl.Guard(flow.ResMySQL, fn) },
 	})
 	ln, err := runtime.Listen(common.Addr)
 	if err != nil {

@@ -58,6 +58,7 @@ type Service struct {
 	now       func() time.Time
 	metrics   *telemetry.Message
 	tracer    trace.Tracer
+	guard     func(fn func() error) error
 }
 
 // New returns a message service.
@@ -69,7 +70,7 @@ func New(st Store, seq sequence.Allocator, sess sessions.Store, push bus.PushPub
 		opts.Tracer = tracenoop.NewTracerProvider().Tracer("")
 	}
 	return &Service{store: st, groups: st, cache: newMemberCache(10000), threshold: opts.ReadDiffusionThreshold,
-		seq: seq, sessions: sess, push: push, ids: gen, log: log, now: time.Now, metrics: opts.Metrics, tracer: opts.Tracer}
+		seq: seq, sessions: sess, push: push, ids: gen, log: log, now: time.Now, metrics: opts.Metrics, tracer: opts.Tracer, guard: opts.StoreGuard}
 }
 
 // Options tune the message service.
@@ -80,6 +81,11 @@ type Options struct {
 	// Metrics (nil: none) and Tracer (nil: no spans).
 	Metrics *telemetry.Message
 	Tracer  trace.Tracer
+	// StoreGuard, if set, wraps the store calls of the message path (a
+	// circuit breaker: while MySQL is down or slow, messages wait in the bus
+	// instead of piling up connections). fn reports outcomes that are not
+	// failures of the store (not found, duplicate) through ignore.
+	StoreGuard func(fn func() error) error
 }
 
 var _ msgapi.Backend = (*Service)(nil)
@@ -133,7 +139,12 @@ func (s *Service) process(ctx context.Context, up *msgapi.Upstream) error {
 	if readDiffusion {
 		participants = nil
 	}
-	if prev, err := s.store.MessageByCMID(ctx, up.User, up.CMID); err == nil {
+	var prev *store.Message
+	err = s.guarded(func() (err error) {
+		prev, err = s.store.MessageByCMID(ctx, up.User, up.CMID)
+		return err
+	}, store.ErrNotFound)
+	if err == nil {
 		s.metrics.DedupHit()
 		return s.redeliver(ctx, up, prev, members)
 	} else if !errors.Is(err, store.ErrNotFound) {
@@ -162,7 +173,7 @@ func (s *Service) process(ctx context.Context, up *msgapi.Upstream) error {
 		convRows = nil // members got their conversation row when they joined
 	}
 	storeStart := s.now()
-	err = s.store.SaveMessage(ctx, m, inbox, convRows)
+	err = s.guarded(func() error { return s.store.SaveMessage(ctx, m, inbox, convRows) }, store.ErrDuplicate)
 	s.metrics.Stored(s.now().Sub(storeStart))
 	if err != nil {
 		if errors.Is(err, store.ErrDuplicate) {
@@ -215,6 +226,28 @@ func (s *Service) authoriseDirect(ctx context.Context, up *msgapi.Upstream) ([]s
 		return []string{up.User, up.To.User}, nil
 	}
 	return nil, reject(protocol.CodeBadFrame, "send needs a recipient")
+}
+
+// guarded runs a store call through the store guard; errors matching one of
+// benign are outcomes, not store failures.
+func (s *Service) guarded(fn func() error, benign ...error) error {
+	if s.guard == nil {
+		return fn()
+	}
+	var outcome error
+	err := s.guard(func() error {
+		outcome = fn()
+		for _, b := range benign {
+			if errors.Is(outcome, b) {
+				return nil
+			}
+		}
+		return outcome
+	})
+	if err != nil && outcome == nil {
+		return err // the guard refused the call (breaker open)
+	}
+	return outcome
 }
 
 // redeliver answers a retried send with the original ack and pushes the

@@ -1,0 +1,73 @@
+package message_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/imkube/imkube/api/protocol"
+	"github.com/imkube/imkube/services/bus"
+	"github.com/imkube/imkube/services/ids"
+	"github.com/imkube/imkube/services/message"
+	"github.com/imkube/imkube/services/msgapi"
+	"github.com/imkube/imkube/services/sequence"
+	"github.com/imkube/imkube/services/sessions"
+	"github.com/imkube/imkube/services/store"
+)
+
+func TestOpenStoreBreakerLeavesTheMessageInTheBus(t *testing.T) {
+	ctx := context.Background()
+	db, err := store.OpenSQLite(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, id := range []string{"1", "2"} {
+		db.CreateUser(ctx, store.User{ID: id, Username: "u" + id, DisplayName: "u", PasswordHash: "x", CreatedAt: 1})
+	}
+	seq, err := sequence.NewEmbedded(ctx, db.SQL(), db.Dialect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seq.(io.Closer).Close()
+	b := bus.NewInProc(bus.InProcOptions{})
+	defer b.Close()
+	var open atomic.Bool
+	open.Store(true)
+	calls := 0
+	svc := message.New(db, seq, sessions.NewMemory(time.Now), b, ids.New(1), slog.New(slog.DiscardHandler), message.Options{
+		StoreGuard: func(fn func() error) error {
+			calls++
+			if open.Load() {
+				return errors.New("dep.mysql: circuit breaker open")
+			}
+			return fn()
+		},
+	})
+	up, _ := json.Marshal(msgapi.Upstream{Gateway: "gw", User: "1", Device: "d", CMID: "c1", Conv: protocol.DirectConv("1", "2"),
+		To: protocol.Target{User: "2"}, Kind: "text", Body: "hi"})
+	m := bus.Message{Key: protocol.DirectConv("1", "2"), Body: up}
+	if err := svc.HandleUpstream(ctx, m); err == nil {
+		t.Fatal("handled while the store breaker is open: the bus would drop the message")
+	}
+	if calls == 0 {
+		t.Fatal("the store guard was not consulted")
+	}
+	if n, _ := db.InboxSeq(ctx, "2"); n != 0 {
+		t.Fatalf("stored %d while the breaker was open", n)
+	}
+	open.Store(false)
+	for range 2 { // the redelivery, and a client retry with the same cmid
+		if err := svc.HandleUpstream(ctx, m); err != nil {
+			t.Fatalf("after the breaker closed: %v", err)
+		}
+	}
+	if items, _, _ := db.Sync(ctx, "2", 0, 10); len(items) != 1 {
+		t.Fatalf("stored %d messages, want 1", len(items))
+	}
+}
