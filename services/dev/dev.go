@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/imkube/imkube/services/auth"
@@ -48,6 +49,9 @@ type Config struct {
 	// BcryptCost for passwords (default bcrypt's default).
 	BcryptCost int
 	Log        *slog.Logger
+	// Tracer, if set, replaces the process's tracer provider (tests record
+	// spans with it).
+	Tracer trace.TracerProvider
 }
 
 // Server is a running dev platform.
@@ -132,6 +136,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
+	var tp trace.TracerProvider = tel.TracerProvider()
+	if cfg.Tracer != nil {
+		tp = cfg.Tracer
+	}
 	b := bus.NewInProc(bus.InProcOptions{})
 	sess := sessions.NewMemory(time.Now)
 	gen := ids.New(-1)
@@ -140,7 +148,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	groups := user.NewGroups(db, users, func() int { return live.Get().Groups.MaxMembers })
 	msgs := message.New(db, seq, sess, b, gen, log.With("svc", "message"), message.Options{
 		ReadDiffusionThreshold: func() int { return live.Get().Groups.ReadDiffusionThreshold },
-		Metrics:                msgMetrics, Tracer: tel.Tracer("imkube/message"),
+		Metrics:                msgMetrics, Tracer: tp.Tracer("imkube/message"),
 	})
 
 	gwCfg := cfg.Gateway
@@ -167,7 +175,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	gwDeps := gateway.Deps{
 		Tokens: keys, Upstream: b, Push: b, Pushes: b, Backend: msgs, Sessions: sess, Log: log.With("svc", "gateway"),
 		Limiter: ctl, Connects: ctl, PublishGuard: func(fn func() error) error { return ctl.Guard(flow.ResPublish, fn) },
-		Metrics: gwMetrics, Tracer: tel.Tracer("imkube/gateway"),
+		Metrics: gwMetrics, Tracer: tp.Tracer("imkube/gateway"),
 	}
 	gw, err := gateway.New(gwCfg, gwDeps)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +14,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/imkube/imkube/internal/imtest"
 	"github.com/imkube/imkube/services/auth"
@@ -617,6 +621,42 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	} {
 		if strings.Contains(out, secret) {
 			t.Errorf("the logs contain the %s", name)
+		}
+	}
+}
+
+func TestOneTraceFollowsAMessageFromGatewayToRecipient(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	defer tp.Shutdown(context.Background())
+	s, err := dev.Start(context.Background(), dev.Config{Addr: "127.0.0.1:0", Data: t.TempDir(), BcryptCost: 4, Cluster: fastCluster(), Tracer: tp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	api := imtest.NewAPI(s.URL)
+	alice, bob := api.Register(t, "alice"), api.Register(t, "bob")
+	a, _ := imtest.Connect(t, s.URL, alice.Token, "a1")
+	b, _ := imtest.Connect(t, s.URL, bob.Token, "b1")
+	send(a, "traced", bob.ID, "hi")
+	a.Expect("ack")
+	b.Expect("msg")
+	time.Sleep(100 * time.Millisecond) // the push span ends after the frame is queued
+	byName := map[string][]tracetest.SpanStub{}
+	for _, sp := range exp.GetSpans() {
+		byName[sp.Name] = append(byName[sp.Name], sp)
+	}
+	sends := byName["gateway.send"]
+	if len(sends) != 1 || len(byName["message.process"]) != 1 || len(byName["gateway.push"]) < 2 {
+		t.Fatalf("spans: %v", maps.Keys(byName))
+	}
+	trace := sends[0].SpanContext.TraceID()
+	if byName["message.process"][0].SpanContext.TraceID() != trace {
+		t.Fatal("message.process is not in the send's trace: context lost on the bus")
+	}
+	for _, p := range byName["gateway.push"] {
+		if p.SpanContext.TraceID() != trace {
+			t.Fatal("gateway.push is not in the send's trace")
 		}
 	}
 }
