@@ -26,31 +26,23 @@ import (
 // Main is `imkube gateway`: the WebSocket edge on RocketMQ and Redis, with
 // the REST API proxied to the user and message services.
 func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger) error {
-	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	var common config.Common
-	var deps platform.Deps
-	common.Bind(fs, "127.0.0.1:8080")
-	deps.Bind(fs)
 	host, _ := os.Hostname()
 	var cfg Config
-	fs.StringVar(&cfg.ID, "gateway-id", config.Env("IMKUBE_GATEWAY_ID", host), "gateway id, unique per process; the pod name (env IMKUBE_GATEWAY_ID)")
-	fs.IntVar(&cfg.MaxConnections, "max-connections", config.EnvInt("IMKUBE_MAX_CONNECTIONS", 100000), "connections per gateway before 503 (env IMKUBE_MAX_CONNECTIONS)")
-	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", config.EnvDuration("IMKUBE_HEARTBEAT_INTERVAL", 10*time.Second), "session heartbeat (env IMKUBE_HEARTBEAT_INTERVAL)")
-	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", config.EnvDuration("IMKUBE_IDLE_TIMEOUT", 60*time.Second), "close connections idle this long (env IMKUBE_IDLE_TIMEOUT)")
-	drain := fs.Duration("drain-timeout", config.EnvDuration("IMKUBE_DRAIN_TIMEOUT", 30*time.Second), "how long shutdown waits for connections to move (env IMKUBE_DRAIN_TIMEOUT)")
-	origins := fs.String("allowed-origins", config.Env("IMKUBE_ALLOWED_ORIGINS", ""), "comma-separated browser origins allowed besides the gateway's own host; * for any (env IMKUBE_ALLOWED_ORIGINS)")
-	userURL := fs.String("user-url", config.Env("IMKUBE_USER_URL", ""), "base URL of the user service (env IMKUBE_USER_URL)")
-	messageURL := fs.String("message-url", config.Env("IMKUBE_MESSAGE_URL", ""), "base URL of the message service (env IMKUBE_MESSAGE_URL)")
-	tlsCert := fs.String("tls-cert-file", config.Env("IMKUBE_TLS_CERT_FILE", ""), "serve TLS (wss://, https://) with this PEM certificate (env IMKUBE_TLS_CERT_FILE)")
-	tlsKey := fs.String("tls-key-file", config.Env("IMKUBE_TLS_KEY_FILE", ""), "PEM key of --tls-cert-file (env IMKUBE_TLS_KEY_FILE)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := common.Validate(); err != nil {
-		return err
-	}
-	if err := deps.Validate(platform.NeedRedis | platform.NeedRocketMQ | platform.NeedKeys); err != nil {
+	var drain *time.Duration
+	var origins, userURL, messageURL, tlsCert, tlsKey *string
+	p, err := platform.ParseFlags("gateway", args, stdout, "127.0.0.1:8080", platform.NeedRedis|platform.NeedRocketMQ|platform.NeedKeys, log, func(fs *flag.FlagSet) {
+		fs.StringVar(&cfg.ID, "gateway-id", config.Env("IMKUBE_GATEWAY_ID", host), "gateway id, unique per process; the pod name (env IMKUBE_GATEWAY_ID)")
+		fs.IntVar(&cfg.MaxConnections, "max-connections", config.EnvInt("IMKUBE_MAX_CONNECTIONS", 100000), "connections per gateway before 503 (env IMKUBE_MAX_CONNECTIONS)")
+		fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", config.EnvDuration("IMKUBE_HEARTBEAT_INTERVAL", 10*time.Second), "session heartbeat (env IMKUBE_HEARTBEAT_INTERVAL)")
+		fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", config.EnvDuration("IMKUBE_IDLE_TIMEOUT", 60*time.Second), "close connections idle this long (env IMKUBE_IDLE_TIMEOUT)")
+		drain = fs.Duration("drain-timeout", config.EnvDuration("IMKUBE_DRAIN_TIMEOUT", 30*time.Second), "how long shutdown waits for connections to move (env IMKUBE_DRAIN_TIMEOUT)")
+		origins = fs.String("allowed-origins", config.Env("IMKUBE_ALLOWED_ORIGINS", ""), "comma-separated browser origins allowed besides the gateway's own host; scheme://host:* for any port, * for any (env IMKUBE_ALLOWED_ORIGINS)")
+		userURL = fs.String("user-url", config.Env("IMKUBE_USER_URL", ""), "base URL of the user service (env IMKUBE_USER_URL)")
+		messageURL = fs.String("message-url", config.Env("IMKUBE_MESSAGE_URL", ""), "base URL of the message service (env IMKUBE_MESSAGE_URL)")
+		tlsCert = fs.String("tls-cert-file", config.Env("IMKUBE_TLS_CERT_FILE", ""), "serve TLS (wss://, https://) with this PEM certificate (env IMKUBE_TLS_CERT_FILE)")
+		tlsKey = fs.String("tls-key-file", config.Env("IMKUBE_TLS_KEY_FILE", ""), "PEM key of --tls-cert-file (env IMKUBE_TLS_KEY_FILE)")
+	})
+	if err != nil {
 		return err
 	}
 	if *userURL == "" || *messageURL == "" {
@@ -59,7 +51,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	if *origins != "" {
 		cfg.AllowedOrigins = strings.Split(*origins, ",")
 	}
-	log = common.Logger(log).With("svc", "gateway")
+	common, deps, log := p.Common, p.Deps, p.Log
 	keys, err := deps.Keys()
 	if err != nil {
 		return err

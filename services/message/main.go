@@ -23,27 +23,20 @@ import (
 // Main is `imkube message`: the message service on RocketMQ, Redis, MySQL
 // and the sequence service.
 func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger) error {
-	fs := flag.NewFlagSet("message", flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	var common config.Common
-	var deps platform.Deps
-	common.Bind(fs, "127.0.0.1:8081")
-	deps.Bind(fs)
-	seqURL := fs.String("sequence-url", config.Env("IMKUBE_SEQUENCE_URL", ""), "base URL of the sequence service (env IMKUBE_SEQUENCE_URL)")
-	node := fs.Int64("node-id", int64(config.EnvInt("IMKUBE_NODE_ID", -1)), "message id generator node 0-1023, -1 random (env IMKUBE_NODE_ID)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := common.Validate(); err != nil {
-		return err
-	}
-	if err := deps.Validate(platform.NeedMySQL | platform.NeedRedis | platform.NeedRocketMQ | platform.NeedKeys); err != nil {
+	var seqURL *string
+	var node *int64
+	p, err := platform.ParseFlags("message", args, stdout, "127.0.0.1:8081",
+		platform.NeedMySQL|platform.NeedRedis|platform.NeedRocketMQ|platform.NeedKeys, log, func(fs *flag.FlagSet) {
+			seqURL = fs.String("sequence-url", config.Env("IMKUBE_SEQUENCE_URL", ""), "base URL of the sequence service (env IMKUBE_SEQUENCE_URL)")
+			node = fs.Int64("node-id", int64(config.EnvInt("IMKUBE_NODE_ID", -1)), "message id generator node 0-1023, -1 random (env IMKUBE_NODE_ID)")
+		})
+	if err != nil {
 		return err
 	}
 	if *seqURL == "" {
 		return errors.New("config: sequence-url (IMKUBE_SEQUENCE_URL) is required")
 	}
-	log = common.Logger(log).With("svc", "message")
+	common, deps, log := p.Common, p.Deps, p.Log
 	keys, err := deps.Keys()
 	if err != nil {
 		return err

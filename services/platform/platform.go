@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -160,4 +161,37 @@ func (d *Deps) Flow(svc string, tel *telemetry.Telemetry, log *slog.Logger, limi
 		cfg.Limits = limits[0]
 	}
 	return flow.Init(cfg)
+}
+
+// Process is a parsed and validated service command line.
+type Process struct {
+	Common config.Common
+	Deps   Deps
+	Log    *slog.Logger
+}
+
+// ParseFlags parses the command line of service name: the common and
+// dependency flags, plus the service's own that extra registers; it checks
+// the dependencies in need and returns the process logger (tagged svc=name).
+// Validation errors name the bad flag and its environment variable.
+func ParseFlags(name string, args []string, stdout io.Writer, defAddr string, need Need, log *slog.Logger, extra func(fs *flag.FlagSet)) (*Process, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	p := &Process{}
+	p.Common.Bind(fs, defAddr)
+	p.Deps.Bind(fs)
+	if extra != nil {
+		extra(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if err := p.Common.Validate(); err != nil {
+		return nil, err
+	}
+	if err := p.Deps.Validate(need); err != nil {
+		return nil, err
+	}
+	p.Log = p.Common.Logger(log).With("svc", name)
+	return p, nil
 }

@@ -17,23 +17,14 @@ import (
 
 // Main is `imkube user`: the user service on MySQL.
 func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger) error {
-	fs := flag.NewFlagSet("user", flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	var common config.Common
-	var deps platform.Deps
-	common.Bind(fs, "127.0.0.1:8082")
-	deps.Bind(fs)
-	node := fs.Int64("node-id", int64(config.EnvInt("IMKUBE_NODE_ID", -1)), "id generator node 0-1023, -1 random (env IMKUBE_NODE_ID)")
-	if err := fs.Parse(args); err != nil {
+	var node *int64
+	p, err := platform.ParseFlags("user", args, stdout, "127.0.0.1:8082", platform.NeedMySQL|platform.NeedKeys, log, func(fs *flag.FlagSet) {
+		node = fs.Int64("node-id", int64(config.EnvInt("IMKUBE_NODE_ID", -1)), "id generator node 0-1023, -1 random (env IMKUBE_NODE_ID)")
+	})
+	if err != nil {
 		return err
 	}
-	if err := common.Validate(); err != nil {
-		return err
-	}
-	if err := deps.Validate(platform.NeedMySQL | platform.NeedKeys); err != nil {
-		return err
-	}
-	log = common.Logger(log).With("svc", "user")
+	common, deps, log := p.Common, p.Deps, p.Log
 	keys, err := deps.Keys()
 	if err != nil {
 		return err
