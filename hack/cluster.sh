@@ -220,7 +220,10 @@ wait_healthy() {
 }
 
 start_all() {
-	local bin
+	local bin tool
+	for tool in kubectl openssl curl flock setsid; do
+		command -v "$tool" >/dev/null || die "$tool is required (kubectl: the machine's, any version within skew of 1.37)"
+	done
 	bin="$("$ROOT/hack/kube.sh" build etcd kube-apiserver kube-controller-manager kube-scheduler)"
 	build_kwok
 	mkdir -p "$STATE" "$LOGS" "$PIDS" "$STATE/etcd"

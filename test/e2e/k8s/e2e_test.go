@@ -149,7 +149,8 @@ func TestPlatform(t *testing.T) {
 	for _, st := range steps {
 		ok := t.Run(st.name, func(t *testing.T) { st.run(t, s, s.kube(t)) })
 		if !ok {
-			t.Fatalf("step %s failed; skipping the later steps. Operator log tail:\n%s", st.name, s.operatorLog(80))
+			t.Fatalf("step %s failed; skipping the later steps.\n%s\noperator log tail:\n%s",
+				st.name, dumpState(k), s.operatorLog(80))
 		}
 	}
 }
@@ -221,8 +222,9 @@ func helmInstall(t *testing.T, s *suite, k *kube) {
 	crdNames := []string{"imclusters.im.imkube.io", "gatewaypools.im.imkube.io"}
 	crdsExisted := k.exec(cmdTimeout, "", "kubectl", append([]string{"get", "crd"}, crdNames...)...).err == nil
 
+	helmTimeout := max(5*time.Minute, cfg.readyTimeout) // in-cluster: the demo dependencies start too
 	args := []string{"install", release, filepath.Join(root, "charts", "imkube"), "-n", namespace,
-		"--wait", "--timeout", "5m"}
+		"--wait", "--timeout", helmTimeout.String()}
 	if cfg.image != "" {
 		repo, tag, ok := strings.Cut(cfg.image, ":")
 		if !ok {
@@ -234,7 +236,7 @@ func helmInstall(t *testing.T, s *suite, k *kube) {
 		// The sample points at the chart's demo dependencies (imkube-redis, ...).
 		args = append(args, "--set", "dependencies.enabled=true")
 	}
-	r := k.exec(6*time.Minute, "", k.helm, args...)
+	r := k.exec(helmTimeout+time.Minute, "", k.helm, args...)
 	if r.err != nil {
 		t.Fatalf("helm %s: %v", strings.Join(args, " "), r)
 	}
@@ -940,6 +942,19 @@ func waitGone(t *testing.T, k *kube, sel func(ownedObject) bool) {
 		}
 		return len(left) == 0, fmt.Sprintf("left: %v", left), nil
 	})
+}
+
+// dumpState describes the namespace for a failure message.
+func dumpState(k *kube) string {
+	var b strings.Builder
+	for _, args := range [][]string{
+		{"get", "imc,gwp,deploy,rs,pods,svc,cm,hpa,pdb,lease", "-o", "wide"},
+		{"get", "events", "--sort-by", ".lastTimestamp"},
+	} {
+		r := k.kubectl(args...)
+		fmt.Fprintf(&b, "$ kubectl -n %s %s\n%s%s\n", namespace, strings.Join(args, " "), r.stdout, r.stderr)
+	}
+	return b.String()
 }
 
 // ---- helpers --------------------------------------------------------------------
