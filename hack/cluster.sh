@@ -89,7 +89,12 @@ build_kwok() {
 
 # kwok's stages ship in its module (kustomize/stage); kwok exits with "no stages
 # found" without them. Same set as kustomize/stage/fast: node initialise,
-# heartbeat with a Lease, pod ready / complete / delete.
+# heartbeat with a Lease, pod ready / complete / delete. The heartbeat stage
+# touches the node status only every ~10 minutes and relies on the node Lease,
+# which kwok renews only with --node-lease-duration-seconds (its default of 40
+# applies to a KwokConfiguration file, not to a stages-only --config): without
+# it the node lifecycle controller marks the node NotReady every ~50 s and
+# flips every pod to not ready.
 write_stages() {
 	local mod
 	mod="$(cd "$KWOK_DIR" && GOWORK=off GOFLAGS=-mod=mod "$GO" mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" |
@@ -271,6 +276,7 @@ start_all() {
 		--config "$STATE/kwok-stages.yaml" \
 		--manage-all-nodes=false \
 		--manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
+		--node-lease-duration-seconds 40 \
 		--server-address "127.0.0.1:$KWOK_PORT" \
 		--node-ip 127.0.0.1 --cidr 10.244.0.0/16
 	wait_healthy kube-controller-manager 120
@@ -282,6 +288,8 @@ start_all() {
 		kubectl_ get node "$NODE_NAME" -o yaml >&2 || true
 		die "node $NODE_NAME is not Ready after 60s (see $LOGS/kwok.log)"
 	fi
+	wait_for "node Lease" 60 kubectl_ -n kube-node-lease get lease "$NODE_NAME" ||
+		die "kwok does not renew the Lease of $NODE_NAME (see $LOGS/kwok.log)"
 	# The serviceaccount controller creates "default" in every namespace; pods
 	# need it (ServiceAccount admission), so wait for it as the controller-manager's readiness.
 	wait_for "default ServiceAccount" 60 kubectl_ -n default get serviceaccount default ||

@@ -14,6 +14,9 @@ TEST_AFTER += e2e
 E2E_TIMEOUT ?= 30m
 E2E_RUN     ?= .
 KIND_IMAGE_TAR ?= $(IMAGE_TAR)
+# One suite at a time per machine: runs share the cluster and the fixed
+# namespace imkube-e2e (a second run would delete the first one's objects).
+E2E_LOCK := $(IMKUBE_CACHE)/.e2e.lock
 
 .PHONY: e2e e2e-kind cluster-up cluster-down cluster-status
 
@@ -30,10 +33,10 @@ cluster-status: ## Show the local control plane's components and node
 e2e: helm deps-up cluster-up ## Kubernetes end-to-end suite on the local control plane (operator as a host process)
 	@for f in $(ENV_DIR)/*.env; do [ -f "$$f" ] && source "$$f"; done; \
 	export KUBECONFIG="$$(hack/cluster.sh kubeconfig)" IMKUBE_E2E_OPERATOR=process; \
-	$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -run '$(E2E_RUN)' -v ./test/e2e/k8s/
+	flock -w 1800 $(E2E_LOCK) $(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -run '$(E2E_RUN)' -v ./test/e2e/k8s/
 
 e2e-kind: helm image ## The same suite on a kind cluster with the operator in its pod (needs Docker; not run in CI)
 	@kc="$$(hack/cluster.sh kind-up $(KIND_IMAGE_TAR))"; \
 	source $(ENV_DIR)/helm.env; \
 	export KUBECONFIG="$$kc" IMKUBE_E2E_OPERATOR=in-cluster IMKUBE_E2E_IMAGE="$(IMAGE_REPO):$(VERSION)"; \
-	$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -run '$(E2E_RUN)' -v ./test/e2e/k8s/
+	flock -w 1800 $(E2E_LOCK) $(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -run '$(E2E_RUN)' -v ./test/e2e/k8s/
