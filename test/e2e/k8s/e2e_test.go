@@ -129,7 +129,13 @@ func TestPlatform(t *testing.T) {
 	k := s.kube(t)
 
 	resetNamespace(t, k)
-	t.Cleanup(func() { teardown(t, k) })
+	t.Cleanup(func() {
+		if os.Getenv("IMKUBE_E2E_KEEP") == "true" {
+			t.Logf("IMKUBE_E2E_KEEP=true: leaving namespace %s (the next run removes it)", namespace)
+			return
+		}
+		teardown(t, k)
+	})
 	// Registered after teardown, so it runs before it.
 	t.Cleanup(s.stopOperator)
 
@@ -199,10 +205,6 @@ func resetNamespace(t *testing.T, k *kube) {
 // teardown uninstalls the release and deletes the namespace, bounded.
 func teardown(t *testing.T, k *kube) {
 	t.Helper()
-	if os.Getenv("IMKUBE_E2E_KEEP") == "true" {
-		t.Logf("IMKUBE_E2E_KEEP=true: leaving namespace %s", namespace)
-		return
-	}
 	if r := k.exec(3*time.Minute, "", k.helm, "uninstall", release, "-n", namespace, "--wait", "--timeout", "2m"); r.err != nil &&
 		!strings.Contains(r.stderr, "not found") {
 		t.Errorf("helm uninstall: %v", r)
