@@ -228,8 +228,10 @@ func helmInstall(t *testing.T, s *suite, k *kube) {
 	args := []string{"install", release, filepath.Join(root, "charts", "imkube"), "-n", namespace,
 		"--wait", "--timeout", helmTimeout.String()}
 	if cfg.image != "" {
-		repo, tag, ok := strings.Cut(cfg.image, ":")
-		if !ok {
+		// The tag follows the last ":" after the last "/" (a registry may have a port).
+		i := strings.LastIndex(cfg.image, ":")
+		repo, tag := cfg.image[:max(i, 0)], cfg.image[i+1:]
+		if i < 0 || strings.Contains(tag, "/") || repo == "" || tag == "" {
 			t.Fatalf("IMKUBE_E2E_IMAGE=%q: want repository:tag", cfg.image)
 		}
 		args = append(args, "--set", "image.repository="+repo, "--set", "image.tag="+tag)
