@@ -21,10 +21,10 @@ type Session struct {
 
 	mu      sync.Mutex
 	conn    *Conn
-	next    int       // next URL to try
-	cursor  int64     // highest inboxSeq processed
-	Got     []Frame   // messages in inboxSeq order, each once
-	Dups    int       // wire duplicates dropped
+	next    int     // next URL to try
+	cursor  int64   // highest inboxSeq processed
+	Got     []Frame // messages in inboxSeq order, each once
+	Dups    int     // wire duplicates dropped
 	acks    map[string]Frame
 	pending map[string]map[string]any // cmid -> send frame, not yet acked
 	order   []string                  // cmids in send order
