@@ -38,7 +38,7 @@ run: build ## Start imkube dev on embedded defaults and print the URLs (ADDR, DA
 run-distributed: ## Start deps + 2 gateways, message, sequence and user services as processes on loopback
 	hack/run-distributed.sh
 
-test: $(TEST_PREP) test-go $(TEST_AFTER) ## Install and start what the tests need, then run them all
+test: lint $(TEST_PREP) test-go $(TEST_AFTER) ## Check formatting and vet, install and start what the tests need, then run them all
 	@echo "make test: all suites passed"
 
 test-go: ## Go unit and integration tests (with the env written by TEST_PREP)
