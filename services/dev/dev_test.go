@@ -509,9 +509,10 @@ func TestMetricsAreExportedForPrometheus(t *testing.T) {
 	api := imtest.NewAPI(s.URL)
 	alice, bob := api.Register(t, "alice"), api.Register(t, "bob")
 	a, _ := imtest.Connect(t, s.URL, alice.Token, "a1")
-	imtest.Connect(t, s.URL, bob.Token, "b1")
+	b, _ := imtest.Connect(t, s.URL, bob.Token, "b1")
 	send(a, "c1", bob.ID, "hi")
 	a.Expect("ack")
+	b.Expect("msg")
 	resp, err := http.Get(s.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -641,10 +642,16 @@ func TestOneTraceFollowsAMessageFromGatewayToRecipient(t *testing.T) {
 	send(a, "traced", bob.ID, "hi")
 	a.Expect("ack")
 	b.Expect("msg")
-	time.Sleep(100 * time.Millisecond) // the push span ends after the frame is queued
-	byName := map[string][]tracetest.SpanStub{}
-	for _, sp := range exp.GetSpans() {
-		byName[sp.Name] = append(byName[sp.Name], sp)
+	// Push spans end just after their frame is queued: wait (bounded) for both.
+	var byName map[string][]tracetest.SpanStub
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		byName = map[string][]tracetest.SpanStub{}
+		for _, sp := range exp.GetSpans() {
+			byName[sp.Name] = append(byName[sp.Name], sp)
+		}
+		if len(byName["gateway.push"]) >= 2 || time.Now().After(deadline) {
+			break
+		}
 	}
 	sends := byName["gateway.send"]
 	if len(sends) != 1 || len(byName["message.process"]) != 1 || len(byName["gateway.push"]) < 2 {

@@ -539,13 +539,15 @@ func (n *Node) HandlePush(ctx context.Context, m bus.Message) error {
 			}
 			continue
 		}
-		c.send(frame, true)
+		// Recorded before the frame is queued, so anyone who saw the frame
+		// also sees the measurement.
 		switch {
 		case p.Kind == msgapi.PushAck && p.TS > 0:
 			n.deps.Metrics.SendAcked(now.Sub(time.UnixMilli(p.TS)))
 		case p.TS > 0:
 			n.deps.Metrics.Delivered(now.Sub(time.UnixMilli(p.TS)))
 		}
+		c.send(frame, true)
 	}
 	return nil
 }
