@@ -99,56 +99,66 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	log := cfg.Log
 
+	// undo closes what was opened so far when a later step fails.
+	var undo []func() error
+	fail := func(err error) (*Server, error) {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+		return nil, err
+	}
 	db, err := store.OpenSQLite(ctx, cfg.Data)
 	if err != nil {
 		return nil, err
 	}
+	undo = append(undo, db.Close)
 	keys, err := auth.LoadOrCreateKeys(filepath.Join(cfg.Data, "jwt.key"), 0)
 	if err != nil {
-		db.Close()
-		return nil, err
+		return fail(err)
 	}
 	seqAlloc, err := sequence.NewEmbedded(ctx, db.SQL(), db.Dialect())
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("sequence allocator: %w", err)
+		return fail(fmt.Errorf("sequence allocator: %w", err))
 	}
 	seq := closer{seqAlloc}
+	undo = append(undo, seq.Close)
 	ln, err := runtime.Listen(cfg.Addr)
 	if err != nil {
-		seq.Close()
-		db.Close()
-		return nil, err
+		return fail(err)
 	}
-
+	undo = append(undo, ln.Close)
 	tel, err := platform.Telemetry(ctx, "dev", "dev", log)
 	if err != nil {
-		ln.Close()
-		seq.Close()
-		db.Close()
-		return nil, err
+		return fail(err)
 	}
+	undo = append(undo, func() error { return tel.Shutdown(context.WithoutCancel(ctx)) })
 	gwMetrics, err1 := telemetry.NewGateway(tel.MeterProvider())
 	msgMetrics, err2 := telemetry.NewMessage(tel.MeterProvider())
 	if err := errors.Join(err1, err2); err != nil {
-		ln.Close()
-		seq.Close()
-		db.Close()
-		return nil, err
+		return fail(err)
 	}
 	var tp trace.TracerProvider = tel.TracerProvider()
 	if cfg.Tracer != nil {
 		tp = cfg.Tracer
 	}
+	live := config.NewLive(cluster)
+	ctl, err := flow.Init(flow.Config{
+		App: "imkube-dev", LogDir: filepath.Join(cfg.Data, "sentinel"), Log: log, MeterProvider: tel.MeterProvider(),
+		Limits: func() config.Limits { return live.Get().Limits },
+	})
+	if err != nil {
+		return fail(err)
+	}
 	b := bus.NewInProc(bus.InProcOptions{})
+	undo = append(undo, b.Close)
 	sess := sessions.NewMemory(time.Now)
 	gen := ids.New(-1)
-	live := config.NewLive(cluster)
 	users := user.New(db, keys, gen, log.With("svc", "user"), user.Options{BcryptCost: cfg.BcryptCost})
 	groups := user.NewGroups(db, users, func() int { return live.Get().Groups.MaxMembers })
 	msgs := message.New(db, seq, sess, b, gen, log.With("svc", "message"), message.Options{
 		ReadDiffusionThreshold: func() int { return live.Get().Groups.ReadDiffusionThreshold },
 		Metrics:                msgMetrics, Tracer: tp.Tracer("imkube/message"),
+		StoreGuard: func(fn func() error) error { return ctl.Guard(flow.ResMySQL, fn) },
 	})
 
 	gwCfg := cfg.Gateway
@@ -162,16 +172,6 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if gwCfg.MaxBodyBytes == nil {
 		gwCfg.MaxBodyBytes = func() int { return live.Get().Limits.MaxMessageBytes }
 	}
-	ctl, err := flow.Init(flow.Config{
-		App: "imkube-dev", LogDir: filepath.Join(cfg.Data, "sentinel"), Log: log, MeterProvider: tel.MeterProvider(),
-		Limits: func() config.Limits { return live.Get().Limits },
-	})
-	if err != nil {
-		ln.Close()
-		seq.Close()
-		db.Close()
-		return nil, err
-	}
 	gwDeps := gateway.Deps{
 		Tokens: keys, Upstream: b, Push: b, Pushes: b, Backend: msgs, Sessions: sess, Log: log.With("svc", "gateway"),
 		Limiter: ctl, Connects: ctl, PublishGuard: func(fn func() error) error { return ctl.Guard(flow.ResPublish, fn) },
@@ -179,10 +179,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	gw, err := gateway.New(gwCfg, gwDeps)
 	if err != nil {
-		ln.Close()
-		seq.Close()
-		db.Close()
-		return nil, err
+		return fail(err)
 	}
 
 	mux := http.NewServeMux()
