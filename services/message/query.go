@@ -39,19 +39,15 @@ func (s *Service) Sync(ctx context.Context, user string, after int64, limit int)
 	if err != nil {
 		return nil, unavailable(err)
 	}
+	// The cursor to continue from is the last item returned (or the client's
+	// own cursor when nothing is newer). It must never pass a row the client
+	// has not been given: a separate MAX(inbox_seq) read could see a message
+	// committed after this page and make the client skip it.
 	res := &protocol.SyncResult{T: protocol.TypeSyncResult, Items: make([]protocol.Msg, len(items)), More: more, InboxSeq: after}
 	for i := range items {
 		res.Items[i] = toMsg(&items[i].Message, items[i].InboxSeq)
 		res.Items[i].T = ""
 		res.InboxSeq = items[i].InboxSeq
-	}
-	if !more {
-		// The latest position, so a client that asked past the end learns it.
-		n, err := s.store.InboxSeq(ctx, user)
-		if err != nil {
-			return nil, unavailable(err)
-		}
-		res.InboxSeq = max(res.InboxSeq, n)
 	}
 	return res, nil
 }
@@ -97,14 +93,8 @@ func (s *Service) Read(ctx context.Context, user, conv string, seq int64) error 
 		return nil // receipts are best effort
 	}
 	frame, _ := json.Marshal(protocol.Receipt{T: protocol.TypeReceipt, Conv: conv, User: user, Kind: "read", Seq: got})
-	byGateway := map[string][]msgapi.Target{}
-	for _, sess := range live[other] {
-		byGateway[sess.Gateway] = append(byGateway[sess.Gateway], msgapi.Target{User: other, Device: sess.Device})
-	}
-	for gw, t := range byGateway {
-		if err := s.publish(ctx, gw, &msgapi.Push{Frame: frame, Targets: t}); err != nil {
-			s.log.Warn("receipt push failed", "err", err)
-		}
+	if err := s.pushByGateway(ctx, frame, 0, live, func(string, string) (bool, int64) { return true, 0 }); err != nil {
+		s.log.Warn("receipt push failed", "err", err) // best effort
 	}
 	return nil
 }

@@ -319,28 +319,36 @@ func (s *Service) deliver(ctx context.Context, up *msgapi.Upstream, m *store.Mes
 	if err != nil {
 		return err
 	}
+	err = s.pushByGateway(ctx, frame, m.TS, live, func(user, device string) (bool, int64) {
+		return user != up.User || device != up.Device, seqOf[user]
+	})
+	if err != nil {
+		// Pushes are a fast path; log and let recipients catch up by sync
+		// rather than redelivering to gateways that did get it.
+		s.log.Warn("push failed; recipients will sync", "conv", m.Conv, "err", err)
+	}
+	return nil
+}
+
+// pushByGateway publishes frame once per gateway that holds any of the live
+// sessions, with one target per device that include accepts (and the
+// inboxSeq it returns spliced in by the gateway).
+func (s *Service) pushByGateway(ctx context.Context, frame []byte, ts int64, live map[string][]sessions.Session, include func(user, device string) (bool, int64)) error {
 	byGateway := map[string][]msgapi.Target{}
 	for user, list := range live {
 		for _, sess := range list {
-			if user == up.User && sess.Device == up.Device {
-				continue
+			if ok, inboxSeq := include(user, sess.Device); ok {
+				byGateway[sess.Gateway] = append(byGateway[sess.Gateway], msgapi.Target{User: user, Device: sess.Device, InboxSeq: inboxSeq})
 			}
-			byGateway[sess.Gateway] = append(byGateway[sess.Gateway], msgapi.Target{User: user, Device: sess.Device, InboxSeq: seqOf[user]})
 		}
 	}
 	var errs []error
 	for gw, targets := range byGateway {
-		p := msgapi.Push{Frame: frame, Targets: targets, TS: m.TS}
-		if err := s.publish(ctx, gw, &p); err != nil {
+		if err := s.publish(ctx, gw, &msgapi.Push{Frame: frame, Targets: targets, TS: ts}); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if len(errs) > 0 {
-		// Pushes are a fast path; log and let recipients catch up by sync
-		// rather than redelivering to gateways that did get it.
-		s.log.Warn("push failed; recipients will sync", "conv", m.Conv, "err", errors.Join(errs...))
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func toMsg(m *store.Message, inboxSeq int64) protocol.Msg {
