@@ -84,10 +84,7 @@ func (c *Conn) send(v any) error {
 	if err != nil {
 		return err
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	return c.ws.WriteMessage(1, b)
+	return c.write(b)
 }
 
 // Kill drops the connection without a close handshake (as a crash would).

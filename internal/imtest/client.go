@@ -198,12 +198,17 @@ func (c *Conn) SendJSON(v any) {
 
 // SendRaw writes b as a text frame.
 func (c *Conn) SendRaw(b []byte) {
+	if err := c.write(b); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+// write sends one text frame; safe for concurrent use.
+func (c *Conn) write(b []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
-		c.t.Fatalf("write: %v", err)
-	}
+	return c.ws.WriteMessage(websocket.TextMessage, b)
 }
 
 // WS returns the underlying connection.
