@@ -187,6 +187,14 @@ func TestMembershipChangesTakeEffectImmediately(t *testing.T) {
 	if e := d.Expect("error", "msg"); e.Str("code") != "FORBIDDEN" {
 		t.Fatalf("muted send: %v", e)
 	}
+	// Names are trimmed and validated on rename as on create.
+	var renamed struct{ Name string }
+	if code, _ := api.Do("PATCH", "/api/v1/groups/"+g.ID, alice.Token, map[string]any{"name": "  renamed  "}, &renamed); code != 200 || renamed.Name != "renamed" {
+		t.Fatalf("rename: %d %+v", code, renamed)
+	}
+	if code, _ := api.Do("PATCH", "/api/v1/groups/"+g.ID, alice.Token, map[string]any{"name": "   "}, nil); code != http.StatusBadRequest {
+		t.Fatalf("blank name accepted: %d", code)
+	}
 	// Transfer ownership; the old owner becomes admin; the new owner dismisses.
 	if code, _ := api.Do("PATCH", "/api/v1/groups/"+g.ID, alice.Token, map[string]any{"owner": bob.ID}, nil); code != 200 {
 		t.Fatalf("transfer: %d", code)

@@ -288,9 +288,13 @@ func (g *Groups) handlePatch(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, httpx.Errorf(http.StatusForbidden, protocol.CodeForbidden, "your role may not change this group"))
 		return
 	}
-	if req.Name != nil && !validName(strings.TrimSpace(*req.Name), 64) {
-		httpx.WriteError(w, httpx.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "name must be 1-64 printable characters"))
-		return
+	if req.Name != nil {
+		name := strings.TrimSpace(*req.Name)
+		if !validName(name, 64) {
+			httpx.WriteError(w, httpx.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "name must be 1-64 printable characters"))
+			return
+		}
+		req.Name = &name // stored as validated, like on create
 	}
 	if req.Announcement != nil && utf8.RuneCountInString(*req.Announcement) > 2000 {
 		httpx.WriteError(w, httpx.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "announcement is limited to 2000 characters"))
