@@ -33,12 +33,12 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	imv1 "github.com/imkube/imkube/api/v1alpha1"
+	"github.com/imkube/imkube/internal/telemetry"
 	"github.com/imkube/imkube/internal/version"
 	"github.com/imkube/imkube/operator/gatewaypool"
 	"github.com/imkube/imkube/operator/imcluster"
 	"github.com/imkube/imkube/operator/internal/render"
 	"github.com/imkube/imkube/operator/rocketmq"
-	"github.com/imkube/imkube/services/telemetry"
 )
 
 // Leader election and events need these beyond what the controllers declare.

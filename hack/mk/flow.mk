@@ -10,8 +10,8 @@
 FUZZ_SCALE ?= 1
 FUZZ_TARGETS := \
 	./api/protocol:FuzzDecode:30000 \
-	./services/httpx:FuzzDecodeJSON:20000 \
-	./services/auth:FuzzVerify:50000
+	./internal/rest:FuzzDecodeJSON:20000 \
+	./internal/auth:FuzzVerify:50000
 
 TEST_AFTER += test-fuzz
 

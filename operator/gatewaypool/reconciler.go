@@ -7,7 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/imkube/imkube/services/telemetry"
+	"github.com/imkube/imkube/internal/telemetry"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"

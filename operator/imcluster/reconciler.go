@@ -6,7 +6,7 @@ package imcluster
 import (
 	"context"
 	"errors"
-	"github.com/imkube/imkube/services/telemetry"
+	"github.com/imkube/imkube/internal/telemetry"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"

@@ -20,9 +20,9 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/imkube/imkube/services/auth"
-	"github.com/imkube/imkube/services/config"
-	"github.com/imkube/imkube/services/store"
+	"github.com/imkube/imkube/internal/auth"
+	"github.com/imkube/imkube/internal/config"
+	"github.com/imkube/imkube/internal/store"
 )
 
 // BenchFanout is `imkube bench fanout`: one group, N members, some online

@@ -20,19 +20,19 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/imkube/imkube/services/auth"
-	"github.com/imkube/imkube/services/bus"
-	"github.com/imkube/imkube/services/config"
-	"github.com/imkube/imkube/services/flow"
+	"github.com/imkube/imkube/internal/auth"
+	"github.com/imkube/imkube/internal/bus"
+	"github.com/imkube/imkube/internal/config"
+	"github.com/imkube/imkube/internal/flow"
+	"github.com/imkube/imkube/internal/sessions"
+	"github.com/imkube/imkube/internal/snowflake"
+	"github.com/imkube/imkube/internal/store"
+	"github.com/imkube/imkube/internal/telemetry"
 	"github.com/imkube/imkube/services/gateway"
-	"github.com/imkube/imkube/services/ids"
 	"github.com/imkube/imkube/services/message"
 	"github.com/imkube/imkube/services/platform"
 	"github.com/imkube/imkube/services/runtime"
 	"github.com/imkube/imkube/services/sequence"
-	"github.com/imkube/imkube/services/sessions"
-	"github.com/imkube/imkube/services/store"
-	"github.com/imkube/imkube/services/telemetry"
 	"github.com/imkube/imkube/services/user"
 )
 
@@ -152,7 +152,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	b := bus.NewInProc(bus.InProcOptions{})
 	undo = append(undo, b.Close)
 	sess := sessions.NewMemory(time.Now)
-	gen := ids.New(-1)
+	gen := snowflake.New(-1)
 	users := user.New(db, keys, gen, log.With("svc", "user"), user.Options{BcryptCost: cfg.BcryptCost})
 	groups := user.NewGroups(db, users, func() int { return live.Get().Groups.MaxMembers })
 	msgs := message.New(db, seq, sess, b, gen, log.With("svc", "message"), message.Options{

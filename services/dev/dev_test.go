@@ -18,9 +18,9 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/imkube/imkube/internal/auth"
+	"github.com/imkube/imkube/internal/config"
 	"github.com/imkube/imkube/internal/imtest"
-	"github.com/imkube/imkube/services/auth"
-	"github.com/imkube/imkube/services/config"
 	"github.com/imkube/imkube/services/dev"
 	"github.com/imkube/imkube/services/gateway"
 )

@@ -10,12 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imkube/imkube/internal/auth"
+	"github.com/imkube/imkube/internal/config"
 	"github.com/imkube/imkube/internal/imtest"
-	"github.com/imkube/imkube/services/auth"
-	"github.com/imkube/imkube/services/config"
+	"github.com/imkube/imkube/internal/store"
 	"github.com/imkube/imkube/services/dev"
 	"github.com/imkube/imkube/services/gateway"
-	"github.com/imkube/imkube/services/store"
 )
 
 type groupView struct {

@@ -15,12 +15,12 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/imkube/imkube/api/protocol"
+	"github.com/imkube/imkube/internal/auth"
+	"github.com/imkube/imkube/internal/bus"
 	"github.com/imkube/imkube/internal/imtest"
-	"github.com/imkube/imkube/services/auth"
-	"github.com/imkube/imkube/services/bus"
+	"github.com/imkube/imkube/internal/messageapi"
+	"github.com/imkube/imkube/internal/sessions"
 	"github.com/imkube/imkube/services/gateway"
-	"github.com/imkube/imkube/services/msgapi"
-	"github.com/imkube/imkube/services/sessions"
 )
 
 func TestMain(m *testing.M) {
@@ -38,7 +38,7 @@ func (fakeBackend) Sync(context.Context, string, int64, int) (*protocol.SyncResu
 	return &protocol.SyncResult{T: protocol.TypeSyncResult}, nil
 }
 func (fakeBackend) Pull(context.Context, string, string, int64, int64, int) (*protocol.PullResult, error) {
-	return nil, msgapi.ErrForbidden
+	return nil, messageapi.ErrForbidden
 }
 func (fakeBackend) Read(context.Context, string, string, int64) error { return nil }
 
@@ -89,9 +89,9 @@ func (e *env) token(t *testing.T, user string) string {
 	return tok
 }
 
-func (e *env) push(t *testing.T, frame string, targets ...msgapi.Target) {
+func (e *env) push(t *testing.T, frame string, targets ...messageapi.Target) {
 	t.Helper()
-	b, _ := json.Marshal(msgapi.Push{Frame: json.RawMessage(frame), Targets: targets})
+	b, _ := json.Marshal(messageapi.Push{Frame: json.RawMessage(frame), Targets: targets})
 	if err := e.bus.PublishPush(context.Background(), "gw1", bus.Message{Key: "gw1", Body: b}); err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestPushesReachTheTargetDevicesWithTheirInboxSeq(t *testing.T) {
 	e := newEnv(t, gateway.Config{})
 	a, _ := imtest.Connect(t, e.url, e.token(t, "1"), "phone")
 	a2, _ := imtest.Connect(t, e.url, e.token(t, "1"), "laptop")
-	e.push(t, `{"t":"msg","body":"x"}`, msgapi.Target{User: "1", Device: "phone", InboxSeq: 7})
+	e.push(t, `{"t":"msg","body":"x"}`, messageapi.Target{User: "1", Device: "phone", InboxSeq: 7})
 	if m := a.Expect("msg"); m.Int("inboxSeq") != 7 || m.Str("body") != "x" {
 		t.Fatalf("got %v", m)
 	}
@@ -124,16 +124,16 @@ func TestSlowConsumerIsDisconnectedWithoutBlockingOthers(t *testing.T) {
 	}
 	big := `{"t":"msg","body":"` + strings.Repeat("x", 16<<10) + `"}`
 	for i := 0; i < 2000 && e.node.Connections() == 2; i++ {
-		e.push(t, big, msgapi.Target{User: "1", Device: "d"})
+		e.push(t, big, messageapi.Target{User: "1", Device: "d"})
 		if i%100 == 0 {
-			e.push(t, `{"t":"msg","body":"ok"}`, msgapi.Target{User: "2", Device: "d"})
+			e.push(t, `{"t":"msg","body":"ok"}`, messageapi.Target{User: "2", Device: "d"})
 			fast.Expect("msg")
 		}
 	}
 	if e.node.Connections() != 1 {
 		t.Fatalf("slow consumer still connected (%d connections)", e.node.Connections())
 	}
-	e.push(t, `{"t":"msg","body":"still fine"}`, msgapi.Target{User: "2", Device: "d"})
+	e.push(t, `{"t":"msg","body":"still fine"}`, messageapi.Target{User: "2", Device: "d"})
 	if m := fast.Expect("msg"); m.Str("body") != "still fine" {
 		t.Fatalf("fast client: %v", m)
 	}

@@ -14,12 +14,12 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/imkube/imkube/services/config"
-	"github.com/imkube/imkube/services/flow"
-	"github.com/imkube/imkube/services/msgapi"
+	"github.com/imkube/imkube/internal/config"
+	"github.com/imkube/imkube/internal/flow"
+	"github.com/imkube/imkube/internal/messageapi"
+	"github.com/imkube/imkube/internal/telemetry"
 	"github.com/imkube/imkube/services/platform"
 	"github.com/imkube/imkube/services/runtime"
-	"github.com/imkube/imkube/services/telemetry"
 	"github.com/imkube/imkube/services/web"
 )
 
@@ -85,7 +85,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 		return err
 	}
 	node, err := New(cfg, Deps{
-		Tokens: keys, Upstream: b, Push: b, Pushes: b, Backend: msgapi.NewClient(*messageURL, keys.InternalToken(), ctl.Transport(flow.ResMessage, nil)),
+		Tokens: keys, Upstream: b, Push: b, Pushes: b, Backend: messageapi.NewClient(*messageURL, keys.InternalToken(), ctl.Transport(flow.ResMessage, nil)),
 		Sessions: platform.Sessions(rdb), Log: log,
 		Limiter: ctl, Connects: ctl, PublishGuard: func(fn func() error) error { return ctl.Guard(flow.ResPublish, fn) },
 		Metrics: metrics, Tracer: tel.Tracer("imkube/gateway"),

@@ -31,12 +31,12 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/imkube/imkube/api/protocol"
-	"github.com/imkube/imkube/services/auth"
-	"github.com/imkube/imkube/services/bus"
-	"github.com/imkube/imkube/services/flow"
-	"github.com/imkube/imkube/services/msgapi"
-	"github.com/imkube/imkube/services/sessions"
-	"github.com/imkube/imkube/services/telemetry"
+	"github.com/imkube/imkube/internal/auth"
+	"github.com/imkube/imkube/internal/bus"
+	"github.com/imkube/imkube/internal/flow"
+	"github.com/imkube/imkube/internal/messageapi"
+	"github.com/imkube/imkube/internal/sessions"
+	"github.com/imkube/imkube/internal/telemetry"
 )
 
 // Config configures a gateway node. Zero values take the defaults below.
@@ -128,7 +128,7 @@ type Deps struct {
 	Upstream bus.UpstreamPublisher
 	Push     bus.PushPublisher
 	Pushes   bus.PushConsumer
-	Backend  msgapi.Backend
+	Backend  messageapi.Backend
 	Sessions sessions.Store
 	// Limiter, if set, rate-limits sends per user.
 	Limiter SendLimiter
@@ -400,7 +400,7 @@ func (n *Node) kickElsewhere(ctx context.Context, s sessions.Session) {
 		if o.Device != s.Device || o.Gateway == s.Gateway {
 			continue
 		}
-		p := msgapi.Push{Kind: msgapi.PushKick, Frame: encode(protocol.Kicked{T: protocol.TypeKicked, Reason: ReasonReplaced}), Targets: []msgapi.Target{{User: s.User, Device: s.Device}}}
+		p := messageapi.Push{Kind: messageapi.PushKick, Frame: encode(protocol.Kicked{T: protocol.TypeKicked, Reason: ReasonReplaced}), Targets: []messageapi.Target{{User: s.User, Device: s.Device}}}
 		if err := n.deps.Push.PublishPush(ctx, o.Gateway, bus.Message{Key: o.Gateway, Body: encode(p)}); err != nil {
 			n.log.Warn("kick on other gateway", "gateway", o.Gateway, "err", err)
 		}
@@ -444,7 +444,7 @@ func (n *Node) handle(ctx context.Context, c *client, data []byte) bool {
 		res, err := n.deps.Backend.Pull(ctx, c.user, in.Conv, *in.From, to, in.Limit)
 		if err != nil {
 			c.send(n.backendErr(in.ID, err), false)
-			return !errors.Is(err, msgapi.ErrBadRequest)
+			return !errors.Is(err, messageapi.ErrBadRequest)
 		}
 		res.ID = in.ID
 		c.send(encode(res), false)
@@ -460,11 +460,11 @@ func (n *Node) handle(ctx context.Context, c *client, data []byte) bool {
 
 func (n *Node) backendErr(id string, err error) []byte {
 	switch {
-	case errors.Is(err, msgapi.ErrForbidden):
+	case errors.Is(err, messageapi.ErrForbidden):
 		return errFrame(id, "", protocol.CodeForbidden, "you are not a member of this conversation")
-	case errors.Is(err, msgapi.ErrBadRequest):
+	case errors.Is(err, messageapi.ErrBadRequest):
 		return errFrame(id, "", protocol.CodeBadFrame, err.Error())
-	case errors.Is(err, msgapi.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, messageapi.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return errFrame(id, "", protocol.CodeUnavailable, "temporarily unavailable; retry")
 	}
 	n.log.Error("backend call failed", "err", err)
@@ -483,7 +483,7 @@ func (n *Node) handleSend(ctx context.Context, c *client, in *protocol.Inbound) 
 	if in.To.User != "" {
 		conv = protocol.DirectConv(c.user, in.To.User)
 	}
-	up := msgapi.Upstream{Gateway: n.cfg.ID, User: c.user, Device: c.device, CMID: in.CMID, Conv: conv, To: *in.To, Kind: in.Kind, Body: *in.Body, TS: time.Now().UnixMilli()}
+	up := messageapi.Upstream{Gateway: n.cfg.ID, User: c.user, Device: c.device, CMID: in.CMID, Conv: conv, To: *in.To, Kind: in.Kind, Body: *in.Body, TS: time.Now().UnixMilli()}
 	ctx, span := n.deps.Tracer.Start(ctx, "gateway.send", trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(attribute.String("im.conv", conv), attribute.String("im.cmid", in.CMID)))
 	defer span.End()
@@ -513,7 +513,7 @@ func (n *Node) handleSend(ctx context.Context, c *client, in *protocol.Inbound) 
 
 // HandlePush writes one push record to its target connections.
 func (n *Node) HandlePush(ctx context.Context, m bus.Message) error {
-	var p msgapi.Push
+	var p messageapi.Push
 	if err := json.Unmarshal(m.Body, &p); err != nil {
 		n.log.Error("dropping malformed push", "err", err)
 		return nil
@@ -529,11 +529,11 @@ func (n *Node) HandlePush(ctx context.Context, m bus.Message) error {
 		if c == nil {
 			continue // gone: the client syncs when it reconnects
 		}
-		frame := msgapi.FrameFor(p.Frame, t.InboxSeq)
+		frame := messageapi.FrameFor(p.Frame, t.InboxSeq)
 		if n.cfg.DropDelivery != nil && n.cfg.DropDelivery(t.User, t.Device, frame) {
 			continue
 		}
-		if p.Kind == msgapi.PushKick {
+		if p.Kind == messageapi.PushKick {
 			if n.hub.remove(c) {
 				c.close(ReasonReplaced, frame)
 			}
@@ -542,7 +542,7 @@ func (n *Node) HandlePush(ctx context.Context, m bus.Message) error {
 		// Recorded before the frame is queued, so anyone who saw the frame
 		// also sees the measurement.
 		switch {
-		case p.Kind == msgapi.PushAck && p.TS > 0:
+		case p.Kind == messageapi.PushAck && p.TS > 0:
 			n.deps.Metrics.SendAcked(now.Sub(time.UnixMilli(p.TS)))
 		case p.TS > 0:
 			n.deps.Metrics.Delivered(now.Sub(time.UnixMilli(p.TS)))

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/imkube/imkube/api/protocol"
-	"github.com/imkube/imkube/services/httpx"
+	"github.com/imkube/imkube/internal/rest"
 )
 
 // ProxyRoutes registers the public REST API on mux by reverse-proxying to the
@@ -49,7 +49,7 @@ func newProxy(raw string, log *slog.Logger, guard func(string, http.RoundTripper
 	}
 	p.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 		log.Warn("REST upstream unavailable", "upstream", u.Host, "err", err)
-		httpx.WriteError(w, httpx.Errorf(http.StatusServiceUnavailable, protocol.CodeUnavailable, "service temporarily unavailable; retry"))
+		rest.WriteError(w, rest.Errorf(http.StatusServiceUnavailable, protocol.CodeUnavailable, "service temporarily unavailable; retry"))
 	}
 	return p, nil
 }

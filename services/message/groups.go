@@ -7,7 +7,7 @@ import (
 	"sync"
 
 	"github.com/imkube/imkube/api/protocol"
-	"github.com/imkube/imkube/services/store"
+	"github.com/imkube/imkube/internal/store"
 )
 
 // GroupStore is what group fan-out needs from storage.

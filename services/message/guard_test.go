@@ -11,13 +11,13 @@ import (
 	"time"
 
 	"github.com/imkube/imkube/api/protocol"
-	"github.com/imkube/imkube/services/bus"
-	"github.com/imkube/imkube/services/ids"
+	"github.com/imkube/imkube/internal/bus"
+	"github.com/imkube/imkube/internal/messageapi"
+	"github.com/imkube/imkube/internal/sessions"
+	"github.com/imkube/imkube/internal/snowflake"
+	"github.com/imkube/imkube/internal/store"
 	"github.com/imkube/imkube/services/message"
-	"github.com/imkube/imkube/services/msgapi"
 	"github.com/imkube/imkube/services/sequence"
-	"github.com/imkube/imkube/services/sessions"
-	"github.com/imkube/imkube/services/store"
 )
 
 func TestOpenStoreBreakerLeavesTheMessageInTheBus(t *testing.T) {
@@ -40,7 +40,7 @@ func TestOpenStoreBreakerLeavesTheMessageInTheBus(t *testing.T) {
 	var open atomic.Bool
 	open.Store(true)
 	calls := 0
-	svc := message.New(db, seq, sessions.NewMemory(time.Now), b, ids.New(1), slog.New(slog.DiscardHandler), message.Options{
+	svc := message.New(db, seq, sessions.NewMemory(time.Now), b, snowflake.New(1), slog.New(slog.DiscardHandler), message.Options{
 		StoreGuard: func(fn func() error) error {
 			calls++
 			if open.Load() {
@@ -49,7 +49,7 @@ func TestOpenStoreBreakerLeavesTheMessageInTheBus(t *testing.T) {
 			return fn()
 		},
 	})
-	up, _ := json.Marshal(msgapi.Upstream{Gateway: "gw", User: "1", Device: "d", CMID: "c1", Conv: protocol.DirectConv("1", "2"),
+	up, _ := json.Marshal(messageapi.Upstream{Gateway: "gw", User: "1", Device: "d", CMID: "c1", Conv: protocol.DirectConv("1", "2"),
 		To: protocol.Target{User: "2"}, Kind: "text", Body: "hi"})
 	m := bus.Message{Key: protocol.DirectConv("1", "2"), Body: up}
 	if err := svc.HandleUpstream(ctx, m); err == nil {

@@ -11,13 +11,13 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/imkube/imkube/services/config"
-	"github.com/imkube/imkube/services/flow"
-	"github.com/imkube/imkube/services/ids"
+	"github.com/imkube/imkube/internal/config"
+	"github.com/imkube/imkube/internal/flow"
+	"github.com/imkube/imkube/internal/snowflake"
+	"github.com/imkube/imkube/internal/telemetry"
 	"github.com/imkube/imkube/services/platform"
 	"github.com/imkube/imkube/services/runtime"
 	"github.com/imkube/imkube/services/sequence"
-	"github.com/imkube/imkube/services/telemetry"
 )
 
 // Main is `imkube message`: the message service on RocketMQ, Redis, MySQL
@@ -75,7 +75,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	if err != nil {
 		return err
 	}
-	svc := New(db, seq, platform.Sessions(rdb), b, ids.New(*node), log, Options{
+	svc := New(db, seq, platform.Sessions(rdb), b, snowflake.New(*node), log, Options{
 		ReadDiffusionThreshold: func() int { return live.Get().Groups.ReadDiffusionThreshold },
 		Metrics:                metrics, Tracer: tel.Tracer("imkube/message"),
 		StoreGuard: func(fn func() error) error { return ctl.Guard(flow.ResMySQL, fn) },

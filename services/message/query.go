@@ -9,13 +9,13 @@ import (
 	"strconv"
 
 	"github.com/imkube/imkube/api/protocol"
-	"github.com/imkube/imkube/services/auth"
-	"github.com/imkube/imkube/services/httpx"
-	"github.com/imkube/imkube/services/msgapi"
-	"github.com/imkube/imkube/services/store"
+	"github.com/imkube/imkube/internal/auth"
+	"github.com/imkube/imkube/internal/messageapi"
+	"github.com/imkube/imkube/internal/rest"
+	"github.com/imkube/imkube/internal/store"
 )
 
-// State implements msgapi.Backend.
+// State implements messageapi.Backend.
 func (s *Service) State(ctx context.Context, user string) (int64, []protocol.ConvState, error) {
 	n, err := s.store.InboxSeq(ctx, user)
 	if err != nil {
@@ -32,7 +32,7 @@ func (s *Service) State(ctx context.Context, user string) (int64, []protocol.Con
 	return n, convs, nil
 }
 
-// Sync implements msgapi.Backend.
+// Sync implements messageapi.Backend.
 func (s *Service) Sync(ctx context.Context, user string, after int64, limit int) (*protocol.SyncResult, error) {
 	limit = clampLimit(limit)
 	items, more, err := s.store.Sync(ctx, user, after, limit)
@@ -52,7 +52,7 @@ func (s *Service) Sync(ctx context.Context, user string, after int64, limit int)
 	return res, nil
 }
 
-// Pull implements msgapi.Backend.
+// Pull implements messageapi.Backend.
 func (s *Service) Pull(ctx context.Context, user, conv string, from, to int64, limit int) (*protocol.PullResult, error) {
 	floor, err := s.mayRead(ctx, user, conv)
 	if err != nil {
@@ -70,7 +70,7 @@ func (s *Service) Pull(ctx context.Context, user, conv string, from, to int64, l
 	return res, nil
 }
 
-// Read implements msgapi.Backend: it moves the read cursor and sends a read
+// Read implements messageapi.Backend: it moves the read cursor and sends a read
 // receipt to the other members' devices.
 func (s *Service) Read(ctx context.Context, user, conv string, seq int64) error {
 	if _, err := s.mayRead(ctx, user, conv); err != nil {
@@ -99,13 +99,13 @@ func (s *Service) Read(ctx context.Context, user, conv string, seq int64) error 
 	return nil
 }
 
-// mayRead returns msgapi.ErrForbidden unless user belongs to conv; else the
+// mayRead returns messageapi.ErrForbidden unless user belongs to conv; else the
 // first seq the user may see (group members see messages sent after they
 // joined, not the history before).
 func (s *Service) mayRead(ctx context.Context, user, conv string) (int64, error) {
 	kind, a, b, ok := protocol.ParseConv(conv)
 	if !ok {
-		return 0, fmt.Errorf("%w: malformed conversation id", msgapi.ErrBadRequest)
+		return 0, fmt.Errorf("%w: malformed conversation id", messageapi.ErrBadRequest)
 	}
 	switch kind {
 	case 'u':
@@ -115,14 +115,14 @@ func (s *Service) mayRead(ctx context.Context, user, conv string) (int64, error)
 	case 'g':
 		m, err := s.groups.GroupMember(ctx, a, user)
 		if errors.Is(err, store.ErrNotFound) {
-			return 0, msgapi.ErrForbidden
+			return 0, messageapi.ErrForbidden
 		}
 		if err != nil {
 			return 0, unavailable(err)
 		}
 		return m.JoinedSeq + 1, nil
 	}
-	return 0, msgapi.ErrForbidden
+	return 0, messageapi.ErrForbidden
 }
 
 func clampLimit(n int) int {
@@ -133,24 +133,24 @@ func clampLimit(n int) int {
 }
 
 func unavailable(err error) error {
-	return fmt.Errorf("%w: %v", msgapi.ErrUnavailable, err)
+	return fmt.Errorf("%w: %v", messageapi.ErrUnavailable, err)
 }
 
 // Routes registers the public REST API (conversations and history) and, when
 // keys are given, the internal API used by gateways in distributed mode.
 func (s *Service) Routes(mux *http.ServeMux, keys *auth.Keys) {
-	mux.Handle("GET /api/v1/conversations", httpx.Authenticated(keys, http.HandlerFunc(s.handleConversations)))
-	mux.Handle("GET /api/v1/conversations/{conv}/messages", httpx.Authenticated(keys, http.HandlerFunc(s.handleHistory)))
-	msgapi.ServeInternal(mux, keys, s)
+	mux.Handle("GET /api/v1/conversations", rest.Authenticated(keys, http.HandlerFunc(s.handleConversations)))
+	mux.Handle("GET /api/v1/conversations/{conv}/messages", rest.Authenticated(keys, http.HandlerFunc(s.handleHistory)))
+	messageapi.ServeInternal(mux, keys, s)
 }
 
 func (s *Service) handleConversations(w http.ResponseWriter, r *http.Request) {
-	list, err := s.store.Conversations(r.Context(), httpx.UserID(r.Context()))
+	list, err := s.store.Conversations(r.Context(), rest.UserID(r.Context()))
 	if err != nil {
 		s.writeErr(w, unavailable(err))
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, list)
+	rest.WriteJSON(w, http.StatusOK, list)
 }
 
 func (s *Service) handleHistory(w http.ResponseWriter, r *http.Request) {
@@ -158,15 +158,15 @@ func (s *Service) handleHistory(w http.ResponseWriter, r *http.Request) {
 	from, err1 := optInt(q.Get("fromSeq"), 1)
 	limit, err2 := optInt(q.Get("limit"), protocol.DefaultLimit)
 	if err := errors.Join(err1, err2); err != nil || from < 0 || limit < 1 || limit > protocol.MaxLimit {
-		httpx.WriteError(w, httpx.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "fromSeq must be >= 0 and limit 1-%d", protocol.MaxLimit))
+		rest.WriteError(w, rest.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "fromSeq must be >= 0 and limit 1-%d", protocol.MaxLimit))
 		return
 	}
-	res, err := s.Pull(r.Context(), httpx.UserID(r.Context()), r.PathValue("conv"), from, 0, int(limit))
+	res, err := s.Pull(r.Context(), rest.UserID(r.Context()), r.PathValue("conv"), from, 0, int(limit))
 	if err != nil {
 		s.writeErr(w, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, map[string]any{"items": res.Items, "more": res.More})
+	rest.WriteJSON(w, http.StatusOK, map[string]any{"items": res.Items, "more": res.More})
 }
 
 func optInt(s string, def int64) (int64, error) {
@@ -177,8 +177,8 @@ func optInt(s string, def int64) (int64, error) {
 }
 
 func (s *Service) writeErr(w http.ResponseWriter, err error) {
-	httpx.WriteError(w, msgapi.HTTPError(err))
-	if errors.Is(err, msgapi.ErrUnavailable) || msgapi.HTTPError(err).Status >= 500 {
+	rest.WriteError(w, messageapi.HTTPError(err))
+	if errors.Is(err, messageapi.ErrUnavailable) || messageapi.HTTPError(err).Status >= 500 {
 		s.log.Error("message service request failed", "err", err)
 	}
 }

@@ -20,13 +20,13 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/imkube/imkube/api/protocol"
-	"github.com/imkube/imkube/services/bus"
-	"github.com/imkube/imkube/services/ids"
-	"github.com/imkube/imkube/services/msgapi"
+	"github.com/imkube/imkube/internal/bus"
+	"github.com/imkube/imkube/internal/messageapi"
+	"github.com/imkube/imkube/internal/sessions"
+	"github.com/imkube/imkube/internal/snowflake"
+	"github.com/imkube/imkube/internal/store"
+	"github.com/imkube/imkube/internal/telemetry"
 	"github.com/imkube/imkube/services/sequence"
-	"github.com/imkube/imkube/services/sessions"
-	"github.com/imkube/imkube/services/store"
-	"github.com/imkube/imkube/services/telemetry"
 )
 
 // Store is what the message service needs from storage.
@@ -53,7 +53,7 @@ type Service struct {
 	seq       sequence.Allocator
 	sessions  sessions.Store
 	push      bus.PushPublisher
-	ids       *ids.Generator
+	ids       *snowflake.Generator
 	log       *slog.Logger
 	now       func() time.Time
 	metrics   *telemetry.Message
@@ -62,7 +62,7 @@ type Service struct {
 }
 
 // New returns a message service.
-func New(st Store, seq sequence.Allocator, sess sessions.Store, push bus.PushPublisher, gen *ids.Generator, log *slog.Logger, opts Options) *Service {
+func New(st Store, seq sequence.Allocator, sess sessions.Store, push bus.PushPublisher, gen *snowflake.Generator, log *slog.Logger, opts Options) *Service {
 	if opts.ReadDiffusionThreshold == nil {
 		opts.ReadDiffusionThreshold = func() int { return 500 }
 	}
@@ -88,7 +88,7 @@ type Options struct {
 	StoreGuard func(fn func() error) error
 }
 
-var _ msgapi.Backend = (*Service)(nil)
+var _ messageapi.Backend = (*Service)(nil)
 
 // Run consumes the upstream stream until ctx ends.
 func (s *Service) Run(ctx context.Context, c bus.UpstreamConsumer) error {
@@ -99,7 +99,7 @@ func (s *Service) Run(ctx context.Context, c bus.UpstreamConsumer) error {
 // message was not (fully) processed and must be delivered again; everything
 // it does is idempotent.
 func (s *Service) HandleUpstream(ctx context.Context, bm bus.Message) error {
-	var up msgapi.Upstream
+	var up messageapi.Upstream
 	if err := json.Unmarshal(bm.Body, &up); err != nil || up.User == "" || up.CMID == "" {
 		s.log.Error("dropping malformed upstream record", "err", err)
 		return nil
@@ -115,7 +115,7 @@ func (s *Service) HandleUpstream(ctx context.Context, bm bus.Message) error {
 	}
 	var rej *rejection
 	if errors.As(err, &rej) {
-		return s.reply(ctx, &up, msgapi.PushFrame, protocol.Error{T: protocol.TypeError, CMID: up.CMID, Code: rej.code, Message: rej.msg})
+		return s.reply(ctx, &up, messageapi.PushFrame, protocol.Error{T: protocol.TypeError, CMID: up.CMID, Code: rej.code, Message: rej.msg})
 	}
 	return err
 }
@@ -128,7 +128,7 @@ func reject(code, format string, args ...any) error {
 	return &rejection{code: code, msg: fmt.Sprintf(format, args...)}
 }
 
-func (s *Service) process(ctx context.Context, up *msgapi.Upstream) error {
+func (s *Service) process(ctx context.Context, up *messageapi.Upstream) error {
 	participants, readDiffusion, err := s.authorise(ctx, up)
 	if err != nil {
 		return err
@@ -199,7 +199,7 @@ func (s *Service) process(ctx context.Context, up *msgapi.Upstream) error {
 
 // authorise checks the send and returns the users who get the message
 // (sender first) and whether it goes out by read diffusion.
-func (s *Service) authorise(ctx context.Context, up *msgapi.Upstream) ([]string, bool, error) {
+func (s *Service) authorise(ctx context.Context, up *messageapi.Upstream) ([]string, bool, error) {
 	if up.To.Group != "" {
 		return s.authoriseGroup(ctx, &upstreamInfo{user: up.User, conv: up.Conv, group: up.To.Group})
 	}
@@ -207,7 +207,7 @@ func (s *Service) authorise(ctx context.Context, up *msgapi.Upstream) ([]string,
 	return list, false, err
 }
 
-func (s *Service) authoriseDirect(ctx context.Context, up *msgapi.Upstream) ([]string, error) {
+func (s *Service) authoriseDirect(ctx context.Context, up *messageapi.Upstream) ([]string, error) {
 	switch {
 	case up.To.User != "":
 		if up.Conv != protocol.DirectConv(up.User, up.To.User) {
@@ -253,7 +253,7 @@ func (s *Service) guarded(fn func() error, benign ...error) error {
 // redeliver answers a retried send with the original ack and pushes the
 // message again (clients drop duplicates by mid): the first attempt may have
 // crashed between commit and push.
-func (s *Service) redeliver(ctx context.Context, up *msgapi.Upstream, prev *store.Message, members []string) error {
+func (s *Service) redeliver(ctx context.Context, up *messageapi.Upstream, prev *store.Message, members []string) error {
 	if prev.Conv != up.Conv {
 		return reject(protocol.CodeBadFrame, "cmid %q was already used for another conversation", up.CMID)
 	}
@@ -264,19 +264,19 @@ func (s *Service) redeliver(ctx context.Context, up *msgapi.Upstream, prev *stor
 	return s.deliver(ctx, up, prev, inbox, members)
 }
 
-func (s *Service) reply(ctx context.Context, up *msgapi.Upstream, kind string, frame any) error {
+func (s *Service) reply(ctx context.Context, up *messageapi.Upstream, kind string, frame any) error {
 	b, err := json.Marshal(frame)
 	if err != nil {
 		return err
 	}
-	p := msgapi.Push{Kind: kind, Frame: b, Targets: []msgapi.Target{{User: up.User, Device: up.Device}}}
-	if kind == msgapi.PushAck {
+	p := messageapi.Push{Kind: kind, Frame: b, Targets: []messageapi.Target{{User: up.User, Device: up.Device}}}
+	if kind == messageapi.PushAck {
 		p.TS = up.TS
 	}
 	return s.publish(ctx, up.Gateway, &p)
 }
 
-func (s *Service) publish(ctx context.Context, gateway string, p *msgapi.Push) error {
+func (s *Service) publish(ctx context.Context, gateway string, p *messageapi.Push) error {
 	if gateway == "" {
 		return nil
 	}
@@ -295,13 +295,13 @@ func (s *Service) publish(ctx context.Context, gateway string, p *msgapi.Push) e
 // diffusion the push is the full msg frame (the gateway splices each
 // recipient's inboxSeq in); under read diffusion (no inbox rows) it is a
 // light notify frame and clients pull.
-func (s *Service) deliver(ctx context.Context, up *msgapi.Upstream, m *store.Message, inbox []store.InboxEntry, members []string) error {
+func (s *Service) deliver(ctx context.Context, up *messageapi.Upstream, m *store.Message, inbox []store.InboxEntry, members []string) error {
 	seqOf := make(map[string]int64, len(inbox))
 	for _, e := range inbox {
 		seqOf[e.User] = e.InboxSeq
 	}
 	ack := protocol.Ack{T: protocol.TypeAck, CMID: up.CMID, MID: m.MID, Conv: m.Conv, Seq: m.Seq, TS: m.TS, InboxSeq: seqOf[up.User]}
-	if err := s.reply(ctx, up, msgapi.PushAck, ack); err != nil {
+	if err := s.reply(ctx, up, messageapi.PushAck, ack); err != nil {
 		return err
 	}
 	live, err := s.sessions.Lookup(ctx, members)
@@ -334,17 +334,17 @@ func (s *Service) deliver(ctx context.Context, up *msgapi.Upstream, m *store.Mes
 // sessions, with one target per device that include accepts (and the
 // inboxSeq it returns spliced in by the gateway).
 func (s *Service) pushByGateway(ctx context.Context, frame []byte, ts int64, live map[string][]sessions.Session, include func(user, device string) (bool, int64)) error {
-	byGateway := map[string][]msgapi.Target{}
+	byGateway := map[string][]messageapi.Target{}
 	for user, list := range live {
 		for _, sess := range list {
 			if ok, inboxSeq := include(user, sess.Device); ok {
-				byGateway[sess.Gateway] = append(byGateway[sess.Gateway], msgapi.Target{User: user, Device: sess.Device, InboxSeq: inboxSeq})
+				byGateway[sess.Gateway] = append(byGateway[sess.Gateway], messageapi.Target{User: user, Device: sess.Device, InboxSeq: inboxSeq})
 			}
 		}
 	}
 	var errs []error
 	for gw, targets := range byGateway {
-		if err := s.publish(ctx, gw, &msgapi.Push{Frame: frame, Targets: targets, TS: ts}); err != nil {
+		if err := s.publish(ctx, gw, &messageapi.Push{Frame: frame, Targets: targets, TS: ts}); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -5,9 +5,9 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/imkube/imkube/services/bus"
-	"github.com/imkube/imkube/services/bus/rocketmq"
-	"github.com/imkube/imkube/services/config"
+	"github.com/imkube/imkube/internal/bus"
+	"github.com/imkube/imkube/internal/bus/rocketmq"
+	"github.com/imkube/imkube/internal/config"
 )
 
 // MessageBus is the message service's side of the bus.

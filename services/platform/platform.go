@@ -17,12 +17,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/imkube/imkube/internal/auth"
+	"github.com/imkube/imkube/internal/config"
+	"github.com/imkube/imkube/internal/flow"
+	"github.com/imkube/imkube/internal/store"
+	"github.com/imkube/imkube/internal/telemetry"
 	"github.com/imkube/imkube/internal/version"
-	"github.com/imkube/imkube/services/auth"
-	"github.com/imkube/imkube/services/config"
-	"github.com/imkube/imkube/services/flow"
-	"github.com/imkube/imkube/services/store"
-	"github.com/imkube/imkube/services/telemetry"
 )
 
 // Deps are the dependency settings of a service process.

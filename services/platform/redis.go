@@ -8,9 +8,9 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/imkube/imkube/services/config"
-	"github.com/imkube/imkube/services/sessions"
-	redissessions "github.com/imkube/imkube/services/sessions/redis"
+	"github.com/imkube/imkube/internal/config"
+	"github.com/imkube/imkube/internal/sessions"
+	redissessions "github.com/imkube/imkube/internal/sessions/redis"
 )
 
 // RedisPrefix is put before every Redis key this process writes

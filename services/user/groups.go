@@ -9,8 +9,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/imkube/imkube/api/protocol"
-	"github.com/imkube/imkube/services/httpx"
-	"github.com/imkube/imkube/services/store"
+	"github.com/imkube/imkube/internal/rest"
+	"github.com/imkube/imkube/internal/store"
 )
 
 // GroupStore is what group management needs from storage.
@@ -52,7 +52,7 @@ type GroupView struct {
 
 // Routes registers the group REST endpoints.
 func (g *Groups) Routes(mux *http.ServeMux) {
-	a := func(h http.HandlerFunc) http.Handler { return httpx.Authenticated(g.svc.keys, h) }
+	a := func(h http.HandlerFunc) http.Handler { return rest.Authenticated(g.svc.keys, h) }
 	mux.Handle("POST /api/v1/groups", a(g.handleCreate))
 	mux.Handle("GET /api/v1/groups", a(g.handleMine))
 	mux.Handle("GET /api/v1/groups/{id}", a(g.handleGet))
@@ -64,8 +64,8 @@ func (g *Groups) Routes(mux *http.ServeMux) {
 }
 
 var (
-	errNotMember = httpx.Errorf(http.StatusForbidden, protocol.CodeForbidden, "you are not a member of this group")
-	errNoGroup   = httpx.Errorf(http.StatusNotFound, protocol.CodeNotFound, "no such group")
+	errNotMember = rest.Errorf(http.StatusForbidden, protocol.CodeForbidden, "you are not a member of this group")
+	errNoGroup   = rest.Errorf(http.StatusNotFound, protocol.CodeNotFound, "no such group")
 )
 
 func validName(s string, max int) bool {
@@ -79,14 +79,14 @@ func (g *Groups) handleCreate(w http.ResponseWriter, r *http.Request) {
 		AllowInvites bool     `json:"allowInvites"`
 		Announcement string   `json:"announcement"`
 	}
-	if err := httpx.DecodeJSON(r, &req); err != nil {
-		httpx.WriteError(w, err)
+	if err := rest.DecodeJSON(r, &req); err != nil {
+		rest.WriteError(w, err)
 		return
 	}
-	me := httpx.UserID(r.Context())
+	me := rest.UserID(r.Context())
 	req.Name = strings.TrimSpace(req.Name)
 	if !validName(req.Name, 64) {
-		httpx.WriteError(w, httpx.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "name must be 1-64 printable characters"))
+		rest.WriteError(w, rest.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "name must be 1-64 printable characters"))
 		return
 	}
 	now := time.Now().UnixMilli()
@@ -100,7 +100,7 @@ func (g *Groups) handleCreate(w http.ResponseWriter, r *http.Request) {
 		members = append(members, store.Member{UserID: id, Role: store.RoleMember, JoinedAt: now})
 	}
 	if len(members) > g.maxMembers() {
-		httpx.WriteError(w, httpx.Errorf(http.StatusBadRequest, "GROUP_FULL", "a group has at most %d members", g.maxMembers()))
+		rest.WriteError(w, rest.Errorf(http.StatusBadRequest, "GROUP_FULL", "a group has at most %d members", g.maxMembers()))
 		return
 	}
 	if err := g.checkUsers(r.Context(), members[1:]); err != nil {
@@ -122,14 +122,14 @@ func (g *Groups) checkUsers(ctx context.Context, members []store.Member) error {
 			return err
 		}
 		if !ok {
-			return httpx.Errorf(http.StatusNotFound, protocol.CodeNotFound, "user %s does not exist", m.UserID)
+			return rest.Errorf(http.StatusNotFound, protocol.CodeNotFound, "user %s does not exist", m.UserID)
 		}
 	}
 	return nil
 }
 
 func (g *Groups) writeGroup(w http.ResponseWriter, r *http.Request, status int, gid string) {
-	me := httpx.UserID(r.Context())
+	me := rest.UserID(r.Context())
 	grp, err := g.store.GroupByID(r.Context(), gid)
 	if err != nil {
 		g.svc.writeErr(w, mapNotFound(err, errNoGroup))
@@ -147,10 +147,10 @@ func (g *Groups) writeGroup(w http.ResponseWriter, r *http.Request, status int, 
 		}
 	}
 	if v.MyRole == "" {
-		httpx.WriteError(w, errNotMember)
+		rest.WriteError(w, errNotMember)
 		return
 	}
-	httpx.WriteJSON(w, status, v)
+	rest.WriteJSON(w, status, v)
 }
 
 func mapNotFound(err, to error) error {
@@ -165,7 +165,7 @@ func (g *Groups) handleGet(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Groups) handleMine(w http.ResponseWriter, r *http.Request) {
-	list, err := g.store.GroupsOf(r.Context(), httpx.UserID(r.Context()))
+	list, err := g.store.GroupsOf(r.Context(), rest.UserID(r.Context()))
 	if err != nil {
 		g.svc.writeErr(w, err)
 		return
@@ -174,7 +174,7 @@ func (g *Groups) handleMine(w http.ResponseWriter, r *http.Request) {
 	for i, grp := range list {
 		out[i] = GroupView{Group: grp, Conv: protocol.GroupConv(grp.ID)}
 	}
-	httpx.WriteJSON(w, http.StatusOK, out)
+	rest.WriteJSON(w, http.StatusOK, out)
 }
 
 // role returns the caller's membership or an error for non-members.
@@ -192,16 +192,16 @@ func (g *Groups) role(ctx context.Context, gid, uid string) (*store.Member, erro
 func isManager(m *store.Member) bool { return m.Role == store.RoleOwner || m.Role == store.RoleAdmin }
 
 func (g *Groups) handleAdd(w http.ResponseWriter, r *http.Request) {
-	gid, me := r.PathValue("id"), httpx.UserID(r.Context())
+	gid, me := r.PathValue("id"), rest.UserID(r.Context())
 	var req struct {
 		UserIDs []string `json:"userIds"`
 	}
-	if err := httpx.DecodeJSON(r, &req); err != nil {
-		httpx.WriteError(w, err)
+	if err := rest.DecodeJSON(r, &req); err != nil {
+		rest.WriteError(w, err)
 		return
 	}
 	if len(req.UserIDs) == 0 {
-		httpx.WriteError(w, httpx.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "userIds must not be empty"))
+		rest.WriteError(w, rest.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "userIds must not be empty"))
 		return
 	}
 	mine, err := g.role(r.Context(), gid, me)
@@ -215,7 +215,7 @@ func (g *Groups) handleAdd(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !isManager(mine) && !grp.AllowInvites {
-		httpx.WriteError(w, httpx.Errorf(http.StatusForbidden, protocol.CodeForbidden, "only the owner and admins may add members to this group"))
+		rest.WriteError(w, rest.Errorf(http.StatusForbidden, protocol.CodeForbidden, "only the owner and admins may add members to this group"))
 		return
 	}
 	now := time.Now().UnixMilli()
@@ -229,7 +229,7 @@ func (g *Groups) handleAdd(w http.ResponseWriter, r *http.Request) {
 	}
 	if _, err := g.store.AddMembers(r.Context(), gid, members, g.maxMembers()); err != nil {
 		if errors.Is(err, store.ErrGroupFull) {
-			err = httpx.Errorf(http.StatusConflict, "GROUP_FULL", "a group has at most %d members", g.maxMembers())
+			err = rest.Errorf(http.StatusConflict, "GROUP_FULL", "a group has at most %d members", g.maxMembers())
 		}
 		g.svc.writeErr(w, err)
 		return
@@ -238,7 +238,7 @@ func (g *Groups) handleAdd(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Groups) handleRemove(w http.ResponseWriter, r *http.Request) {
-	gid, me, target := r.PathValue("id"), httpx.UserID(r.Context()), r.PathValue("userId")
+	gid, me, target := r.PathValue("id"), rest.UserID(r.Context()), r.PathValue("userId")
 	mine, err := g.role(r.Context(), gid, me)
 	if err != nil {
 		g.svc.writeErr(w, err)
@@ -246,37 +246,37 @@ func (g *Groups) handleRemove(w http.ResponseWriter, r *http.Request) {
 	}
 	if target == me {
 		if mine.Role == store.RoleOwner {
-			httpx.WriteError(w, httpx.Errorf(http.StatusConflict, "OWNER_CANNOT_LEAVE", "transfer ownership or dismiss the group before leaving"))
+			rest.WriteError(w, rest.Errorf(http.StatusConflict, "OWNER_CANNOT_LEAVE", "transfer ownership or dismiss the group before leaving"))
 			return
 		}
 	} else {
 		theirs, err := g.store.GroupMember(r.Context(), gid, target)
 		if err != nil {
-			g.svc.writeErr(w, mapNotFound(err, httpx.Errorf(http.StatusNotFound, protocol.CodeNotFound, "user is not a member")))
+			g.svc.writeErr(w, mapNotFound(err, rest.Errorf(http.StatusNotFound, protocol.CodeNotFound, "user is not a member")))
 			return
 		}
 		if !isManager(mine) || theirs.Role == store.RoleOwner || (mine.Role == store.RoleAdmin && theirs.Role == store.RoleAdmin) {
-			httpx.WriteError(w, httpx.Errorf(http.StatusForbidden, protocol.CodeForbidden, "your role may not remove this member"))
+			rest.WriteError(w, rest.Errorf(http.StatusForbidden, protocol.CodeForbidden, "your role may not remove this member"))
 			return
 		}
 	}
 	if err := g.store.RemoveMember(r.Context(), gid, target); err != nil {
-		g.svc.writeErr(w, mapNotFound(err, httpx.Errorf(http.StatusNotFound, protocol.CodeNotFound, "user is not a member")))
+		g.svc.writeErr(w, mapNotFound(err, rest.Errorf(http.StatusNotFound, protocol.CodeNotFound, "user is not a member")))
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
 func (g *Groups) handlePatch(w http.ResponseWriter, r *http.Request) {
-	gid, me := r.PathValue("id"), httpx.UserID(r.Context())
+	gid, me := r.PathValue("id"), rest.UserID(r.Context())
 	var req struct {
 		Name         *string `json:"name"`
 		Announcement *string `json:"announcement"`
 		AllowInvites *bool   `json:"allowInvites"`
 		Owner        *string `json:"owner"`
 	}
-	if err := httpx.DecodeJSON(r, &req); err != nil {
-		httpx.WriteError(w, err)
+	if err := rest.DecodeJSON(r, &req); err != nil {
+		rest.WriteError(w, err)
 		return
 	}
 	mine, err := g.role(r.Context(), gid, me)
@@ -285,24 +285,24 @@ func (g *Groups) handlePatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !isManager(mine) || (req.Owner != nil && mine.Role != store.RoleOwner) {
-		httpx.WriteError(w, httpx.Errorf(http.StatusForbidden, protocol.CodeForbidden, "your role may not change this group"))
+		rest.WriteError(w, rest.Errorf(http.StatusForbidden, protocol.CodeForbidden, "your role may not change this group"))
 		return
 	}
 	if req.Name != nil {
 		name := strings.TrimSpace(*req.Name)
 		if !validName(name, 64) {
-			httpx.WriteError(w, httpx.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "name must be 1-64 printable characters"))
+			rest.WriteError(w, rest.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "name must be 1-64 printable characters"))
 			return
 		}
 		req.Name = &name // stored as validated, like on create
 	}
 	if req.Announcement != nil && utf8.RuneCountInString(*req.Announcement) > 2000 {
-		httpx.WriteError(w, httpx.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "announcement is limited to 2000 characters"))
+		rest.WriteError(w, rest.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "announcement is limited to 2000 characters"))
 		return
 	}
 	if req.Owner != nil {
 		if _, err := g.store.GroupMember(r.Context(), gid, *req.Owner); err != nil {
-			g.svc.writeErr(w, mapNotFound(err, httpx.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "the new owner must be a member")))
+			g.svc.writeErr(w, mapNotFound(err, rest.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "the new owner must be a member")))
 			return
 		}
 		owner := store.RoleOwner
@@ -319,14 +319,14 @@ func (g *Groups) handlePatch(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Groups) handlePatchMember(w http.ResponseWriter, r *http.Request) {
-	gid, me, target := r.PathValue("id"), httpx.UserID(r.Context()), r.PathValue("userId")
+	gid, me, target := r.PathValue("id"), rest.UserID(r.Context()), r.PathValue("userId")
 	var req struct {
 		Role       *string `json:"role"`
 		MutedUntil *int64  `json:"mutedUntil"`
 		Nickname   *string `json:"nickname"`
 	}
-	if err := httpx.DecodeJSON(r, &req); err != nil {
-		httpx.WriteError(w, err)
+	if err := rest.DecodeJSON(r, &req); err != nil {
+		rest.WriteError(w, err)
 		return
 	}
 	mine, err := g.role(r.Context(), gid, me)
@@ -336,15 +336,15 @@ func (g *Groups) handlePatchMember(w http.ResponseWriter, r *http.Request) {
 	}
 	theirs, err := g.store.GroupMember(r.Context(), gid, target)
 	if err != nil {
-		g.svc.writeErr(w, mapNotFound(err, httpx.Errorf(http.StatusNotFound, protocol.CodeNotFound, "user is not a member")))
+		g.svc.writeErr(w, mapNotFound(err, rest.Errorf(http.StatusNotFound, protocol.CodeNotFound, "user is not a member")))
 		return
 	}
 	forbid := func(msg string) {
-		httpx.WriteError(w, httpx.Errorf(http.StatusForbidden, protocol.CodeForbidden, "%s", msg))
+		rest.WriteError(w, rest.Errorf(http.StatusForbidden, protocol.CodeForbidden, "%s", msg))
 	}
 	if req.Role != nil {
 		if *req.Role != store.RoleAdmin && *req.Role != store.RoleMember && *req.Role != store.RoleOwner {
-			httpx.WriteError(w, httpx.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "role must be owner, admin or member"))
+			rest.WriteError(w, rest.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "role must be owner, admin or member"))
 			return
 		}
 		if mine.Role != store.RoleOwner || target == me {
@@ -368,14 +368,14 @@ func (g *Groups) handlePatchMember(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Groups) handleDismiss(w http.ResponseWriter, r *http.Request) {
-	gid, me := r.PathValue("id"), httpx.UserID(r.Context())
+	gid, me := r.PathValue("id"), rest.UserID(r.Context())
 	mine, err := g.role(r.Context(), gid, me)
 	if err != nil {
 		g.svc.writeErr(w, err)
 		return
 	}
 	if mine.Role != store.RoleOwner {
-		httpx.WriteError(w, httpx.Errorf(http.StatusForbidden, protocol.CodeForbidden, "only the owner may dismiss the group"))
+		rest.WriteError(w, rest.Errorf(http.StatusForbidden, protocol.CodeForbidden, "only the owner may dismiss the group"))
 		return
 	}
 	if err := g.store.DeleteGroup(r.Context(), gid); err != nil {

@@ -9,8 +9,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/imkube/imkube/services/config"
-	"github.com/imkube/imkube/services/ids"
+	"github.com/imkube/imkube/internal/config"
+	"github.com/imkube/imkube/internal/snowflake"
 	"github.com/imkube/imkube/services/platform"
 	"github.com/imkube/imkube/services/runtime"
 )
@@ -42,7 +42,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	if err != nil {
 		return err
 	}
-	svc := New(db, keys, ids.New(*node), log, Options{TrustProxy: true})
+	svc := New(db, keys, snowflake.New(*node), log, Options{TrustProxy: true})
 	mux := http.NewServeMux()
 	svc.Routes(mux)
 	NewGroups(db, svc, func() int { return live.Get().Groups.MaxMembers }).Routes(mux)

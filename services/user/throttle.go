@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/imkube/imkube/services/httpx"
+	"github.com/imkube/imkube/internal/rest"
 )
 
 // CodeTooManyAttempts answers a login refused by the LoginThrottle (429).
@@ -281,6 +281,6 @@ func ClientIP(r *http.Request, trustProxy bool) string {
 func WriteTooManyAttempts(w http.ResponseWriter, retryAfter time.Duration) {
 	secs := max(1, int(math.Ceil(retryAfter.Seconds())))
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	httpx.WriteJSON(w, http.StatusTooManyRequests, &httpx.Error{Status: http.StatusTooManyRequests, Code: CodeTooManyAttempts,
+	rest.WriteJSON(w, http.StatusTooManyRequests, &rest.Error{Status: http.StatusTooManyRequests, Code: CodeTooManyAttempts,
 		Message: "too many login attempts; retry in " + strconv.Itoa(secs) + " s"})
 }

@@ -15,10 +15,10 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/imkube/imkube/api/protocol"
-	"github.com/imkube/imkube/services/auth"
-	"github.com/imkube/imkube/services/httpx"
-	"github.com/imkube/imkube/services/ids"
-	"github.com/imkube/imkube/services/store"
+	"github.com/imkube/imkube/internal/auth"
+	"github.com/imkube/imkube/internal/rest"
+	"github.com/imkube/imkube/internal/snowflake"
+	"github.com/imkube/imkube/internal/store"
 )
 
 // Store is what the user service needs from storage.
@@ -32,7 +32,7 @@ type Store interface {
 type Service struct {
 	store      Store
 	keys       *auth.Keys
-	ids        *ids.Generator
+	ids        *snowflake.Generator
 	log        *slog.Logger
 	bcryptCost int
 	dummyHash  []byte
@@ -52,7 +52,7 @@ type Options struct {
 }
 
 // New returns a user service.
-func New(st Store, keys *auth.Keys, gen *ids.Generator, log *slog.Logger, opts Options) *Service {
+func New(st Store, keys *auth.Keys, gen *snowflake.Generator, log *slog.Logger, opts Options) *Service {
 	if opts.BcryptCost == 0 {
 		opts.BcryptCost = bcrypt.DefaultCost
 	}
@@ -76,17 +76,17 @@ const (
 // Register creates an account.
 func (s *Service) Register(ctx context.Context, username, password, displayName string) (*store.User, error) {
 	if !usernameRE.MatchString(username) {
-		return nil, httpx.Errorf(http.StatusBadRequest, "INVALID_USERNAME", "username must be 3-32 characters of letters, digits, '_', '.', '-'")
+		return nil, rest.Errorf(http.StatusBadRequest, "INVALID_USERNAME", "username must be 3-32 characters of letters, digits, '_', '.', '-'")
 	}
 	if len(password) < MinPasswordLen || len(password) > MaxPasswordLen {
-		return nil, httpx.Errorf(http.StatusBadRequest, "INVALID_PASSWORD", "password must be %d-%d bytes long", MinPasswordLen, MaxPasswordLen)
+		return nil, rest.Errorf(http.StatusBadRequest, "INVALID_PASSWORD", "password must be %d-%d bytes long", MinPasswordLen, MaxPasswordLen)
 	}
 	displayName = strings.TrimSpace(displayName)
 	if displayName == "" {
 		displayName = username
 	}
 	if !utf8.ValidString(displayName) || utf8.RuneCountInString(displayName) > 64 || strings.ContainsFunc(displayName, isControl) {
-		return nil, httpx.Errorf(http.StatusBadRequest, "INVALID_DISPLAY_NAME", "displayName must be at most 64 printable characters")
+		return nil, rest.Errorf(http.StatusBadRequest, "INVALID_DISPLAY_NAME", "displayName must be at most 64 printable characters")
 	}
 	hash, err := bcrypt.GenerateFromPassword([]byte(password), s.bcryptCost)
 	if err != nil {
@@ -95,7 +95,7 @@ func (s *Service) Register(ctx context.Context, username, password, displayName 
 	u := store.User{ID: s.ids.Next(), Username: username, DisplayName: displayName, PasswordHash: string(hash), CreatedAt: time.Now().UnixMilli()}
 	if err := s.store.CreateUser(ctx, u); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return nil, httpx.Errorf(http.StatusConflict, "USERNAME_TAKEN", "username %q is taken", username)
+			return nil, rest.Errorf(http.StatusConflict, "USERNAME_TAKEN", "username %q is taken", username)
 		}
 		return nil, err
 	}
@@ -113,7 +113,7 @@ type Session struct {
 }
 
 // ErrBadCredentials is returned for a wrong username or password.
-var ErrBadCredentials = httpx.Errorf(http.StatusUnauthorized, "BAD_CREDENTIALS", "wrong username or password")
+var ErrBadCredentials = rest.Errorf(http.StatusUnauthorized, "BAD_CREDENTIALS", "wrong username or password")
 
 // Login checks the password and issues a token.
 func (s *Service) Login(ctx context.Context, username, password string) (*Session, error) {
@@ -139,10 +139,10 @@ func (s *Service) Login(ctx context.Context, username, password string) (*Sessio
 func (s *Service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/users", s.handleRegister)
 	mux.HandleFunc("POST /api/v1/sessions", s.handleLogin)
-	mux.Handle("POST /api/v1/sessions/refresh", httpx.Authenticated(s.keys, http.HandlerFunc(s.handleRefresh)))
-	mux.Handle("GET /api/v1/users/me", httpx.Authenticated(s.keys, http.HandlerFunc(s.handleMe)))
-	mux.Handle("GET /api/v1/users", httpx.Authenticated(s.keys, http.HandlerFunc(s.handleFind)))
-	mux.Handle("GET /api/v1/users/{id}", httpx.Authenticated(s.keys, http.HandlerFunc(s.handleGet)))
+	mux.Handle("POST /api/v1/sessions/refresh", rest.Authenticated(s.keys, http.HandlerFunc(s.handleRefresh)))
+	mux.Handle("GET /api/v1/users/me", rest.Authenticated(s.keys, http.HandlerFunc(s.handleMe)))
+	mux.Handle("GET /api/v1/users", rest.Authenticated(s.keys, http.HandlerFunc(s.handleFind)))
+	mux.Handle("GET /api/v1/users/{id}", rest.Authenticated(s.keys, http.HandlerFunc(s.handleGet)))
 }
 
 func (s *Service) handleRegister(w http.ResponseWriter, r *http.Request) {
@@ -151,8 +151,8 @@ func (s *Service) handleRegister(w http.ResponseWriter, r *http.Request) {
 		Password    string `json:"password"`
 		DisplayName string `json:"displayName"`
 	}
-	if err := httpx.DecodeJSON(r, &req); err != nil {
-		httpx.WriteError(w, err)
+	if err := rest.DecodeJSON(r, &req); err != nil {
+		rest.WriteError(w, err)
 		return
 	}
 	u, err := s.Register(r.Context(), req.Username, req.Password, req.DisplayName)
@@ -160,7 +160,7 @@ func (s *Service) handleRegister(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusCreated, u)
+	rest.WriteJSON(w, http.StatusCreated, u)
 }
 
 func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) {
@@ -168,8 +168,8 @@ func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) {
 		Username string `json:"username"`
 		Password string `json:"password"`
 	}
-	if err := httpx.DecodeJSON(r, &req); err != nil {
-		httpx.WriteError(w, err)
+	if err := rest.DecodeJSON(r, &req); err != nil {
+		rest.WriteError(w, err)
 		return
 	}
 	ip := ClientIP(r, s.trustProxy)
@@ -186,14 +186,14 @@ func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.throttle.Succeed(req.Username, ip)
-	httpx.WriteJSON(w, http.StatusOK, sess)
+	rest.WriteJSON(w, http.StatusOK, sess)
 }
 
 // handleRefresh exchanges a valid (not yet expired) token for a fresh one,
 // signed with the current key, so clients stay logged in across key
 // rotation without sending the password again.
 func (s *Service) handleRefresh(w http.ResponseWriter, r *http.Request) {
-	uid := httpx.UserID(r.Context())
+	uid := rest.UserID(r.Context())
 	if _, err := s.store.UserByID(r.Context(), uid); err != nil {
 		s.writeErr(w, notFound(err, "your account no longer exists"))
 		return
@@ -203,22 +203,22 @@ func (s *Service) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, &Session{Token: tok, UserID: uid, ExpiresAt: exp.UnixMilli()})
+	rest.WriteJSON(w, http.StatusOK, &Session{Token: tok, UserID: uid, ExpiresAt: exp.UnixMilli()})
 }
 
 func (s *Service) handleMe(w http.ResponseWriter, r *http.Request) {
-	u, err := s.store.UserByID(r.Context(), httpx.UserID(r.Context()))
+	u, err := s.store.UserByID(r.Context(), rest.UserID(r.Context()))
 	if err != nil {
 		s.writeErr(w, notFound(err, "your account no longer exists"))
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, u)
+	rest.WriteJSON(w, http.StatusOK, u)
 }
 
 func (s *Service) handleFind(w http.ResponseWriter, r *http.Request) {
 	name := r.URL.Query().Get("username")
 	if name == "" {
-		httpx.WriteError(w, httpx.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "query parameter username is required"))
+		rest.WriteError(w, rest.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "query parameter username is required"))
 		return
 	}
 	u, err := s.store.UserByUsername(r.Context(), name)
@@ -226,7 +226,7 @@ func (s *Service) handleFind(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, notFound(err, "no user named "+name))
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, u)
+	rest.WriteJSON(w, http.StatusOK, u)
 }
 
 func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
@@ -235,20 +235,20 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, notFound(err, "no such user"))
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, u)
+	rest.WriteJSON(w, http.StatusOK, u)
 }
 
 func notFound(err error, msg string) error {
 	if errors.Is(err, store.ErrNotFound) {
-		return httpx.Errorf(http.StatusNotFound, protocol.CodeNotFound, "%s", msg)
+		return rest.Errorf(http.StatusNotFound, protocol.CodeNotFound, "%s", msg)
 	}
 	return err
 }
 
 func (s *Service) writeErr(w http.ResponseWriter, err error) {
-	var he *httpx.Error
+	var he *rest.Error
 	if !errors.As(err, &he) {
 		s.log.Error("user service request failed", "err", err)
 	}
-	httpx.WriteError(w, err)
+	rest.WriteError(w, err)
 }

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/imkube/imkube/services/telemetry/telemetrytest"
+	"github.com/imkube/imkube/internal/telemetry/telemetrytest"
 )
 
 // dashboard is the part of the Grafana dashboard JSON model the tests read.

@@ -11,10 +11,10 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/imkube/imkube/internal/config"
 	"github.com/imkube/imkube/internal/imtest"
-	"github.com/imkube/imkube/services/config"
+	"github.com/imkube/imkube/internal/telemetry/telemetrytest"
 	"github.com/imkube/imkube/services/dev"
-	"github.com/imkube/imkube/services/telemetry/telemetrytest"
 )
 
 // Runs a short chat on a real `imkube dev` (connect, send, deliver,

@@ -8,11 +8,11 @@ import (
 	"fmt"
 
 	imv1 "github.com/imkube/imkube/api/v1alpha1"
-	"github.com/imkube/imkube/services/config"
-	"github.com/imkube/imkube/services/flow"
+	"github.com/imkube/imkube/internal/config"
+	"github.com/imkube/imkube/internal/flow"
 )
 
-// ConfigJSON renders config.json for the cluster (services/config.Cluster).
+// ConfigJSON renders config.json for the cluster (internal/config.Cluster).
 func ConfigJSON(c *imv1.IMCluster) string {
 	l, g := c.Spec.Limits, c.Spec.Groups
 	def := config.DefaultCluster()
@@ -34,7 +34,7 @@ func ConfigJSON(c *imv1.IMCluster) string {
 func orDefault(v int32, def int) int { return cmp.Or(int(v), def) }
 
 // SentinelRulesJSON renders sentinel-rules.json: the services' default rules
-// (services/flow.DefaultRules: publish flow rule, circuit breakers on the
+// (internal/flow.DefaultRules: publish flow rule, circuit breakers on the
 // internal calls, system safety net) with the cluster's limits in the
 // per-user send hotspot rule (gateway.send: rate and burst) and the per-IP
 // connect hotspot rule (gateway.connect).

@@ -4,8 +4,8 @@ import (
 	"testing"
 
 	imv1 "github.com/imkube/imkube/api/v1alpha1"
-	"github.com/imkube/imkube/services/config"
-	"github.com/imkube/imkube/services/flow"
+	"github.com/imkube/imkube/internal/config"
+	"github.com/imkube/imkube/internal/flow"
 )
 
 func TestRenderedConfigIsWhatTheServicesParse(t *testing.T) {

@@ -1,0 +1,94 @@
+// Package msgapi is the contract between gateways and the message service:
+// the upstream and push records they exchange over the bus, and the
+// request/response calls a gateway makes for sync, pull and read (in-process
+// in dev mode, HTTP in distributed mode).
+package messageapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+
+	"github.com/imkube/imkube/api/protocol"
+)
+
+// Errors returned by Backend calls.
+var (
+	ErrForbidden   = errors.New("forbidden")
+	ErrBadRequest  = errors.New("bad request")
+	ErrUnavailable = errors.New("temporarily unavailable")
+)
+
+// Upstream is a client send, published by a gateway, keyed by conversation.
+type Upstream struct {
+	Gateway string          `json:"gw"`
+	User    string          `json:"user"`
+	Device  string          `json:"device"`
+	CMID    string          `json:"cmid"`
+	Conv    string          `json:"conv"`
+	To      protocol.Target `json:"to"`
+	Kind    string          `json:"kind"`
+	Body    string          `json:"body"`
+	// TS is when the gateway received the frame (unix ms).
+	TS int64 `json:"ts"`
+}
+
+// Push kinds.
+const (
+	PushFrame = ""     // write Frame to the targets' connections
+	PushKick  = "kick" // write Frame, then close the targets' connections
+	PushAck   = "ack"  // an ack frame; TS is when the gateway received the send
+)
+
+// Push is one record on a gateway's push stream: one frame, encoded once by
+// the message service, for every target connection on that gateway.
+type Push struct {
+	Kind    string          `json:"kind,omitempty"`
+	Frame   json.RawMessage `json:"frame"`
+	Targets []Target        `json:"targets"`
+	// TS is the message timestamp (unix ms) for delivery-latency metrics;
+	// for acks the time the gateway received the send.
+	TS int64 `json:"ts,omitempty"`
+}
+
+// Target selects connections of one user on the receiving gateway.
+type Target struct {
+	User string `json:"u"`
+	// Device, when set, selects only that device.
+	Device string `json:"d,omitempty"`
+	// ExcludeDevice skips that device (the sender's own).
+	ExcludeDevice string `json:"x,omitempty"`
+	// InboxSeq, when > 0, is spliced into the frame as "inboxSeq".
+	InboxSeq int64 `json:"i,omitempty"`
+}
+
+// FrameFor returns frame with "inboxSeq":n added when n > 0. frame must be a
+// JSON object without an inboxSeq field; it is not modified.
+func FrameFor(frame []byte, n int64) []byte {
+	if n <= 0 || len(frame) < 2 || frame[len(frame)-1] != '}' {
+		return frame
+	}
+	out := make([]byte, 0, len(frame)+32)
+	out = append(out, frame[:len(frame)-1]...)
+	if len(frame) > 2 {
+		out = append(out, ',')
+	}
+	out = append(out, `"inboxSeq":`...)
+	out = strconv.AppendInt(out, n, 10)
+	return append(out, '}')
+}
+
+// Backend answers a gateway's per-user requests. Implemented by the message
+// service (in-process) and by Client (HTTP).
+type Backend interface {
+	// State returns the user's latest inbox seq and the read-diffusion
+	// conversations with their last seq.
+	State(ctx context.Context, user string) (int64, []protocol.ConvState, error)
+	// Sync returns inbox entries after cursor after.
+	Sync(ctx context.Context, user string, after int64, limit int) (*protocol.SyncResult, error)
+	// Pull returns messages of conv from..to (to <= 0: open) if user may read it.
+	Pull(ctx context.Context, user, conv string, from, to int64, limit int) (*protocol.PullResult, error)
+	// Read moves the user's read cursor.
+	Read(ctx context.Context, user, conv string, seq int64) error
+}

@@ -1,0 +1,45 @@
+package sessions_test
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/imkube/imkube/internal/sessions"
+	"github.com/imkube/imkube/internal/sessions/sessionstest"
+)
+
+// fakeClock is a clock the test moves by hand.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func TestMemoryConformance(t *testing.T) {
+	sessionstest.Run(t, func(t *testing.T) sessionstest.Harness {
+		clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+		store := &swappable{Store: sessions.NewMemory(clock.Now)}
+		return sessionstest.Harness{
+			Store:   store,
+			Advance: clock.Advance,
+			Wipe:    func() { store.Store = sessions.NewMemory(clock.Now) },
+			Short:   time.Second,
+			Long:    time.Hour,
+		}
+	})
+}
+
+// swappable lets Wipe replace the store under the suite (data loss).
+type swappable struct{ sessions.Store }

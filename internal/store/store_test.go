@@ -1,0 +1,179 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/imkube/imkube/internal/mysqltest"
+	"github.com/imkube/imkube/internal/store"
+)
+
+// backends runs each test against the embedded SQLite store and against
+// real MariaDB (started by hack/deps.sh).
+func backends(t *testing.T, fn func(t *testing.T, db *store.DB)) {
+	t.Run("sqlite", func(t *testing.T) {
+		db, err := store.OpenSQLite(context.Background(), t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		fn(t, db)
+	})
+	t.Run("mysql", func(t *testing.T) {
+		dsn := mysqltest.NewDatabase(t)
+		db, err := store.OpenMySQL(context.Background(), dsn, store.PoolConfig{MaxOpen: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		fn(t, db)
+	})
+}
+
+func TestUsersAreUniqueByUsername(t *testing.T) {
+	backends(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		if err := db.CreateUser(ctx, store.User{ID: "1", Username: "alice", DisplayName: "Alice 🐱", PasswordHash: "h", CreatedAt: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.CreateUser(ctx, store.User{ID: "2", Username: "alice", DisplayName: "x", PasswordHash: "h", CreatedAt: 1}); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("duplicate username: %v", err)
+		}
+		u, err := db.UserByUsername(ctx, "alice")
+		if err != nil || u.ID != "1" || u.DisplayName != "Alice 🐱" {
+			t.Fatalf("lookup: %+v %v", u, err)
+		}
+		if _, err := db.UserByID(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("missing user: %v", err)
+		}
+	})
+}
+
+func msg(conv string, seq int64, sender, cmid, body string) store.Message {
+	return store.Message{Conv: conv, Seq: seq, MID: fmt.Sprintf("m%s%d", conv, seq), Sender: sender, CMID: cmid, Kind: "text", Body: body, TS: seq}
+}
+
+func TestMessagesInboxesAndCursors(t *testing.T) {
+	backends(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		conv := "u:a:b"
+		for i := int64(1); i <= 5; i++ {
+			body := fmt.Sprintf("m%d '; DROP TABLE messages; -- \x01", i)
+			if err := db.SaveMessage(ctx, msg(conv, i, "a", fmt.Sprintf("c%d", i), body), []store.InboxEntry{{User: "a", InboxSeq: i}, {User: "b", InboxSeq: i}}, []string{"a", "b"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// (sender, cmid) is unique: a retry stores nothing.
+		if err := db.SaveMessage(ctx, msg(conv, 6, "a", "c1", "dup"), []store.InboxEntry{{User: "b", InboxSeq: 6}}, nil); !errors.Is(err, store.ErrDuplicate) {
+			t.Fatalf("duplicate cmid: %v", err)
+		}
+		if n, _ := db.InboxSeq(ctx, "b"); n != 5 {
+			t.Fatalf("inbox seq %d after a rejected duplicate (transaction not rolled back?)", n)
+		}
+		prev, err := db.MessageByCMID(ctx, "a", "c3")
+		if err != nil || prev.Seq != 3 || prev.Body != "m3 '; DROP TABLE messages; -- \x01" {
+			t.Fatalf("by cmid: %+v %v (strings must be stored verbatim)", prev, err)
+		}
+		items, more, err := db.Sync(ctx, "b", 1, 2)
+		if err != nil || !more || len(items) != 2 || items[0].InboxSeq != 2 || items[1].Seq != 3 {
+			t.Fatalf("sync page: %+v more=%v err=%v", items, more, err)
+		}
+		msgs, more, err := db.Pull(ctx, conv, 4, 0, 10)
+		if err != nil || more || len(msgs) != 2 || msgs[0].Seq != 4 {
+			t.Fatalf("pull: %+v %v %v", msgs, more, err)
+		}
+		if got, _ := db.SetRead(ctx, "b", conv, 99); got != 5 {
+			t.Fatalf("read cursor clamps to the last seq: %d", got)
+		}
+		db.SetRead(ctx, "b", conv, 2) // never moves back
+		convs, err := db.Conversations(ctx, "b")
+		if err != nil || len(convs) != 1 || convs[0].ReadSeq != 5 || convs[0].Unread != 0 || convs[0].LastSeq != 5 {
+			t.Fatalf("conversations: %+v %v", convs, err)
+		}
+		if ca, _ := db.Conversations(ctx, "a"); len(ca) != 1 || ca[0].Unread != 0 {
+			t.Fatalf("sender's conversation: %+v", ca)
+		}
+		entries, err := db.InboxEntries(ctx, conv, 2)
+		if err != nil || len(entries) != 2 {
+			t.Fatalf("inbox entries: %+v %v", entries, err)
+		}
+	})
+}
+
+func TestGroupMembershipVersionsAndLimits(t *testing.T) {
+	backends(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		g := store.Group{ID: "g1", Name: "team", Owner: "a", CreatedAt: 1}
+		if err := db.CreateGroup(ctx, g, []store.Member{{UserID: "a", Role: store.RoleOwner}, {UserID: "b", Role: store.RoleMember}}); err != nil {
+			t.Fatal(err)
+		}
+		v1, _ := db.GroupVersion(ctx, "g1")
+		db.SaveMessage(ctx, msg("g:g1", 1, "a", "x1", "hi"), nil, nil)
+		if _, err := db.AddMembers(ctx, "g1", []store.Member{{UserID: "c", Role: store.RoleMember}, {UserID: "d", Role: store.RoleMember}}, 3); !errors.Is(err, store.ErrGroupFull) {
+			t.Fatalf("over max members: %v", err)
+		}
+		if n, err := db.AddMembers(ctx, "g1", []store.Member{{UserID: "c", Role: store.RoleMember}, {UserID: "b", Role: store.RoleMember}}, 3); err != nil || n != 1 {
+			t.Fatalf("add: %d %v", n, err)
+		}
+		m, err := db.GroupMember(ctx, "g1", "c")
+		if err != nil || m.JoinedSeq != 1 {
+			t.Fatalf("joined seq: %+v %v", m, err)
+		}
+		members, v2, err := db.GroupMembers(ctx, "g1")
+		if err != nil || len(members) != 3 || v2 <= v1 {
+			t.Fatalf("members %d version %d -> %d: %v", len(members), v1, v2, err)
+		}
+		if err := db.RemoveMember(ctx, "g1", "b"); err != nil {
+			t.Fatal(err)
+		}
+		if v3, _ := db.GroupVersion(ctx, "g1"); v3 <= v2 {
+			t.Fatalf("version did not move on removal")
+		}
+		if convs, _ := db.Conversations(ctx, "b"); len(convs) != 0 {
+			t.Fatalf("removed member keeps the conversation: %+v", convs)
+		}
+		owner := store.RoleOwner
+		if err := db.UpdateMember(ctx, "g1", "c", store.MemberUpdate{Role: &owner}); err != nil {
+			t.Fatal(err)
+		}
+		if a, _ := db.GroupMember(ctx, "g1", "a"); a.Role != store.RoleAdmin {
+			t.Fatalf("old owner role %q", a.Role)
+		}
+		large, err := db.LargeGroupsOf(ctx, "c", 1)
+		if err != nil || len(large) != 1 || large[0].Conv != "g:g1" || large[0].LastSeq != 1 {
+			t.Fatalf("large groups: %+v %v", large, err)
+		}
+		if err := db.DeleteGroup(ctx, "g1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.GroupVersion(ctx, "g1"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("dismissed group: %v", err)
+		}
+	})
+}
+
+func TestConcurrentStartsMigrateOnce(t *testing.T) {
+	dsn := mysqltest.NewDatabase(t)
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			db, err := store.OpenMySQL(context.Background(), dsn, store.PoolConfig{MaxOpen: 2})
+			if err == nil {
+				db.Close()
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent migration: %v", err)
+		}
+	}
+}

@@ -1,0 +1,204 @@
+package telemetry
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+)
+
+// Message holds the message service's instruments. A nil *Message records nothing.
+type Message struct {
+	lag        metric.Int64Gauge
+	processing metric.Float64Histogram
+	dedupHits  metric.Int64Counter
+	store      metric.Float64Histogram
+	messages   metric.Int64Counter
+
+	diffusions *labels
+}
+
+// Diffusion label values for Message.Accepted.
+const (
+	DiffusionDirect = "direct" // one-to-one conversation
+	DiffusionWrite  = "write"  // group, fanned out to every member's inbox
+	DiffusionRead   = "read"   // large group, read from the group timeline
+)
+
+// NewMessage creates the message service instruments on mp (nil: no-op).
+func NewMessage(mp metric.MeterProvider) (*Message, error) {
+	b := builder{m: meter(mp)}
+	m := &Message{
+		lag:        b.gauge("imkube_message_consumer_lag", "Upstream messages not yet consumed by this pod's queues (the message HPA's External metric)."),
+		processing: b.seconds("imkube_message_processing_seconds", "Time to process one upstream message (dedup, sequence, store, push)."),
+		dedupHits:  b.counter("imkube_message_dedup_hits", "Upstream messages dropped as duplicates of an already stored message."),
+		store:      b.seconds("imkube_message_store_seconds", "Time to write one message to the store."),
+		messages:   b.counter("imkube_message_messages", "Messages stored, by diffusion mode."),
+		diffusions: newLabels("diffusion"),
+	}
+	if err := b.err(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// SetConsumerLag records the current consumer lag of this pod's queues.
+func (m *Message) SetConsumerLag(lag int64) {
+	if m == nil {
+		return
+	}
+	m.lag.Record(context.Background(), max(lag, 0))
+}
+
+// Processed records the processing time of one upstream message.
+func (m *Message) Processed(d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.processing.Record(context.Background(), secondsOf(d))
+}
+
+// DedupHit counts an upstream message dropped as a duplicate.
+func (m *Message) DedupHit() {
+	if m == nil {
+		return
+	}
+	m.dedupHits.Add(context.Background(), 1)
+}
+
+// Stored records the time of one store write.
+func (m *Message) Stored(d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.store.Record(context.Background(), secondsOf(d))
+}
+
+// Accepted counts a stored message by diffusion mode (DiffusionDirect,
+// DiffusionWrite or DiffusionRead).
+func (m *Message) Accepted(diffusion string) {
+	if m == nil {
+		return
+	}
+	m.messages.Add(context.Background(), 1, m.diffusions.opt(diffusion))
+}
+
+// Sequence holds the sequence service's instruments. A nil *Sequence records nothing.
+type Sequence struct {
+	allocations metric.Int64Counter
+	boundRaises metric.Int64Counter
+}
+
+// NewSequence creates the sequence service instruments on mp (nil: no-op).
+func NewSequence(mp metric.MeterProvider) (*Sequence, error) {
+	b := builder{m: meter(mp)}
+	s := &Sequence{
+		allocations: b.counter("imkube_sequence_allocations", "Sequence numbers allocated."),
+		boundRaises: b.counter("imkube_sequence_bound_raises", "Persisted section bounds raised (a durable write each)."),
+	}
+	if err := b.err(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Allocated counts n allocated sequence numbers.
+func (s *Sequence) Allocated(n int) {
+	if s == nil {
+		return
+	}
+	s.allocations.Add(context.Background(), int64(max(n, 0)))
+}
+
+// BoundRaised counts one persisted bound raise.
+func (s *Sequence) BoundRaised() {
+	if s == nil {
+		return
+	}
+	s.boundRaises.Add(context.Background(), 1)
+}
+
+// Flow holds the flow-control (Sentinel) instruments. A nil *Flow records nothing.
+//
+// internal/flow registers the same metric (imkube_flow_blocked_total{resource,kind})
+// itself from its own block statistics; use Flow only in a process that does
+// not, or the two would collide on /metrics.
+type Flow struct {
+	blocked metric.Int64Counter
+	labels  *labels
+}
+
+// NewFlow creates the flow-control instruments on mp (nil: no-op).
+func NewFlow(mp metric.MeterProvider) (*Flow, error) {
+	b := builder{m: meter(mp)}
+	f := &Flow{
+		blocked: b.counter("imkube_flow_blocked", "Requests blocked by a Sentinel rule, by resource and rule kind."),
+		labels:  newLabels("resource", "kind"),
+	}
+	if err := b.err(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Blocked counts a request blocked on resource (e.g. "gateway.send") by a rule
+// of the given kind (as internal/flow names them: flow, hotspot,
+// circuit_breaker, system, isolation).
+func (f *Flow) Blocked(resource, kind string) {
+	if f == nil {
+		return
+	}
+	f.blocked.Add(context.Background(), 1, f.labels.opt(resource, kind))
+}
+
+// Operator holds the operator's instruments. A nil *Operator records nothing.
+type Operator struct {
+	reconciles metric.Int64Counter
+	duration   metric.Float64Histogram
+	labels     *labels
+	durLabels  *labels
+}
+
+// Reconcile result label values for Operator.Reconciled.
+const (
+	ResultSuccess = "success"
+	ResultRequeue = "requeue"
+	ResultError   = "error"
+)
+
+// NewOperator creates the operator instruments on mp (nil: no-op).
+func NewOperator(mp metric.MeterProvider) (*Operator, error) {
+	b := builder{m: meter(mp)}
+	o := &Operator{
+		reconciles: b.counter("imkube_operator_reconcile", "Reconciles, by controller and result (success, requeue, error)."),
+		duration:   b.seconds("imkube_operator_reconcile_seconds", "Reconcile duration, by controller."),
+		labels:     newLabels("controller", "result"),
+		durLabels:  newLabels("controller"),
+	}
+	if err := b.err(); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// Reconciled counts one reconcile of controller ("imcluster", "gatewaypool")
+// with result (ResultSuccess, ResultRequeue, ResultError) and records its duration.
+func (o *Operator) Reconciled(controller, result string, d time.Duration) {
+	if o == nil {
+		return
+	}
+	ctx := context.Background()
+	o.reconciles.Add(ctx, 1, o.labels.opt(controller, result))
+	o.duration.Record(ctx, secondsOf(d), o.durLabels.opt(controller))
+}
+
+// ResultOf classifies a reconcile outcome for Reconciled.
+func ResultOf(requeue bool, err error) string {
+	switch {
+	case err != nil:
+		return ResultError
+	case requeue:
+		return ResultRequeue
+	}
+	return ResultSuccess
+}
