@@ -6,12 +6,12 @@ import (
 	"io"
 	"log/slog"
 
-	"github.com/imkube/imkube/services/dev"
+	"github.com/imkube/imkube/internal/bench"
 	"github.com/imkube/imkube/services/sequence"
 )
 
 var benches = map[string]command{
-	"fanout": {"group fan-out across two gateways: deliveries/s, p50/p99, rows and bytes per delivery", dev.BenchFanout},
+	"fanout": {"group fan-out across two gateways: deliveries/s, p50/p99, rows and bytes per delivery", bench.BenchFanout},
 	"seq":    {"sequence allocation vs raw Redis INCR at 64 clients (needs IMKUBE_REDIS_ADDR, IMKUBE_MYSQL_DSN)", sequence.BenchMain},
 }
 

@@ -1,183 +1,604 @@
-// Package config holds what every service's configuration shares: env
-// overrides for flags, and the hot-reloaded cluster config file (limits and
-// group settings) that the operator writes into a ConfigMap.
+// Package config is the one configuration of an imkube process: a typed
+// Config with a section per dependency and per service, loaded by Load from
+// defaults, then the environment, then command-line flags, and checked by
+// Validate. Every Setting has a flag and (except secrets, env only) an
+// IMKUBE_* variable; a malformed value is an error that names both. Each role
+// (imkube gateway|message|user|sequence|dev) reads exactly the settings it
+// uses, and `imkube <role> --help` lists exactly those.
+//
+// The hot-reloaded cluster file (config.json: limits and group settings that
+// the operator writes into a ConfigMap) is Cluster/Live in cluster.go.
 package config
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"strconv"
-	"sync/atomic"
+	"strings"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
 )
 
-// Env returns the environment variable name, or def when unset.
-func Env(name, def string) string {
-	if v, ok := os.LookupEnv(name); ok {
-		return v
-	}
-	return def
-}
+// Role names a process role: one of the service commands, or dev (all four
+// in one process on embedded adapters).
+type Role string
 
-// EnvInt is Env for integers; a malformed value is reported by Validate via
-// the returned error.
-func EnvInt(name string, def int) int {
-	if v, ok := os.LookupEnv(name); ok {
-		if n, err := strconv.Atoi(v); err == nil {
-			return n
-		}
-	}
-	return def
-}
+// Roles.
+const (
+	RoleGateway  Role = "gateway"
+	RoleMessage  Role = "message"
+	RoleUser     Role = "user"
+	RoleSequence Role = "sequence"
+	RoleDev      Role = "dev"
+)
 
-// EnvDuration is Env for durations.
-func EnvDuration(name string, def time.Duration) time.Duration {
-	if v, ok := os.LookupEnv(name); ok {
-		if d, err := time.ParseDuration(v); err == nil {
-			return d
-		}
-	}
-	return def
-}
+// Roles lists the roles Load knows.
+var Roles = []Role{RoleGateway, RoleMessage, RoleUser, RoleSequence, RoleDev}
 
-// Common are the settings every service process has.
-type Common struct {
-	Addr     string
+// Config is the whole configuration of one process.
+type Config struct {
+	// Addr is the listen address of the process's HTTP port.
+	Addr string
+	// LogLevel is debug|info|warn|error.
 	LogLevel string
+	// Instance names this process (pod name in Kubernetes): the RocketMQ
+	// client instance and OpenTelemetry service.instance.id.
+	Instance string
+
+	Redis     Redis
+	MySQL     MySQL
+	RocketMQ  RocketMQ
+	Auth      Auth
+	Telemetry Telemetry
+	Flow      Flow
+	// ClusterFile is config.json (limits, groups), hot-reloaded by polling;
+	// empty: the built-in defaults (dev: read once at start).
+	ClusterFile string
+
+	Gateway  Gateway
+	Message  Message
+	User     User
+	Sequence Sequence
+	Dev      Dev
 }
 
-// Bind registers the common flags with env defaults.
-func (c *Common) Bind(fs *flag.FlagSet, defAddr string) {
-	fs.StringVar(&c.Addr, "addr", Env("IMKUBE_ADDR", defAddr), "listen address (env IMKUBE_ADDR)")
-	fs.StringVar(&c.LogLevel, "log-level", Env("IMKUBE_LOG_LEVEL", "info"), "debug|info|warn|error (env IMKUBE_LOG_LEVEL)")
+// Redis is the Redis connection (sessions, sequence values).
+type Redis struct {
+	Addr     string // comma-separated host:port
+	Mode     string // standalone|sentinel|cluster
+	Master   string // master name in sentinel mode
+	Password string // env only
+	Prefix   string // prefix of session keys
 }
 
-// Validate checks the common settings.
-func (c *Common) Validate() error {
-	if c.Addr == "" {
-		return errors.New("config: addr (IMKUBE_ADDR) must not be empty")
+// MySQL is the MySQL/MariaDB connection.
+type MySQL struct {
+	DSN string // go-sql-driver format
+}
+
+// RocketMQ is the bus.
+type RocketMQ struct {
+	NameServers   string // host:port;...
+	UpstreamTopic string
+	PushTopic     string
+	GroupPrefix   string // prefixes every consumer/producer group
+}
+
+// Auth holds the token settings.
+type Auth struct {
+	JWTKeyFile string        // one key per line; the first signs, all verify
+	TokenTTL   time.Duration // lifetime of login tokens
+}
+
+// Telemetry configures metrics and traces export.
+type Telemetry struct {
+	OTLPEndpoint string
+}
+
+// Flow configures Sentinel.
+type Flow struct {
+	RulesFile string // sentinel-rules.json; empty: built-in defaults
+	LogDir    string // Sentinel's own log
+}
+
+// Gateway configures a WebSocket gateway.
+type Gateway struct {
+	ID                string
+	MaxConnections    int
+	HeartbeatInterval time.Duration
+	IdleTimeout       time.Duration
+	DrainTimeout      time.Duration
+	AllowedOrigins    []string
+	UserURL           string
+	MessageURL        string
+	TLSCertFile       string
+	TLSKeyFile        string
+}
+
+// Message configures the message service.
+type Message struct {
+	SequenceURL string
+	NodeID      int64 // id generator node 0-1023, -1 random
+}
+
+// User configures the user service.
+type User struct {
+	NodeID int64
+}
+
+// Sequence configures the sequence service.
+type Sequence struct {
+	RedisPrefix string
+	Sections    int
+	Step        int64
+}
+
+// Dev configures `imkube dev`.
+type Dev struct {
+	Data string // folder of the database and the JWT key
+}
+
+// Defaults returns the built-in configuration of role (hostname names the
+// process where a Setting defaults to it).
+func Defaults(role Role, hostname string) Config {
+	addr := map[Role]string{RoleGateway: "127.0.0.1:8080", RoleMessage: "127.0.0.1:8081", RoleUser: "127.0.0.1:8082",
+		RoleSequence: "127.0.0.1:8083", RoleDev: "127.0.0.1:8080"}[role]
+	return Config{
+		Addr: addr, LogLevel: "info", Instance: hostname,
+		Redis:    Redis{Mode: "standalone", Master: "mymaster", Prefix: "imkube:"},
+		RocketMQ: RocketMQ{UpstreamTopic: "IM_UPSTREAM", PushTopic: "IM_PUSH"},
+		Auth:     Auth{TokenTTL: 24 * time.Hour},
+		Flow:     Flow{LogDir: os.TempDir() + "/imkube-sentinel"},
+		Gateway: Gateway{ID: hostname, MaxConnections: 100000, HeartbeatInterval: 10 * time.Second,
+			IdleTimeout: 60 * time.Second, DrainTimeout: 30 * time.Second},
+		Message:  Message{NodeID: -1},
+		User:     User{NodeID: -1},
+		Sequence: Sequence{RedisPrefix: "imkube:seq:", Sections: 1024, Step: 10000},
+		Dev:      Dev{Data: "./imkube-data"},
 	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		return fmt.Errorf("config: log-level (IMKUBE_LOG_LEVEL) %q is not one of debug|info|warn|error", c.LogLevel)
+}
+
+// Setting is one configurable value: a flag, its variable and the roles that
+// read it.
+type Setting struct {
+	flag, env, usage string
+	roles            []Role
+	secret           bool // env only, never printed
+	bind             func(c *Config) value
+}
+
+// value parses into a Config field.
+type value interface {
+	set(s string) error
+	get() string
+}
+
+type strVal struct{ p *string }
+
+func (v strVal) set(s string) error { *v.p = s; return nil }
+func (v strVal) get() string        { return *v.p }
+
+type intVal struct{ p *int }
+
+func (v intVal) set(s string) error {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		return errors.New("not an integer")
+	}
+	*v.p = n
+	return nil
+}
+func (v intVal) get() string { return strconv.Itoa(*v.p) }
+
+type int64Val struct{ p *int64 }
+
+func (v int64Val) set(s string) error {
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil {
+		return errors.New("not an integer")
+	}
+	*v.p = n
+	return nil
+}
+func (v int64Val) get() string { return strconv.FormatInt(*v.p, 10) }
+
+type durVal struct{ p *time.Duration }
+
+func (v durVal) set(s string) error {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return errors.New("not a duration (e.g. 30s, 5m)")
+	}
+	*v.p = d
+	return nil
+}
+func (v durVal) get() string { return v.p.String() }
+
+type listVal struct{ p *[]string }
+
+func (v listVal) set(s string) error {
+	*v.p = nil
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			*v.p = append(*v.p, e)
+		}
 	}
 	return nil
 }
+func (v listVal) get() string { return strings.Join(*v.p, ",") }
 
-// Logger builds the process logger at the configured level.
-func (c *Common) Logger(base *slog.Logger) *slog.Logger {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(c.LogLevel))
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+var (
+	services    = []Role{RoleGateway, RoleMessage, RoleUser, RoleSequence}
+	withRedis   = []Role{RoleGateway, RoleMessage, RoleSequence}
+	withMySQL   = []Role{RoleMessage, RoleUser, RoleSequence}
+	withBus     = []Role{RoleGateway, RoleMessage}
+	withKeys    = []Role{RoleGateway, RoleMessage, RoleUser}
+	withCluster = []Role{RoleGateway, RoleMessage, RoleUser, RoleDev}
+	withFlow    = []Role{RoleGateway, RoleMessage, RoleUser}
+	all         = []Role{RoleGateway, RoleMessage, RoleUser, RoleSequence, RoleDev}
+)
+
+// settings is the table of every Setting. Two settings may share a flag name
+// for different roles (the sequence service's --redis-prefix is its own).
+var settings = []Setting{
+	{flag: "addr", env: "IMKUBE_ADDR", usage: "listen address host:port", roles: all,
+		bind: func(c *Config) value { return strVal{&c.Addr} }},
+	{flag: "log-level", env: "IMKUBE_LOG_LEVEL", usage: "debug|info|warn|error", roles: all,
+		bind: func(c *Config) value { return strVal{&c.LogLevel} }},
+	{flag: "instance-name", env: "IMKUBE_INSTANCE_NAME", usage: "process name (RocketMQ client instance, telemetry instance id; default: host name)", roles: withBus,
+		bind: func(c *Config) value { return strVal{&c.Instance} }},
+	{flag: "otlp-endpoint", env: "IMKUBE_OTLP_ENDPOINT", usage: "OTLP/HTTP endpoint for traces and metrics (optional)", roles: all,
+		bind: func(c *Config) value { return strVal{&c.Telemetry.OTLPEndpoint} }},
+
+	{flag: "redis-addr", env: "IMKUBE_REDIS_ADDR", usage: "Redis address(es), comma-separated", roles: withRedis,
+		bind: func(c *Config) value { return strVal{&c.Redis.Addr} }},
+	{flag: "redis-mode", env: "IMKUBE_REDIS_MODE", usage: "standalone|sentinel|cluster", roles: withRedis,
+		bind: func(c *Config) value { return strVal{&c.Redis.Mode} }},
+	{flag: "redis-master", env: "IMKUBE_REDIS_MASTER", usage: "master name in sentinel mode", roles: withRedis,
+		bind: func(c *Config) value { return strVal{&c.Redis.Master} }},
+	{env: "IMKUBE_REDIS_PASSWORD", usage: "Redis password (environment only)", roles: withRedis, secret: true,
+		bind: func(c *Config) value { return strVal{&c.Redis.Password} }},
+	{flag: "redis-prefix", env: "IMKUBE_REDIS_PREFIX", usage: "prefix of the session keys (share one Redis between platforms)", roles: []Role{RoleGateway, RoleMessage},
+		bind: func(c *Config) value { return strVal{&c.Redis.Prefix} }},
+	{flag: "redis-prefix", env: "IMKUBE_SEQ_REDIS_PREFIX", usage: "prefix of the sequence keys", roles: []Role{RoleSequence},
+		bind: func(c *Config) value { return strVal{&c.Sequence.RedisPrefix} }},
+
+	{flag: "mysql-dsn", env: "IMKUBE_MYSQL_DSN", usage: "MySQL/MariaDB DSN, go-sql-driver format (migrations run at start)", roles: withMySQL,
+		bind: func(c *Config) value { return strVal{&c.MySQL.DSN} }},
+
+	{flag: "rocketmq-namesrv", env: "IMKUBE_ROCKETMQ_NAMESRV", usage: "RocketMQ name servers host:port;... (host names are resolved)", roles: withBus,
+		bind: func(c *Config) value { return strVal{&c.RocketMQ.NameServers} }},
+	{flag: "upstream-topic", env: "IMKUBE_UPSTREAM_TOPIC", usage: "topic of client sends", roles: withBus,
+		bind: func(c *Config) value { return strVal{&c.RocketMQ.UpstreamTopic} }},
+	{flag: "push-topic", env: "IMKUBE_PUSH_TOPIC", usage: "topic of pushes to gateways", roles: withBus,
+		bind: func(c *Config) value { return strVal{&c.RocketMQ.PushTopic} }},
+	{flag: "bus-group-prefix", env: "IMKUBE_BUS_GROUP_PREFIX", usage: "prefix of every RocketMQ consumer/producer group", roles: withBus,
+		bind: func(c *Config) value { return strVal{&c.RocketMQ.GroupPrefix} }},
+
+	{flag: "jwt-key-file", env: "IMKUBE_JWT_KEY_FILE", usage: "file with the JWT key(s), one per line; the first signs, all verify", roles: withKeys,
+		bind: func(c *Config) value { return strVal{&c.Auth.JWTKeyFile} }},
+	{flag: "token-ttl", env: "IMKUBE_TOKEN_TTL", usage: "lifetime of login tokens", roles: []Role{RoleUser},
+		bind: func(c *Config) value { return durVal{&c.Auth.TokenTTL} }},
+
+	{flag: "config-file", env: "IMKUBE_CONFIG_FILE", usage: "cluster config.json (limits, groups), hot-reloaded", roles: []Role{RoleGateway, RoleMessage, RoleUser},
+		bind: func(c *Config) value { return strVal{&c.ClusterFile} }},
+	{flag: "config", env: "IMKUBE_CONFIG_FILE", usage: "cluster config.json (limits, groups); the built-in defaults when empty", roles: []Role{RoleDev},
+		bind: func(c *Config) value { return strVal{&c.ClusterFile} }},
+	{flag: "sentinel-rules-file", env: "IMKUBE_SENTINEL_RULES_FILE", usage: "Sentinel rules (JSON), hot-reloaded; built-in defaults when empty", roles: withFlow,
+		bind: func(c *Config) value { return strVal{&c.Flow.RulesFile} }},
+	{flag: "sentinel-log-dir", env: "IMKUBE_SENTINEL_LOG_DIR", usage: "Sentinel's own log directory", roles: withFlow,
+		bind: func(c *Config) value { return strVal{&c.Flow.LogDir} }},
+
+	{flag: "gateway-id", env: "IMKUBE_GATEWAY_ID", usage: "gateway id, unique per process; the pod name", roles: []Role{RoleGateway},
+		bind: func(c *Config) value { return strVal{&c.Gateway.ID} }},
+	{flag: "max-connections", env: "IMKUBE_MAX_CONNECTIONS", usage: "connections per gateway before 503", roles: []Role{RoleGateway},
+		bind: func(c *Config) value { return intVal{&c.Gateway.MaxConnections} }},
+	{flag: "heartbeat-interval", env: "IMKUBE_HEARTBEAT_INTERVAL", usage: "session heartbeat", roles: []Role{RoleGateway},
+		bind: func(c *Config) value { return durVal{&c.Gateway.HeartbeatInterval} }},
+	{flag: "idle-timeout", env: "IMKUBE_IDLE_TIMEOUT", usage: "close connections idle this long", roles: []Role{RoleGateway},
+		bind: func(c *Config) value { return durVal{&c.Gateway.IdleTimeout} }},
+	{flag: "drain-timeout", env: "IMKUBE_DRAIN_TIMEOUT", usage: "how long shutdown waits for connections to move", roles: []Role{RoleGateway},
+		bind: func(c *Config) value { return durVal{&c.Gateway.DrainTimeout} }},
+	{flag: "allowed-origins", env: "IMKUBE_ALLOWED_ORIGINS", usage: "comma-separated browser origins allowed besides the gateway's own host; scheme://host:* for any port, * for any", roles: []Role{RoleGateway},
+		bind: func(c *Config) value { return listVal{&c.Gateway.AllowedOrigins} }},
+	{flag: "user-url", env: "IMKUBE_USER_URL", usage: "base URL of the user service", roles: []Role{RoleGateway},
+		bind: func(c *Config) value { return strVal{&c.Gateway.UserURL} }},
+	{flag: "message-url", env: "IMKUBE_MESSAGE_URL", usage: "base URL of the message service", roles: []Role{RoleGateway},
+		bind: func(c *Config) value { return strVal{&c.Gateway.MessageURL} }},
+	{flag: "tls-cert-file", env: "IMKUBE_TLS_CERT_FILE", usage: "serve TLS (wss://, https://) with this PEM certificate", roles: []Role{RoleGateway},
+		bind: func(c *Config) value { return strVal{&c.Gateway.TLSCertFile} }},
+	{flag: "tls-key-file", env: "IMKUBE_TLS_KEY_FILE", usage: "PEM key of --tls-cert-file", roles: []Role{RoleGateway},
+		bind: func(c *Config) value { return strVal{&c.Gateway.TLSKeyFile} }},
+
+	{flag: "sequence-url", env: "IMKUBE_SEQUENCE_URL", usage: "base URL of the sequence service", roles: []Role{RoleMessage},
+		bind: func(c *Config) value { return strVal{&c.Message.SequenceURL} }},
+	{flag: "node-id", env: "IMKUBE_NODE_ID", usage: "message id generator node 0-1023, -1 random", roles: []Role{RoleMessage},
+		bind: func(c *Config) value { return int64Val{&c.Message.NodeID} }},
+	{flag: "node-id", env: "IMKUBE_NODE_ID", usage: "id generator node 0-1023, -1 random", roles: []Role{RoleUser},
+		bind: func(c *Config) value { return int64Val{&c.User.NodeID} }},
+
+	{flag: "sections", env: "IMKUBE_SEQ_SECTIONS", usage: "number of sections; never change it once used", roles: []Role{RoleSequence},
+		bind: func(c *Config) value { return intVal{&c.Sequence.Sections} }},
+	{flag: "step", env: "IMKUBE_SEQ_STEP", usage: "bound raise per SQL write", roles: []Role{RoleSequence},
+		bind: func(c *Config) value { return int64Val{&c.Sequence.Step} }},
+
+	{flag: "data", env: "IMKUBE_DATA", usage: "data folder (database, JWT key)", roles: []Role{RoleDev},
+		bind: func(c *Config) value { return strVal{&c.Dev.Data} }},
 }
 
-// Limits are the per-user and per-message limits.
-type Limits struct {
-	SendRatePerSecond         int `json:"sendRatePerSecond"`
-	SendBurst                 int `json:"sendBurst"`
-	MaxMessageBytes           int `json:"maxMessageBytes"`
-	ConnectionsPerIPPerSecond int `json:"connectionsPerIPPerSecond"`
-}
-
-// Groups are the group settings.
-type Groups struct {
-	ReadDiffusionThreshold int `json:"readDiffusionThreshold"`
-	MaxMembers             int `json:"maxMembers"`
-}
-
-// Cluster is the content of config.json.
-type Cluster struct {
-	Limits Limits `json:"limits"`
-	Groups Groups `json:"groups"`
-}
-
-// DefaultCluster returns the built-in defaults.
-func DefaultCluster() Cluster {
-	return Cluster{
-		Limits: Limits{SendRatePerSecond: 10, SendBurst: 20, MaxMessageBytes: 16 << 10, ConnectionsPerIPPerSecond: 20},
-		Groups: Groups{ReadDiffusionThreshold: 500, MaxMembers: 10000},
+func (s Setting) has(role Role) bool {
+	for _, r := range s.roles {
+		if r == role {
+			return true
+		}
 	}
+	return false
 }
 
-// Validate names the first bad field.
-func (c Cluster) Validate() error {
-	switch {
-	case c.Limits.SendRatePerSecond < 1:
-		return errors.New("config.json: limits.sendRatePerSecond must be >= 1")
-	case c.Limits.SendBurst < 0:
-		return errors.New("config.json: limits.sendBurst must be >= 0")
-	case c.Limits.MaxMessageBytes < 1 || c.Limits.MaxMessageBytes > 1<<20:
-		return errors.New("config.json: limits.maxMessageBytes must be 1..1048576")
-	case c.Limits.ConnectionsPerIPPerSecond < 1:
-		return errors.New("config.json: limits.connectionsPerIPPerSecond must be >= 1")
-	case c.Groups.ReadDiffusionThreshold < 2:
-		return errors.New("config.json: groups.readDiffusionThreshold must be >= 2")
-	case c.Groups.MaxMembers < 2:
-		return errors.New("config.json: groups.maxMembers must be >= 2")
+// name is how errors name the Setting: the flag and its variable.
+func (s Setting) name() string {
+	if s.flag == "" {
+		return s.env
 	}
-	return nil
+	return fmt.Sprintf("%s (%s)", s.flag, s.env)
 }
 
-// ParseCluster reads config.json content over the defaults.
-func ParseCluster(b []byte) (Cluster, error) {
-	c := DefaultCluster()
-	if err := json.Unmarshal(b, &c); err != nil {
-		return Cluster{}, fmt.Errorf("config.json: %w", err)
+// Env looks up an environment variable (os.LookupEnv in a real process).
+type Env func(string) (string, bool)
+
+// Load builds the configuration of role: defaults, then the environment
+// (env), then the command line (args). A malformed value is an error naming
+// the flag and the variable; -h/--help returns an error wrapping
+// flag.ErrHelp (print Usage). Load does not validate: call Validate.
+func Load(role Role, args []string, env Env) (Config, error) {
+	if !knownRole(role) {
+		return Config{}, fmt.Errorf("config: unknown role %q", role)
 	}
-	return c, c.Validate()
-}
-
-// Live holds the current cluster config; safe for concurrent use.
-type Live struct {
-	v atomic.Pointer[Cluster]
-}
-
-// NewLive starts with c.
-func NewLive(c Cluster) *Live {
-	l := &Live{}
-	l.v.Store(&c)
-	return l
-}
-
-// Get returns the current config.
-func (l *Live) Get() Cluster { return *l.v.Load() }
-
-// Set replaces the config.
-func (l *Live) Set(c Cluster) { l.v.Store(&c) }
-
-// Watch polls path every interval and applies valid changes (a ConfigMap
-// update is an atomic symlink swap, so polling the content is what works);
-// invalid content is logged and the previous config stays. It returns when
-// ctx ends.
-func (l *Live) Watch(ctx context.Context, path string, interval time.Duration, log *slog.Logger) error {
-	var last []byte
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		b, err := os.ReadFile(path)
-		switch {
-		case err != nil:
-			log.Warn("config file unreadable; keeping previous config", "path", path, "err", err)
-		case string(b) != string(last):
-			c, err := ParseCluster(b)
-			if err != nil {
-				log.Error("config file rejected; keeping previous config", "path", path, "err", err)
-			} else {
-				l.Set(c)
-				log.Info("config loaded", "path", path)
+	if env == nil {
+		env = func(string) (string, bool) { return "", false }
+	}
+	host, _ := env("HOSTNAME")
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	c := Defaults(role, host)
+	var errs []error
+	for _, s := range settings {
+		if !s.has(role) {
+			continue
+		}
+		if v, ok := env(s.env); ok {
+			if err := s.bind(&c).set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s %q: %w", s.name(), v, err))
 			}
-			last = b
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
 		}
 	}
+	fs := flag.NewFlagSet(string(role), flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	for _, s := range settings {
+		if !s.has(role) || s.secret {
+			continue
+		}
+		s := s
+		fs.Func(s.flag, s.usage, func(v string) error {
+			if err := s.bind(&c).set(v); err != nil {
+				return fmt.Errorf("%s %q: %w", s.name(), v, err)
+			}
+			return nil
+		})
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, fmt.Errorf("imkube %s: %w", role, flag.ErrHelp)
+		}
+		errs = append(errs, fmt.Errorf("invalid command line: %w (run 'imkube %s --help')", err, role))
+	} else if fs.NArg() > 0 {
+		errs = append(errs, fmt.Errorf("unexpected arguments %q", fs.Args()))
+	}
+	if len(errs) > 0 {
+		return c, fmt.Errorf("config: %w", errors.Join(errs...))
+	}
+	return c, nil
 }
+
+func knownRole(role Role) bool {
+	for _, r := range Roles {
+		if r == role {
+			return true
+		}
+	}
+	return false
+}
+
+// Usage writes the settings role reads: flag, variable, default, meaning.
+func Usage(w io.Writer, role Role) {
+	def := Defaults(role, "<host name>")
+	fmt.Fprintf(w, "Usage: imkube %s [flags]\n\nEvery flag can be set by its environment variable; the flag wins.\n\n", role)
+	rows := SettingsOf(role)
+	for _, s := range rows {
+		if s.secret {
+			fmt.Fprintf(w, "  %-22s (environment only) %s\n", s.env, s.usage)
+			continue
+		}
+		d := s.bind(&def).get()
+		if d != "" {
+			d = " (default " + d + ")"
+		}
+		fmt.Fprintf(w, "  --%-20s %s\n      %s%s\n", s.flag, s.env, s.usage, d)
+	}
+}
+
+// SettingsOf lists the settings role reads, in the table's order.
+func SettingsOf(role Role) []Setting {
+	var out []Setting
+	for _, s := range settings {
+		if s.has(role) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Flag is the Setting's flag name ("" for environment-only secrets).
+func (s Setting) Flag() string { return s.flag }
+
+// EnvVar is the Setting's environment variable.
+func (s Setting) EnvVar() string { return s.env }
+
+// Validate checks what role needs; the error names every bad Setting with
+// its flag and variable.
+func (c Config) Validate(role Role) error {
+	var errs []error
+	bad := func(flag, env, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s (%s) %s", flag, env, fmt.Sprintf(format, args...)))
+	}
+	in := func(rs []Role) bool { return Setting{roles: rs}.has(role) }
+
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		bad("addr", "IMKUBE_ADDR", "%q: want host:port", c.Addr)
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil || !oneOf(c.LogLevel, "debug", "info", "warn", "error") {
+		bad("log-level", "IMKUBE_LOG_LEVEL", "%q: want debug, info, warn or error", c.LogLevel)
+	}
+	if c.Telemetry.OTLPEndpoint != "" {
+		if _, err := url.Parse(c.Telemetry.OTLPEndpoint); err != nil {
+			bad("otlp-endpoint", "IMKUBE_OTLP_ENDPOINT", "%q: %v", c.Telemetry.OTLPEndpoint, err)
+		}
+	}
+	if in(withRedis) {
+		if strings.TrimSpace(c.Redis.Addr) == "" {
+			bad("redis-addr", "IMKUBE_REDIS_ADDR", "is required")
+		}
+		if !oneOf(c.Redis.Mode, "standalone", "sentinel", "cluster") {
+			bad("redis-mode", "IMKUBE_REDIS_MODE", "%q: want standalone, sentinel or cluster", c.Redis.Mode)
+		}
+		if c.Redis.Mode == "sentinel" && c.Redis.Master == "" {
+			bad("redis-master", "IMKUBE_REDIS_MASTER", "is required in sentinel mode")
+		}
+	}
+	if in(withMySQL) {
+		if c.MySQL.DSN == "" {
+			bad("mysql-dsn", "IMKUBE_MYSQL_DSN", "is required")
+		} else if _, err := mysql.ParseDSN(c.MySQL.DSN); err != nil {
+			bad("mysql-dsn", "IMKUBE_MYSQL_DSN", "is malformed: %v", err)
+		}
+	}
+	if in(withBus) {
+		if strings.TrimSpace(c.RocketMQ.NameServers) == "" {
+			bad("rocketmq-namesrv", "IMKUBE_ROCKETMQ_NAMESRV", "is required")
+		}
+		if c.RocketMQ.UpstreamTopic == "" || c.RocketMQ.PushTopic == "" {
+			bad("upstream-topic/push-topic", "IMKUBE_UPSTREAM_TOPIC/IMKUBE_PUSH_TOPIC", "must not be empty")
+		}
+	}
+	if in(withKeys) && c.Auth.JWTKeyFile == "" {
+		bad("jwt-key-file", "IMKUBE_JWT_KEY_FILE", "is required")
+	}
+	if role == RoleUser && c.Auth.TokenTTL < time.Minute {
+		bad("token-ttl", "IMKUBE_TOKEN_TTL", "%s: want at least 1m", c.Auth.TokenTTL)
+	}
+	switch role {
+	case RoleGateway:
+		g := c.Gateway
+		if g.ID == "" || strings.ContainsAny(g.ID, " :/") {
+			bad("gateway-id", "IMKUBE_GATEWAY_ID", "%q: must be set and contain no spaces, ':' or '/'", g.ID)
+		}
+		if g.MaxConnections < 1 {
+			bad("max-connections", "IMKUBE_MAX_CONNECTIONS", "%d: want >= 1", g.MaxConnections)
+		}
+		if g.HeartbeatInterval <= 0 {
+			bad("heartbeat-interval", "IMKUBE_HEARTBEAT_INTERVAL", "%s: want > 0", g.HeartbeatInterval)
+		}
+		if g.IdleTimeout <= 0 {
+			bad("idle-timeout", "IMKUBE_IDLE_TIMEOUT", "%s: want > 0", g.IdleTimeout)
+		}
+		if g.DrainTimeout < 0 {
+			bad("drain-timeout", "IMKUBE_DRAIN_TIMEOUT", "%s: want >= 0", g.DrainTimeout)
+		}
+		checkURL(bad, "user-url", "IMKUBE_USER_URL", g.UserURL)
+		checkURL(bad, "message-url", "IMKUBE_MESSAGE_URL", g.MessageURL)
+		if (g.TLSCertFile == "") != (g.TLSKeyFile == "") {
+			bad("tls-cert-file/tls-key-file", "IMKUBE_TLS_CERT_FILE/IMKUBE_TLS_KEY_FILE", "must be set together")
+		}
+	case RoleMessage:
+		checkURL(bad, "sequence-url", "IMKUBE_SEQUENCE_URL", c.Message.SequenceURL)
+		if c.Message.NodeID < -1 || c.Message.NodeID > 1023 {
+			bad("node-id", "IMKUBE_NODE_ID", "%d: want 0..1023 or -1", c.Message.NodeID)
+		}
+	case RoleUser:
+		if c.User.NodeID < -1 || c.User.NodeID > 1023 {
+			bad("node-id", "IMKUBE_NODE_ID", "%d: want 0..1023 or -1", c.User.NodeID)
+		}
+	case RoleSequence:
+		s := c.Sequence
+		if strings.ContainsAny(s.RedisPrefix, "{}") {
+			bad("redis-prefix", "IMKUBE_SEQ_REDIS_PREFIX", "%q: braces are reserved", s.RedisPrefix)
+		}
+		if s.Sections < 1 || s.Sections > 1<<20 {
+			bad("sections", "IMKUBE_SEQ_SECTIONS", "%d: want 1..%d, and never change it once used", s.Sections, 1<<20)
+		}
+		if s.Step < 1 {
+			bad("step", "IMKUBE_SEQ_STEP", "%d: want >= 1", s.Step)
+		}
+	case RoleDev:
+		if c.Dev.Data == "" {
+			bad("data", "IMKUBE_DATA", "must not be empty")
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s config: %w", role, errors.Join(errs...))
+	}
+	return nil
+}
+
+func checkURL(bad func(flag, env, format string, args ...any), flag, env, v string) {
+	if v == "" {
+		bad(flag, env, "is required")
+		return
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad(flag, env, "%q: want an http(s)://host:port URL", v)
+	}
+}
+
+func oneOf(v string, opts ...string) bool {
+	for _, o := range opts {
+		if v == o {
+			return true
+		}
+	}
+	return false
+}
+
+// Logger returns base filtered to the configured level (messages below it
+// are dropped), tagged with svc.
+func (c Config) Logger(base *slog.Logger, svc string) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.LogLevel)) // validated
+	return slog.New(minLevel{base.Handler(), lvl}).With("svc", svc)
+}
+
+// minLevel drops records below min before they reach h.
+type minLevel struct {
+	h   slog.Handler
+	min slog.Level
+}
+
+func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= m.min && m.h.Enabled(ctx, l)
+}
+func (m minLevel) Handle(ctx context.Context, r slog.Record) error { return m.h.Handle(ctx, r) }
+func (m minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{m.h.WithAttrs(as), m.min}
+}
+func (m minLevel) WithGroup(name string) slog.Handler { return minLevel{m.h.WithGroup(name), m.min} }

@@ -214,6 +214,7 @@ func (c *Controller) Reload() error {
 		return errors.Join(ferr, err)
 	}
 	c.applied, c.hasApplied = rs, true
+	c.stats.declare(rs)
 	c.stats.reloads.Add(1)
 	c.log.Info("sentinel rules applied", "rules", rs.Summary())
 	return ferr

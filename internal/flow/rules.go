@@ -31,6 +31,9 @@ const (
 	ResMessage  = "dep.message"
 	ResSequence = "dep.sequence"
 	ResMySQL    = "dep.mysql"
+	// ResREST is every REST request a process serves (inbound: the system
+	// rules apply; a flow rule on it limits the process's REST rate).
+	ResREST = "rest"
 )
 
 // DefaultParamsMaxCapacity is the number of distinct keys (users, IPs) a

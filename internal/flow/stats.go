@@ -61,6 +61,32 @@ func newStats() *stats {
 	return &stats{blocked: map[blockKey]*atomic.Int64{}, breakers: map[blockKey]string{}}
 }
 
+// declare gives every rule of rs its series before anything is blocked (a
+// zero block count; closed breakers), so dashboards and alerts see a value
+// instead of no data.
+func (s *stats) declare(rs Rules) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	add := func(resource, kind string) {
+		if _, ok := s.blocked[blockKey{resource, kind}]; !ok {
+			s.blocked[blockKey{resource, kind}] = new(atomic.Int64)
+		}
+	}
+	for _, r := range rs.Flow {
+		add(r.Resource, KindFlow)
+	}
+	for _, r := range rs.Hotspot {
+		add(r.Resource, KindHotspot)
+	}
+	for _, r := range rs.CircuitBreaker {
+		add(r.Resource, KindBreaker)
+		k := blockKey{r.Resource, r.Strategy.String()}
+		if _, ok := s.breakers[k]; !ok {
+			s.breakers[k] = StateClosed
+		}
+	}
+}
+
 // block counts one blocked entry. Resources are a small fixed set (rule
 // names), so the map stays small.
 func (s *stats) block(resource, kind string) {

@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-
-	"github.com/imkube/imkube/services/runtime"
 )
 
 // Error codes of the HTTP API.
@@ -52,11 +50,6 @@ func NewHandler(a Allocator, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/seq", h.allocate)
 	mux.HandleFunc("GET /metrics", h.metrics)
-	var ready func(context.Context) error
-	if r, ok := a.(Readier); ok {
-		ready = r.Ready
-	}
-	runtime.Health(mux, ready)
 	return mux
 }
 

@@ -11,10 +11,10 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/imkube/imkube/internal/app"
 	"github.com/imkube/imkube/internal/config"
 	"github.com/imkube/imkube/internal/imtest"
 	"github.com/imkube/imkube/internal/telemetry/telemetrytest"
-	"github.com/imkube/imkube/services/dev"
 )
 
 // Runs a short chat on a real `imkube dev` (connect, send, deliver,
@@ -63,7 +63,7 @@ func scrapeDevAfterAChat(t *testing.T) map[string]*dto.MetricFamily {
 	cluster := config.DefaultCluster()
 	cluster.Limits.SendRatePerSecond, cluster.Limits.SendBurst = 100000, 100000
 	cluster.Limits.ConnectionsPerIPPerSecond = 100000
-	s, err := dev.Start(context.Background(), dev.Config{Addr: "127.0.0.1:0", Data: t.TempDir(), BcryptCost: 4, Cluster: &cluster})
+	s, err := app.StartDev(context.Background(), "127.0.0.1:0", t.TempDir(), app.Options{BcryptCost: 4, Cluster: &cluster})
 	if err != nil {
 		t.Fatalf("start imkube dev: %v", err)
 	}

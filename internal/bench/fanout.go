@@ -1,4 +1,6 @@
-package dev
+// Package bench holds the `imkube bench` scenarios that drive a whole
+// platform (the sequence benchmark lives with the sequence service).
+package bench
 
 import (
 	"context"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/imkube/imkube/internal/app"
 	"github.com/imkube/imkube/internal/auth"
 	"github.com/imkube/imkube/internal/config"
 	"github.com/imkube/imkube/internal/store"
@@ -53,7 +56,7 @@ func BenchFanout(ctx context.Context, args []string, stdout io.Writer, log *slog
 	c := config.DefaultCluster()
 	c.Limits.SendRatePerSecond, c.Limits.SendBurst, c.Limits.ConnectionsPerIPPerSecond = 1000000, 1000000, 1000000
 	c.Groups.ReadDiffusionThreshold, c.Groups.MaxMembers = *writeMembers, max(*members, *writeMembers)
-	s, err := Start(ctx, Config{Addr: "127.0.0.1:0", Data: dir, Cluster: &c, BcryptCost: 4, Log: log})
+	s, err := app.StartDev(ctx, "127.0.0.1:0", dir, app.Options{Cluster: &c, BcryptCost: 4, Log: log})
 	if err != nil {
 		return err
 	}
@@ -89,7 +92,7 @@ func BenchFanout(ctx context.Context, args []string, stdout io.Writer, log *slog
 	return nil
 }
 
-func fanoutMode(ctx context.Context, s *Server, url2 string, keys *auth.Keys, ids []string, online int, mode string,
+func fanoutMode(ctx context.Context, s *app.Server, url2 string, keys *auth.Keys, ids []string, online int, mode string,
 	stage, target time.Duration, maxRate int, out io.Writer) error {
 	owner, members := ids[0], ids[1:]
 	tok, _, _ := keys.Issue(owner)

@@ -1,4 +1,4 @@
-package dev_test
+package app_test
 
 import (
 	"context"
@@ -18,10 +18,10 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/imkube/imkube/internal/app"
 	"github.com/imkube/imkube/internal/auth"
 	"github.com/imkube/imkube/internal/config"
 	"github.com/imkube/imkube/internal/imtest"
-	"github.com/imkube/imkube/services/dev"
 	"github.com/imkube/imkube/services/gateway"
 )
 
@@ -34,12 +34,12 @@ func fastCluster() *config.Cluster {
 	return &c
 }
 
-func start(t *testing.T, data string, gw gateway.Config) *dev.Server {
+func start(t *testing.T, data string, gw gateway.Config) *app.Server {
 	t.Helper()
 	if data == "" {
 		data = t.TempDir()
 	}
-	s, err := dev.Start(context.Background(), dev.Config{Addr: "127.0.0.1:0", Data: data, Gateway: gw, BcryptCost: 4, Cluster: fastCluster()})
+	s, err := app.StartDev(context.Background(), "127.0.0.1:0", data, app.Options{Gateway: gw, BcryptCost: 4, Cluster: fastCluster()})
 	if err != nil {
 		t.Fatalf("start dev server: %v", err)
 	}
@@ -316,14 +316,14 @@ func TestConnectionsWithoutValidAuthAreClosed(t *testing.T) {
 	}
 }
 
-func dataDir(t *testing.T, s *dev.Server) string {
+func dataDir(t *testing.T, s *app.Server) string {
 	t.Helper()
 	return s.DataDir
 }
 
 func TestRestartKeepsAccountsHistoryAndSync(t *testing.T) {
 	data := t.TempDir()
-	s, err := dev.Start(context.Background(), dev.Config{Addr: "127.0.0.1:0", Data: data, BcryptCost: 4, Cluster: fastCluster()})
+	s, err := app.StartDev(context.Background(), "127.0.0.1:0", data, app.Options{BcryptCost: 4, Cluster: fastCluster()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -442,7 +442,7 @@ func TestRESTAccountsAndConversations(t *testing.T) {
 func TestSenderOverTheRateLimitIsBlockedOthersAreNot(t *testing.T) {
 	c := fastCluster()
 	c.Limits.SendRatePerSecond, c.Limits.SendBurst = 5, 5
-	s, err := dev.Start(context.Background(), dev.Config{Addr: "127.0.0.1:0", Data: t.TempDir(), BcryptCost: 4, Cluster: c})
+	s, err := app.StartDev(context.Background(), "127.0.0.1:0", t.TempDir(), app.Options{BcryptCost: 4, Cluster: c})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -596,7 +596,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	data := t.TempDir()
-	s, err := dev.Start(context.Background(), dev.Config{Addr: "127.0.0.1:0", Data: data, BcryptCost: 4, Cluster: fastCluster(), Log: log})
+	s, err := app.StartDev(context.Background(), "127.0.0.1:0", data, app.Options{BcryptCost: 4, Cluster: fastCluster(), Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -630,7 +630,7 @@ func TestOneTraceFollowsAMessageFromGatewayToRecipient(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	defer tp.Shutdown(context.Background())
-	s, err := dev.Start(context.Background(), dev.Config{Addr: "127.0.0.1:0", Data: t.TempDir(), BcryptCost: 4, Cluster: fastCluster(), Tracer: tp})
+	s, err := app.StartDev(context.Background(), "127.0.0.1:0", t.TempDir(), app.Options{BcryptCost: 4, Cluster: fastCluster(), Tracer: tp})
 	if err != nil {
 		t.Fatal(err)
 	}

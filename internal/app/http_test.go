@@ -1,4 +1,4 @@
-package runtime_test
+package app
 
 import (
 	"context"
@@ -18,8 +18,6 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/imkube/imkube/services/runtime"
 )
 
 func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
@@ -42,15 +40,15 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 
 func TestServesTLSWithHealthEndpoints(t *testing.T) {
 	certFile, keyFile, pool := selfSigned(t, t.TempDir())
-	ln, err := runtime.ListenTLS("127.0.0.1:0", certFile, keyFile)
+	ln, err := ListenTLS("127.0.0.1:0", certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	runtime.Health(mux, nil)
-	ctx, cancel := context.WithCancel(context.Background())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	srv := newHTTPServer(mux, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	done := make(chan error, 1)
-	go func() { done <- runtime.Serve(ctx, ln, mux, slog.New(slog.NewTextHandler(io.Discard, nil)), nil) }()
+	go func() { done <- srv.Serve(ln) }()
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 5 * time.Second}
 	resp, err := client.Get("https://" + ln.Addr().String() + "/healthz")
 	if err != nil {
@@ -67,11 +65,13 @@ func TestServesTLSWithHealthEndpoints(t *testing.T) {
 			t.Fatal("plain HTTP was served on the TLS port")
 		}
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := srv.Shutdown(context.Background()); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if err := <-done; err != http.ErrServerClosed {
 		t.Fatalf("serve: %v", err)
 	}
-	if _, err := runtime.ListenTLS("127.0.0.1:0", filepath.Join(t.TempDir(), "missing.crt"), keyFile); err == nil {
+	if _, err := ListenTLS("127.0.0.1:0", filepath.Join(t.TempDir(), "missing.crt"), keyFile); err == nil {
 		t.Fatal("a missing certificate was accepted")
 	}
 }

@@ -1,4 +1,4 @@
-package dev_test
+package app_test
 
 import (
 	"context"
@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imkube/imkube/internal/app"
 	"github.com/imkube/imkube/internal/auth"
 	"github.com/imkube/imkube/internal/config"
 	"github.com/imkube/imkube/internal/imtest"
 	"github.com/imkube/imkube/internal/store"
-	"github.com/imkube/imkube/services/dev"
 	"github.com/imkube/imkube/services/gateway"
 )
 
@@ -39,10 +39,10 @@ func sendGroup(c *imtest.Conn, cmid, gid, body string) {
 	c.SendJSON(map[string]any{"t": "send", "cmid": cmid, "to": map[string]string{"group": gid}, "kind": "text", "body": body})
 }
 
-func startWith(t *testing.T, cluster config.Cluster) *dev.Server {
+func startWith(t *testing.T, cluster config.Cluster) *app.Server {
 	t.Helper()
 	cluster.Limits = fastCluster().Limits
-	s, err := dev.Start(context.Background(), dev.Config{Addr: "127.0.0.1:0", Data: t.TempDir(), Cluster: &cluster, BcryptCost: 4})
+	s, err := app.StartDev(context.Background(), "127.0.0.1:0", t.TempDir(), app.Options{Cluster: &cluster, BcryptCost: 4})
 	if err != nil {
 		t.Fatal(err)
 	}

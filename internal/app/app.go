@@ -1,0 +1,490 @@
+// Package app is imkube's one composition root. A process runs one or more
+// roles (gateway, message, user, sequence) on one set of adapters: Embedded
+// for `imkube dev` (all four roles, in-process bus, SQLite, memory sessions,
+// embedded sequencer) or Distributed for the service commands (RocketMQ,
+// MySQL, Redis, the sequence service). Start builds the adapters once, the
+// process-wide parts (logger, telemetry, flow control, hot-reloaded cluster
+// config), then each role's Component; it serves them on one HTTP port with
+// health, readiness and metrics, runs their loops in one errgroup and owns
+// the one bounded shutdown: not ready, stop accepting, drain gateways, stop
+// loops, close adapters in reverse order.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/imkube/imkube/internal/config"
+	"github.com/imkube/imkube/internal/flow"
+	"github.com/imkube/imkube/internal/messageapi"
+	"github.com/imkube/imkube/internal/store"
+	"github.com/imkube/imkube/internal/telemetry"
+	"github.com/imkube/imkube/internal/version"
+	"github.com/imkube/imkube/services/gateway"
+)
+
+// ShutdownTimeout bounds the shutdown after the gateways' drain.
+const ShutdownTimeout = 15 * time.Second
+
+// Options are what a caller of Start adds to the configuration: the base
+// logger and, for tests, overrides that have no flag.
+type Options struct {
+	// Log is the base logger (nil: discard); the configured level filters it.
+	Log *slog.Logger
+	// Cluster, if set, replaces the cluster file (limits, group settings).
+	Cluster *config.Cluster
+	// Gateway overrides the gateway config (tests shorten timeouts, add hooks).
+	Gateway gateway.Config
+	// BcryptCost for passwords (0: bcrypt's default).
+	BcryptCost int
+	// Tracer, if set, replaces the process's tracer provider.
+	Tracer trace.TracerProvider
+	// Adapters, if set, replaces the adapters chosen by the roles.
+	Adapters Adapters
+}
+
+// Process is what the roles of one process share.
+type Process struct {
+	Config   config.Config
+	Log      *slog.Logger
+	Tel      *telemetry.Telemetry
+	Flow     *flow.Controller
+	Live     *config.Live
+	Adapters Adapters
+
+	opts     Options
+	embedded bool
+	// Set by builders for later ones and for Server.
+	instruments []any // the telemetry instrument sets the roles built
+	backend     messageapi.Backend
+	gateway     *gateway.Node
+	gatewayCfg  gateway.Config
+	gatewayDeps gateway.Deps
+}
+
+func (p *Process) tracer(name string) trace.Tracer {
+	if p.opts.Tracer != nil {
+		return p.opts.Tracer.Tracer(name)
+	}
+	return p.Tel.Tracer(name)
+}
+
+func (p *Process) nodeID(id int64) int64 { return id }
+
+// Server is a running process.
+type Server struct {
+	// URL is http(s)://host:port of the HTTP port.
+	URL string
+	// Process holds the shared parts (tests reach the store through it).
+	Process *Process
+	// Gateway is the process's gateway node (nil without the gateway role).
+	Gateway *gateway.Node
+	// Store is the process's store (nil when no role uses one).
+	Store *store.DB
+	// DataDir is the data folder in dev mode.
+	DataDir string
+
+	srv       *http.Server
+	comps     []*Component
+	extra     []extraGateway
+	mu        sync.Mutex
+	notReady  atomic.Bool
+	group     *errgroup.Group
+	runCtx    context.Context
+	stopRun   context.CancelFunc
+	stop      context.CancelFunc
+	done      chan error
+	closeOnce sync.Once
+}
+
+type extraGateway struct {
+	srv  *http.Server
+	node *gateway.Node
+}
+
+// Start builds and starts a process running roles on cfg (validated here).
+// RoleDev means all four roles on the Embedded adapters; otherwise the
+// Distributed adapters. The process runs until ctx ends or Close.
+func Start(ctx context.Context, cfg config.Config, roles []config.Role, opts Options) (s *Server, err error) {
+	embedded := len(roles) == 1 && roles[0] == config.RoleDev
+	for _, r := range roles {
+		if err := cfg.Validate(r); err != nil {
+			return nil, err
+		}
+	}
+	if embedded {
+		roles = []config.Role{config.RoleSequence, config.RoleUser, config.RoleMessage, config.RoleGateway}
+	}
+	base := opts.Log
+	if base == nil {
+		base = slog.New(slog.DiscardHandler)
+	}
+	name := string(roles[0])
+	if embedded {
+		name = "dev"
+	}
+	log := cfg.Logger(base, name)
+	p := &Process{Config: cfg, Log: log, opts: opts, embedded: embedded}
+
+	var undo closers
+	defer func() {
+		if err != nil {
+			undo.Close()
+		}
+	}()
+	switch {
+	case opts.Adapters != nil:
+		p.Adapters = opts.Adapters
+	case embedded:
+		p.Adapters = NewEmbedded(cfg.Dev.Data)
+	default:
+		p.Adapters = NewDistributed(cfg, log)
+	}
+	undo.push(p.Adapters.Close)
+
+	// Cluster config: the options', the file's, or the defaults.
+	cluster := config.DefaultCluster()
+	switch {
+	case opts.Cluster != nil:
+		cluster = *opts.Cluster
+	case cfg.ClusterFile != "":
+		b, err := os.ReadFile(cfg.ClusterFile)
+		if err != nil {
+			return nil, fmt.Errorf("config-file (IMKUBE_CONFIG_FILE): %w", err)
+		}
+		if cluster, err = config.ParseCluster(b); err != nil {
+			return nil, err
+		}
+	}
+	if err := cluster.Validate(); err != nil {
+		return nil, err
+	}
+	p.Live = config.NewLive(cluster)
+
+	instance := cfg.Instance
+	if has(roles, config.RoleGateway) && !embedded {
+		instance = cfg.Gateway.ID
+	}
+	if embedded {
+		instance = "dev"
+	}
+	p.Tel, err = telemetry.New(ctx, telemetry.Config{ServiceName: "imkube-" + name, ServiceVersion: version.Version,
+		InstanceID: instance, OTLPEndpoint: cfg.Telemetry.OTLPEndpoint, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	undo.push(func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return p.Tel.Shutdown(sctx)
+	})
+	if needsFlow(roles) {
+		logDir := cfg.Flow.LogDir
+		if embedded {
+			logDir = filepath.Join(cfg.Dev.Data, "sentinel")
+		}
+		p.Flow, err = flow.Init(flow.Config{App: "imkube-" + name, LogDir: logDir, RulesFile: cfg.Flow.RulesFile,
+			MeterProvider: p.Tel.MeterProvider(), Log: log, Limits: func() config.Limits { return p.Live.Get().Limits }})
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	var comps []*Component
+	for _, b := range builders {
+		if !has(roles, b.role) {
+			continue
+		}
+		c, err := b.build(ctx, p)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", b.role, err)
+		}
+		comps = append(comps, c)
+	}
+
+	s = &Server{Process: p, Gateway: p.gateway, comps: comps, done: make(chan error, 1)}
+	if embedded {
+		s.DataDir = cfg.Dev.Data
+	}
+	if has(roles, config.RoleUser) || has(roles, config.RoleMessage) {
+		if s.Store, err = p.Adapters.Store(ctx); err != nil {
+			return nil, err
+		}
+	}
+	mux := http.NewServeMux()
+	for _, c := range comps {
+		if c.Mount != nil {
+			if err := c.Mount(mux); err != nil {
+				return nil, fmt.Errorf("%s: %w", c.Name, err)
+			}
+		}
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", p.Tel.Handler())
+	var h http.Handler = mux
+	if p.Flow != nil {
+		h = guardREST(p.Flow, mux)
+	}
+
+	var ln net.Listener
+	scheme := "http"
+	if gc := cfg.Gateway; has(roles, config.RoleGateway) && gc.TLSCertFile != "" {
+		ln, err = ListenTLS(cfg.Addr, gc.TLSCertFile, gc.TLSKeyFile)
+		scheme = "https"
+	} else {
+		ln, err = Listen(cfg.Addr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.URL = scheme + "://" + ln.Addr().String()
+	s.srv = newHTTPServer(h, log)
+
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	g, gctx := errgroup.WithContext(runCtx)
+	s.group, s.runCtx, s.stopRun = g, gctx, stopRun
+	if cfg.ClusterFile != "" && opts.Cluster == nil && !embedded {
+		g.Go(func() error { return p.Live.Watch(gctx, cfg.ClusterFile, 5*time.Second, log) })
+	}
+	if p.Flow != nil {
+		g.Go(func() error { return p.Flow.Run(gctx) })
+	}
+	for _, c := range comps {
+		for _, run := range c.Run {
+			g.Go(func() error { return run(gctx) })
+		}
+	}
+	serveErr := make(chan error, 1)
+	go func() {
+		err := s.srv.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		serveErr <- err
+	}()
+	log.Info("listening", "addr", ln.Addr().String(), "roles", roleNames(roles), "version", version.Version)
+
+	stopCtx, stop := context.WithCancel(ctx)
+	s.stop = stop
+	go func() {
+		var err error
+		select {
+		case <-stopCtx.Done():
+		case <-gctx.Done(): // a loop failed
+		case err = <-serveErr:
+			serveErr <- err
+		}
+		s.done <- errors.Join(err, s.shutdown(serveErr), undo.Close())
+	}()
+	return s, nil
+}
+
+// shutdown is the one bounded shutdown: readiness fails at once, the HTTP
+// ports stop accepting, gateways drain (each bounded by its drain timeout),
+// then the loops stop and are waited for.
+func (s *Server) shutdown(serveErr chan error) error {
+	s.notReady.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	s.mu.Lock()
+	extra := s.extra
+	s.mu.Unlock()
+	errs = append(errs, s.srv.Shutdown(ctx))
+	for _, e := range extra {
+		errs = append(errs, e.srv.Shutdown(ctx))
+	}
+	dctx := context.WithoutCancel(ctx) // a drain has its own window (drain timeout)
+	var wg sync.WaitGroup
+	for _, c := range s.comps {
+		if c.Shutdown != nil {
+			wg.Add(1)
+			go func() { defer wg.Done(); _ = c.Shutdown(dctx) }()
+		}
+	}
+	for _, e := range extra {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sctx, cancel := context.WithTimeout(dctx, ShutdownTimeout)
+			defer cancel()
+			_ = e.node.Shutdown(sctx)
+		}()
+	}
+	wg.Wait()
+	s.stopRun()
+	err := s.group.Wait()
+	if e := <-serveErr; e != nil {
+		errs = append(errs, e)
+	}
+	return errors.Join(append(errs, err)...)
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.notReady.Load() {
+		http.Error(w, "not ready: shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	var errs []string
+	for _, c := range s.comps {
+		if c.Ready == nil {
+			continue
+		}
+		if err := c.Ready(ctx); err != nil {
+			errs = append(errs, c.Name+": "+err.Error())
+		}
+	}
+	if len(errs) > 0 {
+		http.Error(w, "not ready: "+strings.Join(errs, "; "), http.StatusServiceUnavailable)
+		return
+	}
+	w.Write([]byte("ok\n"))
+}
+
+// Instruments returns the telemetry instrument sets the process's roles
+// built (the dashboard test records one value on each and scrapes Metrics).
+func (s *Server) Instruments() []any { return s.Process.instruments }
+
+// Metrics serves the process's /metrics.
+func (s *Server) Metrics() http.Handler { return s.Process.Tel.Handler() }
+
+// Close stops the process and waits for it.
+func (s *Server) Close() error {
+	s.stop()
+	return s.Wait()
+}
+
+// Wait blocks until the process stops and returns why.
+func (s *Server) Wait() error {
+	err := <-s.done
+	s.done <- err
+	return err
+}
+
+// Components lists the names of the roles' components, in start order.
+func (s *Server) Components() []string {
+	var out []string
+	for _, c := range s.comps {
+		out = append(out, c.Name)
+	}
+	return out
+}
+
+// AddGateway starts another gateway node with its own id and listener in
+// this process, sharing the bus, sessions and services (tests use it to
+// check fan-out across gateways). It stops with the server.
+func (s *Server) AddGateway(id string) (url string, node *gateway.Node, err error) {
+	p := s.Process
+	if p.gateway == nil {
+		return "", nil, errors.New("app: no gateway role in this process")
+	}
+	cfg := p.gatewayCfg
+	cfg.ID = id
+	node, err = gateway.New(cfg, p.gatewayDeps)
+	if err != nil {
+		return "", nil, err
+	}
+	ln, err := Listen("127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /ws", node)
+	srv := newHTTPServer(mux, p.Log)
+	s.mu.Lock()
+	s.extra = append(s.extra, extraGateway{srv: srv, node: node})
+	s.mu.Unlock()
+	s.group.Go(func() error { return node.Run(s.runCtx) })
+	go srv.Serve(ln)
+	return "http://" + ln.Addr().String(), node, nil
+}
+
+// StartDev starts `imkube dev` (all roles on the embedded adapters) on addr
+// with data folder data and the built-in defaults otherwise.
+func StartDev(ctx context.Context, addr, data string, opts Options) (*Server, error) {
+	cfg := config.Defaults(config.RoleDev, "dev")
+	cfg.Addr, cfg.Dev.Data = addr, data
+	return Start(ctx, cfg, []config.Role{config.RoleDev}, opts)
+}
+
+// Run loads role's configuration from args and the environment, starts the
+// process and serves until ctx ends. It is `imkube <role>`.
+func Run(ctx context.Context, role config.Role, args []string, stdout io.Writer, log *slog.Logger) error {
+	cfg, err := config.Load(role, args, os.LookupEnv)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			config.Usage(stdout, role)
+		}
+		return err
+	}
+	s, err := Start(ctx, cfg, []config.Role{role}, Options{Log: log})
+	if err != nil {
+		return err
+	}
+	if role == config.RoleDev {
+		printDevURLs(stdout, s.URL, cfg.Dev.Data)
+	}
+	return s.Wait()
+}
+
+func printDevURLs(w io.Writer, url, data string) {
+	host := url
+	scheme, hostport, _ := strings.Cut(url, "://")
+	if h, p, err := net.SplitHostPort(hostport); err == nil && (h == "0.0.0.0" || h == "::" || h == "") {
+		host = scheme + "://127.0.0.1:" + p
+	}
+	fmt.Fprintf(w, "imkube dev is running (data in %s)\n  demo page:  %s/\n  WebSocket:  %s/ws\n  REST API:   %s/api/v1\n  health:     %s/healthz  %s/readyz\nPress Ctrl-C to stop.\n",
+		data, host, "ws"+host[len("http"):], host, host, host)
+}
+
+// guardREST passes every REST request (/api/...) through flow control as
+// inbound traffic (429/503 with Retry-After when a rule rejects it).
+func guardREST(ctl *flow.Controller, next http.Handler) http.Handler {
+	guarded := ctl.Middleware(flow.ResREST, next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			guarded.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func needsFlow(roles []config.Role) bool {
+	return has(roles, config.RoleGateway) || has(roles, config.RoleMessage) || has(roles, config.RoleUser)
+}
+
+func has(roles []config.Role, r config.Role) bool {
+	for _, x := range roles {
+		if x == r {
+			return true
+		}
+	}
+	return false
+}
+
+func roleNames(roles []config.Role) string {
+	var out []string
+	for _, r := range roles {
+		out = append(out, string(r))
+	}
+	return strings.Join(out, ",")
+}

@@ -1,0 +1,265 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/imkube/imkube/internal/config"
+	"github.com/imkube/imkube/internal/flow"
+	"github.com/imkube/imkube/internal/messageapi"
+	"github.com/imkube/imkube/internal/snowflake"
+	"github.com/imkube/imkube/internal/telemetry"
+	"github.com/imkube/imkube/services/gateway"
+	"github.com/imkube/imkube/services/message"
+	"github.com/imkube/imkube/services/sequence"
+	"github.com/imkube/imkube/services/user"
+	"github.com/imkube/imkube/services/web"
+)
+
+// Component is what one role contributes to a process: routes on the HTTP
+// port, long-lived loops, a readiness check and, for gateways, a drain.
+type Component struct {
+	Name string
+	// Mount adds the role's routes (nil: none).
+	Mount func(mux *http.ServeMux) error
+	// Run are the role's loops; each returns when ctx ends.
+	Run []func(ctx context.Context) error
+	// Ready reports whether the role can serve (nil: always); the error
+	// says which dependency is not ready and why.
+	Ready func(ctx context.Context) error
+	// Shutdown drains the role before its loops stop (nil: nothing to drain).
+	Shutdown func(ctx context.Context) error
+}
+
+// builder builds one role's component in process p.
+type builder func(ctx context.Context, p *Process) (*Component, error)
+
+// builders in start order: a role may use what an earlier one put into the
+// process (in dev, the gateway calls the message service in-process).
+var builders = []struct {
+	role  config.Role
+	build builder
+}{
+	{config.RoleSequence, buildSequence},
+	{config.RoleUser, buildUser},
+	{config.RoleMessage, buildMessage},
+	{config.RoleGateway, buildGateway},
+}
+
+func buildSequence(ctx context.Context, p *Process) (*Component, error) {
+	if p.embedded {
+		return &Component{Name: "sequence"}, nil // the message service allocates in-process
+	}
+	a, err := p.Adapters.SequenceBackend(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := &Component{Name: "sequence", Mount: func(mux *http.ServeMux) error {
+		mux.Handle("POST /v1/seq", sequence.NewHandler(a, p.Log))
+		return nil
+	}}
+	if r, ok := a.(sequence.Readier); ok {
+		c.Ready = named("sequence allocator", r.Ready)
+	}
+	p.Log.Info("sequence service ready", "sections", p.Config.Sequence.Sections, "step", p.Config.Sequence.Step, "redisMode", p.Config.Redis.Mode)
+	return c, nil
+}
+
+func buildUser(ctx context.Context, p *Process) (*Component, error) {
+	db, err := p.Adapters.Store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := p.Adapters.Keys()
+	if err != nil {
+		return nil, err
+	}
+	log := p.Log.With("svc", "user")
+	svc := user.New(db, keys, snowflake.New(p.nodeID(p.Config.User.NodeID)), log, user.Options{
+		TrustProxy: !p.embedded, BcryptCost: p.opts.BcryptCost,
+	})
+	groups := user.NewGroups(db, svc, func() int { return p.Live.Get().Groups.MaxMembers })
+	return &Component{Name: "user",
+		Mount: func(mux *http.ServeMux) error { svc.Routes(mux); groups.Routes(mux); return nil },
+		Ready: named("mysql", db.Ping),
+	}, nil
+}
+
+func buildMessage(ctx context.Context, p *Process) (*Component, error) {
+	db, err := p.Adapters.Store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := p.Adapters.Keys()
+	if err != nil {
+		return nil, err
+	}
+	seq, err := p.Adapters.Sequence(ctx, p.Flow)
+	if err != nil {
+		return nil, err
+	}
+	sess, err := p.Adapters.Sessions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b, err := p.Adapters.Bus(ctx, "message")
+	if err != nil {
+		return nil, err
+	}
+	metrics, err := telemetry.NewMessage(p.Tel.MeterProvider())
+	if err != nil {
+		return nil, err
+	}
+	p.instruments = append(p.instruments, metrics)
+	svc := message.New(db, seq, sess, b, snowflake.New(p.nodeID(p.Config.Message.NodeID)), p.Log.With("svc", "message"), message.Options{
+		ReadDiffusionThreshold: func() int { return p.Live.Get().Groups.ReadDiffusionThreshold },
+		Metrics:                metrics, Tracer: p.tracer("imkube/message"),
+		StoreGuard: func(fn func() error) error { return p.Flow.Guard(flow.ResMySQL, fn) },
+	})
+	p.backend = svc
+	c := &Component{Name: "message",
+		Mount: func(mux *http.ServeMux) error { svc.Routes(mux, keys); return nil },
+		Run:   []func(context.Context) error{func(ctx context.Context) error { return svc.Run(ctx, b) }},
+		Ready: named("mysql", db.Ping),
+	}
+	if l, ok := b.(interface{ UpstreamLag() (int64, bool) }); ok {
+		c.Run = append(c.Run, func(ctx context.Context) error { return reportLag(ctx, l.UpstreamLag, metrics) })
+	}
+	return c, nil
+}
+
+// reportLag publishes the consumer lag (imkube_message_consumer_lag, the
+// message service HPA's metric) every 10 s.
+func reportLag(ctx context.Context, lag func() (int64, bool), m *telemetry.Message) error {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		if n, ok := lag(); ok {
+			m.SetConsumerLag(n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func buildGateway(ctx context.Context, p *Process) (*Component, error) {
+	keys, err := p.Adapters.Keys()
+	if err != nil {
+		return nil, err
+	}
+	sess, err := p.Adapters.Sessions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cfg := p.gatewayConfig()
+	b, err := p.Adapters.Bus(ctx, "gateway-"+cfg.ID)
+	if err != nil {
+		return nil, err
+	}
+	metrics, err := telemetry.NewGateway(p.Tel.MeterProvider())
+	if err != nil {
+		return nil, err
+	}
+	p.instruments = append(p.instruments, metrics)
+	backend := p.backend
+	gc := p.Config.Gateway
+	if backend == nil {
+		backend = messageapi.NewClient(gc.MessageURL, keys.InternalToken(), p.Flow.Transport(flow.ResMessage, nil))
+	}
+	deps := gateway.Deps{
+		Tokens: keys, Upstream: b, Push: b, Pushes: b, Backend: backend, Sessions: sess, Log: p.Log.With("svc", "gateway"),
+		Limiter: p.Flow, Connects: p.Flow, PublishGuard: func(fn func() error) error { return p.Flow.Guard(flow.ResPublish, fn) },
+		Metrics: metrics, Tracer: p.tracer("imkube/gateway"),
+	}
+	node, err := gateway.New(cfg, deps)
+	if err != nil {
+		return nil, err
+	}
+	p.gateway, p.gatewayCfg, p.gatewayDeps = node, cfg, deps
+	c := &Component{Name: "gateway",
+		Run: []func(context.Context) error{node.Run},
+		Shutdown: func(ctx context.Context) error {
+			if !p.embedded && gc.DrainTimeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, gc.DrainTimeout)
+				defer cancel()
+			}
+			err := node.Shutdown(ctx)
+			if errors.Is(err, context.DeadlineExceeded) {
+				return nil // the drain window ended; the remaining clients reconnect on their own
+			}
+			return err
+		},
+	}
+	c.Mount = func(mux *http.ServeMux) error {
+		mux.Handle("GET /ws", node)
+		if !p.embedded {
+			if err := gateway.ProxyRoutes(mux, gc.UserURL, gc.MessageURL, p.Log, p.Flow.Transport); err != nil {
+				return err
+			}
+		}
+		if p.embedded {
+			mux.Handle("GET /", web.Handler()) // demo page and SDK
+		} else {
+			mux.Handle("/", web.Handler()) // GET only; other methods are refused by the handler
+		}
+		return nil
+	}
+	if !p.embedded {
+		rdb, err := p.Adapters.(*Distributed).Redis(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c.Ready = named("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
+	}
+	return c, nil
+}
+
+// gatewayConfig is the gateway's config from the process config, with the
+// options' overrides (tests shorten timeouts and add hooks).
+func (p *Process) gatewayConfig() gateway.Config {
+	cfg := p.opts.Gateway
+	gc := p.Config.Gateway
+	if cfg.ID == "" {
+		cfg.ID = gc.ID
+		if p.embedded {
+			cfg.ID = "dev"
+		}
+	}
+	if cfg.MaxConnections == 0 {
+		cfg.MaxConnections = gc.MaxConnections
+	}
+	if cfg.HeartbeatInterval == 0 && !p.embedded {
+		cfg.HeartbeatInterval = gc.HeartbeatInterval
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = gc.IdleTimeout
+	}
+	if cfg.AllowedOrigins == nil {
+		cfg.AllowedOrigins = gc.AllowedOrigins
+		if p.embedded && cfg.AllowedOrigins == nil {
+			// Local development: pages served by any local dev server may connect.
+			cfg.AllowedOrigins = []string{"http://localhost:*", "http://127.0.0.1:*"}
+		}
+	}
+	if cfg.MaxBodyBytes == nil {
+		cfg.MaxBodyBytes = func() int { return p.Live.Get().Limits.MaxMessageBytes }
+	}
+	return cfg
+}
+
+// named prefixes a readiness error with the dependency's name.
+func named(what string, ready func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if err := ready(ctx); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	}
+}
