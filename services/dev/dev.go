@@ -116,7 +116,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return fail(err)
 	}
-	seqAlloc, err := sequence.NewEmbedded(ctx, db.SQL(), db.Dialect())
+	seqAlloc, err := sequence.NewEmbedded(ctx, sequence.Config{}, sequence.Deps{DB: db.SQL(), Dialect: db.Dialect()})
 	if err != nil {
 		return fail(fmt.Errorf("sequence allocator: %w", err))
 	}

@@ -64,8 +64,11 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	if err != nil {
 		return err
 	}
-	seq := sequence.NewClient(*seqURL, sequence.WithBreakerResource(flow.ResSequence))
-	defer closeIf(seq)
+	seq, err := sequence.NewClient(sequence.ClientConfig{URL: *seqURL, BreakerResource: flow.ResSequence}, sequence.ClientDeps{})
+	if err != nil {
+		return err
+	}
+	defer seq.Close()
 	b, err := deps.MessageBus(ctx, log)
 	if err != nil {
 		return err

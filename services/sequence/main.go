@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -20,9 +21,9 @@ import (
 	"github.com/imkube/imkube/services/runtime"
 )
 
-// Config is the configuration of the `imkube sequence` process. Every field
+// ServiceConfig is the configuration of the `imkube sequence` process. Every field
 // has a flag and an environment variable; the flag wins.
-type Config struct {
+type ServiceConfig struct {
 	Addr          string // --addr, IMKUBE_ADDR
 	LogLevel      string // --log-level, IMKUBE_LOG_LEVEL: debug|info|warn|error
 	RedisAddr     string // --redis-addr, IMKUBE_REDIS_ADDR: comma-separated host:port
@@ -35,9 +36,9 @@ type Config struct {
 	Step          int64  // --step, IMKUBE_SEQ_STEP
 }
 
-// DefaultConfig returns the defaults.
-func DefaultConfig() Config {
-	return Config{
+// DefaultServiceConfig returns the defaults.
+func DefaultServiceConfig() ServiceConfig {
+	return ServiceConfig{
 		Addr:        "127.0.0.1:8083",
 		LogLevel:    "info",
 		RedisMode:   "standalone",
@@ -49,7 +50,7 @@ func DefaultConfig() Config {
 }
 
 // Validate checks c; the error names the field.
-func (c Config) Validate() error {
+func (c ServiceConfig) Validate() error {
 	var errs []error
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		errs = append(errs, fmt.Errorf("addr (IMKUBE_ADDR) %q: want host:port: %w", c.Addr, err))
@@ -90,8 +91,8 @@ func (c Config) Validate() error {
 }
 
 // parseConfig applies env (through lookup) and then flags to the defaults.
-func parseConfig(args []string, lookup func(string) (string, bool)) (Config, error) {
-	c := DefaultConfig()
+func parseConfig(args []string, lookup func(string) (string, bool)) (ServiceConfig, error) {
+	c := DefaultServiceConfig()
 	var errs []error
 	str := func(dst *string, env string) {
 		if v, ok := lookup(env); ok {
@@ -165,7 +166,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 }
 
 // Run serves the sequence service with cfg until ctx ends.
-func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) error {
+func Run(ctx context.Context, cfg ServiceConfig, stdout io.Writer, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -182,12 +183,12 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) er
 	if err != nil {
 		return fmt.Errorf("sequence: redis at %s: %w", cfg.RedisAddr, err)
 	}
-	a, err := NewRedis(ctx, rdb, db, DialectMySQL,
-		WithSections(cfg.Sections), WithStep(cfg.Step), WithKeyPrefix(cfg.RedisPrefix), WithLogger(log))
+	a, err := NewRedis(ctx, Config{Sections: cfg.Sections, Step: cfg.Step, KeyPrefix: cfg.RedisPrefix},
+		Deps{DB: db, Dialect: DialectMySQL, Redis: rdb, Log: log})
 	if err != nil {
 		return err
 	}
-	defer a.(io.Closer).Close()
+	defer a.Close()
 
 	ln, err := runtime.Listen(cfg.Addr)
 	if err != nil {
@@ -195,7 +196,10 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) er
 	}
 	fmt.Fprintf(stdout, "sequence service listening on http://%s (POST /v1/seq)\n", ln.Addr())
 	log.Info("sequence service started", "addr", ln.Addr().String(), "sections", cfg.Sections, "step", cfg.Step, "redisMode", cfg.RedisMode)
-	err = runtime.Serve(ctx, ln, NewHandler(a, log), log, nil)
+	mux := http.NewServeMux()
+	mux.Handle("/", NewHandler(a, log, nil))
+	runtime.Health(mux, a.Ready)
+	err = runtime.Serve(ctx, ln, mux, log, nil)
 	log.Info("sequence service stopped")
 	return err
 }
@@ -231,7 +235,7 @@ func openMySQL(ctx context.Context, dsn string) (*sql.DB, error) {
 	return db, nil
 }
 
-func newRedisClient(cfg Config) redis.UniversalClient {
+func newRedisClient(cfg ServiceConfig) redis.UniversalClient {
 	addrs := strings.Split(cfg.RedisAddr, ",")
 	for i := range addrs {
 		addrs[i] = strings.TrimSpace(addrs[i])

@@ -21,15 +21,15 @@ func TestParseConfig(t *testing.T) {
 		name    string
 		giveEnv map[string]string
 		give    []string
-		want    func(*Config)
+		want    func(*ServiceConfig)
 		wantErr string
 	}{
-		{name: "defaults with the required env", want: func(c *Config) {}},
+		{name: "defaults with the required env", want: func(c *ServiceConfig) {}},
 		{name: "flags override env", giveEnv: map[string]string{"IMKUBE_SEQ_STEP": "50"},
 			give: []string{"--addr", ":9000", "--step", "70", "--sections", "16"},
-			want: func(c *Config) { c.Addr, c.Step, c.Sections = ":9000", 70, 16 }},
+			want: func(c *ServiceConfig) { c.Addr, c.Step, c.Sections = ":9000", 70, 16 }},
 		{name: "env overrides defaults", giveEnv: map[string]string{"IMKUBE_ADDR": ":8080", "IMKUBE_SEQ_SECTIONS": "64"},
-			want: func(c *Config) { c.Addr, c.Sections = ":8080", 64 }},
+			want: func(c *ServiceConfig) { c.Addr, c.Sections = ":8080", 64 }},
 		{name: "missing redis names the field", giveEnv: map[string]string{"IMKUBE_REDIS_ADDR": ""}, wantErr: "redis-addr (IMKUBE_REDIS_ADDR) is required"},
 		{name: "missing mysql names the field", giveEnv: map[string]string{"IMKUBE_MYSQL_DSN": ""}, wantErr: "mysql-dsn (IMKUBE_MYSQL_DSN) is required"},
 		{name: "bad redis mode", give: []string{"--redis-mode", "ring"}, wantErr: "redis-mode (IMKUBE_REDIS_MODE)"},
@@ -37,7 +37,7 @@ func TestParseConfig(t *testing.T) {
 		{name: "malformed env integer", giveEnv: map[string]string{"IMKUBE_SEQ_SECTIONS": "many"}, wantErr: "sections (IMKUBE_SEQ_SECTIONS) \"many\": not an integer"},
 		{name: "bad addr", give: []string{"--addr", "nowhere"}, wantErr: "addr (IMKUBE_ADDR)"},
 		{name: "bad log level", giveEnv: map[string]string{"IMKUBE_LOG_LEVEL": "loud"}, wantErr: "log-level (IMKUBE_LOG_LEVEL) \"loud\""},
-		{name: "log level from a flag", give: []string{"--log-level", "debug"}, want: func(c *Config) { c.LogLevel = "debug" }},
+		{name: "log level from a flag", give: []string{"--log-level", "debug"}, want: func(c *ServiceConfig) { c.LogLevel = "debug" }},
 		{name: "unknown flag", give: []string{"--nope"}, wantErr: "flag provided but not defined"},
 	}
 	for _, tt := range tests {
@@ -59,7 +59,7 @@ func TestParseConfig(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := DefaultConfig()
+			want := DefaultServiceConfig()
 			want.RedisAddr, want.MySQLDSN = env["IMKUBE_REDIS_ADDR"], env["IMKUBE_MYSQL_DSN"]
 			tt.want(&want)
 			if got != want {
@@ -74,7 +74,7 @@ func TestParseConfig(t *testing.T) {
 func TestRunServesAndShutsDown(t *testing.T) {
 	cfg := testDatabase(t)
 	_, prefix := testRedis(t)
-	c := DefaultConfig()
+	c := DefaultServiceConfig()
 	c.Addr = "127.0.0.1:0"
 	c.RedisAddr = testenv.Require(t, "IMKUBE_REDIS_ADDR")
 	c.RedisPrefix = prefix
@@ -96,7 +96,10 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	go io.Copy(io.Discard, pr)
 	url := regexp.MustCompile(`http://\S+`).FindString(line)
 
-	cl := NewClient(url).(*Client)
+	cl, err := NewClient(ClientConfig{URL: url}, ClientDeps{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer cl.Close()
 	for i := range 3 {
 		got, err := cl.Allocate(ctx, []Request{{Key: "c:run", Count: 2}})
