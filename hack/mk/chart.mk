@@ -26,5 +26,6 @@ render-chart: helm sync-chart-crds ## Render the chart's golden files (manifests
 	$$h template imkube $(CHART_DIR) --namespace imkube-system > $(CHART_DIR)/manifests/imkube-operator.yaml && \
 	$$h template imkube $(CHART_DIR) --namespace imkube-system -f $(CHART_DIR)/ci/full-values.yaml > $(CHART_DIR)/testdata/full.golden.yaml
 
-test-chart: helm ## Lint and render the chart and check its dashboards (also part of test-go)
-	source $(ENV_DIR)/helm.env && $(GO) test -count=1 ./$(CHART_DIR)/...
+test-chart: helm deps-up ## Lint and render the chart and check its dashboards against the assembled roles (also part of test-go)
+	@for f in $(ENV_DIR)/*.env; do [ -f "$$f" ] && source "$$f"; done; \
+	$(GO) test -count=1 ./$(CHART_DIR)/...

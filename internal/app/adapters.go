@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 	"github.com/imkube/imkube/internal/sessions"
 	redissessions "github.com/imkube/imkube/internal/sessions/redis"
 	"github.com/imkube/imkube/internal/store"
+	"github.com/imkube/imkube/internal/telemetry"
 	"github.com/imkube/imkube/services/sequence"
 )
 
@@ -45,10 +45,11 @@ type Adapters interface {
 	Sessions(ctx context.Context) (sessions.Store, error)
 	// Bus connects to the bus as client instance (role and id).
 	Bus(ctx context.Context, instance string) (Bus, error)
-	// Sequence allocates per-key sequence numbers for the message service.
-	Sequence(ctx context.Context, guard *flow.Controller) (sequence.Allocator, error)
+	// Sequence allocates per-key sequence numbers for the message service
+	// (m records in-process allocations; nil: none).
+	Sequence(ctx context.Context, m *telemetry.Sequence) (sequence.Allocator, error)
 	// SequenceBackend is the allocator the sequence service itself serves.
-	SequenceBackend(ctx context.Context) (sequence.Allocator, error)
+	SequenceBackend(ctx context.Context, m *telemetry.Sequence) (sequence.Allocator, error)
 	// Keys are the JWT keys.
 	Keys() (*auth.Keys, error)
 	Close() error
@@ -100,13 +101,6 @@ func (o *once[T]) get(fn func() (T, error)) (T, error) {
 	return v, nil
 }
 
-func closeIf(v any) error {
-	if c, ok := v.(io.Closer); ok {
-		return c.Close()
-	}
-	return nil
-}
-
 // Embedded are the adapters of `imkube dev`: the SQLite store in a data
 // folder (a restart keeps users, messages and cursors), in-memory sessions,
 // the in-process bus and the embedded sequence allocator on the same SQLite.
@@ -147,21 +141,21 @@ func (e *Embedded) Bus(context.Context, string) (Bus, error) {
 	})
 }
 
-func (e *Embedded) Sequence(ctx context.Context, _ *flow.Controller) (sequence.Allocator, error) {
-	return e.SequenceBackend(ctx)
+func (e *Embedded) Sequence(ctx context.Context, m *telemetry.Sequence) (sequence.Allocator, error) {
+	return e.SequenceBackend(ctx, m)
 }
 
-func (e *Embedded) SequenceBackend(ctx context.Context) (sequence.Allocator, error) {
+func (e *Embedded) SequenceBackend(ctx context.Context, m *telemetry.Sequence) (sequence.Allocator, error) {
 	return e.seq.get(func() (sequence.Allocator, error) {
 		db, err := e.Store(ctx)
 		if err != nil {
 			return nil, err
 		}
-		a, err := sequence.NewEmbedded(ctx, db.SQL(), db.Dialect())
+		a, err := sequence.NewEmbedded(ctx, sequence.Config{}, sequence.Deps{DB: db.SQL(), Dialect: db.Dialect(), Metrics: m})
 		if err != nil {
 			return nil, fmt.Errorf("sequence allocator: %w", err)
 		}
-		e.push(func() error { return closeIf(a) })
+		e.push(a.Close)
 		return a, nil
 	})
 }
@@ -296,15 +290,18 @@ func (d *Distributed) Bus(_ context.Context, instance string) (Bus, error) {
 	})
 }
 
-func (d *Distributed) Sequence(_ context.Context, _ *flow.Controller) (sequence.Allocator, error) {
+func (d *Distributed) Sequence(context.Context, *telemetry.Sequence) (sequence.Allocator, error) {
 	return d.seq.get(func() (sequence.Allocator, error) {
-		c := sequence.NewClient(d.cfg.Message.SequenceURL, sequence.WithBreakerResource(flow.ResSequence))
-		d.push(func() error { return closeIf(c) })
+		c, err := sequence.NewClient(sequence.ClientConfig{URL: d.cfg.Message.SequenceURL, BreakerResource: flow.ResSequence}, sequence.ClientDeps{})
+		if err != nil {
+			return nil, err
+		}
+		d.push(c.Close)
 		return c, nil
 	})
 }
 
-func (d *Distributed) SequenceBackend(ctx context.Context) (sequence.Allocator, error) {
+func (d *Distributed) SequenceBackend(ctx context.Context, m *telemetry.Sequence) (sequence.Allocator, error) {
 	return d.back.get(func() (sequence.Allocator, error) {
 		db, err := d.SQL(ctx)
 		if err != nil {
@@ -315,12 +312,12 @@ func (d *Distributed) SequenceBackend(ctx context.Context) (sequence.Allocator, 
 			return nil, err
 		}
 		s := d.cfg.Sequence
-		a, err := sequence.NewRedis(ctx, rdb, db, sequence.DialectMySQL,
-			sequence.WithSections(s.Sections), sequence.WithStep(s.Step), sequence.WithKeyPrefix(s.RedisPrefix), sequence.WithLogger(d.log))
+		a, err := sequence.NewRedis(ctx, sequence.Config{Sections: s.Sections, Step: s.Step, KeyPrefix: s.RedisPrefix},
+			sequence.Deps{DB: db, Dialect: sequence.DialectMySQL, Redis: rdb, Log: d.log, Metrics: m})
 		if err != nil {
 			return nil, err
 		}
-		d.push(func() error { return closeIf(a) })
+		d.push(a.Close)
 		return a, nil
 	})
 }

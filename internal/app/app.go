@@ -71,6 +71,7 @@ type Process struct {
 	embedded bool
 	// Set by builders for later ones and for Server.
 	instruments []any // the telemetry instrument sets the roles built
+	seqMetrics  *telemetry.Sequence
 	backend     messageapi.Backend
 	gateway     *gateway.Node
 	gatewayCfg  gateway.Config

@@ -50,15 +50,21 @@ var builders = []struct {
 }
 
 func buildSequence(ctx context.Context, p *Process) (*Component, error) {
+	m, err := telemetry.NewSequence(p.Tel.MeterProvider())
+	if err != nil {
+		return nil, err
+	}
+	p.instruments = append(p.instruments, m)
+	p.seqMetrics = m
 	if p.embedded {
 		return &Component{Name: "sequence"}, nil // the message service allocates in-process
 	}
-	a, err := p.Adapters.SequenceBackend(ctx)
+	a, err := p.Adapters.SequenceBackend(ctx, m)
 	if err != nil {
 		return nil, err
 	}
 	c := &Component{Name: "sequence", Mount: func(mux *http.ServeMux) error {
-		mux.Handle("POST /v1/seq", sequence.NewHandler(a, p.Log))
+		mux.Handle("POST /v1/seq", sequence.NewHandler(a, p.Log, m))
 		return nil
 	}}
 	if r, ok := a.(sequence.Readier); ok {
@@ -97,7 +103,7 @@ func buildMessage(ctx context.Context, p *Process) (*Component, error) {
 	if err != nil {
 		return nil, err
 	}
-	seq, err := p.Adapters.Sequence(ctx, p.Flow)
+	seq, err := p.Adapters.Sequence(ctx, p.seqMetrics)
 	if err != nil {
 		return nil, err
 	}

@@ -97,8 +97,11 @@ func TestSequenceRoleServesExportsMetricsAndShutsDown(t *testing.T) {
 	if got := s.Components(); !slices.Equal(got, []string{"sequence"}) {
 		t.Fatalf("components %v, want [sequence]", got)
 	}
-	cl := sequence.NewClient(s.URL)
-	defer closeIf(cl)
+	cl, err := sequence.NewClient(sequence.ClientConfig{URL: s.URL}, sequence.ClientDeps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
 	for i := range 3 {
 		got, err := cl.Allocate(context.Background(), []sequence.Request{{Key: "c:run", Count: 2}})
 		if err != nil {
@@ -118,12 +121,6 @@ func TestSequenceRoleServesExportsMetricsAndShutsDown(t *testing.T) {
 		}
 	}
 	closeWithin(t, s)
-}
-
-func closeIf(v any) {
-	if c, ok := v.(io.Closer); ok {
-		c.Close()
-	}
 }
 
 // The user role mounts the REST API behind flow control: a flow rule on the

@@ -87,7 +87,17 @@ func (m *Message) Accepted(diffusion string) {
 type Sequence struct {
 	allocations metric.Int64Counter
 	boundRaises metric.Int64Counter
+	recoveries  metric.Int64Counter
+	requests    metric.Int64Counter
+	outcomes    *labels
 }
+
+// Request outcome label values for Sequence.Requested.
+const (
+	OutcomeOK         = "ok"          // values handed out
+	OutcomeBadRequest = "bad_request" // the caller's fault (400)
+	OutcomeFailed     = "failed"      // unavailable or internal (503, 500)
+)
 
 // NewSequence creates the sequence service instruments on mp (nil: no-op).
 func NewSequence(mp metric.MeterProvider) (*Sequence, error) {
@@ -95,6 +105,9 @@ func NewSequence(mp metric.MeterProvider) (*Sequence, error) {
 	s := &Sequence{
 		allocations: b.counter("imkube_sequence_allocations", "Sequence numbers allocated."),
 		boundRaises: b.counter("imkube_sequence_bound_raises", "Persisted section bounds raised (a durable write each)."),
+		recoveries:  b.counter("imkube_sequence_recoveries", "Sections recovered after their current values were lost."),
+		requests:    b.counter("imkube_sequence_requests", "Sequence API calls (POST /v1/seq), by outcome (ok, bad_request, failed)."),
+		outcomes:    newLabels("outcome"),
 	}
 	if err := b.err(); err != nil {
 		return nil, err
@@ -116,6 +129,23 @@ func (s *Sequence) BoundRaised() {
 		return
 	}
 	s.boundRaises.Add(context.Background(), 1)
+}
+
+// Recovered counts n sections recovered after a loss of their values.
+func (s *Sequence) Recovered(n int) {
+	if s == nil {
+		return
+	}
+	s.recoveries.Add(context.Background(), int64(max(n, 0)))
+}
+
+// Requested counts one sequence API call with outcome (OutcomeOK,
+// OutcomeBadRequest or OutcomeFailed).
+func (s *Sequence) Requested(outcome string) {
+	if s == nil {
+		return
+	}
+	s.requests.Add(context.Background(), 1, s.outcomes.opt(outcome))
 }
 
 // Flow holds the flow-control (Sentinel) instruments. A nil *Flow records nothing.

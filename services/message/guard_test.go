@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"sync/atomic"
 	"testing"
@@ -30,11 +29,11 @@ func TestOpenStoreBreakerLeavesTheMessageInTheBus(t *testing.T) {
 	for _, id := range []string{"1", "2"} {
 		db.CreateUser(ctx, store.User{ID: id, Username: "u" + id, DisplayName: "u", PasswordHash: "x", CreatedAt: 1})
 	}
-	seq, err := sequence.NewEmbedded(ctx, db.SQL(), db.Dialect())
+	seq, err := sequence.NewEmbedded(ctx, sequence.Config{}, sequence.Deps{DB: db.SQL(), Dialect: db.Dialect()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer seq.(io.Closer).Close()
+	defer seq.Close()
 	b := bus.NewInProc(bus.InProcOptions{})
 	defer b.Close()
 	var open atomic.Bool

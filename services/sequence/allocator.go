@@ -13,6 +13,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/imkube/imkube/internal/telemetry"
 )
 
 // MaxKeyLen is the longest key, in bytes.
@@ -25,69 +29,76 @@ const (
 	DefaultTable    = "seq_sections"
 )
 
-// Option configures NewEmbedded and NewRedis.
-type Option func(*options)
-
-type options struct {
-	sections   int
-	step       int64
-	table      string
-	log        *slog.Logger
-	prefix     string
-	sqlTimeout time.Duration
+// Config tunes a Sequencer. A zero field takes its default.
+type Config struct {
+	// Sections is the number of sections keys hash into (default 1024, at
+	// most 1<<20). It cannot change once the bounds table exists.
+	Sections int
+	// Step is how far one SQL write raises a section's bound (default 10,000).
+	Step int64
+	// Table is the bounds table (default seq_sections).
+	Table string
+	// KeyPrefix prefixes the Redis keys (default "imkube:seq:"; NewRedis only).
+	KeyPrefix string
+	// SQLTimeout bounds every background SQL operation (default 5s).
+	SQLTimeout time.Duration
 }
 
-// WithSections sets the number of sections (default 1024). It cannot change
-// once the bounds table exists.
-func WithSections(n int) Option { return func(o *options) { o.sections = n } }
+// DefaultKeyPrefix is the default Config.KeyPrefix.
+const DefaultKeyPrefix = "imkube:seq:"
 
-// WithStep sets how far one SQL write raises a section's bound (default 10,000).
-func WithStep(n int64) Option { return func(o *options) { o.step = n } }
+// Deps are what a Sequencer works with.
+type Deps struct {
+	// DB holds the section bounds (required); Dialect is DialectSQLite or
+	// DialectMySQL.
+	DB      *sql.DB
+	Dialect string
+	// Redis holds the current values (NewRedis only, required there):
+	// a standalone, sentinel or cluster client.
+	Redis redis.UniversalClient
+	// Log receives warnings (nil: discard).
+	Log *slog.Logger
+	// Metrics records allocations, bound raises and recoveries (nil: nothing).
+	Metrics *telemetry.Sequence
+}
 
-// WithTable sets the bounds table (default seq_sections).
-func WithTable(name string) Option { return func(o *options) { o.table = name } }
-
-// WithLogger sets the logger (default: discard).
-func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
-
-// WithKeyPrefix sets the prefix of the Redis keys (default "imkube:seq:").
-func WithKeyPrefix(p string) Option { return func(o *options) { o.prefix = p } }
-
-// WithSQLTimeout bounds every background SQL operation (default 5s).
-func WithSQLTimeout(d time.Duration) Option { return func(o *options) { o.sqlTimeout = d } }
-
-func buildOptions(opts []Option) (options, error) {
-	o := options{
-		sections:   DefaultSections,
-		step:       DefaultStep,
-		table:      DefaultTable,
-		prefix:     "imkube:seq:",
-		sqlTimeout: 5 * time.Second,
+// withDefaults fills zero fields and checks the rest; errors name the field.
+func (c Config) withDefaults() (Config, error) {
+	if c.Sections == 0 {
+		c.Sections = DefaultSections
 	}
-	for _, f := range opts {
-		f(&o)
+	if c.Step == 0 {
+		c.Step = DefaultStep
 	}
-	if o.log == nil {
-		o.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if c.Table == "" {
+		c.Table = DefaultTable
+	}
+	if c.KeyPrefix == "" {
+		c.KeyPrefix = DefaultKeyPrefix
+	}
+	if c.SQLTimeout == 0 {
+		c.SQLTimeout = 5 * time.Second
 	}
 	switch {
-	case o.sections < 1 || o.sections > 1<<20:
-		return o, fmt.Errorf("sequence: sections = %d: want 1..%d", o.sections, 1<<20)
-	case o.step < 1:
-		return o, fmt.Errorf("sequence: step = %d: want >= 1", o.step)
-	case o.sqlTimeout <= 0:
-		return o, fmt.Errorf("sequence: sql timeout = %v: want > 0", o.sqlTimeout)
+	case c.Sections < 1 || c.Sections > 1<<20:
+		return c, fmt.Errorf("sequence: sections = %d: want 1..%d", c.Sections, 1<<20)
+	case c.Step < 1:
+		return c, fmt.Errorf("sequence: step = %d: want >= 1", c.Step)
+	case c.SQLTimeout < 0:
+		return c, fmt.Errorf("sequence: sql timeout = %v: want > 0", c.SQLTimeout)
 	}
-	return o, nil
+	return c, nil
 }
 
 // Sequencer is the allocator behind NewEmbedded and NewRedis. It is safe for
 // concurrent use; Close stops its background goroutine.
 type Sequencer struct {
-	opt    options
-	values valueStore
-	bounds *boundStore
-	mem    *memStore // embedded mode: snapshot on Close
+	cfg     Config
+	log     *slog.Logger
+	metrics *telemetry.Sequence
+	values  valueStore
+	bounds  *boundStore
+	mem     *memStore // embedded mode: snapshot on Close
 
 	// cached[s] is a committed bound of section s: it may lag behind the
 	// table (another replica raised it), never lead it.
@@ -110,25 +121,26 @@ type Sequencer struct {
 
 var (
 	_ Allocator = (*Sequencer)(nil)
+	_ Readier   = (*Sequencer)(nil)
 	_ io.Closer = (*Sequencer)(nil)
 )
 
 // NewEmbedded returns an allocator for `imkube dev`: current values in
-// memory, section bounds in db (dialect "sqlite" or "mysql"). A start after a
-// crash resumes every used section above its bound (a gap); a start after a
-// clean Close continues exactly where it stopped. The returned Allocator is
-// a *Sequencer: call Close (it implements io.Closer) on shutdown.
-func NewEmbedded(ctx context.Context, db *sql.DB, dialect string, opts ...Option) (Allocator, error) {
-	o, err := buildOptions(opts)
+// memory, section bounds in deps.DB (dialect "sqlite" or "mysql"); deps.Redis
+// is not used. A start after a crash resumes every used section above its
+// bound (a gap); a start after a clean Close continues exactly where it
+// stopped. Call Close on shutdown.
+func NewEmbedded(ctx context.Context, cfg Config, deps Deps) (*Sequencer, error) {
+	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	b, err := newBoundStore(ctx, db, dialect, o.table, o.sections)
+	b, err := newBoundStore(ctx, deps.DB, deps.Dialect, cfg.Table, cfg.Sections)
 	if err != nil {
 		return nil, err
 	}
-	mem := newMemStore(o.sections)
-	q := newSequencer(o, mem, b)
+	mem := newMemStore(cfg.Sections)
+	q := newSequencer(cfg, deps, mem, b)
 	q.mem = mem
 	snap, ok, err := b.takeSnapshot(ctx)
 	if err != nil {
@@ -136,15 +148,15 @@ func NewEmbedded(ctx context.Context, db *sql.DB, dialect string, opts ...Option
 	}
 	if ok {
 		mem.restore(snap, q.section)
-		o.log.Info("sequence values restored from the clean-shutdown snapshot", "keys", len(snap.vals), "sections", len(snap.floors))
+		q.log.Info("sequence values restored from the clean-shutdown snapshot", "keys", len(snap.vals), "sections", len(snap.floors))
 	}
 	if err := q.warm(ctx); err != nil {
 		return nil, err
 	}
 	// Nothing else shares this memory: recover every section now, in one
 	// pass, instead of one by one on first use.
-	all := make([]int, 0, o.sections)
-	for s := range o.sections {
+	all := make([]int, 0, cfg.Sections)
+	for s := range cfg.Sections {
 		if !mem.sections[s].marked {
 			all = append(all, s)
 		}
@@ -156,12 +168,18 @@ func NewEmbedded(ctx context.Context, db *sql.DB, dialect string, opts ...Option
 	return q, nil
 }
 
-func newSequencer(o options, v valueStore, b *boundStore) *Sequencer {
+func newSequencer(cfg Config, deps Deps, v valueStore, b *boundStore) *Sequencer {
+	log := deps.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	return &Sequencer{
-		opt:      o,
+		cfg:      cfg,
+		log:      log,
+		metrics:  deps.Metrics,
 		values:   v,
 		bounds:   b,
-		cached:   make([]atomic.Int64, o.sections),
+		cached:   make([]atomic.Int64, cfg.Sections),
 		raiseSem: make(chan struct{}, 1),
 		want:     map[int]int64{},
 		wantC:    make(chan struct{}, 1),
@@ -208,17 +226,18 @@ func (q *Sequencer) Close() error {
 	if q.mem == nil || q.noSnapshot {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*q.opt.sqlTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*q.cfg.SQLTimeout)
 	defer cancel()
 	snap := q.mem.snapshot()
 	if err := q.bounds.saveSnapshot(ctx, snap, q.section); err != nil {
 		return fmt.Errorf("sequence: %w (the next start resumes above the bounds)", err)
 	}
-	q.opt.log.Info("sequence values saved for the next start", "keys", len(snap.vals))
+	q.log.Info("sequence values saved for the next start", "keys", len(snap.vals))
 	return nil
 }
 
-// Stats are counters of this process, for tests and metrics.
+// Stats are counters of this process, for tests (the same events are
+// recorded on Deps.Metrics).
 type Stats struct {
 	SQLWrites  int64 // bound rows written (inserted or raised)
 	Recoveries int64 // sections recovered after a loss of values
@@ -322,6 +341,7 @@ func (q *Sequencer) Allocate(ctx context.Context, reqs []Request) ([]Range, erro
 			}
 		}
 		if len(next) == 0 {
+			q.metrics.Allocated(int(total(reqs)))
 			return out, nil
 		}
 		if attempt == maxAttempts {
@@ -341,6 +361,15 @@ func (q *Sequencer) Allocate(ctx context.Context, reqs []Request) ([]Range, erro
 	}
 }
 
+// total is the number of values reqs ask for.
+func total(reqs []Request) int64 {
+	var n int64
+	for _, r := range reqs {
+		n += r.Count
+	}
+	return n
+}
+
 func contains(xs []int, x int) bool {
 	for _, v := range xs {
 		if v == x {
@@ -354,7 +383,7 @@ func contains(xs []int, x int) bool {
 // when over 80 % of its last step is used.
 func (q *Sequencer) noteUsed(s int, last int64) {
 	b := q.cached[s].Load()
-	if last <= b-q.opt.step/5 {
+	if last <= b-q.cfg.Step/5 {
 		return
 	}
 	q.wantMu.Lock()
@@ -374,11 +403,11 @@ func (q *Sequencer) raiseAhead(ctx context.Context) {
 			return
 		case <-q.wantC:
 		}
-		rctx, cancel := context.WithTimeout(ctx, q.opt.sqlTimeout)
+		rctx, cancel := context.WithTimeout(ctx, q.cfg.SQLTimeout)
 		err := q.ensureBounds(rctx, nil)
 		cancel()
 		if err != nil && ctx.Err() == nil {
-			q.opt.log.Warn("sequence: raising bounds ahead of need failed; will retry", "err", err)
+			q.log.Warn("sequence: raising bounds ahead of need failed; will retry", "err", err)
 			// Back off: allocations keep asking while SQL is down.
 			select {
 			case <-ctx.Done():
@@ -428,8 +457,8 @@ func (q *Sequencer) ensureBounds(ctx context.Context, need map[int]int64) error 
 		rs := make([]raise, 0, len(target))
 		for s, n := range target {
 			old := q.cached[s].Load()
-			k := (n - old + q.opt.step - 1) / q.opt.step
-			rs = append(rs, raise{section: s, old: old, new: old + max(k, 1)*q.opt.step})
+			k := (n - old + q.cfg.Step - 1) / q.cfg.Step
+			rs = append(rs, raise{section: s, old: old, new: old + max(k, 1)*q.cfg.Step})
 		}
 		done, err := q.bounds.raise(ctx, rs)
 		if err != nil {
@@ -439,6 +468,7 @@ func (q *Sequencer) ensureBounds(ctx context.Context, need map[int]int64) error 
 		for i, r := range rs {
 			if done[i] {
 				q.sqlWrites.Add(1)
+				q.metrics.BoundRaised()
 				storeMax(&q.cached[r.section], r.new)
 				delete(target, r.section)
 			} else {
@@ -528,8 +558,9 @@ func (q *Sequencer) recover(ctx context.Context, sections []int, attempt int) er
 		}
 	}
 	q.recoveries.Add(int64(n))
+	q.metrics.Recovered(n)
 	if used > 0 {
-		q.opt.log.Warn("sequence: values of sections were lost; their keys resume above the persisted bounds",
+		q.log.Warn("sequence: values of sections were lost; their keys resume above the persisted bounds",
 			"sections", used, "fresh", n-used)
 	}
 	return nil

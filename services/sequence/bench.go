@@ -86,16 +86,16 @@ func BenchMain(ctx context.Context, args []string, stdout io.Writer, log *slog.L
 	// loopback, in this process.
 	srvRDB := redis.NewClient(&redis.Options{Addr: addr, PoolSize: *clients + 8})
 	defer srvRDB.Close()
-	a, err := NewRedis(ctx, srvRDB, db, DialectMySQL, WithKeyPrefix(prefix), WithTable(table), WithLogger(log))
+	a, err := NewRedis(ctx, Config{KeyPrefix: prefix, Table: table}, Deps{DB: db, Dialect: DialectMySQL, Redis: srvRDB, Log: log})
 	if err != nil {
 		return err
 	}
-	defer a.(io.Closer).Close()
+	defer a.Close()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("bench seq: %w", err)
 	}
-	srv := &http.Server{Handler: NewHandler(a, log), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: NewHandler(a, log, nil), ReadHeaderTimeout: 10 * time.Second}
 	srvDone := make(chan struct{})
 	go func() {
 		defer close(srvDone)
@@ -106,9 +106,15 @@ func BenchMain(ctx context.Context, args []string, stdout io.Writer, log *slog.L
 		<-srvDone
 	}()
 	url := "http://" + ln.Addr().String()
-	coalescing := NewClient(url, WithBreakerResource("")).(*Client)
+	coalescing, err := NewClient(ClientConfig{URL: url}, ClientDeps{})
+	if err != nil {
+		return err
+	}
 	defer coalescing.Close()
-	direct := NewClient(url, WithBreakerResource(""), WithWindow(0), WithMaxBatch(1), WithMaxInflight(*clients)).(*Client)
+	direct, err := NewClient(ClientConfig{URL: url, Window: -1, MaxBatch: 1, MaxInflight: *clients}, ClientDeps{})
+	if err != nil {
+		return err
+	}
 	defer direct.Close()
 
 	incrKey := func(i int) string { return prefix + "incr:" + strconv.Itoa(i) }

@@ -2,12 +2,14 @@ package sequence
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -16,35 +18,34 @@ import (
 	"github.com/alibaba/sentinel-golang/core/base"
 )
 
-// DefaultBreakerResource is the Sentinel resource of the client's HTTP calls;
-// the operator's sentinel-rules.json has an error-ratio circuit breaker on it.
-const DefaultBreakerResource = "http.sequence"
+// ClientConfig tunes a Client. A zero field takes its default, except
+// BreakerResource.
+type ClientConfig struct {
+	// URL is the base URL of the sequence service (required), e.g.
+	// http://sequence:8080.
+	URL string
+	// Timeout bounds one HTTP request (default 2s).
+	Timeout time.Duration
+	// Window is how long the first call of a batch waits for others to join
+	// (default 200µs; negative: no wait). Calls also join while all senders
+	// are busy, so under load batches grow without any wait.
+	Window time.Duration
+	// MaxBatch caps the requests of one HTTP call (default and maximum
+	// MaxKeys).
+	MaxBatch int
+	// MaxInflight caps concurrent HTTP calls (default 4).
+	MaxInflight int
+	// BreakerResource is the Sentinel resource guarding the calls (e.g.
+	// flow.ResSequence); "" disables circuit breaking. The rules themselves
+	// are process-wide and loaded by whoever owns Sentinel in the process.
+	BreakerResource string
+}
 
-// ClientOption configures NewClient.
-type ClientOption func(*Client)
-
-// WithHTTPClient sets the HTTP client (default: a pooled client of its own).
-func WithHTTPClient(hc *http.Client) ClientOption { return func(c *Client) { c.hc = hc } }
-
-// WithTimeout bounds one HTTP request (default 2s).
-func WithTimeout(d time.Duration) ClientOption { return func(c *Client) { c.timeout = d } }
-
-// WithWindow sets how long the first call of a batch waits for others to join
-// (default 200µs). Calls also join while all senders are busy, so under load
-// batches grow without any wait.
-func WithWindow(d time.Duration) ClientOption { return func(c *Client) { c.window = d } }
-
-// WithMaxBatch caps the requests of one HTTP call (default and maximum
-// MaxKeys).
-func WithMaxBatch(n int) ClientOption { return func(c *Client) { c.maxBatch = n } }
-
-// WithMaxInflight caps concurrent HTTP calls (default 4).
-func WithMaxInflight(n int) ClientOption { return func(c *Client) { c.maxInflight = n } }
-
-// WithBreakerResource sets the Sentinel resource guarding the calls (default
-// "http.sequence"); "" disables circuit breaking. The rules themselves are
-// process-wide and loaded by whoever owns Sentinel in the process.
-func WithBreakerResource(name string) ClientOption { return func(c *Client) { c.resource = name } }
+// ClientDeps are what a Client works with.
+type ClientDeps struct {
+	// HTTP sends the requests (nil: a pooled client of its own).
+	HTTP *http.Client
+}
 
 // Client calls the sequence service over HTTP. Concurrent Allocate calls are
 // coalesced into one POST /v1/seq (group commit): the first call of a batch
@@ -73,31 +74,42 @@ type batch struct {
 	err  error
 }
 
-var _ Allocator = (*Client)(nil)
+var (
+	_ Allocator = (*Client)(nil)
+	_ io.Closer = (*Client)(nil)
+)
 
-// NewClient returns an Allocator that calls the sequence service at baseURL
-// (e.g. http://sequence:8080). The result is a *Client.
-func NewClient(baseURL string, opts ...ClientOption) Allocator {
-	c := &Client{
-		url:         strings.TrimRight(baseURL, "/") + "/v1/seq",
-		timeout:     2 * time.Second,
-		window:      200 * time.Microsecond,
-		maxBatch:    MaxKeys,
-		maxInflight: 4,
-		resource:    DefaultBreakerResource,
+// NewClient returns a client of the sequence service at cfg.URL. Call Close
+// on shutdown.
+func NewClient(cfg ClientConfig, deps ClientDeps) (*Client, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("sequence client: URL %q: want the service's base URL, e.g. http://sequence:8080", cfg.URL)
 	}
-	for _, o := range opts {
-		o(c)
+	switch {
+	case cfg.Timeout < 0:
+		return nil, fmt.Errorf("sequence client: timeout = %v: want > 0", cfg.Timeout)
+	case cfg.MaxBatch < 0:
+		return nil, fmt.Errorf("sequence client: max batch = %d: want 1..%d", cfg.MaxBatch, MaxKeys)
+	case cfg.MaxInflight < 0:
+		return nil, fmt.Errorf("sequence client: max inflight = %d: want >= 1", cfg.MaxInflight)
+	}
+	c := &Client{
+		url:         strings.TrimRight(cfg.URL, "/") + "/v1/seq",
+		hc:          deps.HTTP,
+		timeout:     cmp.Or(cfg.Timeout, 2*time.Second),
+		window:      max(cmp.Or(cfg.Window, 200*time.Microsecond), 0),
+		maxBatch:    min(cmp.Or(cfg.MaxBatch, MaxKeys), MaxKeys),
+		maxInflight: cmp.Or(cfg.MaxInflight, 4),
+		resource:    cfg.BreakerResource,
 	}
 	if c.hc == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConnsPerHost = max(c.maxInflight, 1) * 2
+		tr.MaxIdleConnsPerHost = c.maxInflight * 2
 		c.hc = &http.Client{Transport: tr}
 	}
-	c.maxBatch = min(max(c.maxBatch, 1), MaxKeys)
-	c.maxInflight = max(c.maxInflight, 1)
 	c.slots = make(chan struct{}, c.maxInflight)
-	return c
+	return c, nil
 }
 
 // Allocate implements Allocator. Errors wrap ErrBadRequest (invalid request,

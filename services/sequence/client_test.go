@@ -29,19 +29,22 @@ func countingServer(t *testing.T, h http.Handler) (*httptest.Server, *atomic.Int
 	return srv, &n
 }
 
-func newTestClient(t *testing.T, url string, opts ...ClientOption) *Client {
+func newTestClient(t *testing.T, cfg ClientConfig) *Client {
 	t.Helper()
-	c := NewClient(url, append([]ClientOption{WithBreakerResource("")}, opts...)...).(*Client)
+	c, err := NewClient(cfg, ClientDeps{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { c.Close() })
 	return c
 }
 
 func TestClientCoalescesConcurrentCalls(t *testing.T) {
-	q := newEmbedded(t, openSQLite(t), WithSections(8))
+	q := newEmbedded(t, openSQLite(t), Config{Sections: 8})
 	defer q.Close()
-	srv, posts := countingServer(t, NewHandler(q, nil))
+	srv, posts := countingServer(t, NewHandler(q, nil, nil))
 	// One sender and a long window: every call below joins one batch.
-	c := newTestClient(t, srv.URL, WithWindow(time.Hour), WithMaxInflight(1), WithMaxBatch(64))
+	c := newTestClient(t, ClientConfig{URL: srv.URL, Window: time.Hour, MaxInflight: 1, MaxBatch: 64})
 
 	const callers = 64
 	var wg sync.WaitGroup
@@ -75,10 +78,10 @@ func TestClientCoalescesConcurrentCalls(t *testing.T) {
 }
 
 func TestClientSingleCallIsNotDelayedByOthers(t *testing.T) {
-	q := newEmbedded(t, openSQLite(t), WithSections(8))
+	q := newEmbedded(t, openSQLite(t), Config{Sections: 8})
 	defer q.Close()
-	srv, posts := countingServer(t, NewHandler(q, nil))
-	c := newTestClient(t, srv.URL)
+	srv, posts := countingServer(t, NewHandler(q, nil, nil))
+	c := newTestClient(t, ClientConfig{URL: srv.URL})
 	for i := range 3 {
 		got, err := c.Allocate(context.Background(), []Request{{Key: "c:y", Count: 1}})
 		if err != nil {
@@ -103,11 +106,11 @@ func TestClientErrors(t *testing.T) {
 		wantErr    error
 		wantNoPOST bool
 	}{
-		{name: "invalid request is refused before sending", handler: NewHandler(&fakeAllocator{}, nil),
+		{name: "invalid request is refused before sending", handler: NewHandler(&fakeAllocator{}, nil, nil),
 			give: []Request{{Key: "", Count: 1}}, wantErr: ErrBadRequest, wantNoPOST: true},
-		{name: "service unavailable", handler: NewHandler(&fakeAllocator{err: ErrUnavailable}, nil),
+		{name: "service unavailable", handler: NewHandler(&fakeAllocator{err: ErrUnavailable}, nil, nil),
 			give: []Request{{Key: "a", Count: 1}}, wantErr: ErrUnavailable},
-		{name: "service internal error is retryable", handler: NewHandler(&fakeAllocator{err: errors.New("boom")}, nil),
+		{name: "service internal error is retryable", handler: NewHandler(&fakeAllocator{err: errors.New("boom")}, nil, nil),
 			give: []Request{{Key: "a", Count: 1}}, wantErr: ErrUnavailable},
 		{name: "service hangs past the timeout", handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body) // then the server notices the client leaving
@@ -123,7 +126,7 @@ func TestClientErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv, posts := countingServer(t, tt.handler)
-			c := newTestClient(t, srv.URL, WithTimeout(200*time.Millisecond))
+			c := newTestClient(t, ClientConfig{URL: srv.URL, Timeout: 200 * time.Millisecond})
 			_, err := c.Allocate(context.Background(), tt.give)
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tt.wantErr)
@@ -139,7 +142,7 @@ func TestClientUnreachableService(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
 	srv.Close() // nothing listens there any more
-	c := newTestClient(t, url)
+	c := newTestClient(t, ClientConfig{URL: url})
 	if _, err := c.Allocate(context.Background(), []Request{{Key: "a", Count: 1}}); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
 	}
@@ -161,8 +164,8 @@ func TestClientCircuitBreakerOpensOnErrors(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = circuitbreaker.ClearRulesOfResource(resource) })
 
-	srv, posts := countingServer(t, NewHandler(&fakeAllocator{err: ErrUnavailable}, nil))
-	c := newTestClient(t, srv.URL, WithBreakerResource(resource))
+	srv, posts := countingServer(t, NewHandler(&fakeAllocator{err: ErrUnavailable}, nil, nil))
+	c := newTestClient(t, ClientConfig{URL: srv.URL, BreakerResource: resource})
 	for range 10 {
 		_, err := c.Allocate(context.Background(), []Request{{Key: "a", Count: 1}})
 		if !errors.Is(err, ErrUnavailable) {

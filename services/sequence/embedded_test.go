@@ -24,13 +24,13 @@ func openSQLite(t *testing.T) *sql.DB {
 	return db
 }
 
-func newEmbedded(t *testing.T, db *sql.DB, opts ...Option) *Sequencer {
+func newEmbedded(t *testing.T, db *sql.DB, cfg Config) *Sequencer {
 	t.Helper()
-	a, err := NewEmbedded(context.Background(), db, DialectSQLite, opts...)
+	q, err := NewEmbedded(context.Background(), cfg, Deps{DB: db, Dialect: DialectSQLite})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return a.(*Sequencer)
+	return q
 }
 
 func alloc(t *testing.T, a Allocator, key string, count int64) Range {
@@ -43,7 +43,7 @@ func alloc(t *testing.T, a Allocator, key string, count int64) Range {
 }
 
 func TestEmbeddedNewKeysStartAtOneAndIncrease(t *testing.T) {
-	q := newEmbedded(t, openSQLite(t), WithStep(100), WithSections(8))
+	q := newEmbedded(t, openSQLite(t), Config{Step: 100, Sections: 8})
 	defer q.Close()
 
 	if got := alloc(t, q, "c:a", 1); got != (Range{Key: "c:a", First: 1, Last: 1}) {
@@ -70,7 +70,7 @@ func TestEmbeddedNewKeysStartAtOneAndIncrease(t *testing.T) {
 }
 
 func TestEmbeddedRejectsBadRequests(t *testing.T) {
-	q := newEmbedded(t, openSQLite(t), WithSections(4))
+	q := newEmbedded(t, openSQLite(t), Config{Sections: 4})
 	defer q.Close()
 	long := make([]byte, MaxKeyLen+1)
 	for i := range long {
@@ -99,7 +99,7 @@ func TestEmbeddedRejectsBadRequests(t *testing.T) {
 }
 
 func TestEmbeddedConcurrentValuesAreUniqueAndIncreasing(t *testing.T) {
-	q := newEmbedded(t, openSQLite(t), WithStep(50), WithSections(16))
+	q := newEmbedded(t, openSQLite(t), Config{Step: 50, Sections: 16})
 	defer q.Close()
 
 	const workers, rounds, keys = 16, 200, 40
@@ -157,7 +157,7 @@ func TestEmbeddedConcurrentValuesAreUniqueAndIncreasing(t *testing.T) {
 // A clean Close saves the values, so a clean restart continues without a gap.
 func TestEmbeddedRestart(t *testing.T) {
 	db := openSQLite(t)
-	q := newEmbedded(t, db, WithStep(100), WithSections(64))
+	q := newEmbedded(t, db, Config{Step: 100, Sections: 64})
 	usedSection := q.Section("c:used")
 	for range 3 {
 		alloc(t, q, "c:used", 10) // 1..30
@@ -173,7 +173,7 @@ func TestEmbeddedRestart(t *testing.T) {
 	q.Close()
 	bound := q.cached[usedSection].Load()
 
-	q = newEmbedded(t, db, WithStep(100), WithSections(64))
+	q = newEmbedded(t, db, Config{Step: 100, Sections: 64})
 	if got := alloc(t, q, "c:used", 1); got.First <= 30 || got.First <= bound {
 		t.Fatalf("after a crash c:used resumed at %d, want above its bound %d (and above 30)", got.First, bound)
 	}
@@ -185,7 +185,7 @@ func TestEmbeddedRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	q = newEmbedded(t, db, WithStep(100), WithSections(64))
+	q = newEmbedded(t, db, Config{Step: 100, Sections: 64})
 	defer q.Close()
 	if got := alloc(t, q, "c:used", 1); got.First != last+1 {
 		t.Fatalf("after a clean restart c:used continued at %d, want %d", got.First, last+1)
@@ -197,9 +197,9 @@ func TestEmbeddedRestart(t *testing.T) {
 
 func TestEmbeddedRefusesAnotherSectionCount(t *testing.T) {
 	db := openSQLite(t)
-	q := newEmbedded(t, db, WithSections(8))
+	q := newEmbedded(t, db, Config{Sections: 8})
 	q.Close()
-	_, err := NewEmbedded(context.Background(), db, DialectSQLite, WithSections(16))
+	_, err := NewEmbedded(context.Background(), Config{Sections: 16}, Deps{DB: db, Dialect: DialectSQLite})
 	if err == nil {
 		t.Fatal("NewEmbedded with another section count succeeded, want an error")
 	}

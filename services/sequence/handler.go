@@ -5,12 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
-	"sync/atomic"
+
+	"github.com/imkube/imkube/internal/telemetry"
 )
 
 // Error codes of the HTTP API.
@@ -29,53 +28,29 @@ type APIError struct {
 // maxBody fits MaxKeys requests with keys of MaxKeyLen bytes.
 const maxBody = MaxKeys * (MaxKeyLen + 64)
 
-// Readier is implemented by allocators that can tell whether they serve
-// (the *Sequencer does: not closed, Redis answers).
-type Readier interface {
-	Ready(ctx context.Context) error
-}
-
 // NewHandler serves the sequence API:
 //
 //	POST /v1/seq  [{"key":"c:1","count":2}] -> [{"key":"c:1","first":5,"last":6}]
 //
-// plus /healthz and /readyz. Errors are {"code","message"} with 400
-// (BAD_REQUEST: empty key, count <= 0 or over the maximum, too many keys,
-// malformed JSON), 503 (UNAVAILABLE: retry later) or 500 (INTERNAL).
-func NewHandler(a Allocator, log *slog.Logger) http.Handler {
+// Errors are {"code","message"} with 400 (BAD_REQUEST: empty key, count <= 0
+// or over the maximum, too many keys, malformed JSON), 503 (UNAVAILABLE:
+// retry later) or 500 (INTERNAL). Every call is counted on m by outcome (nil
+// m: nothing recorded). Health and /metrics are the process's, mounted next
+// to this handler (health from the allocator's Readier).
+func NewHandler(a Allocator, log *slog.Logger, m *telemetry.Sequence) http.Handler {
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = slog.New(slog.DiscardHandler)
 	}
-	h := &handler{a: a, log: log}
+	h := &handler{a: a, log: log, m: m}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/seq", h.allocate)
-	mux.HandleFunc("GET /metrics", h.metrics)
 	return mux
 }
 
 type handler struct {
 	a   Allocator
 	log *slog.Logger
-
-	calls  [3]atomic.Int64 // by outcome: ok, bad request, failed
-	values atomic.Int64
-}
-
-// metrics serves the counters in the Prometheus text format.
-func (h *handler) metrics(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-	var b strings.Builder
-	b.WriteString("# HELP imkube_seq_requests_total POST /v1/seq calls by outcome.\n# TYPE imkube_seq_requests_total counter\n")
-	for i, o := range []string{"ok", "bad_request", "failed"} {
-		fmt.Fprintf(&b, "imkube_seq_requests_total{outcome=%q} %d\n", o, h.calls[i].Load())
-	}
-	fmt.Fprintf(&b, "# HELP imkube_seq_values_total Sequence values handed out.\n# TYPE imkube_seq_values_total counter\nimkube_seq_values_total %d\n", h.values.Load())
-	if s, ok := h.a.(interface{ Stats() Stats }); ok {
-		st := s.Stats()
-		fmt.Fprintf(&b, "# HELP imkube_seq_sql_writes_total Section bound writes to SQL by this process.\n# TYPE imkube_seq_sql_writes_total counter\nimkube_seq_sql_writes_total %d\n", st.SQLWrites)
-		fmt.Fprintf(&b, "# HELP imkube_seq_recoveries_total Sections recovered after their values were lost.\n# TYPE imkube_seq_recoveries_total counter\nimkube_seq_recoveries_total %d\n", st.Recoveries)
-	}
-	_, _ = io.WriteString(w, b.String())
+	m   *telemetry.Sequence
 }
 
 func (h *handler) allocate(w http.ResponseWriter, r *http.Request) {
@@ -84,7 +59,7 @@ func (h *handler) allocate(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&reqs); err != nil {
-		h.calls[1].Add(1)
+		h.m.Requested(telemetry.OutcomeBadRequest)
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			writeError(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("request body is over %d bytes", maxBody))
@@ -94,7 +69,7 @@ func (h *handler) allocate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if dec.More() {
-		h.calls[1].Add(1)
+		h.m.Requested(telemetry.OutcomeBadRequest)
 		writeError(w, http.StatusBadRequest, CodeBadRequest, "malformed JSON: trailing data after the array")
 		return
 	}
@@ -102,25 +77,20 @@ func (h *handler) allocate(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		switch {
 		case errors.Is(err, ErrBadRequest):
-			h.calls[1].Add(1)
+			h.m.Requested(telemetry.OutcomeBadRequest)
 			writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
 		case errors.Is(err, ErrUnavailable), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-			h.calls[2].Add(1)
+			h.m.Requested(telemetry.OutcomeFailed)
 			h.log.Warn("sequence: allocation unavailable", "keys", len(reqs), "err", err)
 			writeError(w, http.StatusServiceUnavailable, CodeUnavailable, err.Error())
 		default:
-			h.calls[2].Add(1)
+			h.m.Requested(telemetry.OutcomeFailed)
 			h.log.Error("sequence: allocation failed", "keys", len(reqs), "err", err)
 			writeError(w, http.StatusInternalServerError, CodeInternal, "internal error")
 		}
 		return
 	}
-	h.calls[0].Add(1)
-	var n int64
-	for _, r := range got {
-		n += r.Last - r.First + 1
-	}
-	h.values.Add(n)
+	h.m.Requested(telemetry.OutcomeOK)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	buf := make([]byte, 0, 16+len(got)*48)

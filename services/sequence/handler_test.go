@@ -11,6 +11,9 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/imkube/imkube/internal/telemetry"
+	"github.com/imkube/imkube/internal/telemetry/telemetrytest"
 )
 
 // fakeAllocator answers with err, or counts up per key.
@@ -45,9 +48,9 @@ func post(t *testing.T, h http.Handler, body string) *httptest.ResponseRecorder 
 }
 
 func TestHandlerAllocates(t *testing.T) {
-	q := newEmbedded(t, openSQLite(t), WithSections(4))
+	q := newEmbedded(t, openSQLite(t), Config{Sections: 4})
 	defer q.Close()
-	h := NewHandler(q, nil)
+	h := NewHandler(q, nil, nil)
 	post(t, h, `[{"key":"c:1","count":4}]`)
 	rec := post(t, h, `[{"key":"c:1","count":2},{"key":"i:u\"1","count":1}]`)
 	if rec.Code != http.StatusOK {
@@ -91,7 +94,7 @@ func TestHandlerErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rec := post(t, NewHandler(&fakeAllocator{err: tt.giveErr}, nil), tt.give)
+			rec := post(t, NewHandler(&fakeAllocator{err: tt.giveErr}, nil, nil), tt.give)
 			if rec.Code != tt.wantStatus {
 				t.Fatalf("status = %d, want %d (%s)", rec.Code, tt.wantStatus, rec.Body)
 			}
@@ -109,40 +112,91 @@ func TestHandlerErrors(t *testing.T) {
 	}
 }
 
-func TestHandlerHealth(t *testing.T) {
-	q := newEmbedded(t, openSQLite(t), WithSections(4))
-	h := NewHandler(q, nil)
-	for _, path := range []string{"/healthz", "/readyz"} {
+// The handler serves only the API: health and /metrics belong to the
+// process, which mounts them next to it.
+func TestHandlerServesOnlyTheSequenceAPI(t *testing.T) {
+	h := NewHandler(&fakeAllocator{}, nil, nil)
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
-		if rec.Code != http.StatusOK {
-			t.Fatalf("%s = %d, want 200", path, rec.Code)
+		if rec.Code != http.StatusNotFound {
+			t.Fatalf("GET %s = %d, want 404", path, rec.Code)
 		}
 	}
+}
+
+// Ready is the readiness probe the process mounts: ready while serving, not
+// after Close.
+func TestSequencerReadyUntilClosed(t *testing.T) {
+	q := newEmbedded(t, openSQLite(t), Config{Sections: 4})
+	var r Readier = q
+	if err := r.Ready(t.Context()); err != nil {
+		t.Fatalf("Ready = %v, want nil", err)
+	}
 	q.Close()
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
-	if rec.Code != http.StatusServiceUnavailable {
-		t.Fatalf("/readyz after Close = %d, want 503", rec.Code)
+	if err := r.Ready(t.Context()); err == nil {
+		t.Fatal("Ready after Close = nil, want an error")
+	}
+}
+
+// metrics returns instruments on a real telemetry pipeline and a function
+// that scrapes its /metrics into series "name{labels}" -> value.
+func metrics(t *testing.T) (*telemetry.Sequence, func() map[string]float64) {
+	t.Helper()
+	tel, err := telemetry.New(t.Context(), telemetry.Config{ServiceName: "imkube-sequence-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	m, err := telemetry.NewSequence(tel.MeterProvider())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, func() map[string]float64 {
+		fams, err := telemetrytest.Scrape(tel.Handler())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]float64{}
+		for name, f := range fams {
+			for _, s := range f.GetMetric() {
+				var ls []string
+				for _, l := range s.GetLabel() {
+					if !strings.HasPrefix(l.GetName(), "otel_") {
+						ls = append(ls, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+					}
+				}
+				key := name
+				if len(ls) > 0 {
+					key += "{" + strings.Join(ls, ",") + "}"
+				}
+				got[key] = s.GetCounter().GetValue()
+			}
+		}
+		return got
 	}
 }
 
 func TestHandlerMetrics(t *testing.T) {
-	q := newEmbedded(t, openSQLite(t), WithSections(4))
+	m, scrape := metrics(t)
+	db := openSQLite(t)
+	q, err := NewEmbedded(t.Context(), Config{Sections: 4}, Deps{DB: db, Dialect: DialectSQLite, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer q.Close()
-	h := NewHandler(q, nil)
+	h := NewHandler(q, nil, m)
 	post(t, h, `[{"key":"a","count":3},{"key":"b","count":2}]`)
 	post(t, h, `[{"key":"","count":3}]`)
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	for _, want := range []string{
-		`imkube_seq_requests_total{outcome="ok"} 1`,
-		`imkube_seq_requests_total{outcome="bad_request"} 1`,
-		"imkube_seq_values_total 5",
-		"imkube_seq_sql_writes_total 2",
+	got := scrape()
+	for series, want := range map[string]float64{
+		`imkube_sequence_requests_total{outcome="ok"}`:          1,
+		`imkube_sequence_requests_total{outcome="bad_request"}`: 1,
+		"imkube_sequence_allocations_total":                     5,
+		"imkube_sequence_bound_raises_total":                    2,
 	} {
-		if !strings.Contains(rec.Body.String(), want) {
-			t.Fatalf("/metrics lacks %q:\n%s", want, rec.Body)
+		if got[series] != want {
+			t.Errorf("%s = %v, want %v (scraped %v)", series, got[series], want, got)
 		}
 	}
 }

@@ -34,16 +34,15 @@ type replica struct {
 	writes *writeCounter
 }
 
-func newReplica(t *testing.T, rdb *redis.Client, cfg *mysql.Config, sqlAddr, prefix string, opts ...Option) replica {
+func newReplica(t *testing.T, rdb *redis.Client, cfg *mysql.Config, sqlAddr, prefix string, c Config) replica {
 	t.Helper()
 	w := &writeCounter{}
 	db := openCounted(t, cfg, sqlAddr, w)
-	opts = append([]Option{WithKeyPrefix(prefix), WithLogger(testLogger(t))}, opts...)
-	a, err := NewRedis(context.Background(), rdb, db, DialectMySQL, opts...)
+	c.KeyPrefix = prefix
+	q, err := NewRedis(context.Background(), c, Deps{DB: db, Dialect: DialectMySQL, Redis: rdb, Log: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := a.(*Sequencer)
 	t.Cleanup(func() { q.Close() })
 	return replica{q: q, writes: w}
 }
@@ -72,7 +71,7 @@ func TestRedisReplicasNeverRepeatAcrossRedisLoss(t *testing.T) {
 	)
 	reps := make([]replica, replicas)
 	for i := range reps {
-		reps[i] = newReplica(t, priv.client(), cfg, "", prefix, WithStep(step), WithSections(sections))
+		reps[i] = newReplica(t, priv.client(), cfg, "", prefix, Config{Step: step, Sections: sections})
 	}
 	// Keys only in the lower half of the sections: the upper half stays
 	// unused, to check that its keys start at 1 after the loss.
@@ -238,7 +237,7 @@ func TestRedisSQLOutage(t *testing.T) {
 	rdb := priv.client()
 	proxy := newTCPProxy(t, cfg.Addr)
 	const step = 100
-	rep := newReplica(t, priv.client(), cfg, proxy.addr(), "imkube:seq:", WithStep(step), WithSections(16), WithSQLTimeout(time.Second))
+	rep := newReplica(t, priv.client(), cfg, proxy.addr(), "imkube:seq:", Config{Step: step, Sections: 16, SQLTimeout: time.Second})
 	q := rep.q
 	ctx := context.Background()
 
@@ -348,7 +347,7 @@ func TestRedisRestartMidRun(t *testing.T) {
 	)
 	reps := make([]replica, replicas)
 	for i := range reps {
-		reps[i] = newReplica(t, priv.client(), cfg, "", "imkube:seq:", WithStep(50), WithSections(64))
+		reps[i] = newReplica(t, priv.client(), cfg, "", "imkube:seq:", Config{Step: 50, Sections: 64})
 	}
 	var (
 		mu              sync.Mutex

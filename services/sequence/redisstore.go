@@ -2,7 +2,6 @@ package sequence
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"strconv"
@@ -133,26 +132,26 @@ type redisStore struct {
 var _ valueStore = (*redisStore)(nil)
 
 // NewRedis returns an allocator for the distributed mode: current values in
-// Redis (rdb: standalone, sentinel or cluster client), section bounds in db
-// (dialect "mysql", or "sqlite" for tests). Every replica shares both. The
-// returned Allocator is a *Sequencer: call Close on shutdown.
-func NewRedis(ctx context.Context, rdb redis.UniversalClient, db *sql.DB, dialect string, opts ...Option) (Allocator, error) {
-	o, err := buildOptions(opts)
+// deps.Redis (standalone, sentinel or cluster client), section bounds in
+// deps.DB (dialect "mysql", or "sqlite" for tests). Every replica shares
+// both. Call Close on shutdown.
+func NewRedis(ctx context.Context, cfg Config, deps Deps) (*Sequencer, error) {
+	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	if rdb == nil {
+	if deps.Redis == nil {
 		return nil, errors.New("sequence: redis client is nil")
 	}
-	if strings.ContainsAny(o.prefix, "{}") {
-		return nil, fmt.Errorf("sequence: key prefix %q: braces are reserved for the hash tag", o.prefix)
+	if strings.ContainsAny(cfg.KeyPrefix, "{}") {
+		return nil, fmt.Errorf("sequence: key prefix %q: braces are reserved for the hash tag", cfg.KeyPrefix)
 	}
-	b, err := newBoundStore(ctx, db, dialect, o.table, o.sections)
+	b, err := newBoundStore(ctx, deps.DB, deps.Dialect, cfg.Table, cfg.Sections)
 	if err != nil {
 		return nil, err
 	}
-	_, cluster := rdb.(*redis.ClusterClient)
-	q := newSequencer(o, &redisStore{rdb: rdb, prefix: o.prefix, cluster: cluster}, b)
+	_, cluster := deps.Redis.(*redis.ClusterClient)
+	q := newSequencer(cfg, deps, &redisStore{rdb: deps.Redis, prefix: cfg.KeyPrefix, cluster: cluster}, b)
 	if err := q.warm(ctx); err != nil {
 		return nil, err
 	}

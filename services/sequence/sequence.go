@@ -95,6 +95,13 @@ type Allocator interface {
 	Allocate(ctx context.Context, reqs []Request) ([]Range, error)
 }
 
+// Readier is implemented by allocators that can tell whether they serve
+// (the *Sequencer does: not closed, Redis answers). The process mounts it
+// as its readiness probe.
+type Readier interface {
+	Ready(ctx context.Context) error
+}
+
 // Errors. Test with errors.Is.
 var (
 	// ErrBadRequest: the request is invalid (empty key, count <= 0 or over
