@@ -19,7 +19,7 @@ RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH GOFLAGS=-buildvcs=false \
-    go build -trimpath -ldflags "-s -w -X github.com/imkube/imkube/internal/version.Version=${VERSION}" \
+    go build -trimpath -ldflags "-s -w -X github.com/imkube/imkube/internal/buildinfo.Version=${VERSION}" \
     -o /out/imkube ./cmd/imkube
 
 # distroless static: CA certificates, tzdata, /etc/passwd with nonroot (65532), /tmp; no shell.

@@ -6,7 +6,7 @@ SHELL := /usr/bin/env bash
 
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -s -w -X github.com/imkube/imkube/internal/version.Version=$(VERSION)
+LDFLAGS   := -s -w -X github.com/imkube/imkube/internal/buildinfo.Version=$(VERSION)
 # Everything downloaded or built for tests lives here, outside the repo, so a
 # second run (and CI on the same machine) reuses it.
 export IMKUBE_CACHE ?= $(HOME)/.cache/imkube

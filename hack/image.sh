@@ -66,7 +66,7 @@ if [[ -n "${BINARY:-}" ]]; then
 else
 	log "building linux/$ARCH binary (version $VERSION)"
 	(cd "$ROOT" && CGO_ENABLED=0 GOOS=linux GOARCH="$ARCH" GOFLAGS=-buildvcs=false "$GO" build -trimpath \
-		-ldflags "-s -w -X github.com/imkube/imkube/internal/version.Version=$VERSION" \
+		-ldflags "-s -w -X github.com/imkube/imkube/internal/buildinfo.Version=$VERSION" \
 		-o "$root/imkube" ./cmd/imkube)
 fi
 chmod 0755 "$root/imkube"

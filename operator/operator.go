@@ -33,8 +33,8 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	imv1 "github.com/imkube/imkube/api/v1alpha1"
+	"github.com/imkube/imkube/internal/buildinfo"
 	"github.com/imkube/imkube/internal/telemetry"
-	"github.com/imkube/imkube/internal/version"
 	"github.com/imkube/imkube/operator/gatewaypool"
 	"github.com/imkube/imkube/operator/imcluster"
 	"github.com/imkube/imkube/operator/internal/render"
@@ -98,7 +98,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	// imkube's own metrics go to controller-runtime's registry, so the one
 	// metrics endpoint serves them beside controller_runtime_*.
 	var metrics *telemetry.Operator
-	tel, err := telemetry.New(ctx, telemetry.Config{ServiceName: "imkube-operator", ServiceVersion: version.Version,
+	tel, err := telemetry.New(ctx, telemetry.Config{ServiceName: "imkube-operator", ServiceVersion: buildinfo.Version,
 		Registerer: ctrlmetrics.Registry, Gatherer: ctrlmetrics.Registry, Logger: log}.FromEnv(os.Getenv))
 	if err == nil {
 		defer tel.Shutdown(context.WithoutCancel(ctx))
@@ -107,10 +107,10 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	if err != nil {
 		log.Warn("operator metrics unavailable", "err", err)
 	}
-	if err := Register(mgr, Deps{Topics: topics, Version: version.Version, Metrics: metrics}); err != nil {
+	if err := Register(mgr, Deps{Topics: topics, Version: buildinfo.Version, Metrics: metrics}); err != nil {
 		return err
 	}
-	log.Info("operator starting", "version", version.Version, "namespace", cfg.Namespace,
+	log.Info("operator starting", "version", buildinfo.Version, "namespace", cfg.Namespace,
 		"leaderElect", cfg.LeaderElect, "metrics", cfg.MetricsAddr, "health", cfg.HealthAddr)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("operator: %w", err)

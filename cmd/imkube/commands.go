@@ -8,8 +8,8 @@ import (
 	"runtime"
 
 	"github.com/imkube/imkube/internal/app"
+	"github.com/imkube/imkube/internal/buildinfo"
 	"github.com/imkube/imkube/internal/config"
-	"github.com/imkube/imkube/internal/version"
 	"github.com/imkube/imkube/operator"
 )
 
@@ -34,7 +34,7 @@ func role(r config.Role) func(ctx context.Context, args []string, stdout io.Writ
 }
 
 func versionMain(_ context.Context, _ []string, stdout io.Writer, _ *slog.Logger) error {
-	fmt.Fprintf(stdout, "imkube %s (%s, %s/%s)\n", version.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(stdout, "imkube %s (%s, %s/%s)\n", buildinfo.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return nil
 }
 

@@ -29,12 +29,12 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/imkube/imkube/internal/buildinfo"
 	"github.com/imkube/imkube/internal/config"
 	"github.com/imkube/imkube/internal/flow"
 	"github.com/imkube/imkube/internal/messageapi"
 	"github.com/imkube/imkube/internal/store"
 	"github.com/imkube/imkube/internal/telemetry"
-	"github.com/imkube/imkube/internal/version"
 	"github.com/imkube/imkube/services/gateway"
 )
 
@@ -184,7 +184,7 @@ func Start(ctx context.Context, cfg config.Config, roles []config.Role, opts Opt
 	if embedded {
 		instance = "dev"
 	}
-	p.Tel, err = telemetry.New(ctx, telemetry.Config{ServiceName: "imkube-" + name, ServiceVersion: version.Version,
+	p.Tel, err = telemetry.New(ctx, telemetry.Config{ServiceName: "imkube-" + name, ServiceVersion: buildinfo.Version,
 		InstanceID: instance, OTLPEndpoint: cfg.Telemetry.OTLPEndpoint, Logger: log})
 	if err != nil {
 		return nil, err
@@ -279,7 +279,7 @@ func Start(ctx context.Context, cfg config.Config, roles []config.Role, opts Opt
 		}
 		serveErr <- err
 	}()
-	log.Info("listening", "addr", ln.Addr().String(), "roles", roleNames(roles), "version", version.Version)
+	log.Info("listening", "addr", ln.Addr().String(), "roles", roleNames(roles), "version", buildinfo.Version)
 
 	stopCtx, stop := context.WithCancel(ctx)
 	s.stop = stop
