@@ -85,8 +85,6 @@ func (p *Process) tracer(name string) trace.Tracer {
 	return p.Tel.Tracer(name)
 }
 
-func (p *Process) nodeID(id int64) int64 { return id }
-
 // Server is a running process.
 type Server struct {
 	// URL is http(s)://host:port of the HTTP port.

@@ -84,10 +84,16 @@ func buildUser(ctx context.Context, p *Process) (*Component, error) {
 		return nil, err
 	}
 	log := p.Log.With("svc", "user")
-	svc := user.New(db, keys, snowflake.New(p.nodeID(p.Config.User.NodeID)), log, user.Options{
-		TrustProxy: !p.embedded, BcryptCost: p.opts.BcryptCost,
-	})
-	groups := user.NewGroups(db, svc, func() int { return p.Live.Get().Groups.MaxMembers })
+	svc, err := user.New(user.Config{TrustProxy: !p.embedded, BcryptCost: p.opts.BcryptCost},
+		user.Deps{Store: db, Keys: keys, IDs: snowflake.New(p.Config.User.NodeID), Log: log})
+	if err != nil {
+		return nil, err
+	}
+	groups, err := user.NewGroups(user.GroupsConfig{MaxMembers: func() int { return p.Live.Get().Groups.MaxMembers }},
+		user.GroupsDeps{Store: db, Users: svc})
+	if err != nil {
+		return nil, err
+	}
 	return &Component{Name: "user",
 		Mount: func(mux *http.ServeMux) error { svc.Routes(mux); groups.Routes(mux); return nil },
 		Ready: named("mysql", db.Ping),
@@ -120,11 +126,13 @@ func buildMessage(ctx context.Context, p *Process) (*Component, error) {
 		return nil, err
 	}
 	p.instruments = append(p.instruments, metrics)
-	svc := message.New(db, seq, sess, b, snowflake.New(p.nodeID(p.Config.Message.NodeID)), p.Log.With("svc", "message"), message.Options{
-		ReadDiffusionThreshold: func() int { return p.Live.Get().Groups.ReadDiffusionThreshold },
-		Metrics:                metrics, Tracer: p.tracer("imkube/message"),
-		StoreGuard: func(fn func() error) error { return p.Flow.Guard(flow.ResMySQL, fn) },
-	})
+	svc, err := message.New(message.Config{ReadDiffusionThreshold: func() int { return p.Live.Get().Groups.ReadDiffusionThreshold }},
+		message.Deps{Store: db, Sequence: seq, Sessions: sess, Push: b, IDs: snowflake.New(p.Config.Message.NodeID),
+			Log: p.Log.With("svc", "message"), Metrics: metrics, Tracer: p.tracer("imkube/message"),
+			StoreGuard: func(fn func() error) error { return p.Flow.Guard(flow.ResMySQL, fn) }})
+	if err != nil {
+		return nil, err
+	}
 	p.backend = svc
 	c := &Component{Name: "message",
 		Mount: func(mux *http.ServeMux) error { svc.Routes(mux, keys); return nil },

@@ -39,15 +39,17 @@ func TestOpenStoreBreakerLeavesTheMessageInTheBus(t *testing.T) {
 	var open atomic.Bool
 	open.Store(true)
 	calls := 0
-	svc := message.New(db, seq, sessions.NewMemory(time.Now), b, snowflake.New(1), slog.New(slog.DiscardHandler), message.Options{
-		StoreGuard: func(fn func() error) error {
+	svc, err := message.New(message.Config{}, message.Deps{Store: db, Sequence: seq, Sessions: sessions.NewMemory(time.Now), Push: b,
+		IDs: snowflake.New(1), Log: slog.New(slog.DiscardHandler), StoreGuard: func(fn func() error) error {
 			calls++
 			if open.Load() {
 				return errors.New("dep.mysql: circuit breaker open")
 			}
 			return fn()
-		},
-	})
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	up, _ := json.Marshal(messageapi.Upstream{Gateway: "gw", User: "1", Device: "d", CMID: "c1", Conv: protocol.DirectConv("1", "2"),
 		To: protocol.Target{User: "2"}, Kind: "text", Body: "hi"})
 	m := bus.Message{Key: protocol.DirectConv("1", "2"), Body: up}

@@ -61,23 +61,21 @@ type Service struct {
 	guard     func(fn func() error) error
 }
 
-// New returns a message service.
-func New(st Store, seq sequence.Allocator, sess sessions.Store, push bus.PushPublisher, gen *snowflake.Generator, log *slog.Logger, opts Options) *Service {
-	if opts.ReadDiffusionThreshold == nil {
-		opts.ReadDiffusionThreshold = func() int { return 500 }
-	}
-	if opts.Tracer == nil {
-		opts.Tracer = tracenoop.NewTracerProvider().Tracer("")
-	}
-	return &Service{store: st, groups: st, cache: newMemberCache(10000), threshold: opts.ReadDiffusionThreshold,
-		seq: seq, sessions: sess, push: push, ids: gen, log: log, now: time.Now, metrics: opts.Metrics, tracer: opts.Tracer, guard: opts.StoreGuard}
-}
-
-// Options tune the message service.
-type Options struct {
+// Config tunes the message service.
+type Config struct {
 	// ReadDiffusionThreshold returns the current group size above which
 	// messages are stored once and members pull (default 500).
 	ReadDiffusionThreshold func() int
+}
+
+// Deps are the message service's collaborators.
+type Deps struct {
+	Store    Store                // required
+	Sequence sequence.Allocator   // required
+	Sessions sessions.Store       // required
+	Push     bus.PushPublisher    // required
+	IDs      *snowflake.Generator // required
+	Log      *slog.Logger
 	// Metrics (nil: none) and Tracer (nil: no spans).
 	Metrics *telemetry.Message
 	Tracer  trace.Tracer
@@ -86,6 +84,25 @@ type Options struct {
 	// instead of piling up connections). fn reports outcomes that are not
 	// failures of the store (not found, duplicate) through ignore.
 	StoreGuard func(fn func() error) error
+}
+
+// New returns a message service.
+func New(cfg Config, deps Deps) (*Service, error) {
+	if deps.Store == nil || deps.Sequence == nil || deps.Sessions == nil || deps.Push == nil || deps.IDs == nil {
+		return nil, errors.New("message: Deps.Store, Sequence, Sessions, Push and IDs are required")
+	}
+	if cfg.ReadDiffusionThreshold == nil {
+		cfg.ReadDiffusionThreshold = func() int { return 500 }
+	}
+	if deps.Tracer == nil {
+		deps.Tracer = tracenoop.NewTracerProvider().Tracer("")
+	}
+	if deps.Log == nil {
+		deps.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Service{store: deps.Store, groups: deps.Store, cache: newMemberCache(10000), threshold: cfg.ReadDiffusionThreshold,
+		seq: deps.Sequence, sessions: deps.Sessions, push: deps.Push, ids: deps.IDs, log: deps.Log, now: time.Now,
+		metrics: deps.Metrics, tracer: deps.Tracer, guard: deps.StoreGuard}, nil
 }
 
 var _ messageapi.Backend = (*Service)(nil)

@@ -37,9 +37,27 @@ type Groups struct {
 	maxMembers func() int
 }
 
-// NewGroups returns the group manager; maxMembers gives the current limit.
-func NewGroups(st GroupStore, svc *Service, maxMembers func() int) *Groups {
-	return &Groups{store: st, svc: svc, maxMembers: maxMembers}
+// GroupsConfig tunes the group manager.
+type GroupsConfig struct {
+	// MaxMembers returns the current member limit (default 10,000).
+	MaxMembers func() int
+}
+
+// GroupsDeps are the group manager's collaborators.
+type GroupsDeps struct {
+	Store GroupStore // required
+	Users *Service   // required: authenticates requests
+}
+
+// NewGroups returns the group manager.
+func NewGroups(cfg GroupsConfig, deps GroupsDeps) (*Groups, error) {
+	if deps.Store == nil || deps.Users == nil {
+		return nil, errors.New("user: GroupsDeps.Store and Users are required")
+	}
+	if cfg.MaxMembers == nil {
+		cfg.MaxMembers = func() int { return 10000 }
+	}
+	return &Groups{store: deps.Store, svc: deps.Users, maxMembers: cfg.MaxMembers}, nil
 }
 
 // GroupView is a group as returned by the REST API.

@@ -40,29 +40,44 @@ type Service struct {
 	trustProxy bool
 }
 
-// Options tune the service.
-type Options struct {
+// Config tunes the user service.
+type Config struct {
 	// BcryptCost defaults to bcrypt.DefaultCost (10).
 	BcryptCost int
-	// Throttle slows password guessing (default NewLoginThrottle with its defaults).
-	Throttle *LoginThrottle
 	// TrustProxy takes the client address from the last X-Forwarded-For
 	// entry (set it only behind the gateway's REST proxy, which appends it).
 	TrustProxy bool
 }
 
+// Deps are the user service's collaborators.
+type Deps struct {
+	Store Store                // required
+	Keys  *auth.Keys           // required
+	IDs   *snowflake.Generator // required
+	Log   *slog.Logger
+	// Throttle slows password guessing (default NewLoginThrottle with its defaults).
+	Throttle *LoginThrottle
+}
+
 // New returns a user service.
-func New(st Store, keys *auth.Keys, gen *snowflake.Generator, log *slog.Logger, opts Options) *Service {
-	if opts.BcryptCost == 0 {
-		opts.BcryptCost = bcrypt.DefaultCost
+func New(cfg Config, deps Deps) (*Service, error) {
+	if deps.Store == nil || deps.Keys == nil || deps.IDs == nil {
+		return nil, errors.New("user: Deps.Store, Keys and IDs are required")
+	}
+	if cfg.BcryptCost == 0 {
+		cfg.BcryptCost = bcrypt.DefaultCost
+	}
+	if deps.Log == nil {
+		deps.Log = slog.New(slog.DiscardHandler)
 	}
 	// A hash to compare against when the username does not exist, so a
 	// login takes as long for unknown users as for known ones.
-	dummy, _ := bcrypt.GenerateFromPassword([]byte("imkube-timing-equaliser"), opts.BcryptCost)
-	if opts.Throttle == nil {
-		opts.Throttle = NewLoginThrottle(ThrottleConfig{})
+	dummy, _ := bcrypt.GenerateFromPassword([]byte("imkube-timing-equaliser"), cfg.BcryptCost)
+	if deps.Throttle == nil {
+		deps.Throttle = NewLoginThrottle(ThrottleConfig{})
 	}
-	return &Service{store: st, keys: keys, ids: gen, log: log, bcryptCost: opts.BcryptCost, dummyHash: dummy, throttle: opts.Throttle, trustProxy: opts.TrustProxy}
+	return &Service{store: deps.Store, keys: deps.Keys, ids: deps.IDs, log: deps.Log, bcryptCost: cfg.BcryptCost, dummyHash: dummy,
+		throttle: deps.Throttle, trustProxy: cfg.TrustProxy}, nil
 }
 
 var usernameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{3,32}$`)
