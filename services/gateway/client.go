@@ -1,158 +1,437 @@
 package gateway
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/imkube/imkube/api/protocol"
+	"github.com/imkube/imkube/internal/bus"
+	"github.com/imkube/imkube/internal/flow"
+	"github.com/imkube/imkube/internal/messageapi"
+	"github.com/imkube/imkube/internal/sessions"
+	"github.com/imkube/imkube/internal/telemetry"
 )
 
-// Disconnect reasons (typed, reported in logs and metrics).
-const (
-	ReasonClientClosed = "client_closed"
-	ReasonReadError    = "read_error"
-	ReasonWriteError   = "write_error"
-	ReasonSlowConsumer = "slow_consumer"
-	ReasonReplaced     = "replaced"
-	ReasonAuthFailed   = "auth_failed"
-	ReasonAuthTimeout  = "auth_timeout"
-	ReasonIdle         = "idle_timeout"
-	ReasonTooLarge     = "frame_too_large"
-	ReasonAbuse        = "protocol_abuse"
-	ReasonShutdown     = "shutdown"
-)
-
-// client is one WebSocket connection: the HTTP handler goroutine reads, one
+// Client is one WebSocket connection and its protocol: authentication, then
+// send, sync, pull and read frames. Its HTTP handler goroutine reads; one
 // writer goroutine writes from a queue bounded in bytes.
-type client struct {
+type Client struct {
 	node   *Node
 	conn   *websocket.Conn
 	ip     string
-	user   string
-	device string
+	cancel context.CancelFunc // ends the context of the connection's calls
+	writer *writer
+	done   chan struct{} // closed when the writer goroutine has exited
 
-	mu       sync.Mutex
-	queue    [][]byte
-	queued   int  // bytes in queue
-	ready    bool // auth_ok sent: pushes may be written
-	pending  [][]byte
-	closing  bool
-	reason   string
-	wake     chan struct{}
-	done     chan struct{} // closed when the writer has exited
-	lastRead time.Time
+	// Set once by authenticate, before the client is added to the hub.
+	user, device string
+
+	mu           sync.Mutex
+	ready        bool     // auth_ok queued: pushes may be queued too
+	pending      [][]byte // pushes held back until auth_ok is queued
+	pendingBytes int
+	disconnect   *Disconnect // why the connection ends; the first reason wins
 }
 
-func newClient(n *Node, conn *websocket.Conn, ip string) *client {
-	return &client{node: n, conn: conn, ip: ip, wake: make(chan struct{}, 1), done: make(chan struct{})}
+func newClient(n *Node, conn *websocket.Conn, ip string, cancel context.CancelFunc) *Client {
+	c := &Client{node: n, conn: conn, ip: ip, cancel: cancel, done: make(chan struct{})}
+	c.writer = newWriter(writerConfig{
+		WriteFn: c.writeFrame,
+		// One by one for now; coalescing frames into fewer writes goes here.
+		WriteManyFn: func(frames ...[]byte) error {
+			for _, f := range frames {
+				if err := c.writeFrame(f); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		MaxQueueSize: n.cfg.SendQueueBytes,
+		PingFn:       c.writePing,
+		PingInterval: n.cfg.PingInterval,
+	})
+	return c
 }
 
-// send queues a frame for writing. Before auth completes, pushes are held
-// back (push == true) so that auth_ok is always the first frame.
-func (c *client) send(b []byte, push bool) {
+// serve runs the connection until it ends, then unregisters its session.
+func (c *Client) serve(ctx context.Context) {
+	n := c.node
+	go c.writeLoop()
+	err := c.readLoop(ctx)
+	var d Disconnect
+	if !errors.As(err, &d) {
+		d = DisconnectReadError
+	}
+	c.close(d, nil)
+	<-c.done
+	d = c.reason()
+	if c.user != "" {
+		n.deps.Metrics.Disconnected(d.Reason)
+	}
+	if c.user != "" && n.hub.remove(c) {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		if err := n.deps.Sessions.Unregister(uctx, sessions.Session{User: c.user, Device: c.device, Gateway: n.cfg.ID}); err != nil {
+			n.log.Warn("unregister session", "err", err)
+		}
+		cancel()
+	}
+	n.log.Debug("connection closed", "user", c.user, "device", c.device, "reason", d.Reason)
+}
+
+// send queues a frame; a client too far behind is disconnected.
+func (c *Client) send(frame []byte) {
+	if !c.writer.enqueue(frame) {
+		c.close(DisconnectSlowConsumer, nil)
+	}
+}
+
+// push queues a push frame. Until auth_ok is queued, pushes are held back
+// (within the same byte bound) so that auth_ok is always the first frame.
+func (c *Client) push(frame []byte) {
 	c.mu.Lock()
-	if c.closing {
+	if !c.ready {
+		if c.pendingBytes+len(frame) > c.node.cfg.SendQueueBytes {
+			c.mu.Unlock()
+			c.close(DisconnectSlowConsumer, nil)
+			return
+		}
+		c.pendingBytes += len(frame)
+		c.pending = append(c.pending, frame)
 		c.mu.Unlock()
 		return
-	}
-	if c.queued+len(b) > c.node.cfg.SendQueueBytes {
-		c.mu.Unlock()
-		c.close(ReasonSlowConsumer, nil)
-		return
-	}
-	c.queued += len(b)
-	if push && !c.ready {
-		c.pending = append(c.pending, b)
-	} else {
-		c.queue = append(c.queue, b)
 	}
 	c.mu.Unlock()
-	c.signal()
+	c.send(frame)
 }
 
-// markReady moves held-back pushes behind the frames already queued.
-func (c *client) markReady() {
+// markReady queues the held-back pushes behind the frames already queued.
+func (c *Client) markReady() {
 	c.mu.Lock()
 	c.ready = true
-	c.queue = append(c.queue, c.pending...)
-	c.pending = nil
-	c.mu.Unlock()
-	c.signal()
-}
-
-func (c *client) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-}
-
-// close ends the connection: final (if any) is written after what is already
-// queued, then the socket closes. The first reason wins.
-func (c *client) close(reason string, final []byte) {
-	c.mu.Lock()
-	if c.closing {
-		c.mu.Unlock()
-		return
-	}
-	c.closing = true
-	c.reason = reason
-	if reason == ReasonSlowConsumer {
-		c.queue = nil // it cannot keep up: do not wait for the backlog
-	}
-	if final != nil {
-		c.queue = append(c.queue, final)
-	}
-	c.mu.Unlock()
-	c.signal()
-}
-
-func (c *client) closeReason() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.reason
-}
-
-// writeLoop writes queued frames and pings until the client closes.
-func (c *client) writeLoop() {
-	defer close(c.done)
-	defer c.conn.Close()
-	ping := time.NewTicker(c.node.cfg.PingInterval)
-	defer ping.Stop()
-	for {
-		select {
-		case <-c.wake:
-		case <-ping.C:
-			c.conn.SetWriteDeadline(time.Now().Add(c.node.cfg.WriteTimeout))
-			if err := c.conn.WriteMessage(websocket.PingMessage, nil); err != nil {
-				c.close(ReasonWriteError, nil)
-				return
-			}
-			continue
-		}
-		c.mu.Lock()
-		batch := c.queue
-		c.queue = nil
-		closing := c.closing
-		c.mu.Unlock()
-		for _, b := range batch {
-			c.conn.SetWriteDeadline(time.Now().Add(c.node.cfg.WriteTimeout))
-			if err := c.conn.WriteMessage(websocket.TextMessage, b); err != nil {
-				c.close(ReasonWriteError, nil)
-				return
-			}
-			c.mu.Lock()
-			c.queued -= len(b)
+	pending := c.pending
+	c.pending, c.pendingBytes = nil, 0
+	for _, f := range pending {
+		if !c.writer.enqueue(f) {
 			c.mu.Unlock()
-			c.node.metrics.framesOut.Add(1)
-			c.node.deps.Metrics.FrameOut(frameType(b), len(b))
-		}
-		if closing {
-			c.conn.SetWriteDeadline(time.Now().Add(time.Second))
-			_ = c.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, c.closeReason()))
+			c.close(DisconnectSlowConsumer, nil)
 			return
 		}
 	}
+	c.mu.Unlock()
+}
+
+// close ends the connection: final (if any) is written after what is already
+// queued (dropped for a slow consumer), then the socket closes with d's code
+// and reason. The first reason wins.
+func (c *Client) close(d Disconnect, final []byte) {
+	c.mu.Lock()
+	if c.disconnect != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.disconnect = &d
+	c.mu.Unlock()
+	c.writer.close(d != DisconnectSlowConsumer, final)
+}
+
+// fail closes the connection with d and final and returns d.
+func (c *Client) fail(d Disconnect, final []byte) error {
+	c.close(d, final)
+	return d
+}
+
+// forceClose ends the connection now: its calls are cancelled and the socket
+// is closed under the reader and the writer, whatever they are waiting for.
+func (c *Client) forceClose(d Disconnect) {
+	c.close(d, nil)
+	c.cancel()
+	c.conn.Close()
+}
+
+func (c *Client) reason() Disconnect {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.disconnect == nil {
+		return Disconnect{}
+	}
+	return *c.disconnect
+}
+
+// writeLoop runs the writer, then sends the close frame and closes the socket.
+func (c *Client) writeLoop() {
+	defer close(c.done)
+	defer c.conn.Close()
+	if err := c.writer.run(); err != nil {
+		c.close(DisconnectWriteError, nil)
+		return
+	}
+	d := c.reason()
+	c.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = c.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(d.Code, d.Reason))
+}
+
+func (c *Client) writeFrame(b []byte) error {
+	c.conn.SetWriteDeadline(time.Now().Add(c.node.cfg.WriteTimeout))
+	if err := c.conn.WriteMessage(websocket.TextMessage, b); err != nil {
+		return err
+	}
+	c.node.metrics.framesOut.Add(1)
+	c.node.deps.Metrics.FrameOut(frameType(b), len(b))
+	return nil
+}
+
+func (c *Client) writePing() error {
+	c.conn.SetWriteDeadline(time.Now().Add(c.node.cfg.WriteTimeout))
+	return c.conn.WriteMessage(websocket.PingMessage, nil)
+}
+
+// readLoop authenticates the connection and handles frames until it ends;
+// it returns why, as a Disconnect.
+func (c *Client) readLoop(ctx context.Context) error {
+	cfg := &c.node.cfg
+	c.conn.SetReadLimit(int64(cfg.MaxFrameBytes))
+	c.conn.SetReadDeadline(time.Now().Add(cfg.AuthTimeout))
+	if err := c.authenticate(ctx); err != nil {
+		return err
+	}
+	c.conn.SetPongHandler(func(string) error {
+		c.conn.SetReadDeadline(time.Now().Add(cfg.IdleTimeout))
+		return nil
+	})
+	bad := 0
+	for {
+		c.conn.SetReadDeadline(time.Now().Add(cfg.IdleTimeout))
+		typ, data, err := c.conn.ReadMessage()
+		if err != nil {
+			return readErr(err)
+		}
+		c.node.metrics.framesIn.Add(1)
+		if typ != websocket.TextMessage {
+			c.send(errFrame("", "", protocol.CodeBadFrame, "frames must be JSON text frames"))
+			bad++
+		} else if ok := c.handle(ctx, data); !ok {
+			bad++
+		} else {
+			bad = 0
+		}
+		if bad >= cfg.MaxBadFrames {
+			return c.fail(DisconnectBadFrames, errFrame("", "", protocol.CodeBadFrame, "too many invalid frames; closing"))
+		}
+	}
+}
+
+// readErr says why a read failed.
+func readErr(err error) Disconnect {
+	var ne net.Error
+	switch {
+	case errors.Is(err, websocket.ErrReadLimit):
+		// gorilla has already sent close 1009 (message too big).
+		return DisconnectTooLarge
+	case errors.As(err, &ne) && ne.Timeout():
+		return DisconnectIdle
+	case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
+		return DisconnectClientClosed
+	}
+	return DisconnectReadError
+}
+
+// authenticate reads the auth frame, registers the session and queues
+// auth_ok; it returns a Disconnect on failure.
+func (c *Client) authenticate(ctx context.Context) error {
+	n := c.node
+	typ, data, err := c.conn.ReadMessage()
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return c.fail(DisconnectAuthTimeout, errFrame("", "", protocol.CodeUnauthenticated, "no auth frame within "+n.cfg.AuthTimeout.String()))
+		}
+		return readErr(err)
+	}
+	if typ != websocket.TextMessage {
+		return c.fail(DisconnectAuthFailed, errFrame("", "", protocol.CodeUnauthenticated, "the first frame must be a JSON auth frame"))
+	}
+	in, ferr := protocol.Decode(data, n.cfg.MaxBodyBytes())
+	if in == nil || in.T != protocol.TypeAuth {
+		return c.fail(DisconnectAuthFailed, errFrame("", "", protocol.CodeUnauthenticated, "the first frame must be {\"t\":\"auth\",\"token\":..,\"device\":..}"))
+	}
+	if ferr != nil {
+		return c.fail(DisconnectAuthFailed, errFrame("", "", ferr.Code, ferr.Message))
+	}
+	claims, err := n.deps.Tokens.Verify(in.Token)
+	if err != nil {
+		return c.fail(DisconnectAuthFailed, errFrame("", "", protocol.CodeUnauthenticated, "invalid or expired token: log in again"))
+	}
+	c.user, c.device = claims.UserID, in.Device
+
+	if old := n.hub.add(c); old != nil {
+		old.close(DisconnectKicked, kickedFrame())
+	}
+	sess := sessions.Session{User: c.user, Device: c.device, Gateway: n.cfg.ID}
+	c.kickElsewhere(ctx, sess)
+	if err := n.deps.Sessions.Register(ctx, sess, n.cfg.SessionTTL); err != nil {
+		// Not fatal: the next heartbeat registers it; until then the user
+		// still gets everything by sync.
+		n.log.Warn("register session", "err", err)
+	}
+	inboxSeq, convs, err := n.deps.Backend.State(ctx, c.user)
+	if err != nil {
+		return c.fail(DisconnectShutdown, errFrame("", "", protocol.CodeUnavailable, "cannot load your inbox state; reconnect"))
+	}
+	c.send(encode(protocol.AuthOK{T: protocol.TypeAuthOK, User: c.user, Device: c.device, InboxSeq: inboxSeq, Protocol: protocol.Version, Convs: convs}))
+	c.markReady()
+	n.deps.Metrics.Connected()
+	return nil
+}
+
+// kickElsewhere tells another gateway holding the same user and device to
+// close that older connection.
+func (c *Client) kickElsewhere(ctx context.Context, s sessions.Session) {
+	n := c.node
+	live, err := n.deps.Sessions.Lookup(ctx, []string{s.User})
+	if err != nil {
+		return
+	}
+	for _, o := range live[s.User] {
+		if o.Device != s.Device || o.Gateway == s.Gateway {
+			continue
+		}
+		p := messageapi.Push{Kind: messageapi.PushKick, Frame: kickedFrame(), Targets: []messageapi.Target{{User: s.User, Device: s.Device}}}
+		if err := n.deps.Push.PublishPush(ctx, o.Gateway, bus.Message{Key: o.Gateway, Body: encode(p)}); err != nil {
+			n.log.Warn("kick on other gateway", "gateway", o.Gateway, "err", err)
+		}
+	}
+}
+
+// handle processes one frame; false means it was invalid.
+func (c *Client) handle(ctx context.Context, data []byte) bool {
+	n := c.node
+	in, ferr := protocol.Decode(data, n.cfg.MaxBodyBytes())
+	if ferr != nil {
+		n.deps.Metrics.FrameIn("invalid")
+		id, cmid := "", ""
+		if in != nil {
+			id, cmid = in.ID, in.CMID
+		}
+		c.send(errFrame(id, cmid, ferr.Code, ferr.Message))
+		return false
+	}
+	n.deps.Metrics.FrameIn(in.T)
+	switch in.T {
+	case protocol.TypePing:
+		c.send(encode(protocol.Simple{T: protocol.TypePong}))
+	case protocol.TypeAuth:
+		c.send(errFrame(in.ID, "", protocol.CodeBadFrame, "already authenticated"))
+		return false
+	case protocol.TypeSend:
+		c.handleSend(ctx, in)
+	case protocol.TypeSync:
+		res, err := n.deps.Backend.Sync(ctx, c.user, *in.After, in.Limit)
+		if err != nil {
+			c.send(c.backendErr(in.ID, err))
+			return true
+		}
+		res.ID = in.ID
+		c.send(encode(res))
+	case protocol.TypePull:
+		var to int64
+		if in.ToSeq != nil {
+			to = *in.ToSeq
+		}
+		res, err := n.deps.Backend.Pull(ctx, c.user, in.Conv, *in.From, to, in.Limit)
+		if err != nil {
+			c.send(c.backendErr(in.ID, err))
+			return !errors.Is(err, messageapi.ErrBadRequest)
+		}
+		res.ID = in.ID
+		c.send(encode(res))
+	case protocol.TypeRead:
+		if err := n.deps.Backend.Read(ctx, c.user, in.Conv, *in.Seq); err != nil {
+			c.send(c.backendErr(in.ID, err))
+		}
+	case protocol.TypeDelivered:
+		// Accepted; delivery receipts are not tracked server-side in v1.
+	}
+	return true
+}
+
+func (c *Client) backendErr(id string, err error) []byte {
+	switch {
+	case errors.Is(err, messageapi.ErrForbidden):
+		return errFrame(id, "", protocol.CodeForbidden, "you are not a member of this conversation")
+	case errors.Is(err, messageapi.ErrBadRequest):
+		return errFrame(id, "", protocol.CodeBadFrame, err.Error())
+	case errors.Is(err, messageapi.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		return errFrame(id, "", protocol.CodeUnavailable, "temporarily unavailable; retry")
+	}
+	c.node.log.Error("backend call failed", "err", err)
+	return errFrame(id, "", protocol.CodeInternal, "internal error; retry later")
+}
+
+func (c *Client) handleSend(ctx context.Context, in *protocol.Inbound) {
+	n := c.node
+	if n.deps.Limiter != nil {
+		if ok, wait := n.deps.Limiter.AllowSend(c.user); !ok {
+			f := protocol.Error{T: protocol.TypeError, CMID: in.CMID, Code: protocol.CodeRateLimited, Message: "sending too fast; retry later", Retryable: true, RetryAfterMs: max(wait.Milliseconds(), 1)}
+			c.send(encode(f))
+			return
+		}
+	}
+	conv := protocol.GroupConv(in.To.Group)
+	if in.To.User != "" {
+		conv = protocol.DirectConv(c.user, in.To.User)
+	}
+	up := messageapi.Upstream{Gateway: n.cfg.ID, User: c.user, Device: c.device, CMID: in.CMID, Conv: conv, To: *in.To, Kind: in.Kind, Body: *in.Body, TS: time.Now().UnixMilli()}
+	ctx, span := n.deps.Tracer.Start(ctx, "gateway.send", trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("im.conv", conv), attribute.String("im.cmid", in.CMID)))
+	defer span.End()
+	pctx, cancel := context.WithTimeout(ctx, n.cfg.PublishTimeout)
+	defer cancel()
+	msg := bus.Message{Key: conv, Body: encode(up), Header: telemetry.Inject(ctx, nil)}
+	publish := func() error { return n.deps.Upstream.PublishUpstream(pctx, msg) }
+	var err error
+	if n.deps.PublishGuard != nil {
+		err = n.deps.PublishGuard(publish)
+	} else {
+		err = publish()
+	}
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		n.log.Warn("publish upstream", "err", err)
+		f := protocol.Error{T: protocol.TypeError, CMID: in.CMID, Code: protocol.CodeUnavailable, Retryable: true,
+			Message: "message not accepted (messaging backend unavailable); retry with the same cmid"}
+		if wait := flow.RetryAfter(err); wait > 0 {
+			f.RetryAfterMs = max(wait.Milliseconds(), 1)
+		}
+		c.send(encode(f))
+		return
+	}
+	n.metrics.sends.Add(1)
+}
+
+func encode(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("gateway: encode %T: %v", v, err)) // our own frame types always encode
+	}
+	return b
+}
+
+func errFrame(id, cmid, code, msg string) []byte {
+	return encode(protocol.Error{T: protocol.TypeError, ID: id, CMID: cmid, Code: code, Message: msg, Retryable: protocol.Retryable(code)})
+}
+
+func kickedFrame() []byte {
+	return encode(protocol.Kicked{T: protocol.TypeKicked, Reason: DisconnectKicked.Reason})
 }
 
 // frameType reads the type of a frame we encoded: every server frame starts

@@ -3,8 +3,10 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -53,6 +55,12 @@ type env struct {
 // end of the test (goleak checks it).
 func newEnv(t *testing.T, cfg gateway.Config) *env {
 	t.Helper()
+	return newEnvWith(t, cfg, fakeBackend{})
+}
+
+// newEnvWith is newEnv with the given message service.
+func newEnvWith(t *testing.T, cfg gateway.Config, backend messageapi.Backend) *env {
+	t.Helper()
 	keys, err := auth.NewKeys([]string{strings.Repeat("s", 40)}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +70,7 @@ func newEnv(t *testing.T, cfg gateway.Config) *env {
 		cfg.ID = "gw1"
 	}
 	node, err := gateway.New(cfg, gateway.Deps{
-		Tokens: keys, Upstream: b, Push: b, Pushes: b, Backend: fakeBackend{}, Sessions: sessions.NewMemory(time.Now),
+		Tokens: keys, Upstream: b, Push: b, Pushes: b, Backend: backend, Sessions: sessions.NewMemory(time.Now),
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
@@ -76,6 +84,12 @@ func newEnv(t *testing.T, cfg gateway.Config) *env {
 		cancel()
 		<-done
 		srv.Close()
+		// As the composition root does: drain after the listener stops.
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		if err := node.Shutdown(sctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
 		b.Close()
 	})
 	return &env{url: srv.URL, node: node, keys: keys, bus: b}
@@ -157,13 +171,17 @@ func TestIdleConnectionsAreClosed(t *testing.T) {
 	c.ExpectClosed(5 * time.Second)
 }
 
-func TestDrainAsksClientsToReconnect(t *testing.T) {
+func TestShutdownAsksClientsToReconnect(t *testing.T) {
 	e := newEnv(t, gateway.Config{})
 	c, _ := imtest.Connect(t, e.url, e.token(t, "1"), "d")
-	go e.node.Drain()
+	shut := make(chan error, 1)
+	go func() { shut <- e.node.Shutdown(context.Background()) }()
 	frames := c.ExpectClosed(5 * time.Second)
 	if len(frames) != 1 || frames[0].T() != "reconnect" {
 		t.Fatalf("got %v", frames)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("shutdown: %v", err)
 	}
 	resp, err := http.Get(e.url + "/ws")
 	if err != nil {
@@ -208,6 +226,101 @@ func TestOnlyAllowedOriginsMayConnect(t *testing.T) {
 			}
 			if !tt.want && resp.StatusCode != http.StatusForbidden {
 				t.Fatalf("refused with %d, want 403", resp.StatusCode)
+			}
+		})
+	}
+}
+
+// stuckBackend does not answer State for user "stuck" until the
+// connection's context ends; entered tells when such a call started.
+type stuckBackend struct {
+	fakeBackend
+	entered chan struct{}
+}
+
+func (b stuckBackend) State(ctx context.Context, user string) (int64, []protocol.ConvState, error) {
+	if user != "stuck" {
+		return b.fakeBackend.State(ctx, user)
+	}
+	b.entered <- struct{}{}
+	<-ctx.Done()
+	return 0, nil, ctx.Err()
+}
+
+func TestShutdownPastItsDeadlineClosesConnectionsAndLeavesNoGoroutine(t *testing.T) {
+	tests := []struct {
+		name string
+		give time.Duration // Shutdown's timeout
+	}{
+		{"an already expired context", 0},
+		{"a short deadline", 100 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			entered := make(chan struct{}, 1)
+			e := newEnvWith(t, gateway.Config{WriteTimeout: time.Minute}, stuckBackend{entered: entered})
+			// Once a push went through, the node's own goroutines are all
+			// running: what starts after the snapshot belongs to connections.
+			e.push(t, `{"t":"msg"}`)
+			for e.node.Stats().Pushes == 0 {
+				time.Sleep(10 * time.Millisecond)
+			}
+			before := goleak.IgnoreCurrent()
+			dial := func(user string) *websocket.Conn {
+				ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(e.url, "http")+"/ws", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { ws.Close() })
+				if err := ws.WriteJSON(map[string]string{"t": "auth", "token": e.token(t, user), "device": "d"}); err != nil {
+					t.Fatal(err)
+				}
+				return ws
+			}
+			// An authenticated client, and one whose auth waits on the message
+			// service: asking it to reconnect does not end its connection.
+			idle := dial("1")
+			var ok protocol.AuthOK
+			if err := idle.ReadJSON(&ok); err != nil || ok.T != protocol.TypeAuthOK {
+				t.Fatalf("auth: %v %+v", err, ok)
+			}
+			stuck := dial("stuck")
+			select {
+			case <-entered:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the stuck client never reached the message service")
+			}
+
+			ctx, cancel := context.WithTimeout(context.Background(), tt.give)
+			defer cancel()
+			shut := make(chan error, 1)
+			go func() { shut <- e.node.Shutdown(ctx) }()
+			select {
+			case err := <-shut:
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("Shutdown = %v, want %v", err, context.DeadlineExceeded)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("Shutdown did not return after its context ended")
+			}
+			if n := e.node.Connections(); n != 0 {
+				t.Fatalf("%d connections left after Shutdown", n)
+			}
+			for name, ws := range map[string]*websocket.Conn{"authenticated": idle, "stuck": stuck} {
+				ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+				for {
+					_, _, err := ws.ReadMessage()
+					var ne net.Error
+					if errors.As(err, &ne) && ne.Timeout() {
+						t.Fatalf("the %s client's connection is still open", name)
+					}
+					if err != nil {
+						break
+					}
+				}
+			}
+			if err := goleak.Find(before); err != nil {
+				t.Fatalf("goroutines left after Shutdown: %v", err)
 			}
 		})
 	}

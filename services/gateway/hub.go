@@ -13,7 +13,7 @@ type hub struct {
 	seed   maphash.Seed
 	shards [hubShards]struct {
 		sync.RWMutex
-		users map[string]map[string]*client
+		users map[string]map[string]*Client
 	}
 	mu    sync.Mutex
 	count int
@@ -22,7 +22,7 @@ type hub struct {
 func newHub() *hub {
 	h := &hub{seed: maphash.MakeSeed()}
 	for i := range h.shards {
-		h.shards[i].users = map[string]map[string]*client{}
+		h.shards[i].users = map[string]map[string]*Client{}
 	}
 	return h
 }
@@ -32,12 +32,12 @@ func (h *hub) shard(user string) int {
 }
 
 // add registers c and returns the client it replaced (same user and device).
-func (h *hub) add(c *client) (old *client) {
+func (h *hub) add(c *Client) (old *Client) {
 	s := &h.shards[h.shard(c.user)]
 	s.Lock()
 	devs := s.users[c.user]
 	if devs == nil {
-		devs = map[string]*client{}
+		devs = map[string]*Client{}
 		s.users[c.user] = devs
 	}
 	old = devs[c.device]
@@ -52,7 +52,7 @@ func (h *hub) add(c *client) (old *client) {
 }
 
 // remove unregisters c if it is still the registered client of its device.
-func (h *hub) remove(c *client) bool {
+func (h *hub) remove(c *Client) bool {
 	s := &h.shards[h.shard(c.user)]
 	s.Lock()
 	devs := s.users[c.user]
@@ -73,7 +73,7 @@ func (h *hub) remove(c *client) bool {
 }
 
 // lookup returns the client of user's device.
-func (h *hub) lookup(user, device string) *client {
+func (h *hub) lookup(user, device string) *Client {
 	s := &h.shards[h.shard(user)]
 	s.RLock()
 	defer s.RUnlock()
@@ -81,11 +81,11 @@ func (h *hub) lookup(user, device string) *client {
 }
 
 // each calls fn for every client (fn must not call back into the hub).
-func (h *hub) each(fn func(*client)) {
+func (h *hub) each(fn func(*Client)) {
 	for i := range h.shards {
 		s := &h.shards[i]
 		s.RLock()
-		var list []*client
+		var list []*Client
 		for _, devs := range s.users {
 			for _, c := range devs {
 				list = append(list, c)

@@ -3,21 +3,22 @@
 // pull and read through the message service, and writes the pushes of its
 // own push stream to local connections.
 //
-// Structure (after centrifuge): Node is process-wide, hub the sharded
-// connection registry, client one connection with one reader and one writer
-// goroutine and a byte-bounded outgoing queue.
+// Structure (after centrifuge): Node is process-wide (config,
+// collaborators, the connection registry, push consumption, heartbeat,
+// shutdown); hub is the sharded registry of authenticated connections;
+// Client is one connection and its protocol, with one reader and one writer
+// goroutine; writer is its outgoing queue, bounded in bytes; Disconnect says
+// why a connection ended.
 package gateway
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,7 +26,6 @@ import (
 
 	"github.com/gorilla/websocket"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/sync/errgroup"
@@ -33,7 +33,6 @@ import (
 	"github.com/imkube/imkube/api/protocol"
 	"github.com/imkube/imkube/internal/auth"
 	"github.com/imkube/imkube/internal/bus"
-	"github.com/imkube/imkube/internal/flow"
 	"github.com/imkube/imkube/internal/messageapi"
 	"github.com/imkube/imkube/internal/sessions"
 	"github.com/imkube/imkube/internal/telemetry"
@@ -171,9 +170,10 @@ type Node struct {
 	upgrader websocket.Upgrader
 	metrics  counters
 
-	wg       sync.WaitGroup // connection goroutines
-	all      sync.Map       // *client -> struct{}: every open connection, authenticated or not
-	draining atomic.Bool
+	mu       sync.Mutex
+	conns    map[*Client]struct{} // every open connection, authenticated or not
+	draining bool                 // Shutdown has started: no new connections
+	drained  chan struct{}        // closed when draining and conns is empty
 }
 
 // New returns a gateway node.
@@ -185,7 +185,8 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	if deps.Tracer == nil {
 		deps.Tracer = tracenoop.NewTracerProvider().Tracer("")
 	}
-	n := &Node{cfg: cfg, deps: deps, log: deps.Log.With("gateway", cfg.ID), hub: newHub()}
+	n := &Node{cfg: cfg, deps: deps, log: deps.Log.With("gateway", cfg.ID), hub: newHub(),
+		conns: map[*Client]struct{}{}, drained: make(chan struct{})}
 	n.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
 		ReadBufferSize:   4096,
@@ -229,7 +230,7 @@ func (n *Node) checkOrigin(r *http.Request) bool {
 
 // ServeHTTP upgrades /ws requests and runs the connection.
 func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if n.draining.Load() {
+	if n.isDraining() {
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "gateway is draining; reconnect to another one", http.StatusServiceUnavailable)
 		return
@@ -249,266 +250,54 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the upgrader has answered
 	}
-	c := newClient(n, conn, ip)
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	c := newClient(n, conn, ip, cancel)
 	n.metrics.connects.Add(1)
-	n.wg.Add(1)
-	defer n.wg.Done()
-	n.all.Store(c, struct{}{})
-	defer n.all.Delete(c)
-	if n.draining.Load() {
-		conn.Close()
+	if !n.register(c) {
+		conn.Close() // Shutdown started during the upgrade
 		return
 	}
-	go c.writeLoop()
-	reason := n.readLoop(r.Context(), c)
-	c.close(reason, nil)
-	<-c.done
-	if c.user != "" {
-		n.deps.Metrics.Disconnected(c.closeReason())
-	}
-	if c.user != "" && n.hub.remove(c) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 2*time.Second)
-		if err := n.deps.Sessions.Unregister(ctx, sessions.Session{User: c.user, Device: c.device, Gateway: n.cfg.ID}); err != nil {
-			n.log.Warn("unregister session", "err", err)
-		}
-		cancel()
-	}
-	n.log.Debug("connection closed", "user", c.user, "device", c.device, "reason", c.closeReason())
+	defer n.unregister(c)
+	c.serve(ctx)
 }
 
-func encode(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(fmt.Sprintf("gateway: encode %T: %v", v, err)) // our own frame types always encode
-	}
-	return b
-}
-
-func errFrame(id, cmid, code, msg string) []byte {
-	return encode(protocol.Error{T: protocol.TypeError, ID: id, CMID: cmid, Code: code, Message: msg, Retryable: protocol.Retryable(code)})
-}
-
-// readLoop authenticates the connection and handles frames until it ends;
-// it returns the disconnect reason.
-func (n *Node) readLoop(ctx context.Context, c *client) string {
-	c.conn.SetReadLimit(int64(n.cfg.MaxFrameBytes))
-	c.conn.SetReadDeadline(time.Now().Add(n.cfg.AuthTimeout))
-	if reason := n.authenticate(ctx, c); reason != "" {
-		return reason
-	}
-	c.conn.SetPongHandler(func(string) error {
-		c.conn.SetReadDeadline(time.Now().Add(n.cfg.IdleTimeout))
-		return nil
-	})
-	bad := 0
-	for {
-		c.conn.SetReadDeadline(time.Now().Add(n.cfg.IdleTimeout))
-		typ, data, err := c.conn.ReadMessage()
-		if err != nil {
-			return n.readErrReason(c, err)
-		}
-		n.metrics.framesIn.Add(1)
-		if typ != websocket.TextMessage {
-			c.send(errFrame("", "", protocol.CodeBadFrame, "frames must be JSON text frames"), false)
-			bad++
-		} else if ok := n.handle(ctx, c, data); !ok {
-			bad++
-		} else {
-			bad = 0
-		}
-		if bad >= n.cfg.MaxBadFrames {
-			c.close(ReasonAbuse, errFrame("", "", protocol.CodeBadFrame, "too many invalid frames; closing"))
-			return ReasonAbuse
-		}
-	}
-}
-
-func (n *Node) readErrReason(c *client, err error) string {
-	var ne net.Error
-	switch {
-	case errors.Is(err, websocket.ErrReadLimit):
-		// gorilla has already sent close 1009 (message too big).
-		return ReasonTooLarge
-	case errors.As(err, &ne) && ne.Timeout():
-		return ReasonIdle
-	case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
-		return ReasonClientClosed
-	}
-	return ReasonReadError
-}
-
-// authenticate reads the auth frame; it returns a disconnect reason on failure.
-func (n *Node) authenticate(ctx context.Context, c *client) string {
-	typ, data, err := c.conn.ReadMessage()
-	if err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			c.close(ReasonAuthTimeout, errFrame("", "", protocol.CodeUnauthenticated, "no auth frame within "+n.cfg.AuthTimeout.String()))
-			return ReasonAuthTimeout
-		}
-		return n.readErrReason(c, err)
-	}
-	if typ != websocket.TextMessage {
-		c.close(ReasonAuthFailed, errFrame("", "", protocol.CodeUnauthenticated, "the first frame must be a JSON auth frame"))
-		return ReasonAuthFailed
-	}
-	in, ferr := protocol.Decode(data, n.cfg.MaxBodyBytes())
-	if in == nil || in.T != protocol.TypeAuth {
-		c.close(ReasonAuthFailed, errFrame("", "", protocol.CodeUnauthenticated, "the first frame must be {\"t\":\"auth\",\"token\":..,\"device\":..}"))
-		return ReasonAuthFailed
-	}
-	if ferr != nil {
-		c.close(ReasonAuthFailed, errFrame("", "", ferr.Code, ferr.Message))
-		return ReasonAuthFailed
-	}
-	claims, err := n.deps.Tokens.Verify(in.Token)
-	if err != nil {
-		c.close(ReasonAuthFailed, errFrame("", "", protocol.CodeUnauthenticated, "invalid or expired token: log in again"))
-		return ReasonAuthFailed
-	}
-	c.user, c.device = claims.UserID, in.Device
-
-	if old := n.hub.add(c); old != nil {
-		old.close(ReasonReplaced, encode(protocol.Kicked{T: protocol.TypeKicked, Reason: ReasonReplaced}))
-	}
-	sess := sessions.Session{User: c.user, Device: c.device, Gateway: n.cfg.ID}
-	n.kickElsewhere(ctx, sess)
-	if err := n.deps.Sessions.Register(ctx, sess, n.cfg.SessionTTL); err != nil {
-		// Not fatal: the next heartbeat registers it; until then the user
-		// still gets everything by sync.
-		n.log.Warn("register session", "err", err)
-	}
-	inboxSeq, convs, err := n.deps.Backend.State(ctx, c.user)
-	if err != nil {
-		c.close(ReasonShutdown, errFrame("", "", protocol.CodeUnavailable, "cannot load your inbox state; reconnect"))
-		return ReasonShutdown
-	}
-	c.send(encode(protocol.AuthOK{T: protocol.TypeAuthOK, User: c.user, Device: c.device, InboxSeq: inboxSeq, Protocol: protocol.Version, Convs: convs}), false)
-	c.markReady()
-	n.deps.Metrics.Connected()
-	return ""
-}
-
-// kickElsewhere tells another gateway holding the same user and device to
-// close that older connection.
-func (n *Node) kickElsewhere(ctx context.Context, s sessions.Session) {
-	live, err := n.deps.Sessions.Lookup(ctx, []string{s.User})
-	if err != nil {
-		return
-	}
-	for _, o := range live[s.User] {
-		if o.Device != s.Device || o.Gateway == s.Gateway {
-			continue
-		}
-		p := messageapi.Push{Kind: messageapi.PushKick, Frame: encode(protocol.Kicked{T: protocol.TypeKicked, Reason: ReasonReplaced}), Targets: []messageapi.Target{{User: s.User, Device: s.Device}}}
-		if err := n.deps.Push.PublishPush(ctx, o.Gateway, bus.Message{Key: o.Gateway, Body: encode(p)}); err != nil {
-			n.log.Warn("kick on other gateway", "gateway", o.Gateway, "err", err)
-		}
-	}
-}
-
-// handle processes one frame; false means it was invalid.
-func (n *Node) handle(ctx context.Context, c *client, data []byte) bool {
-	in, ferr := protocol.Decode(data, n.cfg.MaxBodyBytes())
-	if ferr != nil {
-		n.deps.Metrics.FrameIn("invalid")
-		id, cmid := "", ""
-		if in != nil {
-			id, cmid = in.ID, in.CMID
-		}
-		c.send(errFrame(id, cmid, ferr.Code, ferr.Message), false)
+// register adds c to the open connections unless the node is shutting down.
+func (n *Node) register(c *Client) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.draining {
 		return false
 	}
-	n.deps.Metrics.FrameIn(in.T)
-	switch in.T {
-	case protocol.TypePing:
-		c.send(encode(protocol.Simple{T: protocol.TypePong}), false)
-	case protocol.TypeAuth:
-		c.send(errFrame(in.ID, "", protocol.CodeBadFrame, "already authenticated"), false)
-		return false
-	case protocol.TypeSend:
-		n.handleSend(ctx, c, in)
-	case protocol.TypeSync:
-		res, err := n.deps.Backend.Sync(ctx, c.user, *in.After, in.Limit)
-		if err != nil {
-			c.send(n.backendErr(in.ID, err), false)
-			return true
-		}
-		res.ID = in.ID
-		c.send(encode(res), false)
-	case protocol.TypePull:
-		var to int64
-		if in.ToSeq != nil {
-			to = *in.ToSeq
-		}
-		res, err := n.deps.Backend.Pull(ctx, c.user, in.Conv, *in.From, to, in.Limit)
-		if err != nil {
-			c.send(n.backendErr(in.ID, err), false)
-			return !errors.Is(err, messageapi.ErrBadRequest)
-		}
-		res.ID = in.ID
-		c.send(encode(res), false)
-	case protocol.TypeRead:
-		if err := n.deps.Backend.Read(ctx, c.user, in.Conv, *in.Seq); err != nil {
-			c.send(n.backendErr(in.ID, err), false)
-		}
-	case protocol.TypeDelivered:
-		// Accepted; delivery receipts are not tracked server-side in v1.
-	}
+	n.conns[c] = struct{}{}
 	return true
 }
 
-func (n *Node) backendErr(id string, err error) []byte {
-	switch {
-	case errors.Is(err, messageapi.ErrForbidden):
-		return errFrame(id, "", protocol.CodeForbidden, "you are not a member of this conversation")
-	case errors.Is(err, messageapi.ErrBadRequest):
-		return errFrame(id, "", protocol.CodeBadFrame, err.Error())
-	case errors.Is(err, messageapi.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		return errFrame(id, "", protocol.CodeUnavailable, "temporarily unavailable; retry")
+// unregister removes c once its goroutines are done.
+func (n *Node) unregister(c *Client) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.conns, c)
+	if n.draining && len(n.conns) == 0 {
+		close(n.drained)
 	}
-	n.log.Error("backend call failed", "err", err)
-	return errFrame(id, "", protocol.CodeInternal, "internal error; retry later")
 }
 
-func (n *Node) handleSend(ctx context.Context, c *client, in *protocol.Inbound) {
-	if n.deps.Limiter != nil {
-		if ok, wait := n.deps.Limiter.AllowSend(c.user); !ok {
-			f := protocol.Error{T: protocol.TypeError, CMID: in.CMID, Code: protocol.CodeRateLimited, Message: "sending too fast; retry later", Retryable: true, RetryAfterMs: max(wait.Milliseconds(), 1)}
-			c.send(encode(f), false)
-			return
-		}
+func (n *Node) isDraining() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.draining
+}
+
+// clients returns the open connections.
+func (n *Node) clients() []*Client {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	list := make([]*Client, 0, len(n.conns))
+	for c := range n.conns {
+		list = append(list, c)
 	}
-	conv := protocol.GroupConv(in.To.Group)
-	if in.To.User != "" {
-		conv = protocol.DirectConv(c.user, in.To.User)
-	}
-	up := messageapi.Upstream{Gateway: n.cfg.ID, User: c.user, Device: c.device, CMID: in.CMID, Conv: conv, To: *in.To, Kind: in.Kind, Body: *in.Body, TS: time.Now().UnixMilli()}
-	ctx, span := n.deps.Tracer.Start(ctx, "gateway.send", trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(attribute.String("im.conv", conv), attribute.String("im.cmid", in.CMID)))
-	defer span.End()
-	pctx, cancel := context.WithTimeout(ctx, n.cfg.PublishTimeout)
-	defer cancel()
-	msg := bus.Message{Key: conv, Body: encode(up), Header: telemetry.Inject(ctx, nil)}
-	publish := func() error { return n.deps.Upstream.PublishUpstream(pctx, msg) }
-	var err error
-	if n.deps.PublishGuard != nil {
-		err = n.deps.PublishGuard(publish)
-	} else {
-		err = publish()
-	}
-	if err != nil {
-		span.SetStatus(codes.Error, err.Error())
-		n.log.Warn("publish upstream", "err", err)
-		f := protocol.Error{T: protocol.TypeError, CMID: in.CMID, Code: protocol.CodeUnavailable, Retryable: true,
-			Message: "message not accepted (messaging backend unavailable); retry with the same cmid"}
-		if wait := flow.RetryAfter(err); wait > 0 {
-			f.RetryAfterMs = max(wait.Milliseconds(), 1)
-		}
-		c.send(encode(f), false)
-		return
-	}
-	n.metrics.sends.Add(1)
+	return list
 }
 
 // HandlePush writes one push record to its target connections.
@@ -535,7 +324,7 @@ func (n *Node) HandlePush(ctx context.Context, m bus.Message) error {
 		}
 		if p.Kind == messageapi.PushKick {
 			if n.hub.remove(c) {
-				c.close(ReasonReplaced, frame)
+				c.close(DisconnectKicked, frame)
 			}
 			continue
 		}
@@ -547,20 +336,18 @@ func (n *Node) HandlePush(ctx context.Context, m bus.Message) error {
 		case p.TS > 0:
 			n.deps.Metrics.Delivered(now.Sub(time.UnixMilli(p.TS)))
 		}
-		c.send(frame, true)
+		c.push(frame)
 	}
 	return nil
 }
 
 // Run consumes this gateway's push stream and keeps its sessions alive until
-// ctx ends; then it drains connections (reconnect frames) and waits for them.
+// ctx ends. It does not touch the connections: Shutdown drains them.
 func (n *Node) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return n.deps.Pushes.ConsumePush(gctx, n.cfg.ID, n.HandlePush) })
 	g.Go(func() error { return n.heartbeat(gctx) })
-	err := g.Wait()
-	n.Drain()
-	return err
+	return g.Wait()
 }
 
 func (n *Node) heartbeat(ctx context.Context) error {
@@ -568,7 +355,7 @@ func (n *Node) heartbeat(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		var live []sessions.Session
-		n.hub.each(func(c *client) {
+		n.hub.each(func(c *Client) {
 			live = append(live, sessions.Session{User: c.user, Device: c.device, Gateway: n.cfg.ID})
 		})
 		hctx, cancel := context.WithTimeout(ctx, n.cfg.HeartbeatInterval)
@@ -584,16 +371,34 @@ func (n *Node) heartbeat(ctx context.Context) error {
 	}
 }
 
-// Drain refuses new connections, asks every client to reconnect elsewhere
-// after a random delay (to spread the reconnect storm), and waits for the
-// connections to end.
-func (n *Node) Drain() {
-	n.draining.Store(true)
-	n.all.Range(func(k, _ any) bool {
-		k.(*client).close(ReasonShutdown, encode(protocol.Reconnect{T: protocol.TypeReconnect, AfterMs: rand.Int64N(2000)}))
-		return true
-	})
-	n.wg.Wait()
+// Shutdown drains the node; it is the one owner of that. It refuses new
+// connections, asks every client to reconnect (to another gateway) after a
+// random delay that spreads the reconnect storm, and waits for the
+// connections to end. If ctx ends first, it closes the remaining connections
+// at once, waits for their goroutines, and returns ctx's error. Call it after
+// the HTTP listener has stopped; later calls wait the same way.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.mu.Lock()
+	if !n.draining {
+		n.draining = true
+		if len(n.conns) == 0 {
+			close(n.drained)
+		}
+	}
+	n.mu.Unlock()
+	for _, c := range n.clients() {
+		c.close(DisconnectShutdown, encode(protocol.Reconnect{T: protocol.TypeReconnect, AfterMs: rand.Int64N(2000)}))
+	}
+	select {
+	case <-n.drained:
+		return nil
+	case <-ctx.Done():
+	}
+	for _, c := range n.clients() {
+		c.forceClose(DisconnectShutdown)
+	}
+	<-n.drained
+	return ctx.Err()
 }
 
 // Stats is a snapshot of the node's counters.
@@ -611,5 +416,3 @@ func (n *Node) Stats() Stats {
 	return Stats{Connections: n.hub.len(), Connects: n.metrics.connects.Load(), FramesIn: n.metrics.framesIn.Load(),
 		FramesOut: n.metrics.framesOut.Load(), Pushes: n.metrics.pushes.Load(), Sends: n.metrics.sends.Load()}
 }
-
-var _ = strconv.Itoa
