@@ -199,11 +199,12 @@ func buildGateway(ctx context.Context, p *Process) (*Component, error) {
 	c := &Component{Name: "gateway",
 		Run: []func(context.Context) error{node.Run},
 		Shutdown: func(ctx context.Context) error {
-			if !p.embedded && gc.DrainTimeout > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, gc.DrainTimeout)
-				defer cancel()
+			window := ShutdownTimeout // dev: clients are local
+			if !p.embedded {
+				window = gc.DrainTimeout
 			}
+			ctx, cancel := context.WithTimeout(ctx, window)
+			defer cancel()
 			err := node.Shutdown(ctx)
 			if errors.Is(err, context.DeadlineExceeded) {
 				return nil // the drain window ended; the remaining clients reconnect on their own
