@@ -1,4 +1,4 @@
-# Group fan-out benchmark (services/dev/bench.go): write diffusion (a group at
+# Group fan-out benchmark (internal/bench/fanout.go): write diffusion (a group at
 # the read-diffusion threshold) against read diffusion (a 10,000-member group),
 # 2,000 members online across two in-process gateways, the publish rate
 # doubled until p99 delivery latency passes 200 ms.
