@@ -1,7 +1,7 @@
 # Flow-control and hardening area: short fuzzing runs of the decoders that
 # face untrusted input (WebSocket frames, conversation ids, REST JSON bodies,
-# tokens). The seed
-# corpora in testdata/fuzz/<Fuzz...>/ also run as plain tests in test-go.
+# tokens). The seed corpora in testdata/fuzz/<Fuzz...>/ (and the f.Add seeds)
+# also run as plain tests in test-go.
 #
 # Budgets are execution counts, not durations: a duration -fuzztime races
 # the fuzz coordinator's deadline on a loaded machine and fails with a bare

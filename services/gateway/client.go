@@ -95,6 +95,20 @@ func (c *Client) send(frame []byte) {
 	}
 }
 
+// reply queues a frame that answers the client's own request. A full queue
+// does not disconnect the client: the reply waits for room (and the reader
+// with it), so a client that asks faster than it reads is slowed down, and
+// no reply can trip the slow-consumer rule on its own.
+func (c *Client) reply(ctx context.Context, frame []byte) {
+	_ = c.writer.enqueueWait(ctx, frame) // an error means the connection is ending
+}
+
+// pageBytes is the encoded size a sync or pull page may take besides the
+// echoed request id (which JSON may escape to six times its length).
+func (c *Client) pageBytes(id string) int {
+	return max(c.node.cfg.MaxPageBytes-6*len(id), 1024)
+}
+
 // push queues a push frame. Until auth_ok is queued, pushes are held back
 // (within the same byte bound) so that auth_ok is always the first frame.
 func (c *Client) push(frame []byte) {
@@ -217,7 +231,7 @@ func (c *Client) readLoop(ctx context.Context) error {
 		}
 		c.node.metrics.framesIn.Add(1)
 		if typ != websocket.TextMessage {
-			c.send(errFrame("", "", protocol.CodeBadFrame, "frames must be JSON text frames"))
+			c.reply(ctx, errFrame("", "", protocol.CodeBadFrame, "frames must be JSON text frames"))
 			bad++
 		} else if ok := c.handle(ctx, data); !ok {
 			bad++
@@ -322,41 +336,41 @@ func (c *Client) handle(ctx context.Context, data []byte) bool {
 		if in != nil {
 			id, cmid = in.ID, in.CMID
 		}
-		c.send(errFrame(id, cmid, ferr.Code, ferr.Message))
+		c.reply(ctx, errFrame(id, cmid, ferr.Code, ferr.Message))
 		return false
 	}
 	n.deps.Metrics.FrameIn(in.T)
 	switch in.T {
 	case protocol.TypePing:
-		c.send(encode(protocol.Simple{T: protocol.TypePong}))
+		c.reply(ctx, encode(protocol.Simple{T: protocol.TypePong}))
 	case protocol.TypeAuth:
-		c.send(errFrame(in.ID, "", protocol.CodeBadFrame, "already authenticated"))
+		c.reply(ctx, errFrame(in.ID, "", protocol.CodeBadFrame, "already authenticated"))
 		return false
 	case protocol.TypeSend:
 		c.handleSend(ctx, in)
 	case protocol.TypeSync:
-		res, err := n.deps.Backend.Sync(ctx, c.user, *in.After, in.Limit)
+		res, err := n.deps.Backend.Sync(ctx, c.user, *in.After, in.Limit, c.pageBytes(in.ID))
 		if err != nil {
-			c.send(c.backendErr(in.ID, err))
+			c.reply(ctx, c.backendErr(in.ID, err))
 			return true
 		}
 		res.ID = in.ID
-		c.send(encode(res))
+		c.reply(ctx, encode(res))
 	case protocol.TypePull:
 		var to int64
 		if in.ToSeq != nil {
 			to = *in.ToSeq
 		}
-		res, err := n.deps.Backend.Pull(ctx, c.user, in.Conv, *in.From, to, in.Limit)
+		res, err := n.deps.Backend.Pull(ctx, c.user, in.Conv, *in.From, to, in.Limit, c.pageBytes(in.ID))
 		if err != nil {
-			c.send(c.backendErr(in.ID, err))
+			c.reply(ctx, c.backendErr(in.ID, err))
 			return !errors.Is(err, messageapi.ErrBadRequest)
 		}
 		res.ID = in.ID
-		c.send(encode(res))
+		c.reply(ctx, encode(res))
 	case protocol.TypeRead:
 		if err := n.deps.Backend.Read(ctx, c.user, in.Conv, *in.Seq); err != nil {
-			c.send(c.backendErr(in.ID, err))
+			c.reply(ctx, c.backendErr(in.ID, err))
 		}
 	case protocol.TypeDelivered:
 		// Accepted; delivery receipts are not tracked server-side in v1.
@@ -382,7 +396,7 @@ func (c *Client) handleSend(ctx context.Context, in *protocol.Inbound) {
 	if n.deps.Limiter != nil {
 		if ok, wait := n.deps.Limiter.AllowSend(c.user); !ok {
 			f := protocol.Error{T: protocol.TypeError, CMID: in.CMID, Code: protocol.CodeRateLimited, Message: "sending too fast; retry later", Retryable: true, RetryAfterMs: max(wait.Milliseconds(), 1)}
-			c.send(encode(f))
+			c.reply(ctx, encode(f))
 			return
 		}
 	}
@@ -412,7 +426,7 @@ func (c *Client) handleSend(ctx context.Context, in *protocol.Inbound) {
 		if wait := flow.RetryAfter(err); wait > 0 {
 			f.RetryAfterMs = max(wait.Milliseconds(), 1)
 		}
-		c.send(encode(f))
+		c.reply(ctx, encode(f))
 		return
 	}
 	n.metrics.sends.Add(1)

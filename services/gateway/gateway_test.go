@@ -36,10 +36,10 @@ type fakeBackend struct{}
 func (fakeBackend) State(context.Context, string) (int64, []protocol.ConvState, error) {
 	return 0, nil, nil
 }
-func (fakeBackend) Sync(context.Context, string, int64, int) (*protocol.SyncResult, error) {
+func (fakeBackend) Sync(context.Context, string, int64, int, int) (*protocol.SyncResult, error) {
 	return &protocol.SyncResult{T: protocol.TypeSyncResult}, nil
 }
-func (fakeBackend) Pull(context.Context, string, string, int64, int64, int) (*protocol.PullResult, error) {
+func (fakeBackend) Pull(context.Context, string, string, int64, int64, int, int) (*protocol.PullResult, error) {
 	return nil, messageapi.ErrForbidden
 }
 func (fakeBackend) Read(context.Context, string, string, int64) error { return nil }

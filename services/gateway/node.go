@@ -56,8 +56,13 @@ type Config struct {
 	// WriteTimeout bounds one frame write (10 s).
 	WriteTimeout time.Duration
 	// SendQueueBytes bounds a connection's outgoing queue (1 MiB); a client
-	// that falls further behind is disconnected (slow_consumer).
+	// that falls further behind with pushes is disconnected (slow_consumer).
+	// Replies to its own requests wait for room instead.
 	SendQueueBytes int
+	// MaxPageBytes bounds one sync or pull reply, encoded (SendQueueBytes /
+	// 4, at most SendQueueBytes / 2): a page always leaves room in the
+	// queue for pushes.
+	MaxPageBytes int
 	// PublishTimeout bounds the upstream publish of one send (5 s); past it the
 	// client gets UNAVAILABLE, retryable.
 	PublishTimeout time.Duration
@@ -101,6 +106,9 @@ func (c *Config) setDefaults() {
 	def(&c.SessionTTL, 3*c.HeartbeatInterval)
 	if c.SendQueueBytes <= 0 {
 		c.SendQueueBytes = 1 << 20
+	}
+	if c.MaxPageBytes <= 0 || c.MaxPageBytes > c.SendQueueBytes/2 {
+		c.MaxPageBytes = c.SendQueueBytes / 4
 	}
 	if c.MaxConnections <= 0 {
 		c.MaxConnections = 100000

@@ -32,8 +32,44 @@ func (s *Service) State(ctx context.Context, user string) (int64, []protocol.Con
 	return n, convs, nil
 }
 
+// DefaultPageBytes bounds an encoded sync or pull page when the caller
+// names no bound (REST history, older gateways).
+const DefaultPageBytes = 256 << 10
+
+// pageOverhead is what a result frame adds around its items: type, conv (at
+// most protocol.MaxConvLen), cursor and more. The request id is the
+// caller's to account for.
+const pageOverhead = 256
+
+// fitPage returns how many of the n items fit in a page of maxBytes encoded
+// bytes (0: DefaultPageBytes), given each item's encoded size; at least one,
+// so that a client always makes progress. JSON escaping makes a message up
+// to six times its body on the wire, so pages are measured encoded.
+func fitPage(n, maxBytes int, size func(i int) int) int {
+	if maxBytes <= 0 {
+		maxBytes = DefaultPageBytes
+	}
+	used := pageOverhead
+	for i := range n {
+		used += size(i) + 1 // and a comma
+		if used > maxBytes && i > 0 {
+			return i
+		}
+	}
+	return n
+}
+
+// encodedSize is the size of m in a result frame.
+func encodedSize(m *protocol.Msg) int {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return 0
+	}
+	return len(b)
+}
+
 // Sync implements messageapi.Backend.
-func (s *Service) Sync(ctx context.Context, user string, after int64, limit int) (*protocol.SyncResult, error) {
+func (s *Service) Sync(ctx context.Context, user string, after int64, limit, maxBytes int) (*protocol.SyncResult, error) {
 	limit = clampLimit(limit)
 	items, more, err := s.store.Sync(ctx, user, after, limit)
 	if err != nil {
@@ -47,13 +83,18 @@ func (s *Service) Sync(ctx context.Context, user string, after int64, limit int)
 	for i := range items {
 		res.Items[i] = toMsg(&items[i].Message, items[i].InboxSeq)
 		res.Items[i].T = ""
-		res.InboxSeq = items[i].InboxSeq
+	}
+	if n := fitPage(len(res.Items), maxBytes, func(i int) int { return encodedSize(&res.Items[i]) }); n < len(res.Items) {
+		res.Items, res.More = res.Items[:n], true
+	}
+	if n := len(res.Items); n > 0 {
+		res.InboxSeq = res.Items[n-1].InboxSeq
 	}
 	return res, nil
 }
 
 // Pull implements messageapi.Backend.
-func (s *Service) Pull(ctx context.Context, user, conv string, from, to int64, limit int) (*protocol.PullResult, error) {
+func (s *Service) Pull(ctx context.Context, user, conv string, from, to int64, limit, maxBytes int) (*protocol.PullResult, error) {
 	floor, err := s.mayRead(ctx, user, conv)
 	if err != nil {
 		return nil, err
@@ -66,6 +107,9 @@ func (s *Service) Pull(ctx context.Context, user, conv string, from, to int64, l
 	for i := range items {
 		res.Items[i] = toMsg(&items[i], 0)
 		res.Items[i].T = ""
+	}
+	if n := fitPage(len(res.Items), maxBytes, func(i int) int { return encodedSize(&res.Items[i]) }); n < len(res.Items) {
+		res.Items, res.More = res.Items[:n], true
 	}
 	return res, nil
 }
@@ -161,7 +205,7 @@ func (s *Service) handleHistory(w http.ResponseWriter, r *http.Request) {
 		rest.WriteError(w, rest.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "fromSeq must be >= 0 and limit 1-%d", protocol.MaxLimit))
 		return
 	}
-	res, err := s.Pull(r.Context(), rest.UserID(r.Context()), r.PathValue("conv"), from, 0, int(limit))
+	res, err := s.Pull(r.Context(), rest.UserID(r.Context()), r.PathValue("conv"), from, 0, int(limit), DefaultPageBytes)
 	if err != nil {
 		s.writeErr(w, err)
 		return
