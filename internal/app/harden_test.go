@@ -1,7 +1,10 @@
 package app_test
 
 import (
+	"context"
 	"fmt"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -142,4 +145,108 @@ func TestRequestsFasterThanTheClientReadsAreSlowedNotDisconnected(t *testing.T) 
 			t.Fatalf("reply %d: %v %v", i, f["t"], f["id"])
 		}
 	}
+}
+
+func TestReadCursorsAreStoredOnlyForConversationsOfTheReader(t *testing.T) {
+	s := start(t, "", gateway.Config{ReadRate: 1e6, ReadBurst: 1e6})
+	api := imtest.NewAPI(s.URL)
+	alice, bob := api.Register(t, "alice"), api.Register(t, "bob")
+	b, _ := imtest.Connect(t, s.URL, bob.Token, "b1")
+
+	// Well-formed ids of conversations bob is not in, or that have no
+	// messages: accepted quietly, nothing stored.
+	for i := range 300 {
+		b.SendJSON(map[string]any{"t": "read", "conv": directConv(bob.ID, fmt.Sprintf("x%d", i)), "seq": 1})
+	}
+	b.SendJSON(map[string]any{"t": "read", "conv": directConv(alice.ID, bob.ID), "seq": 5})
+	b.SendJSON(map[string]any{"t": "read", "conv": "g:123", "seq": 5})
+	if f := b.Expect("error"); f.Str("code") != "FORBIDDEN" {
+		t.Fatalf("read of a group bob is not in: %v", f)
+	}
+	// Malformed ids are refused where they enter.
+	for _, conv := range []string{
+		"u:" + max(alice.ID, bob.ID) + ":" + min(alice.ID, bob.ID), // not sorted
+		"g:" + strings.Repeat("9", 100),                            // too long
+		"u:" + bob.ID + ":a b", "g:", "x:1", "u:" + bob.ID, "g:1:2",
+	} {
+		b.SendJSON(map[string]any{"t": "read", "conv": conv, "seq": 1})
+		if f := b.Expect("error"); f.Str("code") != "BAD_FRAME" {
+			t.Fatalf("read of %q: %v, want BAD_FRAME", conv, f)
+		}
+		b.SendJSON(map[string]any{"t": "pull", "id": "p", "conv": conv, "from": 1})
+		if f := b.Expect("error"); f.Str("code") != "BAD_FRAME" {
+			t.Fatalf("pull of %q: %v, want BAD_FRAME", conv, f)
+		}
+		code, err := api.Do("GET", "/api/v1/conversations/"+url.PathEscape(conv)+"/messages", bob.Token, nil, nil)
+		if err != nil || code != http.StatusBadRequest {
+			t.Fatalf("history of %q: %d %v, want 400", conv, code, err)
+		}
+	}
+	expectAlive(t, b)
+	convs, err := s.Store.Conversations(context.Background(), bob.ID)
+	if err != nil || len(convs) != 0 {
+		t.Fatalf("bob has %d stored conversations (%v), want none", len(convs), err)
+	}
+}
+
+func TestReadReceiptsOnlyWhenTheCursorMovesAndCoalesced(t *testing.T) {
+	s := start(t, "", gateway.Config{})
+	api := imtest.NewAPI(s.URL)
+	alice, bob := api.Register(t, "alice"), api.Register(t, "bob")
+	a, _ := imtest.Connect(t, s.URL, alice.Token, "a1")
+	b, _ := imtest.Connect(t, s.URL, bob.Token, "b1")
+	conv := directConv(alice.ID, bob.ID)
+
+	// collect returns the receipts c gets until it is quiet for quiet.
+	collect := func(c *imtest.Conn, quiet time.Duration) (receipts []imtest.Frame, limited int) {
+		for {
+			f, err := c.NextErr(quiet)
+			if err != nil {
+				return receipts, limited
+			}
+			switch {
+			case f.T() == "receipt":
+				receipts = append(receipts, f)
+			case f.T() == "error" && f.Str("code") == "RATE_LIMITED":
+				limited++
+			case f.T() == "error":
+				t.Fatalf("unexpected error %v", f)
+			}
+		}
+	}
+
+	// 400 reads of a conversation without messages: nothing to report.
+	for range 400 {
+		b.SendJSON(map[string]any{"t": "read", "conv": conv, "seq": 7})
+	}
+	if got, _ := collect(a, 1500*time.Millisecond); len(got) != 0 {
+		t.Fatalf("alice got %d receipts for reads of an empty conversation", len(got))
+	}
+	if _, limited := collect(b, 500*time.Millisecond); limited < 300 {
+		t.Fatalf("%d of 400 read frames were rate-limited; want all but the burst", limited)
+	}
+
+	for i := 1; i <= 30; i++ {
+		send(a, fmt.Sprintf("c%d", i), bob.ID, "m")
+		a.Expect("ack")
+		b.Expect("msg")
+	}
+	time.Sleep(1100 * time.Millisecond) // the rate limit refills (10 per second)
+	// Reading a few messages at a time: one receipt at once, the rest merged
+	// into one carrying the latest cursor.
+	for i := 3; i <= 30; i += 3 {
+		b.SendJSON(map[string]any{"t": "read", "conv": conv, "seq": i})
+	}
+	got, _ := collect(a, 1500*time.Millisecond)
+	if len(got) < 1 || len(got) > 2 || got[len(got)-1].Int("seq") != 30 || got[0].Str("user") != bob.ID {
+		t.Fatalf("alice got receipts %v; want at most two, the last at seq 30", got)
+	}
+	// Reads that do not move the cursor send nothing.
+	for range 20 {
+		b.SendJSON(map[string]any{"t": "read", "conv": conv, "seq": 30})
+	}
+	if got, _ := collect(a, 1500*time.Millisecond); len(got) != 0 {
+		t.Fatalf("alice got %d receipts for reads that did not move the cursor", len(got))
+	}
+	expectAlive(t, b, "error")
 }

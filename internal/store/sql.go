@@ -378,17 +378,24 @@ func (s *DB) LastSeq(ctx context.Context, conv string) (int64, error) {
 }
 
 // SetRead moves user's read cursor in conv forward to seq (never back, never
-// past the conversation's last seq).
-func (s *DB) SetRead(ctx context.Context, user, conv string, seq int64) (int64, error) {
+// past the conversation's last seq) and reports whether it moved. Only a
+// conversation the user already has (a direct chat with a message, a group
+// they joined) has a cursor: for any other conv nothing is stored.
+func (s *DB) SetRead(ctx context.Context, user, conv string, seq int64) (int64, bool, error) {
 	last, err := s.LastSeq(ctx, conv)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	seq = min(seq, last)
-	if _, err := s.db.ExecContext(ctx, s.upsertMax("user_convs", []string{"user_id", "conv", "read_seq"}, []string{"user_id", "conv"}, []string{"read_seq"}), user, conv, seq); err != nil {
-		return 0, err
+	res, err := s.db.ExecContext(ctx, "UPDATE user_convs SET read_seq = ? WHERE user_id = ? AND conv = ? AND read_seq < ?", seq, user, conv, seq)
+	if err != nil {
+		return 0, false, err
 	}
-	return seq, nil
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, false, err
+	}
+	return seq, n > 0, nil
 }
 
 // Conversations lists user's conversations, most recent first.

@@ -85,10 +85,18 @@ func TestMessagesInboxesAndCursors(t *testing.T) {
 		if err != nil || more || len(msgs) != 2 || msgs[0].Seq != 4 {
 			t.Fatalf("pull: %+v %v %v", msgs, more, err)
 		}
-		if got, _ := db.SetRead(ctx, "b", conv, 99); got != 5 {
-			t.Fatalf("read cursor clamps to the last seq: %d", got)
+		if got, moved, _ := db.SetRead(ctx, "b", conv, 99); got != 5 || !moved {
+			t.Fatalf("read cursor clamps to the last seq: %d (moved %v)", got, moved)
 		}
-		db.SetRead(ctx, "b", conv, 2) // never moves back
+		if _, moved, _ := db.SetRead(ctx, "b", conv, 2); moved { // never moves back
+			t.Fatal("read cursor moved back")
+		}
+		if _, moved, _ := db.SetRead(ctx, "b", conv, 5); moved {
+			t.Fatal("read cursor reported as moved when it stayed")
+		}
+		if _, moved, _ := db.SetRead(ctx, "b", "u:b:zz", 3); moved {
+			t.Fatal("read cursor stored for a conversation b does not have")
+		}
 		convs, err := db.Conversations(ctx, "b")
 		if err != nil || len(convs) != 1 || convs[0].ReadSeq != 5 || convs[0].Unread != 0 || convs[0].LastSeq != 5 {
 			t.Fatalf("conversations: %+v %v", convs, err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -32,6 +33,7 @@ type Client struct {
 	cancel context.CancelFunc // ends the context of the connection's calls
 	writer *writer
 	done   chan struct{} // closed when the writer goroutine has exited
+	reads  *rate.Limiter // read frames (used by the reading goroutine only)
 
 	// Set once by authenticate, before the client is added to the hub.
 	user, device string
@@ -44,7 +46,8 @@ type Client struct {
 }
 
 func newClient(n *Node, conn *websocket.Conn, ip string, cancel context.CancelFunc) *Client {
-	c := &Client{node: n, conn: conn, ip: ip, cancel: cancel, done: make(chan struct{})}
+	c := &Client{node: n, conn: conn, ip: ip, cancel: cancel, done: make(chan struct{}),
+		reads: rate.NewLimiter(rate.Limit(n.cfg.ReadRate), n.cfg.ReadBurst)}
 	c.writer = newWriter(writerConfig{
 		WriteFn: c.writeFrame,
 		// One by one for now; coalescing frames into fewer writes goes here.
@@ -369,6 +372,13 @@ func (c *Client) handle(ctx context.Context, data []byte) bool {
 		res.ID = in.ID
 		c.reply(ctx, encode(res))
 	case protocol.TypeRead:
+		if r := c.reads.Reserve(); r.Delay() > 0 {
+			wait := r.Delay()
+			r.Cancel() // the frame is refused, so it takes no token
+			c.reply(ctx, encode(protocol.Error{T: protocol.TypeError, ID: in.ID, Code: protocol.CodeRateLimited, Retryable: true,
+				Message: "marking as read too fast; retry later", RetryAfterMs: max(wait.Milliseconds(), 1)}))
+			return true
+		}
 		if err := n.deps.Backend.Read(ctx, c.user, in.Conv, *in.Seq); err != nil {
 			c.reply(ctx, c.backendErr(in.ID, err))
 		}

@@ -79,6 +79,11 @@ type Config struct {
 	// MaxBadFrames closes a connection after that many consecutive invalid
 	// frames (protocol abuse; default 20).
 	MaxBadFrames int
+	// ReadRate and ReadBurst bound the read frames of one connection (10 per
+	// second, bursts of 50); past them the frame is answered RATE_LIMITED and
+	// not applied.
+	ReadRate  float64
+	ReadBurst int
 
 	// DropDelivery, when set, is asked before each push frame is written to a
 	// connection; true drops it (tests simulate lost deliveries with it).
@@ -115,6 +120,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxBadFrames <= 0 {
 		c.MaxBadFrames = 20
+	}
+	if c.ReadRate <= 0 {
+		c.ReadRate = 10
+	}
+	if c.ReadBurst <= 0 {
+		c.ReadBurst = 50
 	}
 }
 

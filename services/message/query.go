@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/imkube/imkube/api/protocol"
 	"github.com/imkube/imkube/internal/auth"
@@ -114,33 +115,41 @@ func (s *Service) Pull(ctx context.Context, user, conv string, from, to int64, l
 	return res, nil
 }
 
-// Read implements messageapi.Backend: it moves the read cursor and sends a read
-// receipt to the other members' devices.
+// Read implements messageapi.Backend: it moves the read cursor and, when it
+// moved in a one-to-one chat, sends a read receipt to the other party's
+// devices (coalesced: at most one per conversation per ReceiptInterval).
 func (s *Service) Read(ctx context.Context, user, conv string, seq int64) error {
 	if _, err := s.mayRead(ctx, user, conv); err != nil {
 		return err
 	}
-	got, err := s.store.SetRead(ctx, user, conv, seq)
+	got, moved, err := s.store.SetRead(ctx, user, conv, seq)
 	if err != nil {
 		return unavailable(err)
 	}
-	kind, a, b, _ := protocol.ParseConv(conv)
-	if kind != 'u' {
-		return nil
+	if kind, _, _, _ := protocol.ParseConv(conv); kind == 'u' && moved {
+		s.receipts.moved(user, conv, got)
 	}
+	return nil
+}
+
+// sendReceipt pushes a read receipt to the other party of a one-to-one chat;
+// receipts are best effort.
+func (s *Service) sendReceipt(user, conv string, seq int64) {
+	_, a, b, _ := protocol.ParseConv(conv)
 	other := a
 	if other == user {
 		other = b
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	live, err := s.sessions.Lookup(ctx, []string{other})
 	if err != nil {
-		return nil // receipts are best effort
+		return
 	}
-	frame, _ := json.Marshal(protocol.Receipt{T: protocol.TypeReceipt, Conv: conv, User: user, Kind: "read", Seq: got})
+	frame, _ := json.Marshal(protocol.Receipt{T: protocol.TypeReceipt, Conv: conv, User: user, Kind: "read", Seq: seq})
 	if err := s.pushByGateway(ctx, frame, 0, live, func(string, string) (bool, int64) { return true, 0 }); err != nil {
-		s.log.Warn("receipt push failed", "err", err) // best effort
+		s.log.Warn("receipt push failed", "err", err)
 	}
-	return nil
 }
 
 // mayRead returns messageapi.ErrForbidden unless user belongs to conv; else the

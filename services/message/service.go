@@ -39,7 +39,7 @@ type Store interface {
 	Sync(ctx context.Context, user string, after int64, limit int) ([]store.Item, bool, error)
 	InboxSeq(ctx context.Context, user string) (int64, error)
 	Pull(ctx context.Context, conv string, from, to int64, limit int) ([]store.Message, bool, error)
-	SetRead(ctx context.Context, user, conv string, seq int64) (int64, error)
+	SetRead(ctx context.Context, user, conv string, seq int64) (int64, bool, error)
 	Conversations(ctx context.Context, user string) ([]store.Conversation, error)
 }
 
@@ -59,6 +59,7 @@ type Service struct {
 	metrics   *telemetry.Message
 	tracer    trace.Tracer
 	guard     func(fn func() error) error
+	receipts  *receipts
 }
 
 // Config tunes the message service.
@@ -66,6 +67,9 @@ type Config struct {
 	// ReadDiffusionThreshold returns the current group size above which
 	// messages are stored once and members pull (default 500).
 	ReadDiffusionThreshold func() int
+	// ReceiptInterval is the shortest time between two read receipts of one
+	// reader in one conversation (default 1 s); moves in between are merged.
+	ReceiptInterval time.Duration
 }
 
 // Deps are the message service's collaborators.
@@ -100,15 +104,22 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Log == nil {
 		deps.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{store: deps.Store, groups: deps.Store, cache: newMemberCache(10000), threshold: cfg.ReadDiffusionThreshold,
+	if cfg.ReceiptInterval <= 0 {
+		cfg.ReceiptInterval = time.Second
+	}
+	s := &Service{store: deps.Store, groups: deps.Store, cache: newMemberCache(10000), threshold: cfg.ReadDiffusionThreshold,
 		seq: deps.Sequence, sessions: deps.Sessions, push: deps.Push, ids: deps.IDs, log: deps.Log, now: time.Now,
-		metrics: deps.Metrics, tracer: deps.Tracer, guard: deps.StoreGuard}, nil
+		metrics: deps.Metrics, tracer: deps.Tracer, guard: deps.StoreGuard}
+	s.receipts = newReceipts(cfg.ReceiptInterval, 100000, s.sendReceipt)
+	return s, nil
 }
 
 var _ messageapi.Backend = (*Service)(nil)
 
-// Run consumes the upstream stream until ctx ends.
+// Run consumes the upstream stream until ctx ends; then receipts still
+// waiting for their interval are dropped.
 func (s *Service) Run(ctx context.Context, c bus.UpstreamConsumer) error {
+	defer s.receipts.stop()
 	return c.ConsumeUpstream(ctx, s.HandleUpstream)
 }
 
