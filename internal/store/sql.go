@@ -255,6 +255,23 @@ func (s *DB) MessageByCMID(ctx context.Context, sender, cmid string) (*Message, 
 	return &m, nil
 }
 
+// ClaimCMID claims a sender's client message id for conv. fresh is true
+// when this call made the claim; otherwise owner is the conversation that
+// holds it (conv itself for a retry).
+func (s *DB) ClaimCMID(ctx context.Context, sender, cmid, conv string) (fresh bool, owner string, err error) {
+	res, err := s.db.ExecContext(ctx, s.insertIgnore()+" INTO cmid_claims (sender, cmid, conv) VALUES (?, ?, ?)", sender, cmid, conv)
+	if err != nil {
+		return false, "", err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return false, "", err
+	} else if n > 0 {
+		return true, conv, nil
+	}
+	err = s.db.QueryRowContext(ctx, "SELECT conv FROM cmid_claims WHERE sender = ? AND cmid = ?", sender, cmid).Scan(&owner)
+	return false, owner, err
+}
+
 // SaveMessage stores m, its inbox rows and the conversation state in one
 // transaction. participants get a conversation row if they have none (direct
 // chats; group members get theirs when they join). The sender's read cursor

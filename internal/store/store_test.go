@@ -185,3 +185,28 @@ func TestConcurrentStartsMigrateOnce(t *testing.T) {
 		}
 	}
 }
+
+func TestACMIDIsClaimedForOneConversation(t *testing.T) {
+	backends(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		tests := []struct {
+			name      string
+			give      string // conversation claiming cmid "c1" of sender "a"
+			wantFresh bool
+			wantOwner string
+		}{
+			{name: "the first claim wins", give: "u:a:b", wantFresh: true, wantOwner: "u:a:b"},
+			{name: "a retry for the same conversation finds its own claim", give: "u:a:b", wantFresh: false, wantOwner: "u:a:b"},
+			{name: "another conversation finds the owner", give: "u:a:c", wantFresh: false, wantOwner: "u:a:b"},
+		}
+		for _, tt := range tests {
+			fresh, owner, err := db.ClaimCMID(ctx, "a", "c1", tt.give)
+			if err != nil || fresh != tt.wantFresh || owner != tt.wantOwner {
+				t.Fatalf("%s: fresh %v owner %q err %v; want %v %q", tt.name, fresh, owner, err, tt.wantFresh, tt.wantOwner)
+			}
+		}
+		if fresh, _, _ := db.ClaimCMID(ctx, "b", "c1", "u:a:b"); !fresh {
+			t.Fatal("cmids are per sender")
+		}
+	})
+}

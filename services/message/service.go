@@ -33,6 +33,7 @@ import (
 type Store interface {
 	UserExists(ctx context.Context, id string) (bool, error)
 	MessageByCMID(ctx context.Context, sender, cmid string) (*store.Message, error)
+	ClaimCMID(ctx context.Context, sender, cmid, conv string) (fresh bool, owner string, err error)
 	SaveMessage(ctx context.Context, m store.Message, inbox []store.InboxEntry, participants []string) error
 	InboxEntries(ctx context.Context, conv string, seq int64) ([]store.InboxEntry, error)
 	GroupStore
@@ -167,16 +168,34 @@ func (s *Service) process(ctx context.Context, up *messageapi.Upstream) error {
 	if readDiffusion {
 		participants = nil
 	}
-	var prev *store.Message
+	// Dedup decides before sequence numbers are taken: the (sender, cmid)
+	// is claimed for this conversation first, so the same cmid sent to two
+	// conversations at once takes numbers in one of them only.
+	var fresh bool
+	var owner string
 	err = s.guarded(func() (err error) {
-		prev, err = s.store.MessageByCMID(ctx, up.User, up.CMID)
+		fresh, owner, err = s.store.ClaimCMID(ctx, up.User, up.CMID, up.Conv)
 		return err
-	}, store.ErrNotFound)
-	if err == nil {
+	})
+	if err != nil {
+		return fmt.Errorf("dedup claim: %w", err)
+	}
+	if owner != up.Conv {
 		s.metrics.DedupHit()
-		return s.redeliver(ctx, up, prev, members)
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("dedup lookup: %w", err)
+		return reject(protocol.CodeBadFrame, "cmid %q was already used for another conversation", up.CMID)
+	}
+	if !fresh { // a retry: answer with the stored message, if the first attempt got that far
+		var prev *store.Message
+		err = s.guarded(func() (err error) {
+			prev, err = s.store.MessageByCMID(ctx, up.User, up.CMID)
+			return err
+		}, store.ErrNotFound)
+		if err == nil {
+			s.metrics.DedupHit()
+			return s.redeliver(ctx, up, prev, members)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("dedup lookup: %w", err)
+		}
 	}
 
 	reqs := make([]sequence.Request, 0, 1+len(participants))
