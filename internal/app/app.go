@@ -29,10 +29,12 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/imkube/imkube/internal/auth"
 	"github.com/imkube/imkube/internal/buildinfo"
 	"github.com/imkube/imkube/internal/config"
 	"github.com/imkube/imkube/internal/flow"
 	"github.com/imkube/imkube/internal/messageapi"
+	"github.com/imkube/imkube/internal/rest"
 	"github.com/imkube/imkube/internal/store"
 	"github.com/imkube/imkube/internal/telemetry"
 	"github.com/imkube/imkube/services/gateway"
@@ -76,6 +78,16 @@ type Process struct {
 	gateway     *gateway.Node
 	gatewayCfg  gateway.Config
 	gatewayDeps gateway.Deps
+	accounts    *auth.Accounts
+}
+
+// Accounts returns the process's cache of which user ids have an account,
+// in front of db (one per process, shared by the roles).
+func (p *Process) Accounts(db *store.DB) *auth.Accounts {
+	if p.accounts == nil {
+		p.accounts = auth.NewAccounts(auth.AccountsConfig{}, db.UserExists)
+	}
+	return p.accounts
 }
 
 func (p *Process) tracer(name string) trace.Tracer {
@@ -237,8 +249,17 @@ func Start(ctx context.Context, cfg config.Config, roles []config.Role, opts Opt
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", p.Tel.Handler())
 	var h http.Handler = mux
+	if s.Store != nil {
+		// Where the accounts are, a token must belong to one (REST; the
+		// WebSocket asks at auth through the message service's State).
+		keys, err := p.Adapters.Keys()
+		if err != nil {
+			return nil, err
+		}
+		h = requireAccount(keys, p.Accounts(s.Store), mux)
+	}
 	if p.Flow != nil {
-		h = guardREST(p.Flow, mux)
+		h = guardREST(p.Flow, h)
 	}
 
 	var ln net.Listener
@@ -461,6 +482,18 @@ func guardREST(ctl *flow.Controller, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/api/") {
 			guarded.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// requireAccount applies rest.RequireAccount to the REST API (/api/...).
+func requireAccount(v rest.Verifier, accounts rest.AccountChecker, next http.Handler) http.Handler {
+	checked := rest.RequireAccount(v, accounts, next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			checked.ServeHTTP(w, r)
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -250,3 +250,40 @@ func TestReadReceiptsOnlyWhenTheCursorMovesAndCoalesced(t *testing.T) {
 	}
 	expectAlive(t, b, "error")
 }
+
+func TestValidlySignedTokenOfAUserWithoutAccountIsRefused(t *testing.T) {
+	s := start(t, "", gateway.Config{})
+	api := imtest.NewAPI(s.URL)
+	alice := api.Register(t, "alice")
+	keys, err := s.Process.Adapters.Keys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ghost, _, err := keys.Issue("999999999999")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	c := imtest.Dial(t, s.URL)
+	c.SendJSON(map[string]any{"t": "auth", "token": ghost, "device": "d1"})
+	sendRaw(c, "c1", alice.ID, "hello from nobody")
+	frames := c.ExpectClosed(10 * time.Second)
+	if len(frames) != 1 || frames[0].T() != "error" || frames[0].Str("code") != "UNAUTHENTICATED" {
+		t.Fatalf("ghost connection got %v, want one UNAUTHENTICATED error, then close", frames)
+	}
+	for _, path := range []string{"/api/v1/users/me", "/api/v1/conversations", "/api/v1/groups"} {
+		var e struct{ Code string }
+		if code, err := api.Do("GET", path, ghost, nil, &e); err != nil || code != http.StatusUnauthorized || e.Code != "UNAUTHENTICATED" {
+			t.Fatalf("GET %s with the ghost's token: %d %q %v, want 401 UNAUTHENTICATED", path, code, e.Code, err)
+		}
+	}
+	if n, _ := s.Store.InboxSeq(context.Background(), alice.ID); n != 0 {
+		t.Fatalf("alice's inbox holds %d messages from a user without an account", n)
+	}
+	// The real account is unaffected.
+	a, _ := imtest.Connect(t, s.URL, alice.Token, "a1")
+	expectAlive(t, a)
+	if code, err := api.Do("GET", "/api/v1/users/me", alice.Token, nil, nil); err != nil || code != http.StatusOK {
+		t.Fatalf("alice's /users/me: %d %v", code, err)
+	}
+}

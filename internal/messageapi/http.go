@@ -20,12 +20,17 @@ type InternalVerifier interface {
 	VerifyInternal(tok string) bool
 }
 
+// noAccount tells ErrUnauthenticated from a refused internal token (both 401).
+const noAccount = "this token's account does not exist: log in again"
+
 // HTTPError maps a Backend error to a REST error.
 func HTTPError(err error) *rest.Error {
 	var he *rest.Error
 	switch {
 	case errors.As(err, &he):
 		return he
+	case errors.Is(err, ErrUnauthenticated):
+		return rest.Errorf(http.StatusUnauthorized, protocol.CodeUnauthenticated, "%s", noAccount)
 	case errors.Is(err, ErrForbidden):
 		return rest.Errorf(http.StatusForbidden, protocol.CodeForbidden, "you are not a member of this conversation")
 	case errors.Is(err, ErrBadRequest):
@@ -154,6 +159,12 @@ func (c *Client) call(ctx context.Context, path string, in, out any) error {
 		return json.Unmarshal(b, out)
 	case resp.StatusCode == http.StatusForbidden:
 		return ErrForbidden
+	case resp.StatusCode == http.StatusUnauthorized:
+		var e rest.Error
+		if json.Unmarshal(b, &e) == nil && e.Message == noAccount {
+			return ErrUnauthenticated
+		}
+		return fmt.Errorf("message service refused the internal token: %s", b)
 	case resp.StatusCode == http.StatusBadRequest:
 		var e rest.Error
 		_ = json.Unmarshal(b, &e)

@@ -18,6 +18,9 @@ var (
 	ErrForbidden   = errors.New("forbidden")
 	ErrBadRequest  = errors.New("bad request")
 	ErrUnavailable = errors.New("temporarily unavailable")
+	// ErrUnauthenticated: the user has no account (a validly signed token
+	// of a user that does not exist).
+	ErrUnauthenticated = errors.New("no such account")
 )
 
 // Upstream is a client send, published by a gateway, keyed by conversation.

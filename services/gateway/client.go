@@ -301,6 +301,9 @@ func (c *Client) authenticate(ctx context.Context) error {
 		n.log.Warn("register session", "err", err)
 	}
 	inboxSeq, convs, err := n.deps.Backend.State(ctx, c.user)
+	if errors.Is(err, messageapi.ErrUnauthenticated) {
+		return c.fail(DisconnectAuthFailed, errFrame("", "", protocol.CodeUnauthenticated, "this token's account does not exist: log in again"))
+	}
 	if err != nil {
 		return c.fail(DisconnectShutdown, errFrame("", "", protocol.CodeUnavailable, "cannot load your inbox state; reconnect"))
 	}

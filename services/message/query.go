@@ -17,7 +17,19 @@ import (
 )
 
 // State implements messageapi.Backend.
+// It refuses (messageapi.ErrUnauthenticated) a user without an account: the
+// gateway asks at every WebSocket auth, so a validly signed token of a user
+// that does not exist cannot connect.
 func (s *Service) State(ctx context.Context, user string) (int64, []protocol.ConvState, error) {
+	if s.accounts != nil {
+		ok, err := s.accounts.Exists(ctx, user)
+		if err != nil {
+			return 0, nil, unavailable(err)
+		}
+		if !ok {
+			return 0, nil, messageapi.ErrUnauthenticated
+		}
+	}
 	n, err := s.store.InboxSeq(ctx, user)
 	if err != nil {
 		return 0, nil, unavailable(err)

@@ -20,6 +20,7 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/imkube/imkube/api/protocol"
+	"github.com/imkube/imkube/internal/auth"
 	"github.com/imkube/imkube/internal/bus"
 	"github.com/imkube/imkube/internal/messageapi"
 	"github.com/imkube/imkube/internal/sessions"
@@ -61,6 +62,12 @@ type Service struct {
 	tracer    trace.Tracer
 	guard     func(fn func() error) error
 	receipts  *receipts
+	accounts  Accounts
+}
+
+// Accounts says whether a user id has an account (auth.Accounts).
+type Accounts interface {
+	Exists(ctx context.Context, id string) (bool, error)
 }
 
 // Config tunes the message service.
@@ -89,6 +96,9 @@ type Deps struct {
 	// instead of piling up connections). fn reports outcomes that are not
 	// failures of the store (not found, duplicate) through ignore.
 	StoreGuard func(fn func() error) error
+	// Accounts, if set, is asked at State whether the user has an account
+	// (nil: a cache in front of Store.UserExists).
+	Accounts Accounts
 }
 
 // New returns a message service.
@@ -111,6 +121,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	s := &Service{store: deps.Store, groups: deps.Store, cache: newMemberCache(10000), threshold: cfg.ReadDiffusionThreshold,
 		seq: deps.Sequence, sessions: deps.Sessions, push: deps.Push, ids: deps.IDs, log: deps.Log, now: time.Now,
 		metrics: deps.Metrics, tracer: deps.Tracer, guard: deps.StoreGuard}
+	s.accounts = deps.Accounts
+	if s.accounts == nil {
+		s.accounts = auth.NewAccounts(auth.AccountsConfig{}, deps.Store.UserExists)
+	}
 	s.receipts = newReceipts(cfg.ReceiptInterval, 100000, s.sendReceipt)
 	return s, nil
 }
