@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -247,7 +248,14 @@ func Start(ctx context.Context, cfg config.Config, roles []config.Role, opts Opt
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", p.Tel.Handler())
+	if embedded {
+		// `imkube dev` serves clients on the same port: its metrics are for
+		// this machine only. (Services export them for the cluster's
+		// Prometheus.)
+		mux.Handle("GET /metrics", loopbackOnly(p.Tel.Handler()))
+	} else {
+		mux.Handle("GET /metrics", p.Tel.Handler())
+	}
 	var h http.Handler = mux
 	if s.Store != nil {
 		// Where the accounts are, a token must belong to one (REST; the
@@ -260,6 +268,10 @@ func Start(ctx context.Context, cfg config.Config, roles []config.Role, opts Opt
 	}
 	if p.Flow != nil {
 		h = guardREST(p.Flow, h)
+	}
+
+	if embedded && p.gateway != nil {
+		h = knownHostsOnly(p.gateway.HostAllowed, h)
 	}
 
 	var ln net.Listener
@@ -482,6 +494,33 @@ func guardREST(ctl *flow.Controller, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/api/") {
 			guarded.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// knownHostsOnly refuses (421) requests whose Host is not a name of this
+// server (gateway.Node.HostAllowed): a page of an attacker's domain
+// resolved to a local address (DNS rebinding) would otherwise be
+// same-origin with the dev server's REST API and page.
+func knownHostsOnly(allowed func(host string) bool, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !allowed(r.Host) {
+			http.Error(w, "unknown host "+strconv.Quote(r.Host)+": use localhost or an address, or add the origin to --allowed-origins", http.StatusMisdirectedRequest)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// loopbackOnly serves next only to clients connected from a loopback
+// address; others get 404, as if there were nothing.
+func loopbackOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			http.NotFound(w, r)
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -287,3 +287,40 @@ func TestValidlySignedTokenOfAUserWithoutAccountIsRefused(t *testing.T) {
 		t.Fatalf("alice's /users/me: %d %v", code, err)
 	}
 }
+
+func TestDevServerAnswersOnlyItsOwnHostNames(t *testing.T) {
+	s := start(t, "", gateway.Config{})
+	_, port, _ := strings.Cut(strings.TrimPrefix(s.URL, "http://"), ":")
+	for _, tt := range []struct {
+		host string
+		want int
+	}{
+		{host: "rebind.evil.example:" + port, want: http.StatusMisdirectedRequest},
+		{host: "localhost:" + port, want: http.StatusOK},
+		{host: "127.0.0.1:" + port, want: http.StatusOK},
+	} {
+		for _, path := range []string{"/", "/healthz"} {
+			req, _ := http.NewRequest("GET", s.URL+path, nil)
+			req.Host = tt.host
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Errorf("GET %s as %s: %d, want %d", path, tt.host, resp.StatusCode, tt.want)
+			}
+		}
+		req, _ := http.NewRequest("POST", s.URL+"/api/v1/users", strings.NewReader(`{"username":"mallory","password":"correct-horse-battery"}`))
+		req.Host = tt.host
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if tt.want != http.StatusOK && resp.StatusCode != tt.want {
+			t.Errorf("register as %s: %d, want %d", tt.host, resp.StatusCode, tt.want)
+		}
+	}
+}

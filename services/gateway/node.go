@@ -226,13 +226,21 @@ func (n *Node) checkOrigin(r *http.Request) bool {
 	if origin == "" {
 		return true // not a browser
 	}
+	if n.originAllowed(origin) {
+		return true
+	}
 	host := origin
 	if i := strings.Index(host, "://"); i >= 0 {
 		host = host[i+3:]
 	}
-	if strings.EqualFold(host, r.Host) {
-		return true // the page this gateway served
-	}
+	// The page this gateway served, unless the name it was reached by is
+	// not one of ours: a page of an attacker's domain that resolves to this
+	// address (DNS rebinding) is same-host too.
+	return strings.EqualFold(host, r.Host) && n.HostAllowed(r.Host)
+}
+
+// originAllowed reports whether origin is on the AllowedOrigins list.
+func (n *Node) originAllowed(origin string) bool {
 	for _, o := range n.cfg.AllowedOrigins {
 		if o == "*" || strings.EqualFold(o, origin) {
 			return true
@@ -242,6 +250,37 @@ func (n *Node) checkOrigin(r *http.Request) bool {
 			if rest, ok := strings.CutPrefix(strings.ToLower(origin), strings.ToLower(prefix)+":"); ok && rest != "" && strings.Trim(rest, "0123456789") == "" {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// HostAllowed reports whether a request's Host (host[:port]) names this
+// gateway: an IP address, localhost, or the host of an AllowedOrigins entry
+// (any host for "*"; any port for "scheme://host:*"). Other names can be an
+// attacker's domain resolved to this address (DNS rebinding).
+func (n *Node) HostAllowed(hostport string) bool {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host, port = strings.Trim(hostport, "[]"), ""
+	}
+	if net.ParseIP(host) != nil || strings.EqualFold(host, "localhost") {
+		return true
+	}
+	for _, o := range n.cfg.AllowedOrigins {
+		if o == "*" {
+			return true
+		}
+		_, oh, ok := strings.Cut(o, "://")
+		if !ok {
+			continue
+		}
+		ohost, oport, err := net.SplitHostPort(oh)
+		if err != nil {
+			ohost, oport = oh, ""
+		}
+		if strings.EqualFold(ohost, host) && (oport == "*" || oport == port || oport == "" || port == "") {
+			return true
 		}
 	}
 	return false
