@@ -324,3 +324,60 @@ func TestDevServerAnswersOnlyItsOwnHostNames(t *testing.T) {
 		}
 	}
 }
+
+func TestSameCMIDSentToTwoConversationsAtOnceStoresOneAndLeavesNoGaps(t *testing.T) {
+	s := start(t, "", gateway.Config{})
+	api := imtest.NewAPI(s.URL)
+	alice, bob, carol := api.Register(t, "alice"), api.Register(t, "bob"), api.Register(t, "carol")
+	a, _ := imtest.Connect(t, s.URL, alice.Token, "a1")
+	for range 5 {
+		send(a, "twice", bob.ID, "to bob")
+		send(a, "twice", carol.ID, "to carol")
+	}
+	acks, refused := 0, 0
+	for acks+refused < 10 {
+		f := a.Next()
+		switch {
+		case f.T() == "ack":
+			acks++
+		case f.T() == "error" && f.Str("code") == "BAD_FRAME":
+			refused++
+		default:
+			t.Fatalf("unexpected %v", f)
+		}
+	}
+	if acks != 5 || refused != 5 {
+		t.Fatalf("%d acks and %d refusals, want 5 of each (one conversation keeps the cmid)", acks, refused)
+	}
+	send(a, "next-bob", bob.ID, "next")
+	send(a, "next-carol", carol.ID, "next")
+	a.Expect("ack")
+	a.Expect("ack")
+	ctx := context.Background()
+	stored := 0
+	for _, peer := range []string{bob.ID, carol.ID} {
+		msgs, _, err := s.Store.Pull(ctx, directConv(alice.ID, peer), 1, 0, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, m := range msgs {
+			if m.Seq != int64(i+1) {
+				t.Fatalf("conversation with %s has a gap: message %d has seq %d", peer, i, m.Seq)
+			}
+			if m.CMID == "twice" {
+				stored++
+			}
+		}
+	}
+	if stored != 1 {
+		t.Fatalf("cmid stored %d times, want once", stored)
+	}
+	for _, u := range []string{alice.ID, bob.ID, carol.ID} {
+		items, _, _ := s.Store.Sync(ctx, u, 0, 10)
+		for i, it := range items {
+			if it.InboxSeq != int64(i+1) {
+				t.Fatalf("inbox of %s has a gap at %d (inboxSeq %d)", u, i, it.InboxSeq)
+			}
+		}
+	}
+}
