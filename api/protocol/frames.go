@@ -55,6 +55,8 @@ const (
 	MaxKindLen   = 32
 	MaxDeviceLen = 64
 	MaxIDLen     = 64
+	// MaxConvLen bounds a conversation id (the storage column is 80 bytes).
+	MaxConvLen   = 80
 	MaxLimit     = 500
 	DefaultLimit = 100
 )
@@ -162,8 +164,8 @@ func (in *Inbound) validate(maxBody int) *FrameError {
 		if in.To == nil || (in.To.User == "") == (in.To.Group == "") {
 			return badFrame("send: to must name exactly one of user or group")
 		}
-		if len(in.To.User) > MaxIDLen || len(in.To.Group) > MaxIDLen || strings.ContainsAny(in.To.User+in.To.Group, ": ") {
-			return badFrame("send: invalid recipient id")
+		if !ValidID(in.To.User + in.To.Group) {
+			return badFrame("send: invalid recipient id (1-%d characters of letters, digits, '_', '.', '-')", MaxIDLen)
 		}
 		if in.Kind == "" || len(in.Kind) > MaxKindLen {
 			return badFrame("send: kind must be 1-%d characters", MaxKindLen)
@@ -185,6 +187,9 @@ func (in *Inbound) validate(maxBody int) *FrameError {
 		if in.Conv == "" {
 			return badFrame("pull: missing conv")
 		}
+		if !ValidConv(in.Conv) {
+			return badConv(in.T)
+		}
 		if in.From == nil || *in.From < 0 {
 			return badFrame("pull: from must be a number >= 0")
 		}
@@ -198,15 +203,25 @@ func (in *Inbound) validate(maxBody int) *FrameError {
 		if in.Conv == "" || in.Seq == nil || *in.Seq < 0 {
 			return badFrame("read: conv and seq >= 0 are required")
 		}
+		if !ValidConv(in.Conv) {
+			return badConv(in.T)
+		}
 	case TypeDelivered:
 		if in.InboxSeq == nil && (in.Conv == "" || in.Seq == nil) {
 			return badFrame("delivered: inboxSeq or conv+seq required")
+		}
+		if in.Conv != "" && !ValidConv(in.Conv) {
+			return badConv(in.T)
 		}
 	case TypePing:
 	default:
 		return badFrame("unknown frame type %q", in.T)
 	}
 	return nil
+}
+
+func badConv(typ string) *FrameError {
+	return badFrame("%s: conv must be u:<userId>:<userId> (the two ids sorted) or g:<groupId>, at most %d bytes", typ, MaxConvLen)
 }
 
 func (in *Inbound) checkLimit() *FrameError {
@@ -372,19 +387,46 @@ func DirectConv(a, b string) string {
 // GroupConv returns the conversation id of a group.
 func GroupConv(group string) string { return "g:" + group }
 
+// ValidID reports whether id can be a user or group id: 1-MaxIDLen bytes
+// of ASCII letters, digits, '_', '.' and '-'.
+func ValidID(id string) bool {
+	if id == "" || len(id) > MaxIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidConv reports whether conv is a well-formed conversation id:
+// u:<a>:<b> with a <= b, or g:<groupId>, ids as ValidID, at most MaxConvLen
+// bytes. It says nothing about whether the conversation exists.
+func ValidConv(conv string) bool {
+	_, _, _, ok := ParseConv(conv)
+	return ok
+}
+
 // ParseConv splits a conversation id. For direct conversations it returns the
-// two user ids; for groups the group id in a.
+// two user ids; for groups the group id in a. ok is false unless conv is
+// well-formed (see ValidConv).
 func ParseConv(conv string) (kind byte, a, b string, ok bool) {
+	if len(conv) > MaxConvLen {
+		return 0, "", "", false
+	}
 	switch {
 	case strings.HasPrefix(conv, "u:"):
-		parts := strings.Split(conv[2:], ":")
-		if len(parts) != 2 || parts[0] == "" || parts[1] == "" || parts[0] > parts[1] {
+		a, b, found := strings.Cut(conv[2:], ":")
+		if !found || !ValidID(a) || !ValidID(b) || a > b {
 			return 0, "", "", false
 		}
-		return 'u', parts[0], parts[1], true
+		return 'u', a, b, true
 	case strings.HasPrefix(conv, "g:"):
 		g := conv[2:]
-		if g == "" || strings.Contains(g, ":") {
+		if !ValidID(g) {
 			return 0, "", "", false
 		}
 		return 'g', g, "", true

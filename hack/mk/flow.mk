@@ -1,6 +1,7 @@
 # Flow-control and hardening area: short fuzzing runs of the decoders that
-# face untrusted input (WebSocket frames, REST JSON bodies, tokens). The seed
-# corpora in testdata/fuzz/<Fuzz...>/ also run as plain tests in test-go.
+# face untrusted input (WebSocket frames, conversation ids, REST JSON bodies,
+# tokens). The seed corpora in testdata/fuzz/<Fuzz...>/ (and the f.Add seeds)
+# also run as plain tests in test-go.
 #
 # Budgets are execution counts, not durations: a duration -fuzztime races
 # the fuzz coordinator's deadline on a loaded machine and fails with a bare
@@ -10,6 +11,7 @@
 FUZZ_SCALE ?= 1
 FUZZ_TARGETS := \
 	./api/protocol:FuzzDecode:30000 \
+	./api/protocol:FuzzConv:20000 \
 	./internal/rest:FuzzDecodeJSON:20000 \
 	./internal/auth:FuzzVerify:50000
 

@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,11 +30,13 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/imkube/imkube/internal/auth"
 	"github.com/imkube/imkube/internal/buildinfo"
 	"github.com/imkube/imkube/internal/bus"
 	"github.com/imkube/imkube/internal/config"
 	"github.com/imkube/imkube/internal/flow"
 	"github.com/imkube/imkube/internal/messageapi"
+	"github.com/imkube/imkube/internal/rest"
 	"github.com/imkube/imkube/internal/store"
 	"github.com/imkube/imkube/internal/telemetry"
 	"github.com/imkube/imkube/services/gateway"
@@ -81,6 +84,16 @@ type Process struct {
 	gateway     *gateway.Node
 	gatewayCfg  gateway.Config
 	gatewayDeps gateway.Deps
+	accounts    *auth.Accounts
+}
+
+// Accounts returns the process's cache of which user ids have an account,
+// in front of db (one per process, shared by the roles).
+func (p *Process) Accounts(db *store.DB) *auth.Accounts {
+	if p.accounts == nil {
+		p.accounts = auth.NewAccounts(auth.AccountsConfig{}, db.UserExists)
+	}
+	return p.accounts
 }
 
 func (p *Process) tracer(name string) trace.Tracer {
@@ -423,10 +436,32 @@ func (s *Server) activate() error {
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", p.Tel.Handler())
+	if p.embedded {
+		// `imkube dev` serves clients on the same port: its metrics are for
+		// this machine only. (Services export them for the cluster's
+		// Prometheus.)
+		mux.Handle("GET /metrics", loopbackOnly(p.Tel.Handler()))
+	} else {
+		mux.Handle("GET /metrics", p.Tel.Handler())
+	}
 	var h http.Handler = mux
+	s.mu.Lock()
+	st := s.Store
+	s.mu.Unlock()
+	if st != nil {
+		// Where the accounts are, a token must belong to one (REST; the
+		// WebSocket asks at auth through the message service's State).
+		keys, err := p.Adapters.Keys()
+		if err != nil {
+			return err
+		}
+		h = requireAccount(keys, p.Accounts(st), h)
+	}
 	if p.Flow != nil {
-		h = guardREST(p.Flow, mux)
+		h = guardREST(p.Flow, h)
+	}
+	if p.embedded && p.gateway != nil {
+		h = knownHostsOnly(p.gateway.HostAllowed, h)
 	}
 	for _, c := range comps {
 		for _, run := range c.Run {
@@ -622,6 +657,45 @@ func guardREST(ctl *flow.Controller, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/api/") {
 			guarded.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// knownHostsOnly refuses (421) requests whose Host is not a name of this
+// server (gateway.Node.HostAllowed): a page of an attacker's domain
+// resolved to a local address (DNS rebinding) would otherwise be
+// same-origin with the dev server's REST API and page.
+func knownHostsOnly(allowed func(host string) bool, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !allowed(r.Host) {
+			http.Error(w, "unknown host "+strconv.Quote(r.Host)+": use localhost or an address, or add the origin to --allowed-origins", http.StatusMisdirectedRequest)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// loopbackOnly serves next only to clients connected from a loopback
+// address; others get 404, as if there were nothing.
+func loopbackOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			http.NotFound(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// requireAccount applies rest.RequireAccount to the REST API (/api/...).
+func requireAccount(v rest.Verifier, accounts rest.AccountChecker, next http.Handler) http.Handler {
+	checked := rest.RequireAccount(v, accounts, next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			checked.ServeHTTP(w, r)
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -14,8 +14,10 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -73,5 +75,59 @@ func TestServesTLSWithHealthEndpoints(t *testing.T) {
 	}
 	if _, err := ListenTLS("127.0.0.1:0", filepath.Join(t.TempDir(), "missing.crt"), keyFile); err == nil {
 		t.Fatal("a missing certificate was accepted")
+	}
+}
+
+func TestDevMetricsAreServedToLoopbackClientsOnly(t *testing.T) {
+	s, err := StartDev(context.Background(), "0.0.0.0:0", t.TempDir(), Options{BcryptCost: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(s.URL, "http://"))
+	get := func(host string) int {
+		resp, err := http.Get("http://" + net.JoinHostPort(host, port) + "/metrics")
+		if err != nil {
+			t.Fatalf("GET /metrics via %s: %v", host, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get("127.0.0.1"); code != http.StatusOK {
+		t.Fatalf("/metrics from loopback: %d, want 200", code)
+	}
+	// From another address of this machine the request arrives from that
+	// address, as from another machine.
+	external := ""
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() {
+			external = ipn.IP.String()
+			break
+		}
+	}
+	if external != "" {
+		if code := get(external); code != http.StatusNotFound {
+			t.Fatalf("/metrics from %s: %d, want 404", external, code)
+		}
+	}
+	// And the handler itself, whatever this machine's interfaces.
+	for _, tt := range []struct {
+		give string
+		want int
+	}{
+		{give: "127.0.0.1:5000", want: http.StatusOK},
+		{give: "[::1]:5000", want: http.StatusOK},
+		{give: "203.0.113.7:5000", want: http.StatusNotFound},
+		{give: "[2001:db8::1]:5000", want: http.StatusNotFound},
+		{give: "garbage", want: http.StatusNotFound},
+	} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/metrics", nil)
+		req.RemoteAddr = tt.give
+		loopbackOnly(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {})).ServeHTTP(rec, req)
+		if rec.Code != tt.want {
+			t.Errorf("client %s: %d, want %d", tt.give, rec.Code, tt.want)
+		}
 	}
 }

@@ -129,7 +129,7 @@ func buildMessage(ctx context.Context, p *Process) (*Component, error) {
 	svc, err := message.New(message.Config{ReadDiffusionThreshold: func() int { return p.Live.Get().Groups.ReadDiffusionThreshold }},
 		message.Deps{Store: db, Sequence: seq, Sessions: sess, Push: b, IDs: snowflake.New(p.Config.Message.NodeID),
 			Log: p.Log.With("svc", "message"), Metrics: metrics, Tracer: p.tracer("imkube/message"),
-			StoreGuard: func(fn func() error) error { return p.Flow.Guard(flow.ResMySQL, fn) }})
+			StoreGuard: func(fn func() error) error { return p.Flow.Guard(flow.ResMySQL, fn) }, Accounts: p.Accounts(db)})
 	if err != nil {
 		return nil, err
 	}

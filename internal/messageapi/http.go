@@ -20,12 +20,17 @@ type InternalVerifier interface {
 	VerifyInternal(tok string) bool
 }
 
+// noAccount tells ErrUnauthenticated from a refused internal token (both 401).
+const noAccount = "this token's account does not exist: log in again"
+
 // HTTPError maps a Backend error to a REST error.
 func HTTPError(err error) *rest.Error {
 	var he *rest.Error
 	switch {
 	case errors.As(err, &he):
 		return he
+	case errors.Is(err, ErrUnauthenticated):
+		return rest.Errorf(http.StatusUnauthorized, protocol.CodeUnauthenticated, "%s", noAccount)
 	case errors.Is(err, ErrForbidden):
 		return rest.Errorf(http.StatusForbidden, protocol.CodeForbidden, "you are not a member of this conversation")
 	case errors.Is(err, ErrBadRequest):
@@ -44,9 +49,10 @@ type stateResp struct {
 	Convs    []protocol.ConvState `json:"convs"`
 }
 type syncReq struct {
-	User  string `json:"user"`
-	After int64  `json:"after"`
-	Limit int    `json:"limit"`
+	User     string `json:"user"`
+	After    int64  `json:"after"`
+	Limit    int    `json:"limit"`
+	MaxBytes int    `json:"maxBytes,omitempty"`
 }
 type pullReq struct {
 	User  string `json:"user"`
@@ -54,6 +60,8 @@ type pullReq struct {
 	From  int64  `json:"from"`
 	To    int64  `json:"to"`
 	Limit int    `json:"limit"`
+	// MaxBytes bounds the encoded page (0: the service's default).
+	MaxBytes int `json:"maxBytes,omitempty"`
 }
 type readReq struct {
 	User string `json:"user"`
@@ -93,14 +101,14 @@ func ServeInternal(mux *http.ServeMux, v InternalVerifier, b Backend) {
 		if err := rest.DecodeJSON(r, &q); err != nil {
 			return nil, err
 		}
-		return b.Sync(r.Context(), q.User, q.After, q.Limit)
+		return b.Sync(r.Context(), q.User, q.After, q.Limit, q.MaxBytes)
 	})
 	handle("/internal/v1/pull", func(r *http.Request) (any, error) {
 		var q pullReq
 		if err := rest.DecodeJSON(r, &q); err != nil {
 			return nil, err
 		}
-		return b.Pull(r.Context(), q.User, q.Conv, q.From, q.To, q.Limit)
+		return b.Pull(r.Context(), q.User, q.Conv, q.From, q.To, q.Limit, q.MaxBytes)
 	})
 	handle("/internal/v1/read", func(r *http.Request) (any, error) {
 		var q readReq
@@ -151,6 +159,12 @@ func (c *Client) call(ctx context.Context, path string, in, out any) error {
 		return json.Unmarshal(b, out)
 	case resp.StatusCode == http.StatusForbidden:
 		return ErrForbidden
+	case resp.StatusCode == http.StatusUnauthorized:
+		var e rest.Error
+		if json.Unmarshal(b, &e) == nil && e.Message == noAccount {
+			return ErrUnauthenticated
+		}
+		return fmt.Errorf("message service refused the internal token: %s", b)
 	case resp.StatusCode == http.StatusBadRequest:
 		var e rest.Error
 		_ = json.Unmarshal(b, &e)
@@ -169,18 +183,18 @@ func (c *Client) State(ctx context.Context, user string) (int64, []protocol.Conv
 }
 
 // Sync implements Backend.
-func (c *Client) Sync(ctx context.Context, user string, after int64, limit int) (*protocol.SyncResult, error) {
+func (c *Client) Sync(ctx context.Context, user string, after int64, limit, maxBytes int) (*protocol.SyncResult, error) {
 	var r protocol.SyncResult
-	if err := c.call(ctx, "/internal/v1/sync", syncReq{User: user, After: after, Limit: limit}, &r); err != nil {
+	if err := c.call(ctx, "/internal/v1/sync", syncReq{User: user, After: after, Limit: limit, MaxBytes: maxBytes}, &r); err != nil {
 		return nil, err
 	}
 	return &r, nil
 }
 
 // Pull implements Backend.
-func (c *Client) Pull(ctx context.Context, user, conv string, from, to int64, limit int) (*protocol.PullResult, error) {
+func (c *Client) Pull(ctx context.Context, user, conv string, from, to int64, limit, maxBytes int) (*protocol.PullResult, error) {
 	var r protocol.PullResult
-	if err := c.call(ctx, "/internal/v1/pull", pullReq{User: user, Conv: conv, From: from, To: to, Limit: limit}, &r); err != nil {
+	if err := c.call(ctx, "/internal/v1/pull", pullReq{User: user, Conv: conv, From: from, To: to, Limit: limit, MaxBytes: maxBytes}, &r); err != nil {
 		return nil, err
 	}
 	return &r, nil

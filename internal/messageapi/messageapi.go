@@ -18,6 +18,9 @@ var (
 	ErrForbidden   = errors.New("forbidden")
 	ErrBadRequest  = errors.New("bad request")
 	ErrUnavailable = errors.New("temporarily unavailable")
+	// ErrUnauthenticated: the user has no account (a validly signed token
+	// of a user that does not exist).
+	ErrUnauthenticated = errors.New("no such account")
 )
 
 // Upstream is a client send, published by a gateway, keyed by conversation.
@@ -85,10 +88,14 @@ type Backend interface {
 	// State returns the user's latest inbox seq and the read-diffusion
 	// conversations with their last seq.
 	State(ctx context.Context, user string) (int64, []protocol.ConvState, error)
-	// Sync returns inbox entries after cursor after.
-	Sync(ctx context.Context, user string, after int64, limit int) (*protocol.SyncResult, error)
-	// Pull returns messages of conv from..to (to <= 0: open) if user may read it.
-	Pull(ctx context.Context, user, conv string, from, to int64, limit int) (*protocol.PullResult, error)
+	// Sync returns inbox entries after cursor after: at most limit items
+	// and, encoded as a sync_result frame, at most maxBytes (0: the
+	// service's default), except that one item is always returned when
+	// there is one; More says the page was cut.
+	Sync(ctx context.Context, user string, after int64, limit, maxBytes int) (*protocol.SyncResult, error)
+	// Pull returns messages of conv from..to (to <= 0: open) if user may
+	// read it, bounded like Sync.
+	Pull(ctx context.Context, user, conv string, from, to int64, limit, maxBytes int) (*protocol.PullResult, error)
 	// Read moves the user's read cursor.
 	Read(ctx context.Context, user, conv string, seq int64) error
 }

@@ -107,3 +107,38 @@ func Authenticated(v Verifier, next http.Handler) http.Handler {
 		next.ServeHTTP(w, r.WithContext(WithUserID(r.Context(), c.UserID)))
 	})
 }
+
+// AccountChecker says whether a user id belongs to an existing account
+// (auth.Accounts: a bounded cache in front of the store).
+type AccountChecker interface {
+	Exists(ctx context.Context, id string) (bool, error)
+}
+
+// RequireAccount answers 401 to requests whose bearer token is validly
+// signed for a user that has no account (never had one, or lost it), and
+// 503 when that cannot be checked. Requests without a valid token go on to
+// next, whose Authenticated answers them. It wraps every authenticated REST
+// route of a process that holds the accounts.
+func RequireAccount(v Verifier, accounts AccountChecker, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || tok == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		c, err := v.Verify(tok)
+		if err != nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		exists, err := accounts.Exists(r.Context(), c.UserID)
+		switch {
+		case err != nil:
+			WriteError(w, Errorf(http.StatusServiceUnavailable, protocol.CodeUnavailable, "cannot check your account now; retry"))
+		case !exists:
+			WriteError(w, Errorf(http.StatusUnauthorized, protocol.CodeUnauthenticated, "this token's account does not exist: log in again"))
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}

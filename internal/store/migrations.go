@@ -132,4 +132,26 @@ var migrations = []migration{
 				KEY idx_group_members_user (user_id))` + mysqlTable,
 		},
 	},
+	{
+		// A (sender, cmid) is claimed for one conversation before sequence
+		// numbers are taken, so a cmid reused for another conversation is
+		// refused without leaving a gap in that conversation's numbers.
+		version: 3,
+		sqlite: []string{
+			`CREATE TABLE cmid_claims (
+				sender TEXT NOT NULL,
+				cmid TEXT NOT NULL,
+				conv TEXT NOT NULL,
+				PRIMARY KEY (sender, cmid))`,
+			`INSERT OR IGNORE INTO cmid_claims (sender, cmid, conv) SELECT sender, cmid, conv FROM messages`,
+		},
+		mysql: []string{
+			`CREATE TABLE IF NOT EXISTS cmid_claims (
+				sender VARCHAR(32) NOT NULL,
+				cmid VARCHAR(64) NOT NULL,
+				conv VARCHAR(80) NOT NULL,
+				PRIMARY KEY (sender, cmid))` + mysqlTable,
+			`INSERT IGNORE INTO cmid_claims (sender, cmid, conv) SELECT sender, cmid, conv FROM messages`,
+		},
+	},
 }

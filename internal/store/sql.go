@@ -255,6 +255,23 @@ func (s *DB) MessageByCMID(ctx context.Context, sender, cmid string) (*Message, 
 	return &m, nil
 }
 
+// ClaimCMID claims a sender's client message id for conv. fresh is true
+// when this call made the claim; otherwise owner is the conversation that
+// holds it (conv itself for a retry).
+func (s *DB) ClaimCMID(ctx context.Context, sender, cmid, conv string) (fresh bool, owner string, err error) {
+	res, err := s.db.ExecContext(ctx, s.insertIgnore()+" INTO cmid_claims (sender, cmid, conv) VALUES (?, ?, ?)", sender, cmid, conv)
+	if err != nil {
+		return false, "", err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return false, "", err
+	} else if n > 0 {
+		return true, conv, nil
+	}
+	err = s.db.QueryRowContext(ctx, "SELECT conv FROM cmid_claims WHERE sender = ? AND cmid = ?", sender, cmid).Scan(&owner)
+	return false, owner, err
+}
+
 // SaveMessage stores m, its inbox rows and the conversation state in one
 // transaction. participants get a conversation row if they have none (direct
 // chats; group members get theirs when they join). The sender's read cursor
@@ -378,17 +395,24 @@ func (s *DB) LastSeq(ctx context.Context, conv string) (int64, error) {
 }
 
 // SetRead moves user's read cursor in conv forward to seq (never back, never
-// past the conversation's last seq).
-func (s *DB) SetRead(ctx context.Context, user, conv string, seq int64) (int64, error) {
+// past the conversation's last seq) and reports whether it moved. Only a
+// conversation the user already has (a direct chat with a message, a group
+// they joined) has a cursor: for any other conv nothing is stored.
+func (s *DB) SetRead(ctx context.Context, user, conv string, seq int64) (int64, bool, error) {
 	last, err := s.LastSeq(ctx, conv)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	seq = min(seq, last)
-	if _, err := s.db.ExecContext(ctx, s.upsertMax("user_convs", []string{"user_id", "conv", "read_seq"}, []string{"user_id", "conv"}, []string{"read_seq"}), user, conv, seq); err != nil {
-		return 0, err
+	res, err := s.db.ExecContext(ctx, "UPDATE user_convs SET read_seq = ? WHERE user_id = ? AND conv = ? AND read_seq < ?", seq, user, conv, seq)
+	if err != nil {
+		return 0, false, err
 	}
-	return seq, nil
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, false, err
+	}
+	return seq, n > 0, nil
 }
 
 // Conversations lists user's conversations, most recent first.

@@ -85,10 +85,18 @@ func TestMessagesInboxesAndCursors(t *testing.T) {
 		if err != nil || more || len(msgs) != 2 || msgs[0].Seq != 4 {
 			t.Fatalf("pull: %+v %v %v", msgs, more, err)
 		}
-		if got, _ := db.SetRead(ctx, "b", conv, 99); got != 5 {
-			t.Fatalf("read cursor clamps to the last seq: %d", got)
+		if got, moved, _ := db.SetRead(ctx, "b", conv, 99); got != 5 || !moved {
+			t.Fatalf("read cursor clamps to the last seq: %d (moved %v)", got, moved)
 		}
-		db.SetRead(ctx, "b", conv, 2) // never moves back
+		if _, moved, _ := db.SetRead(ctx, "b", conv, 2); moved { // never moves back
+			t.Fatal("read cursor moved back")
+		}
+		if _, moved, _ := db.SetRead(ctx, "b", conv, 5); moved {
+			t.Fatal("read cursor reported as moved when it stayed")
+		}
+		if _, moved, _ := db.SetRead(ctx, "b", "u:b:zz", 3); moved {
+			t.Fatal("read cursor stored for a conversation b does not have")
+		}
 		convs, err := db.Conversations(ctx, "b")
 		if err != nil || len(convs) != 1 || convs[0].ReadSeq != 5 || convs[0].Unread != 0 || convs[0].LastSeq != 5 {
 			t.Fatalf("conversations: %+v %v", convs, err)
@@ -176,4 +184,29 @@ func TestConcurrentStartsMigrateOnce(t *testing.T) {
 			t.Fatalf("concurrent migration: %v", err)
 		}
 	}
+}
+
+func TestACMIDIsClaimedForOneConversation(t *testing.T) {
+	backends(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		tests := []struct {
+			name      string
+			give      string // conversation claiming cmid "c1" of sender "a"
+			wantFresh bool
+			wantOwner string
+		}{
+			{name: "the first claim wins", give: "u:a:b", wantFresh: true, wantOwner: "u:a:b"},
+			{name: "a retry for the same conversation finds its own claim", give: "u:a:b", wantFresh: false, wantOwner: "u:a:b"},
+			{name: "another conversation finds the owner", give: "u:a:c", wantFresh: false, wantOwner: "u:a:b"},
+		}
+		for _, tt := range tests {
+			fresh, owner, err := db.ClaimCMID(ctx, "a", "c1", tt.give)
+			if err != nil || fresh != tt.wantFresh || owner != tt.wantOwner {
+				t.Fatalf("%s: fresh %v owner %q err %v; want %v %q", tt.name, fresh, owner, err, tt.wantFresh, tt.wantOwner)
+			}
+		}
+		if fresh, _, _ := db.ClaimCMID(ctx, "b", "c1", "u:a:b"); !fresh {
+			t.Fatal("cmids are per sender")
+		}
+	})
 }

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/time/rate"
 
 	"github.com/imkube/imkube/api/protocol"
 	"github.com/imkube/imkube/internal/bus"
@@ -32,6 +33,7 @@ type Client struct {
 	cancel context.CancelFunc // ends the context of the connection's calls
 	writer *writer
 	done   chan struct{} // closed when the writer goroutine has exited
+	reads  *rate.Limiter // read frames (used by the reading goroutine only)
 
 	// Set once by authenticate, before the client is added to the hub.
 	user, device string
@@ -44,7 +46,8 @@ type Client struct {
 }
 
 func newClient(n *Node, conn *websocket.Conn, ip string, cancel context.CancelFunc) *Client {
-	c := &Client{node: n, conn: conn, ip: ip, cancel: cancel, done: make(chan struct{})}
+	c := &Client{node: n, conn: conn, ip: ip, cancel: cancel, done: make(chan struct{}),
+		reads: rate.NewLimiter(rate.Limit(n.cfg.ReadRate), n.cfg.ReadBurst)}
 	c.writer = newWriter(writerConfig{
 		WriteFn: c.writeFrame,
 		// One by one for now; coalescing frames into fewer writes goes here.
@@ -93,6 +96,20 @@ func (c *Client) send(frame []byte) {
 	if !c.writer.enqueue(frame) {
 		c.close(DisconnectSlowConsumer, nil)
 	}
+}
+
+// reply queues a frame that answers the client's own request. A full queue
+// does not disconnect the client: the reply waits for room (and the reader
+// with it), so a client that asks faster than it reads is slowed down, and
+// no reply can trip the slow-consumer rule on its own.
+func (c *Client) reply(ctx context.Context, frame []byte) {
+	_ = c.writer.enqueueWait(ctx, frame) // an error means the connection is ending
+}
+
+// pageBytes is the encoded size a sync or pull page may take besides the
+// echoed request id (which JSON may escape to six times its length).
+func (c *Client) pageBytes(id string) int {
+	return max(c.node.cfg.MaxPageBytes-6*len(id), 1024)
 }
 
 // push queues a push frame. Until auth_ok is queued, pushes are held back
@@ -217,7 +234,7 @@ func (c *Client) readLoop(ctx context.Context) error {
 		}
 		c.node.metrics.framesIn.Add(1)
 		if typ != websocket.TextMessage {
-			c.send(errFrame("", "", protocol.CodeBadFrame, "frames must be JSON text frames"))
+			c.reply(ctx, errFrame("", "", protocol.CodeBadFrame, "frames must be JSON text frames"))
 			bad++
 		} else if ok := c.handle(ctx, data); !ok {
 			bad++
@@ -284,6 +301,9 @@ func (c *Client) authenticate(ctx context.Context) error {
 		n.log.Warn("register session", "err", err)
 	}
 	inboxSeq, convs, err := n.deps.Backend.State(ctx, c.user)
+	if errors.Is(err, messageapi.ErrUnauthenticated) {
+		return c.fail(DisconnectAuthFailed, errFrame("", "", protocol.CodeUnauthenticated, "this token's account does not exist: log in again"))
+	}
 	if err != nil {
 		return c.fail(DisconnectShutdown, errFrame("", "", protocol.CodeUnavailable, "cannot load your inbox state; reconnect"))
 	}
@@ -322,41 +342,48 @@ func (c *Client) handle(ctx context.Context, data []byte) bool {
 		if in != nil {
 			id, cmid = in.ID, in.CMID
 		}
-		c.send(errFrame(id, cmid, ferr.Code, ferr.Message))
+		c.reply(ctx, errFrame(id, cmid, ferr.Code, ferr.Message))
 		return false
 	}
 	n.deps.Metrics.FrameIn(in.T)
 	switch in.T {
 	case protocol.TypePing:
-		c.send(encode(protocol.Simple{T: protocol.TypePong}))
+		c.reply(ctx, encode(protocol.Simple{T: protocol.TypePong}))
 	case protocol.TypeAuth:
-		c.send(errFrame(in.ID, "", protocol.CodeBadFrame, "already authenticated"))
+		c.reply(ctx, errFrame(in.ID, "", protocol.CodeBadFrame, "already authenticated"))
 		return false
 	case protocol.TypeSend:
 		c.handleSend(ctx, in)
 	case protocol.TypeSync:
-		res, err := n.deps.Backend.Sync(ctx, c.user, *in.After, in.Limit)
+		res, err := n.deps.Backend.Sync(ctx, c.user, *in.After, in.Limit, c.pageBytes(in.ID))
 		if err != nil {
-			c.send(c.backendErr(in.ID, err))
+			c.reply(ctx, c.backendErr(in.ID, err))
 			return true
 		}
 		res.ID = in.ID
-		c.send(encode(res))
+		c.reply(ctx, encode(res))
 	case protocol.TypePull:
 		var to int64
 		if in.ToSeq != nil {
 			to = *in.ToSeq
 		}
-		res, err := n.deps.Backend.Pull(ctx, c.user, in.Conv, *in.From, to, in.Limit)
+		res, err := n.deps.Backend.Pull(ctx, c.user, in.Conv, *in.From, to, in.Limit, c.pageBytes(in.ID))
 		if err != nil {
-			c.send(c.backendErr(in.ID, err))
+			c.reply(ctx, c.backendErr(in.ID, err))
 			return !errors.Is(err, messageapi.ErrBadRequest)
 		}
 		res.ID = in.ID
-		c.send(encode(res))
+		c.reply(ctx, encode(res))
 	case protocol.TypeRead:
+		if r := c.reads.Reserve(); r.Delay() > 0 {
+			wait := r.Delay()
+			r.Cancel() // the frame is refused, so it takes no token
+			c.reply(ctx, encode(protocol.Error{T: protocol.TypeError, ID: in.ID, Code: protocol.CodeRateLimited, Retryable: true,
+				Message: "marking as read too fast; retry later", RetryAfterMs: max(wait.Milliseconds(), 1)}))
+			return true
+		}
 		if err := n.deps.Backend.Read(ctx, c.user, in.Conv, *in.Seq); err != nil {
-			c.send(c.backendErr(in.ID, err))
+			c.reply(ctx, c.backendErr(in.ID, err))
 		}
 	case protocol.TypeDelivered:
 		// Accepted; delivery receipts are not tracked server-side in v1.
@@ -382,7 +409,7 @@ func (c *Client) handleSend(ctx context.Context, in *protocol.Inbound) {
 	if n.deps.Limiter != nil {
 		if ok, wait := n.deps.Limiter.AllowSend(c.user); !ok {
 			f := protocol.Error{T: protocol.TypeError, CMID: in.CMID, Code: protocol.CodeRateLimited, Message: "sending too fast; retry later", Retryable: true, RetryAfterMs: max(wait.Milliseconds(), 1)}
-			c.send(encode(f))
+			c.reply(ctx, encode(f))
 			return
 		}
 	}
@@ -412,7 +439,7 @@ func (c *Client) handleSend(ctx context.Context, in *protocol.Inbound) {
 		if wait := flow.RetryAfter(err); wait > 0 {
 			f.RetryAfterMs = max(wait.Milliseconds(), 1)
 		}
-		c.send(encode(f))
+		c.reply(ctx, encode(f))
 		return
 	}
 	n.metrics.sends.Add(1)

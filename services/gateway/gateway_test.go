@@ -36,10 +36,10 @@ type fakeBackend struct{}
 func (fakeBackend) State(context.Context, string) (int64, []protocol.ConvState, error) {
 	return 0, nil, nil
 }
-func (fakeBackend) Sync(context.Context, string, int64, int) (*protocol.SyncResult, error) {
+func (fakeBackend) Sync(context.Context, string, int64, int, int) (*protocol.SyncResult, error) {
 	return &protocol.SyncResult{T: protocol.TypeSyncResult}, nil
 }
-func (fakeBackend) Pull(context.Context, string, string, int64, int64, int) (*protocol.PullResult, error) {
+func (fakeBackend) Pull(context.Context, string, string, int64, int64, int, int) (*protocol.PullResult, error) {
 	return nil, messageapi.ErrForbidden
 }
 func (fakeBackend) Read(context.Context, string, string, int64) error { return nil }
@@ -321,6 +321,33 @@ func TestShutdownPastItsDeadlineClosesConnectionsAndLeavesNoGoroutine(t *testing
 			}
 			if err := goleak.Find(before); err != nil {
 				t.Fatalf("goroutines left after Shutdown: %v", err)
+			}
+		})
+	}
+}
+
+func TestAPageOfARebindingDomainMayNotConnect(t *testing.T) {
+	e := newEnv(t, gateway.Config{AllowedOrigins: []string{"https://chat.example", "http://localhost:*"}})
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(e.url, "http://"))
+	tests := []struct {
+		name string
+		host string // the name the browser reached this address by
+		want bool
+	}{
+		{name: "an attacker's domain resolved to this address", host: "rebind.evil.example:" + port, want: false},
+		{name: "the loopback address", host: "127.0.0.1:" + port, want: true},
+		{name: "localhost", host: "localhost:" + port, want: true},
+		{name: "a host of the allowed origins", host: "chat.example", want: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := http.Header{"Origin": {"http://" + tt.host}, "Host": {tt.host}}
+			ws, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(e.url, "http")+"/ws", h)
+			if ws != nil {
+				ws.Close()
+			}
+			if got := err == nil; got != tt.want {
+				t.Fatalf("same-host page at %s accepted=%v, want %v (resp %v)", tt.host, got, tt.want, resp)
 			}
 		})
 	}

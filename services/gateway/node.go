@@ -56,8 +56,13 @@ type Config struct {
 	// WriteTimeout bounds one frame write (10 s).
 	WriteTimeout time.Duration
 	// SendQueueBytes bounds a connection's outgoing queue (1 MiB); a client
-	// that falls further behind is disconnected (slow_consumer).
+	// that falls further behind with pushes is disconnected (slow_consumer).
+	// Replies to its own requests wait for room instead.
 	SendQueueBytes int
+	// MaxPageBytes bounds one sync or pull reply, encoded (SendQueueBytes /
+	// 4, at most SendQueueBytes / 2): a page always leaves room in the
+	// queue for pushes.
+	MaxPageBytes int
 	// PublishTimeout bounds the upstream publish of one send (5 s); past it the
 	// client gets UNAVAILABLE, retryable.
 	PublishTimeout time.Duration
@@ -74,6 +79,11 @@ type Config struct {
 	// MaxBadFrames closes a connection after that many consecutive invalid
 	// frames (protocol abuse; default 20).
 	MaxBadFrames int
+	// ReadRate and ReadBurst bound the read frames of one connection (10 per
+	// second, bursts of 50); past them the frame is answered RATE_LIMITED and
+	// not applied.
+	ReadRate  float64
+	ReadBurst int
 
 	// DropDelivery, when set, is asked before each push frame is written to a
 	// connection; true drops it (tests simulate lost deliveries with it).
@@ -102,11 +112,20 @@ func (c *Config) setDefaults() {
 	if c.SendQueueBytes <= 0 {
 		c.SendQueueBytes = 1 << 20
 	}
+	if c.MaxPageBytes <= 0 || c.MaxPageBytes > c.SendQueueBytes/2 {
+		c.MaxPageBytes = c.SendQueueBytes / 4
+	}
 	if c.MaxConnections <= 0 {
 		c.MaxConnections = 100000
 	}
 	if c.MaxBadFrames <= 0 {
 		c.MaxBadFrames = 20
+	}
+	if c.ReadRate <= 0 {
+		c.ReadRate = 10
+	}
+	if c.ReadBurst <= 0 {
+		c.ReadBurst = 50
 	}
 }
 
@@ -207,13 +226,21 @@ func (n *Node) checkOrigin(r *http.Request) bool {
 	if origin == "" {
 		return true // not a browser
 	}
+	if n.originAllowed(origin) {
+		return true
+	}
 	host := origin
 	if i := strings.Index(host, "://"); i >= 0 {
 		host = host[i+3:]
 	}
-	if strings.EqualFold(host, r.Host) {
-		return true // the page this gateway served
-	}
+	// The page this gateway served, unless the name it was reached by is
+	// not one of ours: a page of an attacker's domain that resolves to this
+	// address (DNS rebinding) is same-host too.
+	return strings.EqualFold(host, r.Host) && n.HostAllowed(r.Host)
+}
+
+// originAllowed reports whether origin is on the AllowedOrigins list.
+func (n *Node) originAllowed(origin string) bool {
 	for _, o := range n.cfg.AllowedOrigins {
 		if o == "*" || strings.EqualFold(o, origin) {
 			return true
@@ -223,6 +250,37 @@ func (n *Node) checkOrigin(r *http.Request) bool {
 			if rest, ok := strings.CutPrefix(strings.ToLower(origin), strings.ToLower(prefix)+":"); ok && rest != "" && strings.Trim(rest, "0123456789") == "" {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// HostAllowed reports whether a request's Host (host[:port]) names this
+// gateway: an IP address, localhost, or the host of an AllowedOrigins entry
+// (any host for "*"; any port for "scheme://host:*"). Other names can be an
+// attacker's domain resolved to this address (DNS rebinding).
+func (n *Node) HostAllowed(hostport string) bool {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host, port = strings.Trim(hostport, "[]"), ""
+	}
+	if net.ParseIP(host) != nil || strings.EqualFold(host, "localhost") {
+		return true
+	}
+	for _, o := range n.cfg.AllowedOrigins {
+		if o == "*" {
+			return true
+		}
+		_, oh, ok := strings.Cut(o, "://")
+		if !ok {
+			continue
+		}
+		ohost, oport, err := net.SplitHostPort(oh)
+		if err != nil {
+			ohost, oport = oh, ""
+		}
+		if strings.EqualFold(ohost, host) && (oport == "*" || oport == port || oport == "" || port == "") {
+			return true
 		}
 	}
 	return false

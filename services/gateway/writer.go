@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -25,6 +26,7 @@ type writerConfig struct {
 type writer struct {
 	cfg  writerConfig
 	wake chan struct{}
+	room chan struct{} // signalled when queued bytes were written or the writer closed
 
 	mu     sync.Mutex
 	queue  [][]byte
@@ -33,7 +35,41 @@ type writer struct {
 }
 
 func newWriter(cfg writerConfig) *writer {
-	return &writer{cfg: cfg, wake: make(chan struct{}, 1)}
+	return &writer{cfg: cfg, wake: make(chan struct{}, 1), room: make(chan struct{}, 1)}
+}
+
+// enqueueWait queues a frame like enqueue, but when the frame does not fit
+// it waits for the queue to drain instead of failing; a frame larger than
+// MaxQueueSize waits for an empty queue. It returns ctx's error if ctx ends
+// first. After close, frames are dropped. One goroutine at a time may wait.
+func (w *writer) enqueueWait(ctx context.Context, frame []byte) error {
+	for {
+		w.mu.Lock()
+		if w.closed {
+			w.mu.Unlock()
+			return nil
+		}
+		if w.size == 0 || w.size+len(frame) <= w.cfg.MaxQueueSize {
+			w.size += len(frame)
+			w.queue = append(w.queue, frame)
+			w.mu.Unlock()
+			w.signal()
+			return nil
+		}
+		w.mu.Unlock()
+		select {
+		case <-w.room:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (w *writer) signalRoom() {
+	select {
+	case w.room <- struct{}{}:
+	default:
+	}
 }
 
 // enqueue queues a frame. It returns false, queueing nothing, when the frame
@@ -77,6 +113,7 @@ func (w *writer) close(flush bool, last []byte) {
 	}
 	w.mu.Unlock()
 	w.signal()
+	w.signalRoom()
 }
 
 func (w *writer) signal() {
@@ -120,6 +157,7 @@ func (w *writer) run() error {
 			w.mu.Lock()
 			w.size -= n
 			w.mu.Unlock()
+			w.signalRoom()
 		}
 		if closed {
 			return nil

@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestWriterBoundsItsQueueAndWritesInOrder(t *testing.T) {
@@ -59,5 +61,47 @@ func TestWriterBoundsItsQueueAndWritesInOrder(t *testing.T) {
 				t.Fatalf("enqueue %v wrote %q; want %v and %q", taken, got, tt.wantTaken, tt.want)
 			}
 		})
+	}
+}
+
+func TestWriterRepliesWaitForRoomInsteadOfOverflowing(t *testing.T) {
+	release := make(chan struct{})
+	var got []string
+	w := newWriter(writerConfig{WriteFn: func(b []byte) error {
+		<-release
+		got = append(got, string(b))
+		return nil
+	}, MaxQueueSize: 10})
+	done := make(chan error, 1)
+	go func() { done <- w.run() }()
+	ctx := context.Background()
+	if err := w.enqueueWait(ctx, []byte("aaaaaaaa")); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- w.enqueueWait(ctx, []byte("bbbbbbbbbbbbbbbb")) }() // larger than the bound: waits for an empty queue
+	select {
+	case err := <-waited:
+		t.Fatalf("reply queued over the bound (err %v)", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if err := <-waited; err != nil {
+		t.Fatal(err)
+	}
+	w.close(true, nil)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []string{"aaaaaaaa", "bbbbbbbbbbbbbbbb"}) {
+		t.Fatalf("wrote %q", got)
+	}
+
+	cctx, cancel := context.WithCancel(ctx)
+	full := newWriter(writerConfig{WriteFn: func([]byte) error { return nil }, MaxQueueSize: 4})
+	full.enqueue([]byte("xxxx"))
+	cancel()
+	if err := full.enqueueWait(cctx, []byte("y")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("wait on a full queue with an ended context = %v", err)
 	}
 }

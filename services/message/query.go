@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/imkube/imkube/api/protocol"
 	"github.com/imkube/imkube/internal/auth"
@@ -16,7 +17,19 @@ import (
 )
 
 // State implements messageapi.Backend.
+// It refuses (messageapi.ErrUnauthenticated) a user without an account: the
+// gateway asks at every WebSocket auth, so a validly signed token of a user
+// that does not exist cannot connect.
 func (s *Service) State(ctx context.Context, user string) (int64, []protocol.ConvState, error) {
+	if s.accounts != nil {
+		ok, err := s.accounts.Exists(ctx, user)
+		if err != nil {
+			return 0, nil, unavailable(err)
+		}
+		if !ok {
+			return 0, nil, messageapi.ErrUnauthenticated
+		}
+	}
 	n, err := s.store.InboxSeq(ctx, user)
 	if err != nil {
 		return 0, nil, unavailable(err)
@@ -32,8 +45,44 @@ func (s *Service) State(ctx context.Context, user string) (int64, []protocol.Con
 	return n, convs, nil
 }
 
+// DefaultPageBytes bounds an encoded sync or pull page when the caller
+// names no bound (REST history, older gateways).
+const DefaultPageBytes = 256 << 10
+
+// pageOverhead is what a result frame adds around its items: type, conv (at
+// most protocol.MaxConvLen), cursor and more. The request id is the
+// caller's to account for.
+const pageOverhead = 256
+
+// fitPage returns how many of the n items fit in a page of maxBytes encoded
+// bytes (0: DefaultPageBytes), given each item's encoded size; at least one,
+// so that a client always makes progress. JSON escaping makes a message up
+// to six times its body on the wire, so pages are measured encoded.
+func fitPage(n, maxBytes int, size func(i int) int) int {
+	if maxBytes <= 0 {
+		maxBytes = DefaultPageBytes
+	}
+	used := pageOverhead
+	for i := range n {
+		used += size(i) + 1 // and a comma
+		if used > maxBytes && i > 0 {
+			return i
+		}
+	}
+	return n
+}
+
+// encodedSize is the size of m in a result frame.
+func encodedSize(m *protocol.Msg) int {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return 0
+	}
+	return len(b)
+}
+
 // Sync implements messageapi.Backend.
-func (s *Service) Sync(ctx context.Context, user string, after int64, limit int) (*protocol.SyncResult, error) {
+func (s *Service) Sync(ctx context.Context, user string, after int64, limit, maxBytes int) (*protocol.SyncResult, error) {
 	limit = clampLimit(limit)
 	items, more, err := s.store.Sync(ctx, user, after, limit)
 	if err != nil {
@@ -47,13 +96,18 @@ func (s *Service) Sync(ctx context.Context, user string, after int64, limit int)
 	for i := range items {
 		res.Items[i] = toMsg(&items[i].Message, items[i].InboxSeq)
 		res.Items[i].T = ""
-		res.InboxSeq = items[i].InboxSeq
+	}
+	if n := fitPage(len(res.Items), maxBytes, func(i int) int { return encodedSize(&res.Items[i]) }); n < len(res.Items) {
+		res.Items, res.More = res.Items[:n], true
+	}
+	if n := len(res.Items); n > 0 {
+		res.InboxSeq = res.Items[n-1].InboxSeq
 	}
 	return res, nil
 }
 
 // Pull implements messageapi.Backend.
-func (s *Service) Pull(ctx context.Context, user, conv string, from, to int64, limit int) (*protocol.PullResult, error) {
+func (s *Service) Pull(ctx context.Context, user, conv string, from, to int64, limit, maxBytes int) (*protocol.PullResult, error) {
 	floor, err := s.mayRead(ctx, user, conv)
 	if err != nil {
 		return nil, err
@@ -67,36 +121,47 @@ func (s *Service) Pull(ctx context.Context, user, conv string, from, to int64, l
 		res.Items[i] = toMsg(&items[i], 0)
 		res.Items[i].T = ""
 	}
+	if n := fitPage(len(res.Items), maxBytes, func(i int) int { return encodedSize(&res.Items[i]) }); n < len(res.Items) {
+		res.Items, res.More = res.Items[:n], true
+	}
 	return res, nil
 }
 
-// Read implements messageapi.Backend: it moves the read cursor and sends a read
-// receipt to the other members' devices.
+// Read implements messageapi.Backend: it moves the read cursor and, when it
+// moved in a one-to-one chat, sends a read receipt to the other party's
+// devices (coalesced: at most one per conversation per ReceiptInterval).
 func (s *Service) Read(ctx context.Context, user, conv string, seq int64) error {
 	if _, err := s.mayRead(ctx, user, conv); err != nil {
 		return err
 	}
-	got, err := s.store.SetRead(ctx, user, conv, seq)
+	got, moved, err := s.store.SetRead(ctx, user, conv, seq)
 	if err != nil {
 		return unavailable(err)
 	}
-	kind, a, b, _ := protocol.ParseConv(conv)
-	if kind != 'u' {
-		return nil
+	if kind, _, _, _ := protocol.ParseConv(conv); kind == 'u' && moved {
+		s.receipts.moved(user, conv, got)
 	}
+	return nil
+}
+
+// sendReceipt pushes a read receipt to the other party of a one-to-one chat;
+// receipts are best effort.
+func (s *Service) sendReceipt(user, conv string, seq int64) {
+	_, a, b, _ := protocol.ParseConv(conv)
 	other := a
 	if other == user {
 		other = b
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	live, err := s.sessions.Lookup(ctx, []string{other})
 	if err != nil {
-		return nil // receipts are best effort
+		return
 	}
-	frame, _ := json.Marshal(protocol.Receipt{T: protocol.TypeReceipt, Conv: conv, User: user, Kind: "read", Seq: got})
+	frame, _ := json.Marshal(protocol.Receipt{T: protocol.TypeReceipt, Conv: conv, User: user, Kind: "read", Seq: seq})
 	if err := s.pushByGateway(ctx, frame, 0, live, func(string, string) (bool, int64) { return true, 0 }); err != nil {
-		s.log.Warn("receipt push failed", "err", err) // best effort
+		s.log.Warn("receipt push failed", "err", err)
 	}
-	return nil
 }
 
 // mayRead returns messageapi.ErrForbidden unless user belongs to conv; else the
@@ -161,7 +226,7 @@ func (s *Service) handleHistory(w http.ResponseWriter, r *http.Request) {
 		rest.WriteError(w, rest.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "fromSeq must be >= 0 and limit 1-%d", protocol.MaxLimit))
 		return
 	}
-	res, err := s.Pull(r.Context(), rest.UserID(r.Context()), r.PathValue("conv"), from, 0, int(limit))
+	res, err := s.Pull(r.Context(), rest.UserID(r.Context()), r.PathValue("conv"), from, 0, int(limit), DefaultPageBytes)
 	if err != nil {
 		s.writeErr(w, err)
 		return

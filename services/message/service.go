@@ -20,6 +20,7 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/imkube/imkube/api/protocol"
+	"github.com/imkube/imkube/internal/auth"
 	"github.com/imkube/imkube/internal/bus"
 	"github.com/imkube/imkube/internal/messageapi"
 	"github.com/imkube/imkube/internal/sessions"
@@ -33,13 +34,14 @@ import (
 type Store interface {
 	UserExists(ctx context.Context, id string) (bool, error)
 	MessageByCMID(ctx context.Context, sender, cmid string) (*store.Message, error)
+	ClaimCMID(ctx context.Context, sender, cmid, conv string) (fresh bool, owner string, err error)
 	SaveMessage(ctx context.Context, m store.Message, inbox []store.InboxEntry, participants []string) error
 	InboxEntries(ctx context.Context, conv string, seq int64) ([]store.InboxEntry, error)
 	GroupStore
 	Sync(ctx context.Context, user string, after int64, limit int) ([]store.Item, bool, error)
 	InboxSeq(ctx context.Context, user string) (int64, error)
 	Pull(ctx context.Context, conv string, from, to int64, limit int) ([]store.Message, bool, error)
-	SetRead(ctx context.Context, user, conv string, seq int64) (int64, error)
+	SetRead(ctx context.Context, user, conv string, seq int64) (int64, bool, error)
 	Conversations(ctx context.Context, user string) ([]store.Conversation, error)
 }
 
@@ -59,6 +61,13 @@ type Service struct {
 	metrics   *telemetry.Message
 	tracer    trace.Tracer
 	guard     func(fn func() error) error
+	receipts  *receipts
+	accounts  Accounts
+}
+
+// Accounts says whether a user id has an account (auth.Accounts).
+type Accounts interface {
+	Exists(ctx context.Context, id string) (bool, error)
 }
 
 // Config tunes the message service.
@@ -66,6 +75,9 @@ type Config struct {
 	// ReadDiffusionThreshold returns the current group size above which
 	// messages are stored once and members pull (default 500).
 	ReadDiffusionThreshold func() int
+	// ReceiptInterval is the shortest time between two read receipts of one
+	// reader in one conversation (default 1 s); moves in between are merged.
+	ReceiptInterval time.Duration
 }
 
 // Deps are the message service's collaborators.
@@ -84,6 +96,9 @@ type Deps struct {
 	// instead of piling up connections). fn reports outcomes that are not
 	// failures of the store (not found, duplicate) through ignore.
 	StoreGuard func(fn func() error) error
+	// Accounts, if set, is asked at State whether the user has an account
+	// (nil: a cache in front of Store.UserExists).
+	Accounts Accounts
 }
 
 // New returns a message service.
@@ -100,15 +115,26 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Log == nil {
 		deps.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{store: deps.Store, groups: deps.Store, cache: newMemberCache(10000), threshold: cfg.ReadDiffusionThreshold,
+	if cfg.ReceiptInterval <= 0 {
+		cfg.ReceiptInterval = time.Second
+	}
+	s := &Service{store: deps.Store, groups: deps.Store, cache: newMemberCache(10000), threshold: cfg.ReadDiffusionThreshold,
 		seq: deps.Sequence, sessions: deps.Sessions, push: deps.Push, ids: deps.IDs, log: deps.Log, now: time.Now,
-		metrics: deps.Metrics, tracer: deps.Tracer, guard: deps.StoreGuard}, nil
+		metrics: deps.Metrics, tracer: deps.Tracer, guard: deps.StoreGuard}
+	s.accounts = deps.Accounts
+	if s.accounts == nil {
+		s.accounts = auth.NewAccounts(auth.AccountsConfig{}, deps.Store.UserExists)
+	}
+	s.receipts = newReceipts(cfg.ReceiptInterval, 100000, s.sendReceipt)
+	return s, nil
 }
 
 var _ messageapi.Backend = (*Service)(nil)
 
-// Run consumes the upstream stream until ctx ends.
+// Run consumes the upstream stream until ctx ends; then receipts still
+// waiting for their interval are dropped.
 func (s *Service) Run(ctx context.Context, c bus.UpstreamConsumer) error {
+	defer s.receipts.stop()
 	return c.ConsumeUpstream(ctx, s.HandleUpstream)
 }
 
@@ -156,16 +182,34 @@ func (s *Service) process(ctx context.Context, up *messageapi.Upstream) error {
 	if readDiffusion {
 		participants = nil
 	}
-	var prev *store.Message
+	// Dedup decides before sequence numbers are taken: the (sender, cmid)
+	// is claimed for this conversation first, so the same cmid sent to two
+	// conversations at once takes numbers in one of them only.
+	var fresh bool
+	var owner string
 	err = s.guarded(func() (err error) {
-		prev, err = s.store.MessageByCMID(ctx, up.User, up.CMID)
+		fresh, owner, err = s.store.ClaimCMID(ctx, up.User, up.CMID, up.Conv)
 		return err
-	}, store.ErrNotFound)
-	if err == nil {
+	})
+	if err != nil {
+		return fmt.Errorf("dedup claim: %w", err)
+	}
+	if owner != up.Conv {
 		s.metrics.DedupHit()
-		return s.redeliver(ctx, up, prev, members)
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("dedup lookup: %w", err)
+		return reject(protocol.CodeBadFrame, "cmid %q was already used for another conversation", up.CMID)
+	}
+	if !fresh { // a retry: answer with the stored message, if the first attempt got that far
+		var prev *store.Message
+		err = s.guarded(func() (err error) {
+			prev, err = s.store.MessageByCMID(ctx, up.User, up.CMID)
+			return err
+		}, store.ErrNotFound)
+		if err == nil {
+			s.metrics.DedupHit()
+			return s.redeliver(ctx, up, prev, members)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("dedup lookup: %w", err)
+		}
 	}
 
 	reqs := make([]sequence.Request, 0, 1+len(participants))

@@ -12,6 +12,13 @@ import (
 //go:embed demo sdk
 var files embed.FS
 
+// ContentSecurityPolicy is sent with every response: the page runs only its
+// own scripts and styles, talks only to its own origin (REST and the
+// WebSocket; 'self' covers ws:/wss: of the same host), and may not be framed
+// by other sites (clickjacking).
+const ContentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+	"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
 // Handler serves the demo page at / (index.html, app.js, style.css) and the
 // SDK's ES modules at /sdk/. Mount it on the root of a mux; more specific
 // routes (/ws, /api/v1/, /healthz) take precedence.
@@ -29,6 +36,9 @@ func Handler() http.Handler {
 		// The page is small and changes with the binary: always revalidate.
 		w.Header().Set("Cache-Control", "no-cache")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Content-Security-Policy", ContentSecurityPolicy)
+		w.Header().Set("X-Frame-Options", "DENY") // frame-ancestors for older browsers
+		w.Header().Set("Referrer-Policy", "no-referrer")
 		if strings.HasPrefix(r.URL.Path, "/sdk/") {
 			sdkFS.ServeHTTP(w, r)
 			return

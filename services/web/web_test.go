@@ -50,3 +50,20 @@ func TestHandlerRejectsWrites(t *testing.T) {
 		t.Fatalf("POST / = %d, want 405", rec.Code)
 	}
 }
+
+func TestThePageMayNotBeFramedNorRunForeignScripts(t *testing.T) {
+	h := Handler()
+	for _, path := range []string{"/", "/app.js", "/sdk/imkube.js"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		csp := rec.Header().Get("Content-Security-Policy")
+		for _, want := range []string{"frame-ancestors 'none'", "script-src 'self'", "connect-src 'self'", "object-src 'none'"} {
+			if !strings.Contains(csp, want) {
+				t.Errorf("%s: Content-Security-Policy %q lacks %q", path, csp, want)
+			}
+		}
+		if got := rec.Header().Get("X-Frame-Options"); got != "DENY" {
+			t.Errorf("%s: X-Frame-Options %q, want DENY", path, got)
+		}
+	}
+}
