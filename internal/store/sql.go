@@ -12,12 +12,16 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/imkube/imkube/internal/username"
 )
 
 // DB is the SQL store.
 type DB struct {
 	db      *sql.DB
 	dialect string
+	// migrateTo stops migrations after this version (tests of migrations; 0: all).
+	migrateTo int
 }
 
 // PoolConfig bounds the connection pool (MySQL).
@@ -30,6 +34,10 @@ type PoolConfig struct {
 // OpenSQLite opens (creating if needed) the embedded database in dir and
 // applies migrations.
 func OpenSQLite(ctx context.Context, dir string) (*DB, error) {
+	return openSQLite(ctx, dir, 0)
+}
+
+func openSQLite(ctx context.Context, dir string, migrateTo int) (*DB, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data folder: %w", err)
 	}
@@ -42,7 +50,7 @@ func OpenSQLite(ctx context.Context, dir string) (*DB, error) {
 	// One writer at a time is SQLite's model; a single connection also
 	// avoids SQLITE_BUSY between our own connections.
 	db.SetMaxOpenConns(1)
-	s := &DB{db: db, dialect: SQLite}
+	s := &DB{db: db, dialect: SQLite, migrateTo: migrateTo}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -53,6 +61,10 @@ func OpenSQLite(ctx context.Context, dir string) (*DB, error) {
 // OpenMySQL connects to MySQL/MariaDB with dsn (go-sql-driver format) and
 // applies migrations; concurrent starts of several replicas are safe.
 func OpenMySQL(ctx context.Context, dsn string, pool PoolConfig) (*DB, error) {
+	return openMySQL(ctx, dsn, pool, 0)
+}
+
+func openMySQL(ctx context.Context, dsn string, pool PoolConfig, migrateTo int) (*DB, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("mysql dsn: %w", err)
@@ -78,7 +90,7 @@ func OpenMySQL(ctx context.Context, dsn string, pool PoolConfig) (*DB, error) {
 	db.SetMaxOpenConns(pool.MaxOpen)
 	db.SetMaxIdleConns(pool.MaxIdle)
 	db.SetConnMaxLifetime(pool.MaxLifetime)
-	s := &DB{db: db, dialect: MySQL}
+	s := &DB{db: db, dialect: MySQL, migrateTo: migrateTo}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -130,7 +142,7 @@ func (s *DB) migrate(ctx context.Context) error {
 	}
 	rows.Close()
 	for _, m := range migrations {
-		if applied[m.version] {
+		if applied[m.version] || (s.migrateTo > 0 && m.version > s.migrateTo) {
 			continue
 		}
 		stmts := m.sqlite
@@ -141,6 +153,11 @@ func (s *DB) migrate(ctx context.Context) error {
 		// because the version row is written last and the lock is held.
 		for _, st := range stmts {
 			if _, err := conn.ExecContext(ctx, st); err != nil {
+				return fmt.Errorf("migrate to version %d: %w", m.version, err)
+			}
+		}
+		if m.fn != nil {
+			if err := m.fn(ctx, conn, s.dialect); err != nil {
 				return fmt.Errorf("migrate to version %d: %w", m.version, err)
 			}
 		}
@@ -191,10 +208,11 @@ func (s *DB) upsertMax(table string, cols []string, key []string, maxCols []stri
 	return q + fmt.Sprintf(" ON CONFLICT(%s) DO UPDATE SET ", strings.Join(key, ", ")) + strings.Join(sets, ", ")
 }
 
-// CreateUser stores a new account; ErrConflict when the username is taken.
+// CreateUser stores a new account; ErrConflict when the username, or
+// another with the same username.Key, is taken.
 func (s *DB) CreateUser(ctx context.Context, u User) error {
-	_, err := s.db.ExecContext(ctx, "INSERT INTO users (id, username, display_name, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-		u.ID, u.Username, u.DisplayName, u.PasswordHash, u.CreatedAt)
+	_, err := s.db.ExecContext(ctx, "INSERT INTO users (id, username, username_key, display_name, password_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+		u.ID, u.Username, username.Key(u.Username), u.DisplayName, u.PasswordHash, u.CreatedAt)
 	if isUniqueViolation(err) {
 		return ErrConflict
 	}
@@ -214,9 +232,12 @@ func scanUser(row *sql.Row) (*User, error) {
 	return &u, nil
 }
 
-// UserByUsername finds an account by its username.
-func (s *DB) UserByUsername(ctx context.Context, username string) (*User, error) {
-	return scanUser(s.db.QueryRowContext(ctx, "SELECT "+userCols+" FROM users WHERE username = ?", username))
+// UserByUsername finds an account by its username in any case or Unicode
+// form (by username.Key). A case twin registered before keys existed (see
+// addUsernameKeys) is found by its exact spelling, which is tried first.
+func (s *DB) UserByUsername(ctx context.Context, name string) (*User, error) {
+	return scanUser(s.db.QueryRowContext(ctx, "SELECT "+userCols+" FROM users WHERE username = ? OR username_key = ? ORDER BY CASE WHEN username = ? THEN 0 ELSE 1 END LIMIT 1",
+		name, username.Key(name), name))
 }
 
 // UserByID finds an account by id.
