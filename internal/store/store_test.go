@@ -244,6 +244,8 @@ func TestUsernameKeyMigrationKeepsExistingAccounts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		check(t, old, func() (*store.DB, error) { return store.OpenMySQL(context.Background(), dsn, store.PoolConfig{MaxOpen: 2}) })
+		check(t, old, func() (*store.DB, error) {
+			return store.OpenMySQL(context.Background(), dsn, store.PoolConfig{MaxOpen: 2})
+		})
 	})
 }
