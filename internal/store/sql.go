@@ -13,6 +13,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
+	"github.com/imkube/imkube/internal/auth"
 	"github.com/imkube/imkube/internal/username"
 )
 
@@ -456,4 +457,45 @@ func (s *DB) InboxEntries(ctx context.Context, conv string, seq int64) ([]InboxE
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// RevokeToken records that the token tokenID (valid until expiresAt) may no
+// longer be used; ErrConflict when it already was revoked (a refresh token
+// used twice).
+func (s *DB) RevokeToken(ctx context.Context, tokenID string, expiresAt time.Time) error {
+	_, err := s.db.ExecContext(ctx, "INSERT INTO revoked_tokens (jti, expires_at, revoked_at) VALUES (?, ?, ?)",
+		tokenID, expiresAt.UnixMilli(), time.Now().UnixMilli())
+	if isUniqueViolation(err) {
+		return ErrConflict
+	}
+	return err
+}
+
+// RevokedSince lists the revocations recorded at or after since (unix ms)
+// whose tokens have not expired.
+func (s *DB) RevokedSince(ctx context.Context, since int64) ([]auth.Revoked, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT jti, expires_at, revoked_at FROM revoked_tokens WHERE revoked_at >= ? AND expires_at > ?",
+		since, time.Now().Add(-time.Minute).UnixMilli())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []auth.Revoked
+	for rows.Next() {
+		var r auth.Revoked
+		if err := rows.Scan(&r.TokenID, &r.ExpiresAt, &r.RevokedAt); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// PruneRevoked deletes revocations of tokens that expired before before.
+func (s *DB) PruneRevoked(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.db.ExecContext(ctx, "DELETE FROM revoked_tokens WHERE expires_at < ?", before.UnixMilli())
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
