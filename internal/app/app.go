@@ -52,6 +52,9 @@ type Options struct {
 	Gateway gateway.Config
 	// BcryptCost for passwords (0: bcrypt's default).
 	BcryptCost int
+	// TokenTTL, if set, replaces the token lifetime (tests: below the 1 m
+	// that configuration allows).
+	TokenTTL time.Duration
 	// Tracer, if set, replaces the process's tracer provider.
 	Tracer trace.TracerProvider
 	// Adapters, if set, replaces the adapters chosen by the roles.
@@ -150,7 +153,12 @@ func Start(ctx context.Context, cfg config.Config, roles []config.Role, opts Opt
 	case opts.Adapters != nil:
 		p.Adapters = opts.Adapters
 	case embedded:
-		p.Adapters = NewEmbedded(cfg.Dev.Data)
+		e := NewEmbedded(cfg.Dev.Data)
+		e.tokenTTL = cfg.Auth.TokenTTL
+		if opts.TokenTTL > 0 {
+			e.tokenTTL = opts.TokenTTL
+		}
+		p.Adapters = e
 	default:
 		p.Adapters = NewDistributed(cfg, log)
 	}
@@ -253,7 +261,7 @@ func Start(ctx context.Context, cfg config.Config, roles []config.Role, opts Opt
 		return nil, err
 	}
 	s.URL = scheme + "://" + ln.Addr().String()
-	s.srv = newHTTPServer(h, log)
+	s.srv = newHTTPServer(h, log, cfg.HTTP)
 
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	g, gctx := errgroup.WithContext(runCtx)
@@ -407,7 +415,7 @@ func (s *Server) AddGateway(id string) (url string, node *gateway.Node, err erro
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /ws", node)
-	srv := newHTTPServer(mux, p.Log)
+	srv := newHTTPServer(mux, p.Log, p.Config.HTTP)
 	s.mu.Lock()
 	s.extra = append(s.extra, extraGateway{srv: srv, node: node})
 	s.mu.Unlock()

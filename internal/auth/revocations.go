@@ -2,7 +2,13 @@ package auth
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -126,4 +132,67 @@ func (r *Revocations) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// RevocationsPath is the user service's internal endpoint that lists
+// revocations for processes without the database (gateways).
+const RevocationsPath = "/internal/v1/revocations"
+
+// RevocationsHandler serves src at GET RevocationsPath?since=<unix ms> to
+// callers presenting the internal token of k.
+func RevocationsHandler(k *Keys, src RevocationSource) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !k.VerifyInternal(tok) {
+			http.Error(w, "internal endpoint", http.StatusUnauthorized)
+			return
+		}
+		since, _ := strconv.ParseInt(r.URL.Query().Get("since"), 10, 64)
+		list, err := src.RevokedSince(r.Context(), since)
+		if err != nil {
+			http.Error(w, "revocations unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_ = json.NewEncoder(w).Encode(struct {
+			Items []Revoked `json:"items"`
+		}{Items: list})
+	})
+}
+
+// RevocationsClient reads revocations from a user service's RevocationsPath.
+type RevocationsClient struct {
+	base, token string
+	http        *http.Client
+}
+
+// NewRevocationsClient returns a RevocationSource for the user service at
+// baseURL; rt (nil: the default) carries the requests.
+func NewRevocationsClient(baseURL, internalToken string, rt http.RoundTripper) *RevocationsClient {
+	return &RevocationsClient{base: strings.TrimSuffix(baseURL, "/"), token: internalToken, http: &http.Client{Timeout: 10 * time.Second, Transport: rt}}
+}
+
+// RevokedSince implements RevocationSource.
+func (c *RevocationsClient) RevokedSince(ctx context.Context, since int64) ([]Revoked, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+RevocationsPath+"?since="+strconv.FormatInt(since, 10), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("user service answered %d", resp.StatusCode)
+	}
+	var out struct {
+		Items []Revoked `json:"items"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 256<<20)).Decode(&out); err != nil {
+		return nil, err
+	}
+	return out.Items, nil
 }
