@@ -55,6 +55,8 @@ type Options struct {
 	// TokenTTL, if set, replaces the token lifetime (tests: below the 1 m
 	// that configuration allows).
 	TokenTTL time.Duration
+	// SessionLifetime, if set, replaces the session lifetime (tests).
+	SessionLifetime time.Duration
 	// Tracer, if set, replaces the process's tracer provider.
 	Tracer trace.TracerProvider
 	// Adapters, if set, replaces the adapters chosen by the roles.

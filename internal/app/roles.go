@@ -87,8 +87,11 @@ func buildUser(ctx context.Context, p *Process) (*Component, error) {
 		return nil, err
 	}
 	log := p.Log.With("svc", "user")
-	uc := p.Config.User
-	svc, err := user.New(user.Config{TrustProxy: !p.embedded, BcryptCost: p.opts.BcryptCost, SessionLifetime: p.Config.Auth.SessionLifetime,
+	uc, lifetime := p.Config.User, p.Config.Auth.SessionLifetime
+	if p.opts.SessionLifetime > 0 {
+		lifetime = p.opts.SessionLifetime
+	}
+	svc, err := user.New(user.Config{TrustProxy: !p.embedded, BcryptCost: p.opts.BcryptCost, SessionLifetime: lifetime,
 		SignupBurst: uc.SignupBurst, SignupRefill: uc.SignupRefill, HashConcurrency: uc.HashConcurrency, HashQueueWait: uc.HashQueueWait,
 		ReservedUsernames: uc.ReservedUsernames},
 		user.Deps{Store: db, Keys: keys, IDs: snowflake.New(p.Config.User.NodeID), Log: log})
