@@ -416,4 +416,3 @@ func TestOnlyTheOwnerMutesAdmins(t *testing.T) {
 		t.Fatalf("the owner muting an admin: %d", code)
 	}
 }
-
