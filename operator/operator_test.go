@@ -713,6 +713,111 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 		})
 	})
 
+	t.Run("a failing reconcile reports the failure without advancing observedGeneration", func(t *testing.T) {
+		// requests above limits: the CRDs accept it, the Deployment is invalid.
+		invalid := func(limit string) corev1.ResourceRequirements {
+			return corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")},
+				Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(limit)},
+			}
+		}
+		var demo imv1.IMCluster
+		if err := h.get(ns, "demo", &demo); err != nil {
+			t.Fatal(err)
+		}
+		c := &imv1.IMCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "broken"}, Spec: *demo.Spec.DeepCopy()}
+		c.Spec.Sequence.Resources = invalid("1")
+		if err := h.c.Create(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		// failed checks that every condition is written (kubectl wait keeps
+		// working), says the apply failed, and is stamped like the status
+		// with the last generation that reconciled successfully.
+		failed := func(observed int64) func() error {
+			return func() error {
+				var got imv1.IMCluster
+				if err := h.get(ns, "broken", &got); err != nil {
+					return err
+				}
+				if got.Generation <= observed {
+					return fmt.Errorf("generation %d not past %d yet", got.Generation, observed)
+				}
+				for _, typ := range []string{imv1.ConditionReady, imv1.ConditionDegraded, imv1.ConditionProgressing, imv1.ConditionDependenciesReady} {
+					cond, err := condition(got.Status.Conditions, typ)
+					if err != nil {
+						return err
+					}
+					if cond.ObservedGeneration != observed {
+						return fmt.Errorf("%s observedGeneration = %d, want %d", typ, cond.ObservedGeneration, observed)
+					}
+				}
+				for _, typ := range []string{imv1.ConditionReady, imv1.ConditionDegraded} {
+					cond, _ := condition(got.Status.Conditions, typ)
+					if cond.Reason != imv1.ReasonApplyFailed || !strings.Contains(cond.Message, "broken-sequence") {
+						return fmt.Errorf("%s = %s/%s: %s, want ApplyFailed naming broken-sequence", typ, cond.Status, cond.Reason, cond.Message)
+					}
+				}
+				if got.Status.ObservedGeneration != observed {
+					t.Fatalf("status.observedGeneration = %d after a failed reconcile, want %d", got.Status.ObservedGeneration, observed)
+				}
+				return nil
+			}
+		}
+		h.eventually("ApplyFailed on a generation never reconciled", failed(0))
+
+		patchSequence := func(limit string) {
+			patch := []byte(fmt.Sprintf(`{"spec":{"sequence":{"resources":{"limits":{"cpu":%q}}}}}`, limit))
+			if err := h.c.Patch(ctx, &imv1.IMCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "broken"}},
+				client.RawPatch(types.MergePatchType, patch)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		patchSequence("4")
+		h.eventually("observed once the spec can be applied", func() error {
+			var got imv1.IMCluster
+			if err := h.get(ns, "broken", &got); err != nil {
+				return err
+			}
+			if got.Status.ObservedGeneration != got.Generation {
+				return fmt.Errorf("observedGeneration = %d of %d", got.Status.ObservedGeneration, got.Generation)
+			}
+			return h.clusterCondition(ns, "broken", imv1.ConditionDegraded, metav1.ConditionFalse, imv1.ReasonAsExpected)
+		})
+		var good imv1.IMCluster
+		if err := h.get(ns, "broken", &good); err != nil {
+			t.Fatal(err)
+		}
+		patchSequence("1")
+		h.eventually("ApplyFailed with the last good generation", failed(good.Generation))
+
+		p := &imv1.GatewayPool{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "broken"},
+			Spec: imv1.GatewayPoolSpec{ClusterRef: imv1.ClusterReference{Name: "demo"}, Replicas: ptr.To[int32](1),
+				Resources: invalid("1")},
+		}
+		if err := h.c.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		h.eventually("pool ApplyFailed without an observed generation", func() error {
+			if err := h.poolCondition(ns, "broken", imv1.ConditionDegraded, metav1.ConditionTrue, imv1.ReasonApplyFailed); err != nil {
+				return err
+			}
+			var got imv1.GatewayPool
+			if err := h.get(ns, "broken", &got); err != nil {
+				return err
+			}
+			for _, cond := range got.Status.Conditions {
+				if cond.ObservedGeneration != 0 {
+					return fmt.Errorf("%s observedGeneration = %d, want 0", cond.Type, cond.ObservedGeneration)
+				}
+			}
+			if got.Status.ObservedGeneration != 0 {
+				return fmt.Errorf("status.observedGeneration = %d, want 0", got.Status.ObservedGeneration)
+			}
+			return nil
+		})
+	})
+
 	t.Run("a pool whose cluster does not exist is degraded", func(t *testing.T) {
 		p := &imv1.GatewayPool{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "orphan"},

@@ -196,7 +196,7 @@ func (d *Distributed) Store(ctx context.Context) (*store.DB, error) {
 	return d.db.get(func() (*store.DB, error) {
 		db, err := store.OpenMySQL(ctx, d.cfg.MySQL.DSN, store.PoolConfig{})
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("mysql: %w", err)
 		}
 		d.push(db.Close)
 		return db, nil

@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/imkube/imkube/internal/buildinfo"
+	"github.com/imkube/imkube/internal/bus"
 	"github.com/imkube/imkube/internal/config"
 	"github.com/imkube/imkube/internal/flow"
 	"github.com/imkube/imkube/internal/messageapi"
@@ -61,6 +62,10 @@ type Options struct {
 	Tracer trace.TracerProvider
 	// Adapters, if set, replaces the adapters chosen by the roles.
 	Adapters Adapters
+	// WaitForDependencies keeps a process whose dependencies are not reachable
+	// yet running (not ready, /readyz says why) and retries with capped
+	// backoff, instead of failing Start. The service commands set it.
+	WaitForDependencies bool
 }
 
 // Process is what the roles of one process share.
@@ -81,6 +86,8 @@ type Process struct {
 	gateway     *gateway.Node
 	gatewayCfg  gateway.Config
 	gatewayDeps gateway.Deps
+	// revocationsRun: a component of this build runs the token revocations' poll.
+	revocationsRun bool
 }
 
 func (p *Process) tracer(name string) trace.Tracer {
@@ -104,7 +111,12 @@ type Server struct {
 	DataDir string
 
 	srv       *http.Server
+	handler   atomic.Pointer[handlerBox]
+	roles     []config.Role
 	comps     []*Component
+	waiting   error // why the roles are not built yet (nil once active)
+	loopErrs  map[string]error
+	active    bool
 	extra     []extraGateway
 	mu        sync.Mutex
 	notReady  atomic.Bool
@@ -214,43 +226,10 @@ func Start(ctx context.Context, cfg config.Config, roles []config.Role, opts Opt
 		}
 	}
 
-	var comps []*Component
-	for _, b := range builders {
-		if !has(roles, b.role) {
-			continue
-		}
-		c, err := b.build(ctx, p)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", b.role, err)
-		}
-		comps = append(comps, c)
-	}
-
-	s = &Server{Process: p, Gateway: p.gateway, comps: comps, done: make(chan error, 1)}
+	s = &Server{Process: p, done: make(chan error, 1), roles: roles}
 	if embedded {
 		s.DataDir = cfg.Dev.Data
 	}
-	if has(roles, config.RoleUser) || has(roles, config.RoleMessage) {
-		if s.Store, err = p.Adapters.Store(ctx); err != nil {
-			return nil, err
-		}
-	}
-	mux := http.NewServeMux()
-	for _, c := range comps {
-		if c.Mount != nil {
-			if err := c.Mount(mux); err != nil {
-				return nil, fmt.Errorf("%s: %w", c.Name, err)
-			}
-		}
-	}
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", p.Tel.Handler())
-	var h http.Handler = mux
-	if p.Flow != nil {
-		h = guardREST(p.Flow, mux)
-	}
-
 	var ln net.Listener
 	scheme := "http"
 	if gc := cfg.Gateway; has(roles, config.RoleGateway) && gc.TLSCertFile != "" {
@@ -262,22 +241,45 @@ func Start(ctx context.Context, cfg config.Config, roles []config.Role, opts Opt
 	if err != nil {
 		return nil, err
 	}
+	undo.push(func() error { ln.Close(); return nil })
 	s.URL = scheme + "://" + ln.Addr().String()
-	s.srv = newHTTPServer(h, log, cfg.HTTP)
 
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	g, gctx := errgroup.WithContext(runCtx)
 	s.group, s.runCtx, s.stopRun = g, gctx, stopRun
+
+	// The first attempt at building the roles is synchronous; with
+	// WaitForDependencies a dependency that is merely late (MySQL, Redis,
+	// RocketMQ not up yet) is retried with capped backoff while the port
+	// serves /healthz and a /readyz that names what is awaited.
+	err = s.build(ctx)
+	if err != nil && (!opts.WaitForDependencies || embedded) {
+		stopRun()
+		return nil, err
+	}
+	starting := http.NewServeMux()
+	starting.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	starting.HandleFunc("GET /readyz", s.readyz)
+	starting.Handle("GET /metrics", p.Tel.Handler())
+	s.handler.Store(&handlerBox{starting})
+	s.srv = newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.handler.Load().h.ServeHTTP(w, r)
+	}), log, cfg.HTTP)
+	if err == nil {
+		if err := s.activate(); err != nil {
+			stopRun()
+			return nil, err
+		}
+	} else {
+		s.setWaiting(err)
+		log.Warn("waiting for dependencies", "err", err)
+		g.Go(func() error { return s.retryBuild(gctx) })
+	}
 	if cfg.ClusterFile != "" && opts.Cluster == nil && !embedded {
 		g.Go(func() error { return p.Live.Watch(gctx, cfg.ClusterFile, 5*time.Second, log) })
 	}
 	if p.Flow != nil {
 		g.Go(func() error { return p.Flow.Run(gctx) })
-	}
-	for _, c := range comps {
-		for _, run := range c.Run {
-			g.Go(func() error { return run(gctx) })
-		}
 	}
 	serveErr := make(chan error, 1)
 	go func() {
@@ -304,6 +306,152 @@ func Start(ctx context.Context, cfg config.Config, roles []config.Role, opts Opt
 	return s, nil
 }
 
+type handlerBox struct{ h http.Handler }
+
+// build runs the roles' builders once; on success the components are
+// ready to activate.
+func (s *Server) build(ctx context.Context) error {
+	p := s.Process
+	p.instruments, p.backend, p.gateway, p.revocationsRun = nil, nil, nil, false
+	var comps []*Component
+	for _, b := range builders {
+		if !has(s.roles, b.role) {
+			continue
+		}
+		c, err := b.build(ctx, p)
+		if err != nil {
+			return fmt.Errorf("%s: %w", b.role, err)
+		}
+		comps = append(comps, c)
+	}
+	var st *store.DB
+	if has(s.roles, config.RoleUser) || has(s.roles, config.RoleMessage) {
+		var err error
+		if st, err = p.Adapters.Store(ctx); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	s.comps, s.Gateway, s.Store = comps, p.gateway, st
+	s.mu.Unlock()
+	return nil
+}
+
+// retryBuild retries build with capped exponential backoff (1 s to 30 s)
+// until it succeeds or ctx ends, then activates the components.
+func (s *Server) retryBuild(ctx context.Context) error {
+	delay := time.Second
+	for attempt := 2; ; attempt++ {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+		bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := s.build(bctx)
+		cancel()
+		if err == nil {
+			s.Process.Log.Info("dependencies available", "attempt", attempt)
+			return s.activate()
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		delay = min(2*delay, 30*time.Second)
+		s.setWaiting(fmt.Errorf("%w (attempt %d, next in %s)", err, attempt, delay))
+		s.Process.Log.Warn("waiting for dependencies", "err", err, "attempt", attempt, "retryIn", delay)
+	}
+}
+
+// supervise runs one loop of component name. A loop that fails because a
+// dependency is unavailable (bus.ErrUnavailable: the broker is not reachable
+// yet or went away) is restarted with capped backoff while /readyz reports
+// it; any other error ends the process.
+func (s *Server) supervise(ctx context.Context, name string, run func(context.Context) error) error {
+	delay := time.Second
+	var clear *time.Timer
+	defer func() {
+		if clear != nil {
+			clear.Stop()
+		}
+	}()
+	for {
+		start := time.Now()
+		err := run(ctx)
+		if err == nil || ctx.Err() != nil || !errors.Is(err, bus.ErrUnavailable) {
+			return err
+		}
+		if time.Since(start) > time.Minute {
+			delay = time.Second // it ran for a while: a new outage
+		}
+		s.setLoopErr(name, err)
+		s.Process.Log.Warn("dependency unavailable; restarting", "component", name, "err", err, "retryIn", delay)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 30*time.Second)
+		// Cleared once the restarted loop has run for a while without failing.
+		if clear != nil {
+			clear.Stop()
+		}
+		clear = time.AfterFunc(10*time.Second, func() { s.setLoopErr(name, nil) })
+	}
+}
+
+func (s *Server) setLoopErr(name string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.loopErrs == nil {
+		s.loopErrs = map[string]error{}
+	}
+	if err == nil {
+		delete(s.loopErrs, name)
+	} else {
+		s.loopErrs[name] = err
+	}
+}
+
+func (s *Server) setWaiting(err error) {
+	s.mu.Lock()
+	s.waiting = err
+	s.mu.Unlock()
+}
+
+// activate mounts the built components and starts their loops.
+func (s *Server) activate() error {
+	p := s.Process
+	s.mu.Lock()
+	comps := s.comps
+	s.mu.Unlock()
+	mux := http.NewServeMux()
+	for _, c := range comps {
+		if c.Mount != nil {
+			if err := c.Mount(mux); err != nil {
+				return fmt.Errorf("%s: %w", c.Name, err)
+			}
+		}
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", p.Tel.Handler())
+	var h http.Handler = mux
+	if p.Flow != nil {
+		h = guardREST(p.Flow, mux)
+	}
+	for _, c := range comps {
+		for _, run := range c.Run {
+			s.group.Go(func() error { return s.supervise(s.runCtx, c.Name, run) })
+		}
+	}
+	s.mu.Lock()
+	s.waiting, s.active = nil, true
+	s.mu.Unlock()
+	s.handler.Store(&handlerBox{h})
+	return nil
+}
+
 // shutdown is the one bounded shutdown: readiness fails at once, the HTTP
 // ports stop accepting, gateways drain (each bounded by its drain timeout),
 // then the loops stop and are waited for.
@@ -313,7 +461,10 @@ func (s *Server) shutdown(serveErr chan error) error {
 	defer cancel()
 	var errs []error
 	s.mu.Lock()
-	extra := s.extra
+	extra, comps := s.extra, s.comps
+	if !s.active {
+		comps = nil // never started: nothing to drain
+	}
 	s.mu.Unlock()
 	errs = append(errs, s.srv.Shutdown(ctx))
 	for _, e := range extra {
@@ -321,7 +472,7 @@ func (s *Server) shutdown(serveErr chan error) error {
 	}
 	dctx := context.WithoutCancel(ctx) // a drain has its own window (drain timeout)
 	var wg sync.WaitGroup
-	for _, c := range s.comps {
+	for _, c := range comps {
 		if c.Shutdown != nil {
 			wg.Add(1)
 			go func() { defer wg.Done(); _ = c.Shutdown(dctx) }()
@@ -350,10 +501,20 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not ready: shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	s.mu.Lock()
+	waiting, comps := s.waiting, s.comps
+	var errs []string
+	for name, err := range s.loopErrs {
+		errs = append(errs, name+": "+err.Error())
+	}
+	s.mu.Unlock()
+	if waiting != nil {
+		http.Error(w, "not ready: waiting for dependencies: "+waiting.Error(), http.StatusServiceUnavailable)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	var errs []string
-	for _, c := range s.comps {
+	for _, c := range comps {
 		if c.Ready == nil {
 			continue
 		}
@@ -390,6 +551,8 @@ func (s *Server) Wait() error {
 
 // Components lists the names of the roles' components, in start order.
 func (s *Server) Components() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var out []string
 	for _, c := range s.comps {
 		out = append(out, c.Name)
@@ -444,7 +607,7 @@ func Run(ctx context.Context, role config.Role, args []string, stdout io.Writer,
 		}
 		return err
 	}
-	s, err := Start(ctx, cfg, []config.Role{role}, Options{Log: log})
+	s, err := Start(ctx, cfg, []config.Role{role}, Options{Log: log, WaitForDependencies: true})
 	if err != nil {
 		return err
 	}

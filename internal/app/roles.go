@@ -117,18 +117,22 @@ func buildUser(ctx context.Context, p *Process) (*Component, error) {
 	}, nil
 }
 
-// revocations makes keys refuse revoked tokens, fed from src, unless a
-// role of this process already did (in dev all roles share the keys); it
-// returns the loop to run.
+// revocations makes keys refuse revoked tokens, fed from src, and returns
+// the loop that polls it, unless another role of this build attempt already
+// did (in dev all roles share the keys). A retried build reuses the set.
 func (p *Process) revocations(ctx context.Context, keys *auth.Keys, src auth.RevocationSource) []func(context.Context) error {
-	if keys.Revocations() != nil {
+	if p.revocationsRun {
 		return nil
 	}
-	r := auth.NewRevocations(src, 0, p.Log)
-	if err := r.Sync(ctx); err != nil {
-		p.Log.Warn("token revocations: first poll failed; retrying in the background", "err", err)
+	p.revocationsRun = true
+	r := keys.Revocations()
+	if r == nil {
+		r = auth.NewRevocations(src, 0, p.Log)
+		if err := r.Sync(ctx); err != nil {
+			p.Log.Warn("token revocations: first poll failed; retrying in the background", "err", err)
+		}
+		keys.SetRevocations(r)
 	}
-	keys.SetRevocations(r)
 	return []func(context.Context) error{r.Run}
 }
 
@@ -244,12 +248,8 @@ func buildGateway(ctx context.Context, p *Process) (*Component, error) {
 		return nil, err
 	}
 	p.gateway, p.gatewayCfg, p.gatewayDeps = node, cfg, deps
-	var revRuns []func(context.Context) error
-	if keys.Revocations() == nil { // distributed: ask the user service
-		r := auth.NewRevocations(auth.NewRevocationsClient(gc.UserURL, keys.InternalToken(), p.Flow.Transport(flow.ResUser, nil)), 0, p.Log)
-		keys.SetRevocations(r)
-		revRuns = append(revRuns, r.Run)
-	}
+	// Without the user or message role in this process: ask the user service.
+	revRuns := p.revocations(ctx, keys, auth.NewRevocationsClient(gc.UserURL, keys.InternalToken(), p.Flow.Transport(flow.ResUser, nil)))
 	c := &Component{Name: "gateway",
 		Run: append([]func(context.Context) error{node.Run}, revRuns...),
 		Shutdown: func(ctx context.Context) error {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
 
 	"github.com/imkube/imkube/internal/app"
 	"github.com/imkube/imkube/internal/bus"
@@ -252,4 +255,74 @@ func TestReadyzNamesTheDependency(t *testing.T) {
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "user: mysql:") {
 		t.Fatalf("readyz %d %q, want 503 naming mysql", code, body)
 	}
+}
+
+// A service whose database is not reachable yet does not exit: its port
+// serves /healthz, /readyz answers 503 naming what it waits for, and once
+// the database answers (here: a proxy to MariaDB that starts late) the role
+// comes up without a restart.
+func TestServiceWaitsForALateDependency(t *testing.T) {
+	cfg := distributed(t, config.RoleUser)
+	mc, err := mysql.ParseDSN(cfg.MySQL.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	real := mc.Addr
+	hold, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := hold.Addr().String()
+	hold.Close() // nothing listens there yet: connection refused
+	mc.Addr = late
+	cfg.MySQL.DSN = mc.FormatDSN()
+
+	s, err := app.Start(context.Background(), cfg, []config.Role{config.RoleUser}, app.Options{BcryptCost: 4, WaitForDependencies: true})
+	if err != nil {
+		t.Fatalf("start with the database down: %v (want: wait for it)", err)
+	}
+	defer closeWithin(t, s)
+	if code, _ := get(t, s.URL+"/healthz"); code != 200 {
+		t.Fatalf("healthz %d while waiting", code)
+	}
+	code, body := get(t, s.URL+"/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "waiting for dependencies") || !strings.Contains(body, "mysql") {
+		t.Fatalf("readyz %d %q, want 503 naming mysql", code, body)
+	}
+
+	ln, err := net.Listen("tcp", late)
+	if err != nil {
+		t.Fatalf("proxy: %v", err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				u, err := net.Dial("tcp", real)
+				if err != nil {
+					return
+				}
+				defer u.Close()
+				go io.Copy(u, c)
+				io.Copy(c, u)
+			}()
+		}
+	}()
+	deadline := time.Now().Add(40 * time.Second)
+	for {
+		code, body = get(t, s.URL+"/readyz")
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still not ready 40s after the database came up: %d %q", code, body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	imtest.NewAPI(s.URL).Register(t, "late")
 }

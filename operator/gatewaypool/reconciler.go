@@ -5,17 +5,13 @@ package gatewaypool
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"github.com/imkube/imkube/internal/telemetry"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -26,7 +22,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	imv1 "github.com/imkube/imkube/api/v1alpha1"
-	"github.com/imkube/imkube/operator/internal/apply"
+	"github.com/imkube/imkube/internal/telemetry"
+	"github.com/imkube/imkube/operator/internal/phase"
 	"github.com/imkube/imkube/operator/internal/render"
 )
 
@@ -78,124 +75,34 @@ func (r *Reconciler) clusterToPools(ctx context.Context, o client.Object) []reco
 	return reqs
 }
 
-// Reconcile applies the gateway objects of one pool and writes its status in
-// a deferred call.
-func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, err error) {
-	start := time.Now()
-	defer func() {
-		r.Metrics.Reconciled("gatewaypool", telemetry.ResultOf(res.RequeueAfter > 0 || res.Requeue, err), time.Since(start))
-	}()
-	var p imv1.GatewayPool
-	if err := r.Client.Get(ctx, req.NamespacedName, &p); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if !p.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil
-	}
-	orig := p.DeepCopy()
+// Reconcile applies the gateway objects of one pool and writes its status.
+// A pool whose IMCluster does not exist gets only its status (Degraded,
+// ClusterNotFound); the IMCluster watch brings it back.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	return phase.Reconcile(ctx, req, phase.Controller[imv1.GatewayPool, *imv1.GatewayPool, *scope]{
+		Name:    "gatewaypool",
+		Client:  r.Client,
+		Metrics: r.Metrics,
+		Scope:   r.newScope,
+		Phases: func(s *scope) []phase.Func[*scope] {
+			if s.cluster == nil {
+				return nil
+			}
+			return []phase.Func[*scope]{r.reconcileObjects, r.observe}
+		},
+		WriteStatus: r.writeStatus,
+	})
+}
+
+// newScope reads the IMCluster the pool references (nil in the scope when
+// there is none) and builds the scope.
+func (r *Reconciler) newScope(ctx context.Context, p *imv1.GatewayPool) (*scope, error) {
 	var c imv1.IMCluster
 	switch err := r.Client.Get(ctx, types.NamespacedName{Namespace: p.Namespace, Name: p.Spec.ClusterRef.Name}, &c); {
 	case apierrors.IsNotFound(err):
-		s := newScope(&p, nil, r.Options)
-		return ctrl.Result{}, r.writeStatus(ctx, orig, &p, s) // the IMCluster watch brings us back
+		return newScope(p, nil, r.Options), nil
 	case err != nil:
-		return ctrl.Result{}, fmt.Errorf("get IMCluster %s: %w", p.Spec.ClusterRef.Name, err)
+		return nil, fmt.Errorf("get IMCluster %s: %w", p.Spec.ClusterRef.Name, err)
 	}
-	s := newScope(&p, &c, r.Options)
-	defer func() {
-		err = errors.Join(err, r.writeStatus(ctx, orig, &p, s))
-	}()
-
-	phases := []func(context.Context, *scope) error{r.reconcileObjects, r.observe}
-	var errs []error
-	for _, phase := range phases {
-		if err := phase(ctx, s); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	s.applyErr = errors.Join(errs...)
-	return ctrl.Result{}, s.applyErr
-}
-
-func (r *Reconciler) reconcileObjects(ctx context.Context, s *scope) error {
-	a := apply.Applier{Client: r.Client, FieldManager: render.FieldManager}
-	var errs []error
-	if s.pool.Spec.Autoscaling != nil {
-		var live appsv1.Deployment
-		err := r.Client.Get(ctx, types.NamespacedName{Namespace: s.pool.Namespace, Name: s.name()}, &live)
-		if err == nil {
-			err = a.HandOffReplicas(ctx, &live)
-		}
-		if client.IgnoreNotFound(err) != nil {
-			errs = append(errs, err)
-		}
-	}
-	for _, obj := range []client.Object{desiredDeployment(s), desiredService(s), desiredPDB(s)} {
-		if _, err := a.Apply(ctx, obj); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if hpa := desiredHPA(s); hpa != nil {
-		if _, err := a.Apply(ctx, hpa); err != nil {
-			errs = append(errs, err)
-		}
-	} else if err := r.deleteOwnedHPA(ctx, s); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
-}
-
-func (r *Reconciler) deleteOwnedHPA(ctx context.Context, s *scope) error {
-	var hpa autoscalingv2.HorizontalPodAutoscaler
-	err := r.Client.Get(ctx, types.NamespacedName{Namespace: s.pool.Namespace, Name: s.name()}, &hpa)
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("get HPA %s: %w", s.name(), err)
-	}
-	if !metav1.IsControlledBy(&hpa, s.pool) {
-		return nil
-	}
-	if err := r.Client.Delete(ctx, &hpa); client.IgnoreNotFound(err) != nil {
-		return fmt.Errorf("delete HPA %s: %w", s.name(), err)
-	}
-	return nil
-}
-
-func (r *Reconciler) observe(ctx context.Context, s *scope) error {
-	d := &appsv1.Deployment{}
-	err := r.Client.Get(ctx, types.NamespacedName{Namespace: s.pool.Namespace, Name: s.name()}, d)
-	switch {
-	case apierrors.IsNotFound(err):
-		return nil
-	case err != nil:
-		return fmt.Errorf("get Deployment %s: %w", s.name(), err)
-	}
-	s.deployment = d
-	if s.pool.Spec.Autoscaling == nil {
-		return nil
-	}
-	var hpa autoscalingv2.HorizontalPodAutoscaler
-	err = r.Client.Get(ctx, types.NamespacedName{Namespace: s.pool.Namespace, Name: s.name()}, &hpa)
-	if err != nil {
-		return client.IgnoreNotFound(err)
-	}
-	s.connections = connections(&hpa)
-	return nil
-}
-
-// connections is the pool total of the connections metric from the HPA's
-// status (average per pod x current replicas), or nil when not reported yet.
-func connections(hpa *autoscalingv2.HorizontalPodAutoscaler) *int64 {
-	for _, m := range hpa.Status.CurrentMetrics {
-		if m.Type != autoscalingv2.PodsMetricSourceType || m.Pods == nil || m.Pods.Metric.Name != ConnectionsMetric {
-			continue
-		}
-		if avg := m.Pods.Current.AverageValue; avg != nil {
-			total := avg.MilliValue() * int64(hpa.Status.CurrentReplicas) / 1000
-			return &total
-		}
-	}
-	return nil
+	return newScope(p, &c, r.Options), nil
 }

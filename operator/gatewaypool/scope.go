@@ -18,7 +18,6 @@ type scope struct {
 
 	deployment  *appsv1.Deployment // observed
 	connections *int64             // observed through the HPA metric
-	applyErr    error
 }
 
 func newScope(p *imv1.GatewayPool, c *imv1.IMCluster, o render.Options) *scope {

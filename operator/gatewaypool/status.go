@@ -14,10 +14,13 @@ import (
 	"github.com/imkube/imkube/operator/internal/render"
 )
 
-// computeStatus fills p.Status; every condition is always set.
-func computeStatus(p *imv1.GatewayPool, s *scope) {
+// computeStatus fills p.Status from what the phases observed and their
+// joined error (nil: the reconcile succeeded). Every condition is always
+// set; the generation is only claimed as observed when the reconcile
+// succeeded.
+func computeStatus(p *imv1.GatewayPool, s *scope, reconcileErr error) {
 	st := &p.Status
-	gen := p.Generation
+	gen := render.ObservedGeneration(st.ObservedGeneration, p.Generation, reconcileErr)
 	st.ObservedGeneration = gen
 	st.Selector = labels.SelectorFromSet(s.selector()).String()
 	st.Endpoint = fmt.Sprintf("%s.%s.svc:%d", s.name(), p.Namespace, s.servicePort())
@@ -45,9 +48,9 @@ func computeStatus(p *imv1.GatewayPool, s *scope) {
 		set(imv1.ConditionProgressing, true, imv1.ReasonRollingOut, detail)
 	}
 	switch {
-	case s.applyErr != nil:
-		set(imv1.ConditionDegraded, true, imv1.ReasonApplyFailed, s.applyErr.Error())
-		set(imv1.ConditionReady, false, imv1.ReasonApplyFailed, s.applyErr.Error())
+	case reconcileErr != nil:
+		set(imv1.ConditionDegraded, true, imv1.ReasonApplyFailed, reconcileErr.Error())
+		set(imv1.ConditionReady, false, imv1.ReasonApplyFailed, reconcileErr.Error())
 	case !done:
 		set(imv1.ConditionDegraded, false, imv1.ReasonAsExpected, "")
 		set(imv1.ConditionReady, false, imv1.ReasonComponentsNotReady, "gateway: "+detail)
@@ -57,9 +60,10 @@ func computeStatus(p *imv1.GatewayPool, s *scope) {
 	}
 }
 
-// writeStatus patches the status when it changed and records Ready transitions.
-func (r *Reconciler) writeStatus(ctx context.Context, orig, p *imv1.GatewayPool, s *scope) error {
-	computeStatus(p, s)
+// writeStatus patches the status when it changed and records Ready
+// transitions. reconcileErr is the joined error of the phases.
+func (r *Reconciler) writeStatus(ctx context.Context, orig, p *imv1.GatewayPool, s *scope, reconcileErr error) error {
+	computeStatus(p, s, reconcileErr)
 	if equality.Semantic.DeepEqual(orig.Status, p.Status) {
 		return nil
 	}

@@ -6,9 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
-	"sync"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -18,119 +15,53 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	imv1 "github.com/imkube/imkube/api/v1alpha1"
 	"github.com/imkube/imkube/operator/internal/render"
-	"github.com/imkube/imkube/operator/rocketmq"
 )
-
-// reconcileDependencies checks the referenced Secrets and ensures the
-// RocketMQ topics. Failures are recorded in the scope (DependenciesReady=False),
-// not returned: the workloads are still applied and the check is retried.
-func (r *Reconciler) reconcileDependencies(ctx context.Context, s *scope) error {
-	c := s.cluster
-	type secretRef struct {
-		what string
-		ref  corev1.SecretKeySelector
-	}
-	refs := []secretRef{{"MySQL DSN", c.Spec.Dependencies.MySQL.DSNSecretRef}}
-	if p := c.Spec.Dependencies.Redis.PasswordSecretRef; p != nil {
-		refs = append(refs, secretRef{"Redis password", *p})
-	}
-	if a := c.Spec.Auth.SecretRef; a != nil {
-		refs = append(refs, secretRef{"auth", corev1.SecretKeySelector{LocalObjectReference: *a, Key: render.JWTKeyKey}})
-	}
-	var missing []string
-	for _, x := range refs {
-		if x.ref.Optional != nil && *x.ref.Optional {
-			continue
-		}
-		var sec corev1.Secret
-		err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: c.Namespace, Name: x.ref.Name}, &sec)
-		switch {
-		case apierrors.IsNotFound(err):
-			missing = append(missing, fmt.Sprintf("%s Secret %q not found", x.what, x.ref.Name))
-		case err != nil:
-			return fmt.Errorf("get %s Secret %q: %w", x.what, x.ref.Name, err)
-		default:
-			if _, ok := sec.Data[x.ref.Key]; !ok {
-				missing = append(missing, fmt.Sprintf("%s Secret %q has no key %q", x.what, x.ref.Name, x.ref.Key))
-			}
-		}
-	}
-	if len(missing) > 0 {
-		s.depErr, s.depReason = errors.New(strings.Join(missing, "; ")), imv1.ReasonSecretNotFound
-		return nil
-	}
-
-	rmq := c.Spec.Dependencies.RocketMQ
-	var topics []rocketmq.Topic
-	for _, t := range s.topics() {
-		topics = append(topics, rocketmq.Topic{Name: t.Name, Queues: queues(t)})
-	}
-	target := rocketmq.Target{NameServers: rmq.NameServers, BrokerAddresses: rmq.BrokerAddresses}
-	// Owned-object events reconcile often during rollouts; a successful topic
-	// check of the same target is trusted for ResyncInterval.
-	key := fmt.Sprintf("%s/%s %v %v", c.Namespace, c.Name, target, topics)
-	if r.topicChecks.fresh(key, r.ResyncInterval) {
-		return nil
-	}
-	created, err := r.Topics.EnsureTopics(ctx, target, topics)
-	if err == nil {
-		r.topicChecks.ok(key)
-	}
-	if len(created) > 0 {
-		s.topicCreated = created
-		r.Recorder.Eventf(c, nil, corev1.EventTypeNormal, "TopicsCreated", "EnsureTopics",
-			"created RocketMQ topics %s", strings.Join(created, ", "))
-	}
-	if err != nil {
-		s.depErr, s.depReason = err, imv1.ReasonTopicsNotReady
-	}
-	return nil
-}
 
 // reconcileAuthSecret creates <cluster>-auth with a random jwt-key when the
 // cluster names no auth Secret. An existing Secret is never touched.
-func (r *Reconciler) reconcileAuthSecret(ctx context.Context, s *scope) error {
+func (r *Reconciler) reconcileAuthSecret(ctx context.Context, s *scope) (ctrl.Result, error) {
 	c := s.cluster
 	if c.Spec.Auth.SecretRef != nil {
-		return nil
+		return ctrl.Result{}, nil
 	}
 	name := render.GeneratedAuthSecretName(c.Name)
 	var sec corev1.Secret
 	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: c.Namespace, Name: name}, &sec)
 	if err == nil {
-		return nil
+		return ctrl.Result{}, nil
 	}
 	if !apierrors.IsNotFound(err) {
-		return fmt.Errorf("get auth Secret %q: %w", name, err)
+		return ctrl.Result{}, fmt.Errorf("get auth Secret %q: %w", name, err)
 	}
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
-		return fmt.Errorf("generate jwt key: %w", err)
+		return ctrl.Result{}, fmt.Errorf("generate jwt key: %w", err)
 	}
 	desired := desiredAuthSecret(s, hex.EncodeToString(key))
 	switch err := r.Client.Create(ctx, desired, client.FieldOwner(render.FieldManager)); {
 	case apierrors.IsAlreadyExists(err):
-		return nil
+		return ctrl.Result{}, nil
 	case err != nil:
-		return fmt.Errorf("create auth Secret %q: %w", name, err)
+		return ctrl.Result{}, fmt.Errorf("create auth Secret %q: %w", name, err)
 	}
 	r.Recorder.Eventf(c, desired, corev1.EventTypeNormal, "AuthSecretCreated", "CreateSecret",
 		"generated token signing key Secret %s", name)
-	return nil
+	return ctrl.Result{}, nil
 }
 
-func (r *Reconciler) reconcileConfigMap(ctx context.Context, s *scope) error {
+func (r *Reconciler) reconcileConfigMap(ctx context.Context, s *scope) (ctrl.Result, error) {
 	_, err := r.applier().Apply(ctx, desiredConfigMap(s))
-	return err
+	return ctrl.Result{}, err
 }
 
 // reconcileComponents applies Deployment, Service, PDB and HPA of every
 // component; an HPA no longer wanted (autoscaling removed) is deleted.
-func (r *Reconciler) reconcileComponents(ctx context.Context, s *scope) error {
+func (r *Reconciler) reconcileComponents(ctx context.Context, s *scope) (ctrl.Result, error) {
 	var errs []error
 	a := r.applier()
 	for _, comp := range components() {
@@ -157,7 +88,7 @@ func (r *Reconciler) reconcileComponents(ctx context.Context, s *scope) error {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	return ctrl.Result{}, errors.Join(errs...)
 }
 
 func (r *Reconciler) deleteOwnedHPA(ctx context.Context, s *scope, name string) error {
@@ -179,7 +110,7 @@ func (r *Reconciler) deleteOwnedHPA(ctx context.Context, s *scope, name string) 
 }
 
 // observe reads the Deployments and the GatewayPools of the cluster for the status.
-func (r *Reconciler) observe(ctx context.Context, s *scope) error {
+func (r *Reconciler) observe(ctx context.Context, s *scope) (ctrl.Result, error) {
 	c := s.cluster
 	for _, comp := range components() {
 		d := &appsv1.Deployment{}
@@ -187,14 +118,14 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) error {
 		switch {
 		case apierrors.IsNotFound(err):
 		case err != nil:
-			return fmt.Errorf("get Deployment %s: %w", s.name(comp), err)
+			return ctrl.Result{}, fmt.Errorf("get Deployment %s: %w", s.name(comp), err)
 		default:
 			s.deployments[comp] = d
 		}
 	}
 	var pools imv1.GatewayPoolList
 	if err := r.Client.List(ctx, &pools, client.InNamespace(c.Namespace)); err != nil {
-		return fmt.Errorf("list GatewayPools: %w", err)
+		return ctrl.Result{}, fmt.Errorf("list GatewayPools: %w", err)
 	}
 	for _, p := range pools.Items {
 		if p.Spec.ClusterRef.Name == c.Name {
@@ -203,70 +134,43 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) error {
 			})
 		}
 	}
-	return nil
-}
-
-// checkCache remembers recent successful dependency checks.
-type checkCache struct {
-	mu   sync.Mutex
-	last map[string]time.Time
-}
-
-func (c *checkCache) fresh(key string, ttl time.Duration) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t, ok := c.last[key]
-	return ok && time.Since(t) < ttl
-}
-
-func (c *checkCache) ok(key string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.last == nil {
-		c.last = map[string]time.Time{}
-	}
-	for k, t := range c.last { // bounded: drop entries of clusters gone quiet
-		if time.Since(t) > time.Hour {
-			delete(c.last, k)
-		}
-	}
-	c.last[key] = time.Now()
+	return ctrl.Result{}, nil
 }
 
 // reconcileServiceMonitor applies the cluster's ServiceMonitor when
 // observability.serviceMonitor is on and prometheus-operator's CRD is
 // installed (otherwise it records a warning and carries on), and deletes an
 // owned one when the switch is off.
-func (r *Reconciler) reconcileServiceMonitor(ctx context.Context, s *scope) error {
+func (r *Reconciler) reconcileServiceMonitor(ctx context.Context, s *scope) (ctrl.Result, error) {
 	c := s.cluster
 	if _, err := r.Client.RESTMapper().RESTMapping(ServiceMonitorGVK.GroupKind(), ServiceMonitorGVK.Version); err != nil {
 		if !meta.IsNoMatchError(err) {
-			return fmt.Errorf("look up ServiceMonitor kind: %w", err)
+			return ctrl.Result{}, fmt.Errorf("look up ServiceMonitor kind: %w", err)
 		}
 		if c.Spec.Observability.ServiceMonitor && c.Status.ObservedGeneration != c.Generation { // once per spec change
 			r.Recorder.Eventf(c, nil, corev1.EventTypeWarning, "ServiceMonitorUnavailable", "ApplyServiceMonitor",
 				"observability.serviceMonitor is on but the ServiceMonitor CRD (monitoring.coreos.com/v1) is not installed")
 		}
-		return nil
+		return ctrl.Result{}, nil
 	}
 	desired := desiredServiceMonitor(s)
 	if c.Spec.Observability.ServiceMonitor {
 		_, err := r.applier().Apply(ctx, desired)
-		return err
+		return ctrl.Result{}, err
 	}
 	live := &unstructured.Unstructured{}
 	live.SetGroupVersionKind(ServiceMonitorGVK)
 	switch err := r.Client.Get(ctx, client.ObjectKeyFromObject(desired), live); {
 	case apierrors.IsNotFound(err):
-		return nil
+		return ctrl.Result{}, nil
 	case err != nil:
-		return fmt.Errorf("get ServiceMonitor %s: %w", desired.GetName(), err)
+		return ctrl.Result{}, fmt.Errorf("get ServiceMonitor %s: %w", desired.GetName(), err)
 	}
 	if !metav1.IsControlledBy(live, c) {
-		return nil
+		return ctrl.Result{}, nil
 	}
 	if err := r.Client.Delete(ctx, live); client.IgnoreNotFound(err) != nil {
-		return fmt.Errorf("delete ServiceMonitor %s: %w", desired.GetName(), err)
+		return ctrl.Result{}, fmt.Errorf("delete ServiceMonitor %s: %w", desired.GetName(), err)
 	}
-	return nil
+	return ctrl.Result{}, nil
 }

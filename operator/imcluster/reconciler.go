@@ -5,8 +5,6 @@ package imcluster
 
 import (
 	"context"
-	"errors"
-	"github.com/imkube/imkube/internal/telemetry"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -19,12 +17,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	imv1 "github.com/imkube/imkube/api/v1alpha1"
+	"github.com/imkube/imkube/internal/telemetry"
 	"github.com/imkube/imkube/operator/internal/apply"
+	"github.com/imkube/imkube/operator/internal/phase"
 	"github.com/imkube/imkube/operator/internal/render"
 	"github.com/imkube/imkube/operator/rocketmq"
 )
@@ -89,49 +88,29 @@ func poolToCluster(_ context.Context, o client.Object) []reconcile.Request {
 }
 
 // Reconcile brings one IMCluster's owned objects to the desired state and
-// writes its status (always, in a deferred call, with every condition set).
-func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, err error) {
-	start := time.Now()
-	defer func() {
-		r.Metrics.Reconciled("imcluster", telemetry.ResultOf(res.RequeueAfter > 0 || res.Requeue, err), time.Since(start))
-	}()
-	var c imv1.IMCluster
-	if err := r.Client.Get(ctx, req.NamespacedName, &c); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if !c.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil // owner references let the garbage collector clean up
-	}
-	orig := c.DeepCopy()
-	s := newScope(&c, r.Options)
-	defer func() {
-		err = errors.Join(err, r.writeStatus(ctx, orig, &c, s))
-	}()
-
-	phases := []func(context.Context, *scope) error{
-		r.reconcileDependencies,
-		r.reconcileAuthSecret,
-		r.reconcileConfigMap,
-		r.reconcileComponents,
-		r.reconcileServiceMonitor,
-		r.observe,
-	}
-	var errs []error
-	for _, phase := range phases {
-		if err := phase(ctx, s); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		s.applyErr = err
-		return ctrl.Result{}, err
-	}
-	if s.depErr != nil {
-		log.FromContext(ctx).Info("dependencies not ready; retrying", "reason", s.depReason,
-			"error", s.depErr.Error(), "after", r.RetryInterval)
-		return ctrl.Result{RequeueAfter: r.RetryInterval}, nil
-	}
-	return ctrl.Result{RequeueAfter: r.ResyncInterval}, nil
+// writes its status with every condition set. It asks to be called again
+// after RetryInterval while dependencies are missing and after
+// ResyncInterval otherwise (see reconcileDependencies).
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	return phase.Reconcile(ctx, req, phase.Controller[imv1.IMCluster, *imv1.IMCluster, *scope]{
+		Name:    "imcluster",
+		Client:  r.Client,
+		Metrics: r.Metrics,
+		Scope: func(_ context.Context, c *imv1.IMCluster) (*scope, error) {
+			return newScope(c, r.Options), nil
+		},
+		Phases: func(*scope) []phase.Func[*scope] {
+			return []phase.Func[*scope]{
+				r.reconcileDependencies,
+				r.reconcileAuthSecret,
+				r.reconcileConfigMap,
+				r.reconcileComponents,
+				r.reconcileServiceMonitor,
+				r.observe,
+			}
+		},
+		WriteStatus: r.writeStatus,
+	})
 }
 
 func (r *Reconciler) applier() apply.Applier {

@@ -25,7 +25,6 @@ type scope struct {
 	deployments  map[string]*appsv1.Deployment
 	depErr       error // dependency check failure (DependenciesReady=False)
 	depReason    string
-	applyErr     error // writing owned objects failed
 	topicCreated []string
 	pools        []imv1.GatewayPoolSummary
 }

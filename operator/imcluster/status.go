@@ -14,11 +14,13 @@ import (
 	"github.com/imkube/imkube/operator/internal/render"
 )
 
-// computeStatus fills c.Status from what the phases observed. Every
-// condition is set on every reconcile.
-func computeStatus(c *imv1.IMCluster, s *scope) {
+// computeStatus fills c.Status from what the phases observed and their
+// joined error (nil: the reconcile succeeded). Every condition is set on
+// every reconcile; the generation is only claimed as observed when the
+// reconcile succeeded.
+func computeStatus(c *imv1.IMCluster, s *scope, reconcileErr error) {
 	st := &c.Status
-	gen := c.Generation
+	gen := render.ObservedGeneration(st.ObservedGeneration, c.Generation, reconcileErr)
 	st.ObservedGeneration = gen
 	st.Image = s.image
 	st.Endpoints = imv1.IMClusterEndpoints{
@@ -56,8 +58,8 @@ func computeStatus(c *imv1.IMCluster, s *scope) {
 	}
 
 	switch {
-	case s.applyErr != nil:
-		set(imv1.ConditionDegraded, true, imv1.ReasonApplyFailed, s.applyErr.Error())
+	case reconcileErr != nil:
+		set(imv1.ConditionDegraded, true, imv1.ReasonApplyFailed, reconcileErr.Error())
 	case s.depErr != nil:
 		set(imv1.ConditionDegraded, true, imv1.ReasonDependencyFailed, s.depErr.Error())
 	default:
@@ -71,8 +73,8 @@ func computeStatus(c *imv1.IMCluster, s *scope) {
 	}
 
 	switch {
-	case s.applyErr != nil:
-		set(imv1.ConditionReady, false, imv1.ReasonApplyFailed, s.applyErr.Error())
+	case reconcileErr != nil:
+		set(imv1.ConditionReady, false, imv1.ReasonApplyFailed, reconcileErr.Error())
 	case s.depErr != nil:
 		set(imv1.ConditionReady, false, imv1.ReasonDependenciesNotReady, s.depErr.Error())
 	case len(pending) > 0:
@@ -83,9 +85,10 @@ func computeStatus(c *imv1.IMCluster, s *scope) {
 }
 
 // writeStatus patches the status when it changed and records events for
-// Ready and DependenciesReady transitions.
-func (r *Reconciler) writeStatus(ctx context.Context, orig, c *imv1.IMCluster, s *scope) error {
-	computeStatus(c, s)
+// Ready and DependenciesReady transitions. reconcileErr is the joined error
+// of the phases.
+func (r *Reconciler) writeStatus(ctx context.Context, orig, c *imv1.IMCluster, s *scope, reconcileErr error) error {
+	computeStatus(c, s, reconcileErr)
 	if equality.Semantic.DeepEqual(orig.Status, c.Status) {
 		return nil
 	}

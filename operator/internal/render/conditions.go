@@ -5,6 +5,19 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// ObservedGeneration is the generation a status written now describes: the
+// object's generation after a reconcile in which every phase succeeded, the
+// previously observed one after a failure. So `observedGeneration ==
+// generation` means the operator has acted on the current spec, while the
+// conditions of a failed reconcile are still written (stamped with the old
+// generation) and say what went wrong.
+func ObservedGeneration(previous, generation int64, reconcileErr error) int64 {
+	if reconcileErr != nil {
+		return previous
+	}
+	return generation
+}
+
 // SetCondition sets one condition, stamped with the generation it describes.
 // The transition time only moves when the status changes.
 func SetCondition(conds *[]metav1.Condition, generation int64, typ string, status bool, reason, message string) {

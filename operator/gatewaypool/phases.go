@@ -1,0 +1,105 @@
+package gatewaypool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/imkube/imkube/operator/internal/apply"
+	"github.com/imkube/imkube/operator/internal/render"
+)
+
+// reconcileObjects applies the gateway Deployment, Service, PDB and HPA; an
+// HPA no longer wanted (autoscaling removed) is deleted.
+func (r *Reconciler) reconcileObjects(ctx context.Context, s *scope) (ctrl.Result, error) {
+	a := apply.Applier{Client: r.Client, FieldManager: render.FieldManager}
+	var errs []error
+	if s.pool.Spec.Autoscaling != nil {
+		var live appsv1.Deployment
+		err := r.Client.Get(ctx, types.NamespacedName{Namespace: s.pool.Namespace, Name: s.name()}, &live)
+		if err == nil {
+			err = a.HandOffReplicas(ctx, &live)
+		}
+		if client.IgnoreNotFound(err) != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, obj := range []client.Object{desiredDeployment(s), desiredService(s), desiredPDB(s)} {
+		if _, err := a.Apply(ctx, obj); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if hpa := desiredHPA(s); hpa != nil {
+		if _, err := a.Apply(ctx, hpa); err != nil {
+			errs = append(errs, err)
+		}
+	} else if err := r.deleteOwnedHPA(ctx, s); err != nil {
+		errs = append(errs, err)
+	}
+	return ctrl.Result{}, errors.Join(errs...)
+}
+
+func (r *Reconciler) deleteOwnedHPA(ctx context.Context, s *scope) error {
+	var hpa autoscalingv2.HorizontalPodAutoscaler
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: s.pool.Namespace, Name: s.name()}, &hpa)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("get HPA %s: %w", s.name(), err)
+	}
+	if !metav1.IsControlledBy(&hpa, s.pool) {
+		return nil
+	}
+	if err := r.Client.Delete(ctx, &hpa); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("delete HPA %s: %w", s.name(), err)
+	}
+	return nil
+}
+
+// observe reads the gateway Deployment and, for an autoscaled pool, the
+// connections metric from the HPA for the status.
+func (r *Reconciler) observe(ctx context.Context, s *scope) (ctrl.Result, error) {
+	d := &appsv1.Deployment{}
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: s.pool.Namespace, Name: s.name()}, d)
+	switch {
+	case apierrors.IsNotFound(err):
+		return ctrl.Result{}, nil
+	case err != nil:
+		return ctrl.Result{}, fmt.Errorf("get Deployment %s: %w", s.name(), err)
+	}
+	s.deployment = d
+	if s.pool.Spec.Autoscaling == nil {
+		return ctrl.Result{}, nil
+	}
+	var hpa autoscalingv2.HorizontalPodAutoscaler
+	err = r.Client.Get(ctx, types.NamespacedName{Namespace: s.pool.Namespace, Name: s.name()}, &hpa)
+	if err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	s.connections = connections(&hpa)
+	return ctrl.Result{}, nil
+}
+
+// connections is the pool total of the connections metric from the HPA's
+// status (average per pod x current replicas), or nil when not reported yet.
+func connections(hpa *autoscalingv2.HorizontalPodAutoscaler) *int64 {
+	for _, m := range hpa.Status.CurrentMetrics {
+		if m.Type != autoscalingv2.PodsMetricSourceType || m.Pods == nil || m.Pods.Metric.Name != ConnectionsMetric {
+			continue
+		}
+		if avg := m.Pods.Current.AverageValue; avg != nil {
+			total := avg.MilliValue() * int64(hpa.Status.CurrentReplicas) / 1000
+			return &total
+		}
+	}
+	return nil
+}
