@@ -34,6 +34,7 @@ const (
 	TypePong       = "pong"
 	TypeKicked     = "kicked"
 	TypeReconnect  = "reconnect"
+	TypeReauth     = "reauth"
 	TypeError      = "error"
 )
 
@@ -353,6 +354,14 @@ type Kicked struct {
 type Reconnect struct {
 	T       string `json:"t"`
 	AfterMs int64  `json:"afterMs"`
+}
+
+// Reauth tells the client that its token is about to expire: refresh it
+// (POST /api/v1/sessions/refresh with the current token, which is still
+// valid) and reconnect with the new one. The server closes the connection
+// right after it.
+type Reauth struct {
+	T string `json:"t"`
 }
 
 // Error is an error frame.

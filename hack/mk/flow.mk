@@ -13,7 +13,8 @@ FUZZ_TARGETS := \
 	./api/protocol:FuzzDecode:30000 \
 	./api/protocol:FuzzConv:20000 \
 	./internal/rest:FuzzDecodeJSON:20000 \
-	./internal/auth:FuzzVerify:50000
+	./internal/auth:FuzzVerify:50000 \
+	./internal/username:FuzzKey:30000
 
 TEST_AFTER += test-fuzz
 

@@ -113,6 +113,8 @@ type Embedded struct {
 	seq   once[sequence.Allocator]
 	keys  once[*auth.Keys]
 	clock func() time.Time
+	// tokenTTL is the lifetime of login tokens (0: auth's default).
+	tokenTTL time.Duration
 }
 
 // NewEmbedded returns the embedded adapters on data folder dir.
@@ -162,7 +164,7 @@ func (e *Embedded) SequenceBackend(ctx context.Context, m *telemetry.Sequence) (
 
 func (e *Embedded) Keys() (*auth.Keys, error) {
 	return e.keys.get(func() (*auth.Keys, error) {
-		return auth.LoadOrCreateKeys(filepath.Join(e.dir, "jwt.key"), 0)
+		return auth.LoadOrCreateKeys(filepath.Join(e.dir, "jwt.key"), e.tokenTTL)
 	})
 }
 

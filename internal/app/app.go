@@ -56,6 +56,11 @@ type Options struct {
 	Gateway gateway.Config
 	// BcryptCost for passwords (0: bcrypt's default).
 	BcryptCost int
+	// TokenTTL, if set, replaces the token lifetime (tests: below the 1 m
+	// that configuration allows).
+	TokenTTL time.Duration
+	// SessionLifetime, if set, replaces the session lifetime (tests).
+	SessionLifetime time.Duration
 	// Tracer, if set, replaces the process's tracer provider.
 	Tracer trace.TracerProvider
 	// Adapters, if set, replaces the adapters chosen by the roles.
@@ -84,7 +89,9 @@ type Process struct {
 	gateway     *gateway.Node
 	gatewayCfg  gateway.Config
 	gatewayDeps gateway.Deps
-	accounts    *auth.Accounts
+	// revocationsRun: a component of this build runs the token revocations' poll.
+	revocationsRun bool
+	accounts       *auth.Accounts
 }
 
 // Accounts returns the process's cache of which user ids have an account,
@@ -173,7 +180,12 @@ func Start(ctx context.Context, cfg config.Config, roles []config.Role, opts Opt
 	case opts.Adapters != nil:
 		p.Adapters = opts.Adapters
 	case embedded:
-		p.Adapters = NewEmbedded(cfg.Dev.Data)
+		e := NewEmbedded(cfg.Dev.Data)
+		e.tokenTTL = cfg.Auth.TokenTTL
+		if opts.TokenTTL > 0 {
+			e.tokenTTL = opts.TokenTTL
+		}
+		p.Adapters = e
 	default:
 		p.Adapters = NewDistributed(cfg, log)
 	}
@@ -265,7 +277,7 @@ func Start(ctx context.Context, cfg config.Config, roles []config.Role, opts Opt
 	s.handler.Store(&handlerBox{starting})
 	s.srv = newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.handler.Load().h.ServeHTTP(w, r)
-	}), log)
+	}), log, cfg.HTTP)
 	if err == nil {
 		if err := s.activate(); err != nil {
 			stopRun()
@@ -313,7 +325,7 @@ type handlerBox struct{ h http.Handler }
 // ready to activate.
 func (s *Server) build(ctx context.Context) error {
 	p := s.Process
-	p.instruments, p.backend, p.gateway = nil, nil, nil
+	p.instruments, p.backend, p.gateway, p.revocationsRun = nil, nil, nil, false
 	var comps []*Component
 	for _, b := range builders {
 		if !has(s.roles, b.role) {
@@ -603,7 +615,7 @@ func (s *Server) AddGateway(id string) (url string, node *gateway.Node, err erro
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /ws", node)
-	srv := newHTTPServer(mux, p.Log)
+	srv := newHTTPServer(mux, p.Log, p.Config.HTTP)
 	s.mu.Lock()
 	s.extra = append(s.extra, extraGateway{srv: srv, node: node})
 	s.mu.Unlock()

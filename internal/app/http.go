@@ -10,6 +10,10 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/imkube/imkube/api/protocol"
+	"github.com/imkube/imkube/internal/config"
+	"github.com/imkube/imkube/internal/rest"
 )
 
 // Listen opens a TCP listener on addr.
@@ -21,15 +25,38 @@ func Listen(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// newHTTPServer returns the server of a process's HTTP port.
-func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+// newHTTPServer returns the server of a process's HTTP port: headers within
+// 10 s, the whole request (headers and body) within cfg.ReadTimeout, bodies
+// of at most cfg.MaxBodyBytes. A WebSocket is no longer an HTTP request once
+// upgraded: the gateway replaces the read deadline ReadTimeout set on the
+// hijacked connection with its own (auth timeout, then idle timeout) before
+// its first read.
+func newHTTPServer(h http.Handler, log *slog.Logger, cfg config.HTTP) *http.Server {
 	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
+		Handler:           limitBody(h, int64(cfg.MaxBodyBytes)),
+		ReadHeaderTimeout: min(10*time.Second, cfg.ReadTimeout),
+		ReadTimeout:       cfg.ReadTimeout,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+}
+
+// limitBody refuses a declared body over limit with 413 before reading it
+// and cuts an undeclared (chunked) one at limit: handlers and the gateway's
+// REST proxy then see a read error.
+func limitBody(next http.Handler, limit int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > limit {
+			w.Header().Set("Connection", "close")
+			rest.WriteError(w, rest.Errorf(http.StatusRequestEntityTooLarge, protocol.CodeTooLarge, "request body is over %d bytes", limit))
+			return
+		}
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(w, r.Body, limit)
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // ListenTLS is Listen with TLS from a PEM certificate and key file (TLS 1.2+).

@@ -20,6 +20,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/imkube/imkube/internal/config"
 )
 
 func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
@@ -48,7 +50,7 @@ func TestServesTLSWithHealthEndpoints(t *testing.T) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-	srv := newHTTPServer(mux, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := newHTTPServer(mux, slog.New(slog.NewTextHandler(io.Discard, nil)), config.Defaults(config.RoleGateway, "gw").HTTP)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 5 * time.Second}

@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
+	"github.com/imkube/imkube/internal/auth"
 	"github.com/imkube/imkube/internal/config"
 	"github.com/imkube/imkube/internal/flow"
 	"github.com/imkube/imkube/internal/messageapi"
 	"github.com/imkube/imkube/internal/snowflake"
+	"github.com/imkube/imkube/internal/store"
 	"github.com/imkube/imkube/internal/telemetry"
 	"github.com/imkube/imkube/services/gateway"
 	"github.com/imkube/imkube/services/message"
@@ -84,20 +87,69 @@ func buildUser(ctx context.Context, p *Process) (*Component, error) {
 		return nil, err
 	}
 	log := p.Log.With("svc", "user")
-	svc, err := user.New(user.Config{TrustProxy: !p.embedded, BcryptCost: p.opts.BcryptCost},
+	uc, lifetime := p.Config.User, p.Config.Auth.SessionLifetime
+	if p.opts.SessionLifetime > 0 {
+		lifetime = p.opts.SessionLifetime
+	}
+	svc, err := user.New(user.Config{TrustProxy: !p.embedded, BcryptCost: p.opts.BcryptCost, SessionLifetime: lifetime,
+		SignupBurst: uc.SignupBurst, SignupRefill: uc.SignupRefill, HashConcurrency: uc.HashConcurrency, HashQueueWait: uc.HashQueueWait,
+		ReservedUsernames: uc.ReservedUsernames},
 		user.Deps{Store: db, Keys: keys, IDs: snowflake.New(p.Config.User.NodeID), Log: log})
 	if err != nil {
 		return nil, err
 	}
+	runs := p.revocations(ctx, keys, db)
+	runs = append(runs, func(ctx context.Context) error { return pruneRevoked(ctx, db, log) })
 	groups, err := user.NewGroups(user.GroupsConfig{MaxMembers: func() int { return p.Live.Get().Groups.MaxMembers }},
 		user.GroupsDeps{Store: db, Users: svc})
 	if err != nil {
 		return nil, err
 	}
 	return &Component{Name: "user",
-		Mount: func(mux *http.ServeMux) error { svc.Routes(mux); groups.Routes(mux); return nil },
+		Mount: func(mux *http.ServeMux) error {
+			svc.Routes(mux)
+			groups.Routes(mux)
+			mux.Handle("GET "+auth.RevocationsPath, auth.RevocationsHandler(keys, db))
+			return nil
+		},
+		Run:   runs,
 		Ready: named("mysql", db.Ping),
 	}, nil
+}
+
+// revocations makes keys refuse revoked tokens, fed from src, and returns
+// the loop that polls it, unless another role of this build attempt already
+// did (in dev all roles share the keys). A retried build reuses the set.
+func (p *Process) revocations(ctx context.Context, keys *auth.Keys, src auth.RevocationSource) []func(context.Context) error {
+	if p.revocationsRun {
+		return nil
+	}
+	p.revocationsRun = true
+	r := keys.Revocations()
+	if r == nil {
+		r = auth.NewRevocations(src, 0, p.Log)
+		if err := r.Sync(ctx); err != nil {
+			p.Log.Warn("token revocations: first poll failed; retrying in the background", "err", err)
+		}
+		keys.SetRevocations(r)
+	}
+	return []func(context.Context) error{r.Run}
+}
+
+// pruneRevoked deletes revocations of expired tokens every 10 minutes.
+func pruneRevoked(ctx context.Context, db *store.DB, log *slog.Logger) error {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if _, err := db.PruneRevoked(ctx, time.Now().Add(-time.Hour)); err != nil && ctx.Err() == nil {
+			log.Warn("prune token revocations", "err", err)
+		}
+	}
 }
 
 func buildMessage(ctx context.Context, p *Process) (*Component, error) {
@@ -136,7 +188,7 @@ func buildMessage(ctx context.Context, p *Process) (*Component, error) {
 	p.backend = svc
 	c := &Component{Name: "message",
 		Mount: func(mux *http.ServeMux) error { svc.Routes(mux, keys); return nil },
-		Run:   []func(context.Context) error{func(ctx context.Context) error { return svc.Run(ctx, b) }},
+		Run:   append([]func(context.Context) error{func(ctx context.Context) error { return svc.Run(ctx, b) }}, p.revocations(ctx, keys, db)...),
 		Ready: named("mysql", db.Ping),
 	}
 	if l, ok := b.(interface{ UpstreamLag() (int64, bool) }); ok {
@@ -196,8 +248,10 @@ func buildGateway(ctx context.Context, p *Process) (*Component, error) {
 		return nil, err
 	}
 	p.gateway, p.gatewayCfg, p.gatewayDeps = node, cfg, deps
+	// Without the user or message role in this process: ask the user service.
+	revRuns := p.revocations(ctx, keys, auth.NewRevocationsClient(gc.UserURL, keys.InternalToken(), p.Flow.Transport(flow.ResUser, nil)))
 	c := &Component{Name: "gateway",
-		Run: []func(context.Context) error{node.Run},
+		Run: append([]func(context.Context) error{node.Run}, revRuns...),
 		Shutdown: func(ctx context.Context) error {
 			window := ShutdownTimeout // dev: clients are local
 			if !p.embedded {

@@ -2,6 +2,12 @@
 // WebSocket connection and REST call. Tokens are HS256, carry the user id in
 // "sub" and a key id ("kid") in the header, so keys can rotate: the key file
 // holds one key per line, the first signs, all of them verify.
+//
+// Sessions: a login starts a session (id "sid", start "sst" in every token
+// of it); each token has its own id ("jti"). A refresh issues the session's
+// next token, never past the session's absolute lifetime, and revokes the
+// old one: Revocations is the small set of revoked, not yet expired token
+// ids that Verify checks in memory (see revocations.go).
 package auth
 
 import (
@@ -14,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -33,17 +40,32 @@ type Keys struct {
 	ttl     time.Duration
 	issuer  string
 	now     func() time.Time
+	revoked *atomic.Pointer[Revocations] // shared by copies (WithClock)
 }
 
 // Claims are the verified contents of a token.
 type Claims struct {
 	UserID    string
+	IssuedAt  time.Time
 	ExpiresAt time.Time
+	// TokenID identifies this token (jti; for tokens issued before token
+	// ids existed, a hash of the token) so it can be revoked.
+	TokenID string
+	// SessionID and SessionStart are the login this token descends from
+	// by refreshes (tokens without them: their own id and issue time).
+	SessionID    string
+	SessionStart time.Time
+}
+
+type tokenClaims struct {
+	jwt.RegisteredClaims
+	SID string `json:"sid,omitempty"`
+	SST int64  `json:"sst,omitempty"`
 }
 
 // NewKeys builds Keys from raw key lines; the first signs.
 func NewKeys(lines []string, ttl time.Duration) (*Keys, error) {
-	k := &Keys{keys: map[string][]byte{}, ttl: ttl, issuer: "imkube", now: time.Now}
+	k := &Keys{keys: map[string][]byte{}, ttl: ttl, issuer: "imkube", now: time.Now, revoked: &atomic.Pointer[Revocations]{}}
 	for i, l := range lines {
 		l = strings.TrimSpace(l)
 		if l == "" || strings.HasPrefix(l, "#") {
@@ -103,29 +125,54 @@ func KeyID(key []byte) string {
 // TTL is the lifetime of issued tokens.
 func (k *Keys) TTL() time.Duration { return k.ttl }
 
-// Issue signs a token for userID.
+// Issue signs the first token of a new session of userID.
 func (k *Keys) Issue(userID string) (string, time.Time, error) {
 	now := k.now()
+	return k.sign(userID, randomID(), now, now, time.Time{})
+}
+
+// Refresh signs the next token of c's session: the same session, a new
+// token id, expiring after the token lifetime but never after sessionEnd.
+func (k *Keys) Refresh(c Claims, sessionEnd time.Time) (string, time.Time, error) {
+	return k.sign(c.UserID, c.SessionID, c.SessionStart, k.now(), sessionEnd)
+}
+
+func (k *Keys) sign(userID, sid string, start, now, end time.Time) (string, time.Time, error) {
 	exp := now.Add(k.ttl)
-	t := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
-		Subject:   userID,
-		Issuer:    k.issuer,
-		IssuedAt:  jwt.NewNumericDate(now),
-		NotBefore: jwt.NewNumericDate(now.Add(-time.Minute)),
-		ExpiresAt: jwt.NewNumericDate(exp),
+	if !end.IsZero() && exp.After(end) {
+		exp = end
+	}
+	t := jwt.NewWithClaims(jwt.SigningMethodHS256, tokenClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   userID,
+			Issuer:    k.issuer,
+			ID:        randomID(),
+			IssuedAt:  jwt.NewNumericDate(now),
+			NotBefore: jwt.NewNumericDate(now.Add(-time.Minute)),
+			ExpiresAt: jwt.NewNumericDate(exp),
+		},
+		SID: sid,
+		SST: start.Unix(),
 	})
 	t.Header["kid"] = k.signKID
 	s, err := t.SignedString(k.keys[k.signKID])
 	return s, exp, err
 }
 
-// Verify checks signature, algorithm, key id, issuer and expiry.
+func randomID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Verify checks signature, algorithm, key id, issuer, expiry and, when
+// Revocations are set, that the token was not revoked.
 func (k *Keys) Verify(token string) (Claims, error) {
 	if len(token) > 4096 {
 		return Claims{}, ErrInvalidToken
 	}
-	var rc jwt.RegisteredClaims
-	_, err := jwt.ParseWithClaims(token, &rc, func(t *jwt.Token) (any, error) {
+	var tc tokenClaims
+	_, err := jwt.ParseWithClaims(token, &tc, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
 		key, ok := k.keys[kid]
 		if !ok {
@@ -133,11 +180,36 @@ func (k *Keys) Verify(token string) (Claims, error) {
 		}
 		return key, nil
 	}, jwt.WithValidMethods([]string{"HS256"}), jwt.WithIssuer(k.issuer), jwt.WithExpirationRequired(), jwt.WithTimeFunc(k.now))
+	rc := tc.RegisteredClaims
 	if err != nil || rc.Subject == "" {
 		return Claims{}, ErrInvalidToken
 	}
-	return Claims{UserID: rc.Subject, ExpiresAt: rc.ExpiresAt.Time}, nil
+	c := Claims{UserID: rc.Subject, ExpiresAt: rc.ExpiresAt.Time, TokenID: rc.ID, SessionID: tc.SID}
+	if rc.IssuedAt != nil {
+		c.IssuedAt = rc.IssuedAt.Time
+	}
+	if c.TokenID == "" || len(c.TokenID) > 64 {
+		sum := sha256.Sum256([]byte(token))
+		c.TokenID = "h" + hex.EncodeToString(sum[:16])
+	}
+	if c.SessionID == "" || len(c.SessionID) > 64 {
+		c.SessionID = c.TokenID
+	}
+	c.SessionStart = c.IssuedAt
+	if tc.SST > 0 {
+		c.SessionStart = time.Unix(tc.SST, 0)
+	}
+	if r := k.revoked.Load(); r != nil && r.Revoked(c.TokenID) {
+		return Claims{}, ErrInvalidToken
+	}
+	return c, nil
 }
+
+// SetRevocations makes Verify refuse the tokens r holds (nil: none).
+func (k *Keys) SetRevocations(r *Revocations) { k.revoked.Store(r) }
+
+// Revocations returns what SetRevocations set.
+func (k *Keys) Revocations() *Revocations { return k.revoked.Load() }
 
 // WithClock replaces the clock (tests).
 func (k *Keys) WithClock(now func() time.Time) *Keys {

@@ -99,6 +99,7 @@ func fanoutMode(ctx context.Context, s *app.Server, url2 string, keys *auth.Keys
 	body, _ := json.Marshal(map[string]any{"name": "bench-" + mode, "members": members})
 	req, _ := http.NewRequestWithContext(ctx, "POST", s.URL+"/api/v1/groups", strings.NewReader(string(body)))
 	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err

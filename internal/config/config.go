@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/imkube/imkube/internal/username"
 )
 
 // Role names a process role: one of the service commands, or dev (all four
@@ -53,6 +55,7 @@ type Config struct {
 	// client instance and OpenTelemetry service.instance.id.
 	Instance string
 
+	HTTP      HTTP
 	Redis     Redis
 	MySQL     MySQL
 	RocketMQ  RocketMQ
@@ -68,6 +71,15 @@ type Config struct {
 	User     User
 	Sequence Sequence
 	Dev      Dev
+}
+
+// HTTP bounds the requests of the process's HTTP port.
+type HTTP struct {
+	// ReadTimeout is the time a client has to send a request, headers and
+	// body (WebSockets set their own deadlines once upgraded).
+	ReadTimeout time.Duration
+	// MaxBodyBytes is the largest request body accepted (413 beyond).
+	MaxBodyBytes int
 }
 
 // Redis is the Redis connection (sessions, sequence values).
@@ -96,6 +108,9 @@ type RocketMQ struct {
 type Auth struct {
 	JWTKeyFile string        // one key per line; the first signs, all verify
 	TokenTTL   time.Duration // lifetime of login tokens
+	// SessionLifetime bounds refreshing: no token of a session expires
+	// later than this after the login.
+	SessionLifetime time.Duration
 }
 
 // Telemetry configures metrics and traces export.
@@ -132,6 +147,16 @@ type Message struct {
 // User configures the user service.
 type User struct {
 	NodeID int64
+	// SignupBurst registrations per client IP at once, one more every
+	// SignupRefill.
+	SignupBurst  int
+	SignupRefill time.Duration
+	// HashConcurrency bounds concurrent password hashing (0: GOMAXPROCS);
+	// a login or registration waits at most HashQueueWait for a slot.
+	HashConcurrency int
+	HashQueueWait   time.Duration
+	// ReservedUsernames cannot be registered (any case or Unicode form).
+	ReservedUsernames []string
 }
 
 // Sequence configures the sequence service.
@@ -155,12 +180,14 @@ func Defaults(role Role, hostname string) Config {
 		Addr: addr, LogLevel: "info", Instance: hostname,
 		Redis:    Redis{Mode: "standalone", Master: "mymaster", Prefix: "imkube:"},
 		RocketMQ: RocketMQ{UpstreamTopic: "IM_UPSTREAM", PushTopic: "IM_PUSH"},
-		Auth:     Auth{TokenTTL: 24 * time.Hour},
+		HTTP:     HTTP{ReadTimeout: 30 * time.Second, MaxBodyBytes: 1 << 20},
+		Auth:     Auth{TokenTTL: 24 * time.Hour, SessionLifetime: 30 * 24 * time.Hour},
 		Flow:     Flow{LogDir: os.TempDir() + "/imkube-sentinel"},
 		Gateway: Gateway{ID: hostname, MaxConnections: 100000, HeartbeatInterval: 10 * time.Second,
 			IdleTimeout: 60 * time.Second, DrainTimeout: 30 * time.Second},
-		Message:  Message{NodeID: -1},
-		User:     User{NodeID: -1},
+		Message: Message{NodeID: -1},
+		User: User{NodeID: -1, SignupBurst: 20, SignupRefill: 30 * time.Second, HashQueueWait: 2 * time.Second,
+			ReservedUsernames: append([]string(nil), username.Reserved...)},
 		Sequence: Sequence{RedisPrefix: "imkube:seq:", Sections: 1024, Step: 10000},
 		Dev:      Dev{Data: "./imkube-data"},
 	}
@@ -236,14 +263,15 @@ func (v listVal) set(s string) error {
 func (v listVal) get() string { return strings.Join(*v.p, ",") }
 
 var (
-	services    = []Role{RoleGateway, RoleMessage, RoleUser, RoleSequence}
-	withRedis   = []Role{RoleGateway, RoleMessage, RoleSequence}
-	withMySQL   = []Role{RoleMessage, RoleUser, RoleSequence}
-	withBus     = []Role{RoleGateway, RoleMessage}
-	withKeys    = []Role{RoleGateway, RoleMessage, RoleUser}
-	withCluster = []Role{RoleGateway, RoleMessage, RoleUser, RoleDev}
-	withFlow    = []Role{RoleGateway, RoleMessage, RoleUser}
-	all         = []Role{RoleGateway, RoleMessage, RoleUser, RoleSequence, RoleDev}
+	services     = []Role{RoleGateway, RoleMessage, RoleUser, RoleSequence}
+	withRedis    = []Role{RoleGateway, RoleMessage, RoleSequence}
+	withMySQL    = []Role{RoleMessage, RoleUser, RoleSequence}
+	withBus      = []Role{RoleGateway, RoleMessage}
+	withKeys     = []Role{RoleGateway, RoleMessage, RoleUser}
+	withCluster  = []Role{RoleGateway, RoleMessage, RoleUser, RoleDev}
+	withFlow     = []Role{RoleGateway, RoleMessage, RoleUser}
+	withAccounts = []Role{RoleUser, RoleDev}
+	all          = []Role{RoleGateway, RoleMessage, RoleUser, RoleSequence, RoleDev}
 )
 
 // settings is the table of every Setting. Two settings may share a flag name
@@ -255,6 +283,10 @@ var settings = []Setting{
 		bind: func(c *Config) value { return strVal{&c.LogLevel} }},
 	{flag: "instance-name", env: "IMKUBE_INSTANCE_NAME", usage: "process name (RocketMQ client instance, telemetry instance id; default: host name)", roles: withBus,
 		bind: func(c *Config) value { return strVal{&c.Instance} }},
+	{flag: "http-read-timeout", env: "IMKUBE_HTTP_READ_TIMEOUT", usage: "time a client has to send a whole request, headers and body (not WebSockets once upgraded)", roles: all,
+		bind: func(c *Config) value { return durVal{&c.HTTP.ReadTimeout} }},
+	{flag: "http-max-body-bytes", env: "IMKUBE_HTTP_MAX_BODY_BYTES", usage: "largest request body accepted (413 beyond)", roles: all,
+		bind: func(c *Config) value { return intVal{&c.HTTP.MaxBodyBytes} }},
 	{flag: "otlp-endpoint", env: "IMKUBE_OTLP_ENDPOINT", usage: "OTLP/HTTP endpoint for traces and metrics (optional)", roles: all,
 		bind: func(c *Config) value { return strVal{&c.Telemetry.OTLPEndpoint} }},
 
@@ -285,8 +317,20 @@ var settings = []Setting{
 
 	{flag: "jwt-key-file", env: "IMKUBE_JWT_KEY_FILE", usage: "file with the JWT key(s), one per line; the first signs, all verify", roles: withKeys,
 		bind: func(c *Config) value { return strVal{&c.Auth.JWTKeyFile} }},
-	{flag: "token-ttl", env: "IMKUBE_TOKEN_TTL", usage: "lifetime of login tokens", roles: []Role{RoleUser},
+	{flag: "token-ttl", env: "IMKUBE_TOKEN_TTL", usage: "lifetime of login tokens", roles: withAccounts,
 		bind: func(c *Config) value { return durVal{&c.Auth.TokenTTL} }},
+	{flag: "session-lifetime", env: "IMKUBE_SESSION_LIFETIME", usage: "no refreshed token outlives its login by more than this; then log in again", roles: withAccounts,
+		bind: func(c *Config) value { return durVal{&c.Auth.SessionLifetime} }},
+	{flag: "signup-burst", env: "IMKUBE_SIGNUP_BURST", usage: "registrations per client IP (IPv6: per /64) at once", roles: withAccounts,
+		bind: func(c *Config) value { return intVal{&c.User.SignupBurst} }},
+	{flag: "signup-refill", env: "IMKUBE_SIGNUP_REFILL", usage: "one more registration per client IP every this long", roles: withAccounts,
+		bind: func(c *Config) value { return durVal{&c.User.SignupRefill} }},
+	{flag: "hash-concurrency", env: "IMKUBE_HASH_CONCURRENCY", usage: "password hashes (bcrypt) computed at once; 0: one per CPU", roles: withAccounts,
+		bind: func(c *Config) value { return intVal{&c.User.HashConcurrency} }},
+	{flag: "hash-queue-wait", env: "IMKUBE_HASH_QUEUE_WAIT", usage: "how long a login or registration waits for a hashing slot before 503", roles: withAccounts,
+		bind: func(c *Config) value { return durVal{&c.User.HashQueueWait} }},
+	{flag: "reserved-usernames", env: "IMKUBE_RESERVED_USERNAMES", usage: "comma-separated usernames nobody may register (any case)", roles: withAccounts,
+		bind: func(c *Config) value { return listVal{&c.User.ReservedUsernames} }},
 
 	{flag: "config-file", env: "IMKUBE_CONFIG_FILE", usage: "cluster config.json (limits, groups), hot-reloaded", roles: []Role{RoleGateway, RoleMessage, RoleUser},
 		bind: func(c *Config) value { return strVal{&c.ClusterFile} }},
@@ -503,8 +547,32 @@ func (c Config) Validate(role Role) error {
 	if in(withKeys) && c.Auth.JWTKeyFile == "" {
 		bad("jwt-key-file", "IMKUBE_JWT_KEY_FILE", "is required")
 	}
-	if role == RoleUser && c.Auth.TokenTTL < time.Minute {
-		bad("token-ttl", "IMKUBE_TOKEN_TTL", "%s: want at least 1m", c.Auth.TokenTTL)
+	if in(withAccounts) {
+		if c.Auth.TokenTTL < time.Minute {
+			bad("token-ttl", "IMKUBE_TOKEN_TTL", "%s: want at least 1m", c.Auth.TokenTTL)
+		}
+		if c.Auth.SessionLifetime < c.Auth.TokenTTL {
+			bad("session-lifetime", "IMKUBE_SESSION_LIFETIME", "%s: want at least the token-ttl %s", c.Auth.SessionLifetime, c.Auth.TokenTTL)
+		}
+		u := c.User
+		if u.SignupBurst < 1 {
+			bad("signup-burst", "IMKUBE_SIGNUP_BURST", "%d: want >= 1", u.SignupBurst)
+		}
+		if u.SignupRefill <= 0 {
+			bad("signup-refill", "IMKUBE_SIGNUP_REFILL", "%s: want > 0", u.SignupRefill)
+		}
+		if u.HashConcurrency < 0 {
+			bad("hash-concurrency", "IMKUBE_HASH_CONCURRENCY", "%d: want >= 0 (0: one per CPU)", u.HashConcurrency)
+		}
+		if u.HashQueueWait <= 0 {
+			bad("hash-queue-wait", "IMKUBE_HASH_QUEUE_WAIT", "%s: want > 0", u.HashQueueWait)
+		}
+	}
+	if c.HTTP.ReadTimeout < time.Second {
+		bad("http-read-timeout", "IMKUBE_HTTP_READ_TIMEOUT", "%s: want at least 1s", c.HTTP.ReadTimeout)
+	}
+	if c.HTTP.MaxBodyBytes < 4096 {
+		bad("http-max-body-bytes", "IMKUBE_HTTP_MAX_BODY_BYTES", "%d: want at least 4096", c.HTTP.MaxBodyBytes)
 	}
 	switch role {
 	case RoleGateway:

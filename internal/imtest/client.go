@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -313,4 +314,22 @@ func (c *Conn) CloseCode() int {
 		return ce.Code
 	}
 	return 0
+}
+
+// CloseReason returns the reason of the WebSocket close frame the server sent ("" if none).
+func (c *Conn) CloseReason() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ce *websocket.CloseError
+	if errors.As(c.err, &ce) {
+		return ce.Text
+	}
+	return ""
+}
+
+// From returns an API client whose connections come from the local address
+// ip (any 127.x.y.z on Linux), so tests can act as several clients.
+func (a *API) From(ip string) *API {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+	return &API{Base: a.Base, HTTP: &http.Client{Timeout: a.HTTP.Timeout, Transport: &http.Transport{DialContext: d.DialContext}}}
 }

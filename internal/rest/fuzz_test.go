@@ -63,6 +63,7 @@ func targets() []any {
 
 func decodeBody(body []byte, v any) error {
 	r := httptest.NewRequest(http.MethodPost, "/api/v1/x", bytes.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
 	return DecodeJSON(r, v)
 }
 
@@ -127,5 +128,37 @@ func TestDecodeJSONRejectsOversizedBodies(t *testing.T) {
 				t.Fatalf("DecodeJSON = %v, want status %d", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestDecodeJSONRequiresAJSONContentType(t *testing.T) {
+	tests := []struct {
+		give string
+		want int // 0: accepted
+	}{
+		{give: "application/json"},
+		{give: "application/json; charset=utf-8"},
+		{give: "Application/JSON; charset=UTF-8"},
+		{give: "", want: http.StatusUnsupportedMediaType},
+		{give: "text/plain", want: http.StatusUnsupportedMediaType},
+		{give: "application/x-www-form-urlencoded", want: http.StatusUnsupportedMediaType},
+		{give: "multipart/form-data; boundary=x", want: http.StatusUnsupportedMediaType},
+		{give: "application/json; charset=latin1", want: http.StatusUnsupportedMediaType},
+		{give: "application/jsonx", want: http.StatusUnsupportedMediaType},
+	}
+	for _, tt := range tests {
+		r := httptest.NewRequest(http.MethodPost, "/api/v1/x", strings.NewReader(`{"username":"a"}`))
+		if tt.give != "" {
+			r.Header.Set("Content-Type", tt.give)
+		}
+		var v registerReq
+		err := DecodeJSON(r, &v)
+		var e *Error
+		switch {
+		case tt.want == 0 && err != nil:
+			t.Errorf("Content-Type %q refused: %v", tt.give, err)
+		case tt.want != 0 && (!errors.As(err, &e) || e.Status != tt.want || e.Code != CodeUnsupportedMediaType):
+			t.Errorf("Content-Type %q: %v, want %d %s", tt.give, err, tt.want, CodeUnsupportedMediaType)
+		}
 	}
 }

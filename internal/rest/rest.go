@@ -1,4 +1,4 @@
-// Package httpx holds the small HTTP helpers shared by the services: JSON
+// Package rest holds the small HTTP helpers shared by the services: JSON
 // bodies, coded errors ({code, message}) and bearer-token authentication.
 package rest
 
@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"strings"
 
@@ -53,9 +54,30 @@ func WriteError(w http.ResponseWriter, err error) {
 // MaxBody is the largest JSON request body accepted.
 const MaxBody = 1 << 20
 
-// DecodeJSON reads a JSON body into v, rejecting unknown fields, trailing
-// data and oversized bodies with a 400/413 *Error.
+// CodeUnsupportedMediaType answers a JSON endpoint called with another
+// Content-Type (415).
+const CodeUnsupportedMediaType = "UNSUPPORTED_MEDIA_TYPE"
+
+// IsJSON reports whether the request declares a JSON body:
+// "Content-Type: application/json", optionally with charset=utf-8. HTML
+// forms cannot send that type without a CORS preflight, so requiring it
+// keeps other sites from posting to JSON endpoints from a visitor's browser.
+func IsJSON(r *http.Request) bool {
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return false
+	}
+	cs, ok := params["charset"]
+	return !ok || strings.EqualFold(cs, "utf-8")
+}
+
+// DecodeJSON reads a JSON body into v, rejecting another Content-Type
+// (415), unknown fields, trailing data and oversized bodies with a
+// 400/413 *Error.
 func DecodeJSON(r *http.Request, v any) error {
+	if !IsJSON(r) {
+		return Errorf(http.StatusUnsupportedMediaType, CodeUnsupportedMediaType, "send the body as JSON with Content-Type: application/json")
+	}
 	body := http.MaxBytesReader(nil, r.Body, MaxBody)
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()

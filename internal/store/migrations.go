@@ -1,11 +1,22 @@
 package store
 
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/imkube/imkube/internal/username"
+)
+
 // migration is one schema version; statements differ per dialect only where
-// the SQL does.
+// the SQL does. fn, if set, runs after the statements: for changes SQL alone
+// cannot make (values computed in Go). It must be safe to run again after a
+// crash, since MySQL DDL is not transactional.
 type migration struct {
 	version int
 	sqlite  []string
 	mysql   []string
+	fn      func(ctx context.Context, conn *sql.Conn, dialect string) error
 }
 
 const mysqlTable = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
@@ -154,4 +165,111 @@ var migrations = []migration{
 			`INSERT IGNORE INTO cmid_claims (sender, cmid, conv) SELECT sender, cmid, conv FROM messages`,
 		},
 	},
+	{
+		// Usernames are unique by username.Key (NFKC + case fold), stored
+		// with their display case in username.
+		version: 4,
+		fn:      addUsernameKeys,
+	},
+	{
+		// Refreshed (rotated) tokens, refused until they expire; see
+		// auth.Revocations.
+		version: 5,
+		sqlite: []string{
+			`CREATE TABLE revoked_tokens (
+				jti TEXT PRIMARY KEY,
+				expires_at INTEGER NOT NULL,
+				revoked_at INTEGER NOT NULL)`,
+			`CREATE INDEX idx_revoked_tokens_revoked_at ON revoked_tokens (revoked_at)`,
+		},
+		mysql: []string{
+			`CREATE TABLE revoked_tokens (
+				jti VARCHAR(64) NOT NULL PRIMARY KEY,
+				expires_at BIGINT NOT NULL,
+				revoked_at BIGINT NOT NULL,
+				KEY idx_revoked_tokens_revoked_at (revoked_at))` + mysqlTable,
+		},
+	},
+}
+
+// addUsernameKeys adds users.username_key, fills it for existing accounts
+// and makes it unique. Accounts created before usernames were compared by
+// key may be case twins ("vict_x" and "VICT_X"): the oldest keeps the key;
+// each later twin gets "<key>#<id>" ('#' is never in a username), so it stays
+// reachable by its exact username (UserByUsername tries that first) and no
+// new twin can register.
+func addUsernameKeys(ctx context.Context, conn *sql.Conn, dialect string) error {
+	has, err := hasColumn(ctx, conn, dialect, "users", "username_key")
+	if err != nil {
+		return err
+	}
+	if !has {
+		typ := "TEXT"
+		if dialect == MySQL {
+			typ = "VARCHAR(191)"
+		}
+		if _, err := conn.ExecContext(ctx, "ALTER TABLE users ADD COLUMN username_key "+typ+" NULL"); err != nil {
+			return err
+		}
+	}
+	rows, err := conn.QueryContext(ctx, "SELECT id, username, username_key FROM users ORDER BY created_at, id")
+	if err != nil {
+		return err
+	}
+	type row struct{ id, name string }
+	var todo []row
+	taken := map[string]bool{}
+	for rows.Next() {
+		var r row
+		var key sql.NullString
+		if err := rows.Scan(&r.id, &r.name, &key); err != nil {
+			rows.Close()
+			return err
+		}
+		if key.Valid {
+			taken[key.String] = true
+		} else {
+			todo = append(todo, r)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, r := range todo {
+		key := username.Key(r.name)
+		if taken[key] {
+			key += "#" + r.id
+		}
+		taken[key] = true
+		if _, err := conn.ExecContext(ctx, "UPDATE users SET username_key = ? WHERE id = ?", key, r.id); err != nil {
+			return fmt.Errorf("set the username key of user %s: %w", r.id, err)
+		}
+	}
+	if dialect == MySQL {
+		if _, err := conn.ExecContext(ctx, "ALTER TABLE users MODIFY username_key VARCHAR(191) NOT NULL"); err != nil {
+			return err
+		}
+		var n int
+		if err := conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema = DATABASE() AND table_name = 'users' AND index_name = 'uk_users_username_key'").Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			_, err = conn.ExecContext(ctx, "ALTER TABLE users ADD UNIQUE KEY uk_users_username_key (username_key)")
+		}
+		return err
+	}
+	_, err = conn.ExecContext(ctx, "CREATE UNIQUE INDEX IF NOT EXISTS uk_users_username_key ON users (username_key)")
+	return err
+}
+
+func hasColumn(ctx context.Context, conn *sql.Conn, dialect, table, column string) (bool, error) {
+	var n int
+	var err error
+	if dialect == MySQL {
+		err = conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ? AND column_name = ?", table, column).Scan(&n)
+	} else {
+		err = conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = ?", table, column).Scan(&n)
+	}
+	return n > 0, err
 }

@@ -12,12 +12,17 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/imkube/imkube/internal/auth"
+	"github.com/imkube/imkube/internal/username"
 )
 
 // DB is the SQL store.
 type DB struct {
 	db      *sql.DB
 	dialect string
+	// migrateTo stops migrations after this version (tests of migrations; 0: all).
+	migrateTo int
 }
 
 // PoolConfig bounds the connection pool (MySQL).
@@ -30,6 +35,10 @@ type PoolConfig struct {
 // OpenSQLite opens (creating if needed) the embedded database in dir and
 // applies migrations.
 func OpenSQLite(ctx context.Context, dir string) (*DB, error) {
+	return openSQLite(ctx, dir, 0)
+}
+
+func openSQLite(ctx context.Context, dir string, migrateTo int) (*DB, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data folder: %w", err)
 	}
@@ -42,7 +51,7 @@ func OpenSQLite(ctx context.Context, dir string) (*DB, error) {
 	// One writer at a time is SQLite's model; a single connection also
 	// avoids SQLITE_BUSY between our own connections.
 	db.SetMaxOpenConns(1)
-	s := &DB{db: db, dialect: SQLite}
+	s := &DB{db: db, dialect: SQLite, migrateTo: migrateTo}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -53,6 +62,10 @@ func OpenSQLite(ctx context.Context, dir string) (*DB, error) {
 // OpenMySQL connects to MySQL/MariaDB with dsn (go-sql-driver format) and
 // applies migrations; concurrent starts of several replicas are safe.
 func OpenMySQL(ctx context.Context, dsn string, pool PoolConfig) (*DB, error) {
+	return openMySQL(ctx, dsn, pool, 0)
+}
+
+func openMySQL(ctx context.Context, dsn string, pool PoolConfig, migrateTo int) (*DB, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("mysql dsn: %w", err)
@@ -78,7 +91,7 @@ func OpenMySQL(ctx context.Context, dsn string, pool PoolConfig) (*DB, error) {
 	db.SetMaxOpenConns(pool.MaxOpen)
 	db.SetMaxIdleConns(pool.MaxIdle)
 	db.SetConnMaxLifetime(pool.MaxLifetime)
-	s := &DB{db: db, dialect: MySQL}
+	s := &DB{db: db, dialect: MySQL, migrateTo: migrateTo}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -130,7 +143,7 @@ func (s *DB) migrate(ctx context.Context) error {
 	}
 	rows.Close()
 	for _, m := range migrations {
-		if applied[m.version] {
+		if applied[m.version] || (s.migrateTo > 0 && m.version > s.migrateTo) {
 			continue
 		}
 		stmts := m.sqlite
@@ -141,6 +154,11 @@ func (s *DB) migrate(ctx context.Context) error {
 		// because the version row is written last and the lock is held.
 		for _, st := range stmts {
 			if _, err := conn.ExecContext(ctx, st); err != nil {
+				return fmt.Errorf("migrate to version %d: %w", m.version, err)
+			}
+		}
+		if m.fn != nil {
+			if err := m.fn(ctx, conn, s.dialect); err != nil {
 				return fmt.Errorf("migrate to version %d: %w", m.version, err)
 			}
 		}
@@ -191,10 +209,11 @@ func (s *DB) upsertMax(table string, cols []string, key []string, maxCols []stri
 	return q + fmt.Sprintf(" ON CONFLICT(%s) DO UPDATE SET ", strings.Join(key, ", ")) + strings.Join(sets, ", ")
 }
 
-// CreateUser stores a new account; ErrConflict when the username is taken.
+// CreateUser stores a new account; ErrConflict when the username, or
+// another with the same username.Key, is taken.
 func (s *DB) CreateUser(ctx context.Context, u User) error {
-	_, err := s.db.ExecContext(ctx, "INSERT INTO users (id, username, display_name, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-		u.ID, u.Username, u.DisplayName, u.PasswordHash, u.CreatedAt)
+	_, err := s.db.ExecContext(ctx, "INSERT INTO users (id, username, username_key, display_name, password_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+		u.ID, u.Username, username.Key(u.Username), u.DisplayName, u.PasswordHash, u.CreatedAt)
 	if isUniqueViolation(err) {
 		return ErrConflict
 	}
@@ -214,9 +233,12 @@ func scanUser(row *sql.Row) (*User, error) {
 	return &u, nil
 }
 
-// UserByUsername finds an account by its username.
-func (s *DB) UserByUsername(ctx context.Context, username string) (*User, error) {
-	return scanUser(s.db.QueryRowContext(ctx, "SELECT "+userCols+" FROM users WHERE username = ?", username))
+// UserByUsername finds an account by its username in any case or Unicode
+// form (by username.Key). A case twin registered before keys existed (see
+// addUsernameKeys) is found by its exact spelling, which is tried first.
+func (s *DB) UserByUsername(ctx context.Context, name string) (*User, error) {
+	return scanUser(s.db.QueryRowContext(ctx, "SELECT "+userCols+" FROM users WHERE username = ? OR username_key = ? ORDER BY CASE WHEN username = ? THEN 0 ELSE 1 END LIMIT 1",
+		name, username.Key(name), name))
 }
 
 // UserByID finds an account by id.
@@ -459,4 +481,45 @@ func (s *DB) InboxEntries(ctx context.Context, conv string, seq int64) ([]InboxE
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// RevokeToken records that the token tokenID (valid until expiresAt) may no
+// longer be used; ErrConflict when it already was revoked (a refresh token
+// used twice).
+func (s *DB) RevokeToken(ctx context.Context, tokenID string, expiresAt time.Time) error {
+	_, err := s.db.ExecContext(ctx, "INSERT INTO revoked_tokens (jti, expires_at, revoked_at) VALUES (?, ?, ?)",
+		tokenID, expiresAt.UnixMilli(), time.Now().UnixMilli())
+	if isUniqueViolation(err) {
+		return ErrConflict
+	}
+	return err
+}
+
+// RevokedSince lists the revocations recorded at or after since (unix ms)
+// whose tokens have not expired.
+func (s *DB) RevokedSince(ctx context.Context, since int64) ([]auth.Revoked, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT jti, expires_at, revoked_at FROM revoked_tokens WHERE revoked_at >= ? AND expires_at > ?",
+		since, time.Now().Add(-time.Minute).UnixMilli())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []auth.Revoked
+	for rows.Next() {
+		var r auth.Revoked
+		if err := rows.Scan(&r.TokenID, &r.ExpiresAt, &r.RevokedAt); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// PruneRevoked deletes revocations of tokens that expired before before.
+func (s *DB) PruneRevoked(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.db.ExecContext(ctx, "DELETE FROM revoked_tokens WHERE expires_at < ?", before.UnixMilli())
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }

@@ -210,3 +210,75 @@ func TestACMIDIsClaimedForOneConversation(t *testing.T) {
 		}
 	})
 }
+
+func TestUsernamesAreUniqueByTheirNormalisedKey(t *testing.T) {
+	backends(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		if err := db.CreateUser(ctx, store.User{ID: "1", Username: "vict_x", DisplayName: "V", PasswordHash: "h", CreatedAt: 1}); err != nil {
+			t.Fatal(err)
+		}
+		for _, twin := range []string{"VICT_X", "Vict_X", "ｖｉｃｔ_ｘ"} {
+			if err := db.CreateUser(ctx, store.User{ID: "2", Username: twin, DisplayName: "x", PasswordHash: "h", CreatedAt: 2}); !errors.Is(err, store.ErrConflict) {
+				t.Fatalf("twin %q of vict_x: %v, want ErrConflict", twin, err)
+			}
+			u, err := db.UserByUsername(ctx, twin)
+			if err != nil || u.ID != "1" || u.Username != "vict_x" {
+				t.Fatalf("lookup by %q: %+v %v, want vict_x as registered", twin, u, err)
+			}
+		}
+		if err := db.CreateUser(ctx, store.User{ID: "3", Username: "Display_Case", DisplayName: "D", PasswordHash: "h", CreatedAt: 3}); err != nil {
+			t.Fatal(err)
+		}
+		if u, err := db.UserByUsername(ctx, "display_case"); err != nil || u.Username != "Display_Case" {
+			t.Fatalf("display case: %+v %v", u, err)
+		}
+	})
+}
+
+// Accounts created before usernames had keys migrate: every account gets
+// its key, old case twins stay reachable by their exact spelling, and no new
+// twin can register.
+func TestUsernameKeyMigrationKeepsExistingAccounts(t *testing.T) {
+	check := func(t *testing.T, old *store.DB, open func() (*store.DB, error)) {
+		ctx := context.Background()
+		for i, name := range []string{"vict_x", "VICT_X", "bob"} {
+			if _, err := old.SQL().ExecContext(ctx, "INSERT INTO users (id, username, display_name, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+				fmt.Sprint(i+1), name, name, "h", i+1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		old.Close()
+		reopen, err := open()
+		if err != nil {
+			t.Fatalf("migrate existing accounts: %v", err)
+		}
+		defer reopen.Close()
+		for name, want := range map[string]string{"vict_x": "1", "VICT_X": "2", "Vict_X": "1", "BOB": "3"} {
+			u, err := reopen.UserByUsername(ctx, name)
+			if err != nil || u.ID != want {
+				t.Fatalf("after migration, %q finds %+v %v, want user %s", name, u, err, want)
+			}
+		}
+		if err := reopen.CreateUser(ctx, store.User{ID: "9", Username: "Bob", DisplayName: "b", PasswordHash: "h", CreatedAt: 9}); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("twin of a migrated account: %v", err)
+		}
+	}
+	t.Run("sqlite", func(t *testing.T) {
+		dir := t.TempDir()
+		old, err := store.OpenSQLiteAt(context.Background(), dir, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, old, func() (*store.DB, error) { return store.OpenSQLite(context.Background(), dir) })
+	})
+	t.Run("mysql", func(t *testing.T) {
+		dsn := mysqltest.NewDatabase(t)
+		old, err := store.OpenMySQLAt(context.Background(), dsn, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, old, func() (*store.DB, error) {
+			return store.OpenMySQL(context.Background(), dsn, store.PoolConfig{MaxOpen: 2})
+		})
+	})
+}

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/imkube/imkube/api/protocol"
+	"github.com/imkube/imkube/internal/auth"
 	"github.com/imkube/imkube/internal/bus"
 	"github.com/imkube/imkube/internal/flow"
 	"github.com/imkube/imkube/internal/messageapi"
@@ -37,6 +38,7 @@ type Client struct {
 
 	// Set once by authenticate, before the client is added to the hub.
 	user, device string
+	token        auth.Claims // of the token the connection authenticated with
 
 	mu           sync.Mutex
 	ready        bool     // auth_ok queued: pushes may be queued too
@@ -221,6 +223,7 @@ func (c *Client) readLoop(ctx context.Context) error {
 	if err := c.authenticate(ctx); err != nil {
 		return err
 	}
+	defer c.reauthAt(c.token).Stop()
 	c.conn.SetPongHandler(func(string) error {
 		c.conn.SetReadDeadline(time.Now().Add(cfg.IdleTimeout))
 		return nil
@@ -245,6 +248,22 @@ func (c *Client) readLoop(ctx context.Context) error {
 			return c.fail(DisconnectBadFrames, errFrame("", "", protocol.CodeBadFrame, "too many invalid frames; closing"))
 		}
 	}
+}
+
+// reauthAt closes the connection with a reauth frame shortly before the
+// token expires (Config.ReauthBefore, at most a quarter of the token's
+// lifetime): the client refreshes the still-valid token and reconnects, and
+// no connection outlives its token.
+func (c *Client) reauthAt(t auth.Claims) *time.Timer {
+	before := c.node.cfg.ReauthBefore
+	if life := t.ExpiresAt.Sub(t.IssuedAt); t.IssuedAt.IsZero() || life <= 0 {
+		before = 0
+	} else {
+		before = min(before, life/4)
+	}
+	return time.AfterFunc(time.Until(t.ExpiresAt.Add(-before)), func() {
+		c.close(DisconnectTokenExpired, encode(protocol.Reauth{T: protocol.TypeReauth}))
+	})
 }
 
 // readErr says why a read failed.
@@ -288,7 +307,7 @@ func (c *Client) authenticate(ctx context.Context) error {
 	if err != nil {
 		return c.fail(DisconnectAuthFailed, errFrame("", "", protocol.CodeUnauthenticated, "invalid or expired token: log in again"))
 	}
-	c.user, c.device = claims.UserID, in.Device
+	c.user, c.device, c.token = claims.UserID, in.Device, claims
 
 	if old := n.hub.add(c); old != nil {
 		old.close(DisconnectKicked, kickedFrame())

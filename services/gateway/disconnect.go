@@ -47,6 +47,10 @@ var (
 	DisconnectTooLarge = Disconnect{Code: websocket.CloseMessageTooBig, Reason: "frame_too_large"}
 	// DisconnectBadFrames: Config.MaxBadFrames invalid frames in a row.
 	DisconnectBadFrames = Disconnect{Code: websocket.CloseNormalClosure, Reason: "protocol_abuse"}
+	// DisconnectTokenExpired: the token the connection authenticated with is
+	// about to expire; the client gets reauth first, refreshes the token and
+	// reconnects.
+	DisconnectTokenExpired = Disconnect{Code: websocket.CloseNormalClosure, Reason: "token_expired"}
 	// DisconnectShutdown: the gateway is draining (the client gets
 	// reconnect{afterMs} first), or it could not load the client's inbox
 	// state at auth (the client gets UNAVAILABLE and reconnects).

@@ -84,6 +84,10 @@ type Config struct {
 	// not applied.
 	ReadRate  float64
 	ReadBurst int
+	// ReauthBefore is how long before its token expires a connection gets
+	// reauth and is closed (1 min, at most a quarter of the token's
+	// lifetime), so the client can still refresh the token it holds.
+	ReauthBefore time.Duration
 
 	// DropDelivery, when set, is asked before each push frame is written to a
 	// connection; true drops it (tests simulate lost deliveries with it).
@@ -109,6 +113,7 @@ func (c *Config) setDefaults() {
 	def(&c.PublishTimeout, 5*time.Second)
 	def(&c.HeartbeatInterval, 10*time.Second)
 	def(&c.SessionTTL, 3*c.HeartbeatInterval)
+	def(&c.ReauthBefore, time.Minute)
 	if c.SendQueueBytes <= 0 {
 		c.SendQueueBytes = 1 << 20
 	}

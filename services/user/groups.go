@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/imkube/imkube/api/protocol"
 	"github.com/imkube/imkube/internal/rest"
@@ -86,10 +85,6 @@ var (
 	errNoGroup   = rest.Errorf(http.StatusNotFound, protocol.CodeNotFound, "no such group")
 )
 
-func validName(s string, max int) bool {
-	return s != "" && utf8.ValidString(s) && utf8.RuneCountInString(s) <= max && !strings.ContainsFunc(s, isControl)
-}
-
 func (g *Groups) handleCreate(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Name         string   `json:"name"`
@@ -103,8 +98,12 @@ func (g *Groups) handleCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	me := rest.UserID(r.Context())
 	req.Name = strings.TrimSpace(req.Name)
-	if !validName(req.Name, 64) {
-		rest.WriteError(w, rest.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "name must be 1-64 printable characters"))
+	err := checkText("groupName", req.Name)
+	if err == nil {
+		err = checkText("announcement", req.Announcement)
+	}
+	if err != nil {
+		rest.WriteError(w, err)
 		return
 	}
 	now := time.Now().UnixMilli()
@@ -308,15 +307,17 @@ func (g *Groups) handlePatch(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.Name != nil {
 		name := strings.TrimSpace(*req.Name)
-		if !validName(name, 64) {
-			rest.WriteError(w, rest.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "name must be 1-64 printable characters"))
+		if err := checkText("groupName", name); err != nil {
+			rest.WriteError(w, err)
 			return
 		}
 		req.Name = &name // stored as validated, like on create
 	}
-	if req.Announcement != nil && utf8.RuneCountInString(*req.Announcement) > 2000 {
-		rest.WriteError(w, rest.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "announcement is limited to 2000 characters"))
-		return
+	if req.Announcement != nil {
+		if err := checkText("announcement", *req.Announcement); err != nil {
+			rest.WriteError(w, err)
+			return
+		}
 	}
 	if req.Owner != nil {
 		if _, err := g.store.GroupMember(r.Context(), gid, *req.Owner); err != nil {
@@ -370,13 +371,20 @@ func (g *Groups) handlePatchMember(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if req.MutedUntil != nil && (!isManager(mine) || theirs.Role == store.RoleOwner || target == me) {
-		forbid("only the owner and admins mute members, and the owner cannot be muted")
+	if req.MutedUntil != nil && (!isManager(mine) || theirs.Role == store.RoleOwner || target == me ||
+		(mine.Role == store.RoleAdmin && theirs.Role == store.RoleAdmin)) {
+		forbid("only the owner and admins mute members; only the owner mutes admins, and the owner cannot be muted")
 		return
 	}
-	if req.Nickname != nil && (target != me || utf8.RuneCountInString(*req.Nickname) > 64) {
-		forbid("members set only their own nickname (at most 64 characters)")
-		return
+	if req.Nickname != nil {
+		if target != me {
+			forbid("members set only their own nickname")
+			return
+		}
+		if err := checkText("nickname", *req.Nickname); err != nil {
+			rest.WriteError(w, err)
+			return
+		}
 	}
 	if err := g.store.UpdateMember(r.Context(), gid, target, store.MemberUpdate{Role: req.Role, MutedUntil: req.MutedUntil, Nickname: req.Nickname}); err != nil {
 		g.svc.writeErr(w, err)

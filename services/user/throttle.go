@@ -5,12 +5,11 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/imkube/imkube/internal/rest"
+	"github.com/imkube/imkube/internal/username"
 )
 
 // CodeTooManyAttempts answers a login refused by the LoginThrottle (429).
@@ -18,8 +17,9 @@ const CodeTooManyAttempts = "TOO_MANY_ATTEMPTS"
 
 // ThrottleConfig tunes the LoginThrottle. Zero values take the defaults.
 type ThrottleConfig struct {
-	// UserBurst login attempts per username are allowed at once (5); one more
-	// is earned every UserRefill (1 min).
+	// UserBurst login attempts are allowed at once (5), and one more is
+	// earned every UserRefill (1 min), both per (username, client) and per
+	// username over all clients that have not logged in to it before.
 	UserBurst  int
 	UserRefill time.Duration
 	// IPBurst attempts per client IP (IPv6: per /64) at once (30); one more
@@ -32,7 +32,12 @@ type ThrottleConfig struct {
 	// lockout starts over.
 	BaseLockout time.Duration
 	MaxLockout  time.Duration
-	// MaxEntries bounds each of the two maps (usernames, IPs; 100,000).
+	// KnownFor is how long a client that logged in to a username stays
+	// known to it (30 days): a known client is not held back by failures of
+	// other clients on that username.
+	KnownFor time.Duration
+	// MaxEntries bounds each of the maps (usernames, (username, client)
+	// pairs, known clients, IPs; 100,000).
 	MaxEntries int
 	// Now is the clock (tests).
 	Now func() time.Time
@@ -54,6 +59,7 @@ func (c *ThrottleConfig) setDefaults() {
 	def(&c.IPRefill, 5*time.Second)
 	def(&c.BaseLockout, 2*time.Second)
 	def(&c.MaxLockout, 15*time.Minute)
+	def(&c.KnownFor, 30*24*time.Hour)
 	if c.MaxEntries <= 0 {
 		c.MaxEntries = 100000
 	}
@@ -62,11 +68,24 @@ func (c *ThrottleConfig) setDefaults() {
 	}
 }
 
-// LoginThrottle slows password guessing, per username and per client IP,
-// in memory. Every attempt takes a token from both buckets (so parallel
+// LoginThrottle slows password guessing, in memory, with three kinds of
+// token bucket:
+//
+//   - per (username, client IP): the guesses one client may make for one
+//     account;
+//   - per username: the guesses all clients together may make for one
+//     account, except clients that have logged in to it before ("known");
+//   - per client IP: the guesses one client may make over all accounts.
+//
+// Every attempt takes a token from each bucket that applies (so parallel
 // attempts are bounded too); a failure that leaves a bucket empty locks that
-// key for an exponentially growing time; a success clears the username and
-// gives the IP its token back. Safe for concurrent use.
+// key for an exponentially growing time. A success resets only the
+// (username, client) pair that succeeded and makes that client known; it
+// never resets the failures other clients made. So a stranger who guesses
+// wrong locks out himself and, for unknown clients, the username; the owner
+// logging in from a client that has logged in before still gets through,
+// while guessing from many addresses stays bounded per username. Safe for
+// concurrent use.
 //
 // Use: Allow before checking the password (refuse with 429
 // TOO_MANY_ATTEMPTS and Retry-After when it says no), then Fail on wrong
@@ -75,16 +94,23 @@ type LoginThrottle struct {
 	cfg   ThrottleConfig
 	mu    sync.Mutex
 	users *buckets
+	pairs *buckets
 	ips   *buckets
+	known map[string]time.Time // pair key -> last successful login
 }
 
 // NewLoginThrottle returns a throttle.
 func NewLoginThrottle(cfg ThrottleConfig) *LoginThrottle {
 	cfg.setDefaults()
+	user := func() *buckets {
+		return &buckets{burst: float64(cfg.UserBurst), refill: cfg.UserRefill, decay: cfg.MaxLockout, max: cfg.MaxEntries, m: map[string]*bucket{}}
+	}
 	return &LoginThrottle{
 		cfg:   cfg,
-		users: &buckets{burst: float64(cfg.UserBurst), refill: cfg.UserRefill, decay: cfg.MaxLockout, max: cfg.MaxEntries, m: map[string]*bucket{}},
+		users: user(),
+		pairs: user(),
 		ips:   &buckets{burst: float64(cfg.IPBurst), refill: cfg.IPRefill, decay: cfg.MaxLockout, max: cfg.MaxEntries, m: map[string]*bucket{}},
+		known: map[string]time.Time{},
 	}
 }
 
@@ -96,23 +122,53 @@ func (t *LoginThrottle) Allow(username, ip string) (ok bool, retryAfter time.Dur
 	now := t.cfg.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	u, i := t.users.get(uk, now), t.ips.get(ik, now)
-	wait := max(u.wait(now, t.users.refill), i.wait(now, t.ips.refill))
+	known := t.isKnown(pairKey(uk, ik), now)
+	bs := t.bucketsOf(uk, ik, known, now)
+	var wait time.Duration
+	for _, b := range bs {
+		wait = max(wait, b.b.wait(now, b.refill))
+	}
 	if wait > 0 {
 		return false, wait
 	}
-	u.tokens--
-	i.tokens--
+	for _, b := range bs {
+		b.b.tokens--
+	}
 	return true, 0
+}
+
+type keyed struct {
+	b      *bucket
+	refill time.Duration
+}
+
+// bucketsOf returns the buckets an attempt takes from: the pair's and the
+// IP's, and the username's unless the client is known to it.
+func (t *LoginThrottle) bucketsOf(uk, ik string, known bool, now time.Time) []keyed {
+	bs := []keyed{{t.pairs.get(pairKey(uk, ik), now), t.pairs.refill}, {t.ips.get(ik, now), t.ips.refill}}
+	if !known {
+		bs = append(bs, keyed{t.users.get(uk, now), t.users.refill})
+	}
+	return bs
+}
+
+func (t *LoginThrottle) isKnown(pk string, now time.Time) bool {
+	at, ok := t.known[pk]
+	if ok && now.Sub(at) >= t.cfg.KnownFor {
+		delete(t.known, pk)
+		return false
+	}
+	return ok
 }
 
 // Fail records wrong credentials for the attempt Allow let through.
 func (t *LoginThrottle) Fail(username, ip string) {
+	uk, ik := userKey(username), ipKey(ip)
 	now := t.cfg.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, b := range []*bucket{t.users.get(userKey(username), now), t.ips.get(ipKey(ip), now)} {
-		if b.tokens < 1 {
+	for _, k := range t.bucketsOf(uk, ik, t.isKnown(pairKey(uk, ik), now), now) {
+		if b := k.b; b.tokens < 1 {
 			b.lockouts++
 			lock := t.cfg.BaseLockout << min(b.lockouts-1, 30)
 			if lock <= 0 || lock > t.cfg.MaxLockout {
@@ -123,15 +179,49 @@ func (t *LoginThrottle) Fail(username, ip string) {
 	}
 }
 
-// Succeed records a login: the username starts over and the IP gets the
-// attempt's token back.
+// Succeed records a login: the (username, client) pair starts over and the
+// client becomes known to the username; the IP gets the attempt's token
+// back. Failures other clients made on the username stay counted.
 func (t *LoginThrottle) Succeed(username, ip string) {
+	uk, ik := userKey(username), ipKey(ip)
+	pk := pairKey(uk, ik)
 	now := t.cfg.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.users.m, userKey(username))
-	i := t.ips.get(ipKey(ip), now)
+	delete(t.pairs.m, pk)
+	if _, ok := t.known[pk]; !ok && len(t.known) >= t.cfg.MaxEntries {
+		t.evictKnown(now)
+	}
+	t.known[pk] = now
+	i := t.ips.get(ik, now)
 	i.tokens = min(i.tokens+1, t.ips.burst)
+}
+
+// evictKnown drops expired entries, then the oldest eighth.
+func (t *LoginThrottle) evictKnown(now time.Time) {
+	var oldest time.Time
+	for k, at := range t.known {
+		if now.Sub(at) >= t.cfg.KnownFor {
+			delete(t.known, k)
+		} else if oldest.IsZero() || at.Before(oldest) {
+			oldest = at
+		}
+	}
+	if len(t.known) < t.cfg.MaxEntries {
+		return
+	}
+	cut := oldest.Add(now.Sub(oldest) / 8)
+	for k, at := range t.known {
+		if !at.After(cut) {
+			delete(t.known, k)
+		}
+	}
+	for k := range t.known {
+		if len(t.known) < t.cfg.MaxEntries {
+			return
+		}
+		delete(t.known, k)
+	}
 }
 
 // Len returns the number of tracked usernames and IPs.
@@ -226,13 +316,17 @@ func (bs *buckets) evict(now time.Time) {
 // maxKeyLen bounds the memory one key can take.
 const maxKeyLen = 64
 
-func userKey(username string) string {
-	u := strings.ToLower(strings.TrimSpace(username))
+// userKey is the username's uniqueness key (username.Key), so every case
+// and Unicode twin of a name shares its buckets.
+func userKey(name string) string {
+	u := username.Key(name)
 	if len(u) > maxKeyLen {
 		u = u[:maxKeyLen]
 	}
 	return u
 }
+
+func pairKey(uk, ik string) string { return uk + "|" + ik }
 
 // ipKey groups IPv6 clients by /64 (one subscriber usually has a whole
 // /64); IPv4 by address.
@@ -279,8 +373,5 @@ func ClientIP(r *http.Request, trustProxy bool) string {
 // WriteTooManyAttempts answers a login refused by the throttle: 429
 // {"code":"TOO_MANY_ATTEMPTS"} with Retry-After in whole seconds.
 func WriteTooManyAttempts(w http.ResponseWriter, retryAfter time.Duration) {
-	secs := max(1, int(math.Ceil(retryAfter.Seconds())))
-	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	rest.WriteJSON(w, http.StatusTooManyRequests, &rest.Error{Status: http.StatusTooManyRequests, Code: CodeTooManyAttempts,
-		Message: "too many login attempts; retry in " + strconv.Itoa(secs) + " s"})
+	writeTooMany(w, retryAfter, "too many login attempts")
 }

@@ -227,3 +227,43 @@ func TestWriteTooManyAttempts(t *testing.T) {
 		t.Errorf("got %d Retry-After=%q %s", rec.Code, rec.Header().Get("Retry-After"), rec.Body.String())
 	}
 }
+
+func TestLoginThrottleSuccessKeepsOtherClientsFailures(t *testing.T) {
+	th, _ := newThrottle(ThrottleConfig{UserBurst: 5, UserRefill: time.Minute, IPBurst: 1000})
+	for range 4 {
+		th.Allow("alice", "192.0.2.66")
+		th.Fail("alice", "192.0.2.66")
+	}
+	th.Allow("ALICE", "192.0.2.1") // the owner, or the attacker's own twin login
+	th.Succeed("ALICE", "192.0.2.1")
+	if n, _ := failUntilRefused(t, th, "alice", "192.0.2.66"); n > 1 {
+		t.Fatalf("after someone else's login the guesser got %d more attempts, want at most the 1 left of 5", n)
+	}
+}
+
+func TestLoginThrottleLetsAKnownClientPastAStrangersLockout(t *testing.T) {
+	th, clk := newThrottle(ThrottleConfig{UserBurst: 5, UserRefill: time.Minute, IPBurst: 1000, KnownFor: time.Hour})
+	th.Allow("alice", "198.51.100.7")
+	th.Succeed("alice", "198.51.100.7") // the owner's device
+	for i := range 50 {
+		ip := fmt.Sprintf("192.0.2.%d", i)
+		if ok, _ := th.Allow("alice", ip); ok {
+			th.Fail("alice", ip)
+		}
+	}
+	if ok, _ := th.Allow("alice", "203.0.113.1"); ok {
+		t.Fatal("an unknown client was let through after 50 guesses from many addresses")
+	}
+	if ok, _ := th.Allow("alice", "198.51.100.7"); !ok {
+		t.Fatal("the owner's known client is locked out by strangers")
+	}
+	// Known clients are forgotten after KnownFor.
+	clk.Advance(2 * time.Hour)
+	for range 5 {
+		th.Allow("alice", "192.0.2.200")
+		th.Fail("alice", "192.0.2.200")
+	}
+	if ok, _ := th.Allow("alice", "198.51.100.7"); ok {
+		t.Fatal("a client still counted as known after KnownFor")
+	}
+}

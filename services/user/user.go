@@ -7,10 +7,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -19,6 +17,7 @@ import (
 	"github.com/imkube/imkube/internal/rest"
 	"github.com/imkube/imkube/internal/snowflake"
 	"github.com/imkube/imkube/internal/store"
+	"github.com/imkube/imkube/internal/username"
 )
 
 // Store is what the user service needs from storage.
@@ -26,18 +25,24 @@ type Store interface {
 	CreateUser(ctx context.Context, u store.User) error
 	UserByUsername(ctx context.Context, username string) (*store.User, error)
 	UserByID(ctx context.Context, id string) (*store.User, error)
+	// RevokeToken records a refreshed token (store.ErrConflict: it already was).
+	RevokeToken(ctx context.Context, tokenID string, expiresAt time.Time) error
 }
 
 // Service implements accounts and login.
 type Service struct {
-	store      Store
-	keys       *auth.Keys
-	ids        *snowflake.Generator
-	log        *slog.Logger
-	bcryptCost int
-	dummyHash  []byte
-	throttle   *LoginThrottle
-	trustProxy bool
+	store           Store
+	keys            *auth.Keys
+	ids             *snowflake.Generator
+	log             *slog.Logger
+	bcryptCost      int
+	dummyHash       []byte
+	throttle        *LoginThrottle
+	signups         *ipLimiter
+	hash            *hasher
+	reserved        map[string]bool
+	sessionLifetime time.Duration
+	trustProxy      bool
 }
 
 // Config tunes the user service.
@@ -47,6 +52,22 @@ type Config struct {
 	// TrustProxy takes the client address from the last X-Forwarded-For
 	// entry (set it only behind the gateway's REST proxy, which appends it).
 	TrustProxy bool
+	// SessionLifetime bounds refreshing: no token of a session outlives its
+	// login by more than this (default 30 days).
+	SessionLifetime time.Duration
+	// SignupBurst registrations per client IP (IPv6: per /64) at once (20),
+	// one more every SignupRefill (30 s).
+	SignupBurst  int
+	SignupRefill time.Duration
+	// HashConcurrency bounds the password hashes (bcrypt) computed at once
+	// (default GOMAXPROCS); a login or registration waits for a slot at most
+	// HashQueueWait (2 s), with at most 8 x HashConcurrency waiting, and
+	// otherwise gets 503 UNAVAILABLE with Retry-After.
+	HashConcurrency int
+	HashQueueWait   time.Duration
+	// ReservedUsernames cannot be registered, in any case or Unicode form
+	// (nil: username.Reserved).
+	ReservedUsernames []string
 }
 
 // Deps are the user service's collaborators.
@@ -67,6 +88,12 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if cfg.BcryptCost == 0 {
 		cfg.BcryptCost = bcrypt.DefaultCost
 	}
+	if cfg.SessionLifetime <= 0 {
+		cfg.SessionLifetime = 30 * 24 * time.Hour
+	}
+	if cfg.ReservedUsernames == nil {
+		cfg.ReservedUsernames = username.Reserved
+	}
 	if deps.Log == nil {
 		deps.Log = slog.New(slog.DiscardHandler)
 	}
@@ -76,11 +103,14 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Throttle == nil {
 		deps.Throttle = NewLoginThrottle(ThrottleConfig{})
 	}
+	reserved := map[string]bool{}
+	for _, r := range cfg.ReservedUsernames {
+		reserved[username.Key(r)] = true
+	}
 	return &Service{store: deps.Store, keys: deps.Keys, ids: deps.IDs, log: deps.Log, bcryptCost: cfg.BcryptCost, dummyHash: dummy,
-		throttle: deps.Throttle, trustProxy: cfg.TrustProxy}, nil
+		throttle: deps.Throttle, signups: newIPLimiter(cfg.SignupBurst, cfg.SignupRefill), hash: newHasher(cfg.HashConcurrency, cfg.HashQueueWait),
+		reserved: reserved, sessionLifetime: cfg.SessionLifetime, trustProxy: cfg.TrustProxy}, nil
 }
-
-var usernameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{3,32}$`)
 
 // Password rules.
 const (
@@ -89,28 +119,35 @@ const (
 )
 
 // Register creates an account.
-func (s *Service) Register(ctx context.Context, username, password, displayName string) (*store.User, error) {
-	if !usernameRE.MatchString(username) {
+func (s *Service) Register(ctx context.Context, name, password, displayName string) (*store.User, error) {
+	if !username.Valid(name) {
 		return nil, rest.Errorf(http.StatusBadRequest, "INVALID_USERNAME", "username must be 3-32 characters of letters, digits, '_', '.', '-'")
+	}
+	if s.reserved[username.Key(name)] {
+		return nil, rest.Errorf(http.StatusBadRequest, "INVALID_USERNAME", "username %q is reserved; choose another", name)
 	}
 	if len(password) < MinPasswordLen || len(password) > MaxPasswordLen {
 		return nil, rest.Errorf(http.StatusBadRequest, "INVALID_PASSWORD", "password must be %d-%d bytes long", MinPasswordLen, MaxPasswordLen)
 	}
 	displayName = strings.TrimSpace(displayName)
 	if displayName == "" {
-		displayName = username
+		displayName = name
 	}
-	if !utf8.ValidString(displayName) || utf8.RuneCountInString(displayName) > 64 || strings.ContainsFunc(displayName, isControl) {
-		return nil, rest.Errorf(http.StatusBadRequest, "INVALID_DISPLAY_NAME", "displayName must be at most 64 printable characters")
+	if err := checkText("displayName", displayName); err != nil {
+		return nil, err
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), s.bcryptCost)
+	var hash []byte
+	err := s.hash.do(ctx, func() (err error) {
+		hash, err = bcrypt.GenerateFromPassword([]byte(password), s.bcryptCost)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	u := store.User{ID: s.ids.Next(), Username: username, DisplayName: displayName, PasswordHash: string(hash), CreatedAt: time.Now().UnixMilli()}
+	u := store.User{ID: s.ids.Next(), Username: name, DisplayName: displayName, PasswordHash: string(hash), CreatedAt: time.Now().UnixMilli()}
 	if err := s.store.CreateUser(ctx, u); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return nil, rest.Errorf(http.StatusConflict, "USERNAME_TAKEN", "username %q is taken", username)
+			return nil, rest.Errorf(http.StatusConflict, "USERNAME_TAKEN", "username %q is taken", name)
 		}
 		return nil, err
 	}
@@ -118,13 +155,13 @@ func (s *Service) Register(ctx context.Context, username, password, displayName 
 	return &u, nil
 }
 
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
-
-// Session is a successful login.
+// Session is a successful login or refresh.
 type Session struct {
 	Token     string `json:"token"`
 	UserID    string `json:"userId"`
 	ExpiresAt int64  `json:"expiresAt"`
+	// SessionExpiresAt is when the session ends: no refresh goes past it.
+	SessionExpiresAt int64 `json:"sessionExpiresAt"`
 }
 
 // ErrBadCredentials is returned for a wrong username or password.
@@ -134,20 +171,29 @@ var ErrBadCredentials = rest.Errorf(http.StatusUnauthorized, "BAD_CREDENTIALS", 
 func (s *Service) Login(ctx context.Context, username, password string) (*Session, error) {
 	u, err := s.store.UserByUsername(ctx, username)
 	if errors.Is(err, store.ErrNotFound) || len(password) > MaxPasswordLen {
-		_ = bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password))
+		if err := s.hash.do(ctx, func() error { _ = bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password)); return nil }); err != nil {
+			return nil, err
+		}
 		return nil, ErrBadCredentials
 	}
 	if err != nil {
 		return nil, err
 	}
-	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(password)) != nil {
+	var wrong bool
+	if err := s.hash.do(ctx, func() error {
+		wrong = bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(password)) != nil
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if wrong {
 		return nil, ErrBadCredentials
 	}
 	tok, exp, err := s.keys.Issue(u.ID)
 	if err != nil {
 		return nil, err
 	}
-	return &Session{Token: tok, UserID: u.ID, ExpiresAt: exp.UnixMilli()}, nil
+	return &Session{Token: tok, UserID: u.ID, ExpiresAt: exp.UnixMilli(), SessionExpiresAt: time.Now().Add(s.sessionLifetime).UnixMilli()}, nil
 }
 
 // Routes registers the REST endpoints on mux.
@@ -168,6 +214,10 @@ func (s *Service) handleRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := rest.DecodeJSON(r, &req); err != nil {
 		rest.WriteError(w, err)
+		return
+	}
+	if ok, wait := s.signups.Allow(ClientIP(r, s.trustProxy)); !ok {
+		writeTooMany(w, wait, "too many sign-ups from your address")
 		return
 	}
 	u, err := s.Register(r.Context(), req.Username, req.Password, req.DisplayName)
@@ -204,21 +254,46 @@ func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) {
 	rest.WriteJSON(w, http.StatusOK, sess)
 }
 
-// handleRefresh exchanges a valid (not yet expired) token for a fresh one,
-// signed with the current key, so clients stay logged in across key
-// rotation without sending the password again.
+// ErrSessionExpired answers a refresh of a session older than its lifetime.
+var ErrSessionExpired = rest.Errorf(http.StatusUnauthorized, protocol.CodeUnauthenticated, "your session has ended; log in again")
+
+// handleRefresh exchanges a valid (not yet expired, not revoked) token for
+// the next token of its session, signed with the current key, so clients
+// stay logged in across key rotation without sending the password again.
+// The old token is revoked (a token refreshes once), and no token of a
+// session expires later than SessionLifetime after the login.
 func (s *Service) handleRefresh(w http.ResponseWriter, r *http.Request) {
-	uid := rest.UserID(r.Context())
-	if _, err := s.store.UserByID(r.Context(), uid); err != nil {
+	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	c, err := s.keys.Verify(tok)
+	if err != nil {
+		rest.WriteError(w, rest.Errorf(http.StatusUnauthorized, protocol.CodeUnauthenticated, "invalid or expired token: log in again"))
+		return
+	}
+	if _, err := s.store.UserByID(r.Context(), c.UserID); err != nil {
 		s.writeErr(w, notFound(err, "your account no longer exists"))
 		return
 	}
-	tok, exp, err := s.keys.Issue(uid)
+	end := c.SessionStart.Add(s.sessionLifetime)
+	if !time.Now().Before(end) {
+		rest.WriteError(w, ErrSessionExpired)
+		return
+	}
+	if err := s.store.RevokeToken(r.Context(), c.TokenID, c.ExpiresAt); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			err = rest.Errorf(http.StatusUnauthorized, protocol.CodeUnauthenticated, "this token was already refreshed: use the newer token or log in again")
+		}
+		s.writeErr(w, err)
+		return
+	}
+	if rv := s.keys.Revocations(); rv != nil {
+		rv.Add(c.TokenID, c.ExpiresAt)
+	}
+	next, exp, err := s.keys.Refresh(c, end)
 	if err != nil {
 		s.writeErr(w, err)
 		return
 	}
-	rest.WriteJSON(w, http.StatusOK, &Session{Token: tok, UserID: uid, ExpiresAt: exp.UnixMilli()})
+	rest.WriteJSON(w, http.StatusOK, &Session{Token: next, UserID: c.UserID, ExpiresAt: exp.UnixMilli(), SessionExpiresAt: end.UnixMilli()})
 }
 
 func (s *Service) handleMe(w http.ResponseWriter, r *http.Request) {

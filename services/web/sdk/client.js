@@ -51,7 +51,8 @@ import { MemoryStorage } from './storage.js';
  * @property {string} device device id (stable per browser/app install)
  * @property {any} [WebSocket] constructor; defaults to globalThis.WebSocket
  * @property {import('./storage.js').Storage} [storage] persistence hook (default: in memory)
- * @property {import('./rest.js').RestClient} [rest] used for the server's conversation list (unread counts)
+ * @property {import('./rest.js').RestClient} [rest] used for the server's conversation list (unread counts) and, without `refresh`, to refresh the token on reauth
+ * @property {() => Promise<string>} [refresh] called when the server sends reauth (the token is about to expire): returns the next token; default rest.refresh()
  * @property {number} [maxInFlight=16] sends awaiting an ack at once
  * @property {number} [ackTimeoutMs=5000] resend the same cmid when no ack came within this
  * @property {number} [sendDeadlineMs=30000] reject send() when not acked by then
@@ -193,6 +194,8 @@ export class ImkubeClient extends Emitter {
     this._recent = new Map();
     /** @type {string|null} */
     this._loadedKey = null;
+    /** @type {string|null} the token got by the last refresh (replaces opts.token) */
+    this._token = null;
   }
 
   // ---- public API -------------------------------------------------------
@@ -354,7 +357,7 @@ export class ImkubeClient extends Emitter {
     this._setState('connecting');
     let token;
     try {
-      token = typeof this.opts.token === 'function' ? await this.opts.token() : this.opts.token;
+      token = this._token ?? (typeof this.opts.token === 'function' ? await this.opts.token() : this.opts.token);
     } catch (err) {
       if (gen === this._gen) this._scheduleReconnect();
       return;
@@ -433,6 +436,36 @@ export class ImkubeClient extends Emitter {
     }
     this._syncing = 0;
     for (const c of this._convs.values()) c.pulling = 0;
+  }
+
+  /**
+   * The server closes a connection whose token is about to expire with
+   * reauth: refresh the (still valid) token, then reconnect with the new one.
+   * Sends stay queued and are resent after the reconnect. A refused refresh
+   * (the session ended) leaves the client unauthenticated: log in again.
+   */
+  async _reauth() {
+    const gen = this._gen;
+    this._setState('offline', { retryInMs: 0 });
+    const refresh = this.opts.refresh ?? (this.opts.rest ? async () => (await this.opts.rest.refresh()).token : null);
+    if (refresh) {
+      try {
+        const next = await refresh();
+        if (next) this._token = next;
+      } catch (/** @type {any} */ err) {
+        if (gen !== this._gen) return;
+        if (err?.status === 401 || err?.status === 403) {
+          const e = new ImkubeError('UNAUTHENTICATED', 'the session has ended: log in again');
+          this._setState('unauthenticated');
+          this._failAllSends(e);
+          this.emit('error', e);
+          return;
+        }
+        this._log('warn', 'token refresh failed; reconnecting with the current token', err);
+      }
+    }
+    if (gen !== this._gen || this.state !== 'offline') return;
+    this._scheduleReconnect(0);
   }
 
   /** @param {number} [delayMs] */
@@ -549,6 +582,10 @@ export class ImkubeClient extends Emitter {
       case 'reconnect':
         this._teardown();
         this._scheduleReconnect(Math.max(0, Number(f.afterMs) || 0));
+        break;
+      case 'reauth':
+        this._teardown();
+        this._reauth();
         break;
       case 'error':
         this._onError(f);

@@ -16,7 +16,7 @@ export class ApiError extends Error {
 
 /**
  * @typedef {{id: string, username: string, displayName: string}} User
- * @typedef {{token: string, userId: string, expiresAt: string|number}} Session
+ * @typedef {{token: string, userId: string, expiresAt: string|number, sessionExpiresAt?: number}} Session
  * @typedef {{conv: string, lastSeq: number, readSeq: number, unread: number, lastTs?: number}} ConversationInfo
  * @typedef {{id: string, name: string, owner?: string, members?: string[], [k: string]: any}} Group
  */
@@ -81,6 +81,18 @@ export class RestClient {
    */
   async login(creds) {
     const s = await this.request('POST', '/sessions', creds);
+    this.token = s.token;
+    return s;
+  }
+
+  /**
+   * Exchanges the current (not yet expired) token for the next one of its
+   * session and keeps it; the old token stops working. Rejects with status
+   * 401 when the session has ended (log in again).
+   * @returns {Promise<Session>}
+   */
+  async refresh() {
+    const s = await this.request('POST', '/sessions/refresh');
     this.token = s.token;
     return s;
   }

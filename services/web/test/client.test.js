@@ -321,3 +321,44 @@ test('the stored inbox cursor never passes a message the app has not been given'
   assert.equal(saved.inboxSeq, 1);
   assert.deepEqual(bodies(got), ['one']);
 });
+
+test('reauth refreshes the token and reconnects with the new one, resending what was not acked', async (t) => {
+  const s = new FakeServer();
+  let refreshes = 0;
+  const { c, states } = open(t, s, 'alice', {
+    refresh: async () => {
+      refreshes++;
+      return s.token('alice') + '-2';
+    },
+  });
+  s.tokens.set('tok-alice-2', 'alice');
+  await waitFor(() => c.state === 'online', 5000, 'online');
+  s.holdAcks = true;
+  const sent = c.send({ to: { user: 'bob' }, body: 'across the reauth', cmid: 'r1' });
+  await waitFor(() => s.framesOf('send', 'alice').length === 1, 5000, 'send');
+  s.reauth('alice');
+  s.holdAcks = false;
+  await waitFor(() => s.framesOf('auth').length === 2, 5000, 'second auth');
+  assert.equal(refreshes, 1);
+  assert.equal(s.framesOf('auth')[1].token, 'tok-alice-2');
+  const ack = await sent;
+  assert.equal(ack.cmid, 'r1');
+  await waitFor(() => c.state === 'online', 5000, 'online again');
+  assert.ok(!states.includes('unauthenticated'));
+});
+
+test('reauth with an ended session leaves the client unauthenticated', async (t) => {
+  const s = new FakeServer();
+  const { c } = open(t, s, 'bob', {
+    refresh: async () => {
+      throw Object.assign(new Error('session ended'), { status: 401 });
+    },
+  });
+  const errors = [];
+  c.on('error', (e) => errors.push(e.code));
+  await waitFor(() => c.state === 'online', 5000, 'online');
+  s.reauth('bob');
+  await waitFor(() => c.state === 'unauthenticated', 5000, 'unauthenticated');
+  assert.deepEqual(errors, ['UNAUTHENTICATED']);
+  assert.equal(s.framesOf('auth').length, 1, 'no reconnect with a dead token');
+});

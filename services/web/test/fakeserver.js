@@ -142,6 +142,15 @@ export class FakeServer {
     }
   }
 
+  /** Sends reauth to user's connections and closes them, as the gateway does before a token expires. */
+  reauth(user) {
+    for (const conn of [...this.conns]) {
+      if (conn.user !== user) continue;
+      this._send(conn, { t: 'reauth' });
+      setTimeout(() => this._close(conn, true), 1);
+    }
+  }
+
   askReconnect(user, afterMs) {
     for (const conn of [...this.conns]) if (conn.user === user) this._send(conn, { t: 'reconnect', afterMs });
   }
