@@ -58,11 +58,14 @@ type Config struct {
 	Kubeconfig              string
 }
 
-// Main runs the operator until ctx ends.
-func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger) error {
+// ParseFlags parses the command line of `imkube operator` (after the
+// subcommand). The chart's tests parse the args of the rendered operator
+// Deployment with it, so the chart never passes a flag the operator lacks.
+// It returns flag.ErrHelp for -h.
+func ParseFlags(args []string, out io.Writer) (Config, error) {
 	var cfg Config
 	fs := flag.NewFlagSet("imkube operator", flag.ContinueOnError)
-	fs.SetOutput(stdout)
+	fs.SetOutput(out)
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", ":8080", "address of the Prometheus /metrics endpoint (0 disables)")
 	fs.StringVar(&cfg.HealthAddr, "health-addr", ":8081", "address of the /healthz and /readyz probes (0 disables)")
 	fs.BoolVar(&cfg.LeaderElect, "leader-elect", false, "elect one active replica through a Lease (set when running more than one)")
@@ -70,13 +73,22 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	fs.StringVar(&cfg.Namespace, "namespace", "", "only watch this namespace (default: all namespaces)")
 	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "path to a kubeconfig (default: $KUBECONFIG, in-cluster config, or ~/.kube/config)")
 	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("operator: unexpected arguments %q", fs.Args())
+	}
+	return cfg, nil
+}
+
+// Main runs the operator until ctx ends.
+func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger) error {
+	cfg, err := ParseFlags(args, stdout)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("operator: unexpected arguments %q", fs.Args())
 	}
 	restCfg, err := restConfig(cfg.Kubeconfig)
 	if err != nil {

@@ -383,8 +383,8 @@ func applySamples(t *testing.T, s *suite, k *kube) {
 
 // imclusterManifest returns the sample's documents; in process mode the
 // RocketMQ addresses become the real RocketMQ of hack/deps.sh (the sample
-// expects the chart's demo dependencies), in in-cluster mode the sample's
-// Secret is left out (the chart's demo MySQL Secret of the same name holds the DSN).
+// expects the chart's demo dependencies); in in-cluster mode it is applied
+// as it is.
 func imclusterManifest(t *testing.T, raw []byte, cfg config) string {
 	t.Helper()
 	var out []string
@@ -394,10 +394,6 @@ func imclusterManifest(t *testing.T, raw []byte, cfg config) string {
 			t.Fatalf("sample imcluster.yaml: %v", err)
 		}
 		switch u.GetKind() {
-		case "Secret":
-			if cfg.mode == modeInCluster {
-				continue
-			}
 		case "IMCluster":
 			if cfg.mode == modeProcess {
 				setNested(t, &u, []any{cfg.namesrv}, "spec", "dependencies", "rocketmq", "nameServers")
