@@ -393,7 +393,7 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 
 		topics, target := h.topics.seen()
 		if !slices.Equal(topics, []rocketmq.Topic{{Name: "IM_UPSTREAM", Queues: 8}, {Name: "IM_PUSH", Queues: 8}}) ||
-			!slices.Equal(target.BrokerAddresses, []string{"imkube-rocketmq-broker:10911"}) {
+			!slices.Equal(target.BrokerAddresses, []string{"imkube-rocketmq-broker:10911"}) || target.Namespace != ns {
 			t.Errorf("topics ensured = %v on %+v", topics, target)
 		}
 
