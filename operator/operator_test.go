@@ -392,7 +392,7 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 		}
 
 		topics, target := h.topics.seen()
-		if !slices.Equal(topics, []rocketmq.Topic{{Name: "IM_UPSTREAM", Queues: 8}, {Name: "IM_PUSH", Queues: 8}}) ||
+		if !slices.Equal(topics, []rocketmq.Topic{{Name: "IM_UPSTREAM_samples_demo", Queues: 8}, {Name: "IM_PUSH_samples_demo", Queues: 8}}) ||
 			!slices.Equal(target.BrokerAddresses, []string{"imkube-rocketmq-broker:10911"}) || target.Namespace != ns {
 			t.Errorf("topics ensured = %v on %+v", topics, target)
 		}
@@ -891,6 +891,21 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 				c.Spec.Groups = imv1.GroupsSpec{ReadDiffusionThreshold: 600, MaxMembers: 500}
 				return c
 			}(), "readDiffusionThreshold must not exceed maxMembers"},
+			{"one topic for upstream and push", func() client.Object {
+				c := base()
+				c.Spec.Isolation = imv1.IsolationSpec{UpstreamTopic: "IM_SHARED", PushTopic: "IM_SHARED"}
+				return c
+			}(), "upstreamTopic and pushTopic must differ"},
+			{"one Redis prefix for sessions and sequences", func() client.Object {
+				c := base()
+				c.Spec.Isolation = imv1.IsolationSpec{SessionKeyPrefix: "im:", SequenceKeyPrefix: "im:"}
+				return c
+			}(), "sessionKeyPrefix and sequenceKeyPrefix must differ"},
+			{"a database name MySQL cannot hold", func() client.Object {
+				c := base()
+				c.Spec.Isolation = imv1.IsolationSpec{MySQLDatabase: "chat.demo"}
+				return c
+			}(), "spec.isolation.mysqlDatabase"},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {

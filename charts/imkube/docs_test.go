@@ -520,3 +520,33 @@ func TestReadmeShowsTheQuickStartOfTheInstallGuide(t *testing.T) {
 		t.Errorf("README.md quick start\n%s\ndiffers from docs/install.md\n%s", strings.Join(got[0], "\n"), strings.Join(want[0], "\n"))
 	}
 }
+
+// Each IMCluster's services create their own database imkube_<id>
+// (spec.isolation.mysqlDatabase): the demo MySQL lets the DSN's user create
+// imkube_* databases, once, when its data folder is initialised.
+func TestDemoMySQLLetsTheUserCreateClusterDatabases(t *testing.T) {
+	s := newScheme(t)
+	_, objs := render(t, "--set", "dependencies.enabled=true")
+	var grant string
+	var mounted bool
+	for _, u := range objs {
+		switch o := typed(t, s, u).(type) {
+		case *corev1.Secret:
+			if o.Name == "imkube-mysql" {
+				grant = o.StringData["grant.sql"]
+			}
+		case *appsv1.StatefulSet:
+			for _, c := range o.Spec.Template.Spec.Containers {
+				for _, m := range c.VolumeMounts {
+					mounted = mounted || (c.Name == "mysql" && m.MountPath == "/docker-entrypoint-initdb.d")
+				}
+			}
+		}
+	}
+	if want := "GRANT ALL PRIVILEGES ON `imkube\\_%`.* TO 'imkube'@'%';"; grant != want {
+		t.Errorf("grant.sql = %q, want %q", grant, want)
+	}
+	if !mounted {
+		t.Error("the MySQL container does not mount grant.sql into /docker-entrypoint-initdb.d")
+	}
+}

@@ -29,6 +29,7 @@ func computeStatus(c *imv1.IMCluster, s *scope, reconcileErr error) {
 		User:     render.ServiceURL(c, render.User),
 	}
 	st.GatewayPools = s.pools
+	st.Isolation = render.Isolation(c)
 
 	var pending []string
 	for _, comp := range components() {

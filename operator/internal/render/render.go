@@ -225,9 +225,16 @@ func Env(c *imv1.IMCluster) []corev1.EnvVar {
 	if ref := deps.Redis.PasswordSecretRef; ref != nil {
 		env = append(env, corev1.EnvVar{Name: "IMKUBE_REDIS_PASSWORD", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: ref.DeepCopy()}})
 	}
+	iso := Isolation(c)
 	env = append(env,
+		corev1.EnvVar{Name: "IMKUBE_REDIS_PREFIX", Value: iso.SessionKeyPrefix},
+		corev1.EnvVar{Name: "IMKUBE_SEQ_REDIS_PREFIX", Value: iso.SequenceKeyPrefix},
 		corev1.EnvVar{Name: "IMKUBE_MYSQL_DSN", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: deps.MySQL.DSNSecretRef.DeepCopy()}},
+		corev1.EnvVar{Name: "IMKUBE_MYSQL_DATABASE", Value: iso.MySQLDatabase},
 		corev1.EnvVar{Name: "IMKUBE_ROCKETMQ_NAMESRV", Value: strings.Join(deps.RocketMQ.NameServers, ";")},
+		corev1.EnvVar{Name: "IMKUBE_UPSTREAM_TOPIC", Value: iso.UpstreamTopic},
+		corev1.EnvVar{Name: "IMKUBE_PUSH_TOPIC", Value: iso.PushTopic},
+		corev1.EnvVar{Name: "IMKUBE_BUS_GROUP_PREFIX", Value: iso.ConsumerGroupPrefix},
 		corev1.EnvVar{Name: "IMKUBE_JWT_KEY_FILE", Value: AuthDir + "/" + JWTKeyKey},
 		corev1.EnvVar{Name: "IMKUBE_CONFIG_FILE", Value: ConfigDir + "/" + ConfigFileKey},
 		corev1.EnvVar{Name: "IMKUBE_SENTINEL_RULES_FILE", Value: ConfigDir + "/" + SentinelFileKey},
