@@ -37,6 +37,7 @@ import (
 	"github.com/imkube/imkube/internal/telemetry"
 	"github.com/imkube/imkube/operator/gatewaypool"
 	"github.com/imkube/imkube/operator/imcluster"
+	"github.com/imkube/imkube/operator/internal/readyz"
 	"github.com/imkube/imkube/operator/internal/render"
 	"github.com/imkube/imkube/operator/rocketmq"
 )
@@ -119,7 +120,8 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	if err != nil {
 		log.Warn("operator metrics unavailable", "err", err)
 	}
-	if err := Register(mgr, Deps{Topics: topics, Version: buildinfo.Version, Metrics: metrics}); err != nil {
+	probe := readyz.HTTP{Port: render.HTTPPort, Timeout: 2 * time.Second}
+	if err := Register(mgr, Deps{Topics: topics, Version: buildinfo.Version, Metrics: metrics, Readyz: probe}); err != nil {
 		return err
 	}
 	log.Info("operator starting", "version", buildinfo.Version, "namespace", cfg.Namespace,
@@ -170,6 +172,7 @@ func NewManager(restCfg *rest.Config, cfg Config, o ManagerOptions) (ctrl.Manage
 		&corev1.ConfigMap{}:                      managed,
 		&autoscalingv2.HorizontalPodAutoscaler{}: managed,
 		&policyv1.PodDisruptionBudget{}:          managed,
+		&corev1.Pod{}:                            managed, // the pods of owned Deployments carry the label
 	}}
 	if cfg.Namespace != "" {
 		cacheOpts.DefaultNamespaces = map[string]cache.Config{cfg.Namespace: {}}
@@ -216,6 +219,8 @@ type Deps struct {
 	WrapClient func(client.Client) client.Client
 	// Metrics (nil: none) counts and times reconciles.
 	Metrics *telemetry.Operator
+	// Readyz asks not-ready pods why (nil: none; Main uses HTTP to the pod IP).
+	Readyz readyz.Prober
 }
 
 // Register adds the IMCluster and GatewayPool controllers to mgr.
@@ -234,6 +239,7 @@ func Register(mgr ctrl.Manager, d Deps) error {
 		RetryInterval:  d.RetryInterval,
 		ResyncInterval: d.ResyncInterval,
 		Metrics:        d.Metrics,
+		Readyz:         d.Readyz,
 	}
 	if err := imc.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("operator: imcluster controller: %w", err)

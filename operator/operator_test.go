@@ -65,6 +65,27 @@ func (f *fakeTopics) seen() ([]rocketmq.Topic, rocketmq.Target) {
 	return slices.Clone(f.last), f.target
 }
 
+// fakeReadyz answers /readyz for pods by name ("" or absent: ready).
+type fakeReadyz struct {
+	mu     sync.Mutex
+	bodies map[string]string
+}
+
+func (f *fakeReadyz) NotReadyReason(_ context.Context, pod *corev1.Pod) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.bodies[pod.Name], nil
+}
+
+func (f *fakeReadyz) set(pod, body string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.bodies == nil {
+		f.bodies = map[string]string{}
+	}
+	f.bodies[pod] = body
+}
+
 // countingClient counts the writes the controllers send and their reads of
 // IMClusters (one per reconcile).
 type countingClient struct {
@@ -106,6 +127,7 @@ type harness struct {
 	t       *testing.T
 	c       client.Client
 	topics  *fakeTopics
+	readyz  *fakeReadyz
 	counter *countingClient
 }
 
@@ -132,9 +154,9 @@ func startOperator(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, topics: &fakeTopics{}}
+	h := &harness{t: t, topics: &fakeTopics{}, readyz: &fakeReadyz{}}
 	err = Register(mgr, Deps{
-		Topics: h.topics, Version: testVersion,
+		Topics: h.topics, Version: testVersion, Readyz: h.readyz,
 		RetryInterval: 200 * time.Millisecond, ResyncInterval: 300 * time.Millisecond,
 		WrapClient: func(c client.Client) client.Client {
 			h.counter = &countingClient{Client: c}

@@ -316,6 +316,7 @@ func TestClusterRoleGrantsWhatTheOperatorManages(t *testing.T) {
 		{"", "services", "patch"},
 		{"", "configmaps", "patch"},
 		{"", "secrets", "create"},
+		{"", "pods", "watch"}, // Degraded names why a component's pods do not run
 		{"", "events", "create"},
 		{"autoscaling", "horizontalpodautoscalers", "patch"},
 		{"policy", "poddisruptionbudgets", "patch"},

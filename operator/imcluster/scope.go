@@ -27,6 +27,8 @@ type scope struct {
 	depReason    string
 	topicCreated []string
 	pools        []imv1.GatewayPoolSummary
+	// problems say why components do not run (Degraded), in component order.
+	problems []render.Problem
 }
 
 func newScope(c *imv1.IMCluster, o render.Options) *scope {
