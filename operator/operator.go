@@ -34,6 +34,7 @@ import (
 
 	imv1 "github.com/imkube/imkube/api/v1alpha1"
 	"github.com/imkube/imkube/internal/buildinfo"
+	busrocketmq "github.com/imkube/imkube/internal/bus/rocketmq"
 	"github.com/imkube/imkube/internal/telemetry"
 	"github.com/imkube/imkube/operator/gatewaypool"
 	"github.com/imkube/imkube/operator/imcluster"
@@ -221,6 +222,8 @@ type Deps struct {
 	Metrics *telemetry.Operator
 	// Readyz asks not-ready pods why (nil: none; Main uses HTTP to the pod IP).
 	Readyz readyz.Prober
+	// PruneInterval is the period of the push group pruner (0: 5 minutes).
+	PruneInterval time.Duration
 }
 
 // Register adds the IMCluster and GatewayPool controllers to mgr.
@@ -243,6 +246,18 @@ func Register(mgr ctrl.Manager, d Deps) error {
 	}
 	if err := imc.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("operator: imcluster controller: %w", err)
+	}
+	// Push groups of gone gateways, deleted from the brokers on the leader.
+	pruner := &imcluster.Pruner{
+		Client: mgr.GetClient(),
+		Log:    mgr.GetLogger().WithName("push-group-pruner"),
+		New: func(nameServers []string, pushTopic, prefix string) imcluster.GroupPruner {
+			return &busrocketmq.Pruner{NameServers: nameServers, PushTopic: pushTopic, PushGroupPrefix: prefix}
+		},
+		Interval: d.PruneInterval,
+	}
+	if err := mgr.Add(pruner); err != nil {
+		return fmt.Errorf("operator: push group pruner: %w", err)
 	}
 	gwp := &gatewaypool.Reconciler{
 		Client:   c,
