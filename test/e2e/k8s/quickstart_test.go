@@ -157,7 +157,11 @@ func (st quickstartStep) run(k *kube, root, stdin string, timeout time.Duration)
 			}
 		}
 	}
-	return k.exec(timeout, stdin, st.name, args...)
+	name := st.name
+	if name == "helm" {
+		name = k.helm // the pinned helm of hack/helm.sh
+	}
+	return k.exec(timeout, stdin, name, args...)
 }
 
 func (st quickstartStep) String() string {
