@@ -5,7 +5,9 @@ SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 
 GO        ?= go
-VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# One version for the binary, the image tag and the chart's appVersion: the
+# VERSION file (charts/imkube's tests fail when Chart.yaml disagrees).
+VERSION   ?= $(shell cat VERSION)
 LDFLAGS   := -s -w -X github.com/imkube/imkube/internal/buildinfo.Version=$(VERSION)
 # Everything downloaded or built for tests lives here, outside the repo, so a
 # second run (and CI on the same machine) reuses it.
@@ -24,10 +26,13 @@ BENCH      :=
 # Area makefiles (deps, operator, web, ...) add to the lists above.
 include $(sort $(wildcard hack/mk/*.mk))
 
-.PHONY: help build run run-distributed test test-go lint generate bench clean
+.PHONY: help build run run-distributed test test-go lint generate bench clean version
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_.-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+version: ## Print the version of the binary, the image tag and the chart (the VERSION file)
+	@echo $(VERSION)
 
 build: ## Build bin/imkube
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/imkube ./cmd/imkube

@@ -6,8 +6,10 @@
 #
 #   hack/image.sh [OUT]         build into OUT (default bin/imkube-image.tar)
 #   hack/image.sh crane         install the pinned crane, print its path
+#   hack/image.sh version       print the version it tags (VERSION, else the VERSION file)
 #
-# Env: VERSION (image tag and binary version, default dev), IMAGE_REPO
+# Env: VERSION (image tag and binary version, default: the VERSION file, which
+# is also the chart's appVersion, so the chart pulls what this builds), IMAGE_REPO
 # (default ghcr.io/imkube/imkube), GOARCH (default amd64), BINARY (use this
 # already built linux binary instead of building ./cmd/imkube).
 #
@@ -23,7 +25,7 @@ CACHE="${IMKUBE_CACHE:-$HOME/.cache/imkube}"
 BIN_DIR="$CACHE/bin"
 CRANE="$BIN_DIR/crane"
 GO="${GO:-go}"
-VERSION="${VERSION:-dev}"
+VERSION="${VERSION:-$(cat "$ROOT/VERSION")}"
 IMAGE_REPO="${IMAGE_REPO:-ghcr.io/imkube/imkube}"
 ARCH="${GOARCH:-amd64}"
 
@@ -39,6 +41,10 @@ install_crane() {
 		"github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
 }
 
+if [[ "${1:-}" == "version" ]]; then
+	echo "$VERSION"
+	exit 0
+fi
 if [[ "${1:-}" == "crane" ]]; then
 	install_crane
 	echo "$CRANE"
@@ -104,3 +110,10 @@ mkdir -p "$(dirname "$OUT")"
 	-l "org.opencontainers.image.version=$VERSION" \
 	-t "$IMAGE_REPO:$VERSION" -o "$OUT" >/dev/null
 log "wrote $OUT ($IMAGE_REPO:$VERSION, linux/$ARCH)"
+# What to run next: load the tarball into the cluster's runtime, then install
+# the chart with exactly this image (the tag is the chart's appVersion unless
+# VERSION was overridden; --set makes it explicit either way).
+cat >&2 <<EOF
+image.sh: load it (docker load -i / kind load image-archive / ctr -n k8s.io images import) and install:
+  helm install imkube charts/imkube --namespace imkube-system --create-namespace --set image.repository=$IMAGE_REPO --set image.tag=$VERSION
+EOF

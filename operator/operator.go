@@ -34,9 +34,11 @@ import (
 
 	imv1 "github.com/imkube/imkube/api/v1alpha1"
 	"github.com/imkube/imkube/internal/buildinfo"
+	busrocketmq "github.com/imkube/imkube/internal/bus/rocketmq"
 	"github.com/imkube/imkube/internal/telemetry"
 	"github.com/imkube/imkube/operator/gatewaypool"
 	"github.com/imkube/imkube/operator/imcluster"
+	"github.com/imkube/imkube/operator/internal/readyz"
 	"github.com/imkube/imkube/operator/internal/render"
 	"github.com/imkube/imkube/operator/rocketmq"
 )
@@ -58,11 +60,14 @@ type Config struct {
 	Kubeconfig              string
 }
 
-// Main runs the operator until ctx ends.
-func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger) error {
+// ParseFlags parses the command line of `imkube operator` (after the
+// subcommand). The chart's tests parse the args of the rendered operator
+// Deployment with it, so the chart never passes a flag the operator lacks.
+// It returns flag.ErrHelp for -h.
+func ParseFlags(args []string, out io.Writer) (Config, error) {
 	var cfg Config
 	fs := flag.NewFlagSet("imkube operator", flag.ContinueOnError)
-	fs.SetOutput(stdout)
+	fs.SetOutput(out)
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", ":8080", "address of the Prometheus /metrics endpoint (0 disables)")
 	fs.StringVar(&cfg.HealthAddr, "health-addr", ":8081", "address of the /healthz and /readyz probes (0 disables)")
 	fs.BoolVar(&cfg.LeaderElect, "leader-elect", false, "elect one active replica through a Lease (set when running more than one)")
@@ -70,13 +75,22 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	fs.StringVar(&cfg.Namespace, "namespace", "", "only watch this namespace (default: all namespaces)")
 	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "path to a kubeconfig (default: $KUBECONFIG, in-cluster config, or ~/.kube/config)")
 	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("operator: unexpected arguments %q", fs.Args())
+	}
+	return cfg, nil
+}
+
+// Main runs the operator until ctx ends.
+func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger) error {
+	cfg, err := ParseFlags(args, stdout)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("operator: unexpected arguments %q", fs.Args())
 	}
 	restCfg, err := restConfig(cfg.Kubeconfig)
 	if err != nil {
@@ -107,7 +121,8 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	if err != nil {
 		log.Warn("operator metrics unavailable", "err", err)
 	}
-	if err := Register(mgr, Deps{Topics: topics, Version: buildinfo.Version, Metrics: metrics}); err != nil {
+	probe := readyz.HTTP{Port: render.HTTPPort, Timeout: 2 * time.Second}
+	if err := Register(mgr, Deps{Topics: topics, Version: buildinfo.Version, Metrics: metrics, Readyz: probe}); err != nil {
 		return err
 	}
 	log.Info("operator starting", "version", buildinfo.Version, "namespace", cfg.Namespace,
@@ -158,6 +173,7 @@ func NewManager(restCfg *rest.Config, cfg Config, o ManagerOptions) (ctrl.Manage
 		&corev1.ConfigMap{}:                      managed,
 		&autoscalingv2.HorizontalPodAutoscaler{}: managed,
 		&policyv1.PodDisruptionBudget{}:          managed,
+		&corev1.Pod{}:                            managed, // the pods of owned Deployments carry the label
 	}}
 	if cfg.Namespace != "" {
 		cacheOpts.DefaultNamespaces = map[string]cache.Config{cfg.Namespace: {}}
@@ -204,6 +220,10 @@ type Deps struct {
 	WrapClient func(client.Client) client.Client
 	// Metrics (nil: none) counts and times reconciles.
 	Metrics *telemetry.Operator
+	// Readyz asks not-ready pods why (nil: none; Main uses HTTP to the pod IP).
+	Readyz readyz.Prober
+	// PruneInterval is the period of the push group pruner (0: 5 minutes).
+	PruneInterval time.Duration
 }
 
 // Register adds the IMCluster and GatewayPool controllers to mgr.
@@ -222,9 +242,22 @@ func Register(mgr ctrl.Manager, d Deps) error {
 		RetryInterval:  d.RetryInterval,
 		ResyncInterval: d.ResyncInterval,
 		Metrics:        d.Metrics,
+		Readyz:         d.Readyz,
 	}
 	if err := imc.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("operator: imcluster controller: %w", err)
+	}
+	// Push groups of gone gateways, deleted from the brokers on the leader.
+	pruner := &imcluster.Pruner{
+		Client: mgr.GetClient(),
+		Log:    mgr.GetLogger().WithName("push-group-pruner"),
+		New: func(nameServers []string, pushTopic, prefix string) imcluster.GroupPruner {
+			return &busrocketmq.Pruner{NameServers: nameServers, PushTopic: pushTopic, PushGroupPrefix: prefix}
+		},
+		Interval: d.PruneInterval,
+	}
+	if err := mgr.Add(pruner); err != nil {
+		return fmt.Errorf("operator: push group pruner: %w", err)
 	}
 	gwp := &gatewaypool.Reconciler{
 		Client:   c,

@@ -65,6 +65,27 @@ func (f *fakeTopics) seen() ([]rocketmq.Topic, rocketmq.Target) {
 	return slices.Clone(f.last), f.target
 }
 
+// fakeReadyz answers /readyz for pods by name ("" or absent: ready).
+type fakeReadyz struct {
+	mu     sync.Mutex
+	bodies map[string]string
+}
+
+func (f *fakeReadyz) NotReadyReason(_ context.Context, pod *corev1.Pod) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.bodies[pod.Name], nil
+}
+
+func (f *fakeReadyz) set(pod, body string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.bodies == nil {
+		f.bodies = map[string]string{}
+	}
+	f.bodies[pod] = body
+}
+
 // countingClient counts the writes the controllers send and their reads of
 // IMClusters (one per reconcile).
 type countingClient struct {
@@ -106,6 +127,7 @@ type harness struct {
 	t       *testing.T
 	c       client.Client
 	topics  *fakeTopics
+	readyz  *fakeReadyz
 	counter *countingClient
 }
 
@@ -132,9 +154,9 @@ func startOperator(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, topics: &fakeTopics{}}
+	h := &harness{t: t, topics: &fakeTopics{}, readyz: &fakeReadyz{}}
 	err = Register(mgr, Deps{
-		Topics: h.topics, Version: testVersion,
+		Topics: h.topics, Version: testVersion, Readyz: h.readyz,
 		RetryInterval: 200 * time.Millisecond, ResyncInterval: 300 * time.Millisecond,
 		WrapClient: func(c client.Client) client.Client {
 			h.counter = &countingClient{Client: c}
@@ -392,8 +414,8 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 		}
 
 		topics, target := h.topics.seen()
-		if !slices.Equal(topics, []rocketmq.Topic{{Name: "IM_UPSTREAM", Queues: 8}, {Name: "IM_PUSH", Queues: 8}}) ||
-			!slices.Equal(target.BrokerAddresses, []string{"imkube-rocketmq-broker:10911"}) {
+		if !slices.Equal(topics, []rocketmq.Topic{{Name: "IM_UPSTREAM_samples_demo", Queues: 8}, {Name: "IM_PUSH_samples_demo", Queues: 8}}) ||
+			!slices.Equal(target.BrokerAddresses, []string{"imkube-rocketmq-broker:10911"}) || target.Namespace != ns {
 			t.Errorf("topics ensured = %v on %+v", topics, target)
 		}
 
@@ -891,6 +913,21 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 				c.Spec.Groups = imv1.GroupsSpec{ReadDiffusionThreshold: 600, MaxMembers: 500}
 				return c
 			}(), "readDiffusionThreshold must not exceed maxMembers"},
+			{"one topic for upstream and push", func() client.Object {
+				c := base()
+				c.Spec.Isolation = imv1.IsolationSpec{UpstreamTopic: "IM_SHARED", PushTopic: "IM_SHARED"}
+				return c
+			}(), "upstreamTopic and pushTopic must differ"},
+			{"one Redis prefix for sessions and sequences", func() client.Object {
+				c := base()
+				c.Spec.Isolation = imv1.IsolationSpec{SessionKeyPrefix: "im:", SequenceKeyPrefix: "im:"}
+				return c
+			}(), "sessionKeyPrefix and sequenceKeyPrefix must differ"},
+			{"a database name MySQL cannot hold", func() client.Object {
+				c := base()
+				c.Spec.Isolation = imv1.IsolationSpec{MySQLDatabase: "chat.demo"}
+				return c
+			}(), "spec.isolation.mysqlDatabase"},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {

@@ -41,6 +41,23 @@ const (
 	ReasonTopicsNotReady = "TopicsNotReady"
 	// ReasonSecretNotFound: DependenciesReady=False, a referenced Secret or key is missing.
 	ReasonSecretNotFound = "SecretNotFound"
+	// Degraded=True reasons from the pods and Deployments of the cluster's
+	// components; the message names the component, the pod and what it says.
+	//
+	// ReasonCrashLoopBackOff: a container keeps exiting.
+	ReasonCrashLoopBackOff = "CrashLoopBackOff"
+	// ReasonImagePullBackOff: the image cannot be pulled (ErrImagePull,
+	// ImagePullBackOff, InvalidImageName).
+	ReasonImagePullBackOff = "ImagePullBackOff"
+	// ReasonContainerConfigError: the container cannot be created
+	// (CreateContainerConfigError: a missing Secret or key, ...).
+	ReasonContainerConfigError = "CreateContainerConfigError"
+	// ReasonProgressDeadlineExceeded: a Deployment did not progress within
+	// its deadline.
+	ReasonProgressDeadlineExceeded = "ProgressDeadlineExceeded"
+	// ReasonDependencyUnreachable: a pod runs but is not ready because it
+	// waits for a dependency (its /readyz names it: mysql, redis, rocketmq).
+	ReasonDependencyUnreachable = "DependencyUnreachable"
 	// ReasonClusterNotFound: a GatewayPool's clusterRef names no IMCluster.
 	ReasonClusterNotFound = "ClusterNotFound"
 )

@@ -35,6 +35,16 @@ type IMClusterSpec struct {
 
 	// Dependencies are the RocketMQ, Redis and MySQL the services use.
 	Dependencies DependenciesSpec `json:"dependencies"`
+	// Isolation names what this cluster owns in the shared RocketMQ, Redis
+	// and MySQL, so that clusters (in one namespace or several) can share
+	// them without seeing each other's messages, sessions, sequences or
+	// users. Every field defaults to a name derived from the namespace and
+	// the name of the IMCluster (status.isolation shows the values in use).
+	// Changing a value moves the cluster to new, empty topics, keys or
+	// database.
+	// +kubebuilder:default={}
+	// +optional
+	Isolation IsolationSpec `json:"isolation,omitzero"`
 	// Auth configures the token signing key.
 	// +kubebuilder:default={}
 	// +optional
@@ -91,11 +101,11 @@ type RocketMQSpec struct {
 	// +kubebuilder:validation:items:Pattern=`^[^:;,\s]+:[0-9]{1,5}$`
 	// +optional
 	BrokerAddresses []string `json:"brokerAddresses,omitempty"`
-	// Topics the operator ensures exist: IM_UPSTREAM (client sends, ordered
-	// per conversation) and IM_PUSH (pushes to gateways). The queue count of a topic must not
-	// change once it carries traffic: messages are hashed to queues by
+	// Topics sets queue counts: the operator always ensures the cluster's
+	// upstream and push topics (spec.isolation; 8 queues unless listed here
+	// by name) and every other topic listed. The queue count of a topic must
+	// not change once it carries traffic: messages are hashed to queues by
 	// conversation.
-	// +kubebuilder:default={{name: IM_UPSTREAM, queues: 8}, {name: IM_PUSH, queues: 8}}
 	// +listType=map
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=32
@@ -114,6 +124,51 @@ type TopicSpec struct {
 	// +kubebuilder:validation:Maximum=1024
 	// +optional
 	Queues int32 `json:"queues,omitempty"`
+}
+
+// IsolationSpec overrides the names a cluster uses in the shared
+// dependencies. Empty fields take the derived defaults (id is
+// `<namespace>_<name>`, dots as underscores, shortened with a hash when it
+// has dashes or is long): topics `IM_UPSTREAM_<id>` and `IM_PUSH_<id>`,
+// consumer-group prefix `<id>_`, Redis key prefixes
+// `imkube:<namespace>/<name>:` (sessions) and `imkube:seq:<namespace>/<name>:`
+// (sequences), MySQL database `imkube_<id>`. The schema rejects overrides
+// that collide within the object; a collision with another IMCluster (or a
+// derived default equal to another object's override) cannot be checked
+// here: keep overrides unique per RocketMQ, Redis and MySQL.
+// +kubebuilder:validation:XValidation:rule="!has(self.upstreamTopic) || !has(self.pushTopic) || self.upstreamTopic != self.pushTopic",message="upstreamTopic and pushTopic must differ"
+// +kubebuilder:validation:XValidation:rule="!has(self.sessionKeyPrefix) || !has(self.sequenceKeyPrefix) || self.sessionKeyPrefix != self.sequenceKeyPrefix",message="sessionKeyPrefix and sequenceKeyPrefix must differ"
+type IsolationSpec struct {
+	// UpstreamTopic is the RocketMQ topic of client sends (the services'
+	// IMKUBE_UPSTREAM_TOPIC); the operator creates it.
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_-]{1,100}$`
+	// +optional
+	UpstreamTopic string `json:"upstreamTopic,omitempty"`
+	// PushTopic is the RocketMQ topic of pushes to gateways
+	// (IMKUBE_PUSH_TOPIC); the operator creates it.
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_-]{1,100}$`
+	// +optional
+	PushTopic string `json:"pushTopic,omitempty"`
+	// ConsumerGroupPrefix prefixes every RocketMQ consumer and producer group
+	// (IMKUBE_BUS_GROUP_PREFIX). The operator deletes the push groups of
+	// gateways that no longer exist under this prefix.
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_-]{1,48}$`
+	// +optional
+	ConsumerGroupPrefix string `json:"consumerGroupPrefix,omitempty"`
+	// SessionKeyPrefix prefixes the Redis session keys (IMKUBE_REDIS_PREFIX).
+	// +kubebuilder:validation:Pattern=`^[^{}\s]{1,128}$`
+	// +optional
+	SessionKeyPrefix string `json:"sessionKeyPrefix,omitempty"`
+	// SequenceKeyPrefix prefixes the Redis sequence keys (IMKUBE_SEQ_REDIS_PREFIX).
+	// +kubebuilder:validation:Pattern=`^[^{}\s]{1,128}$`
+	// +optional
+	SequenceKeyPrefix string `json:"sequenceKeyPrefix,omitempty"`
+	// MySQLDatabase replaces the database of the DSN (IMKUBE_MYSQL_DATABASE).
+	// The services create it when missing, which needs the CREATE privilege
+	// (for the default names: GRANT ALL ON `imkube\_%`.* TO the DSN's user).
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_$-]{1,64}$`
+	// +optional
+	MySQLDatabase string `json:"mysqlDatabase,omitempty"`
 }
 
 // RedisMode is how the services talk to Redis.
@@ -350,6 +405,10 @@ type IMClusterStatus struct {
 	// Endpoints are the in-cluster service URLs.
 	// +optional
 	Endpoints IMClusterEndpoints `json:"endpoints,omitzero"`
+	// Isolation is the names the cluster uses in the shared dependencies
+	// (spec.isolation with the derived defaults filled in).
+	// +optional
+	Isolation IsolationSpec `json:"isolation,omitzero"`
 	// GatewayPools attached to this cluster.
 	// +listType=map
 	// +listMapKey=name

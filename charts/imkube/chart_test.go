@@ -236,6 +236,15 @@ func TestOperatorDeploymentRunsTheChartImageRestricted(t *testing.T) {
 	if !tmp {
 		t.Error("no writable /tmp mounted for the read-only root filesystem")
 	}
+	var home string
+	for _, e := range c.Env {
+		if e.Name == "HOME" {
+			home = e.Value
+		}
+	}
+	if home != "/tmp" {
+		t.Errorf("HOME = %q, want /tmp (the writable emptyDir; the image has no home folder)", home)
+	}
 	if c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" || c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" {
 		t.Error("probes are not /healthz and /readyz")
 	}
@@ -307,6 +316,7 @@ func TestClusterRoleGrantsWhatTheOperatorManages(t *testing.T) {
 		{"", "services", "patch"},
 		{"", "configmaps", "patch"},
 		{"", "secrets", "create"},
+		{"", "pods", "watch"}, // Degraded names why a component's pods do not run
 		{"", "events", "create"},
 		{"autoscaling", "horizontalpodautoscalers", "patch"},
 		{"policy", "poddisruptionbudgets", "patch"},

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/imkube/imkube/internal/auth"
@@ -174,6 +175,7 @@ type Distributed struct {
 	cfg config.Config
 	log *slog.Logger
 	closers
+	dsn   once[string]
 	db    once[*store.DB]
 	sqldb once[*sql.DB]
 	rdb   once[goredis.UniversalClient]
@@ -192,9 +194,64 @@ func NewDistributed(cfg config.Config, log *slog.Logger) *Distributed {
 	return &Distributed{cfg: cfg, log: log}
 }
 
+// mysqlDSN is the DSN of the configured database: the DSN's own, or
+// mysql-database (created when it does not exist yet).
+func (d *Distributed) mysqlDSN(ctx context.Context) (string, error) {
+	return d.dsn.get(func() (string, error) {
+		dsn, server, err := d.cfg.MySQL.DSNs()
+		if err != nil || server == "" {
+			return dsn, err
+		}
+		if err := ensureDatabase(ctx, dsn, server, d.cfg.MySQL.Database); err != nil {
+			return "", err
+		}
+		return dsn, nil
+	})
+}
+
+// ensureDatabase creates database name through server (the DSN without a
+// database) when connecting to dsn says it does not exist (MySQL error
+// 1049). A database created beforehand needs no CREATE privilege.
+func ensureDatabase(ctx context.Context, dsn, server, name string) error {
+	ping := func(dsn string) error {
+		db, err := sql.Open("mysql", dsn)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		return db.PingContext(pctx)
+	}
+	err := ping(dsn)
+	var me *mysql.MySQLError
+	if err == nil || !errors.As(err, &me) || me.Number != 1049 {
+		if err != nil {
+			return fmt.Errorf("mysql database %s: %w", name, err)
+		}
+		return nil
+	}
+	db, err := sql.Open("mysql", server)
+	if err != nil {
+		return fmt.Errorf("mysql: %w", err)
+	}
+	defer db.Close()
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	q := "CREATE DATABASE IF NOT EXISTS `" + strings.ReplaceAll(name, "`", "``") + "` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+	if _, err := db.ExecContext(cctx, q); err != nil {
+		return fmt.Errorf("mysql: create database %s (mysql-database): %w; grant the DSN's user CREATE on it (GRANT ALL ON `%s`.* TO ...) or create it", name, err, name)
+	}
+	return nil
+}
+
 func (d *Distributed) Store(ctx context.Context) (*store.DB, error) {
 	return d.db.get(func() (*store.DB, error) {
-		db, err := store.OpenMySQL(ctx, d.cfg.MySQL.DSN, store.PoolConfig{})
+		dsn, err := d.mysqlDSN(ctx)
+		if err != nil {
+			return nil, err
+		}
+		db, err := store.OpenMySQL(ctx, dsn, store.PoolConfig{})
 		if err != nil {
 			return nil, fmt.Errorf("mysql: %w", err)
 		}
@@ -206,7 +263,11 @@ func (d *Distributed) Store(ctx context.Context) (*store.DB, error) {
 // SQL is a plain MySQL pool (no migrations), for the sequence service.
 func (d *Distributed) SQL(ctx context.Context) (*sql.DB, error) {
 	return d.sqldb.get(func() (*sql.DB, error) {
-		db, err := sequence.OpenMySQL(ctx, d.cfg.MySQL.DSN)
+		dsn, err := d.mysqlDSN(ctx)
+		if err != nil {
+			return nil, err
+		}
+		db, err := sequence.OpenMySQL(ctx, dsn)
 		if err != nil {
 			return nil, err
 		}

@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -44,6 +45,24 @@ const (
 
 // Roles lists the roles Load knows.
 var Roles = []Role{RoleGateway, RoleMessage, RoleUser, RoleSequence, RoleDev}
+
+var mysqlDatabaseRe = regexp.MustCompile(`^[A-Za-z0-9_$-]{1,64}$`)
+
+// DSNs returns the DSN the services use (the DSN with Database in place of
+// its database, when set) and the same DSN without a database, to create it.
+func (m MySQL) DSNs() (dsn, server string, err error) {
+	if m.Database == "" {
+		return m.DSN, "", nil
+	}
+	cfg, err := mysql.ParseDSN(m.DSN)
+	if err != nil {
+		return "", "", fmt.Errorf("mysql-dsn (IMKUBE_MYSQL_DSN) is malformed: %w", err)
+	}
+	cfg.DBName = m.Database
+	dsn = cfg.FormatDSN()
+	cfg.DBName = ""
+	return dsn, cfg.FormatDSN(), nil
+}
 
 // Config is the whole configuration of one process.
 type Config struct {
@@ -94,6 +113,10 @@ type Redis struct {
 // MySQL is the MySQL/MariaDB connection.
 type MySQL struct {
 	DSN string // go-sql-driver format
+	// Database, when set, replaces the DSN's database (created when missing
+	// and the DSN's user may): one DSN Secret serves several isolated
+	// platforms on one MySQL.
+	Database string
 }
 
 // RocketMQ is the bus.
@@ -305,6 +328,8 @@ var settings = []Setting{
 
 	{flag: "mysql-dsn", env: "IMKUBE_MYSQL_DSN", usage: "MySQL/MariaDB DSN, go-sql-driver format (migrations run at start)", roles: withMySQL,
 		bind: func(c *Config) value { return strVal{&c.MySQL.DSN} }},
+	{flag: "mysql-database", env: "IMKUBE_MYSQL_DATABASE", usage: "database to use instead of the DSN's, created when missing (needs the CREATE privilege then)", roles: withMySQL,
+		bind: func(c *Config) value { return strVal{&c.MySQL.Database} }},
 
 	{flag: "rocketmq-namesrv", env: "IMKUBE_ROCKETMQ_NAMESRV", usage: "RocketMQ name servers host:port;... (host names are resolved)", roles: withBus,
 		bind: func(c *Config) value { return strVal{&c.RocketMQ.NameServers} }},
@@ -534,6 +559,9 @@ func (c Config) Validate(role Role) error {
 			bad("mysql-dsn", "IMKUBE_MYSQL_DSN", "is required")
 		} else if _, err := mysql.ParseDSN(c.MySQL.DSN); err != nil {
 			bad("mysql-dsn", "IMKUBE_MYSQL_DSN", "is malformed: %v", err)
+		}
+		if d := c.MySQL.Database; d != "" && !mysqlDatabaseRe.MatchString(d) {
+			bad("mysql-database", "IMKUBE_MYSQL_DATABASE", "%q: want 1-64 of A-Z a-z 0-9 _ $ -", d)
 		}
 	}
 	if in(withBus) {

@@ -172,10 +172,10 @@ func TestHelpListsExactlyTheRolesSettings(t *testing.T) {
 		role      Role
 		want, not []string
 	}{
-		{RoleGateway, []string{"--gateway-id", "IMKUBE_MAX_CONNECTIONS", "--rocketmq-namesrv", "--redis-addr", "--jwt-key-file", "IMKUBE_REDIS_PASSWORD"}, []string{"--mysql-dsn", "--sections", "--sequence-url", "--data", "--token-ttl"}},
-		{RoleMessage, []string{"--mysql-dsn", "--sequence-url", "--node-id", "--rocketmq-namesrv"}, []string{"--gateway-id", "--sections", "--data", "--max-connections"}},
-		{RoleUser, []string{"--mysql-dsn", "--token-ttl", "--node-id", "--jwt-key-file"}, []string{"--redis-addr", "--rocketmq-namesrv", "--gateway-id"}},
-		{RoleSequence, []string{"--sections", "--step", "IMKUBE_SEQ_REDIS_PREFIX", "--mysql-dsn", "--redis-addr"}, []string{"--jwt-key-file", "--rocketmq-namesrv", "IMKUBE_REDIS_PREFIX\n", "--config-file"}},
+		{RoleGateway, []string{"--gateway-id", "IMKUBE_MAX_CONNECTIONS", "--rocketmq-namesrv", "--redis-addr", "--jwt-key-file", "IMKUBE_REDIS_PASSWORD"}, []string{"--mysql-dsn", "--mysql-database", "--sections", "--sequence-url", "--data", "--token-ttl"}},
+		{RoleMessage, []string{"--mysql-dsn", "IMKUBE_MYSQL_DATABASE", "--sequence-url", "--node-id", "--rocketmq-namesrv"}, []string{"--gateway-id", "--sections", "--data", "--max-connections"}},
+		{RoleUser, []string{"--mysql-dsn", "--mysql-database", "--token-ttl", "--node-id", "--jwt-key-file"}, []string{"--redis-addr", "--rocketmq-namesrv", "--gateway-id"}},
+		{RoleSequence, []string{"--sections", "--step", "IMKUBE_SEQ_REDIS_PREFIX", "--mysql-dsn", "--mysql-database", "--redis-addr"}, []string{"--jwt-key-file", "--rocketmq-namesrv", "IMKUBE_REDIS_PREFIX\n", "--config-file"}},
 		{RoleDev, []string{"--addr", "--data", "--config"}, []string{"--redis-addr", "--mysql-dsn", "--gateway-id"}},
 	}
 	for _, tt := range tests {
@@ -232,5 +232,28 @@ func TestLoggerUsesTheBaseHandlerAtTheConfiguredLevel(t *testing.T) {
 	log.Warn("shown")
 	if out := b.String(); strings.Contains(out, "hidden") || !strings.Contains(out, "shown") || !strings.Contains(out, "svc=user") {
 		t.Fatalf("log output %q: want only the warning, tagged svc=user", out)
+	}
+}
+
+// mysql-database replaces the database of the DSN (the rest stays), and the
+// server DSN (no database) is what creates it.
+func TestMySQLDatabaseReplacesTheDSNsDatabase(t *testing.T) {
+	c, err := Load(RoleMessage, nil, envOf(map[string]string{
+		"IMKUBE_MYSQL_DSN":      "imkube:pw@tcp(db:3306)/imkube?parseTime=true",
+		"IMKUBE_MYSQL_DATABASE": "imkube_chat_demo",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn, server, err := c.MySQL.DSNs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dsn != "imkube:pw@tcp(db:3306)/imkube_chat_demo?parseTime=true" || server != "imkube:pw@tcp(db:3306)/?parseTime=true" {
+		t.Errorf("DSNs() = %q, %q", dsn, server)
+	}
+	c.MySQL.Database = "chat;drop"
+	if err := c.Validate(RoleMessage); err == nil || !strings.Contains(err.Error(), "mysql-database (IMKUBE_MYSQL_DATABASE)") {
+		t.Errorf("Validate with a bad database name: %v", err)
 	}
 }

@@ -101,3 +101,11 @@ func TestFixedPoolHasReplicasAndNoHPA(t *testing.T) {
 		t.Errorf("replicas = %v, want 4", got)
 	}
 }
+
+// The root filesystem is read-only: $HOME (the RocketMQ client writes
+// $HOME/.rocketmq_client_go) and the temp folder must be on an emptyDir.
+func TestGatewayWritesOnlyToEmptyDirs(t *testing.T) {
+	if err := render.CheckWritablePaths(desiredDeployment(newScope(samplePool(), sampleCluster(), render.Options{})).Spec.Template.Spec); err != nil {
+		t.Error(err)
+	}
+}

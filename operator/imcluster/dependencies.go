@@ -79,7 +79,7 @@ func (r *Reconciler) checkDependencies(ctx context.Context, s *scope) error {
 	for _, t := range s.topics() {
 		topics = append(topics, rocketmq.Topic{Name: t.Name, Queues: queues(t)})
 	}
-	target := rocketmq.Target{NameServers: rmq.NameServers, BrokerAddresses: rmq.BrokerAddresses}
+	target := rocketmq.Target{Namespace: c.Namespace, NameServers: rmq.NameServers, BrokerAddresses: rmq.BrokerAddresses}
 	// Owned-object events reconcile often during rollouts; a successful topic
 	// check of the same target is trusted for ResyncInterval.
 	key := fmt.Sprintf("%s/%s %v %v", c.Namespace, c.Name, target, topics)

@@ -155,3 +155,14 @@ func TestConfigJSONFollowsTheServiceContract(t *testing.T) {
 		t.Errorf("hotspot rule for gateway.send = %v, want threshold 5 burst 15", send)
 	}
 }
+
+// The root filesystem is read-only: $HOME (the RocketMQ client writes
+// $HOME/.rocketmq_client_go) and the temp folder must be on an emptyDir.
+func TestEveryContainerWritesOnlyToEmptyDirs(t *testing.T) {
+	s := newScope(sampleCluster(), render.Options{})
+	for _, comp := range components() {
+		if err := render.CheckWritablePaths(desiredDeployment(s, comp).Spec.Template.Spec); err != nil {
+			t.Errorf("%s: %v", comp, err)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	imv1 "github.com/imkube/imkube/api/v1alpha1"
 	"github.com/imkube/imkube/operator/internal/render"
@@ -134,7 +136,64 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) (ctrl.Result, error)
 			})
 		}
 	}
-	return ctrl.Result{}, nil
+	return r.diagnose(ctx, s)
+}
+
+// podRecheck is how often a cluster with pods that do not run is looked at
+// again (a pod stuck not ready changes no object the controller watches).
+const podRecheck = 15 * time.Second
+
+// diagnose records why components do not run: a Deployment past its
+// progress deadline, a container waiting in CrashLoopBackOff,
+// ImagePullBackOff or CreateContainerConfigError, or a pod that runs but
+// stays not ready, with what its /readyz says (the dependency it waits for).
+func (r *Reconciler) diagnose(ctx context.Context, s *scope) (ctrl.Result, error) {
+	c := s.cluster
+	var pods corev1.PodList
+	sel := client.MatchingLabels{render.LabelName: "imkube", render.LabelInstance: c.Name, render.LabelManagedBy: render.ManagedByValue}
+	if err := r.Client.List(ctx, &pods, client.InNamespace(c.Namespace), sel); err != nil {
+		return ctrl.Result{}, fmt.Errorf("list pods: %w", err)
+	}
+	byComponent := map[string][]corev1.Pod{}
+	for _, p := range pods.Items {
+		comp := p.Labels[render.LabelComponent]
+		byComponent[comp] = append(byComponent[comp], p)
+	}
+	var res ctrl.Result
+	for _, comp := range components() {
+		p := render.DeploymentProblem(comp, s.deployments[comp])
+		if p == nil {
+			p = render.PodProblem(comp, byComponent[comp])
+		}
+		if p == nil && r.Readyz != nil {
+			if pod := render.UnreadyPod(byComponent[comp], time.Now()); pod != nil {
+				body, err := r.Readyz.NotReadyReason(ctx, pod)
+				if err != nil {
+					log.FromContext(ctx).V(1).Info("cannot ask a not-ready pod why", "pod", pod.Name, "error", err.Error())
+				} else if body != "" {
+					p = render.ReadyzProblem(comp, pod, body)
+				}
+			}
+		}
+		if p != nil {
+			s.problems = append(s.problems, *p)
+		}
+		for _, pod := range byComponent[comp] {
+			if !podReady(pod) {
+				res.RequeueAfter = podRecheck
+			}
+		}
+	}
+	return res, nil
+}
+
+func podReady(p corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 // reconcileServiceMonitor applies the cluster's ServiceMonitor when

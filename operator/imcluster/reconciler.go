@@ -24,6 +24,7 @@ import (
 	"github.com/imkube/imkube/internal/telemetry"
 	"github.com/imkube/imkube/operator/internal/apply"
 	"github.com/imkube/imkube/operator/internal/phase"
+	"github.com/imkube/imkube/operator/internal/readyz"
 	"github.com/imkube/imkube/operator/internal/render"
 	"github.com/imkube/imkube/operator/rocketmq"
 )
@@ -43,6 +44,9 @@ type Reconciler struct {
 	RetryInterval time.Duration
 	// ResyncInterval re-checks dependencies of a healthy cluster.
 	ResyncInterval time.Duration
+	// Readyz asks a pod that runs but stays not ready why (nil: not asked;
+	// Degraded then only reports what the pod status says).
+	Readyz readyz.Prober
 
 	topicChecks checkCache
 }
@@ -53,6 +57,7 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=services;configmaps,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -76,6 +81,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
 		Watches(&imv1.GatewayPool{}, handler.EnqueueRequestsFromMapFunc(poolToCluster)).
+		// The pods of the components: Degraded reports why they do not run.
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(podToCluster)).
 		Complete(r)
 }
 
@@ -85,6 +92,20 @@ func poolToCluster(_ context.Context, o client.Object) []reconcile.Request {
 		return nil
 	}
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: p.Namespace, Name: p.Spec.ClusterRef.Name}}}
+}
+
+// podToCluster maps a pod of a message, sequence or user Deployment to its IMCluster.
+func podToCluster(_ context.Context, o client.Object) []reconcile.Request {
+	l := o.GetLabels()
+	switch l[render.LabelComponent] {
+	case render.Message, render.Sequence, render.User:
+	default:
+		return nil
+	}
+	if l[render.LabelManagedBy] != render.ManagedByValue || l[render.LabelInstance] == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: l[render.LabelInstance]}}}
 }
 
 // Reconcile brings one IMCluster's owned objects to the desired state and

@@ -27,6 +27,8 @@ type scope struct {
 	depReason    string
 	topicCreated []string
 	pools        []imv1.GatewayPoolSummary
+	// problems say why components do not run (Degraded), in component order.
+	problems []render.Problem
 }
 
 func newScope(c *imv1.IMCluster, o render.Options) *scope {
@@ -89,11 +91,26 @@ func (s *scope) replicas(component string) int32 {
 	return 2
 }
 
+// topics are the topics the operator ensures: the cluster's upstream and push
+// topics (queue counts from spec.dependencies.rocketmq.topics when listed
+// there, else 8), then the other listed topics.
 func (s *scope) topics() []imv1.TopicSpec {
-	if t := s.cluster.Spec.Dependencies.RocketMQ.Topics; len(t) > 0 {
-		return t
+	iso := render.Isolation(s.cluster)
+	listed := s.cluster.Spec.Dependencies.RocketMQ.Topics
+	out := []imv1.TopicSpec{{Name: iso.UpstreamTopic, Queues: 8}, {Name: iso.PushTopic, Queues: 8}}
+	for i := range out {
+		for _, t := range listed {
+			if t.Name == out[i].Name {
+				out[i].Queues = t.Queues
+			}
+		}
 	}
-	return []imv1.TopicSpec{{Name: "IM_UPSTREAM", Queues: 8}, {Name: "IM_PUSH", Queues: 8}}
+	for _, t := range listed {
+		if t.Name != iso.UpstreamTopic && t.Name != iso.PushTopic {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 func queues(t imv1.TopicSpec) int { return int(cmp.Or(t.Queues, 8)) }

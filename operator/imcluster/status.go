@@ -29,6 +29,7 @@ func computeStatus(c *imv1.IMCluster, s *scope, reconcileErr error) {
 		User:     render.ServiceURL(c, render.User),
 	}
 	st.GatewayPools = s.pools
+	st.Isolation = render.Isolation(c)
 
 	var pending []string
 	for _, comp := range components() {
@@ -62,6 +63,12 @@ func computeStatus(c *imv1.IMCluster, s *scope, reconcileErr error) {
 		set(imv1.ConditionDegraded, true, imv1.ReasonApplyFailed, reconcileErr.Error())
 	case s.depErr != nil:
 		set(imv1.ConditionDegraded, true, imv1.ReasonDependencyFailed, s.depErr.Error())
+	case len(s.problems) > 0:
+		msgs := make([]string, len(s.problems))
+		for i, p := range s.problems {
+			msgs[i] = p.Message
+		}
+		set(imv1.ConditionDegraded, true, s.problems[0].Reason, strings.Join(msgs, "; "))
 	default:
 		set(imv1.ConditionDegraded, false, imv1.ReasonAsExpected, "")
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -24,6 +25,10 @@ type Topic struct {
 
 // Target says where RocketMQ is.
 type Target struct {
+	// Namespace is the namespace of the IMCluster the addresses come from: a
+	// host name without a dot is a Service there (see InNamespace), whatever
+	// namespace the operator runs in.
+	Namespace   string
 	NameServers []string
 	// BrokerAddresses are the master brokers topics are created on; when empty
 	// missing topics are reported, not created.
@@ -76,8 +81,47 @@ func NewAdmin(log *slog.Logger) *Admin {
 	}
 }
 
-func (a *Admin) client(nameServers []string) (adminAPI, error) {
-	key := strings.Join(nameServers, ";")
+// InNamespace qualifies the host of every host:port in addrs that names a
+// Service of namespace ns the short way: a bare `name` (no dot, not an IP,
+// not localhost) becomes `name.<ns>.svc`, as the services' own resolver would
+// read it from a pod of ns. Addresses with a dot (`name.other`,
+// `mq.example.com`) and IP addresses are kept.
+func InNamespace(addrs []string, ns string) []string {
+	if ns == "" {
+		return addrs
+	}
+	out := make([]string, len(addrs))
+	for i, a := range addrs {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			host, port = a, ""
+		}
+		if host != "" && !strings.Contains(host, ".") && net.ParseIP(host) == nil && host != "localhost" {
+			host += "." + ns + ".svc"
+		}
+		if port != "" {
+			out[i] = net.JoinHostPort(host, port)
+		} else {
+			out[i] = host
+		}
+	}
+	return out
+}
+
+// resolved is the target with its addresses qualified in its namespace.
+func (t Target) resolved() Target {
+	t.NameServers = InNamespace(t.NameServers, t.Namespace)
+	t.BrokerAddresses = InNamespace(t.BrokerAddresses, t.Namespace)
+	return t
+}
+
+// clientKey keys the admin clients by namespace and name servers: the same
+// short names in two namespaces are two RocketMQs.
+func clientKey(t Target) string { return t.Namespace + "/" + strings.Join(t.NameServers, ";") }
+
+func (a *Admin) client(t Target) (adminAPI, error) {
+	nameServers := t.NameServers
+	key := clientKey(t)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if c, ok := a.clients[key]; ok {
@@ -97,7 +141,8 @@ func (a *Admin) EnsureTopics(ctx context.Context, target Target, topics []Topic)
 	if len(target.NameServers) == 0 {
 		return nil, errors.New("rocketmq: no name servers")
 	}
-	c, err := a.client(target.NameServers)
+	target = target.resolved()
+	c, err := a.client(target)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +150,7 @@ func (a *Admin) EnsureTopics(ctx context.Context, target Target, topics []Topic)
 	defer cancel()
 	list, err := c.FetchAllTopicList(ctx)
 	if err != nil {
-		a.drop(target.NameServers) // start afresh (and resolve again) next time
+		a.drop(target) // start afresh (and resolve again) next time
 		return nil, fmt.Errorf("rocketmq: list topics from %s: %w", strings.Join(target.NameServers, ";"), err)
 	}
 	var missing []Topic
@@ -149,15 +194,15 @@ func (a *Admin) EnsureTopics(ctx context.Context, target Target, topics []Topic)
 	return created, errors.Join(errs...)
 }
 
-func (a *Admin) drop(nameServers []string) {
-	key := strings.Join(nameServers, ";")
+func (a *Admin) drop(t Target) {
+	key := clientKey(t)
 	a.mu.Lock()
 	c, ok := a.clients[key]
 	delete(a.clients, key)
 	a.mu.Unlock()
 	if ok {
 		if err := c.Close(); err != nil {
-			a.log.Warn("closing rocketmq admin client", "nameServers", key, "err", err)
+			a.log.Warn("closing rocketmq admin client", "target", key, "err", err)
 		}
 	}
 }

@@ -50,6 +50,58 @@ func (f *fakeAPI) Close() error {
 	return nil
 }
 
+func TestInNamespaceQualifiesShortServiceNames(t *testing.T) {
+	tests := []struct {
+		name string
+		give string
+		want string
+	}{
+		{name: "a bare name is a Service of the namespace", give: "imkube-rocketmq-namesrv:9876", want: "imkube-rocketmq-namesrv.chat.svc:9876"},
+		{name: "name.namespace is kept", give: "mq.infra:9876", want: "mq.infra:9876"},
+		{name: "a full name is kept", give: "mq.example.com:9876", want: "mq.example.com:9876"},
+		{name: "an IPv4 address is kept", give: "10.0.0.7:9876", want: "10.0.0.7:9876"},
+		{name: "an IPv6 address is kept", give: "[fd00::7]:9876", want: "[fd00::7]:9876"},
+		{name: "localhost is kept", give: "localhost:9876", want: "localhost:9876"},
+		{name: "a name without a port", give: "broker", want: "broker.chat.svc"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := InNamespace([]string{tt.give}, "chat"); got[0] != tt.want {
+				t.Errorf("InNamespace(%q, chat) = %q, want %q", tt.give, got[0], tt.want)
+			}
+		})
+	}
+}
+
+// The operator may run in another namespace than the IMCluster: the admin
+// client must reach name.<cluster namespace>.svc, and the same short names
+// in two namespaces are two admin clients.
+func TestEnsureTopicsResolvesNamesInTheClustersNamespace(t *testing.T) {
+	a := NewAdmin(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var dialled [][]string
+	apis := map[string]*fakeAPI{}
+	a.newAPI = func(ns []string) (adminAPI, error) {
+		dialled = append(dialled, ns)
+		api := &fakeAPI{}
+		apis[ns[0]] = api
+		return api, nil
+	}
+	topics := []Topic{{Name: "T", Queues: 8}}
+	for _, ns := range []string{"chat", "support", "chat"} {
+		target := Target{Namespace: ns, NameServers: []string{"namesrv:9876"}, BrokerAddresses: []string{"broker:10911"}}
+		if _, err := a.EnsureTopics(context.Background(), target, topics); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := [][]string{{"namesrv.chat.svc:9876"}, {"namesrv.support.svc:9876"}}
+	if !slices.EqualFunc(dialled, want, slices.Equal) {
+		t.Errorf("admin clients for %v, want %v (one per namespace, names in the cluster's namespace)", dialled, want)
+	}
+	if got := len(apis["namesrv.chat.svc:9876"].created); got != 2 {
+		t.Errorf("topic created %d times through the chat client, want 2 (once per call: the fake never lists it)", got)
+	}
+}
+
 func newFakeAdmin(api *fakeAPI) *Admin {
 	a := NewAdmin(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	a.newAPI = func([]string) (adminAPI, error) { return api, nil }
@@ -118,7 +170,7 @@ func TestEnsureTopicsOnRealRocketMQ(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		c, err := a.client(target.NameServers)
+		c, err := a.client(target.resolved())
 		if err != nil {
 			return
 		}

@@ -6,6 +6,8 @@ package render
 
 import (
 	"cmp"
+	"errors"
+	"fmt"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -50,9 +52,14 @@ const (
 
 // Container runtime contract.
 const (
-	HTTPPort        = 8080
-	HTTPPortName    = "http"
-	ConfigDir       = "/etc/imkube/config"
+	HTTPPort     = 8080
+	HTTPPortName = "http"
+	ConfigDir    = "/etc/imkube/config"
+	// TmpDir is the emptyDir of every pod (the root filesystem is
+	// read-only); HomeDir, the container's $HOME, lies on it: the RocketMQ
+	// client keeps state under $HOME/.rocketmq_client_go.
+	TmpDir          = "/tmp"
+	HomeDir         = TmpDir
 	AuthDir         = "/etc/imkube/auth"
 	ConfigFileKey   = "config.json"
 	SentinelFileKey = "sentinel-rules.json"
@@ -201,7 +208,7 @@ func VolumeMounts() []corev1.VolumeMount {
 	return []corev1.VolumeMount{
 		{Name: "config", MountPath: ConfigDir, ReadOnly: true},
 		{Name: "auth", MountPath: AuthDir, ReadOnly: true},
-		{Name: "tmp", MountPath: "/tmp"},
+		{Name: "tmp", MountPath: TmpDir},
 	}
 }
 
@@ -209,6 +216,7 @@ func VolumeMounts() []corev1.VolumeMount {
 func Env(c *imv1.IMCluster) []corev1.EnvVar {
 	deps := c.Spec.Dependencies
 	env := []corev1.EnvVar{
+		{Name: "HOME", Value: HomeDir},
 		{Name: "IMKUBE_ADDR", Value: ":8080"},
 		{Name: "IMKUBE_LOG_LEVEL", Value: cmp.Or(c.Spec.LogLevel, "info")},
 		{Name: "IMKUBE_REDIS_ADDR", Value: strings.Join(deps.Redis.Addresses, ",")},
@@ -217,9 +225,16 @@ func Env(c *imv1.IMCluster) []corev1.EnvVar {
 	if ref := deps.Redis.PasswordSecretRef; ref != nil {
 		env = append(env, corev1.EnvVar{Name: "IMKUBE_REDIS_PASSWORD", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: ref.DeepCopy()}})
 	}
+	iso := Isolation(c)
 	env = append(env,
+		corev1.EnvVar{Name: "IMKUBE_REDIS_PREFIX", Value: iso.SessionKeyPrefix},
+		corev1.EnvVar{Name: "IMKUBE_SEQ_REDIS_PREFIX", Value: iso.SequenceKeyPrefix},
 		corev1.EnvVar{Name: "IMKUBE_MYSQL_DSN", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: deps.MySQL.DSNSecretRef.DeepCopy()}},
+		corev1.EnvVar{Name: "IMKUBE_MYSQL_DATABASE", Value: iso.MySQLDatabase},
 		corev1.EnvVar{Name: "IMKUBE_ROCKETMQ_NAMESRV", Value: strings.Join(deps.RocketMQ.NameServers, ";")},
+		corev1.EnvVar{Name: "IMKUBE_UPSTREAM_TOPIC", Value: iso.UpstreamTopic},
+		corev1.EnvVar{Name: "IMKUBE_PUSH_TOPIC", Value: iso.PushTopic},
+		corev1.EnvVar{Name: "IMKUBE_BUS_GROUP_PREFIX", Value: iso.ConsumerGroupPrefix},
 		corev1.EnvVar{Name: "IMKUBE_JWT_KEY_FILE", Value: AuthDir + "/" + JWTKeyKey},
 		corev1.EnvVar{Name: "IMKUBE_CONFIG_FILE", Value: ConfigDir + "/" + ConfigFileKey},
 		corev1.EnvVar{Name: "IMKUBE_SENTINEL_RULES_FILE", Value: ConfigDir + "/" + SentinelFileKey},
@@ -233,6 +248,47 @@ func Env(c *imv1.IMCluster) []corev1.EnvVar {
 		corev1.EnvVar{Name: "IMKUBE_SEQUENCE_URL", Value: ServiceURL(c, Sequence)},
 	)
 	return env
+}
+
+// CheckWritablePaths reports a container of spec whose $HOME (or TMPDIR)
+// is unset or not on a writable volume: with a read-only root filesystem
+// every path a process writes must be a mounted emptyDir. Both controllers'
+// tests run it on their Deployments.
+func CheckWritablePaths(spec corev1.PodSpec) error {
+	emptyDirs := map[string]bool{}
+	for _, v := range spec.Volumes {
+		emptyDirs[v.Name] = v.EmptyDir != nil
+	}
+	var errs []string
+	for _, c := range spec.Containers {
+		env := map[string]string{}
+		for _, e := range c.Env {
+			env[e.Name] = e.Value
+		}
+		for _, name := range []string{"HOME", "TMPDIR"} {
+			path, ok := env[name]
+			if name == "TMPDIR" && !ok {
+				path = "/tmp" // the default of os.TempDir
+			}
+			if path == "" {
+				errs = append(errs, fmt.Sprintf("container %s: %s is not set", c.Name, name))
+				continue
+			}
+			writable := false
+			for _, m := range c.VolumeMounts {
+				if emptyDirs[m.Name] && !m.ReadOnly && (path == m.MountPath || strings.HasPrefix(path, strings.TrimSuffix(m.MountPath, "/")+"/")) {
+					writable = true
+				}
+			}
+			if !writable {
+				errs = append(errs, fmt.Sprintf("container %s: %s=%s is not on a writable emptyDir", c.Name, name, path))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
 }
 
 // Probes returns the liveness and readiness probes of the contract.

@@ -224,25 +224,12 @@ func helmInstall(t *testing.T, s *suite, k *kube) {
 	crdNames := []string{"imclusters.im.imkube.io", "gatewaypools.im.imkube.io"}
 	crdsExisted := k.exec(cmdTimeout, "", "kubectl", append([]string{"get", "crd"}, crdNames...)...).err == nil
 
+	// The quick start's helm install (docs/install.md), rewritten only as
+	// quickstartSteps says.
 	helmTimeout := max(5*time.Minute, cfg.readyTimeout) // in-cluster: the demo dependencies start too
-	args := []string{"install", release, filepath.Join(root, "charts", "imkube"), "-n", namespace,
-		"--wait", "--timeout", helmTimeout.String()}
-	if cfg.image != "" {
-		// The tag follows the last ":" after the last "/" (a registry may have a port).
-		i := strings.LastIndex(cfg.image, ":")
-		repo, tag := cfg.image[:max(i, 0)], cfg.image[i+1:]
-		if i < 0 || strings.Contains(tag, "/") || repo == "" || tag == "" {
-			t.Fatalf("IMKUBE_E2E_IMAGE=%q: want repository:tag", cfg.image)
-		}
-		args = append(args, "--set", "image.repository="+repo, "--set", "image.tag="+tag)
-	}
-	if cfg.mode == modeInCluster {
-		// The sample points at the chart's demo dependencies (imkube-redis, ...).
-		args = append(args, "--set", "dependencies.enabled=true")
-	}
-	r := k.exec(helmTimeout+time.Minute, "", k.helm, args...)
-	if r.err != nil {
-		t.Fatalf("helm %s: %v", strings.Join(args, " "), r)
+	install := quickstartSteps(t, quickstartBlock(t, root), cfg, helmTimeout)[0]
+	if r := install.run(k, root, "", helmTimeout+time.Minute); r.err != nil {
+		t.Fatalf("%s: %v", install, r)
 	}
 	if crdsExisted {
 		// Helm never upgrades CRDs in crds/; a cluster kept from an earlier run
@@ -375,16 +362,26 @@ func applySamples(t *testing.T, s *suite, k *kube) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	manifest := imclusterManifest(t, raw, cfg)
-	k.mustIn(manifest, "apply", "-f", "-")
-	k.must("apply", "-f", filepath.Join(samples, "gatewaypool.yaml"))
+	// The quick start's kubectl apply and kubectl wait (docs/install.md).
+	steps := quickstartSteps(t, quickstartBlock(t, root), cfg, 0)
+	if r := steps[1].run(k, root, imclusterManifest(t, raw, cfg), cmdTimeout); r.err != nil {
+		t.Fatalf("%s: %v", steps[1], r)
+	}
+	if r := steps[2].run(k, root, "", cfg.readyTimeout+30*time.Second); r.err != nil {
+		var imc imv1.IMCluster
+		k.get(&imc, "imc", clusterName)
+		var gwp imv1.GatewayPool
+		k.get(&gwp, "gwp", poolName)
+		t.Fatalf("%s: %v\nIMCluster conditions: %s\nGatewayPool conditions: %s\noperator log tail:\n%s",
+			steps[2], r, conditions(imc.Status.Conditions), conditions(gwp.Status.Conditions), s.operatorLog(60))
+	}
 	waitReady(t, s, k)
 }
 
 // imclusterManifest returns the sample's documents; in process mode the
 // RocketMQ addresses become the real RocketMQ of hack/deps.sh (the sample
-// expects the chart's demo dependencies), in in-cluster mode the sample's
-// Secret is left out (the chart's demo MySQL Secret of the same name holds the DSN).
+// expects the chart's demo dependencies); in in-cluster mode it is applied
+// as it is.
 func imclusterManifest(t *testing.T, raw []byte, cfg config) string {
 	t.Helper()
 	var out []string
@@ -394,10 +391,6 @@ func imclusterManifest(t *testing.T, raw []byte, cfg config) string {
 			t.Fatalf("sample imcluster.yaml: %v", err)
 		}
 		switch u.GetKind() {
-		case "Secret":
-			if cfg.mode == modeInCluster {
-				continue
-			}
 		case "IMCluster":
 			if cfg.mode == modeProcess {
 				setNested(t, &u, []any{cfg.namesrv}, "spec", "dependencies", "rocketmq", "nameServers")

@@ -33,9 +33,9 @@ func TestIMClusterManifest(t *testing.T) {
 			wantBroker:  "127.0.0.1:20911",
 		},
 		{
-			name:        "in-cluster mode keeps the demo dependencies and drops the Secret",
+			name:        "in-cluster mode keeps the demo dependencies",
 			give:        config{mode: modeInCluster},
-			wantKinds:   []string{"IMCluster"},
+			wantKinds:   []string{"Secret", "IMCluster"},
 			wantNamesrv: "imkube-rocketmq-namesrv:9876",
 			wantBroker:  "imkube-rocketmq-broker:10911",
 		},
