@@ -1,0 +1,116 @@
+// Command probe checks the network from inside a pod of the local real node
+// (hack/node.sh check): each argument is one check, run in order, and the
+// first failure exits 1.
+//
+//	dns:NAME          resolve NAME with the pod's resolver (cluster DNS), print the addresses
+//	http:URL          GET URL, want a 2xx status, print the status and the first bytes of the body
+//	tcp:HOST:PORT     open a TCP connection
+//	redis:HOST:PORT   send PING, want +PONG
+//	sleep:DURATION    sleep (e.g. keep a pod running: sleep:1h)
+//
+// Every network check retries for up to 30 s (DNS records and iptables rules
+// may lag a new Service by a few seconds).
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: probe dns:NAME|http:URL|tcp:HOST:PORT|redis:HOST:PORT|sleep:DURATION ...")
+		os.Exit(2)
+	}
+	for _, arg := range os.Args[1:] {
+		kind, target, ok := strings.Cut(arg, ":")
+		if !ok {
+			fail(arg, fmt.Errorf("want KIND:TARGET"))
+		}
+		if kind == "sleep" {
+			d, err := time.ParseDuration(target)
+			if err != nil {
+				fail(arg, err)
+			}
+			time.Sleep(d)
+			continue
+		}
+		var out string
+		var err error
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			out, err = check(kind, target)
+			if err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		if err != nil {
+			fail(arg, err)
+		}
+		fmt.Printf("ok %s %s\n", arg, out)
+	}
+}
+
+func fail(arg string, err error) {
+	fmt.Printf("FAIL %s: %v\n", arg, err)
+	os.Exit(1)
+}
+
+func check(kind, target string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	switch kind {
+	case "dns":
+		addrs, err := net.DefaultResolver.LookupHost(ctx, target)
+		if err != nil {
+			return "", err
+		}
+		return strings.Join(addrs, ","), nil
+	case "http", "https":
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, kind+":"+target, nil)
+		if err != nil {
+			return "", err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+		if resp.StatusCode/100 != 2 {
+			return "", fmt.Errorf("status %s: %q", resp.Status, body)
+		}
+		return fmt.Sprintf("%s %q", resp.Status, strings.TrimSpace(string(body))), nil
+	case "tcp", "redis":
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "tcp", target)
+		if err != nil {
+			return "", err
+		}
+		defer conn.Close()
+		if kind == "tcp" {
+			return conn.RemoteAddr().String(), nil
+		}
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(conn, "PING\r\n"); err != nil {
+			return "", err
+		}
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		if err != nil {
+			return "", err
+		}
+		if strings.TrimSpace(line) != "+PONG" {
+			return "", fmt.Errorf("reply %q", line)
+		}
+		return "+PONG", nil
+	}
+	return "", fmt.Errorf("unknown check %q", kind)
+}
