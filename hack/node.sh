@@ -18,6 +18,7 @@
 #                                      pointing at the host dependencies of hack/deps.sh
 #   hack/node.sh check [IMAGE_TAR]     smoke test: a Job, a Deployment + Service, DNS from a pod
 #   hack/node.sh clean                 down, delete the node's images/state and its API objects
+#   hack/node.sh build                 only install the packages and build the binaries/images
 #
 # Network: the bridge imkube0 holds the host address 10.245.0.1/24 ($HOST_IP), pods
 # get 10.245.0.0/24 (host-local IPAM). The host address is how pods reach the host:
@@ -128,11 +129,11 @@ install_packages() {
 locked_build() {
 	local dir="$1" name="$2" key="$3"
 	shift 3
-	if [[ -x "$dir/$name" && "$(cat "$dir/.$name.key" 2>/dev/null)" == "$key" ]]; then return 0; fi
+	if [[ -f "$dir/$name" && "$(cat "$dir/.$name.key" 2>/dev/null)" == "$key" ]]; then return 0; fi
 	mkdir -p "$dir"
 	exec 8>"$dir/.$name.lock"
 	flock 8
-	if ! [[ -x "$dir/$name" && "$(cat "$dir/.$name.key" 2>/dev/null)" == "$key" ]]; then
+	if ! [[ -f "$dir/$name" && "$(cat "$dir/.$name.key" 2>/dev/null)" == "$key" ]]; then
 		log "building $name into $dir (cold: minutes)"
 		local start=$SECONDS
 		"$@"
@@ -171,8 +172,12 @@ crane_image() {
 	local rootfs="$1" ref="$2" entrypoint="$3" out="$4" crane work reg_pid port="" i
 	crane="$("$ROOT/hack/image.sh" crane)"
 	work="$(mktemp -d)"
-	tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$rootfs" -cf "$work/layer.tar" .
-	"$crane" registry serve --address 127.0.0.1:0 >"$work/registry.log" 2>&1 &
+	# shellcheck disable=SC2046 # the rootfs holds one binary
+	tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$rootfs" -cf "$work/layer.tar" $(ls -A "$rootfs")
+	# The log exists before the registry starts (no race with the first read); the
+	# registry must not inherit the build lock (fd 8).
+	: >"$work/registry.log"
+	"$crane" registry serve --address 127.0.0.1:0 >"$work/registry.log" 2>&1 8>&- &
 	reg_pid=$!
 	for ((i = 0; i < 100; i++)); do
 		port="$(sed -n 's/.*serving on port \([0-9]*\).*/\1/p' "$work/registry.log" | head -1)"
@@ -249,6 +254,7 @@ subjectAltName=IP:$HOST_IP,DNS:$NODE_NAME"
 	sign kube-proxy "/CN=system:kube-proxy" "extendedKeyUsage=clientAuth"
 	sign coredns "/CN=imkube:coredns" "extendedKeyUsage=clientAuth"
 	echo "$ca_sum" >"$PKI/ca.sum"
+	CHANGED+="kubelet kube-proxy coredns "
 }
 
 # write_kubeconfig NAME: $STATE/NAME.kubeconfig with the client certificate NAME.
@@ -274,14 +280,33 @@ write_kubeconfig() {
 		current-context: local
 	EOF
 	chmod 600 "$STATE/$name.kubeconfig.tmp"
-	mv -f "$STATE/$name.kubeconfig.tmp" "$STATE/$name.kubeconfig"
+	if cmp -s "$STATE/$name.kubeconfig.tmp" "$STATE/$name.kubeconfig"; then
+		rm -f "$STATE/$name.kubeconfig.tmp"
+	else
+		mv -f "$STATE/$name.kubeconfig.tmp" "$STATE/$name.kubeconfig"
+		CHANGED+="${name%-client} "
+	fi
 }
 
 # ---- configuration files -------------------------------------------------------------
 
+# put FILE COMPONENT: write stdin to FILE only if it differs (kube-proxy exits when
+# its config file is touched) and remember COMPONENT as needing a restart.
+CHANGED=" "
+put() {
+	local f="$1"
+	cat >"$f.tmp"
+	if cmp -s "$f.tmp" "$f"; then
+		rm -f "$f.tmp"
+	else
+		mv -f "$f.tmp" "$f"
+		CHANGED+="$2 "
+	fi
+}
+
 write_configs() {
 	mkdir -p "$STATE/cni" "$NODE_ROOT"
-	cat >"$STATE/containerd.toml" <<-EOF
+	put "$STATE/containerd.toml" containerd <<-EOF
 		# Written by hack/node.sh; containerd 1.6 (Debian), CRI for the kubelet only.
 		version = 2
 		root = "$NODE_ROOT/containerd"
@@ -313,7 +338,7 @@ write_configs() {
 		    max_conf_num = 1
 	EOF
 	# Bridge + host-local IPAM; no ipMasq: pods talk only to the host and each other.
-	cat >"$STATE/cni/10-imkube.conflist" <<-EOF
+	put "$STATE/cni/10-imkube.conflist" cni <<-EOF
 		{
 		  "cniVersion": "1.0.0",
 		  "name": "imkube",
@@ -334,7 +359,7 @@ write_configs() {
 		  ]
 		}
 	EOF
-	cat >"$STATE/kubelet.yaml" <<-EOF
+	put "$STATE/kubelet.yaml" kubelet <<-EOF
 		apiVersion: kubelet.config.k8s.io/v1beta1
 		kind: KubeletConfiguration
 		# cgroup v1 host without systemd (see ../shared notes): both are required.
@@ -370,7 +395,7 @@ write_configs() {
 		serverTLSBootstrap: false
 		nodeStatusReportFrequency: 1m
 	EOF
-	cat >"$STATE/kube-proxy.yaml" <<-EOF
+	put "$STATE/kube-proxy.yaml" kube-proxy <<-EOF
 		apiVersion: kubeproxy.config.k8s.io/v1alpha1
 		kind: KubeProxyConfiguration
 		clientConnection: {kubeconfig: $STATE/kube-proxy.kubeconfig}
@@ -386,7 +411,7 @@ write_configs() {
 		# 0: leave the host's conntrack settings alone.
 		conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 	EOF
-	cat >"$STATE/Corefile" <<-EOF
+	put "$STATE/Corefile" coredns <<-EOF
 		$CLUSTER_DOMAIN:53 in-addr.arpa:53 ip6.arpa:53 {
 		    bind $HOST_IP
 		    errors
@@ -628,7 +653,7 @@ apply_cluster_objects() {
 # cordon_kwok: the kwok fake nodes stay unschedulable while the real node is up.
 cordon_kwok() {
 	local n
-	for n in $(kubectl_ get nodes -l type=kwok -o jsonpath='{range .items[?(@.spec.unschedulable!=true)]}{.metadata.name}{" "}{end}'); do
+	for n in $(kubectl_ get nodes -l type=kwok -o go-template='{{range .items}}{{if not .spec.unschedulable}}{{.metadata.name}} {{end}}{{end}}'); do
 		log "cordoning the fake node $n (pods must run on $NODE_NAME)"
 		kubectl_ cordon "$n" >/dev/null
 		echo "$n" >>"$STATE/cordoned"
@@ -670,14 +695,23 @@ up() {
 	write_kubeconfig coredns
 	write_configs
 	network_up
+	# A running component whose configuration changed starts again with the new one.
+	local c
+	for c in kubelet coredns kube-proxy containerd; do
+		if [[ "$CHANGED" == *" $c "* ]]; then
+			stop "$c" "$([[ $c == containerd ]] && echo /containerd || echo "/$c ")"
+		fi
+	done
 
 	start containerd "$(command -v containerd)" --config "$STATE/containerd.toml"
 	wait_healthy containerd 30
-	if ! images_present; then
+	# Imported again when hack/node/images changed (same tags, new content).
+	if ! images_present || [[ "$(cat "$NODE_ROOT/images.key" 2>/dev/null)" != "$(images_key)" ]]; then
 		log "importing the pause and probe images"
 		ctr_ images import "$(images_dir)/pause.tar" >/dev/null
 		ctr_ images import "$(images_dir)/probe.tar" >/dev/null
 		images_present || die "images $PAUSE_IMAGE/$PROBE_IMAGE missing after import"
+		images_key >"$NODE_ROOT/images.key"
 	fi
 
 	apply_cluster_objects
@@ -784,7 +818,7 @@ down() {
 		find /var/log/containers -maxdepth 1 -type l -lname "$NODE_ROOT/*" -delete 2>/dev/null || true
 		rmdir /var/log/containers 2>/dev/null || true
 	fi
-	rm -rf "$RUN_DIR" "$NODE_ROOT/kubelet" "$NODE_ROOT/pod-logs" "$NODE_ROOT/cni"
+	rm -rf --one-file-system "$RUN_DIR" "$NODE_ROOT/kubelet" "$NODE_ROOT/pod-logs" "$NODE_ROOT/cni"
 }
 
 # ---- other commands -------------------------------------------------------------------------------
@@ -980,7 +1014,8 @@ check() {
 	echo "check 3 ok: host -> $cip:8080/readyz: $body"
 
 	log "check 4/4: a pod resolves the Service by name and gets /readyz; DNS of kubernetes.default, the API through its Service"
-	local args=("dns:dev.$CHECK_NS.svc.$CLUSTER_DOMAIN" "http://dev:8080/readyz" "dns:kubernetes.default" "tcp:kubernetes.default:443")
+	local args=("dns:dev.$CHECK_NS.svc.$CLUSTER_DOMAIN" "http://dev:8080/readyz" "dns:kubernetes.default"
+		"https://kubernetes.default/readyz")
 	# With expose-deps done in this namespace: the host dependencies too.
 	if [[ -n "${IMKUBE_NODE_CHECK_DEPS:-}" ]]; then
 		expose_deps "$CHECK_NS"
@@ -998,12 +1033,12 @@ check() {
 		  - {name: probe, image: "$PROBE_IMAGE", imagePullPolicy: Never, args: [${yaml_args%, }]}
 	EOF
 	for ((i = 0; i < 90; i++)); do
-		"${k[@]}" logs probe 2>/dev/null | grep -q "^FAIL\|ok ${args[-1]} " && break
+		"${k[@]}" logs probe 2>/dev/null | grep -q -e "^FAIL" -e "^ok ${args[-1]} " && break
 		[[ "$("${k[@]}" get pod probe -o jsonpath='{.status.phase}' 2>/dev/null)" == Failed ]] && break
 		sleep 1
 	done
 	"${k[@]}" logs probe | sed 's/^/  /'
-	"${k[@]}" logs probe | grep -q "^ok ${args[-1]} " || die "check 4: the probe pod failed (above)"
+	"${k[@]}" logs probe | grep -qF "ok ${args[-1]} " || die "check 4: the probe pod failed (above)"
 	echo "check 4 ok"
 	echo "kubectl exec probe -- /probe dns:dev: $("${k[@]}" exec probe -- /probe dns:dev)"
 	"${k[@]}" delete pod probe --grace-period 1 --wait=false >/dev/null
@@ -1020,7 +1055,7 @@ clean() {
 		kubectl_ delete clusterrolebinding,clusterrole imkube-node:coredns --ignore-not-found >/dev/null 2>&1 || true
 	fi
 	unmount_under "$NODE_ROOT"
-	rm -rf "$NODE_ROOT" "$STATE"
+	rm -rf --one-file-system "$NODE_ROOT" "$STATE"
 }
 
 cmd="${1:-}"
@@ -1034,12 +1069,17 @@ up | down | clean)
 	"$cmd"
 	;;
 status) status ;;
+build)
+	install_packages
+	build_all
+	echo "$KUBE_BIN $COREDNS $CRICTL $(images_dir)"
+	;;
 env) env_lines ;;
 import-image) import_image "$@" ;;
 expose-deps) expose_deps "$@" ;;
 check) check "$@" ;;
 *)
-	sed -n '2,20s/^# \{0,1\}//p' "$0" >&2
+	sed -n '2,21s/^# \{0,1\}//p' "$0" >&2
 	exit 2
 	;;
 esac

@@ -4,6 +4,7 @@
 //
 //	dns:NAME          resolve NAME with the pod's resolver (cluster DNS), print the addresses
 //	http:URL          GET URL, want a 2xx status, print the status and the first bytes of the body
+//	https:URL         the same over TLS, trusting the pod's service-account CA (the API server)
 //	tcp:HOST:PORT     open a TCP connection
 //	redis:HOST:PORT   send PING, want +PONG
 //	sleep:DURATION    sleep (e.g. keep a pod running: sleep:1h)
@@ -15,6 +16,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -59,6 +62,19 @@ func main() {
 	}
 }
 
+// client trusts the service-account CA when the pod has one (https to the API server).
+var client = func() *http.Client {
+	pem, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/ca.crt")
+	if err != nil {
+		return http.DefaultClient
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+	return &http.Client{Transport: tr}
+}()
+
 func fail(arg string, err error) {
 	fmt.Printf("FAIL %s: %v\n", arg, err)
 	os.Exit(1)
@@ -79,7 +95,7 @@ func check(kind, target string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := client.Do(req)
 		if err != nil {
 			return "", err
 		}
