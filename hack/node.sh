@@ -484,12 +484,18 @@ network_down() {
 	fi
 	iptables -w 30 -t mangle -F IMKUBE-NODE 2>/dev/null || true
 	iptables -w 30 -t mangle -X IMKUBE-NODE 2>/dev/null || true
-	# The kubelet's canary chains (kube-proxy --cleanup removes its own).
-	local t c
-	for t in mangle nat filter; do
-		for c in KUBE-KUBELET-CANARY KUBE-IPTABLES-HINT KUBE-PROXY-CANARY KUBE-FIREWALL; do
-			iptables -w 30 -t "$t" -F "$c" 2>/dev/null && iptables -w 30 -t "$t" -X "$c" 2>/dev/null || true
-			ip6tables -w 30 -t "$t" -F "$c" 2>/dev/null && ip6tables -w 30 -t "$t" -X "$c" 2>/dev/null || true
+	# The kubelet's chains (KUBE-FIREWALL with jumps from INPUT/OUTPUT, canaries) and
+	# kube-proxy's canary (kube-proxy --cleanup removes the rest of its rules).
+	local ipt t c rule
+	for ipt in iptables ip6tables; do
+		for t in mangle nat filter; do
+			for c in KUBE-FIREWALL KUBE-KUBELET-CANARY KUBE-IPTABLES-HINT KUBE-PROXY-CANARY; do
+				{ "$ipt" -w 30 -t "$t" -S 2>/dev/null || true; } | { grep -- "-j $c\$" || true; } | while IFS= read -r rule; do
+					# shellcheck disable=SC2086 # a rule as iptables -S prints it
+					"$ipt" -w 30 -t "$t" ${rule/-A /-D } 2>/dev/null || true
+				done
+				"$ipt" -w 30 -t "$t" -F "$c" 2>/dev/null && "$ipt" -w 30 -t "$t" -X "$c" 2>/dev/null || true
+			done
 		done
 	done
 	if ip link show "$BRIDGE" >/dev/null 2>&1; then
@@ -568,15 +574,34 @@ forward() {
 	setsid socat "TCP4-LISTEN:$port,bind=$HOST_IP,reuseaddr,fork,backlog=1024" "TCP4:127.0.0.1:$port" \
 		</dev/null >>"$LOGS/$name.log" 2>&1 7>&- 8>&- 9>&- &
 	echo $! >"$PIDS/$name.pid"
-	wait_for 10 bash -c "exec 3<>/dev/tcp/$HOST_IP/$port" || die "forwarder on $HOST_IP:$port does not accept (log: $LOGS/$name.log)"
+	local i
+	for ((i = 0; i < 100; i++)); do
+		(exec 3<>"/dev/tcp/$HOST_IP/$port") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	die "forwarder on $HOST_IP:$port does not accept (log: $LOGS/$name.log)"
 }
 
 stop_forwarders() {
-	local f name
+	local f name pid i
 	for f in "$PIDS"/fwd-*.pid; do
 		[[ -e "$f" ]] || continue
 		name="$(basename "$f" .pid)"
-		stop "$name" "TCP4-LISTEN:${name#fwd-}," 5
+		if running "$name" "TCP4-LISTEN:${name#fwd-},"; then
+			pid="$(pid_of "$name")"
+			log "stopping the forwarder $HOST_IP:${name#fwd-} (pid $pid)"
+			kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+		fi
+	done
+	for f in "$PIDS"/fwd-*.pid; do
+		[[ -e "$f" ]] || continue
+		pid="$(cat "$f")"
+		for ((i = 0; i < 50; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL -- "-$pid" 2>/dev/null || true
+		rm -f "$f"
 	done
 }
 
@@ -898,7 +923,7 @@ expose_deps() {
 	local redis mysql namesrv broker p
 	read -r redis mysql namesrv broker <<<"$(deps_ports)"
 	for p in "$redis" "$mysql" "$namesrv" "$broker"; do forward "$p"; done
-	kubectl_ create namespace "$ns" --dry-run=client -o yaml | kubectl_ apply -f - >/dev/null
+	kubectl_ get namespace "$ns" >/dev/null 2>&1 || kubectl_ create namespace "$ns" >/dev/null
 	{
 		local svc port target
 		for svc in "redis:6379:$redis" "mysql:3306:$mysql" "rocketmq-namesrv:9876:$namesrv" "rocketmq-broker:10911:$broker"; do
@@ -1019,7 +1044,7 @@ check() {
 	# With expose-deps done in this namespace: the host dependencies too.
 	if [[ -n "${IMKUBE_NODE_CHECK_DEPS:-}" ]]; then
 		expose_deps "$CHECK_NS"
-		args+=("redis:imkube-redis:6379" "tcp:imkube-mysql:3306" "tcp:imkube-rocketmq-namesrv:9876" "tcp:imkube-rocketmq-broker:10911")
+		args+=("redis:imkube-redis:6379" "mysql:imkube-mysql:3306" "rocketmq:imkube-rocketmq-namesrv:9876" "tcp:imkube-rocketmq-broker:10911")
 	fi
 	local a yaml_args=""
 	for a in "${args[@]}" "sleep:1h"; do yaml_args+="\"$a\", "; done

@@ -7,6 +7,9 @@
 //	https:URL         the same over TLS, trusting the pod's service-account CA (the API server)
 //	tcp:HOST:PORT     open a TCP connection
 //	redis:HOST:PORT   send PING, want +PONG
+//	mysql:HOST:PORT   want the server's handshake (not an error packet such as "host not allowed")
+//	rocketmq:HOST:PORT  ask the name server for the cluster (GET_BROKER_CLUSTER_INFO) and
+//	                  connect to every broker address it advertises
 //	sleep:DURATION    sleep (e.g. keep a pod running: sleep:1h)
 //
 // Every network check retries for up to 30 s (DNS records and iptables rules
@@ -18,11 +21,13 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -105,7 +110,9 @@ func check(kind, target string) (string, error) {
 			return "", fmt.Errorf("status %s: %q", resp.Status, body)
 		}
 		return fmt.Sprintf("%s %q", resp.Status, strings.TrimSpace(string(body))), nil
-	case "tcp", "redis":
+	case "rocketmq":
+		return rocketmqBrokers(ctx, target)
+	case "tcp", "redis", "mysql":
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, "tcp", target)
 		if err != nil {
@@ -116,6 +123,23 @@ func check(kind, target string) (string, error) {
 			return conn.RemoteAddr().String(), nil
 		}
 		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if kind == "mysql" {
+			// A packet: 3-byte length, sequence number, payload; the handshake
+			// starts with protocol version 10, an error packet with 0xff.
+			hdr := make([]byte, 4)
+			if _, err := io.ReadFull(conn, hdr); err != nil {
+				return "", err
+			}
+			payload := make([]byte, int(hdr[0])|int(hdr[1])<<8|int(hdr[2])<<16)
+			if _, err := io.ReadFull(conn, payload); err != nil {
+				return "", err
+			}
+			if len(payload) < 2 || payload[0] != 10 {
+				return "", fmt.Errorf("no handshake: %q", payload)
+			}
+			version, _, _ := strings.Cut(string(payload[1:]), "\x00")
+			return "handshake " + version, nil
+		}
 		if _, err := io.WriteString(conn, "PING\r\n"); err != nil {
 			return "", err
 		}
@@ -129,4 +153,55 @@ func check(kind, target string) (string, error) {
 		return "+PONG", nil
 	}
 	return "", fmt.Errorf("unknown check %q", kind)
+}
+
+var addrRE = regexp.MustCompile(`\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}:\d{1,5}\b`)
+
+// rocketmqBrokers sends one RocketMQ remoting request (JSON header, code 106
+// GET_BROKER_CLUSTER_INFO) to the name server and dials every broker address in
+// the answer: the addresses clients of this pod would use.
+func rocketmqBrokers(ctx context.Context, namesrv string) (string, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", namesrv)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	header := []byte(`{"code":106,"flag":0,"language":"GO","opaque":1,"serializeTypeCurrentRPC":"JSON","version":317}`)
+	frame := make([]byte, 8, 8+len(header))
+	binary.BigEndian.PutUint32(frame[0:4], uint32(4+len(header)))
+	binary.BigEndian.PutUint32(frame[4:8], uint32(len(header))) // serialize type 0 (JSON) in the high byte
+	if _, err := conn.Write(append(frame, header...)); err != nil {
+		return "", err
+	}
+	lenBuf := make([]byte, 4)
+	if _, err := io.ReadFull(conn, lenBuf); err != nil {
+		return "", err
+	}
+	n := binary.BigEndian.Uint32(lenBuf)
+	if n < 4 || n > 1<<20 {
+		return "", fmt.Errorf("bad frame length %d", n)
+	}
+	resp := make([]byte, n)
+	if _, err := io.ReadFull(conn, resp); err != nil {
+		return "", err
+	}
+	hlen := binary.BigEndian.Uint32(resp[0:4]) & 0xffffff
+	if int(hlen) > len(resp)-4 {
+		return "", fmt.Errorf("bad header length %d", hlen)
+	}
+	body := resp[4+hlen:]
+	addrs := addrRE.FindAllString(string(body), -1)
+	if len(addrs) == 0 {
+		return "", fmt.Errorf("no broker address in %q (header %q)", body, resp[4:4+hlen])
+	}
+	for _, a := range addrs {
+		c, err := d.DialContext(ctx, "tcp", a)
+		if err != nil {
+			return "", fmt.Errorf("advertised broker %s: %w", a, err)
+		}
+		c.Close()
+	}
+	return "brokers " + strings.Join(addrs, ","), nil
 }
