@@ -25,7 +25,8 @@
 # kubelet (:17250), CoreDNS (:53, behind the ClusterIP Service kube-system/kube-dns
 # 10.96.0.10) and TCP forwarders (socat, HOST_IP:PORT -> 127.0.0.1:PORT) for the
 # API server (default/kubernetes Service) and, after expose-deps, the dependencies.
-# Pods cannot reach anything beyond the host (mangle FORWARD drops it). The kwok
+# Pods cannot reach anything beyond the host (mangle FORWARD drops it), and only
+# pods and the host reach the host address (mangle INPUT). The kwok
 # fake node is cordoned while the real node is up (and uncordoned by down).
 #
 # Binaries: kubelet, kube-proxy via hack/kube.sh (wrapper hack/kube-wrapper/node),
@@ -476,14 +477,27 @@ network_up() {
 	iptables_ensure mangle IMKUBE-NODE -i "$BRIDGE" -j DROP
 	iptables_ensure mangle IMKUBE-NODE -o "$BRIDGE" -j DROP
 	iptables -w 30 -t mangle -C FORWARD -j IMKUBE-NODE 2>/dev/null || iptables -w 30 -t mangle -I FORWARD 1 -j IMKUBE-NODE
+	# The host address (kubelet, CoreDNS, the forwarders to Redis, MySQL, ...) answers
+	# pods and the host itself only, not other machines that might route to it.
+	iptables -w 30 -t mangle -N IMKUBE-NODE-IN 2>/dev/null || true
+	iptables_ensure mangle IMKUBE-NODE-IN -i "$BRIDGE" -j RETURN
+	iptables_ensure mangle IMKUBE-NODE-IN -i lo -j RETURN
+	iptables_ensure mangle IMKUBE-NODE-IN -d "$POD_SUBNET" -j DROP
+	iptables -w 30 -t mangle -C INPUT -j IMKUBE-NODE-IN 2>/dev/null || iptables -w 30 -t mangle -I INPUT 1 -j IMKUBE-NODE-IN
 }
 
 network_down() {
 	if iptables -w 30 -t mangle -C FORWARD -j IMKUBE-NODE 2>/dev/null; then
 		iptables -w 30 -t mangle -D FORWARD -j IMKUBE-NODE
 	fi
-	iptables -w 30 -t mangle -F IMKUBE-NODE 2>/dev/null || true
-	iptables -w 30 -t mangle -X IMKUBE-NODE 2>/dev/null || true
+	if iptables -w 30 -t mangle -C INPUT -j IMKUBE-NODE-IN 2>/dev/null; then
+		iptables -w 30 -t mangle -D INPUT -j IMKUBE-NODE-IN
+	fi
+	local ch
+	for ch in IMKUBE-NODE IMKUBE-NODE-IN; do
+		iptables -w 30 -t mangle -F "$ch" 2>/dev/null || true
+		iptables -w 30 -t mangle -X "$ch" 2>/dev/null || true
+	done
 	# The kubelet's chains (KUBE-FIREWALL with jumps from INPUT/OUTPUT, canaries) and
 	# kube-proxy's canary (kube-proxy --cleanup removes the rest of its rules).
 	local ipt t c rule
