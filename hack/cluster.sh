@@ -23,6 +23,14 @@
 # Ports (chosen not to clash with hack/deps.sh, envtest's random ports or a
 # real cluster's defaults): etcd 12379/12380, kube-apiserver 16443,
 # controller-manager 17257, scheduler 17259, kwok 17247.
+# IMKUBE_CLUSTER_PORT_OFFSET=N adds N to all of them (a second control plane
+# next to the first one, with its own IMKUBE_CACHE).
+#
+# IMKUBE_CLUSTER_NODE=1 (set by hack/node.sh, the real node): the API server also
+# gets a kubelet client certificate (O=system:masters) and prefers the nodes'
+# InternalIP, so `kubectl logs/exec/port-forward` reach a real kubelet. A running
+# API server started without those flags is restarted once with them; without the
+# variable nothing changes (the kwok path ignores the extra flags either way).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -43,12 +51,15 @@ KIND="$KIND_DIR/kind"
 KIND_CLUSTER="imkube-e2e"
 KIND_KUBECONFIG="$STATE/kind.kubeconfig"
 
-ETCD_PORT=12379
-ETCD_PEER_PORT=12380
-APISERVER_PORT=16443
-KCM_PORT=17257
-SCHED_PORT=17259
-KWOK_PORT=17247
+PORT_OFFSET="${IMKUBE_CLUSTER_PORT_OFFSET:-0}"
+[[ "$PORT_OFFSET" =~ ^[0-9]+$ ]] || { echo "cluster.sh: IMKUBE_CLUSTER_PORT_OFFSET must be a number" >&2; exit 2; }
+ETCD_PORT=$((12379 + PORT_OFFSET))
+ETCD_PEER_PORT=$((12380 + PORT_OFFSET))
+APISERVER_PORT=$((16443 + PORT_OFFSET))
+KCM_PORT=$((17257 + PORT_OFFSET))
+SCHED_PORT=$((17259 + PORT_OFFSET))
+KWOK_PORT=$((17247 + PORT_OFFSET))
+NODE_VARIANT="${IMKUBE_CLUSTER_NODE:-0}"
 SERVICE_CIDR="10.96.0.0/16"
 # Components in start order (down stops them in reverse).
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
@@ -135,6 +146,33 @@ write_pki() {
 		chmod 600 ./*.key tokens.csv
 		touch done
 	)
+}
+
+# The API server's client certificate for kubelets (logs, exec, port-forward):
+# O=system:masters, so a kubelet with Webhook authorization allows it. Only
+# written for the real-node variant (IMKUBE_CLUSTER_NODE=1); idempotent.
+write_kubelet_client_pki() {
+	[[ -f "$PKI/kubelet-client.crt" ]] && return 0
+	log "writing the API server's kubelet client certificate"
+	(
+		cd "$PKI"
+		printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' >kubelet-client.ext
+		openssl req -newkey rsa:2048 -nodes -keyout kubelet-client.key -out kubelet-client.csr \
+			-subj "/O=system:masters/CN=kube-apiserver-kubelet-client" 2>/dev/null
+		openssl x509 -req -in kubelet-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+			-out kubelet-client.crt.tmp -days 3650 -extfile kubelet-client.ext 2>/dev/null
+		chmod 600 kubelet-client.key
+		mv -f kubelet-client.crt.tmp kubelet-client.crt
+	)
+}
+
+# apiserver_node_args: the extra kube-apiserver flags of the real-node variant.
+apiserver_node_args() {
+	[[ "$NODE_VARIANT" == 1 ]] || return 0
+	printf '%s\n' --kubelet-client-certificate "$PKI/kubelet-client.crt" \
+		--kubelet-client-key "$PKI/kubelet-client.key" \
+		--kubelet-certificate-authority "$PKI/ca.crt" \
+		--kubelet-preferred-address-types InternalIP,Hostname
 }
 
 write_kubeconfig() {
@@ -235,6 +273,17 @@ start_all() {
 	write_pki
 	write_kubeconfig
 	write_stages
+	local node_args=()
+	if [[ "$NODE_VARIANT" == 1 ]]; then
+		write_kubelet_client_pki
+		mapfile -t node_args < <(apiserver_node_args)
+		# An API server started without the kubelet client flags cannot reach a
+		# real kubelet: restart it once with them (clients reconnect).
+		if running kube-apiserver && ! tr '\0' ' ' <"/proc/$(pid_of kube-apiserver)/cmdline" | grep -q -- --kubelet-client-certificate; then
+			log "restarting kube-apiserver with the kubelet client flags (IMKUBE_CLUSTER_NODE=1)"
+			stop kube-apiserver
+		fi
+	fi
 
 	start etcd "$bin/etcd" --name default --data-dir "$STATE/etcd" --unsafe-no-fsync \
 		--listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
@@ -253,7 +302,8 @@ start_all() {
 		--service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
 		--service-account-issuer https://kubernetes.default.svc.cluster.local \
 		--service-cluster-ip-range "$SERVICE_CIDR" \
-		--allow-privileged=true
+		--allow-privileged=true \
+		${node_args[@]+"${node_args[@]}"}
 	wait_healthy kube-apiserver 120
 
 	start kube-controller-manager "$bin/kube-controller-manager" \

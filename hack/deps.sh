@@ -16,6 +16,12 @@
 # IMKUBE_DEPS_INSTANCE=NAME runs a second, separate set (state under deps/instances/NAME, ports
 # +IMKUBE_DEPS_PORT_OFFSET, default 1000), e.g. for fault tests that stop a dependency without
 # disturbing the tests of other packages that share the main set. `env` then prints that set.
+#
+# IMKUBE_DEPS_BROKER_IP=ADDR makes the RocketMQ broker advertise ADDR (brokerIP1) instead of
+# 127.0.0.1: clients get the broker's address from the name server, and pods of the real node
+# (hack/node.sh, ADDR=10.245.0.1, forwarded to 127.0.0.1) cannot use 127.0.0.1. The broker
+# still listens on 127.0.0.1 only. A running broker advertising another address is restarted
+# when the variable is set; unset, nothing changes.
 set -euo pipefail
 
 SCRIPT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
@@ -209,6 +215,7 @@ QJARS="$DEPS/rocketmq"           # shared: pom, Maven repository, jars
 QHOME="$QJARS/$ROCKETMQ_VERSION" # ROCKETMQ_HOME: lib/
 NAMESRV_ADDR="127.0.0.1:$NAMESRV_PORT"
 BROKER_ADDR="127.0.0.1:$BROKER_PORT"
+BROKER_IP="${IMKUBE_DEPS_BROKER_IP:-127.0.0.1}"
 
 rocketmq_install() {
 	if [[ -e "$QHOME/lib/.complete" ]]; then return 0; fi
@@ -256,6 +263,11 @@ mqadmin() {
 booted() { grep -q "boot success" "$1" 2>/dev/null; }
 
 rocketmq_start() {
+	if [[ -n "${IMKUBE_DEPS_BROKER_IP:-}" ]] && broker_running &&
+		! grep -qx "brokerIP1=$BROKER_IP" "$Q/conf/broker.conf" 2>/dev/null; then
+		log "restarting the broker to advertise $BROKER_IP (IMKUBE_DEPS_BROKER_IP)"
+		stop_pid "$Q/broker.pid" BrokerStartup broker
+	fi
 	if rocketmq_running; then return 0; fi
 	rocketmq_install
 	mkdir -p "$Q/home/namesrv" "$Q/home/broker" "$Q/home/tools" "$Q/store" "$Q/conf"
@@ -277,8 +289,9 @@ rocketmq_start() {
 		stop_pid "$Q/broker.pid" BrokerStartup broker
 		sed -e "s|@CLUSTER@|$ROCKETMQ_CLUSTER|g" -e "s|@BROKER_NAME@|$ROCKETMQ_BROKER_NAME|g" \
 			-e "s|@NAMESRV@|$NAMESRV_ADDR|g" -e "s|@PORT@|$BROKER_PORT|g" -e "s|@STORE@|$Q/store|g" \
+			-e "s|@BROKER_IP@|$BROKER_IP|g" \
 			"$HACK_DIR/rocketmq/broker.conf" >"$Q/conf/broker.conf"
-		log "starting RocketMQ broker on $BROKER_ADDR"
+		log "starting RocketMQ broker on $BROKER_ADDR (advertised as $BROKER_IP:$BROKER_PORT)"
 		mapfile -t opts < <(java_opts 1g "$Q/home/broker" rmq.broker.logback.xml)
 		: >"$Q/broker.out"
 		ROCKETMQ_HOME="$QHOME" setsid java "${opts[@]}" -XX:MaxDirectMemorySize=1g -cp "$QHOME/lib/*" \
@@ -373,7 +386,7 @@ restart) locked each stop "$@" && locked each start "$@" ;;
 env) env_lines ;;
 status) status ;;
 *)
-	sed -n '2,18p' "$SCRIPT" | sed 's/^# \{0,1\}//'
+	sed -n '2,24p' "$SCRIPT" | sed 's/^# \{0,1\}//'
 	exit 2
 	;;
 esac

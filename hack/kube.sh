@@ -4,11 +4,13 @@
 #
 #   hack/kube.sh assets            build etcd + kube-apiserver (what envtest needs), print the dir
 #   hack/kube.sh build NAME...     build any of: etcd kube-apiserver kube-controller-manager kube-scheduler
+#                                  kubelet kube-proxy
 #   hack/kube.sh dir               print the bin dir (no build)
 #
 # kube-* come from module k8s.io/kubernetes through hack/kube-wrapper/kubernetes
 # (a wrapper module with one replace line per staging module), etcd from
-# go.etcd.io/etcd/server/v3 through hack/kube-wrapper/etcd. A binary is rebuilt
+# go.etcd.io/etcd/server/v3 through hack/kube-wrapper/etcd, kubelet and kube-proxy
+# (hack/node.sh) through hack/kube-wrapper/node (own go.sum, own cache key). A binary is rebuilt
 # only when its wrapper's go.sum changes, so a second run returns at once.
 # A cold kube-apiserver build takes ~5 min on 2 cores.
 set -euo pipefail
@@ -26,7 +28,8 @@ wrapper_for() {
 	case "$1" in
 	etcd) echo "$ROOT/hack/kube-wrapper/etcd" ;;
 	kube-apiserver | kube-controller-manager | kube-scheduler) echo "$ROOT/hack/kube-wrapper/kubernetes" ;;
-	*) log "unknown binary $1 (want etcd, kube-apiserver, kube-controller-manager or kube-scheduler)"; return 1 ;;
+	kubelet | kube-proxy) echo "$ROOT/hack/kube-wrapper/node" ;;
+	*) log "unknown binary $1 (want etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet or kube-proxy)"; return 1 ;;
 	esac
 }
 
@@ -88,7 +91,7 @@ dir)
 	echo "$BIN_DIR"
 	;;
 *)
-	sed -n '2,8s/^# \{0,1\}//p' "$0" >&2
+	sed -n '2,9s/^# \{0,1\}//p' "$0" >&2
 	exit 2
 	;;
 esac
