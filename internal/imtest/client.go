@@ -204,6 +204,10 @@ func (c *Conn) SendRaw(b []byte) {
 	}
 }
 
+// TrySendRaw writes b as a text frame and returns the error instead of
+// failing the test (for frames the server may refuse by closing first).
+func (c *Conn) TrySendRaw(b []byte) error { return c.write(b) }
+
 // write sends one text frame; safe for concurrent use.
 func (c *Conn) write(b []byte) error {
 	c.wmu.Lock()
