@@ -447,7 +447,8 @@ export class ImkubeClient extends Emitter {
   async _reauth() {
     const gen = this._gen;
     this._setState('offline', { retryInMs: 0 });
-    const refresh = this.opts.refresh ?? (this.opts.rest ? async () => (await this.opts.rest.refresh()).token : null);
+    const rest = this.opts.rest;
+    const refresh = this.opts.refresh ?? (rest ? async () => (await rest.refresh()).token : null);
     if (refresh) {
       try {
         const next = await refresh();
