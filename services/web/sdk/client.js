@@ -989,6 +989,12 @@ export class ImkubeClient extends Emitter {
     } else if (fresh && m.seq > c.readSeq) {
       c.unread++;
     }
+    // A send moves the sender's own read cursor without a receipt (receipts
+    // go out only when a read moves it): in a 1:1 conversation the peer's
+    // message at seq S says the peer has read up to S.
+    if (out.from !== this.user && c.conv.startsWith('u:') && m.seq > c.peerReadSeq) {
+      c.peerReadSeq = m.seq;
+    }
     let list = this._recent.get(c.conv);
     if (!list) {
       list = [];
