@@ -742,6 +742,13 @@ type logCollector struct {
 
 var errorLine = regexp.MustCompile(`level=ERROR`)
 
+// tolerated are level=ERROR lines accepted in any step, each printed: the
+// RocketMQ client library logs a write timeout on its connection to the
+// broker at ERROR and reconnects by itself; seen once on this 2-core machine
+// under a load of 9 (the broker is reached through the node's forwarder);
+// sends are retried and the step's figures are checked anyway.
+var tolerated = regexp.MustCompile(`component=rocketmq-client.*conn error, close connection.*i/o timeout`)
+
 // save keeps a pod's logs before the suite deletes it.
 func (l *logCollector) save(name string) {
 	r := l.s.kubectl("logs", name, "--all-containers", "--timestamps")
@@ -795,7 +802,11 @@ func (l *logCollector) collect(t *testing.T, allow []string) {
 				continue
 			}
 			l.seen[key] = true
-			if !slices.ContainsFunc(res, func(re *regexp.Regexp) bool { return re.MatchString(line) }) {
+			switch {
+			case slices.ContainsFunc(res, func(re *regexp.Regexp) bool { return re.MatchString(line) }):
+			case tolerated.MatchString(line):
+				t.Logf("tolerated (see tolerated): %s: %s", name, line)
+			default:
 				bad = append(bad, name+": "+line)
 			}
 		}
