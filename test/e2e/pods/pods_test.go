@@ -40,13 +40,10 @@ const (
 	docNS       = "chat"
 	cmdTimeout  = 60 * time.Second
 
-	// Message counts: the end-to-end path (gateway, RocketMQ, message
-	// service, MySQL and Redis through the host forwarders) acks ~7-20
-	// messages/s for one sender on this 2-core machine (all of one pair's
-	// messages go through one ordered queue), so the fault steps send fewer
-	// than the 1,000 of step 2.
-	faultBurst   = 300 // steps 3 and 4; the pod is deleted after a third
-	rolloutRound = 100 // step 5 sends rounds of this many until every Deployment rolled
+	// Message counts: one sender gets ~35 acks/s end to end on this 2-core
+	// machine (all of one pair's messages go through one ordered queue).
+	faultBurst   = 1000 // steps 3 and 4; the pod is deleted after a third
+	rolloutRound = 200  // step 5 sends rounds of this many until every Deployment rolled
 )
 
 type env struct {
@@ -597,29 +594,35 @@ func (s *suite) rollVersion(alice, bob *imtest.Session) {
 				return
 			case <-time.After(time.Second):
 			}
-			var imc imcStatus
-			r := s.kubectl("get", "imc", clusterName, "-o", "json")
-			if r.err != nil || json.Unmarshal([]byte(r.stdout), &imc) != nil || !strings.HasSuffix(imc.Status.Image, ":"+tag) {
-				continue
-			}
-			var l struct{ Items []pod }
-			r = s.kubectl("get", "pods", "-o", "json")
-			if r.err != nil || json.Unmarshal([]byte(r.stdout), &l) != nil {
-				continue
-			}
-			mu.Lock()
-			sawNew = true
-			for _, p := range l.Items {
-				if p.Metadata.DeletionTimestamp != nil || strings.HasPrefix(p.Metadata.Name, release+"-") {
-					continue // terminating; the chart's operator is not rolled by spec.version
+			// IMCluster status.image vs the message/sequence/user pods,
+			// GatewayPool status.image vs the gateway pods.
+			for _, kind := range []string{"imc/" + clusterName, "gwp/" + poolName} {
+				var st imcStatus
+				r := s.kubectl("get", kind, "-o", "json")
+				if r.err != nil || json.Unmarshal([]byte(r.stdout), &st) != nil || !strings.HasSuffix(st.Status.Image, ":"+tag) {
+					continue
 				}
-				for _, c := range p.Spec.Containers {
-					if !strings.HasSuffix(c.Image, ":"+tag) {
-						violations = append(violations, fmt.Sprintf("status.image %s while pod %s runs %s", imc.Status.Image, p.Metadata.Name, c.Image))
+				var l struct{ Items []pod }
+				r = s.kubectl("get", "pods", "-o", "json")
+				if r.err != nil || json.Unmarshal([]byte(r.stdout), &l) != nil {
+					continue
+				}
+				mu.Lock()
+				sawNew = true
+				for _, p := range l.Items {
+					gw := strings.HasPrefix(p.Metadata.Name, poolName+"-gateway-")
+					comp := strings.HasPrefix(p.Metadata.Name, clusterName+"-")
+					if p.Metadata.DeletionTimestamp != nil || (kind[:3] == "imc" && !comp) || (kind[:3] == "gwp" && !gw) {
+						continue // terminating, or not this object's pods
+					}
+					for _, c := range p.Spec.Containers {
+						if !strings.HasSuffix(c.Image, ":"+tag) {
+							violations = append(violations, fmt.Sprintf("%s status.image %s while pod %s runs %s", kind, st.Status.Image, p.Metadata.Name, c.Image))
+						}
 					}
 				}
+				mu.Unlock()
 			}
-			mu.Unlock()
 		}
 	}()
 	defer func() { close(stop); <-watched }()
