@@ -583,9 +583,16 @@ wait_healthy() {
 # target sees connections from 127.0.0.1 (MariaDB grants stay as they are).
 forward() {
 	local port="$1" name="fwd-$1"
-	if running "$name" "TCP4-LISTEN:$port,"; then return 0; fi
+	if running "$name" "TCP4-LISTEN:$port,bind=$HOST_IP,reuseaddr,fork,backlog=1024,nodelay"; then return 0; fi
+	if running "$name" "TCP4-LISTEN:$port,"; then # an older forwarder without nodelay
+		kill "$(pid_of "$name")" 2>/dev/null || true
+		sleep 0.5
+	fi
 	log "forwarding $HOST_IP:$port -> 127.0.0.1:$port"
-	setsid socat "TCP4-LISTEN:$port,bind=$HOST_IP,reuseaddr,fork,backlog=1024" "TCP4:127.0.0.1:$port" \
+	# nodelay on both sides: without it socat's sockets use Nagle's algorithm, and a
+	# client's split writes wait for the delayed ACK: 15 ms per round trip instead of
+	# 0.3 ms (measured with Redis PINGs), ~150 ms per chat message through MySQL.
+	setsid socat "TCP4-LISTEN:$port,bind=$HOST_IP,reuseaddr,fork,backlog=1024,nodelay" "TCP4:127.0.0.1:$port,nodelay" \
 		</dev/null >>"$LOGS/$name.log" 2>&1 7>&- 8>&- 9>&- &
 	echo $! >"$PIDS/$name.pid"
 	local i

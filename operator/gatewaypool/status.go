@@ -34,9 +34,12 @@ func computeStatus(p *imv1.GatewayPool, s *scope, reconcileErr error) {
 		set(imv1.ConditionDegraded, true, imv1.ReasonClusterNotFound, msg)
 		return
 	}
-	st.Image = s.image
 	st.Connections = s.connections
 	desired, ready, done, detail := render.DeploymentProgress(s.deployment)
+	// Image is what the gateways run: a new image only once the rollout to it is complete.
+	if done && render.DeploymentsRun(s.image, s.deployment) {
+		st.Image = s.image
+	}
 	st.ReadyReplicas = ready
 	st.Replicas = desired
 	if s.deployment != nil {

@@ -114,3 +114,13 @@ func (s *scope) topics() []imv1.TopicSpec {
 }
 
 func queues(t imv1.TopicSpec) int { return int(cmp.Or(t.Queues, 8)) }
+
+// deploymentList is the observed Deployments of the components, in order
+// (nil for one not observed).
+func (s *scope) deploymentList() []*appsv1.Deployment {
+	var out []*appsv1.Deployment
+	for _, comp := range components() {
+		out = append(out, s.deployments[comp])
+	}
+	return out
+}

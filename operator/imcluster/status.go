@@ -22,7 +22,6 @@ func computeStatus(c *imv1.IMCluster, s *scope, reconcileErr error) {
 	st := &c.Status
 	gen := render.ObservedGeneration(st.ObservedGeneration, c.Generation, reconcileErr)
 	st.ObservedGeneration = gen
-	st.Image = s.image
 	st.Endpoints = imv1.IMClusterEndpoints{
 		Message:  render.ServiceURL(c, render.Message),
 		Sequence: render.ServiceURL(c, render.Sequence),
@@ -46,6 +45,12 @@ func computeStatus(c *imv1.IMCluster, s *scope, reconcileErr error) {
 		if !done {
 			pending = append(pending, comp+": "+detail)
 		}
+	}
+
+	// Image is what the components run: a new image only once every
+	// Deployment has it in its template and finished rolling out to it.
+	if len(pending) == 0 && render.DeploymentsRun(s.image, s.deploymentList()...) {
+		st.Image = s.image
 	}
 
 	set := func(typ string, ok bool, reason, msg string) {

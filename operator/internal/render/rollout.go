@@ -30,3 +30,20 @@ func DeploymentProgress(d *appsv1.Deployment) (desired, ready int32, done bool, 
 	}
 	return desired, ready, true, ""
 }
+
+// DeploymentsRun reports whether every Deployment exists and has image in
+// all of its pod template's containers (a rollout to image is only complete
+// when DeploymentProgress is done too).
+func DeploymentsRun(image string, ds ...*appsv1.Deployment) bool {
+	for _, d := range ds {
+		if d == nil || len(d.Spec.Template.Spec.Containers) == 0 {
+			return false
+		}
+		for _, c := range d.Spec.Template.Spec.Containers {
+			if c.Image != image {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -3,14 +3,14 @@
 package k8s
 
 import (
-	"bufio"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/imkube/imkube/internal/testenv"
 )
 
 // The quick start of docs/install.md (the same block as README.md's, a chart
@@ -31,29 +31,11 @@ const docNamespace = "chat"
 // `<!-- quickstart` comment of docs/install.md.
 func quickstartBlock(t *testing.T, root string) [][]string {
 	t.Helper()
-	f, err := os.Open(filepath.Join(root, "docs", "install.md"))
+	cmds, err := testenv.QuickstartBlock(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	var marked, in bool
-	var cmds [][]string
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		switch {
-		case strings.HasPrefix(line, "<!-- quickstart"):
-			marked = true
-		case marked && !in && line == "```sh":
-			in = true
-		case in && line == "```":
-			return cmds
-		case in && line != "" && !strings.HasPrefix(line, "#"):
-			cmds = append(cmds, strings.Fields(line))
-		}
-	}
-	t.Fatal("docs/install.md has no ```sh block after a <!-- quickstart comment")
-	return nil
+	return cmds
 }
 
 // quickstartStep is one command of the quick start, rewritten for the suite.

@@ -1,0 +1,16 @@
+# Real-pod suite (test/e2e/pods, build tag pods; docs/e2e.md "The real-pod
+# suite"): the chart and the samples of docs/install.md's quick start on the
+# real node of hack/node.sh (real containers, kube-proxy, CoreDNS), the image
+# of `make image` imported without a registry, chat through the gateway
+# Service, pods deleted mid-burst, a version rollout, a wrong MySQL password.
+# hack/pods.sh builds (cached by version and sources), starts, runs and tears
+# down everything, even on failure. Needs root.
+
+PODS_TIMEOUT ?= 20m
+PODS_RUN     ?= .
+
+.PHONY: e2e-pods
+
+# helm and deps-up are TEST_PREP targets too: inside `make test` they have run already.
+e2e-pods: helm deps-up ## Real-pod suite on the real node (hack/pods.sh: images, node up, suite, node down)
+	VERSION=$(VERSION) IMAGE_REPO=$(IMAGE_REPO) PODS_TIMEOUT=$(PODS_TIMEOUT) PODS_RUN='$(PODS_RUN)' hack/pods.sh
