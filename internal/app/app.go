@@ -271,9 +271,7 @@ func Start(ctx context.Context, cfg config.Config, roles []config.Role, opts Opt
 		return nil, err
 	}
 	starting := http.NewServeMux()
-	starting.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-	starting.HandleFunc("GET /readyz", s.readyz)
-	starting.Handle("GET /metrics", p.Tel.Handler())
+	s.mountProbes(starting)
 	s.handler.Store(&handlerBox{starting})
 	s.srv = newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.handler.Load().h.ServeHTTP(w, r)
@@ -432,6 +430,21 @@ func (s *Server) setWaiting(err error) {
 	s.mu.Unlock()
 }
 
+// mountProbes adds /healthz, /readyz and /metrics, the same while the
+// process waits for its dependencies and once it serves. `imkube dev` serves
+// clients on the same port: its metrics are for this machine only (services
+// export them for the cluster's Prometheus).
+func (s *Server) mountProbes(mux *http.ServeMux) {
+	p := s.Process
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", s.readyz)
+	if p.embedded {
+		mux.Handle("GET /metrics", loopbackOnly(p.Tel.Handler()))
+	} else {
+		mux.Handle("GET /metrics", p.Tel.Handler())
+	}
+}
+
 // activate mounts the built components and starts their loops.
 func (s *Server) activate() error {
 	p := s.Process
@@ -446,16 +459,7 @@ func (s *Server) activate() error {
 			}
 		}
 	}
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", s.readyz)
-	if p.embedded {
-		// `imkube dev` serves clients on the same port: its metrics are for
-		// this machine only. (Services export them for the cluster's
-		// Prometheus.)
-		mux.Handle("GET /metrics", loopbackOnly(p.Tel.Handler()))
-	} else {
-		mux.Handle("GET /metrics", p.Tel.Handler())
-	}
+	s.mountProbes(mux)
 	var h http.Handler = mux
 	s.mu.Lock()
 	st := s.Store
