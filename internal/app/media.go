@@ -58,6 +58,9 @@ func (p *Process) buildMedia(db *store.DB, mayRead *func(ctx context.Context, us
 func (m *mediaPart) mount(mux *http.ServeMux, keys *auth.Keys) {
 	m.svc.Routes(mux, keys)
 	if l, ok := m.objects.(*media.Local); ok {
-		mux.Handle(media.LocalPrefix, l.Handler())
+		h := l.Handler()
+		for _, m := range []string{"GET", "HEAD", "PUT"} {
+			mux.Handle(m+" "+media.LocalPrefix, h)
+		}
 	}
 }
