@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -25,13 +26,16 @@ import (
 	"github.com/imkube/imkube/internal/telemetry"
 	"github.com/imkube/imkube/operator/internal/phase"
 	"github.com/imkube/imkube/operator/internal/render"
+	"github.com/imkube/imkube/operator/internal/secrets"
 )
 
 // Reconciler reconciles GatewayPool objects.
 type Reconciler struct {
-	Client   client.Client
-	Recorder events.EventRecorder
-	Options  render.Options
+	Client client.Client
+	// APIReader reads the referenced Secrets (not cached).
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Options   render.Options
 	// Metrics (nil: none) counts and times reconciles.
 	Metrics *telemetry.Operator
 }
@@ -44,6 +48,7 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 
 // SetupWithManager registers the controller: GatewayPools, the objects they
 // own, and IMCluster spec changes (image, limits, dependencies) fanned out to
@@ -58,6 +63,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&policyv1.PodDisruptionBudget{}).
 		Watches(&imv1.IMCluster{}, handler.EnqueueRequestsFromMapFunc(r.clusterToPools),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// The Redis password Secret of the cluster (metadata only): a changed
+		// password rolls the gateways (scope.secretsHash).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.secretToPools), builder.OnlyMetadata).
 		Complete(r)
 }
 
@@ -70,6 +78,25 @@ func (r *Reconciler) clusterToPools(ctx context.Context, o client.Object) []reco
 	for _, p := range pools.Items {
 		if p.Spec.ClusterRef.Name == o.GetName() {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&p)})
+		}
+	}
+	return reqs
+}
+
+// secretToPools maps a Secret to the pools whose IMCluster's gateways read it.
+func (r *Reconciler) secretToPools(ctx context.Context, o client.Object) []reconcile.Request {
+	var clusters imv1.IMClusterList
+	if err := r.Client.List(ctx, &clusters, client.InNamespace(o.GetNamespace())); err != nil {
+		log.FromContext(ctx).Error(err, "list IMClusters for a Secret change", "secret", o.GetName())
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range clusters.Items {
+		for _, ref := range render.SecretEnvRefs(&clusters.Items[i], render.Gateway) {
+			if ref.Name == o.GetName() {
+				reqs = append(reqs, r.clusterToPools(ctx, &clusters.Items[i])...)
+				break
+			}
 		}
 	}
 	return reqs
@@ -104,5 +131,11 @@ func (r *Reconciler) newScope(ctx context.Context, p *imv1.GatewayPool) (*scope,
 	case err != nil:
 		return nil, fmt.Errorf("get IMCluster %s: %w", p.Spec.ClusterRef.Name, err)
 	}
-	return newScope(p, &c, r.Options), nil
+	s := newScope(p, &c, r.Options)
+	vals, err := secrets.Read(ctx, r.APIReader, p.Namespace, render.SecretEnvRefs(&c, render.Gateway))
+	if err != nil {
+		return nil, err
+	}
+	s.secretsHash = secrets.Hash(vals)
+	return s, nil
 }
