@@ -265,6 +265,7 @@ func Register(mgr ctrl.Manager, d Deps) error {
 		Recorder:  mgr.GetEventRecorder("imkube-operator"),
 		Options:   opts,
 		Metrics:   d.Metrics,
+		Readyz:    d.Readyz,
 	}
 	if err := gwp.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("operator: gatewaypool controller: %w", err)

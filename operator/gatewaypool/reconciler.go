@@ -25,6 +25,7 @@ import (
 	imv1 "github.com/imkube/imkube/api/v1alpha1"
 	"github.com/imkube/imkube/internal/telemetry"
 	"github.com/imkube/imkube/operator/internal/phase"
+	"github.com/imkube/imkube/operator/internal/readyz"
 	"github.com/imkube/imkube/operator/internal/render"
 	"github.com/imkube/imkube/operator/internal/secrets"
 )
@@ -38,6 +39,8 @@ type Reconciler struct {
 	Options   render.Options
 	// Metrics (nil: none) counts and times reconciles.
 	Metrics *telemetry.Operator
+	// Readyz asks a gateway that runs but stays not ready why (nil: not asked).
+	Readyz readyz.Prober
 }
 
 // +kubebuilder:rbac:groups=im.imkube.io,resources=gatewaypools,verbs=get;list;watch
@@ -49,6 +52,7 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 
 // SetupWithManager registers the controller: GatewayPools, the objects they
 // own, and IMCluster spec changes (image, limits, dependencies) fanned out to
@@ -63,6 +67,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&policyv1.PodDisruptionBudget{}).
 		Watches(&imv1.IMCluster{}, handler.EnqueueRequestsFromMapFunc(r.clusterToPools),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// The gateway pods: Degraded reports why they do not run.
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(podToPool)).
 		// The Redis password Secret of the cluster (metadata only): a changed
 		// password rolls the gateways (scope.secretsHash).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.secretToPools), builder.OnlyMetadata).
@@ -81,6 +87,15 @@ func (r *Reconciler) clusterToPools(ctx context.Context, o client.Object) []reco
 		}
 	}
 	return reqs
+}
+
+// podToPool maps a gateway pod to its GatewayPool.
+func podToPool(_ context.Context, o client.Object) []reconcile.Request {
+	l := o.GetLabels()
+	if l[render.LabelComponent] != render.Gateway || l[render.LabelManagedBy] != render.ManagedByValue || l[render.LabelGatewayPool] == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: l[render.LabelGatewayPool]}}}
 }
 
 // secretToPools maps a Secret to the pools whose IMCluster's gateways read it.
