@@ -50,8 +50,10 @@ type GatewayPoolSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('5m')",message="heartbeatInterval must be between 1s and 5m"
 	// +optional
 	HeartbeatInterval *metav1.Duration `json:"heartbeatInterval,omitempty"`
-	// Resources of the gateway container.
-	// +kubebuilder:default={requests: {cpu: "100m", memory: "128Mi"}}
+	// Resources of the gateway container. Missing entries take the defaults
+	// (docs/operator.md, "Resources"); raise the memory limit with
+	// maxConnectionsPerPod.
+	// +kubebuilder:default={requests: {cpu: "100m", memory: "128Mi", ephemeral-storage: "64Mi"}, limits: {memory: "512Mi", ephemeral-storage: "256Mi"}}
 	// +optional
 	Resources corev1.ResourceRequirements `json:"resources,omitzero"`
 	// NodeSelector for the gateway pods.
@@ -61,10 +63,19 @@ type GatewayPoolSpec struct {
 	// +optional
 	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
 	// TopologySpreadConstraints for the gateway pods. When empty, the operator
-	// spreads pods across nodes (ScheduleAnyway). The pool's pod labels are
-	// added as the label selector when a constraint has none.
+	// spreads pods across nodes and zones (maxSkew 1, ScheduleAnyway). The
+	// pool's pod labels are added as the label selector when a constraint
+	// has none.
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:XValidation:rule="self.all(c, c.maxSkew >= 1)",message="topologySpreadConstraints: maxSkew must be at least 1"
+	// +kubebuilder:validation:XValidation:rule="self.all(c, c.whenUnsatisfiable == 'DoNotSchedule' || c.whenUnsatisfiable == 'ScheduleAnyway')",message="topologySpreadConstraints: whenUnsatisfiable must be DoNotSchedule or ScheduleAnyway"
+	// +kubebuilder:validation:XValidation:rule="self.all(c, size(c.topologyKey) > 0)",message="topologySpreadConstraints: topologyKey must not be empty"
 	// +optional
 	TopologySpreadConstraints []corev1.TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
+	// Affinity of the gateway pods; when empty, a soft (preferred) pod
+	// anti-affinity across nodes.
+	// +optional
+	Affinity *corev1.Affinity `json:"affinity,omitempty"`
 }
 
 // GatewayDrainSpec paces a gateway's drain: on SIGTERM it turns not ready,
