@@ -322,7 +322,7 @@ var (
 	withRedis    = []Role{RoleGateway, RoleMessage, RoleSequence}
 	withMySQL    = []Role{RoleMessage, RoleUser, RoleSequence}
 	withBus      = []Role{RoleGateway, RoleMessage}
-	withKeys     = []Role{RoleGateway, RoleMessage, RoleUser}
+	withKeys     = []Role{RoleGateway, RoleMessage, RoleUser, RoleSequence}
 	withCluster  = []Role{RoleGateway, RoleMessage, RoleUser, RoleDev}
 	withFlow     = []Role{RoleGateway, RoleMessage, RoleUser}
 	withAccounts = []Role{RoleUser, RoleDev}
@@ -372,7 +372,7 @@ var settings = []Setting{
 	{flag: "bus-group-prefix", env: "IMKUBE_BUS_GROUP_PREFIX", usage: "prefix of every RocketMQ consumer/producer group", roles: withBus,
 		bind: func(c *Config) value { return strVal{&c.RocketMQ.GroupPrefix} }},
 
-	{flag: "jwt-key-file", env: "IMKUBE_JWT_KEY_FILE", usage: "file with the JWT key(s), one per line; the first signs, all verify", roles: withKeys,
+	{flag: "jwt-key-file", env: "IMKUBE_JWT_KEY_FILE", usage: "file with the JWT key(s), one per line; the first signs, all verify (the internal service token derives from them)", roles: withKeys,
 		bind: func(c *Config) value { return strVal{&c.Auth.JWTKeyFile} }},
 	{flag: "token-ttl", env: "IMKUBE_TOKEN_TTL", usage: "lifetime of login tokens", roles: withAccounts,
 		bind: func(c *Config) value { return durVal{&c.Auth.TokenTTL} }},
