@@ -65,6 +65,9 @@ type Options struct {
 	Tracer trace.TracerProvider
 	// Adapters, if set, replaces the adapters chosen by the roles.
 	Adapters Adapters
+	// Clock, if set, replaces the message service's time.Now (tests of the
+	// recall and edit windows).
+	Clock func() time.Time
 	// WaitForDependencies keeps a process whose dependencies are not reachable
 	// yet running (not ready, /readyz says why) and retries with capped
 	// backoff, instead of failing Start. The service commands set it.

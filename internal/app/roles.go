@@ -178,10 +178,11 @@ func buildMessage(ctx context.Context, p *Process) (*Component, error) {
 		return nil, err
 	}
 	p.instruments = append(p.instruments, metrics)
-	svc, err := message.New(message.Config{ReadDiffusionThreshold: func() int { return p.Live.Get().Groups.ReadDiffusionThreshold }},
+	svc, err := message.New(message.Config{ReadDiffusionThreshold: func() int { return p.Live.Get().Groups.ReadDiffusionThreshold },
+		RecallWindow: p.Config.Message.RecallWindow, EditWindow: p.Config.Message.EditWindow},
 		message.Deps{Store: db, Sequence: seq, Sessions: sess, Push: b, IDs: snowflake.New(p.Config.Message.NodeID),
 			Log: p.Log.With("svc", "message"), Metrics: metrics, Tracer: p.tracer("imkube/message"),
-			StoreGuard: func(fn func() error) error { return p.Flow.Guard(flow.ResMySQL, fn) }, Accounts: p.Accounts(db)})
+			StoreGuard: func(fn func() error) error { return p.Flow.Guard(flow.ResMySQL, fn) }, Accounts: p.Accounts(db), Clock: p.opts.Clock})
 	if err != nil {
 		return nil, err
 	}

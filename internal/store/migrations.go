@@ -190,6 +190,45 @@ var migrations = []migration{
 				KEY idx_revoked_tokens_revoked_at (revoked_at))` + mysqlTable,
 		},
 	},
+	{
+		// Message lifecycle (issue 16): recall/edit records point at the
+		// message they change (ref); replies and mentions; pinned and muted
+		// conversations; messages a user deleted for themselves (hidden);
+		// mentions still unread (user_id '*' for "all").
+		version: 6,
+		sqlite: []string{
+			`ALTER TABLE messages ADD COLUMN ref INTEGER NOT NULL DEFAULT 0`,
+			`ALTER TABLE messages ADD COLUMN reply_to INTEGER NOT NULL DEFAULT 0`,
+			`ALTER TABLE messages ADD COLUMN mentions TEXT NOT NULL DEFAULT ''`,
+			`ALTER TABLE user_convs ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0`,
+			`ALTER TABLE user_convs ADD COLUMN muted INTEGER NOT NULL DEFAULT 0`,
+			`CREATE INDEX idx_user_convs_conv_muted ON user_convs (conv, muted)`,
+			`CREATE TABLE hidden (
+				user_id TEXT NOT NULL,
+				conv TEXT NOT NULL,
+				seq INTEGER NOT NULL,
+				PRIMARY KEY (user_id, conv, seq))`,
+			`CREATE TABLE mentions (
+				conv TEXT NOT NULL,
+				user_id TEXT NOT NULL,
+				seq INTEGER NOT NULL,
+				PRIMARY KEY (conv, user_id, seq))`,
+		},
+		mysql: []string{
+			`ALTER TABLE messages ADD COLUMN ref BIGINT NOT NULL DEFAULT 0, ADD COLUMN reply_to BIGINT NOT NULL DEFAULT 0, ADD COLUMN mentions VARCHAR(3400) NOT NULL DEFAULT ''`,
+			`ALTER TABLE user_convs ADD COLUMN pinned TINYINT NOT NULL DEFAULT 0, ADD COLUMN muted TINYINT NOT NULL DEFAULT 0, ADD KEY idx_user_convs_conv_muted (conv, muted)`,
+			`CREATE TABLE hidden (
+				user_id VARCHAR(32) NOT NULL,
+				conv VARCHAR(80) NOT NULL,
+				seq BIGINT NOT NULL,
+				PRIMARY KEY (user_id, conv, seq))` + mysqlTable,
+			`CREATE TABLE mentions (
+				conv VARCHAR(80) NOT NULL,
+				user_id VARCHAR(32) NOT NULL,
+				seq BIGINT NOT NULL,
+				PRIMARY KEY (conv, user_id, seq))` + mysqlTable,
+		},
+	},
 }
 
 // addUsernameKeys adds users.username_key, fills it for existing accounts
