@@ -2,7 +2,9 @@ package app_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -242,6 +244,181 @@ func TestOfflineDeviceConvergesOnRecallEditDeleteAndGroupChanges(t *testing.T) {
 			case strings.Contains(line, `"bob said"`):
 				t.Fatalf("%s: a recalled message's edit keeps its body: %s", u.name, line)
 			}
+		}
+	}
+}
+
+type convItem struct {
+	Conv     string `json:"conv"`
+	LastSeq  int64  `json:"lastSeq"`
+	ReadSeq  int64  `json:"readSeq"`
+	Unread   int64  `json:"unread"`
+	Mentions int64  `json:"mentions"`
+	Pinned   bool   `json:"pinned"`
+	Muted    bool   `json:"muted"`
+	Last     *struct {
+		Seq     int64  `json:"seq"`
+		From    string `json:"from"`
+		Kind    string `json:"kind"`
+		Preview string `json:"preview"`
+		TS      int64  `json:"ts"`
+	} `json:"last"`
+}
+
+func conversations(t *testing.T, base, token, query string) ([]convItem, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", base+"/api/v1/conversations?"+query, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var list []convItem
+	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&list) != nil {
+		t.Fatalf("conversations?%s: %d", query, resp.StatusCode)
+	}
+	return list, resp.Header.Get("X-Next-Cursor")
+}
+
+func TestRepliesMentionsAndTheConversationList(t *testing.T) {
+	s, _ := startClocked(t)
+	api := imtest.NewAPI(s.URL)
+	alice, bob, carol := api.Register(t, "alice"), api.Register(t, "bob"), api.Register(t, "carol")
+	g := createGroup(t, api, alice, bob.ID, carol.ID)
+	a, _ := imtest.Connect(t, s.URL, alice.Token, "a1")
+	b, _ := imtest.Connect(t, s.URL, bob.Token, "b1")
+	c, _ := imtest.Connect(t, s.URL, carol.Token, "c1")
+	toGroup := map[string]string{"group": g.ID}
+
+	g1 := sendAck(t, a, "g1", toGroup, "hello team", nil)
+	c.Expect("msg")
+	// replyTo must exist; mentions must be members; "all" is for owner/admin.
+	for _, tt := range []struct {
+		name  string
+		extra map[string]any
+		code  string
+		text  string
+	}{
+		{"a reply to a missing message", map[string]any{"replyTo": 42}, "NOT_FOUND", "no message 42"},
+		{"a mention of a stranger", map[string]any{"mentions": []string{"nobody"}}, "BAD_FRAME", "not a member"},
+		{"all by a plain member", map[string]any{"mentions": []string{"all"}}, "FORBIDDEN", "owner or an admin"},
+		{"a server kind", map[string]any{"kind": "recall"}, "BAD_FRAME", "written by the server"},
+	} {
+		f := map[string]any{"t": "send", "cmid": "bad-" + tt.name, "to": toGroup, "kind": "text", "body": "x"}
+		for k, v := range tt.extra {
+			f[k] = v
+		}
+		b.SendJSON(f)
+		e := b.Expect("error", "msg", "receipt")
+		if e.Str("code") != tt.code || !strings.Contains(e.Str("message"), tt.text) {
+			t.Fatalf("%s: got %v", tt.name, e)
+		}
+	}
+	g2 := sendAck(t, b, "g2", toGroup, "@carol look", map[string]any{"replyTo": g1, "mentions": []string{carol.ID}})
+	g3 := sendAck(t, a, "g3", toGroup, "@all meeting", map[string]any{"mentions": []string{"all"}})
+	for _, want := range []int64{g2, g3} {
+		m := c.Expect("msg")
+		if m.Int("seq") != want {
+			t.Fatalf("carol got %v, want seq %d", m, want)
+		}
+		if want == g2 && (m.Int("replyTo") != g1 || fmt.Sprint(m["mentions"]) != "["+carol.ID+"]") {
+			t.Fatalf("reply with mention: %v", m)
+		}
+	}
+	list, _ := conversations(t, s.URL, carol.Token, "")
+	if len(list) != 1 || list[0].Mentions != 2 || list[0].Unread != 3 || list[0].Last == nil || list[0].Last.Preview != "@all meeting" || list[0].Last.From != alice.ID {
+		t.Fatalf("carol's list: %+v", list)
+	}
+	if bl, _ := conversations(t, s.URL, bob.Token, ""); bl[0].Mentions != 1 { // "all" counts for everyone but the sender
+		t.Fatalf("bob's mentions: %+v", bl[0])
+	}
+	c.SendJSON(map[string]any{"t": "read", "conv": g.Conv, "seq": g2})
+	deadline := time.Now().Add(5 * time.Second)
+	for list, _ = conversations(t, s.URL, carol.Token, ""); list[0].Mentions != 1 && time.Now().Before(deadline); list, _ = conversations(t, s.URL, carol.Token, "") {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if list[0].Mentions != 1 || list[0].Unread != 1 {
+		t.Fatalf("after reading up to g2: %+v", list[0])
+	}
+
+	// A recalled last message has an empty preview.
+	wantOK(t, request(t, a, map[string]any{"t": "recall", "id": "r1", "conv": g.Conv, "seq": g3}))
+	list, _ = conversations(t, s.URL, carol.Token, "")
+	if list[0].Last.Kind != "recall" || list[0].Last.Preview != "" || list[0].Mentions != 0 {
+		t.Fatalf("after the recall: %+v", *list[0].Last)
+	}
+
+	// Pinned first, then the newest; paging with a cursor.
+	dm := directConv(alice.ID, carol.ID)
+	sendAck(t, a, "d1", map[string]string{"user": carol.ID}, strings.Repeat("é", 130), nil)
+	list, _ = conversations(t, s.URL, carol.Token, "")
+	if len(list) != 2 || list[0].Conv != dm || len([]rune(list[0].Last.Preview)) != 120 {
+		t.Fatalf("newest first, preview of 120 characters: %+v", list)
+	}
+	if code, err := api.Do("PATCH", "/api/v1/conversations/"+g.Conv, carol.Token, map[string]any{"pinned": true}, nil); err != nil || code != http.StatusNoContent {
+		t.Fatalf("pin: %d %v", code, err)
+	}
+	page1, cursor := conversations(t, s.URL, carol.Token, "limit=1")
+	if len(page1) != 1 || page1[0].Conv != g.Conv || !page1[0].Pinned || cursor == "" {
+		t.Fatalf("first page: %+v %q", page1, cursor)
+	}
+	page2, end := conversations(t, s.URL, carol.Token, "limit=1&cursor="+cursor)
+	if len(page2) != 1 || page2[0].Conv != dm || end != "" {
+		t.Fatalf("second page: %+v %q", page2, end)
+	}
+	for _, tt := range []struct {
+		path string
+		body any
+		want int
+	}{
+		{"/api/v1/conversations/" + directConv(alice.ID, bob.ID), map[string]any{"pinned": true}, http.StatusNotFound}, // not carol's
+		{"/api/v1/conversations/" + g.Conv, map[string]any{}, http.StatusBadRequest},
+		{"/api/v1/conversations/nope", map[string]any{"muted": true}, http.StatusBadRequest},
+	} {
+		if code, _ := api.Do("PATCH", tt.path, carol.Token, tt.body, nil); code != tt.want {
+			t.Fatalf("PATCH %s %v: %d, want %d", tt.path, tt.body, code, tt.want)
+		}
+	}
+
+	// Muted: still unread, pushes carry muted:true for carol only.
+	if code, _ := api.Do("PATCH", "/api/v1/conversations/"+g.Conv, carol.Token, map[string]any{"muted": true}, nil); code != http.StatusNoContent {
+		t.Fatal("mute")
+	}
+	sendAck(t, b, "g4", toGroup, "quiet please", nil)
+	if m := expectBody(t, c, "quiet please"); !m.Bool("muted") {
+		t.Fatalf("carol's push of a muted conversation: %v", m)
+	}
+	if m := expectBody(t, a, "quiet please"); m.Bool("muted") {
+		t.Fatalf("alice did not mute: %v", m)
+	}
+	list, _ = conversations(t, s.URL, carol.Token, "")
+	if !list[0].Muted || list[0].Unread == 0 {
+		t.Fatalf("muted conversation: %+v", list[0])
+	}
+
+	// Backwards paging: REST beforeSeq and pull before.
+	h := historyOf(t, api, carol.Token, g.Conv, "beforeSeq=4&limit=2")
+	if len(h.Items) != 2 || h.Items[0]["seq"] != float64(2) || h.Items[1]["seq"] != float64(3) || !h.More {
+		t.Fatalf("beforeSeq=4&limit=2: %+v", h)
+	}
+	c.SendJSON(map[string]any{"t": "pull", "id": "p1", "conv": g.Conv, "before": 3, "limit": 10})
+	p := c.Expect("pull_result", "msg", "receipt")
+	if items := p.Items(); len(items) != 2 || items[0].Int("seq") != 1 || items[1].Int("seq") != 2 || p.Bool("more") {
+		t.Fatalf("pull before 3: %v", p)
+	}
+	c.SendJSON(map[string]any{"t": "pull", "id": "p2", "conv": g.Conv, "before": 3, "from": 1})
+	if e := c.Expect("error", "msg", "receipt"); e.Str("code") != "BAD_FRAME" {
+		t.Fatalf("pull with from and before: %v", e)
+	}
+}
+
+// expectBody skips frames until a msg with body arrives.
+func expectBody(t *testing.T, c *imtest.Conn, body string) imtest.Frame {
+	t.Helper()
+	for {
+		if m := c.Next(); m.T() == "msg" && m.Str("body") == body {
+			return m
 		}
 	}
 }
