@@ -199,7 +199,50 @@ func TestOfflineDeviceConvergesOnRecallEditDeleteAndGroupChanges(t *testing.T) {
 	wantOK(t, request(t, b0, map[string]any{"t": "recall", "id": "r3", "conv": g.Conv, "seq": g2})) // erases the edit too
 	wantOK(t, request(t, a0, map[string]any{"t": "delete", "id": "d1", "conv": conv, "seqs": []int64{m2}}))
 	wantOK(t, request(t, b0, map[string]any{"t": "delete", "id": "d2", "conv": g.Conv, "seqs": []int64{g1}}))
-	sendAck(t, c0, "g3", toGroup, "after", nil)
+	// Group changes become group_event messages; the removed member gets the
+	// event that removed them, then nothing.
+	dave := api.Register(t, "dave")
+	for _, ch := range []struct {
+		method, path string
+		body         any
+		want         int
+		event        string
+	}{
+		{"PATCH", "/api/v1/groups/" + g.ID, map[string]any{"name": "renamed"}, 200, "group_updated:renamed"},
+		{"POST", "/api/v1/groups/" + g.ID + "/members", map[string]any{"userIds": []string{dave.ID}}, 200, "member_added:" + dave.ID},
+		{"PATCH", "/api/v1/groups/" + g.ID + "/members/" + bob.ID, map[string]any{"role": "admin"}, 200, "role_changed:" + bob.ID},
+		{"DELETE", "/api/v1/groups/" + g.ID + "/members/" + carol.ID, nil, 204, "member_removed:" + carol.ID},
+	} {
+		if code, err := api.Do(ch.method, ch.path, alice.Token, ch.body, nil); err != nil || code != ch.want {
+			t.Fatalf("%s %s: %d %v", ch.method, ch.path, code, err)
+		}
+		// Members get the event like any message (carol too: she is
+		// removed by the last one).
+		for {
+			f := c0.Next()
+			if f.T() != "msg" || f.Str("kind") != "group_event" {
+				continue
+			}
+			var body struct {
+				Event   string
+				Actor   string
+				Targets []string
+				Name    string
+			}
+			if err := json.Unmarshal([]byte(f.Str("body")), &body); err != nil || body.Actor != alice.ID {
+				t.Fatalf("group event body: %v %v", f, err)
+			}
+			if got := body.Event + ":" + strings.Join(body.Targets, ",") + body.Name; got != ch.event {
+				t.Fatalf("carol got group event %s, want %s", got, ch.event)
+			}
+			break
+		}
+	}
+	sendAck(t, b0, "g3", toGroup, "after", nil)
+	c0.Quiet(200 * time.Millisecond)
+	if v := imtest.SyncView(c0).Render(); !strings.Contains(strings.Join(v, "\n"), "member_removed") || strings.Contains(strings.Join(v, "\n"), `"after"`) {
+		t.Fatalf("carol's sync after removal:\n%s", strings.Join(v, "\n"))
+	}
 
 	for _, u := range []struct {
 		name  string
@@ -420,5 +463,43 @@ func expectBody(t *testing.T, c *imtest.Conn, body string) imtest.Frame {
 		if m := c.Next(); m.T() == "msg" && m.Str("body") == body {
 			return m
 		}
+	}
+}
+
+func TestLeavingAndDismissalReachTheMembersAsGroupEvents(t *testing.T) {
+	s, _ := startClocked(t)
+	api := imtest.NewAPI(s.URL)
+	alice, bob, carol := api.Register(t, "alice"), api.Register(t, "bob"), api.Register(t, "carol")
+	g := createGroup(t, api, alice, bob.ID, carol.ID)
+	b, _ := imtest.Connect(t, s.URL, bob.Token, "b1")
+	eventOf := func(c *imtest.Conn) string {
+		for {
+			if f := c.Next(); f.T() == "msg" && f.Str("kind") == "group_event" {
+				var body struct{ Event string }
+				json.Unmarshal([]byte(f.Str("body")), &body)
+				return body.Event
+			}
+		}
+	}
+	if code, _ := api.Do("DELETE", "/api/v1/groups/"+g.ID+"/members/"+carol.ID, carol.Token, nil, nil); code != 204 {
+		t.Fatalf("leave: %d", code)
+	}
+	if e := eventOf(b); e != "member_left" {
+		t.Fatalf("bob got %s", e)
+	}
+	if code, _ := api.Do("DELETE", "/api/v1/groups/"+g.ID, alice.Token, nil, nil); code != 204 {
+		t.Fatalf("dismiss: %d", code)
+	}
+	if e := eventOf(b); e != "dismissed" {
+		t.Fatalf("bob got %s", e)
+	}
+	// A device that was offline gets both by sync; carol, who left, only hers.
+	b2, _ := imtest.Connect(t, s.URL, bob.Token, "b2")
+	if v := strings.Join(imtest.SyncView(b2).Render(), "\n"); !strings.Contains(v, "member_left") || !strings.Contains(v, "dismissed") {
+		t.Fatalf("bob's sync:\n%s", v)
+	}
+	c2, _ := imtest.Connect(t, s.URL, carol.Token, "c2")
+	if v := strings.Join(imtest.SyncView(c2).Render(), "\n"); !strings.Contains(v, "member_left") || strings.Contains(v, "dismissed") {
+		t.Fatalf("carol's sync:\n%s", v)
 	}
 }

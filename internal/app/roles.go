@@ -189,7 +189,8 @@ func buildMessage(ctx context.Context, p *Process) (*Component, error) {
 	p.backend = svc
 	c := &Component{Name: "message",
 		Mount: func(mux *http.ServeMux) error { svc.Routes(mux, keys); return nil },
-		Run:   append([]func(context.Context) error{func(ctx context.Context) error { return svc.Run(ctx, b) }}, p.revocations(ctx, keys, db)...),
+		Run: append([]func(context.Context) error{func(ctx context.Context) error { return svc.Run(ctx, b) },
+			func(ctx context.Context) error { return svc.RunGroupEvents(ctx, db) }}, p.revocations(ctx, keys, db)...),
 		Ready: named("mysql", db.Ping),
 	}
 	if l, ok := b.(interface{ UpstreamLag() (int64, bool) }); ok {

@@ -318,3 +318,56 @@ func (s *DB) MutedIn(ctx context.Context, conv string) (map[string]bool, error) 
 	}
 	return out, rows.Err()
 }
+
+// GroupEvent is a membership or settings change of a group, written to the
+// group_events outbox in the transaction that makes the change; the message
+// service turns it into a group_event message of the group conversation.
+type GroupEvent struct {
+	ID    int64
+	Group string
+	Actor string
+	// Body is the message body: {event, actor, targets, ...}.
+	Body string
+	// Recipients get the event besides the members at the time it is
+	// delivered (removed members, the members of a dismissed group).
+	Recipients []string
+	CreatedAt  int64
+}
+
+func (s *DB) writeEvents(ctx context.Context, tx *sql.Tx, events []GroupEvent) error {
+	for _, e := range events {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO group_events (group_id, actor, body, recipients, created_at) VALUES (?, ?, ?, ?, ?)",
+			e.Group, e.Actor, e.Body, strings.Join(e.Recipients, ","), e.CreatedAt); err != nil {
+			return fmt.Errorf("record group event: %w", err)
+		}
+	}
+	return nil
+}
+
+// PendingGroupEvents returns up to limit outbox events, oldest first.
+func (s *DB) PendingGroupEvents(ctx context.Context, limit int) ([]GroupEvent, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT id, group_id, actor, body, recipients, created_at FROM group_events ORDER BY id LIMIT ?", limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []GroupEvent
+	for rows.Next() {
+		var e GroupEvent
+		var rcpt string
+		if err := rows.Scan(&e.ID, &e.Group, &e.Actor, &e.Body, &rcpt, &e.CreatedAt); err != nil {
+			return nil, err
+		}
+		if rcpt != "" {
+			e.Recipients = strings.Split(rcpt, ",")
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// DoneGroupEvent removes a delivered event from the outbox.
+func (s *DB) DoneGroupEvent(ctx context.Context, id int64) error {
+	_, err := s.db.ExecContext(ctx, "DELETE FROM group_events WHERE id = ?", id)
+	return err
+}

@@ -194,7 +194,9 @@ var migrations = []migration{
 		// Message lifecycle (issue 16): recall/edit records point at the
 		// message they change (ref); replies and mentions; pinned and muted
 		// conversations; messages a user deleted for themselves (hidden);
-		// mentions still unread (user_id '*' for "all").
+		// mentions still unread (user_id '*' for "all"); the outbox of group
+		// events, written with each group change and turned into
+		// group_event messages by the message service.
 		version: 6,
 		sqlite: []string{
 			`ALTER TABLE messages ADD COLUMN ref INTEGER NOT NULL DEFAULT 0`,
@@ -213,6 +215,13 @@ var migrations = []migration{
 				user_id TEXT NOT NULL,
 				seq INTEGER NOT NULL,
 				PRIMARY KEY (conv, user_id, seq))`,
+			`CREATE TABLE group_events (
+				id INTEGER PRIMARY KEY AUTOINCREMENT,
+				group_id TEXT NOT NULL,
+				actor TEXT NOT NULL,
+				body TEXT NOT NULL,
+				recipients TEXT NOT NULL,
+				created_at INTEGER NOT NULL)`,
 		},
 		mysql: []string{
 			`ALTER TABLE messages ADD COLUMN ref BIGINT NOT NULL DEFAULT 0, ADD COLUMN reply_to BIGINT NOT NULL DEFAULT 0, ADD COLUMN mentions VARCHAR(3400) NOT NULL DEFAULT ''`,
@@ -227,6 +236,13 @@ var migrations = []migration{
 				user_id VARCHAR(32) NOT NULL,
 				seq BIGINT NOT NULL,
 				PRIMARY KEY (conv, user_id, seq))` + mysqlTable,
+			`CREATE TABLE group_events (
+				id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+				group_id VARCHAR(32) NOT NULL,
+				actor VARCHAR(32) NOT NULL,
+				body MEDIUMTEXT NOT NULL,
+				recipients MEDIUMTEXT NOT NULL,
+				created_at BIGINT NOT NULL)` + mysqlTable,
 		},
 	},
 }

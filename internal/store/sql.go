@@ -352,7 +352,7 @@ func (s *DB) saveMessage(ctx context.Context, m Message, inbox []InboxEntry, par
 			return fmt.Errorf("add conversation: %w", err)
 		}
 	}
-	if strings.HasPrefix(m.Conv, "d:") { // a delete record: no conversation of its own
+	if strings.HasPrefix(m.Conv, "d:") || m.Kind == "group_event" { // a delete record, or an actor who may have left
 		return tx.Commit()
 	}
 	if _, err = tx.ExecContext(ctx, s.upsertMax("user_convs", []string{"user_id", "conv", "read_seq"}, []string{"user_id", "conv"}, []string{"read_seq"}), m.Sender, m.Conv, m.Seq); err != nil {

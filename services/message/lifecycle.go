@@ -355,3 +355,8 @@ func (s *Service) mutedTargets(ctx context.Context, conv string) map[string]bool
 	}
 	return muted
 }
+
+// upstreamOf is the request a server-made record is attributed to.
+func upstreamOf(user, cmid string) *messageapi.Upstream {
+	return &messageapi.Upstream{User: user, CMID: cmid}
+}
