@@ -312,6 +312,9 @@ func (p *Process) gatewayConfig() gateway.Config {
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = gc.IdleTimeout
 	}
+	if cfg.DrainRate == 0 {
+		cfg.DrainRate = gc.DrainRate
+	}
 	if cfg.AllowedOrigins == nil {
 		cfg.AllowedOrigins = gc.AllowedOrigins
 		if p.embedded && cfg.AllowedOrigins == nil {

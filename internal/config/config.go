@@ -154,6 +154,7 @@ type Gateway struct {
 	HeartbeatInterval time.Duration
 	IdleTimeout       time.Duration
 	DrainTimeout      time.Duration
+	DrainRate         int
 	AllowedOrigins    []string
 	UserURL           string
 	MessageURL        string
@@ -211,7 +212,7 @@ func Defaults(role Role, hostname string) Config {
 		Auth:     Auth{TokenTTL: 24 * time.Hour, SessionLifetime: 30 * 24 * time.Hour},
 		Flow:     Flow{LogDir: os.TempDir() + "/imkube-sentinel"},
 		Gateway: Gateway{ID: hostname, MaxConnections: 100000, HeartbeatInterval: 10 * time.Second,
-			IdleTimeout: 60 * time.Second, DrainTimeout: 30 * time.Second},
+			IdleTimeout: 60 * time.Second, DrainTimeout: 30 * time.Second, DrainRate: 500},
 		Message: Message{NodeID: -1, RecallWindow: 120 * time.Second, EditWindow: 900 * time.Second},
 		User: User{NodeID: -1, SignupBurst: 20, SignupRefill: 30 * time.Second, HashQueueWait: 2 * time.Second,
 			ReservedUsernames: append([]string(nil), username.Reserved...)},
@@ -380,6 +381,8 @@ var settings = []Setting{
 		bind: func(c *Config) value { return durVal{&c.Gateway.IdleTimeout} }},
 	{flag: "drain-timeout", env: "IMKUBE_DRAIN_TIMEOUT", usage: "how long shutdown waits for connections to move", roles: []Role{RoleGateway},
 		bind: func(c *Config) value { return durVal{&c.Gateway.DrainTimeout} }},
+	{flag: "drain-rate", env: "IMKUBE_DRAIN_RATE", usage: "connections per second a stopping gateway asks to reconnect elsewhere", roles: []Role{RoleGateway},
+		bind: func(c *Config) value { return intVal{&c.Gateway.DrainRate} }},
 	{flag: "allowed-origins", env: "IMKUBE_ALLOWED_ORIGINS", usage: "comma-separated browser origins allowed besides the gateway's own host; scheme://host:* for any port, * for any", roles: []Role{RoleGateway},
 		bind: func(c *Config) value { return listVal{&c.Gateway.AllowedOrigins} }},
 	{flag: "user-url", env: "IMKUBE_USER_URL", usage: "base URL of the user service", roles: []Role{RoleGateway},
@@ -637,6 +640,9 @@ func (c Config) Validate(role Role) error {
 		}
 		if g.DrainTimeout < 0 {
 			bad("drain-timeout", "IMKUBE_DRAIN_TIMEOUT", "%s: want >= 0", g.DrainTimeout)
+		}
+		if g.DrainRate < 1 {
+			bad("drain-rate", "IMKUBE_DRAIN_RATE", "%d: want >= 1", g.DrainRate)
 		}
 		checkURL(bad, "user-url", "IMKUBE_USER_URL", g.UserURL)
 		checkURL(bad, "message-url", "IMKUBE_MESSAGE_URL", g.MessageURL)
