@@ -13,7 +13,9 @@ func TestRecallEditDeleteMentionsAndConversationPages(t *testing.T) {
 	backends(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		conv := "u:a:b"
-		in := func(n int64) []store.InboxEntry { return []store.InboxEntry{{User: "a", InboxSeq: n}, {User: "b", InboxSeq: n}} }
+		in := func(n int64) []store.InboxEntry {
+			return []store.InboxEntry{{User: "a", InboxSeq: n}, {User: "b", InboxSeq: n}}
+		}
 		m1 := msg(conv, 1, "a", "c1", "hello")
 		m1.Mentions = "b"
 		if err := db.SaveMessage(ctx, m1, in(1), []string{"a", "b"}); err != nil {
