@@ -313,7 +313,7 @@ function renderConvs() {
       name.textContent = title(c.conv);
       const last = document.createElement('span');
       last.className = 'conv-last';
-      last.textContent = c.last ? (mediaOf(c.last) ? `📎 ${mediaOf(c.last).name}` : c.last.body) : '';
+      last.textContent = c.last ? (mediaOf(c.last) ? `[${c.last.kind}] ${mediaOf(c.last).name}` : c.last.body) : '';
       li.append(name, last);
       if (c.unread > 0 && c.conv !== app.open) {
         const badge = document.createElement('span');

@@ -197,3 +197,53 @@ test('the SDK modules load in the browser and IndexedDBStorage keeps values', as
   assert.deepEqual(got, { value: { inboxSeq: 7, convs: { 'u:a:b': { seq: 3 } } }, missing: undefined, conv: 'u:a:b' });
   await context.close();
 });
+
+test('an image and a file sent between two windows: the image shows inline, the file is a download link', async () => {
+  const dave = await openWindow('dave');
+  await enter(dave.page, 'dave', true);
+  const carol = await openWindow('carol');
+  await enter(carol.page, 'carol', true);
+  await carol.page.getByTestId('new-chat-username').fill('dave');
+  await carol.page.getByTestId('new-chat-start').click();
+  await carol.page.locator('[data-testid="chat-title"]', { hasText: 'Dave' }).waitFor();
+
+  // A 40x30 PNG made by the browser, then a small text file.
+  const png = Buffer.from(
+    await carol.page.evaluate(async () => {
+      const c = new OffscreenCanvas(40, 30);
+      const g = /** @type {OffscreenCanvasRenderingContext2D} */ (c.getContext('2d'));
+      g.fillStyle = '#3a7';
+      g.fillRect(0, 0, 40, 30);
+      const blob = await c.convertToBlob({ type: 'image/png' });
+      return [...new Uint8Array(await blob.arrayBuffer())];
+    }),
+  );
+  await carol.page.getByTestId('attach').setInputFiles({ name: 'square.png', mimeType: 'image/png', buffer: png });
+  await allSent(carol.page, 1);
+  await carol.page.getByTestId('attach').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('meeting notes\n') });
+  await allSent(carol.page, 2);
+
+  await dave.page.getByTestId('unread').waitFor();
+  await dave.page.getByTestId('conv').first().click();
+  const img = dave.page.getByTestId('media-image');
+  await img.waitFor();
+  await dave.page.waitForFunction(() => {
+    const i = /** @type {HTMLImageElement|null} */ (document.querySelector('[data-testid="media-image"]'));
+    return !!i && i.complete && i.naturalWidth > 0;
+  });
+  const link = dave.page.getByTestId('media-link').last();
+  await dave.page.waitForFunction(() => {
+    const links = document.querySelectorAll('[data-testid="media-link"]');
+    const a = /** @type {HTMLAnchorElement|undefined} */ (links[links.length - 1]);
+    return !!a && a.href.includes('/media-store/');
+  });
+  assert.match(await link.textContent() ?? '', /notes\.txt/);
+  const text = await dave.page.evaluate(async () => {
+    const links = document.querySelectorAll('[data-testid="media-link"]');
+    return (await fetch(/** @type {HTMLAnchorElement} */ (links[links.length - 1]).href)).text();
+  });
+  assert.equal(text, 'meeting notes\n');
+  await shot(dave.page, 'dave-media');
+  await carol.context.close();
+  await dave.context.close();
+});
