@@ -953,6 +953,16 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 				c.Spec.Isolation = imv1.IsolationSpec{SessionKeyPrefix: "im:", SequenceKeyPrefix: "im:"}
 				return c
 			}(), "sessionKeyPrefix and sequenceKeyPrefix must differ"},
+			{"an orphan TTL under a minute", func() client.Object {
+				c := base()
+				c.Spec.Media.OrphanTTL = &metav1.Duration{Duration: 30 * time.Second}
+				return c
+			}(), "orphanTTL must be at least 1m"},
+			{"an object store endpoint with a path", func() client.Object {
+				c := base()
+				c.Spec.Media.ObjectStore = &imv1.ObjectStoreSpec{Endpoint: "http://s3:9000/bucket", Bucket: "media", CredentialsSecret: corev1.LocalObjectReference{Name: "s3"}}
+				return c
+			}(), "spec.media.objectStore.endpoint"},
 			{"a database name MySQL cannot hold", func() client.Object {
 				c := base()
 				c.Spec.Isolation = imv1.IsolationSpec{MySQLDatabase: "chat.demo"}
