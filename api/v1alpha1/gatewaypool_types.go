@@ -40,6 +40,10 @@ type GatewayPoolSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('1h')",message="drainTimeout must be between 1s and 1h"
 	// +optional
 	DrainTimeout *metav1.Duration `json:"drainTimeout,omitempty"`
+	// Drain paces the evacuation of a stopping gateway.
+	// +kubebuilder:default={}
+	// +optional
+	Drain GatewayDrainSpec `json:"drain,omitzero"`
 	// HeartbeatInterval is the WebSocket ping interval (1s..5m).
 	// +kubebuilder:default="25s"
 	// +kubebuilder:validation:Type=string
@@ -72,6 +76,20 @@ type GatewayPoolSpec struct {
 	// anti-affinity across nodes.
 	// +optional
 	Affinity *corev1.Affinity `json:"affinity,omitempty"`
+}
+
+// GatewayDrainSpec paces a gateway's drain: on SIGTERM it turns not ready,
+// then asks connectionsPerSecond clients per second to reconnect elsewhere
+// (each after a random delay below one second), and closes what is left when
+// drainTimeout ends. connections / connectionsPerSecond should fit in
+// drainTimeout.
+type GatewayDrainSpec struct {
+	// ConnectionsPerSecond is the evacuation rate of one gateway pod.
+	// +kubebuilder:default=500
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	// +optional
+	ConnectionsPerSecond int32 `json:"connectionsPerSecond,omitempty"`
 }
 
 // GatewayAutoscalingSpec scales a pool on connections per pod.

@@ -30,6 +30,7 @@ func desiredDeployment(s *scope) *appsv1.Deployment {
 		corev1.EnvVar{Name: "IMKUBE_GATEWAY_POOL", Value: p.Name},
 		corev1.EnvVar{Name: "IMKUBE_MAX_CONNECTIONS", Value: strconv.Itoa(int(cmp.Or(p.Spec.MaxConnectionsPerPod, 10000)))},
 		corev1.EnvVar{Name: "IMKUBE_DRAIN_TIMEOUT", Value: s.drainTimeout().String()},
+		corev1.EnvVar{Name: "IMKUBE_DRAIN_RATE", Value: strconv.Itoa(int(cmp.Or(p.Spec.Drain.ConnectionsPerSecond, 500)))},
 		corev1.EnvVar{Name: "IMKUBE_HEARTBEAT_INTERVAL", Value: s.heartbeat().String()},
 	)
 	grace := int64(preStopSeconds) + int64(s.drainTimeout().Seconds()) + 5
