@@ -170,6 +170,25 @@ type Message struct {
 	// recall or edit a message (IMCluster spec.messages).
 	RecallWindow time.Duration
 	EditWindow   time.Duration
+	// ObjectStore holds media uploads (empty Endpoint: media is off).
+	ObjectStore ObjectStore
+}
+
+// ObjectStore is an S3-compatible object store (IMCluster
+// spec.media.objectStore).
+type ObjectStore struct {
+	// Endpoint is http(s)://host[:port] of the S3 API as the services reach it.
+	Endpoint string
+	// PublicEndpoint, if set, is the endpoint presigned URLs name (what
+	// clients reach; the services' Endpoint may be a cluster-internal name).
+	PublicEndpoint string
+	Bucket         string
+	Region         string
+	// PathStyle addresses the bucket as endpoint/bucket/key instead of
+	// bucket.endpoint/key.
+	PathStyle bool
+	AccessKey string // env only
+	SecretKey string // env only
 }
 
 // User configures the user service.
@@ -213,7 +232,8 @@ func Defaults(role Role, hostname string) Config {
 		Flow:     Flow{LogDir: os.TempDir() + "/imkube-sentinel"},
 		Gateway: Gateway{ID: hostname, MaxConnections: 100000, HeartbeatInterval: 10 * time.Second,
 			IdleTimeout: 60 * time.Second, DrainTimeout: 30 * time.Second, DrainRate: 500},
-		Message: Message{NodeID: -1, RecallWindow: 120 * time.Second, EditWindow: 900 * time.Second},
+		Message: Message{NodeID: -1, RecallWindow: 120 * time.Second, EditWindow: 900 * time.Second,
+			ObjectStore: ObjectStore{Region: "us-east-1", PathStyle: true}},
 		User: User{NodeID: -1, SignupBurst: 20, SignupRefill: 30 * time.Second, HashQueueWait: 2 * time.Second,
 			ReservedUsernames: append([]string(nil), username.Reserved...)},
 		Sequence: Sequence{RedisPrefix: "imkube:seq:", Sections: 1024, Step: 10000},
@@ -277,6 +297,18 @@ func (v durVal) set(s string) error {
 }
 func (v durVal) get() string { return v.p.String() }
 
+type boolVal struct{ p *bool }
+
+func (v boolVal) set(s string) error {
+	b, err := strconv.ParseBool(strings.TrimSpace(s))
+	if err != nil {
+		return errors.New("not a boolean (true or false)")
+	}
+	*v.p = b
+	return nil
+}
+func (v boolVal) get() string { return strconv.FormatBool(*v.p) }
+
 type listVal struct{ p *[]string }
 
 func (v listVal) set(s string) error {
@@ -295,7 +327,7 @@ var (
 	withRedis    = []Role{RoleGateway, RoleMessage, RoleSequence}
 	withMySQL    = []Role{RoleMessage, RoleUser, RoleSequence}
 	withBus      = []Role{RoleGateway, RoleMessage}
-	withKeys     = []Role{RoleGateway, RoleMessage, RoleUser}
+	withKeys     = []Role{RoleGateway, RoleMessage, RoleUser, RoleSequence}
 	withCluster  = []Role{RoleGateway, RoleMessage, RoleUser, RoleDev}
 	withFlow     = []Role{RoleGateway, RoleMessage, RoleUser}
 	withAccounts = []Role{RoleUser, RoleDev}
@@ -345,7 +377,7 @@ var settings = []Setting{
 	{flag: "bus-group-prefix", env: "IMKUBE_BUS_GROUP_PREFIX", usage: "prefix of every RocketMQ consumer/producer group", roles: withBus,
 		bind: func(c *Config) value { return strVal{&c.RocketMQ.GroupPrefix} }},
 
-	{flag: "jwt-key-file", env: "IMKUBE_JWT_KEY_FILE", usage: "file with the JWT key(s), one per line; the first signs, all verify", roles: withKeys,
+	{flag: "jwt-key-file", env: "IMKUBE_JWT_KEY_FILE", usage: "file with the JWT key(s), one per line; the first signs, all verify (the internal service token derives from them)", roles: withKeys,
 		bind: func(c *Config) value { return strVal{&c.Auth.JWTKeyFile} }},
 	{flag: "token-ttl", env: "IMKUBE_TOKEN_TTL", usage: "lifetime of login tokens", roles: withAccounts,
 		bind: func(c *Config) value { return durVal{&c.Auth.TokenTTL} }},
@@ -398,6 +430,20 @@ var settings = []Setting{
 		bind: func(c *Config) value { return strVal{&c.Message.SequenceURL} }},
 	{flag: "node-id", env: "IMKUBE_NODE_ID", usage: "message id generator node 0-1023, -1 random", roles: []Role{RoleMessage},
 		bind: func(c *Config) value { return int64Val{&c.Message.NodeID} }},
+	{flag: "s3-endpoint", env: "IMKUBE_S3_ENDPOINT", usage: "S3-compatible object store for media, http(s)://host[:port]; empty: media uploads are off", roles: []Role{RoleMessage},
+		bind: func(c *Config) value { return strVal{&c.Message.ObjectStore.Endpoint} }},
+	{flag: "s3-public-endpoint", env: "IMKUBE_S3_PUBLIC_ENDPOINT", usage: "endpoint that presigned URLs name, as clients reach it (default: --s3-endpoint)", roles: []Role{RoleMessage},
+		bind: func(c *Config) value { return strVal{&c.Message.ObjectStore.PublicEndpoint} }},
+	{flag: "s3-bucket", env: "IMKUBE_S3_BUCKET", usage: "bucket of media uploads (must exist)", roles: []Role{RoleMessage},
+		bind: func(c *Config) value { return strVal{&c.Message.ObjectStore.Bucket} }},
+	{flag: "s3-region", env: "IMKUBE_S3_REGION", usage: "region of the bucket", roles: []Role{RoleMessage},
+		bind: func(c *Config) value { return strVal{&c.Message.ObjectStore.Region} }},
+	{flag: "s3-path-style", env: "IMKUBE_S3_PATH_STYLE", usage: "address the bucket as endpoint/bucket (most S3-compatible stores) instead of bucket.endpoint", roles: []Role{RoleMessage},
+		bind: func(c *Config) value { return boolVal{&c.Message.ObjectStore.PathStyle} }},
+	{env: "IMKUBE_S3_ACCESS_KEY", usage: "object store access key (environment only)", roles: []Role{RoleMessage}, secret: true,
+		bind: func(c *Config) value { return strVal{&c.Message.ObjectStore.AccessKey} }},
+	{env: "IMKUBE_S3_SECRET_KEY", usage: "object store secret key (environment only)", roles: []Role{RoleMessage}, secret: true,
+		bind: func(c *Config) value { return strVal{&c.Message.ObjectStore.SecretKey} }},
 	{flag: "recall-window", env: "IMKUBE_RECALL_WINDOW", usage: "how long after sending the sender may recall a message (group owners and admins: any time)", roles: []Role{RoleMessage, RoleDev},
 		bind: func(c *Config) value { return durVal{&c.Message.RecallWindow} }},
 	{flag: "edit-window", env: "IMKUBE_EDIT_WINDOW", usage: "how long after sending the sender may edit a message", roles: []Role{RoleMessage, RoleDev},
@@ -573,6 +619,21 @@ func (c Config) Validate(role Role) error {
 		}
 		if d := c.MySQL.Database; d != "" && !mysqlDatabaseRe.MatchString(d) {
 			bad("mysql-database", "IMKUBE_MYSQL_DATABASE", "%q: want 1-64 of A-Z a-z 0-9 _ $ -", d)
+		}
+	}
+	if role == RoleMessage {
+		if o := c.Message.ObjectStore; o.Endpoint != "" {
+			for _, e := range []struct{ flag, env, v string }{{"s3-endpoint", "IMKUBE_S3_ENDPOINT", o.Endpoint}, {"s3-public-endpoint", "IMKUBE_S3_PUBLIC_ENDPOINT", o.PublicEndpoint}} {
+				if u, err := url.Parse(e.v); e.v != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/")) {
+					bad(e.flag, e.env, "%q: want http(s)://host[:port] with no path", e.v)
+				}
+			}
+			if o.Bucket == "" {
+				bad("s3-bucket", "IMKUBE_S3_BUCKET", "is required with --s3-endpoint")
+			}
+			if o.AccessKey == "" || o.SecretKey == "" {
+				bad("s3-endpoint", "IMKUBE_S3_ENDPOINT", "needs IMKUBE_S3_ACCESS_KEY and IMKUBE_S3_SECRET_KEY in the environment")
+			}
 		}
 	}
 	if in(withBus) {

@@ -65,6 +65,7 @@ type Service struct {
 	guard     func(fn func() error) error
 	receipts  *receipts
 	accounts  Accounts
+	media     Media
 	// recallWindow and editWindow: how long after sending the sender may
 	// recall or edit a message.
 	recallWindow, editWindow time.Duration
@@ -107,6 +108,9 @@ type Deps struct {
 	// Accounts, if set, is asked at State whether the user has an account
 	// (nil: a cache in front of Store.UserExists).
 	Accounts Accounts
+	// Media checks media messages (nil: image, file, audio and video sends
+	// are refused).
+	Media Media
 	// Clock, if set, replaces time.Now (tests of the recall and edit windows).
 	Clock func() time.Time
 }
@@ -131,7 +135,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	s := &Service{store: deps.Store, groups: deps.Store, cache: newMemberCache(10000), threshold: cfg.ReadDiffusionThreshold,
 		seq: deps.Sequence, sessions: deps.Sessions, push: deps.Push, ids: deps.IDs, log: deps.Log, now: time.Now,
 		metrics: deps.Metrics, tracer: deps.Tracer, guard: deps.StoreGuard}
-	s.accounts = deps.Accounts
+	s.accounts, s.media = deps.Accounts, deps.Media
 	if deps.Clock != nil {
 		s.now = deps.Clock
 	}
@@ -206,6 +210,10 @@ func (s *Service) process(ctx context.Context, up *messageapi.Upstream) error {
 	if err := s.checkSendExtras(ctx, up); err != nil {
 		return err
 	}
+	attached, err := s.checkMedia(ctx, up)
+	if err != nil {
+		return err
+	}
 	// members receive the message; participants get inbox rows (none under
 	// read diffusion).
 	members := participants
@@ -262,6 +270,11 @@ func (s *Service) process(ctx context.Context, up *messageapi.Upstream) error {
 	convRows := participants
 	if up.To.Group != "" {
 		convRows = nil // members got their conversation row when they joined
+	}
+	if attached != nil {
+		if err := s.media.Reference(ctx, up.Conv, attached); err != nil {
+			return fmt.Errorf("reference media: %w", err)
+		}
 	}
 	storeStart := s.now()
 	err = s.guarded(func() error { return s.store.SaveMessage(ctx, m, inbox, convRows) }, store.ErrDuplicate)

@@ -185,4 +185,26 @@ export class RestClient {
   deleteGroup(id) {
     return this.request('DELETE', `/groups/${encodeURIComponent(id)}`);
   }
+
+  /**
+   * Asks for a presigned upload (POST /api/v1/uploads).
+   * @param {{kind: string, contentType: string, size: number, name: string}} req
+   * @returns {Promise<{objectKey: string, uploadUrl: string, method: string, headers: Record<string, string>, expiresAt: number}>}
+   */
+  createUpload(req) {
+    return this.request('POST', '/uploads', req);
+  }
+
+  /**
+   * A short-lived URL of an object (or its thumbnail) for <img src> or a
+   * download link: GET /api/v1/media/{objectKey} answered as JSON.
+   * @param {string} objectKey
+   * @param {{thumb?: boolean}} [opts]
+   * @returns {Promise<string>}
+   */
+  async mediaUrl(objectKey, opts = {}) {
+    const path = '/media/' + objectKey.split('/').map(encodeURIComponent).join('/') + (opts.thumb ? '?thumb=1' : '');
+    const res = await this.request('GET', path);
+    return res.url;
+  }
 }
