@@ -859,7 +859,7 @@ export class ImkubeClient extends Emitter {
     /** @type {Ack} */
     const ack = { cmid: f.cmid, mid: f.mid, conv: f.conv, seq: f.seq, ts: f.ts };
     /** @type {Message} */
-    const m = { mid: f.mid, conv: f.conv, seq: f.seq, from: this.user ?? '', kind: e.frame.kind, body: e.frame.body, ts: f.ts, cmid: f.cmid };
+    const m = { mid: f.mid, conv: f.conv, seq: f.seq, from: this.user ?? '', kind: e.frame.kind, body: e.frame.body, ts: f.ts, cmid: f.cmid, ...sendExtras(e.frame) };
     if (typeof f.inboxSeq === 'number' && f.inboxSeq > 0) this._ingestInbox({ ...m, inboxSeq: f.inboxSeq });
     else this._ingestConv(m);
     e.resolve(ack);
