@@ -197,3 +197,37 @@ test('the SDK modules load in the browser and IndexedDBStorage keeps values', as
   assert.deepEqual(got, { value: { inboxSeq: 7, convs: { 'u:a:b': { seq: 3 } } }, missing: undefined, conv: 'u:a:b' });
   await context.close();
 });
+
+test('recall and edit in the demo: the other window shows the edited body, then the recalled placeholder', async () => {
+  const carol = await openWindow('carol');
+  await enter(carol.page, 'carol', true);
+  const dave = await openWindow('dave');
+  await enter(dave.page, 'dave', true);
+  await dave.page.getByTestId('new-chat-username').fill('carol');
+  await dave.page.getByTestId('new-chat-start').click();
+  await dave.page.locator('[data-testid="chat-title"]', { hasText: 'Carol' }).waitFor();
+  await send(dave.page, 'first draft');
+  await allSent(dave.page, 1);
+  await carol.page.getByTestId('conv').first().click();
+  assert.deepEqual(await bodies(carol.page, 1), ['first draft']);
+
+  // Dave edits his message (the demo asks with a prompt).
+  dave.page.once('dialog', (d) => d.accept('final text'));
+  const mine = dave.page.locator('[data-testid="message"][data-seq="1"]');
+  await mine.hover();
+  await mine.getByTestId('edit').click();
+  await carol.page.locator('[data-testid="message"][data-seq="1"] [data-testid="edited"]').waitFor();
+  assert.deepEqual(await carol.page.getByTestId('message-body').allTextContents(), ['final text']);
+  await shot(carol.page, 'carol-edited');
+
+  // Dave recalls it: both windows show the placeholder, the list preview is empty of the text.
+  await mine.hover();
+  await mine.getByTestId('recall').click();
+  await carol.page.locator('[data-testid="message-body"]', { hasText: '(message recalled)' }).waitFor();
+  await dave.page.locator('[data-testid="message-body"]', { hasText: '(message recalled)' }).waitFor();
+  assert.equal(await carol.page.getByTestId('edited').count(), 0);
+  assert.match(await carol.page.getByTestId('conv-preview').first().textContent(), /recalled/);
+  await shot(carol.page, 'carol-recalled');
+  await carol.context.close();
+  await dave.context.close();
+});
