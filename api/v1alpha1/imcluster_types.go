@@ -75,6 +75,10 @@ type IMClusterSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	Media MediaSpec `json:"media,omitzero"`
+	// Messages are the message lifecycle settings (recall and edit windows).
+	// +kubebuilder:default={recallWindowSeconds: 120, editWindowSeconds: 900}
+	// +optional
+	Messages MessagesSpec `json:"messages,omitzero"`
 	// Observability configures traces, metrics scraping and dashboards.
 	// +kubebuilder:default={}
 	// +optional
@@ -349,6 +353,24 @@ type GroupsSpec struct {
 	// +kubebuilder:validation:Maximum=1000000
 	// +optional
 	MaxMembers int32 `json:"maxMembers,omitempty"`
+}
+
+// MessagesSpec sets how long after sending a sender may recall or edit a
+// message (group owners and admins recall at any time).
+// +kubebuilder:validation:XValidation:rule="!has(self.recallWindowSeconds) || !has(self.editWindowSeconds) || (self.recallWindowSeconds <= 604800 && self.editWindowSeconds <= 604800)",message="recall and edit windows are at most 7 days (604800 seconds)"
+type MessagesSpec struct {
+	// RecallWindowSeconds: the sender may recall a message this long after sending it.
+	// +kubebuilder:default=120
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=604800
+	// +optional
+	RecallWindowSeconds int32 `json:"recallWindowSeconds,omitempty"`
+	// EditWindowSeconds: the sender may edit a message this long after sending it.
+	// +kubebuilder:default=900
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=604800
+	// +optional
+	EditWindowSeconds int32 `json:"editWindowSeconds,omitempty"`
 }
 
 // ObservabilitySpec configures telemetry.

@@ -235,6 +235,17 @@ func Env(c *imv1.IMCluster) []corev1.EnvVar {
 		corev1.EnvVar{Name: "IMKUBE_CONFIG_FILE", Value: ConfigDir + "/" + ConfigFileKey},
 		corev1.EnvVar{Name: "IMKUBE_SENTINEL_RULES_FILE", Value: ConfigDir + "/" + SentinelFileKey},
 	)
+	recall, edit := c.Spec.Messages.RecallWindowSeconds, c.Spec.Messages.EditWindowSeconds
+	if recall <= 0 {
+		recall = 120
+	}
+	if edit <= 0 {
+		edit = 900
+	}
+	env = append(env,
+		corev1.EnvVar{Name: "IMKUBE_RECALL_WINDOW", Value: fmt.Sprintf("%ds", recall)},
+		corev1.EnvVar{Name: "IMKUBE_EDIT_WINDOW", Value: fmt.Sprintf("%ds", edit)},
+	)
 	if ep := c.Spec.Observability.OTLPEndpoint; ep != "" {
 		env = append(env, corev1.EnvVar{Name: "IMKUBE_OTLP_ENDPOINT", Value: ep})
 	}

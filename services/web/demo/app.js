@@ -27,7 +27,7 @@ const ui = {
 };
 
 /** @type {{rest: RestClient, client: ImkubeClient|null, me: any, session: any, open: string|null}} */
-const app = { rest: new RestClient(), client: null, me: null, session: null, open: null };
+const app = { rest: new RestClient(), client: null, me: null, session: null, open: null, replyTo: null };
 /** conv -> {msgs: Map<seq, msg>, pending: Map<cmid, {cmid, body, to, state, error}>} */
 const chats = new Map();
 /** user id -> display name */
@@ -118,11 +118,7 @@ async function start(session) {
   client.on('message', onMessage);
   client.on('conversation', () => renderConvs());
   client.on('receipt', (r) => r.conv === app.open && renderMessages());
-  client.on('recall', (f) => {
-    const m = chat(f.conv).msgs.get(f.seq);
-    if (m) m.recalled = true;
-    if (f.conv === app.open) renderMessages();
-  });
+  watchLifecycle(client);
   client.on('kicked', () => (ui.sideError.textContent = 'This device signed in somewhere else; reload to reconnect.'));
   client.on('error', (e) => (ui.sideError.textContent = e.message));
   client.connect();
@@ -240,7 +236,8 @@ function onMessage(m) {
 
 function sendText(conv, body) {
   const c = chat(conv);
-  const p = { cmid: newId(), body, to: target(conv), state: 'sending', error: '' };
+  const p = { cmid: newId(), body, to: target(conv), state: 'sending', error: '', replyTo: app.replyTo ?? undefined, mentions: mentionsIn(body) };
+  setReply(null);
   c.pending.set(p.cmid, p);
   renderMessages();
   transmit(conv, p);
@@ -249,7 +246,7 @@ function sendText(conv, body) {
 function transmit(conv, p) {
   p.state = 'sending';
   app.client
-    .send({ to: p.to, body: p.body, cmid: p.cmid })
+    .send({ to: p.to, body: p.body, cmid: p.cmid, replyTo: p.replyTo, mentions: p.mentions })
     .then((ack) => {
       // The acked message itself arrives through the 'message' event in order.
       if (chat(conv).pending.get(p.cmid) === p) p.state = 'sent';
@@ -313,8 +310,10 @@ function renderConvs() {
       name.textContent = title(c.conv);
       const last = document.createElement('span');
       last.className = 'conv-last';
-      last.textContent = c.last ? (mediaOf(c.last) ? `[${c.last.kind}] ${mediaOf(c.last).name}` : c.last.body) : '';
+      last.setAttribute('data-testid', 'conv-preview');
+      last.textContent = previewOf(c.last);
       li.append(name, last);
+      convExtras(li, c);
       if (c.unread > 0 && c.conv !== app.open) {
         const badge = document.createElement('span');
         badge.className = 'badge';
@@ -340,9 +339,11 @@ function renderMessages() {
   const nodes = items.map((m) => {
     const own = m.from === app.me.id;
     const state = own ? (conv.peerReadSeq >= m.seq ? 'read' : 'sent') : 'received';
+    if (m.kind === 'group_event') return eventLine(m);
     const body = m.recalled ? '(message recalled)' : m.body;
     const li = bubble(body, own, state, m.conv.startsWith('g:') && !own ? nameOf(m.from) : '', m.seq);
     if (!m.recalled) showMedia(li, m);
+    decorate(li, m, own, c);
     return li;
   });
   for (const p of c.pending.values()) {
@@ -566,4 +567,176 @@ if (saved?.token) {
     ui.auth.hidden = false;
     ui.app.hidden = true;
   });
+}
+
+// ---- message lifecycle: recall, edit, delete, replies, mentions, pins ----------
+
+/** Keeps the open chat in step with the SDK's lifecycle events. */
+function watchLifecycle(client) {
+  client.on('recall', (e) => {
+    const m = chat(e.conv).msgs.get(e.seq);
+    if (m) Object.assign(m, { recalled: true, body: '' });
+    if (e.conv === app.open) renderMessages();
+  });
+  client.on('edit', (e) => {
+    const m = chat(e.conv).msgs.get(e.seq);
+    if (m && !m.recalled) Object.assign(m, { body: e.body, edited: true });
+    if (e.conv === app.open) renderMessages();
+  });
+  client.on('delete', (e) => {
+    for (const n of e.seqs) chat(e.conv).msgs.delete(n);
+    if (e.conv === app.open) renderMessages();
+    renderConvs();
+  });
+  client.on('groupEvent', (e) => {
+    if (e.event === 'group_updated' || e.event === 'dismissed') loadGroups().catch(() => {});
+  });
+}
+
+/** @returns {string} the conversation list's line for the last message */
+function previewOf(m) {
+  if (!m) return '';
+  if (m.recalled) return '(message recalled)';
+  if (m.kind === 'group_event') return eventText(m);
+  const media = mediaOf(m);
+  return media ? `[${m.kind}] ${media.name}` : m.body.slice(0, 120);
+}
+
+/** Pin toggle and mention badge of a conversation list entry. */
+function convExtras(li, c) {
+  if (c.pinned) li.classList.add('pinned');
+  const pin = document.createElement('button');
+  pin.className = 'link pin';
+  pin.setAttribute('data-testid', 'pin');
+  pin.title = c.pinned ? 'Unpin' : 'Pin to the top';
+  pin.textContent = c.pinned ? '📌' : '📍';
+  pin.addEventListener('click', (e) => {
+    e.stopPropagation();
+    app.client.pin(c.conv, !c.pinned).then(renderConvs, (err) => (ui.sideError.textContent = errText(err)));
+  });
+  li.append(pin);
+  if (c.mentions > 0 && c.conv !== app.open) {
+    const at = document.createElement('span');
+    at.className = 'badge mention';
+    at.setAttribute('data-testid', 'mention-badge');
+    at.textContent = '@';
+    li.append(at);
+  }
+}
+
+/** Reply quote, "edited", mention highlight and the actions of a message bubble. */
+function decorate(li, m, own, c) {
+  if (m.replyTo) {
+    const q = document.createElement('span');
+    q.className = 'quote';
+    q.setAttribute('data-testid', 'reply-quote');
+    const orig = c.msgs.get(m.replyTo);
+    q.textContent = `↪ ${orig ? (orig.recalled ? '(message recalled)' : orig.body.slice(0, 60)) : `#${m.replyTo}`}`;
+    li.prepend(q);
+  }
+  if (m.edited && !m.recalled) {
+    const e = document.createElement('span');
+    e.className = 'edited';
+    e.setAttribute('data-testid', 'edited');
+    e.textContent = 'edited';
+    li.append(e);
+  }
+  if (m.mentions && (m.mentions.includes(app.me.id) || m.mentions.includes('all'))) li.classList.add('mentioned');
+  if (m.recalled) return;
+  const actions = document.createElement('span');
+  actions.className = 'actions';
+  const act = (label, testid, fn) => {
+    const b = document.createElement('button');
+    b.className = 'link';
+    b.textContent = label;
+    b.setAttribute('data-testid', testid);
+    b.addEventListener('click', () => fn().catch((err) => (ui.sideError.textContent = errText(err))));
+    actions.append(b);
+  };
+  act('Reply', 'reply', async () => setReply(m));
+  if (own) {
+    act('Edit', 'edit', async () => {
+      const body = prompt('Edit message', m.body);
+      if (body != null && body !== m.body) await app.client.edit(m.conv, m.seq, body);
+    });
+    act('Recall', 'recall', () => app.client.recall(m.conv, m.seq));
+  }
+  act('Delete', 'delete', () => app.client.deleteForMe(m.conv, [m.seq]));
+  li.append(actions);
+}
+
+/** A group_event message as a centred line. */
+function eventLine(m) {
+  const li = document.createElement('li');
+  li.className = 'event';
+  li.setAttribute('data-testid', 'group-event');
+  li.dataset.seq = String(m.seq);
+  li.textContent = eventText(m);
+  return li;
+}
+
+function eventText(m) {
+  let e = {};
+  try {
+    e = JSON.parse(m.body);
+  } catch {
+    return 'the group changed';
+  }
+  const who = nameOf(e.actor);
+  const them = (e.targets ?? []).map(nameOf).join(', ');
+  switch (e.event) {
+    case 'member_added':
+      return `${who} added ${them}`;
+    case 'member_removed':
+      return `${who} removed ${them}`;
+    case 'member_left':
+      return `${them} left`;
+    case 'role_changed':
+      return `${who} made ${them} ${e.role}`;
+    case 'member_muted':
+      return e.mutedUntil > Date.now() ? `${who} muted ${them}` : `${who} unmuted ${them}`;
+    case 'group_updated':
+      return e.name ? `${who} renamed the group to "${e.name}"` : `${who} changed the group settings`;
+    case 'owner_transferred':
+      return `${who} made ${them} the owner`;
+    case 'dismissed':
+      return `${who} dismissed the group`;
+  }
+  return `${who}: ${e.event}`;
+}
+
+/** @returns {string[]|undefined} "@all" or @username mentions of known users */
+function mentionsIn(body) {
+  if (/(^|\s)@all\b/.test(body)) return ['all'];
+  const byName = new Map([...names].map(([id, n]) => [String(n).toLowerCase(), id]));
+  const ids = [];
+  for (const [, n] of body.matchAll(/(?:^|\s)@([\w.-]+)/g)) {
+    const id = byName.get(n.toLowerCase());
+    if (id && !ids.includes(id)) ids.push(id);
+  }
+  return ids.length ? ids.slice(0, 50) : undefined;
+}
+
+/** Sets (or clears) the message the next send replies to. */
+function setReply(m) {
+  app.replyTo = m ? m.seq : null;
+  let bar = document.getElementById('reply-bar');
+  if (!m) {
+    bar?.remove();
+    return;
+  }
+  if (!bar) {
+    bar = document.createElement('div');
+    bar.id = 'reply-bar';
+    bar.className = 'reply-bar';
+    bar.setAttribute('data-testid', 'reply-bar');
+    ui.composer.before(bar);
+  }
+  bar.textContent = `Replying to: ${m.body.slice(0, 60)} `;
+  const cancel = document.createElement('button');
+  cancel.className = 'link';
+  cancel.textContent = '✕';
+  cancel.addEventListener('click', () => setReply(null));
+  bar.append(cancel);
+  ui.input.focus();
 }

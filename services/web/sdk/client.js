@@ -16,7 +16,12 @@ import { uploadAndSend } from './media.js';
  * @property {string} kind e.g. "text"
  * @property {string} body
  * @property {number} ts unix milliseconds
- * @property {boolean} [recalled]
+ * @property {boolean} [recalled] recalled: body erased
+ * @property {boolean} [edited] body is the latest edit
+ * @property {number} [ref] the seq a "recall" or "edit" record applies to
+ * @property {number} [replyTo] the seq this message replies to
+ * @property {string[]} [mentions] mentioned user ids, or ["all"]
+ * @property {boolean} [muted] pushed while this user muted the conversation: do not alert
  * @property {string} [cmid] set on the sender's own device
  */
 
@@ -39,6 +44,9 @@ import { uploadAndSend } from './media.js';
  * @property {boolean} readDiffusion a large group whose messages are pulled
  * @property {Message|null} last the newest message
  * @property {number} lastTs time of the newest message (unix ms), 0 when unknown
+ * @property {number} mentions messages after readSeq that mention this user
+ * @property {boolean} pinned
+ * @property {boolean} muted
  */
 
 /**
@@ -104,6 +112,19 @@ export function groupConv(group) {
   return `g:${group}`;
 }
 
+/**
+ * The optional send fields of the message lifecycle.
+ * @param {{replyTo?: number, mentions?: string[]}} p
+ * @returns {{replyTo?: number, mentions?: string[]}}
+ */
+function sendExtras(p) {
+  /** @type {{replyTo?: number, mentions?: string[]}} */
+  const out = {};
+  if (p.replyTo != null) out.replyTo = p.replyTo;
+  if (p.mentions && p.mentions.length > 0) out.mentions = p.mentions;
+  return out;
+}
+
 const MAX_SEEN = 20000;
 const MAX_LOOP = 10000;
 
@@ -126,6 +147,9 @@ const MAX_LOOP = 10000;
  * @property {number} pendingRead read cursor not yet sent to the server
  * @property {number} serverReadSeq read cursor the server has (sent or listed)
  * @property {number} lastTs time of the newest message (unix ms)
+ * @property {number} mentions
+ * @property {boolean} pinned
+ * @property {boolean} muted
  */
 
 /**
@@ -134,8 +158,12 @@ const MAX_LOOP = 10000;
  *
  * Events (client.on(name, fn)): "message" (Message, each once, in seq order per
  * conversation), "state" ({state, retryInMs?}), "conversation" (Conversation),
- * "receipt" ({conv, user, kind, seq}), "recall" (frame), "synced" ({inboxSeq}),
- * "kicked" ({reason}), "error" (ImkubeError).
+ * "receipt" ({conv, user, kind, seq}), "recall" ({conv, seq, by, record}),
+ * "edit" ({conv, seq, body, by, record}), "delete" ({conv, seqs}), "groupEvent"
+ * ({conv, seq, event, actor, targets, ...}), "synced" ({inboxSeq}),
+ * "kicked" ({reason}), "error" (ImkubeError). Recall and edit records are not
+ * "message" events: they change the message they refer to in recent() (a
+ * recalled placeholder, the edited body); group events are both.
  */
 export class ImkubeClient extends Emitter {
   /** @param {ClientOptions} opts */
@@ -195,6 +223,8 @@ export class ImkubeClient extends Emitter {
     this._recent = new Map();
     /** @type {string|null} */
     this._loadedKey = null;
+    /** @type {Set<string>|null} "conv|seq" deleted for me (bounded) */
+    this._hidden = null;
     /** @type {string|null} the token got by the last refresh (replaces opts.token) */
     this._token = null;
   }
@@ -226,7 +256,7 @@ export class ImkubeClient extends Emitter {
    * message is committed; the same cmid is retried (after reconnects, lost
    * acks and retryable errors) until then or until sendDeadlineMs passes.
    * Calling send again with the cmid of a failed send retries it safely.
-   * @param {{to: {user: string} | {group: string}, body: string, kind?: string, cmid?: string}} p
+   * @param {{to: {user: string} | {group: string}, body: string, kind?: string, cmid?: string, replyTo?: number, mentions?: string[]}} p
    * @returns {Promise<Ack>}
    */
   send(p) {
@@ -239,7 +269,7 @@ export class ImkubeClient extends Emitter {
     /** @type {any} */
     const e = {
       cmid,
-      frame: { t: 'send', cmid, to: p.to, kind: p.kind ?? 'text', body: p.body },
+      frame: { t: 'send', cmid, to: p.to, kind: p.kind ?? 'text', body: p.body, ...sendExtras(p) },
       sent: false,
       waiting: false,
       attempts: 0,
@@ -292,6 +322,7 @@ export class ImkubeClient extends Emitter {
     const s = seq ?? c.lastSeq;
     if (s <= c.serverReadSeq && c.unread === 0) return;
     c.readSeq = Math.max(c.readSeq, s);
+    if (c.readSeq >= c.lastSeq) c.mentions = 0;
     this._recount(c);
     if (s > c.serverReadSeq) {
       c.serverReadSeq = s;
@@ -302,12 +333,120 @@ export class ImkubeClient extends Emitter {
     this._persistSoon();
   }
 
-  /** @returns {Conversation[]} known conversations, newest first */
+  /** @returns {Conversation[]} known conversations, pinned first, then the newest first */
   conversations() {
     return [...this._convs.values()]
       .filter((c) => c.last || c.lastSeq > 0)
       .map((c) => this._summary(c))
-      .sort((a, b) => (b.last?.ts ?? b.lastTs) - (a.last?.ts ?? a.lastTs));
+      .sort((a, b) => Number(b.pinned) - Number(a.pinned) || (b.last?.ts ?? b.lastTs) - (a.last?.ts ?? a.lastTs));
+  }
+
+  // ---- message lifecycle ------------------------------------------------
+
+  /**
+   * Recalls message seq of conv (the sender within the recall window, group
+   * owners and admins any time). Resolves once the server applied it; the
+   * "recall" event and recent() follow from the record.
+   * @param {string} conv @param {number} seq
+   * @returns {Promise<void>}
+   */
+  async recall(conv, seq) {
+    await this._request({ t: 'recall', conv, seq }, false);
+  }
+
+  /**
+   * Replaces the body of your message seq of conv (within the edit window).
+   * @param {string} conv @param {number} seq @param {string} body
+   * @returns {Promise<void>}
+   */
+  async edit(conv, seq, body) {
+    await this._request({ t: 'edit', conv, seq, body }, false);
+  }
+
+  /**
+   * Deletes messages of conv for this user on every device (others keep them).
+   * @param {string} conv @param {number[]} seqs at most 100
+   * @returns {Promise<void>}
+   */
+  async deleteForMe(conv, seqs) {
+    await this._request({ t: 'delete', conv, seqs }, false);
+    this._applyDelete({ conv, seqs });
+  }
+
+  /**
+   * Pins (or unpins) conv in this user's conversation list (needs opts.rest).
+   * @param {string} conv @param {boolean} [pinned=true]
+   */
+  async pin(conv, pinned = true) {
+    await this._patchConv(conv, { pinned });
+  }
+
+  /**
+   * Mutes (or unmutes) conv: it still counts unread, and its messages carry
+   * muted:true so the app does not alert (needs opts.rest).
+   * @param {string} conv @param {boolean} [muted=true]
+   */
+  async mute(conv, muted = true) {
+    await this._patchConv(conv, { muted });
+  }
+
+  /** @param {string} conv @param {{pinned?: boolean, muted?: boolean}} patch */
+  async _patchConv(conv, patch) {
+    if (!this.opts.rest) throw new ImkubeError('BAD_FRAME', 'pin and mute need opts.rest');
+    await this.opts.rest.patchConversation(conv, patch);
+    const c = this._conv(conv);
+    if (patch.pinned !== undefined) c.pinned = patch.pinned;
+    if (patch.muted !== undefined) c.muted = patch.muted;
+    this._emitConv(c);
+    this._persistSoon();
+  }
+
+  /**
+   * Applies a record that changes another message (delivered in seq order).
+   * @param {ConvState} c @param {Message} m
+   */
+  _applyRecord(c, m) {
+    const list = this._recent.get(c.conv) ?? [];
+    const target = list.find((x) => x.seq === m.ref);
+    if (m.kind === 'recall') {
+      if (target) {
+        target.recalled = true;
+        target.body = '';
+        delete target.mentions;
+      }
+      this.emit('recall', { conv: c.conv, seq: m.ref, by: m.from, record: m });
+    } else if (m.kind === 'edit') {
+      if (target && !target.recalled) {
+        target.body = m.body;
+        target.edited = true;
+      }
+      this.emit('edit', { conv: c.conv, seq: m.ref, body: m.body, by: m.from, record: m });
+    }
+    if (target && c.last && c.last.seq === target.seq) c.last = target;
+    this._emitConv(c);
+    this._persistSoon();
+  }
+
+  /** @param {{conv: string, seqs?: number[]}} m a delete record (your own devices) */
+  _applyDelete(m) {
+    // The request applies it at once and its record follows: one event.
+    const hidden = this._hidden ?? (this._hidden = new Set());
+    const seqs = new Set((m.seqs ?? []).filter((n) => !hidden.has(`${m.conv}|${n}`)));
+    if (seqs.size === 0) return;
+    for (const n of seqs) hidden.add(`${m.conv}|${n}`);
+    while (hidden.size > MAX_SEEN) hidden.delete(/** @type {string} */ (hidden.values().next().value));
+    const list = this._recent.get(m.conv);
+    if (list) {
+      const kept = list.filter((x) => !seqs.has(x.seq));
+      if (kept.length !== list.length) {
+        this._recent.set(m.conv, kept);
+        const c = this._conv(m.conv);
+        if (c.last && seqs.has(c.last.seq)) c.last = kept[kept.length - 1] ?? null;
+        this._emitConv(c);
+      }
+    }
+    this.emit('delete', { conv: m.conv, seqs: [...seqs] });
+    this._persistSoon();
   }
 
   /** @param {string} conv @returns {Conversation} */
@@ -323,13 +462,16 @@ export class ImkubeClient extends Emitter {
   /**
    * Loads messages of conv from the server without emitting them (history).
    * @param {string} conv
-   * @param {{fromSeq?: number, toSeq?: number, limit?: number}} [q]
+   * With beforeSeq: the newest messages before it (ascending; more = older ones exist).
+   * @param {{fromSeq?: number, toSeq?: number, beforeSeq?: number, limit?: number}} [q]
    * @returns {Promise<{items: Message[], more: boolean}>}
    */
   async history(conv, q = {}) {
     /** @type {any} */
-    const frame = { t: 'pull', conv, from: q.fromSeq ?? 1, limit: q.limit ?? this.opts.pageLimit };
-    if (q.toSeq != null) frame.to = q.toSeq;
+    const frame = q.beforeSeq != null
+      ? { t: 'pull', conv, before: q.beforeSeq, limit: q.limit ?? this.opts.pageLimit }
+      : { t: 'pull', conv, from: q.fromSeq ?? 1, limit: q.limit ?? this.opts.pageLimit };
+    if (q.toSeq != null && q.beforeSeq == null) frame.to = q.toSeq;
     const r = await this._request(frame, false);
     return { items: r.items ?? [], more: !!r.more };
   }
@@ -343,6 +485,9 @@ export class ImkubeClient extends Emitter {
       c.readSeq = Math.max(c.readSeq, info.readSeq ?? 0);
       c.serverReadSeq = Math.max(c.serverReadSeq, info.readSeq ?? 0);
       c.lastTs = Math.max(c.lastTs, Number(info.lastTs) || 0);
+      c.pinned = !!info.pinned;
+      c.muted = !!info.muted;
+      if (typeof info.mentions === 'number') c.mentions = info.mentions;
       if ((info.lastSeq ?? 0) > c.lastSeq) {
         // The server knows messages this device has not received yet.
         c.lastSeq = info.lastSeq;
@@ -580,6 +725,7 @@ export class ImkubeClient extends Emitter {
         break;
       case 'sync_result':
       case 'pull_result':
+      case 'ok':
         this._answer(f.id, f);
         break;
       case 'receipt': {
@@ -713,7 +859,7 @@ export class ImkubeClient extends Emitter {
     /** @type {Ack} */
     const ack = { cmid: f.cmid, mid: f.mid, conv: f.conv, seq: f.seq, ts: f.ts };
     /** @type {Message} */
-    const m = { mid: f.mid, conv: f.conv, seq: f.seq, from: this.user ?? '', kind: e.frame.kind, body: e.frame.body, ts: f.ts, cmid: f.cmid };
+    const m = { mid: f.mid, conv: f.conv, seq: f.seq, from: this.user ?? '', kind: e.frame.kind, body: e.frame.body, ts: f.ts, cmid: f.cmid, ...sendExtras(e.frame) };
     if (typeof f.inboxSeq === 'number' && f.inboxSeq > 0) this._ingestInbox({ ...m, inboxSeq: f.inboxSeq });
     else this._ingestConv(m);
     e.resolve(ack);
@@ -865,6 +1011,9 @@ export class ImkubeClient extends Emitter {
         pendingRead: 0,
         serverReadSeq: 0,
         lastTs: 0,
+        mentions: 0,
+        pinned: false,
+        muted: false,
       };
       this._convs.set(conv, c);
     }
@@ -873,6 +1022,12 @@ export class ImkubeClient extends Emitter {
 
   /** @param {Message} m */
   _ingestConv(m) {
+    if (m && m.kind === 'delete' && Array.isArray(/** @type {any} */ (m).seqs)) {
+      // A delete record has a place in the inbox only (seq 0).
+      if (!this._seen.has(m.mid)) this._applyDelete(/** @type {any} */ (m));
+      if (m.mid) this._seen.add(m.mid);
+      return;
+    }
     if (!m || typeof m.conv !== 'string' || typeof m.seq !== 'number') return;
     if (this._seen.has(m.mid)) return;
     const c = this._conv(m.conv);
@@ -999,7 +1154,19 @@ export class ImkubeClient extends Emitter {
     const out = { mid: m.mid, conv: m.conv, seq: m.seq, from: m.from, kind: m.kind, body: m.body, ts: m.ts };
     if (m.inboxSeq) out.inboxSeq = m.inboxSeq;
     if (m.recalled) out.recalled = true;
+    if (m.edited) out.edited = true;
+    if (m.ref) out.ref = m.ref;
+    if (m.replyTo) out.replyTo = m.replyTo;
+    if (Array.isArray(m.mentions) && m.mentions.length > 0) out.mentions = m.mentions;
+    if (m.muted) out.muted = true;
     if (m.cmid) out.cmid = m.cmid;
+    if (out.kind === 'recall' || out.kind === 'edit') {
+      // A record: it changes message ref and is no message of its own.
+      c.lastSeq = Math.max(c.lastSeq, m.seq);
+      if (out.from === this.user) c.readSeq = Math.max(c.readSeq, m.seq);
+      this._applyRecord(c, out);
+      return;
+    }
     // Messages up to lastSeq are already counted (e.g. by the server's list).
     const fresh = m.seq > c.lastSeq;
     c.lastSeq = Math.max(c.lastSeq, m.seq);
@@ -1010,6 +1177,7 @@ export class ImkubeClient extends Emitter {
       c.unread = 0;
     } else if (fresh && m.seq > c.readSeq) {
       c.unread++;
+      if (out.mentions && (out.mentions.includes(this.user ?? '') || out.mentions.includes('all'))) c.mentions++;
     }
     // A send moves the sender's own read cursor without a receipt (receipts
     // go out only when a read moves it): in a 1:1 conversation the peer's
@@ -1025,8 +1193,20 @@ export class ImkubeClient extends Emitter {
     list.push(out);
     if (list.length > this.opts.recentLimit) list.splice(0, list.length - this.opts.recentLimit);
     this.emit('message', out);
+    if (out.kind === 'group_event') this._emitGroupEvent(out);
     this._emitConv(c);
     this._persistSoon();
+  }
+
+  /** @param {Message} m */
+  _emitGroupEvent(m) {
+    let body = {};
+    try {
+      body = JSON.parse(m.body);
+    } catch {
+      // a malformed body: the event still says something changed
+    }
+    this.emit('groupEvent', { ...body, conv: m.conv, seq: m.seq, ts: m.ts });
   }
 
   /** @param {any} f */
@@ -1063,6 +1243,9 @@ export class ImkubeClient extends Emitter {
       readDiffusion: c.readDiffusion,
       last: c.last,
       lastTs: c.lastTs,
+      mentions: c.mentions,
+      pinned: c.pinned,
+      muted: c.muted,
     };
   }
 
@@ -1113,6 +1296,9 @@ export class ImkubeClient extends Emitter {
         pendingRead: c.pendingRead,
         serverReadSeq: c.serverReadSeq,
         lastTs: c.lastTs,
+        mentions: c.mentions,
+        pinned: c.pinned,
+        muted: c.muted,
       };
     }
     /** @type {Record<string, Message[]>} */
@@ -1150,6 +1336,9 @@ export class ImkubeClient extends Emitter {
         pendingRead: v.pendingRead ?? 0,
         serverReadSeq: v.serverReadSeq ?? 0,
         lastTs: v.lastTs ?? 0,
+        mentions: v.mentions ?? 0,
+        pinned: !!v.pinned,
+        muted: !!v.muted,
       });
     }
     for (const [conv, list] of Object.entries(s.recent ?? {})) {

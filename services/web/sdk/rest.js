@@ -17,7 +17,7 @@ export class ApiError extends Error {
 /**
  * @typedef {{id: string, username: string, displayName: string}} User
  * @typedef {{token: string, userId: string, expiresAt: string|number, sessionExpiresAt?: number}} Session
- * @typedef {{conv: string, lastSeq: number, readSeq: number, unread: number, lastTs?: number}} ConversationInfo
+ * @typedef {{conv: string, lastSeq: number, readSeq: number, unread: number, lastTs?: number, mentions?: number, pinned?: boolean, muted?: boolean, last?: {seq: number, from: string, kind: string, preview: string, ts: number}}} ConversationInfo
  * @typedef {{id: string, name: string, owner?: string, members?: string[], [k: string]: any}} Group
  */
 
@@ -119,13 +119,24 @@ export class RestClient {
   }
 
   /**
+   * Sets pinned and/or muted of your entry of conv.
    * @param {string} conv
-   * @param {{fromSeq?: number, limit?: number}} [q]
+   * @param {{pinned?: boolean, muted?: boolean}} patch
+   * @returns {Promise<void>}
+   */
+  async patchConversation(conv, patch) {
+    await this.request('PATCH', `/conversations/${encodeURIComponent(conv)}`, patch);
+  }
+
+  /**
+   * @param {string} conv
+   * @param {{fromSeq?: number, beforeSeq?: number, limit?: number}} [q]
    * @returns {Promise<{items: any[], more: boolean}>}
    */
   messages(conv, q = {}) {
     const p = new URLSearchParams();
     if (q.fromSeq != null) p.set('fromSeq', String(q.fromSeq));
+    if (q.beforeSeq != null) p.set('beforeSeq', String(q.beforeSeq));
     if (q.limit != null) p.set('limit', String(q.limit));
     return this.request('GET', `/conversations/${encodeURIComponent(conv)}/messages?${p}`);
   }

@@ -106,7 +106,7 @@ export class FakeServer {
     const c = this.convs.get(conv) ?? { seq: 0, msgs: [] };
     this.convs.set(conv, c);
     c.seq++;
-    const msg = { mid: `m${++this.mid}`, conv, seq: c.seq, from, kind: 'text', body, ts: 1700000000000 + this.mid };
+    const msg = { mid: `m${++this.mid}`, conv, seq: c.seq, from, kind: 'text', body, ts: 1700000000000 + this.mid, ...(origin?.extras ?? {}) };
     c.msgs.push(msg);
     const ack = { t: 'ack', cmid, mid: msg.mid, conv, seq: msg.seq, ts: msg.ts };
     this.acks.set(key, ack);
@@ -127,6 +127,44 @@ export class FakeServer {
       }
     }
     return ack;
+  }
+
+  /**
+   * Recall, edit and delete as the real server applies them: recall and
+   * edit become records of the conversation (every member's inbox, every
+   * device including the requester's), delete a record in the user's inbox.
+   */
+  _lifecycle(conn, f) {
+    const user = conn.user;
+    if (f.t === 'delete') {
+      const box = this.inbox.get(user) ?? [];
+      this.inbox.set(user, box);
+      const msg = { mid: `m${++this.mid}`, conv: f.conv, seq: 0, from: user, kind: 'delete', body: '', seqs: f.seqs, ts: 1700000000000 + this.mid };
+      const inboxSeq = box.length + 1;
+      box.push({ inboxSeq, msg });
+      for (const o of this.conns) if (o.user === user) this._push(o, { t: 'msg', ...msg, inboxSeq });
+      this._send(conn, { t: 'ok', id: f.id });
+      return;
+    }
+    const c = this.convs.get(f.conv);
+    const orig = c?.msgs.find((m) => m.seq === f.seq);
+    if (!orig) return this._send(conn, { t: 'error', id: f.id, code: 'NOT_FOUND', message: 'no such message', retryable: false });
+    if (orig.from !== user) return this._send(conn, { t: 'error', id: f.id, code: 'FORBIDDEN', message: 'not yours', retryable: false });
+    if (f.t === 'recall') Object.assign(orig, { recalled: true, body: '' });
+    else Object.assign(orig, { edited: true, body: f.body });
+    c.seq++;
+    const msg = { mid: `m${++this.mid}`, conv: f.conv, seq: c.seq, from: user, kind: f.t, body: f.t === 'edit' ? f.body : '', ref: f.seq, ts: 1700000000000 + this.mid };
+    c.msgs.push(msg);
+    const [kind, a, b] = f.conv.split(':');
+    const members = kind === 'u' ? [a, b] : [...(this.groups.get(a) ?? [])];
+    for (const u of members) {
+      const box = this.inbox.get(u) ?? [];
+      this.inbox.set(u, box);
+      const inboxSeq = box.length + 1;
+      box.push({ inboxSeq, msg });
+      for (const o of this.conns) if (o.user === u) this._push(o, { t: 'msg', ...msg, inboxSeq });
+    }
+    this._send(conn, { t: 'ok', id: f.id });
   }
 
   /** Cuts every connection (or those of user) as a network failure would. */
@@ -234,7 +272,11 @@ export class FakeServer {
     }
     switch (f.t) {
       case 'send': {
+        conn.extras = {};
+        if (f.replyTo) conn.extras.replyTo = f.replyTo;
+        if (f.mentions) conn.extras.mentions = f.mentions;
         const ack = this.post(conn.user, f.to, f.body, f.cmid, conn);
+        conn.extras = null;
         if (this.holdAcks) this.heldAcks.push([conn, ack]);
         else this._push(conn, ack);
         break;
@@ -266,6 +308,11 @@ export class FakeServer {
       }
       case 'ping':
         this._send(conn, { t: 'pong' });
+        break;
+      case 'recall':
+      case 'edit':
+      case 'delete':
+        this._lifecycle(conn, f);
         break;
       default:
         this._send(conn, { t: 'error', code: 'BAD_FRAME', message: `unknown ${f.t}`, retryable: false });
