@@ -199,17 +199,17 @@ test('the SDK modules load in the browser and IndexedDBStorage keeps values', as
 });
 
 test('an image and a file sent between two windows: the image shows inline, the file is a download link', async () => {
-  const frank = await openWindow('frank');
-  await enter(frank.page, 'frank', true);
-  const erin = await openWindow('erin');
-  await enter(erin.page, 'erin', true);
-  await erin.page.getByTestId('new-chat-username').fill('frank');
-  await erin.page.getByTestId('new-chat-start').click();
-  await erin.page.locator('[data-testid="chat-title"]', { hasText: 'Frank' }).waitFor();
+  const hugo = await openWindow('hugo');
+  await enter(hugo.page, 'hugo', true);
+  const iris = await openWindow('iris');
+  await enter(iris.page, 'iris', true);
+  await iris.page.getByTestId('new-chat-username').fill('hugo');
+  await iris.page.getByTestId('new-chat-start').click();
+  await iris.page.locator('[data-testid="chat-title"]', { hasText: 'Hugo' }).waitFor();
 
   // A 40x30 PNG made by the browser, then a small text file.
   const png = Buffer.from(
-    await erin.page.evaluate(async () => {
+    await iris.page.evaluate(async () => {
       const c = new OffscreenCanvas(40, 30);
       const g = /** @type {OffscreenCanvasRenderingContext2D} */ (c.getContext('2d'));
       g.fillStyle = '#3a7';
@@ -218,66 +218,66 @@ test('an image and a file sent between two windows: the image shows inline, the 
       return [...new Uint8Array(await blob.arrayBuffer())];
     }),
   );
-  await erin.page.getByTestId('attach').setInputFiles({ name: 'square.png', mimeType: 'image/png', buffer: png });
-  await allSent(erin.page, 1);
-  await erin.page.getByTestId('attach').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('meeting notes\n') });
-  await allSent(erin.page, 2);
+  await iris.page.getByTestId('attach').setInputFiles({ name: 'square.png', mimeType: 'image/png', buffer: png });
+  await allSent(iris.page, 1);
+  await iris.page.getByTestId('attach').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('meeting notes\n') });
+  await allSent(iris.page, 2);
 
-  await frank.page.getByTestId('unread').waitFor();
-  await frank.page.getByTestId('conv').first().click();
-  const img = frank.page.getByTestId('media-image');
+  await hugo.page.getByTestId('unread').waitFor();
+  await hugo.page.getByTestId('conv').first().click();
+  const img = hugo.page.getByTestId('media-image');
   await img.waitFor();
-  await frank.page.waitForFunction(() => {
+  await hugo.page.waitForFunction(() => {
     const i = /** @type {HTMLImageElement|null} */ (document.querySelector('[data-testid="media-image"]'));
     return !!i && i.complete && i.naturalWidth > 0;
   });
-  const link = frank.page.getByTestId('media-link').last();
-  await frank.page.waitForFunction(() => {
+  const link = hugo.page.getByTestId('media-link').last();
+  await hugo.page.waitForFunction(() => {
     const links = document.querySelectorAll('[data-testid="media-link"]');
     const a = /** @type {HTMLAnchorElement|undefined} */ (links[links.length - 1]);
     return !!a && a.href.includes('/media-store/');
   });
   assert.match(await link.textContent() ?? '', /notes\.txt/);
-  const text = await frank.page.evaluate(async () => {
+  const text = await hugo.page.evaluate(async () => {
     const links = document.querySelectorAll('[data-testid="media-link"]');
     return (await fetch(/** @type {HTMLAnchorElement} */ (links[links.length - 1]).href)).text();
   });
   assert.equal(text, 'meeting notes\n');
-  await shot(frank.page, 'frank-media');
-  await erin.context.close();
-  await frank.context.close();
+  await shot(hugo.page, 'hugo-media');
+  await iris.context.close();
+  await hugo.context.close();
 });
 
 test('recall and edit in the demo: the other window shows the edited body, then the recalled placeholder', async () => {
-  const carol = await openWindow('carol');
-  await enter(carol.page, 'carol', true);
-  const dave = await openWindow('dave');
-  await enter(dave.page, 'dave', true);
-  await dave.page.getByTestId('new-chat-username').fill('carol');
-  await dave.page.getByTestId('new-chat-start').click();
-  await dave.page.locator('[data-testid="chat-title"]', { hasText: 'Carol' }).waitFor();
-  await send(dave.page, 'first draft');
-  await allSent(dave.page, 1);
-  await carol.page.getByTestId('conv').first().click();
-  assert.deepEqual(await bodies(carol.page, 1), ['first draft']);
+  const kim = await openWindow('kim');
+  await enter(kim.page, 'kim', true);
+  const lou = await openWindow('lou');
+  await enter(lou.page, 'lou', true);
+  await lou.page.getByTestId('new-chat-username').fill('kim');
+  await lou.page.getByTestId('new-chat-start').click();
+  await lou.page.locator('[data-testid="chat-title"]', { hasText: 'Kim' }).waitFor();
+  await send(lou.page, 'first draft');
+  await allSent(lou.page, 1);
+  await kim.page.getByTestId('conv').first().click();
+  assert.deepEqual(await bodies(kim.page, 1), ['first draft']);
 
-  // Dave edits his message (the demo asks with a prompt).
-  dave.page.once('dialog', (d) => d.accept('final text'));
-  const mine = dave.page.locator('[data-testid="message"][data-seq="1"]');
+  // Lou edits his message (the demo asks with a prompt).
+  lou.page.once('dialog', (d) => d.accept('final text'));
+  const mine = lou.page.locator('[data-testid="message"][data-seq="1"]');
   await mine.hover();
   await mine.getByTestId('edit').click();
-  await carol.page.locator('[data-testid="message"][data-seq="1"] [data-testid="edited"]').waitFor();
-  assert.deepEqual(await carol.page.getByTestId('message-body').allTextContents(), ['final text']);
-  await shot(carol.page, 'carol-edited');
+  await kim.page.locator('[data-testid="message"][data-seq="1"] [data-testid="edited"]').waitFor();
+  assert.deepEqual(await kim.page.getByTestId('message-body').allTextContents(), ['final text']);
+  await shot(kim.page, 'kim-edited');
 
-  // Dave recalls it: both windows show the placeholder, the list preview is empty of the text.
+  // Lou recalls it: both windows show the placeholder, the list preview is empty of the text.
   await mine.hover();
   await mine.getByTestId('recall').click();
-  await carol.page.locator('[data-testid="message-body"]', { hasText: '(message recalled)' }).waitFor();
-  await dave.page.locator('[data-testid="message-body"]', { hasText: '(message recalled)' }).waitFor();
-  assert.equal(await carol.page.getByTestId('edited').count(), 0);
-  assert.match(await carol.page.getByTestId('conv-preview').first().textContent(), /recalled/);
-  await shot(carol.page, 'carol-recalled');
-  await carol.context.close();
-  await dave.context.close();
+  await kim.page.locator('[data-testid="message-body"]', { hasText: '(message recalled)' }).waitFor();
+  await lou.page.locator('[data-testid="message-body"]', { hasText: '(message recalled)' }).waitFor();
+  assert.equal(await kim.page.getByTestId('edited').count(), 0);
+  assert.match(await kim.page.getByTestId('conv-preview').first().textContent(), /recalled/);
+  await shot(kim.page, 'kim-recalled');
+  await kim.context.close();
+  await lou.context.close();
 });
