@@ -15,6 +15,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/imkube/imkube/internal/rest"
 	"io"
 	"log/slog"
 	"net"
@@ -155,6 +156,7 @@ type Gateway struct {
 	IdleTimeout       time.Duration
 	DrainTimeout      time.Duration
 	DrainRate         int
+	TrustedProxies    []string
 	AllowedOrigins    []string
 	UserURL           string
 	MessageURL        string
@@ -413,6 +415,8 @@ var settings = []Setting{
 		bind: func(c *Config) value { return durVal{&c.Gateway.IdleTimeout} }},
 	{flag: "drain-timeout", env: "IMKUBE_DRAIN_TIMEOUT", usage: "how long shutdown waits for connections to move", roles: []Role{RoleGateway},
 		bind: func(c *Config) value { return durVal{&c.Gateway.DrainTimeout} }},
+	{flag: "trusted-proxies", env: "IMKUBE_TRUSTED_PROXIES", usage: "comma-separated CIDRs of the load balancers in front of the gateways whose X-Forwarded-For names the client", roles: []Role{RoleGateway},
+		bind: func(c *Config) value { return listVal{&c.Gateway.TrustedProxies} }},
 	{flag: "drain-rate", env: "IMKUBE_DRAIN_RATE", usage: "connections per second a stopping gateway asks to reconnect elsewhere", roles: []Role{RoleGateway},
 		bind: func(c *Config) value { return intVal{&c.Gateway.DrainRate} }},
 	{flag: "allowed-origins", env: "IMKUBE_ALLOWED_ORIGINS", usage: "comma-separated browser origins allowed besides the gateway's own host; scheme://host:* for any port, * for any", roles: []Role{RoleGateway},
@@ -701,6 +705,9 @@ func (c Config) Validate(role Role) error {
 		}
 		if g.DrainTimeout < 0 {
 			bad("drain-timeout", "IMKUBE_DRAIN_TIMEOUT", "%s: want >= 0", g.DrainTimeout)
+		}
+		if _, err := rest.ParseTrustedProxies(g.TrustedProxies); err != nil {
+			bad("trusted-proxies", "IMKUBE_TRUSTED_PROXIES", "%v", err)
 		}
 		if g.DrainRate < 1 {
 			bad("drain-rate", "IMKUBE_DRAIN_RATE", "%d: want >= 1", g.DrainRate)

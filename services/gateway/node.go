@@ -34,6 +34,7 @@ import (
 	"github.com/imkube/imkube/internal/auth"
 	"github.com/imkube/imkube/internal/bus"
 	"github.com/imkube/imkube/internal/messageapi"
+	"github.com/imkube/imkube/internal/rest"
 	"github.com/imkube/imkube/internal/sessions"
 	"github.com/imkube/imkube/internal/telemetry"
 )
@@ -97,6 +98,10 @@ type Config struct {
 	// DrainTicker paces the evacuation (nil: a ticker of 100 ms, each tick
 	// asking DrainRate/10 connections); tests drive it by hand.
 	DrainTicker func() (ticks <-chan time.Time, stop func())
+
+	// TrustedProxies are the load balancers whose X-Forwarded-For names the
+	// client (per-IP connect limits key on it); empty: the peer address.
+	TrustedProxies rest.TrustedProxies
 
 	// DropDelivery, when set, is asked before each push frame is written to a
 	// connection; true drops it (tests simulate lost deliveries with it).
@@ -316,7 +321,7 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "gateway is at its connection limit", http.StatusServiceUnavailable)
 		return
 	}
-	ip, _, _ := net.SplitHostPort(r.RemoteAddr)
+	ip := n.cfg.TrustedProxies.ClientIP(r)
 	if n.deps.Connects != nil && !n.deps.Connects.AllowConnect(ip) {
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "too many connections from your address; retry later", http.StatusTooManyRequests)
