@@ -75,6 +75,10 @@ type IMClusterSpec struct {
 	// +kubebuilder:default={recallWindowSeconds: 120, editWindowSeconds: 900}
 	// +optional
 	Messages MessagesSpec `json:"messages,omitzero"`
+	// Media configures media messages (object store, limits, orphan TTL).
+	// +kubebuilder:default={}
+	// +optional
+	Media MediaSpec `json:"media,omitzero"`
 	// Observability configures traces, metrics scraping and dashboards.
 	// +kubebuilder:default={}
 	// +optional

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -31,6 +33,10 @@ func (b *recordingBackend) Read(context.Context, string, string, int64) error {
 	b.calls++
 	return nil
 }
+func (b *recordingBackend) PullBefore(context.Context, string, string, int64, int, int) (*protocol.PullResult, error) {
+	b.calls++
+	return &protocol.PullResult{}, nil
+}
 
 func mustKeys(t *testing.T, lines ...string) *auth.Keys {
 	t.Helper()
@@ -50,10 +56,24 @@ func TestEveryInternalEndpointRequiresTheInternalToken(t *testing.T) {
 	oldToken := mustKeys(t, oldKey).InternalToken()
 	rotating, rotated := mustKeys(t, newKey, oldKey), mustKeys(t, newKey)
 	endpoints := map[string]string{ // path -> a valid body
-		"/internal/v1/state": `{"user":"u1"}`,
-		"/internal/v1/sync":  `{"user":"u1","after":0,"limit":10}`,
-		"/internal/v1/pull":  `{"user":"u1","conv":"u:u1:u2","from":1,"limit":10}`,
-		"/internal/v1/read":  `{"user":"u1","conv":"u:u1:u2","seq":1}`,
+		"/internal/v1/state":       `{"user":"u1"}`,
+		"/internal/v1/sync":        `{"user":"u1","after":0,"limit":10}`,
+		"/internal/v1/pull":        `{"user":"u1","conv":"u:u1:u2","from":1,"limit":10}`,
+		"/internal/v1/read":        `{"user":"u1","conv":"u:u1:u2","seq":1}`,
+		"/internal/v1/pull_before": `{"user":"u1","conv":"u:u1:u2","before":10,"limit":10}`,
+	}
+	src, err := os.ReadFile("http.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	registered := regexp.MustCompile(`handle\("(/internal/[^"]+)"`).FindAllStringSubmatch(string(src), -1)
+	if len(registered) < len(endpoints) {
+		t.Fatalf("found %d handle(...) registrations in http.go, want at least %d: the pattern is stale", len(registered), len(endpoints))
+	}
+	for _, m := range registered {
+		if _, ok := endpoints[m[1]]; !ok {
+			t.Errorf("ServeInternal registers %s, which this test does not cover: add it", m[1])
+		}
 	}
 	tests := []struct {
 		name   string
