@@ -199,13 +199,13 @@ test('the SDK modules load in the browser and IndexedDBStorage keeps values', as
 });
 
 test('recall and edit in the demo: the other window shows the edited body, then the recalled placeholder', async () => {
-  const carol = await openWindow('carol');
-  await enter(carol.page, 'carol', true);
-  const dave = await openWindow('dave');
-  await enter(dave.page, 'dave', true);
-  await dave.page.getByTestId('new-chat-username').fill('carol');
+  const carol = await openWindow('quinn');
+  await enter(carol.page, 'quinn', true);
+  const dave = await openWindow('ravi');
+  await enter(dave.page, 'ravi', true);
+  await dave.page.getByTestId('new-chat-username').fill('quinn');
   await dave.page.getByTestId('new-chat-start').click();
-  await dave.page.locator('[data-testid="chat-title"]', { hasText: 'Carol' }).waitFor();
+  await dave.page.locator('[data-testid="chat-title"]', { hasText: 'Quinn' }).waitFor();
   await send(dave.page, 'first draft');
   await allSent(dave.page, 1);
   await carol.page.getByTestId('conv').first().click();
