@@ -19,6 +19,7 @@ type Memory struct {
 	mu       sync.Mutex
 	users    map[string]map[string]entry // user -> device -> entry
 	gateways map[string]time.Time        // gateway -> liveness expiry
+	seen     map[string]int64            // user -> last seen (unix ms), one entry per user
 }
 
 type entry struct {

@@ -28,3 +28,17 @@ type Store interface {
 	// Lookup returns the live sessions of each user (users with none are absent).
 	Lookup(ctx context.Context, users []string) (map[string][]Session, error)
 }
+
+// Presence is what presence needs besides Store: the live gateways (a
+// presence change is announced to each of them) and when users were last
+// online. Both adapters implement it.
+type Presence interface {
+	// Gateways returns the ids of the gateways whose liveness has not
+	// expired.
+	Gateways(ctx context.Context) ([]string, error)
+	// SetLastSeen records that user was last online at ms (unix ms); it
+	// never moves back.
+	SetLastSeen(ctx context.Context, user string, ms int64) error
+	// LastSeen returns the recorded times of users (absent: never recorded).
+	LastSeen(ctx context.Context, users []string) (map[string]int64, error)
+}

@@ -89,6 +89,17 @@ type Config struct {
 	// lifetime), so the client can still refresh the token it holds.
 	ReauthBefore time.Duration
 
+	// PresenceGrace is how long a user whose last device disconnected may
+	// reconnect before subscribers hear "offline" (10 s).
+	PresenceGrace time.Duration
+	// MaxPresenceSubs bounds the users one connection watches (1,000).
+	MaxPresenceSubs int
+	// TypingInterval drops a connection's typing frames for a conversation
+	// within this time of the previous one (2 s).
+	TypingInterval time.Duration
+	// Clock, if set, replaces the presence timers (tests).
+	Clock Clock
+
 	// DropDelivery, when set, is asked before each push frame is written to a
 	// connection; true drops it (tests simulate lost deliveries with it).
 	DropDelivery func(user, device string, frame []byte) bool
@@ -114,6 +125,14 @@ func (c *Config) setDefaults() {
 	def(&c.HeartbeatInterval, 10*time.Second)
 	def(&c.SessionTTL, 3*c.HeartbeatInterval)
 	def(&c.ReauthBefore, time.Minute)
+	def(&c.PresenceGrace, 10*time.Second)
+	def(&c.TypingInterval, 2*time.Second)
+	if c.MaxPresenceSubs <= 0 {
+		c.MaxPresenceSubs = 1000
+	}
+	if c.Clock == nil {
+		c.Clock = realClock{}
+	}
 	if c.SendQueueBytes <= 0 {
 		c.SendQueueBytes = 1 << 20
 	}
@@ -153,6 +172,10 @@ type Deps struct {
 	Pushes   bus.PushConsumer
 	Backend  messageapi.Backend
 	Sessions sessions.Store
+	// Presence, if set, lists gateways and records last-seen times (nil:
+	// Sessions when it implements sessions.Presence, else presence changes
+	// reach only this gateway's subscribers).
+	Presence sessions.Presence
 	// Limiter, if set, rate-limits sends per user.
 	Limiter SendLimiter
 	// Connects, if set, rate-limits new connections per client IP.
@@ -193,6 +216,7 @@ type Node struct {
 	hub      *hub
 	upgrader websocket.Upgrader
 	metrics  counters
+	presence *presence
 
 	mu       sync.Mutex
 	conns    map[*Client]struct{} // every open connection, authenticated or not
@@ -209,8 +233,11 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	if deps.Tracer == nil {
 		deps.Tracer = tracenoop.NewTracerProvider().Tracer("")
 	}
+	if deps.Presence == nil {
+		deps.Presence, _ = deps.Sessions.(sessions.Presence)
+	}
 	n := &Node{cfg: cfg, deps: deps, log: deps.Log.With("gateway", cfg.ID), hub: newHub(),
-		conns: map[*Client]struct{}{}, drained: make(chan struct{})}
+		conns: map[*Client]struct{}{}, drained: make(chan struct{}), presence: newPresence()}
 	n.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
 		ReadBufferSize:   4096,
@@ -372,6 +399,10 @@ func (n *Node) HandlePush(ctx context.Context, m bus.Message) error {
 	}
 	n.metrics.pushes.Add(1)
 	n.deps.Metrics.Pushed()
+	if p.Kind == messageapi.PushPresence {
+		n.presenceDeliver(p.Frame)
+		return nil
+	}
 	_, span := n.deps.Tracer.Start(telemetry.Extract(ctx, m.Header), "gateway.push",
 		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attribute.Int("im.targets", len(p.Targets))))
 	defer span.End()
@@ -454,6 +485,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 	select {
 	case <-n.drained:
+		n.presenceStop()
 		return nil
 	case <-ctx.Done():
 	}
@@ -461,6 +493,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		c.forceClose(DisconnectShutdown)
 	}
 	<-n.drained
+	n.presenceStop()
 	return ctx.Err()
 }
 

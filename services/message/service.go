@@ -43,6 +43,7 @@ type Store interface {
 	Pull(ctx context.Context, conv string, from, to int64, limit int) ([]store.Message, bool, error)
 	SetRead(ctx context.Context, user, conv string, seq int64) (int64, bool, error)
 	Conversations(ctx context.Context, user string) ([]store.Conversation, error)
+	SignalStore
 }
 
 // Service is the message service.
@@ -63,6 +64,7 @@ type Service struct {
 	guard     func(fn func() error) error
 	receipts  *receipts
 	accounts  Accounts
+	signals
 }
 
 // Accounts says whether a user id has an account (auth.Accounts).
@@ -77,7 +79,11 @@ type Config struct {
 	ReadDiffusionThreshold func() int
 	// ReceiptInterval is the shortest time between two read receipts of one
 	// reader in one conversation (default 1 s); moves in between are merged.
+	// Delivered receipts follow the same rule.
 	ReceiptInterval time.Duration
+	// TypingInterval is the shortest time between two typing signals of
+	// one user in one conversation (default 2 s); excess is dropped.
+	TypingInterval time.Duration
 }
 
 // Deps are the message service's collaborators.
@@ -99,6 +105,12 @@ type Deps struct {
 	// Accounts, if set, is asked at State whether the user has an account
 	// (nil: a cache in front of Store.UserExists).
 	Accounts Accounts
+	// Presence, if set, holds last-seen times (nil: Sessions, when it
+	// implements sessions.Presence).
+	Presence sessions.Presence
+	// TypingFilter, if set, removes from recipients the users who must not
+	// see that sender is typing (the hook for blocking).
+	TypingFilter func(ctx context.Context, sender string, recipients []string) []string
 }
 
 // New returns a message service.
@@ -126,6 +138,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		s.accounts = auth.NewAccounts(auth.AccountsConfig{}, deps.Store.UserExists)
 	}
 	s.receipts = newReceipts(cfg.ReceiptInterval, 100000, s.sendReceipt)
+	s.initSignals(cfg, deps)
 	return s, nil
 }
 
@@ -135,6 +148,7 @@ var _ messageapi.Backend = (*Service)(nil)
 // waiting for their interval are dropped.
 func (s *Service) Run(ctx context.Context, c bus.UpstreamConsumer) error {
 	defer s.receipts.stop()
+	defer s.delivered.stop()
 	return c.ConsumeUpstream(ctx, s.HandleUpstream)
 }
 
