@@ -29,13 +29,17 @@ type Store interface {
 	Lookup(ctx context.Context, users []string) (map[string][]Session, error)
 }
 
-// Presence is what presence needs besides Store: the live gateways (a
-// presence change is announced to each of them) and when users were last
-// online. Both adapters implement it.
+// Presence is what presence needs besides Store: which gateways have
+// connections that watch a user (a change is pushed to those gateways only)
+// and when users were last online. Both adapters implement it.
 type Presence interface {
-	// Gateways returns the ids of the gateways whose liveness has not
-	// expired.
-	Gateways(ctx context.Context) ([]string, error)
+	// Watch records that gateway has watchers of users, for ttl (the
+	// gateway refreshes it with its heartbeat).
+	Watch(ctx context.Context, gateway string, users []string, ttl time.Duration) error
+	// Unwatch removes gateway's entries for users.
+	Unwatch(ctx context.Context, gateway string, users []string) error
+	// Watchers returns the gateways whose entry for user has not expired.
+	Watchers(ctx context.Context, user string) ([]string, error)
 	// SetLastSeen records that user was last online at ms (unix ms); it
 	// never moves back.
 	SetLastSeen(ctx context.Context, user string, ms int64) error

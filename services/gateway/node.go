@@ -172,9 +172,9 @@ type Deps struct {
 	Pushes   bus.PushConsumer
 	Backend  messageapi.Backend
 	Sessions sessions.Store
-	// Presence, if set, lists gateways and records last-seen times (nil:
-	// Sessions when it implements sessions.Presence, else presence changes
-	// reach only this gateway's subscribers).
+	// Presence, if set, records which gateways watch whom and last-seen
+	// times (nil: Sessions when it implements sessions.Presence, else
+	// presence changes reach only this gateway's watchers).
 	Presence sessions.Presence
 	// Limiter, if set, rate-limits sends per user.
 	Limiter SendLimiter
@@ -456,6 +456,7 @@ func (n *Node) heartbeat(ctx context.Context) error {
 		if err := n.deps.Sessions.Heartbeat(hctx, n.cfg.ID, live, n.cfg.SessionTTL); err != nil && ctx.Err() == nil {
 			n.log.Warn("session heartbeat failed", "err", err)
 		}
+		n.presenceHeartbeat(hctx)
 		cancel()
 		select {
 		case <-ctx.Done():

@@ -14,8 +14,9 @@ import (
 
 // Signals at the edge: delivered receipts, typing and presence. Receipts and
 // typing go to the message service, which pushes them to the recipients'
-// gateways; presence is tracked here: a gateway announces a user's change
-// to every live gateway, and each writes it to its own subscribers.
+// gateways; presence is tracked here: each gateway records in the session
+// store which users its connections watch, and a change of a user is pushed
+// to the gateways that watch that user, which write it to their watchers.
 
 // Clock runs the presence timers; tests replace it to move time by hand.
 type Clock interface {
@@ -92,10 +93,14 @@ func (c *Client) handleSignal(ctx context.Context, in *protocol.Inbound) {
 				users = append(users, u)
 			}
 		}
+		var gone []string
 		for _, u := range users {
-			n.unwatch(c, u)
+			if n.unwatch(c, u) {
+				gone = append(gone, u)
+			}
 		}
 		n.presence.mu.Unlock()
+		n.unwatchShared(ctx, gone)
 		c.reply(ctx, encode(protocol.OK{T: protocol.TypeOK, ID: in.ID}))
 	}
 }
@@ -141,18 +146,30 @@ func (c *Client) presenceSub(ctx context.Context, in *protocol.Inbound) {
 		c.reply(ctx, errFrame(in.ID, "", protocol.CodeBadFrame, "presence_sub: a connection watches at most "+itoa(n.cfg.MaxPresenceSubs)+" users; unsubscribe some first"))
 		return
 	}
+	var first []string // users no connection of this gateway watched before
 	for _, u := range added {
-		n.watch(c, u)
+		if n.watch(c, u) {
+			first = append(first, u)
+		}
 	}
 	p.mu.Unlock()
+	if len(first) > 0 && n.deps.Presence != nil {
+		if err := n.deps.Presence.Watch(ctx, n.cfg.ID, first, n.cfg.SessionTTL); err != nil {
+			n.log.Warn("presence: record watchers", "err", err) // the next heartbeat records them
+		}
+	}
 
 	items, err := n.deps.Backend.Presence(ctx, c.user, in.Users)
 	if err != nil {
+		var gone []string
 		p.mu.Lock()
 		for _, u := range added {
-			n.unwatch(c, u)
+			if n.unwatch(c, u) {
+				gone = append(gone, u)
+			}
 		}
 		p.mu.Unlock()
+		n.unwatchShared(ctx, gone)
 		if errors.Is(err, messageapi.ErrForbidden) {
 			c.reply(ctx, errFrame(in.ID, "", protocol.CodeForbidden, "presence_sub: you can watch only users you share a conversation with; nothing was subscribed"))
 			return
@@ -183,37 +200,79 @@ func (c *Client) presenceSub(ctx context.Context, in *protocol.Inbound) {
 }
 
 // watch and unwatch change c's subscriptions; called with presence.mu held.
-func (n *Node) watch(c *Client, user string) {
+// They report whether user's watchers on this gateway went from none to
+// some (watch) or from some to none (unwatch).
+func (n *Node) watch(c *Client, user string) bool {
 	p := n.presence
 	if c.sig.subs == nil {
 		c.sig.subs = map[string]struct{}{}
 	}
 	c.sig.subs[user] = struct{}{}
 	w := p.watchers[user]
-	if w == nil {
+	first := w == nil
+	if first {
 		w = map[*Client]int8{}
 		p.watchers[user] = w
 	}
 	w[c] = 0
+	return first
 }
 
-func (n *Node) unwatch(c *Client, user string) {
+func (n *Node) unwatch(c *Client, user string) bool {
 	p := n.presence
 	delete(c.sig.subs, user)
 	if w := p.watchers[user]; w != nil {
 		delete(w, c)
 		if len(w) == 0 {
 			delete(p.watchers, user)
+			return true
 		}
+	}
+	return false
+}
+
+// unwatchShared removes this gateway's watcher entries of users.
+func (n *Node) unwatchShared(ctx context.Context, users []string) {
+	if len(users) == 0 || n.deps.Presence == nil {
+		return
+	}
+	if err := n.deps.Presence.Unwatch(context.WithoutCancel(ctx), n.cfg.ID, users); err != nil {
+		n.log.Warn("presence: remove watchers", "err", err) // they expire
 	}
 }
 
 // presenceDrop removes a closed connection's subscriptions.
 func (n *Node) presenceDrop(c *Client) {
+	var gone []string
 	n.presence.mu.Lock()
-	defer n.presence.mu.Unlock()
 	for u := range c.sig.subs {
-		n.unwatch(c, u)
+		if n.unwatch(c, u) {
+			gone = append(gone, u)
+		}
+	}
+	n.presence.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	n.unwatchShared(ctx, gone)
+}
+
+// presenceHeartbeat refreshes this gateway's watcher entries (they expire
+// after SessionTTL, like sessions, so a crashed gateway's entries go).
+func (n *Node) presenceHeartbeat(ctx context.Context) {
+	if n.deps.Presence == nil {
+		return
+	}
+	n.presence.mu.Lock()
+	users := make([]string, 0, len(n.presence.watchers))
+	for u := range n.presence.watchers {
+		users = append(users, u)
+	}
+	n.presence.mu.Unlock()
+	if len(users) == 0 {
+		return
+	}
+	if err := n.deps.Presence.Watch(ctx, n.cfg.ID, users, n.cfg.SessionTTL); err != nil && ctx.Err() == nil {
+		n.log.Warn("presence: refresh watchers", "err", err)
 	}
 }
 
@@ -305,17 +364,18 @@ func (n *Node) presenceExpired(user string, at time.Time) {
 	n.announce(ctx, protocol.Presence{T: protocol.TypePresence, User: user, Online: false, LastSeen: at.UnixMilli()})
 }
 
-// announce tells every gateway's watchers of the user about a change: this
-// gateway's directly, the others over their push streams.
+// announce tells the watchers of the user about a change: this gateway's
+// directly, those of other gateways that watch the user over their push
+// streams (a user nobody watches costs one lookup).
 func (n *Node) announce(ctx context.Context, pr protocol.Presence) {
 	frame := encode(pr)
 	n.presenceDeliver(frame)
 	if n.deps.Presence == nil {
 		return
 	}
-	gws, err := n.deps.Presence.Gateways(ctx)
+	gws, err := n.deps.Presence.Watchers(ctx, pr.User)
 	if err != nil {
-		n.log.Warn("presence: list gateways", "err", err)
+		n.log.Warn("presence: look up watchers", "err", err)
 		return
 	}
 	body := encode(messageapi.Push{Kind: messageapi.PushPresence, Frame: frame})

@@ -17,8 +17,9 @@ var _ sessions.Presence = (*Store)(nil)
 // seenTTL is how long a last-seen time is kept without a newer one.
 const seenTTL = 90 * 24 * time.Hour
 
-// seenKey shares the user's hash slot with the user's sessions.
-func (s *Store) seenKey(user string) string { return s.prefix + "seen:{" + user + "}" }
+// seenKey and watchKey share the user's hash slot with the user's sessions.
+func (s *Store) seenKey(user string) string  { return s.prefix + "seen:{" + user + "}" }
+func (s *Store) watchKey(user string) string { return s.prefix + "watch:{" + user + "}" }
 
 // setSeenScript: KEYS[1] seen key; ARGV ms, ttl ms. Never moves back.
 var setSeenScript = goredis.NewScript(`
@@ -27,17 +28,58 @@ if tonumber(ARGV[1]) > old then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2
 return 1
 `)
 
-// Gateways returns the gateways whose liveness has not passed (Redis time).
-func (s *Store) Gateways(ctx context.Context) ([]string, error) {
+// watchScript: KEYS[1] watch zset of a user; ARGV gateway, ttl ms. The
+// score is the entry's expiry (Redis time); expired entries are dropped.
+var watchScript = goredis.NewScript(luaNow + `
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
+`)
+
+// Watch records gateway as a watcher of users for ttl, pipelined.
+func (s *Store) Watch(ctx context.Context, gateway string, users []string, ttl time.Duration) error {
+	if gateway == "" || ttl <= 0 {
+		return sessions.ErrInvalid
+	}
+	for i := 0; i < len(users); i += s.batch {
+		chunk := users[i:min(i+s.batch, len(users))]
+		err := s.pipe(ctx, func(p goredis.Pipeliner) {
+			for _, u := range chunk {
+				watchScript.EvalSha(ctx, p, []string{s.watchKey(u)}, gateway, ms(ttl))
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("watch presence: %w", err)
+		}
+	}
+	return nil
+}
+
+// Unwatch removes gateway's entries for users.
+func (s *Store) Unwatch(ctx context.Context, gateway string, users []string) error {
+	p := s.rdb.Pipeline()
+	for _, u := range users {
+		p.ZRem(ctx, s.watchKey(u), gateway)
+	}
+	if _, err := p.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+		return fmt.Errorf("unwatch presence: %w", err)
+	}
+	return nil
+}
+
+// Watchers returns the gateways whose entry for user has not expired.
+func (s *Store) Watchers(ctx context.Context, user string) ([]string, error) {
 	p := s.rdb.Pipeline()
 	timeCmd := p.Time(ctx)
-	gwCmd := p.ZRangeWithScores(ctx, s.gatewaysKey(), 0, -1)
+	cmd := p.ZRangeWithScores(ctx, s.watchKey(user), 0, -1)
 	if _, err := p.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
-		return nil, fmt.Errorf("list gateways: %w", err)
+		return nil, fmt.Errorf("presence watchers: %w", err)
 	}
 	now := timeCmd.Val().UnixMilli()
 	var out []string
-	for _, z := range gwCmd.Val() {
+	for _, z := range cmd.Val() {
 		if int64(z.Score) > now {
 			out = append(out, fmt.Sprint(z.Member))
 		}
