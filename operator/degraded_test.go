@@ -117,3 +117,73 @@ func TestDegradedNamesTheComponentAndThePodsReason(t *testing.T) {
 		h.eventually("Degraded cleared", healthy)
 	})
 }
+
+// The same for gateways: the GatewayPool's Degraded names the gateway pod
+// and its reason, and clears when it runs.
+func TestGatewayPoolDegradedNamesThePodsReason(t *testing.T) {
+	h := startOperator(t)
+	ctx := context.Background()
+	ns := h.namespace("gwdegraded")
+	h.applySamples(ns, "imcluster.yaml", "gatewaypool.yaml")
+	var d appsv1.Deployment
+	h.eventually("Deployment edge-gateway", func() error { return h.get(ns, "edge-gateway", &d) })
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "edge-gateway-6c9d7-fghij", Labels: d.Spec.Template.Labels},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "gateway", Image: d.Spec.Template.Spec.Containers[0].Image}}},
+	}
+	if err := h.c.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	setStatus := func(st corev1.PodStatus) {
+		t.Helper()
+		h.eventually("pod status", func() error {
+			if err := h.get(ns, pod.Name, pod); err != nil {
+				return err
+			}
+			pod.Status = st
+			return h.c.Status().Update(ctx, pod)
+		})
+	}
+	degraded := func(reason string, words ...string) func() error {
+		return func() error {
+			if err := h.poolCondition(ns, "edge", imv1.ConditionDegraded, metav1.ConditionTrue, reason); err != nil {
+				return err
+			}
+			var p imv1.GatewayPool
+			if err := h.get(ns, "edge", &p); err != nil {
+				return err
+			}
+			cond, _ := condition(p.Status.Conditions, imv1.ConditionDegraded)
+			for _, w := range words {
+				if !strings.Contains(cond.Message, w) {
+					return fmt.Errorf("Degraded message %q lacks %q", cond.Message, w)
+				}
+			}
+			return nil
+		}
+	}
+	setStatus(corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{{
+		Name: "gateway", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: "back-off 20s"}},
+	}}})
+	h.eventually("pool Degraded CrashLoopBackOff", degraded(imv1.ReasonCrashLoopBackOff, "gateway: pod "+pod.Name, "CrashLoopBackOff"))
+
+	running := func(ready bool) corev1.PodStatus {
+		status := corev1.ConditionFalse
+		if ready {
+			status = corev1.ConditionTrue
+		}
+		return corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.6",
+			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: status}},
+			ContainerStatuses: []corev1.ContainerStatus{{Name: "gateway", Ready: ready,
+				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(time.Now().Add(-time.Minute))}}}}}
+	}
+	h.readyz.set(pod.Name, "not ready: waiting for dependencies: gateway: redis: dial tcp 10.0.0.9:6379: connect: connection refused\n")
+	setStatus(running(false))
+	h.eventually("pool Degraded DependencyUnreachable", degraded(imv1.ReasonDependencyUnreachable, "gateway: pod "+pod.Name, "redis: dial tcp"))
+
+	h.readyz.set(pod.Name, "")
+	setStatus(running(true))
+	h.eventually("pool Degraded cleared", func() error {
+		return h.poolCondition(ns, "edge", imv1.ConditionDegraded, metav1.ConditionFalse, imv1.ReasonAsExpected)
+	})
+}

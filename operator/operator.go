@@ -260,10 +260,12 @@ func Register(mgr ctrl.Manager, d Deps) error {
 		return fmt.Errorf("operator: push group pruner: %w", err)
 	}
 	gwp := &gatewaypool.Reconciler{
-		Client:   c,
-		Recorder: mgr.GetEventRecorder("imkube-operator"),
-		Options:  opts,
-		Metrics:  d.Metrics,
+		Client:    c,
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("imkube-operator"),
+		Options:   opts,
+		Metrics:   d.Metrics,
+		Readyz:    d.Readyz,
 	}
 	if err := gwp.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("operator: gatewaypool controller: %w", err)

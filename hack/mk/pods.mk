@@ -6,6 +6,9 @@
 # hack/pods.sh builds (cached by version and sources), starts, runs and tears
 # down everything, even on failure. Needs root.
 
+# Last in `make test` after the kwok suite (e2e.mk), which shares the control plane.
+TEST_AFTER += e2e-pods
+
 PODS_TIMEOUT ?= 20m
 PODS_RUN     ?= .
 

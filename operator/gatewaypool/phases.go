@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -14,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/imkube/imkube/operator/internal/apply"
+	"github.com/imkube/imkube/operator/internal/readyz"
 	"github.com/imkube/imkube/operator/internal/render"
 )
 
@@ -77,8 +80,9 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) (ctrl.Result, error)
 		return ctrl.Result{}, fmt.Errorf("get Deployment %s: %w", s.name(), err)
 	}
 	s.deployment = d
-	if s.pool.Spec.Autoscaling == nil {
-		return ctrl.Result{}, nil
+	res, err := r.diagnose(ctx, s)
+	if err != nil || s.pool.Spec.Autoscaling == nil {
+		return res, err
 	}
 	var hpa autoscalingv2.HorizontalPodAutoscaler
 	err = r.Client.Get(ctx, types.NamespacedName{Namespace: s.pool.Namespace, Name: s.name()}, &hpa)
@@ -86,6 +90,25 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) (ctrl.Result, error)
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	s.connections = connections(&hpa)
+	return res, nil
+}
+
+// podRecheck is how often a pool with gateways that do not run is looked at
+// again (a pod stuck not ready changes no object the controller watches).
+const podRecheck = 15 * time.Second
+
+// diagnose records why the gateways do not run (readyz.Diagnose): the
+// Degraded condition names the pod and its reason.
+func (r *Reconciler) diagnose(ctx context.Context, s *scope) (ctrl.Result, error) {
+	var pods corev1.PodList
+	if err := r.Client.List(ctx, &pods, client.InNamespace(s.pool.Namespace), client.MatchingLabels(s.selector())); err != nil {
+		return ctrl.Result{}, fmt.Errorf("list gateway pods: %w", err)
+	}
+	p, recheck := readyz.Diagnose(ctx, r.Readyz, render.Gateway, s.deployment, pods.Items)
+	s.problem = p
+	if recheck {
+		return ctrl.Result{RequeueAfter: podRecheck}, nil
+	}
 	return ctrl.Result{}, nil
 }
 

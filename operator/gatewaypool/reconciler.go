@@ -18,22 +18,29 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	imv1 "github.com/imkube/imkube/api/v1alpha1"
 	"github.com/imkube/imkube/internal/telemetry"
 	"github.com/imkube/imkube/operator/internal/phase"
+	"github.com/imkube/imkube/operator/internal/readyz"
 	"github.com/imkube/imkube/operator/internal/render"
+	"github.com/imkube/imkube/operator/internal/secrets"
 )
 
 // Reconciler reconciles GatewayPool objects.
 type Reconciler struct {
-	Client   client.Client
-	Recorder events.EventRecorder
-	Options  render.Options
+	Client client.Client
+	// APIReader reads the referenced Secrets (not cached).
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Options   render.Options
 	// Metrics (nil: none) counts and times reconciles.
 	Metrics *telemetry.Operator
+	// Readyz asks a gateway that runs but stays not ready why (nil: not asked).
+	Readyz readyz.Prober
 }
 
 // +kubebuilder:rbac:groups=im.imkube.io,resources=gatewaypools,verbs=get;list;watch
@@ -44,6 +51,8 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 
 // SetupWithManager registers the controller: GatewayPools, the objects they
 // own, and IMCluster spec changes (image, limits, dependencies) fanned out to
@@ -58,6 +67,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&policyv1.PodDisruptionBudget{}).
 		Watches(&imv1.IMCluster{}, handler.EnqueueRequestsFromMapFunc(r.clusterToPools),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// The gateway pods: Degraded reports why they do not run.
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(podToPool)).
+		// The Redis password Secret of the cluster (metadata only): a changed
+		// password rolls the gateways (scope.secretsHash).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.secretToPools), builder.OnlyMetadata).
 		Complete(r)
 }
 
@@ -70,6 +84,34 @@ func (r *Reconciler) clusterToPools(ctx context.Context, o client.Object) []reco
 	for _, p := range pools.Items {
 		if p.Spec.ClusterRef.Name == o.GetName() {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&p)})
+		}
+	}
+	return reqs
+}
+
+// podToPool maps a gateway pod to its GatewayPool.
+func podToPool(_ context.Context, o client.Object) []reconcile.Request {
+	l := o.GetLabels()
+	if l[render.LabelComponent] != render.Gateway || l[render.LabelManagedBy] != render.ManagedByValue || l[render.LabelGatewayPool] == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: l[render.LabelGatewayPool]}}}
+}
+
+// secretToPools maps a Secret to the pools whose IMCluster's gateways read it.
+func (r *Reconciler) secretToPools(ctx context.Context, o client.Object) []reconcile.Request {
+	var clusters imv1.IMClusterList
+	if err := r.Client.List(ctx, &clusters, client.InNamespace(o.GetNamespace())); err != nil {
+		log.FromContext(ctx).Error(err, "list IMClusters for a Secret change", "secret", o.GetName())
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range clusters.Items {
+		for _, ref := range render.SecretEnvRefs(&clusters.Items[i], render.Gateway) {
+			if ref.Name == o.GetName() {
+				reqs = append(reqs, r.clusterToPools(ctx, &clusters.Items[i])...)
+				break
+			}
 		}
 	}
 	return reqs
@@ -104,5 +146,11 @@ func (r *Reconciler) newScope(ctx context.Context, p *imv1.GatewayPool) (*scope,
 	case err != nil:
 		return nil, fmt.Errorf("get IMCluster %s: %w", p.Spec.ClusterRef.Name, err)
 	}
-	return newScope(p, &c, r.Options), nil
+	s := newScope(p, &c, r.Options)
+	vals, err := secrets.Read(ctx, r.APIReader, p.Namespace, render.SecretEnvRefs(&c, render.Gateway))
+	if err != nil {
+		return nil, err
+	}
+	s.secretsHash = secrets.Hash(vals)
+	return s, nil
 }

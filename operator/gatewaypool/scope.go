@@ -15,9 +15,13 @@ type scope struct {
 	pool    *imv1.GatewayPool
 	cluster *imv1.IMCluster // nil when clusterRef names no IMCluster
 	image   string
+	// secretsHash fingerprints the Secret keys gateways read as environment
+	// variables (empty when not read: rendering outside a reconcile).
+	secretsHash string
 
 	deployment  *appsv1.Deployment // observed
 	connections *int64             // observed through the HPA metric
+	problem     *render.Problem    // why the gateways do not run (Degraded); nil: they do
 }
 
 func newScope(p *imv1.GatewayPool, c *imv1.IMCluster, o render.Options) *scope {

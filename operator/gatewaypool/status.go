@@ -55,12 +55,23 @@ func computeStatus(p *imv1.GatewayPool, s *scope, reconcileErr error) {
 		set(imv1.ConditionDegraded, true, imv1.ReasonApplyFailed, reconcileErr.Error())
 		set(imv1.ConditionReady, false, imv1.ReasonApplyFailed, reconcileErr.Error())
 	case !done:
-		set(imv1.ConditionDegraded, false, imv1.ReasonAsExpected, "")
+		degraded(s, set)
 		set(imv1.ConditionReady, false, imv1.ReasonComponentsNotReady, "gateway: "+detail)
 	default:
-		set(imv1.ConditionDegraded, false, imv1.ReasonAsExpected, "")
+		degraded(s, set)
 		set(imv1.ConditionReady, true, imv1.ReasonAllReady, fmt.Sprintf("%d gateways available", ready))
 	}
+}
+
+// degraded sets Degraded from the diagnosis of the gateway pods: True with
+// the pod's reason (CrashLoopBackOff, ImagePullBackOff, a dependency named by
+// /readyz, ...) while one does not run, cleared when they do.
+func degraded(s *scope, set func(typ string, ok bool, reason, msg string)) {
+	if s.problem != nil {
+		set(imv1.ConditionDegraded, true, s.problem.Reason, s.problem.Message)
+		return
+	}
+	set(imv1.ConditionDegraded, false, imv1.ReasonAsExpected, "")
 }
 
 // writeStatus patches the status when it changed and records Ready

@@ -16,6 +16,7 @@ import (
 
 	imv1 "github.com/imkube/imkube/api/v1alpha1"
 	"github.com/imkube/imkube/operator/internal/render"
+	"github.com/imkube/imkube/operator/internal/secrets"
 	"github.com/imkube/imkube/operator/rocketmq"
 )
 
@@ -25,6 +26,9 @@ import (
 // still applied, and the check is retried after RetryInterval. A cluster
 // whose dependencies are there is checked again after ResyncInterval.
 func (r *Reconciler) reconcileDependencies(ctx context.Context, s *scope) (ctrl.Result, error) {
+	if err := r.hashSecrets(ctx, s); err != nil {
+		return ctrl.Result{}, err
+	}
 	if err := r.checkDependencies(ctx, s); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -34,6 +38,21 @@ func (r *Reconciler) reconcileDependencies(ctx context.Context, s *scope) (ctrl.
 		return ctrl.Result{RequeueAfter: r.RetryInterval}, nil
 	}
 	return ctrl.Result{RequeueAfter: r.ResyncInterval}, nil
+}
+
+// hashSecrets reads the Secret keys each component takes as environment
+// variables and records their fingerprint for the pod templates: a changed
+// DSN or Redis password rolls the pods that read it (the Secret watch in
+// SetupWithManager brings the change here).
+func (r *Reconciler) hashSecrets(ctx context.Context, s *scope) error {
+	for _, comp := range components() {
+		vals, err := secrets.Read(ctx, r.APIReader, s.cluster.Namespace, render.SecretEnvRefs(s.cluster, comp))
+		if err != nil {
+			return err
+		}
+		s.secretsHash[comp] = secrets.Hash(vals)
+	}
+	return nil
 }
 
 // checkDependencies records missing Secrets or keys and a failed topic

@@ -18,9 +18,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	imv1 "github.com/imkube/imkube/api/v1alpha1"
+	"github.com/imkube/imkube/operator/internal/readyz"
 	"github.com/imkube/imkube/operator/internal/render"
 )
 
@@ -161,39 +161,15 @@ func (r *Reconciler) diagnose(ctx context.Context, s *scope) (ctrl.Result, error
 	}
 	var res ctrl.Result
 	for _, comp := range components() {
-		p := render.DeploymentProblem(comp, s.deployments[comp])
-		if p == nil {
-			p = render.PodProblem(comp, byComponent[comp])
-		}
-		if p == nil && r.Readyz != nil {
-			if pod := render.UnreadyPod(byComponent[comp], time.Now()); pod != nil {
-				body, err := r.Readyz.NotReadyReason(ctx, pod)
-				if err != nil {
-					log.FromContext(ctx).V(1).Info("cannot ask a not-ready pod why", "pod", pod.Name, "error", err.Error())
-				} else if body != "" {
-					p = render.ReadyzProblem(comp, pod, body)
-				}
-			}
-		}
+		p, recheck := readyz.Diagnose(ctx, r.Readyz, comp, s.deployments[comp], byComponent[comp])
 		if p != nil {
 			s.problems = append(s.problems, *p)
 		}
-		for _, pod := range byComponent[comp] {
-			if !podReady(pod) {
-				res.RequeueAfter = podRecheck
-			}
+		if recheck {
+			res.RequeueAfter = podRecheck
 		}
 	}
 	return res, nil
-}
-
-func podReady(p corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // reconcileServiceMonitor applies the cluster's ServiceMonitor when

@@ -19,6 +19,10 @@ type scope struct {
 	cluster    *imv1.IMCluster
 	image      string
 	configHash string
+	// secretsHash is the fingerprint of the Secret keys each component reads
+	// as environment variables (render.SecretEnvRefs), read by the
+	// dependencies phase; empty when not read (rendering outside a reconcile).
+	secretsHash map[string]string
 
 	// Observed by the phases.
 	authKey      string // non-empty: the generated auth Secret must be created with it
@@ -37,6 +41,7 @@ func newScope(c *imv1.IMCluster, o render.Options) *scope {
 		image:       render.Image(c, o),
 		configHash:  render.ConfigHash(c),
 		deployments: map[string]*appsv1.Deployment{},
+		secretsHash: map[string]string{},
 	}
 }
 

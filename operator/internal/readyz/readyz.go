@@ -12,7 +12,11 @@ import (
 	"strconv"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/imkube/imkube/operator/internal/render"
 )
 
 // Prober returns what a pod's /readyz says when it is not ready ("" when it
@@ -59,4 +63,43 @@ func (h HTTP) NotReadyReason(ctx context.Context, pod *corev1.Pod) (string, erro
 		return "", nil
 	}
 	return string(body), nil
+}
+
+// Diagnose says why a component's pods do not run (nil: they do, or no one
+// can tell yet): a Deployment past its progress deadline, a container waiting
+// in CrashLoopBackOff, ImagePullBackOff or CreateContainerConfigError, or a
+// pod that runs but stays not ready, with what its /readyz says (the
+// dependency it waits for; prober nil: not asked). recheck is true while any
+// pod is not ready: a pod stuck not ready changes no watched object, so the
+// caller looks again after a while.
+func Diagnose(ctx context.Context, prober Prober, component string, d *appsv1.Deployment, pods []corev1.Pod) (p *render.Problem, recheck bool) {
+	p = render.DeploymentProblem(component, d)
+	if p == nil {
+		p = render.PodProblem(component, pods)
+	}
+	if p == nil && prober != nil {
+		if pod := render.UnreadyPod(pods, time.Now()); pod != nil {
+			body, err := prober.NotReadyReason(ctx, pod)
+			if err != nil {
+				log.FromContext(ctx).V(1).Info("cannot ask a not-ready pod why", "pod", pod.Name, "error", err.Error())
+			} else if body != "" {
+				p = render.ReadyzProblem(component, pod, body)
+			}
+		}
+	}
+	for _, pod := range pods {
+		if !podReady(pod) {
+			recheck = true
+		}
+	}
+	return p, recheck
+}
+
+func podReady(p corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }

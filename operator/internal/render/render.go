@@ -315,12 +315,18 @@ func ContainerPorts() []corev1.ContainerPort {
 }
 
 // PodAnnotations are the pod template annotations: the config hash (rolls
-// pods on a config change) and Prometheus scrape hints.
-func PodAnnotations(configHash string) map[string]string {
-	return map[string]string{
+// pods on a config change), the hash of the Secret values the pods read as
+// environment variables when known (rolls them when a DSN or password
+// changes) and Prometheus scrape hints.
+func PodAnnotations(configHash, secretsHash string) map[string]string {
+	a := map[string]string{
 		AnnotationConfigHash:   configHash,
 		"prometheus.io/scrape": "true",
 		"prometheus.io/port":   "8080",
 		"prometheus.io/path":   "/metrics",
 	}
+	if secretsHash != "" {
+		a[AnnotationSecretsHash] = secretsHash
+	}
+	return a
 }

@@ -694,14 +694,11 @@ func (s *suite) rollVersion(alice, bob *imtest.Session) {
 // wrongPassword breaks the MySQL password in the DSN Secret, expects
 // Degraded=True naming MySQL within 2 minutes, restores it, expects Ready.
 //
-// Fails today (issue 14, step 6): the pods get the DSN as an env var from the
-// Secret (fixed at container start), the pod template's config hash covers
-// only the IMCluster spec and the operator does not watch Secrets, so a
-// changed Secret reaches no pod and nothing becomes Degraded. Needed: a hash
-// of the referenced Secrets' values in the pod template (pods roll; new pods
-// stay not ready, /readyz names MySQL, the operator reports it) and a watch
-// on referenced Secrets (RBAC list/watch). `make e2e-pods PODS_RUN='TestRealPods/^[^6]'`
-// runs the other steps.
+// The pods get the DSN as an env var (fixed at container start): the
+// operator watches the Secrets a cluster references (metadata only) and
+// hashes the referenced values into the pod templates
+// (im.imkube.io/secrets-hash), so the change rolls the pods; the new pods
+// stay not ready, their /readyz names MySQL and the operator reports it.
 func (s *suite) wrongPassword() {
 	t := s.t
 	var sec struct {
