@@ -310,6 +310,9 @@ func (p *Process) gatewayConfig() gateway.Config {
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = gc.IdleTimeout
 	}
+	if cfg.PresenceGrace == 0 {
+		cfg.PresenceGrace = gc.PresenceGrace
+	}
 	if cfg.AllowedOrigins == nil {
 		cfg.AllowedOrigins = gc.AllowedOrigins
 		if p.embedded && cfg.AllowedOrigins == nil {

@@ -154,11 +154,14 @@ type Gateway struct {
 	HeartbeatInterval time.Duration
 	IdleTimeout       time.Duration
 	DrainTimeout      time.Duration
-	AllowedOrigins    []string
-	UserURL           string
-	MessageURL        string
-	TLSCertFile       string
-	TLSKeyFile        string
+	// PresenceGrace is how long a user whose last device disconnected may
+	// come back before watchers hear "offline".
+	PresenceGrace  time.Duration
+	AllowedOrigins []string
+	UserURL        string
+	MessageURL     string
+	TLSCertFile    string
+	TLSKeyFile     string
 }
 
 // Message configures the message service.
@@ -207,7 +210,7 @@ func Defaults(role Role, hostname string) Config {
 		Auth:     Auth{TokenTTL: 24 * time.Hour, SessionLifetime: 30 * 24 * time.Hour},
 		Flow:     Flow{LogDir: os.TempDir() + "/imkube-sentinel"},
 		Gateway: Gateway{ID: hostname, MaxConnections: 100000, HeartbeatInterval: 10 * time.Second,
-			IdleTimeout: 60 * time.Second, DrainTimeout: 30 * time.Second},
+			IdleTimeout: 60 * time.Second, DrainTimeout: 30 * time.Second, PresenceGrace: 10 * time.Second},
 		Message: Message{NodeID: -1},
 		User: User{NodeID: -1, SignupBurst: 20, SignupRefill: 30 * time.Second, HashQueueWait: 2 * time.Second,
 			ReservedUsernames: append([]string(nil), username.Reserved...)},
@@ -376,6 +379,8 @@ var settings = []Setting{
 		bind: func(c *Config) value { return durVal{&c.Gateway.IdleTimeout} }},
 	{flag: "drain-timeout", env: "IMKUBE_DRAIN_TIMEOUT", usage: "how long shutdown waits for connections to move", roles: []Role{RoleGateway},
 		bind: func(c *Config) value { return durVal{&c.Gateway.DrainTimeout} }},
+	{flag: "presence-grace", env: "IMKUBE_PRESENCE_GRACE", usage: "a user offline for less than this (a reconnect) is not announced offline", roles: []Role{RoleGateway},
+		bind: func(c *Config) value { return durVal{&c.Gateway.PresenceGrace} }},
 	{flag: "allowed-origins", env: "IMKUBE_ALLOWED_ORIGINS", usage: "comma-separated browser origins allowed besides the gateway's own host; scheme://host:* for any port, * for any", roles: []Role{RoleGateway},
 		bind: func(c *Config) value { return listVal{&c.Gateway.AllowedOrigins} }},
 	{flag: "user-url", env: "IMKUBE_USER_URL", usage: "base URL of the user service", roles: []Role{RoleGateway},
@@ -619,6 +624,9 @@ func (c Config) Validate(role Role) error {
 		}
 		if g.DrainTimeout < 0 {
 			bad("drain-timeout", "IMKUBE_DRAIN_TIMEOUT", "%s: want >= 0", g.DrainTimeout)
+		}
+		if g.PresenceGrace <= 0 || g.PresenceGrace > time.Hour {
+			bad("presence-grace", "IMKUBE_PRESENCE_GRACE", "%s: want > 0 and <= 1h", g.PresenceGrace)
 		}
 		checkURL(bad, "user-url", "IMKUBE_USER_URL", g.UserURL)
 		checkURL(bad, "message-url", "IMKUBE_MESSAGE_URL", g.MessageURL)
