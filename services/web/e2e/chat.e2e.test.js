@@ -68,7 +68,7 @@ async function bodies(page, n) {
 
 async function allSent(page, n) {
   await page.waitForFunction(
-    (want) => document.querySelectorAll('[data-testid="message"][data-state="sent"], [data-testid="message"][data-state="read"]').length >= want,
+    (want) => document.querySelectorAll('[data-testid="message"][data-state="sent"], [data-testid="message"][data-state="delivered"], [data-testid="message"][data-state="read"]').length >= want,
     n,
     { timeout: WAIT_MS },
   );
