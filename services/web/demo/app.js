@@ -515,6 +515,7 @@ function watchSignals(client) {
     if (typers.get(m.conv)?.user === m.from) typers.delete(m.conv);
     if (m.conv === app.open) showTyping();
     if (m.conv === app.open && m.conv.startsWith('g:')) refreshReads();
+    if (m.conv.startsWith('u:')) watchPresence();
   });
   client.on('presence', () => {
     renderConvs();
@@ -530,6 +531,9 @@ function showTyping() {
   ui.typing.textContent = t && t.until > Date.now() ? `${nameOf(t.user)} is typing…` : '';
 }
 
+/** peers whose presence was asked for (once per page) */
+const watched = new Set();
+
 /** Watches the online state of the other party of every one-to-one chat. */
 function watchPresence() {
   const client = app.client;
@@ -539,9 +543,13 @@ function watchPresence() {
     if (!c.conv.startsWith('u:') || !(c.lastSeq > 0)) continue;
     const [, a, b] = c.conv.split(':');
     const peer = a === app.me.id ? b : a;
-    if (peer !== app.me.id && client.presence(peer) === undefined) peers.add(peer);
+    if (peer !== app.me.id && !watched.has(peer)) peers.add(peer);
   }
-  if (peers.size > 0) client.subscribePresence([...peers]).catch(() => {});
+  if (peers.size === 0) return;
+  for (const p of peers) watched.add(p);
+  client.subscribePresence([...peers]).catch(() => {
+    for (const p of peers) watched.delete(p); // try again on the next occasion
+  });
 }
 
 /** A dot for a one-to-one chat whose peer's presence is known. */
