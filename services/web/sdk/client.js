@@ -205,7 +205,16 @@ export class ImkubeClient extends Emitter {
     this._loadedKey = null;
     /** @type {string|null} the token got by the last refresh (replaces opts.token) */
     this._token = null;
-    this._initSignals();
+    // Signals: receipts, read sync, typing, presence.
+    /** @type {Map<string, number>} conv -> time of the last typing frame */
+    this._typingSent = new Map();
+    /** @type {Set<string>} users watched (resubscribed after each reconnect) */
+    this._presenceSubs = new Set();
+    /** @type {Map<string, {user: string, online: boolean, lastSeen: number}>} */
+    this._presence = new Map();
+    /** @type {Set<string>} convs with a delivered frame to send */
+    this._deliveredDue = new Set();
+    this._deliveredQueued = false;
   }
 
   // ---- public API -------------------------------------------------------
@@ -1028,18 +1037,6 @@ export class ImkubeClient extends Emitter {
   }
 
   // ---- signals: receipts, read sync, typing, presence ---------------------
-
-  _initSignals() {
-    /** @type {Map<string, number>} conv -> time of the last typing frame */
-    this._typingSent = new Map();
-    /** @type {Set<string>} users watched (resubscribed after each reconnect) */
-    this._presenceSubs = new Set();
-    /** @type {Map<string, {user: string, online: boolean, lastSeen: number}>} */
-    this._presence = new Map();
-    /** @type {Set<string>} convs with a delivered frame to send */
-    this._deliveredDue = new Set();
-    this._deliveredQueued = false;
-  }
 
   /**
    * Tells the other members of conv that this user is typing. Call it on
