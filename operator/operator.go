@@ -18,6 +18,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -173,6 +174,7 @@ func NewManager(restCfg *rest.Config, cfg Config, o ManagerOptions) (ctrl.Manage
 		&corev1.ConfigMap{}:                      managed,
 		&autoscalingv2.HorizontalPodAutoscaler{}: managed,
 		&policyv1.PodDisruptionBudget{}:          managed,
+		&networkingv1.NetworkPolicy{}:            managed,
 		&corev1.Pod{}:                            managed, // the pods of owned Deployments carry the label
 	}}
 	if cfg.Namespace != "" {

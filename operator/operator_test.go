@@ -898,6 +898,11 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 				p.Spec.DrainTimeout = &metav1.Duration{Duration: 2 * time.Hour}
 				return p
 			}(), "drainTimeout must be between 1s and 1h"},
+			{"drain rate of zero", func() client.Object {
+				p := pool()
+				p.Spec.Drain.ConnectionsPerSecond = -5
+				return p
+			}(), "spec.drain.connectionsPerSecond"},
 			{"unknown redis mode", func() client.Object {
 				c := base()
 				c.Spec.Dependencies.Redis.Mode = "bogus"

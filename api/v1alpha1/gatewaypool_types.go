@@ -40,14 +40,20 @@ type GatewayPoolSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('1h')",message="drainTimeout must be between 1s and 1h"
 	// +optional
 	DrainTimeout *metav1.Duration `json:"drainTimeout,omitempty"`
+	// Drain paces the evacuation of a stopping gateway.
+	// +kubebuilder:default={}
+	// +optional
+	Drain GatewayDrainSpec `json:"drain,omitzero"`
 	// HeartbeatInterval is the WebSocket ping interval (1s..5m).
 	// +kubebuilder:default="25s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('5m')",message="heartbeatInterval must be between 1s and 5m"
 	// +optional
 	HeartbeatInterval *metav1.Duration `json:"heartbeatInterval,omitempty"`
-	// Resources of the gateway container.
-	// +kubebuilder:default={requests: {cpu: "100m", memory: "128Mi"}}
+	// Resources of the gateway container. Missing entries take the defaults
+	// (docs/operator.md, "Resources"); raise the memory limit with
+	// maxConnectionsPerPod.
+	// +kubebuilder:default={requests: {cpu: "100m", memory: "128Mi", ephemeral-storage: "64Mi"}, limits: {memory: "512Mi", ephemeral-storage: "256Mi"}}
 	// +optional
 	Resources corev1.ResourceRequirements `json:"resources,omitzero"`
 	// NodeSelector for the gateway pods.
@@ -57,10 +63,33 @@ type GatewayPoolSpec struct {
 	// +optional
 	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
 	// TopologySpreadConstraints for the gateway pods. When empty, the operator
-	// spreads pods across nodes (ScheduleAnyway). The pool's pod labels are
-	// added as the label selector when a constraint has none.
+	// spreads pods across nodes and zones (maxSkew 1, ScheduleAnyway). The
+	// pool's pod labels are added as the label selector when a constraint
+	// has none.
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:XValidation:rule="self.all(c, c.maxSkew >= 1)",message="topologySpreadConstraints: maxSkew must be at least 1"
+	// +kubebuilder:validation:XValidation:rule="self.all(c, c.whenUnsatisfiable == 'DoNotSchedule' || c.whenUnsatisfiable == 'ScheduleAnyway')",message="topologySpreadConstraints: whenUnsatisfiable must be DoNotSchedule or ScheduleAnyway"
+	// +kubebuilder:validation:XValidation:rule="self.all(c, size(c.topologyKey) > 0)",message="topologySpreadConstraints: topologyKey must not be empty"
 	// +optional
 	TopologySpreadConstraints []corev1.TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
+	// Affinity of the gateway pods; when empty, a soft (preferred) pod
+	// anti-affinity across nodes.
+	// +optional
+	Affinity *corev1.Affinity `json:"affinity,omitempty"`
+}
+
+// GatewayDrainSpec paces a gateway's drain: on SIGTERM it turns not ready,
+// then asks connectionsPerSecond clients per second to reconnect elsewhere
+// (each after a random delay below one second), and closes what is left when
+// drainTimeout ends. connections / connectionsPerSecond should fit in
+// drainTimeout.
+type GatewayDrainSpec struct {
+	// ConnectionsPerSecond is the evacuation rate of one gateway pod.
+	// +kubebuilder:default=500
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	// +optional
+	ConnectionsPerSecond int32 `json:"connectionsPerSecond,omitempty"`
 }
 
 // GatewayAutoscalingSpec scales a pool on connections per pod.

@@ -75,6 +75,11 @@ type IMClusterSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	Observability ObservabilitySpec `json:"observability,omitzero"`
+	// NetworkPolicy configures the NetworkPolicies of the cluster's pods
+	// (on by default).
+	// +kubebuilder:default={}
+	// +optional
+	NetworkPolicy NetworkPolicySpec `json:"networkPolicy,omitzero"`
 }
 
 // DependenciesSpec names the external systems.
@@ -225,9 +230,16 @@ type WorkloadSpec struct {
 	// +optional
 	Replicas *int32 `json:"replicas,omitempty"`
 	// Resources of the container; requests are needed for CPU autoscaling.
-	// +kubebuilder:default={requests: {cpu: "100m", memory: "128Mi"}}
+	// Missing entries take the defaults (docs/operator.md, "Resources"):
+	// memory and ephemeral-storage requests and limits, a CPU request, no CPU
+	// limit.
+	// +kubebuilder:default={requests: {cpu: "100m", memory: "96Mi", ephemeral-storage: "64Mi"}, limits: {memory: "256Mi", ephemeral-storage: "256Mi"}}
 	// +optional
 	Resources corev1.ResourceRequirements `json:"resources,omitzero"`
+	// Placement spreads the pods across nodes and zones.
+	// +kubebuilder:default={}
+	// +optional
+	Placement PlacementSpec `json:"placement,omitzero"`
 }
 
 // MessageSpec is the message service.

@@ -159,7 +159,7 @@ func TestChartRendersTheGoldenManifests(t *testing.T) {
 			name:   "default values install only the operator",
 			golden: "manifests/imkube-operator.yaml",
 			wantKinds: map[string]int{"ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1,
-				"RoleBinding": 1, "Service": 1, "Deployment": 1},
+				"RoleBinding": 1, "Service": 1, "Deployment": 1, "NetworkPolicy": 1},
 		},
 		{
 			name:   "full values add monitoring, the example and the demo dependencies",
@@ -167,7 +167,7 @@ func TestChartRendersTheGoldenManifests(t *testing.T) {
 			golden: "testdata/full.golden.yaml",
 			wantKinds: map[string]int{"ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1,
 				"RoleBinding": 1, "Service": 5, "Deployment": 1, "ServiceMonitor": 1, "ConfigMap": 6, "Secret": 1,
-				"StatefulSet": 4, "IMCluster": 1, "GatewayPool": 1},
+				"StatefulSet": 4, "IMCluster": 1, "GatewayPool": 1, "NetworkPolicy": 1, "PodDisruptionBudget": 1},
 		},
 	}
 	s := newScheme(t)
@@ -560,5 +560,39 @@ func TestAdapterRulesServeTheOperatorsHPAMetrics(t *testing.T) {
 	}
 	if len(cfg.ExternalRules) != 1 || cfg.ExternalRules[0].Name.As != imcluster.ConsumerLagMetric {
 		t.Errorf("external rules %+v, want one serving %s", cfg.ExternalRules, imcluster.ConsumerLagMetric)
+	}
+}
+
+// The operator pod's NetworkPolicy lets only the monitoring namespaces in
+// (metrics port); restrictEgress without egress rules fails the render
+// instead of cutting the operator off its API server.
+func TestOperatorNetworkPolicyAdmitsOnlyMonitoring(t *testing.T) {
+	_, objs := render(t)
+	var np *unstructured.Unstructured
+	for _, u := range objs {
+		if u.GetKind() == "NetworkPolicy" {
+			np = u
+		}
+	}
+	if np == nil {
+		t.Fatal("no NetworkPolicy for the operator in the default render")
+	}
+	ingress, _, _ := unstructured.NestedSlice(np.Object, "spec", "ingress")
+	if len(ingress) != 1 {
+		t.Fatalf("ingress rules %v, want one (metrics from monitoring)", ingress)
+	}
+	rule := ingress[0].(map[string]any)
+	from := rule["from"].([]any)[0].(map[string]any)
+	sel, _, _ := unstructured.NestedStringMap(from, "namespaceSelector", "matchLabels")
+	port := rule["ports"].([]any)[0].(map[string]any)["port"]
+	if sel["kubernetes.io/metadata.name"] != "monitoring" || port != "metrics" {
+		t.Errorf("ingress %v: want port metrics from namespace monitoring", rule)
+	}
+	if types, _, _ := unstructured.NestedStringSlice(np.Object, "spec", "policyTypes"); len(types) != 1 {
+		t.Errorf("policyTypes %v: egress stays open by default", types)
+	}
+	out, err := helm(t, "template", "x", ".", "--set", "networkPolicy.restrictEgress=true")
+	if err == nil || !strings.Contains(out+err.Error(), "networkPolicy.restrictEgress needs networkPolicy.egress") {
+		t.Errorf("restrictEgress without egress rendered (err %v): %s", err, out)
 	}
 }

@@ -355,7 +355,11 @@ func (d *Distributed) Bus(_ context.Context, instance string) (Bus, error) {
 
 func (d *Distributed) Sequence(context.Context, *telemetry.Sequence) (sequence.Allocator, error) {
 	return d.seq.get(func() (sequence.Allocator, error) {
-		c, err := sequence.NewClient(sequence.ClientConfig{URL: d.cfg.Message.SequenceURL, BreakerResource: flow.ResSequence}, sequence.ClientDeps{})
+		keys, err := d.Keys()
+		if err != nil {
+			return nil, err
+		}
+		c, err := sequence.NewClient(sequence.ClientConfig{URL: d.cfg.Message.SequenceURL, Token: keys.InternalToken(), BreakerResource: flow.ResSequence}, sequence.ClientDeps{})
 		if err != nil {
 			return nil, err
 		}

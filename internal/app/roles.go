@@ -62,12 +62,16 @@ func buildSequence(ctx context.Context, p *Process) (*Component, error) {
 	if p.embedded {
 		return &Component{Name: "sequence"}, nil // the message service allocates in-process
 	}
+	keys, err := p.Adapters.Keys()
+	if err != nil {
+		return nil, err
+	}
 	a, err := p.Adapters.SequenceBackend(ctx, m)
 	if err != nil {
 		return nil, err
 	}
 	c := &Component{Name: "sequence", Mount: func(mux *http.ServeMux) error {
-		mux.Handle("POST /v1/seq", sequence.NewHandler(a, p.Log, m))
+		mux.Handle("POST /v1/seq", sequence.NewHandler(a, keys, p.Log, m))
 		return nil
 	}}
 	if r, ok := a.(sequence.Readier); ok {
@@ -312,6 +316,9 @@ func (p *Process) gatewayConfig() gateway.Config {
 	}
 	if cfg.PresenceGrace == 0 {
 		cfg.PresenceGrace = gc.PresenceGrace
+	}
+	if cfg.DrainRate == 0 {
+		cfg.DrainRate = gc.DrainRate
 	}
 	if cfg.AllowedOrigins == nil {
 		cfg.AllowedOrigins = gc.AllowedOrigins

@@ -18,6 +18,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/imkube/imkube/internal/app"
+	"github.com/imkube/imkube/internal/auth"
 	"github.com/imkube/imkube/internal/bus"
 	"github.com/imkube/imkube/internal/config"
 	"github.com/imkube/imkube/internal/flow"
@@ -88,7 +89,8 @@ func closeWithin(t *testing.T, s *app.Server) {
 	}
 }
 
-// The sequence role on real Redis and MySQL: it serves POST /v1/seq, is
+// The sequence role on real Redis and MySQL: it serves POST /v1/seq to
+// callers with the internal token (and nothing to others), is
 // ready, exports the imkube_sequence_* metrics the dashboards query, and
 // stops cleanly.
 func TestSequenceRoleServesExportsMetricsAndShutsDown(t *testing.T) {
@@ -100,12 +102,24 @@ func TestSequenceRoleServesExportsMetricsAndShutsDown(t *testing.T) {
 	if got := s.Components(); !slices.Equal(got, []string{"sequence"}) {
 		t.Fatalf("components %v, want [sequence]", got)
 	}
-	cl, err := sequence.NewClient(sequence.ClientConfig{URL: s.URL}, sequence.ClientDeps{})
+	anon, err := sequence.NewClient(sequence.ClientConfig{URL: s.URL}, sequence.ClientDeps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anon.Close()
+	if _, err := anon.Allocate(context.Background(), []sequence.Request{{Key: "c:run", Count: 1}}); err == nil || !strings.Contains(err.Error(), "refused the internal token") {
+		t.Fatalf("a call without the internal token: err = %v, want refused", err)
+	}
+	keys, err := auth.LoadKeys(cfg.Auth.JWTKeyFile, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := sequence.NewClient(sequence.ClientConfig{URL: s.URL, Token: keys.InternalToken()}, sequence.ClientDeps{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	for i := range 3 {
+	for i := range 3 { // the refused call above allocated nothing: values start at 1
 		got, err := cl.Allocate(context.Background(), []sequence.Request{{Key: "c:run", Count: 2}})
 		if err != nil {
 			t.Fatal(err)

@@ -154,6 +154,7 @@ type Gateway struct {
 	HeartbeatInterval time.Duration
 	IdleTimeout       time.Duration
 	DrainTimeout      time.Duration
+	DrainRate         int
 	// PresenceGrace is how long a user whose last device disconnected may
 	// come back before watchers hear "offline".
 	PresenceGrace  time.Duration
@@ -210,7 +211,7 @@ func Defaults(role Role, hostname string) Config {
 		Auth:     Auth{TokenTTL: 24 * time.Hour, SessionLifetime: 30 * 24 * time.Hour},
 		Flow:     Flow{LogDir: os.TempDir() + "/imkube-sentinel"},
 		Gateway: Gateway{ID: hostname, MaxConnections: 100000, HeartbeatInterval: 10 * time.Second,
-			IdleTimeout: 60 * time.Second, DrainTimeout: 30 * time.Second, PresenceGrace: 10 * time.Second},
+			IdleTimeout: 60 * time.Second, DrainTimeout: 30 * time.Second, DrainRate: 500, PresenceGrace: 10 * time.Second},
 		Message: Message{NodeID: -1},
 		User: User{NodeID: -1, SignupBurst: 20, SignupRefill: 30 * time.Second, HashQueueWait: 2 * time.Second,
 			ReservedUsernames: append([]string(nil), username.Reserved...)},
@@ -293,7 +294,7 @@ var (
 	withRedis    = []Role{RoleGateway, RoleMessage, RoleSequence}
 	withMySQL    = []Role{RoleMessage, RoleUser, RoleSequence}
 	withBus      = []Role{RoleGateway, RoleMessage}
-	withKeys     = []Role{RoleGateway, RoleMessage, RoleUser}
+	withKeys     = []Role{RoleGateway, RoleMessage, RoleUser, RoleSequence}
 	withCluster  = []Role{RoleGateway, RoleMessage, RoleUser, RoleDev}
 	withFlow     = []Role{RoleGateway, RoleMessage, RoleUser}
 	withAccounts = []Role{RoleUser, RoleDev}
@@ -343,7 +344,7 @@ var settings = []Setting{
 	{flag: "bus-group-prefix", env: "IMKUBE_BUS_GROUP_PREFIX", usage: "prefix of every RocketMQ consumer/producer group", roles: withBus,
 		bind: func(c *Config) value { return strVal{&c.RocketMQ.GroupPrefix} }},
 
-	{flag: "jwt-key-file", env: "IMKUBE_JWT_KEY_FILE", usage: "file with the JWT key(s), one per line; the first signs, all verify", roles: withKeys,
+	{flag: "jwt-key-file", env: "IMKUBE_JWT_KEY_FILE", usage: "file with the JWT key(s), one per line; the first signs, all verify (the internal service token derives from them)", roles: withKeys,
 		bind: func(c *Config) value { return strVal{&c.Auth.JWTKeyFile} }},
 	{flag: "token-ttl", env: "IMKUBE_TOKEN_TTL", usage: "lifetime of login tokens", roles: withAccounts,
 		bind: func(c *Config) value { return durVal{&c.Auth.TokenTTL} }},
@@ -381,6 +382,8 @@ var settings = []Setting{
 		bind: func(c *Config) value { return durVal{&c.Gateway.DrainTimeout} }},
 	{flag: "presence-grace", env: "IMKUBE_PRESENCE_GRACE", usage: "a user offline for less than this (a reconnect) is not announced offline", roles: []Role{RoleGateway},
 		bind: func(c *Config) value { return durVal{&c.Gateway.PresenceGrace} }},
+	{flag: "drain-rate", env: "IMKUBE_DRAIN_RATE", usage: "connections per second a stopping gateway asks to reconnect elsewhere", roles: []Role{RoleGateway},
+		bind: func(c *Config) value { return intVal{&c.Gateway.DrainRate} }},
 	{flag: "allowed-origins", env: "IMKUBE_ALLOWED_ORIGINS", usage: "comma-separated browser origins allowed besides the gateway's own host; scheme://host:* for any port, * for any", roles: []Role{RoleGateway},
 		bind: func(c *Config) value { return listVal{&c.Gateway.AllowedOrigins} }},
 	{flag: "user-url", env: "IMKUBE_USER_URL", usage: "base URL of the user service", roles: []Role{RoleGateway},
@@ -627,6 +630,9 @@ func (c Config) Validate(role Role) error {
 		}
 		if g.PresenceGrace <= 0 || g.PresenceGrace > time.Hour {
 			bad("presence-grace", "IMKUBE_PRESENCE_GRACE", "%s: want > 0 and <= 1h", g.PresenceGrace)
+		}
+		if g.DrainRate < 1 {
+			bad("drain-rate", "IMKUBE_DRAIN_RATE", "%d: want >= 1", g.DrainRate)
 		}
 		checkURL(bad, "user-url", "IMKUBE_USER_URL", g.UserURL)
 		checkURL(bad, "message-url", "IMKUBE_MESSAGE_URL", g.MessageURL)

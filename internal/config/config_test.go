@@ -107,6 +107,8 @@ func TestSequenceSettings(t *testing.T) {
 		"HOSTNAME":          "seq-0",
 		"IMKUBE_REDIS_ADDR": "127.0.0.1:6379",
 		"IMKUBE_MYSQL_DSN":  "u:p@tcp(127.0.0.1:3306)/imkube",
+		// POST /v1/seq takes the internal token derived from these keys.
+		"IMKUBE_JWT_KEY_FILE": "/etc/imkube/auth/jwt-key",
 	}
 	tests := []struct {
 		name    string
@@ -125,6 +127,7 @@ func TestSequenceSettings(t *testing.T) {
 			want: func(c *Config) { c.Sequence.RedisPrefix = "p:" }},
 		{name: "missing redis names the field", giveEnv: map[string]string{"IMKUBE_REDIS_ADDR": ""}, wantErr: "redis-addr (IMKUBE_REDIS_ADDR) is required"},
 		{name: "missing mysql names the field", giveEnv: map[string]string{"IMKUBE_MYSQL_DSN": ""}, wantErr: "mysql-dsn (IMKUBE_MYSQL_DSN) is required"},
+		{name: "missing key file names the field", giveEnv: map[string]string{"IMKUBE_JWT_KEY_FILE": ""}, wantErr: "jwt-key-file (IMKUBE_JWT_KEY_FILE) is required"},
 		{name: "bad redis mode", give: []string{"--redis-mode", "ring"}, wantErr: "redis-mode (IMKUBE_REDIS_MODE)"},
 		{name: "braces in the prefix", give: []string{"--redis-prefix", "{x}"}, wantErr: "redis-prefix (IMKUBE_SEQ_REDIS_PREFIX)"},
 		{name: "zero step", give: []string{"--step", "0"}, wantErr: "step (IMKUBE_SEQ_STEP) 0"},
@@ -158,6 +161,7 @@ func TestSequenceSettings(t *testing.T) {
 			}
 			want := Defaults(RoleSequence, "seq-0")
 			want.Redis.Addr, want.MySQL.DSN = env["IMKUBE_REDIS_ADDR"], env["IMKUBE_MYSQL_DSN"]
+			want.Auth.JWTKeyFile = env["IMKUBE_JWT_KEY_FILE"]
 			tt.want(&want)
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("config = %+v, want %+v", got, want)
@@ -175,7 +179,7 @@ func TestHelpListsExactlyTheRolesSettings(t *testing.T) {
 		{RoleGateway, []string{"--gateway-id", "IMKUBE_MAX_CONNECTIONS", "--rocketmq-namesrv", "--redis-addr", "--jwt-key-file", "IMKUBE_REDIS_PASSWORD"}, []string{"--mysql-dsn", "--mysql-database", "--sections", "--sequence-url", "--data", "--token-ttl"}},
 		{RoleMessage, []string{"--mysql-dsn", "IMKUBE_MYSQL_DATABASE", "--sequence-url", "--node-id", "--rocketmq-namesrv"}, []string{"--gateway-id", "--sections", "--data", "--max-connections"}},
 		{RoleUser, []string{"--mysql-dsn", "--mysql-database", "--token-ttl", "--node-id", "--jwt-key-file"}, []string{"--redis-addr", "--rocketmq-namesrv", "--gateway-id"}},
-		{RoleSequence, []string{"--sections", "--step", "IMKUBE_SEQ_REDIS_PREFIX", "--mysql-dsn", "--mysql-database", "--redis-addr"}, []string{"--jwt-key-file", "--rocketmq-namesrv", "IMKUBE_REDIS_PREFIX\n", "--config-file"}},
+		{RoleSequence, []string{"--sections", "--step", "IMKUBE_SEQ_REDIS_PREFIX", "--mysql-dsn", "--mysql-database", "--redis-addr", "--jwt-key-file"}, []string{"--rocketmq-namesrv", "IMKUBE_REDIS_PREFIX\n", "--config-file"}},
 		{RoleDev, []string{"--addr", "--data", "--config"}, []string{"--redis-addr", "--mysql-dsn", "--gateway-id"}},
 	}
 	for _, tt := range tests {

@@ -18,6 +18,8 @@ type Gateway struct {
 	delivery    metric.Float64Histogram
 	pushes      metric.Int64Counter
 	bytesOut    metric.Int64Counter
+	evacuated   metric.Int64Counter
+	drain       metric.Float64Histogram
 
 	reasons, inTypes, outTypes *labels
 }
@@ -35,6 +37,8 @@ func NewGateway(mp metric.MeterProvider) (*Gateway, error) {
 		delivery:    b.seconds("imkube_gateway_delivery_seconds", "Time from a message's server timestamp to writing it to a recipient."),
 		pushes:      b.counter("imkube_gateway_pushes", "Push records received from the message service."),
 		bytesOut:    b.counter("imkube_gateway_bytes_out", "Bytes of frames written to clients."),
+		evacuated:   b.counter("imkube_gateway_drain_evacuated", "Connections asked to reconnect elsewhere by a draining gateway."),
+		drain:       b.seconds("imkube_gateway_drain_seconds", "Duration of a gateway's drain, from SIGTERM until its last connection closed (or the window ended)."),
 		reasons:     newLabels("reason"),
 		inTypes:     newLabels("type"),
 		outTypes:    newLabels("type"),
@@ -108,4 +112,20 @@ func (g *Gateway) Pushed() {
 		return
 	}
 	g.pushes.Add(context.Background(), 1)
+}
+
+// Evacuated counts a connection asked to reconnect elsewhere by the drain.
+func (g *Gateway) Evacuated() {
+	if g == nil {
+		return
+	}
+	g.evacuated.Add(context.Background(), 1)
+}
+
+// Drained records how long the drain took.
+func (g *Gateway) Drained(d time.Duration) {
+	if g == nil {
+		return
+	}
+	g.drain.Record(context.Background(), d.Seconds())
 }

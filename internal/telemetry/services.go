@@ -94,9 +94,10 @@ type Sequence struct {
 
 // Request outcome label values for Sequence.Requested.
 const (
-	OutcomeOK         = "ok"          // values handed out
-	OutcomeBadRequest = "bad_request" // the caller's fault (400)
-	OutcomeFailed     = "failed"      // unavailable or internal (503, 500)
+	OutcomeOK              = "ok"              // values handed out
+	OutcomeBadRequest      = "bad_request"     // the caller's fault (400)
+	OutcomeUnauthenticated = "unauthenticated" // no or a wrong internal token (401)
+	OutcomeFailed          = "failed"          // unavailable or internal (503, 500)
 )
 
 // NewSequence creates the sequence service instruments on mp (nil: no-op).
@@ -106,7 +107,7 @@ func NewSequence(mp metric.MeterProvider) (*Sequence, error) {
 		allocations: b.counter("imkube_sequence_allocations", "Sequence numbers allocated."),
 		boundRaises: b.counter("imkube_sequence_bound_raises", "Persisted section bounds raised (a durable write each)."),
 		recoveries:  b.counter("imkube_sequence_recoveries", "Sections recovered after their current values were lost."),
-		requests:    b.counter("imkube_sequence_requests", "Sequence API calls (POST /v1/seq), by outcome (ok, bad_request, failed)."),
+		requests:    b.counter("imkube_sequence_requests", "Sequence API calls (POST /v1/seq), by outcome (ok, bad_request, unauthenticated, failed)."),
 		outcomes:    newLabels("outcome"),
 	}
 	if err := b.err(); err != nil {
@@ -140,7 +141,7 @@ func (s *Sequence) Recovered(n int) {
 }
 
 // Requested counts one sequence API call with outcome (OutcomeOK,
-// OutcomeBadRequest or OutcomeFailed).
+// OutcomeBadRequest, OutcomeUnauthenticated or OutcomeFailed).
 func (s *Sequence) Requested(outcome string) {
 	if s == nil {
 		return

@@ -30,25 +30,12 @@ func desiredDeployment(s *scope) *appsv1.Deployment {
 		corev1.EnvVar{Name: "IMKUBE_GATEWAY_POOL", Value: p.Name},
 		corev1.EnvVar{Name: "IMKUBE_MAX_CONNECTIONS", Value: strconv.Itoa(int(cmp.Or(p.Spec.MaxConnectionsPerPod, 10000)))},
 		corev1.EnvVar{Name: "IMKUBE_DRAIN_TIMEOUT", Value: s.drainTimeout().String()},
+		corev1.EnvVar{Name: "IMKUBE_DRAIN_RATE", Value: strconv.Itoa(int(cmp.Or(p.Spec.Drain.ConnectionsPerSecond, 500)))},
 		corev1.EnvVar{Name: "IMKUBE_HEARTBEAT_INTERVAL", Value: s.heartbeat().String()},
 	)
 	grace := int64(preStopSeconds) + int64(s.drainTimeout().Seconds()) + 5
-	spread := make([]corev1.TopologySpreadConstraint, 0, len(p.Spec.TopologySpreadConstraints))
-	for _, t := range p.Spec.TopologySpreadConstraints {
-		t = *t.DeepCopy()
-		if t.LabelSelector == nil {
-			t.LabelSelector = &metav1.LabelSelector{MatchLabels: s.selector()}
-		}
-		spread = append(spread, t)
-	}
-	if len(spread) == 0 {
-		spread = []corev1.TopologySpreadConstraint{{
-			MaxSkew:           1,
-			TopologyKey:       corev1.LabelHostname,
-			WhenUnsatisfiable: corev1.ScheduleAnyway,
-			LabelSelector:     &metav1.LabelSelector{MatchLabels: s.selector()},
-		}}
-	}
+	resources := render.ResourcesWithDefaults(p.Spec.Resources, render.GatewayDefaults)
+	spread, affinity := render.Placement(p.Spec.TopologySpreadConstraints, p.Spec.Affinity, s.selector())
 	pull := c.Spec.ImagePullPolicy
 	if pull == "" {
 		pull = corev1.PullIfNotPresent
@@ -80,6 +67,7 @@ func desiredDeployment(s *scope) *appsv1.Deployment {
 					NodeSelector:                  p.Spec.NodeSelector,
 					Tolerations:                   p.Spec.Tolerations,
 					TopologySpreadConstraints:     spread,
+					Affinity:                      affinity,
 					Containers: []corev1.Container{{
 						Name:            render.Gateway,
 						Image:           s.image,
@@ -87,7 +75,7 @@ func desiredDeployment(s *scope) *appsv1.Deployment {
 						Args:            []string{render.Gateway},
 						Ports:           render.ContainerPorts(),
 						Env:             env,
-						Resources:       render.Resources(p.Spec.Resources),
+						Resources:       resources,
 						LivenessProbe:   liveness,
 						ReadinessProbe:  readiness,
 						Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{
@@ -96,7 +84,7 @@ func desiredDeployment(s *scope) *appsv1.Deployment {
 						SecurityContext: render.ContainerSecurityContext(),
 						VolumeMounts:    render.VolumeMounts(),
 					}},
-					Volumes: render.Volumes(c),
+					Volumes: render.Volumes(c, render.TmpSizeLimit(resources)),
 				},
 			},
 		},

@@ -90,6 +90,27 @@ func TestGracePeriodCoversPreStopAndDrain(t *testing.T) {
 	}
 }
 
+// spec.drain.connectionsPerSecond reaches the gateways as IMKUBE_DRAIN_RATE
+// (default 500) next to the drain window.
+func TestDrainRateReachesTheGateways(t *testing.T) {
+	env := func(p *imv1.GatewayPool) map[string]string {
+		out := map[string]string{}
+		for _, e := range desiredDeployment(newScope(p, sampleCluster(), render.Options{})).Spec.Template.Spec.Containers[0].Env {
+			out[e.Name] = e.Value
+		}
+		return out
+	}
+	if got := env(samplePool())["IMKUBE_DRAIN_RATE"]; got != "500" {
+		t.Errorf("default IMKUBE_DRAIN_RATE = %q, want 500", got)
+	}
+	p := samplePool()
+	p.Spec.Drain.ConnectionsPerSecond = 50
+	p.Spec.DrainTimeout = &metav1.Duration{Duration: 10 * time.Minute}
+	if e := env(p); e["IMKUBE_DRAIN_RATE"] != "50" || e["IMKUBE_DRAIN_TIMEOUT"] != "10m0s" {
+		t.Errorf("IMKUBE_DRAIN_RATE = %q, IMKUBE_DRAIN_TIMEOUT = %q; want 50 and 10m0s", e["IMKUBE_DRAIN_RATE"], e["IMKUBE_DRAIN_TIMEOUT"])
+	}
+}
+
 func TestFixedPoolHasReplicasAndNoHPA(t *testing.T) {
 	p := samplePool()
 	p.Spec.Autoscaling, p.Spec.Replicas = nil, ptr.To[int32](4)

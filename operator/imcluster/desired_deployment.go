@@ -15,6 +15,9 @@ import (
 func desiredDeployment(s *scope, component string) *appsv1.Deployment {
 	c := s.cluster
 	liveness, readiness := render.Probes()
+	w := s.workload(component)
+	resources := render.ResourcesWithDefaults(w.Resources, render.ServiceDefaults)
+	spread, affinity := render.Placement(w.Placement.TopologySpreadConstraints, w.Placement.Affinity, s.selector(component))
 	d := &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
 		ObjectMeta: s.objectMeta(s.name(component), component),
@@ -39,12 +42,8 @@ func desiredDeployment(s *scope, component string) *appsv1.Deployment {
 					SecurityContext:               render.PodSecurityContext(),
 					ImagePullSecrets:              c.Spec.ImagePullSecrets,
 					TerminationGracePeriodSeconds: ptr.To[int64](30),
-					TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
-						MaxSkew:           1,
-						TopologyKey:       corev1.LabelHostname,
-						WhenUnsatisfiable: corev1.ScheduleAnyway,
-						LabelSelector:     &metav1.LabelSelector{MatchLabels: s.selector(component)},
-					}},
+					TopologySpreadConstraints:     spread,
+					Affinity:                      affinity,
 					Containers: []corev1.Container{{
 						Name:            component,
 						Image:           s.image,
@@ -52,13 +51,13 @@ func desiredDeployment(s *scope, component string) *appsv1.Deployment {
 						Args:            []string{component},
 						Ports:           render.ContainerPorts(),
 						Env:             render.Env(c),
-						Resources:       render.Resources(s.workload(component).Resources),
+						Resources:       resources,
 						LivenessProbe:   liveness,
 						ReadinessProbe:  readiness,
 						SecurityContext: render.ContainerSecurityContext(),
 						VolumeMounts:    render.VolumeMounts(),
 					}},
-					Volumes: render.Volumes(c),
+					Volumes: render.Volumes(c, render.TmpSizeLimit(resources)),
 				},
 			},
 		},

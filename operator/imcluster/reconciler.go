@@ -1,5 +1,6 @@
 // Package imcluster reconciles IMCluster objects into the message, sequence
 // and user Deployments, their Services, HPAs and PodDisruptionBudgets, the
+// NetworkPolicies of the cluster's pods, the
 // cluster ConfigMap, the generated auth Secret and the RocketMQ topics.
 package imcluster
 
@@ -10,6 +11,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -81,6 +83,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.ConfigMap{}).
 		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
+		Owns(&networkingv1.NetworkPolicy{}).
 		Watches(&imv1.GatewayPool{}, handler.EnqueueRequestsFromMapFunc(poolToCluster)).
 		// The pods of the components: Degraded reports why they do not run.
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(podToCluster)).
@@ -148,6 +151,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 				r.reconcileAuthSecret,
 				r.reconcileConfigMap,
 				r.reconcileComponents,
+				r.reconcileNetworkPolicies,
 				r.reconcileServiceMonitor,
 				r.observe,
 			}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -355,5 +356,51 @@ func TestAPageOfARebindingDomainMayNotConnect(t *testing.T) {
 				t.Fatalf("same-host page at %s accepted=%v, want %v (resp %v)", tt.host, got, tt.want, resp)
 			}
 		})
+	}
+}
+
+// A draining gateway asks its clients to reconnect at DrainRate per second
+// (DrainRate/10 per 100 ms tick, ticks driven by the test here), each with
+// an afterMs below DrainJitter, and closes each connection after the frame.
+func TestShutdownEvacuatesAtTheDrainRate(t *testing.T) {
+	ticks := make(chan time.Time)
+	e := newEnv(t, gateway.Config{DrainRate: 20, DrainJitter: 300 * time.Millisecond,
+		DrainTicker: func() (<-chan time.Time, func()) { return ticks, func() {} }})
+	const n = 5
+	closed := make(chan []imtest.Frame, n)
+	for i := range n {
+		c, _ := imtest.Connect(t, e.url, e.token(t, strconv.Itoa(i+1)), "d")
+		go func() { closed <- c.ExpectClosed(10 * time.Second) }()
+	}
+	shut := make(chan error, 1)
+	go func() { shut <- e.node.Shutdown(context.Background()) }()
+	expect := func(k int) {
+		t.Helper()
+		for range k {
+			select {
+			case frames := <-closed:
+				if len(frames) != 1 || frames[0].T() != "reconnect" {
+					t.Fatalf("an evacuated client got %v, want one reconnect", frames)
+				}
+				if after := frames[0].Int("afterMs"); after < 0 || after >= 300 {
+					t.Fatalf("afterMs %d outside [0, 300)", after)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("an evacuated client was not closed")
+			}
+		}
+		select {
+		case frames := <-closed:
+			t.Fatalf("a client was evacuated before its tick: %v", frames)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	expect(2) // 20 per second = 2 per tick; the first batch goes at once
+	ticks <- time.Now()
+	expect(2)
+	ticks <- time.Now()
+	expect(1)
+	if err := <-shut; err != nil {
+		t.Fatalf("shutdown: %v", err)
 	}
 }

@@ -88,6 +88,15 @@ type Config struct {
 	// reauth and is closed (1 min, at most a quarter of the token's
 	// lifetime), so the client can still refresh the token it holds.
 	ReauthBefore time.Duration
+	// DrainRate is how many connections per second a stopping gateway asks
+	// to reconnect elsewhere (500: 10,000 connections in 20 s), so the
+	// remaining gateways are not stampeded; DrainJitter spreads each
+	// client's reconnect{afterMs} over [0, DrainJitter) (1 s) on top.
+	DrainRate   int
+	DrainJitter time.Duration
+	// DrainTicker paces the evacuation (nil: a ticker of 100 ms, each tick
+	// asking DrainRate/10 connections); tests drive it by hand.
+	DrainTicker func() (ticks <-chan time.Time, stop func())
 
 	// PresenceGrace is how long a user whose last device disconnected may
 	// reconnect before subscribers hear "offline" (10 s).
@@ -132,6 +141,10 @@ func (c *Config) setDefaults() {
 	}
 	if c.Clock == nil {
 		c.Clock = realClock{}
+	}
+	def(&c.DrainJitter, time.Second)
+	if c.DrainRate <= 0 {
+		c.DrainRate = 500
 	}
 	if c.SendQueueBytes <= 0 {
 		c.SendQueueBytes = 1 << 20
@@ -473,6 +486,7 @@ func (n *Node) heartbeat(ctx context.Context) error {
 // at once, waits for their goroutines, and returns ctx's error. Call it after
 // the HTTP listener has stopped; later calls wait the same way.
 func (n *Node) Shutdown(ctx context.Context) error {
+	start := time.Now()
 	n.mu.Lock()
 	if !n.draining {
 		n.draining = true
@@ -481,9 +495,8 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		}
 	}
 	n.mu.Unlock()
-	for _, c := range n.clients() {
-		c.close(DisconnectShutdown, encode(protocol.Reconnect{T: protocol.TypeReconnect, AfterMs: rand.Int64N(2000)}))
-	}
+	defer func() { n.deps.Metrics.Drained(time.Since(start)) }()
+	n.evacuate(ctx)
 	select {
 	case <-n.drained:
 		n.presenceStop()
@@ -496,6 +509,44 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	<-n.drained
 	n.presenceStop()
 	return ctx.Err()
+}
+
+// drainTick is the period of the evacuation: each tick asks DrainRate/10
+// connections to reconnect.
+const drainTick = 100 * time.Millisecond
+
+func (n *Node) drainTicker() (<-chan time.Time, func()) {
+	if n.cfg.DrainTicker != nil {
+		return n.cfg.DrainTicker()
+	}
+	t := time.NewTicker(drainTick)
+	return t.C, t.Stop
+}
+
+// evacuate asks the node's connections to reconnect elsewhere at
+// cfg.DrainRate per second, each with reconnect{afterMs} drawn from
+// [0, DrainJitter), until all were asked or ctx ends (the rest are then
+// closed by Shutdown). A client that ignores reconnect is closed by the
+// server anyway: close sends the frame, then closes the socket.
+func (n *Node) evacuate(ctx context.Context) {
+	clients := n.clients()
+	batch := max(1, n.cfg.DrainRate*int(drainTick)/int(time.Second))
+	ticks, stop := n.drainTicker()
+	defer stop()
+	for i := 0; i < len(clients); i += batch {
+		if i > 0 {
+			select {
+			case <-ticks:
+			case <-ctx.Done():
+				return
+			}
+		}
+		for _, c := range clients[i:min(i+batch, len(clients))] {
+			after := rand.Int64N(max(1, n.cfg.DrainJitter.Milliseconds()))
+			c.close(DisconnectShutdown, encode(protocol.Reconnect{T: protocol.TypeReconnect, AfterMs: after}))
+			n.deps.Metrics.Evacuated()
+		}
+	}
 }
 
 // Stats is a snapshot of the node's counters.

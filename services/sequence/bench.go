@@ -78,6 +78,7 @@ func BenchMain(ctx context.Context, args []string, stdout io.Writer, log *slog.L
 	defer db.Close()
 
 	tag := newToken()[:8]
+	benchToken := StaticToken(newToken()) // the service requires the internal token
 	prefix := "imkube:bench:" + tag + ":"
 	table := "seq_bench_" + tag
 	defer b.cleanup(context.WithoutCancel(ctx), db, prefix, table)
@@ -95,7 +96,7 @@ func BenchMain(ctx context.Context, args []string, stdout io.Writer, log *slog.L
 	if err != nil {
 		return fmt.Errorf("bench seq: %w", err)
 	}
-	srv := &http.Server{Handler: NewHandler(a, log, nil), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: NewHandler(a, benchToken, log, nil), ReadHeaderTimeout: 10 * time.Second}
 	srvDone := make(chan struct{})
 	go func() {
 		defer close(srvDone)
@@ -106,12 +107,12 @@ func BenchMain(ctx context.Context, args []string, stdout io.Writer, log *slog.L
 		<-srvDone
 	}()
 	url := "http://" + ln.Addr().String()
-	coalescing, err := NewClient(ClientConfig{URL: url}, ClientDeps{})
+	coalescing, err := NewClient(ClientConfig{URL: url, Token: string(benchToken)}, ClientDeps{})
 	if err != nil {
 		return err
 	}
 	defer coalescing.Close()
-	direct, err := NewClient(ClientConfig{URL: url, Window: -1, MaxBatch: 1, MaxInflight: *clients}, ClientDeps{})
+	direct, err := NewClient(ClientConfig{URL: url, Token: string(benchToken), Window: -1, MaxBatch: 1, MaxInflight: *clients}, ClientDeps{})
 	if err != nil {
 		return err
 	}

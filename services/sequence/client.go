@@ -24,6 +24,9 @@ type ClientConfig struct {
 	// URL is the base URL of the sequence service (required), e.g.
 	// http://sequence:8080.
 	URL string
+	// Token is the internal service token sent with every call
+	// (auth.Keys.InternalToken); the service refuses calls without it.
+	Token string
 	// Timeout bounds one HTTP request (default 2s).
 	Timeout time.Duration
 	// Window is how long the first call of a batch waits for others to join
@@ -54,6 +57,7 @@ type ClientDeps struct {
 // the first caller of a batch sends it.
 type Client struct {
 	url         string
+	token       string
 	hc          *http.Client
 	timeout     time.Duration
 	window      time.Duration
@@ -96,6 +100,7 @@ func NewClient(cfg ClientConfig, deps ClientDeps) (*Client, error) {
 	}
 	c := &Client{
 		url:         strings.TrimRight(cfg.URL, "/") + "/v1/seq",
+		token:       cfg.Token,
 		hc:          deps.HTTP,
 		timeout:     cmp.Or(cfg.Timeout, 2*time.Second),
 		window:      max(cmp.Or(cfg.Window, 200*time.Microsecond), 0),
@@ -209,6 +214,9 @@ func (c *Client) post(ctx context.Context, reqs []Request) ([]Range, error) {
 		return nil, fmt.Errorf("sequence client: %w", err)
 	}
 	hr.Header.Set("Content-Type", "application/json")
+	if c.token != "" {
+		hr.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	resp, err := c.hc.Do(hr)
 	if err != nil {
 		return nil, fmt.Errorf("%w: POST %s: %w", ErrUnavailable, c.url, err)
@@ -222,6 +230,12 @@ func (c *Client) post(ctx context.Context, reqs []Request) ([]Range, error) {
 		var e APIError
 		_ = json.Unmarshal(data, &e)
 		err := fmt.Errorf("sequence service: %s %s: %s", resp.Status, e.Code, e.Message)
+		if resp.StatusCode == http.StatusUnauthorized {
+			// A key rotation under way (this process and the service hold
+			// different key sets) or a misconfiguration: retryable, and
+			// the message says which.
+			return nil, fmt.Errorf("%w: sequence service refused the internal token (do both sides hold the same JWT key file?): %w", ErrUnavailable, err)
+		}
 		if resp.StatusCode == http.StatusBadRequest {
 			return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 		}

@@ -31,6 +31,9 @@ func countingServer(t *testing.T, h http.Handler) (*httptest.Server, *atomic.Int
 
 func newTestClient(t *testing.T, cfg ClientConfig) *Client {
 	t.Helper()
+	if cfg.Token == "" {
+		cfg.Token = string(testToken)
+	}
 	c, err := NewClient(cfg, ClientDeps{})
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +45,7 @@ func newTestClient(t *testing.T, cfg ClientConfig) *Client {
 func TestClientCoalescesConcurrentCalls(t *testing.T) {
 	q := newEmbedded(t, openSQLite(t), Config{Sections: 8})
 	defer q.Close()
-	srv, posts := countingServer(t, NewHandler(q, nil, nil))
+	srv, posts := countingServer(t, NewHandler(q, testToken, nil, nil))
 	// One sender and a long window: every call below joins one batch.
 	c := newTestClient(t, ClientConfig{URL: srv.URL, Window: time.Hour, MaxInflight: 1, MaxBatch: 64})
 
@@ -80,7 +83,7 @@ func TestClientCoalescesConcurrentCalls(t *testing.T) {
 func TestClientSingleCallIsNotDelayedByOthers(t *testing.T) {
 	q := newEmbedded(t, openSQLite(t), Config{Sections: 8})
 	defer q.Close()
-	srv, posts := countingServer(t, NewHandler(q, nil, nil))
+	srv, posts := countingServer(t, NewHandler(q, testToken, nil, nil))
 	c := newTestClient(t, ClientConfig{URL: srv.URL})
 	for i := range 3 {
 		got, err := c.Allocate(context.Background(), []Request{{Key: "c:y", Count: 1}})
@@ -106,11 +109,11 @@ func TestClientErrors(t *testing.T) {
 		wantErr    error
 		wantNoPOST bool
 	}{
-		{name: "invalid request is refused before sending", handler: NewHandler(&fakeAllocator{}, nil, nil),
+		{name: "invalid request is refused before sending", handler: NewHandler(&fakeAllocator{}, testToken, nil, nil),
 			give: []Request{{Key: "", Count: 1}}, wantErr: ErrBadRequest, wantNoPOST: true},
-		{name: "service unavailable", handler: NewHandler(&fakeAllocator{err: ErrUnavailable}, nil, nil),
+		{name: "service unavailable", handler: NewHandler(&fakeAllocator{err: ErrUnavailable}, testToken, nil, nil),
 			give: []Request{{Key: "a", Count: 1}}, wantErr: ErrUnavailable},
-		{name: "service internal error is retryable", handler: NewHandler(&fakeAllocator{err: errors.New("boom")}, nil, nil),
+		{name: "service internal error is retryable", handler: NewHandler(&fakeAllocator{err: errors.New("boom")}, testToken, nil, nil),
 			give: []Request{{Key: "a", Count: 1}}, wantErr: ErrUnavailable},
 		{name: "service hangs past the timeout", handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body) // then the server notices the client leaving
@@ -164,7 +167,7 @@ func TestClientCircuitBreakerOpensOnErrors(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = circuitbreaker.ClearRulesOfResource(resource) })
 
-	srv, posts := countingServer(t, NewHandler(&fakeAllocator{err: ErrUnavailable}, nil, nil))
+	srv, posts := countingServer(t, NewHandler(&fakeAllocator{err: ErrUnavailable}, testToken, nil, nil))
 	c := newTestClient(t, ClientConfig{URL: srv.URL, BreakerResource: resource})
 	for range 10 {
 		_, err := c.Allocate(context.Background(), []Request{{Key: "a", Count: 1}})

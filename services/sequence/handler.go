@@ -2,27 +2,46 @@ package sequence
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/imkube/imkube/internal/telemetry"
 )
 
 // Error codes of the HTTP API.
 const (
-	CodeBadRequest  = "BAD_REQUEST"
-	CodeUnavailable = "UNAVAILABLE"
-	CodeInternal    = "INTERNAL"
+	CodeBadRequest      = "BAD_REQUEST"
+	CodeUnauthenticated = "UNAUTHENTICATED"
+	CodeUnavailable     = "UNAVAILABLE"
+	CodeInternal        = "INTERNAL"
 )
+
+// TokenVerifier checks the internal service token callers present as
+// `Authorization: Bearer <token>` (auth.Keys: derived from every configured
+// JWT key, compared in constant time, so it rotates with the keys).
+type TokenVerifier interface {
+	VerifyInternal(tok string) bool
+}
 
 // APIError is the JSON body of an error answer.
 type APIError struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+}
+
+// StaticToken is a TokenVerifier accepting one token (benchmarks and tests;
+// processes use auth.Keys, which accepts the token of every configured key).
+type StaticToken string
+
+// VerifyInternal compares in constant time.
+func (t StaticToken) VerifyInternal(tok string) bool {
+	return t != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(t)) == 1
 }
 
 // maxBody fits MaxKeys requests with keys of MaxKeyLen bytes.
@@ -32,16 +51,19 @@ const maxBody = MaxKeys * (MaxKeyLen + 64)
 //
 //	POST /v1/seq  [{"key":"c:1","count":2}] -> [{"key":"c:1","first":5,"last":6}]
 //
-// Errors are {"code","message"} with 400 (BAD_REQUEST: empty key, count <= 0
+// Every call must carry the internal service token (`Authorization: Bearer
+// <token>`) that v accepts; without it the answer is 401 UNAUTHENTICATED and
+// nothing is allocated (a nil v refuses every call). Other errors are
+// {"code","message"} with 400 (BAD_REQUEST: empty key, count <= 0
 // or over the maximum, too many keys, malformed JSON), 503 (UNAVAILABLE:
 // retry later) or 500 (INTERNAL). Every call is counted on m by outcome (nil
 // m: nothing recorded). Health and /metrics are the process's, mounted next
 // to this handler (health from the allocator's Readier).
-func NewHandler(a Allocator, log *slog.Logger, m *telemetry.Sequence) http.Handler {
+func NewHandler(a Allocator, v TokenVerifier, log *slog.Logger, m *telemetry.Sequence) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &handler{a: a, log: log, m: m}
+	h := &handler{a: a, v: v, log: log, m: m}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/seq", h.allocate)
 	return mux
@@ -49,11 +71,19 @@ func NewHandler(a Allocator, log *slog.Logger, m *telemetry.Sequence) http.Handl
 
 type handler struct {
 	a   Allocator
+	v   TokenVerifier
 	log *slog.Logger
 	m   *telemetry.Sequence
 }
 
 func (h *handler) allocate(w http.ResponseWriter, r *http.Request) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || h.v == nil || !h.v.VerifyInternal(tok) {
+		h.m.Requested(telemetry.OutcomeUnauthenticated)
+		writeError(w, http.StatusUnauthorized, CodeUnauthenticated,
+			"internal endpoint: send the internal service token (Authorization: Bearer ...) derived from the cluster's JWT key")
+		return
+	}
 	var reqs []Request
 	body := http.MaxBytesReader(w, r.Body, maxBody)
 	dec := json.NewDecoder(body)

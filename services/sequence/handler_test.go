@@ -40,17 +40,22 @@ func (f *fakeAllocator) Allocate(_ context.Context, reqs []Request) ([]Range, er
 	return out, nil
 }
 
+// testToken is the internal token the handlers of these tests accept.
+const testToken = StaticToken("test-internal-token")
+
 func post(t *testing.T, h http.Handler, body string) *httptest.ResponseRecorder {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/seq", strings.NewReader(body)))
+	req := httptest.NewRequest(http.MethodPost, "/v1/seq", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+string(testToken))
+	h.ServeHTTP(rec, req)
 	return rec
 }
 
 func TestHandlerAllocates(t *testing.T) {
 	q := newEmbedded(t, openSQLite(t), Config{Sections: 4})
 	defer q.Close()
-	h := NewHandler(q, nil, nil)
+	h := NewHandler(q, testToken, nil, nil)
 	post(t, h, `[{"key":"c:1","count":4}]`)
 	rec := post(t, h, `[{"key":"c:1","count":2},{"key":"i:u\"1","count":1}]`)
 	if rec.Code != http.StatusOK {
@@ -94,7 +99,7 @@ func TestHandlerErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rec := post(t, NewHandler(&fakeAllocator{err: tt.giveErr}, nil, nil), tt.give)
+			rec := post(t, NewHandler(&fakeAllocator{err: tt.giveErr}, testToken, nil, nil), tt.give)
 			if rec.Code != tt.wantStatus {
 				t.Fatalf("status = %d, want %d (%s)", rec.Code, tt.wantStatus, rec.Body)
 			}
@@ -115,7 +120,7 @@ func TestHandlerErrors(t *testing.T) {
 // The handler serves only the API: health and /metrics belong to the
 // process, which mounts them next to it.
 func TestHandlerServesOnlyTheSequenceAPI(t *testing.T) {
-	h := NewHandler(&fakeAllocator{}, nil, nil)
+	h := NewHandler(&fakeAllocator{}, testToken, nil, nil)
 	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
@@ -185,7 +190,7 @@ func TestHandlerMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer q.Close()
-	h := NewHandler(q, nil, m)
+	h := NewHandler(q, testToken, nil, m)
 	post(t, h, `[{"key":"a","count":3},{"key":"b","count":2}]`)
 	post(t, h, `[{"key":"","count":3}]`)
 	got := scrape()

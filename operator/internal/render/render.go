@@ -54,7 +54,12 @@ const (
 const (
 	HTTPPort     = 8080
 	HTTPPortName = "http"
-	ConfigDir    = "/etc/imkube/config"
+	// MetricsPortName is the container port serving /metrics, /healthz and
+	// /readyz. Today every process serves them on its one HTTP port (the
+	// NetworkPolicies' monitoring rule follows this name; a separate
+	// internal port changes it here).
+	MetricsPortName = HTTPPortName
+	ConfigDir       = "/etc/imkube/config"
 	// TmpDir is the emptyDir of every pod (the root filesystem is
 	// read-only); HomeDir, the container's $HOME, lies on it: the RocketMQ
 	// client keeps state under $HOME/.rocketmq_client_go.
@@ -176,19 +181,10 @@ func ContainerSecurityContext() *corev1.SecurityContext {
 	}
 }
 
-// Resources returns r, or the default requests when r is empty.
-func Resources(r corev1.ResourceRequirements) corev1.ResourceRequirements {
-	if len(r.Requests) == 0 && len(r.Limits) == 0 && len(r.Claims) == 0 {
-		return corev1.ResourceRequirements{Requests: corev1.ResourceList{
-			corev1.ResourceCPU:    resource.MustParse("100m"),
-			corev1.ResourceMemory: resource.MustParse("128Mi"),
-		}}
-	}
-	return *r.DeepCopy()
-}
-
-// Volumes are the config, auth and /tmp volumes of every imkube pod.
-func Volumes(c *imv1.IMCluster) []corev1.Volume {
+// Volumes are the config, auth and /tmp volumes of every imkube pod; /tmp
+// is bounded by tmpLimit (nil: unbounded), the container's
+// ephemeral-storage limit.
+func Volumes(c *imv1.IMCluster, tmpLimit *resource.Quantity) []corev1.Volume {
 	return []corev1.Volume{
 		{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 			LocalObjectReference: corev1.LocalObjectReference{Name: ConfigMapName(c.Name)},
@@ -199,7 +195,7 @@ func Volumes(c *imv1.IMCluster) []corev1.Volume {
 			DefaultMode: ptr.To[int32](0o440),
 			Items:       []corev1.KeyToPath{{Key: JWTKeyKey, Path: JWTKeyKey}},
 		}}},
-		{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+		{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: tmpLimit}}},
 	}
 }
 
