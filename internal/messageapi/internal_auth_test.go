@@ -27,9 +27,21 @@ func (b *recordingBackend) Pull(context.Context, string, string, int64, int64, i
 	b.calls++
 	return &protocol.PullResult{}, nil
 }
-func (b *recordingBackend) Read(context.Context, string, string, int64) error {
+func (b *recordingBackend) Read(context.Context, string, string, string, int64) error {
 	b.calls++
 	return nil
+}
+func (b *recordingBackend) Delivered(context.Context, string, string, int64) error {
+	b.calls++
+	return nil
+}
+func (b *recordingBackend) Typing(context.Context, string, string) error {
+	b.calls++
+	return nil
+}
+func (b *recordingBackend) Presence(context.Context, string, []string) ([]protocol.Presence, error) {
+	b.calls++
+	return nil, nil
 }
 
 func mustKeys(t *testing.T, lines ...string) *auth.Keys {
@@ -54,6 +66,10 @@ func TestEveryInternalEndpointRequiresTheInternalToken(t *testing.T) {
 		"/internal/v1/sync":  `{"user":"u1","after":0,"limit":10}`,
 		"/internal/v1/pull":  `{"user":"u1","conv":"u:u1:u2","from":1,"limit":10}`,
 		"/internal/v1/read":  `{"user":"u1","conv":"u:u1:u2","seq":1}`,
+		// signals
+		"/internal/v1/delivered": `{"user":"u1","conv":"u:u1:u2","seq":1}`,
+		"/internal/v1/typing":    `{"user":"u1","conv":"u:u1:u2"}`,
+		"/internal/v1/presence":  `{"user":"u1","users":["u2"]}`,
 	}
 	tests := []struct {
 		name   string
