@@ -470,3 +470,50 @@ func TestPresenceIsDebouncedAndLimitedToContacts(t *testing.T) {
 	imtest.Connect(t, s.URL, bob.Token, "b1")
 	a.Quiet(300 * time.Millisecond)
 }
+
+func TestPresenceAndTypingCrossGatewaysAndReachOnlyWatchers(t *testing.T) {
+	clock := &fakeClock{now: time.UnixMilli(1_700_000_000_000)}
+	s := start(t, "", gateway.Config{Clock: clock})
+	url2, gw2, err := s.AddGateway("gw2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := imtest.NewAPI(s.URL)
+	alice, bob, carol := api.Register(t, "alice"), api.Register(t, "bob"), api.Register(t, "carol")
+	a, _ := imtest.Connect(t, s.URL, alice.Token, "a1")
+	send(a, "hi", bob.ID, "hi")
+	a.Expect("ack")
+	a.SendJSON(map[string]any{"t": "presence_sub", "id": "p", "users": []string{bob.ID}})
+	a.Expect("ok")
+	if f := a.Expect("presence"); f.Bool("online") {
+		t.Fatalf("bob before connecting: %v", f)
+	}
+
+	// Bob on the other gateway: alice hears it, and his typing too.
+	b, _ := imtest.Connect(t, url2, bob.Token, "b1")
+	if f := a.Expect("presence"); f.Str("user") != bob.ID || !f.Bool("online") {
+		t.Fatalf("bob connected on gw2: %v", f)
+	}
+	b.SendJSON(map[string]any{"t": "typing", "conv": directConv(alice.ID, bob.ID)})
+	if f := a.Expect("typing"); f.Str("user") != bob.ID {
+		t.Fatalf("typing from gw2: %v", f)
+	}
+	b.Close()
+	waitFor(t, "the offline check on gw2", func() bool { return clock.pending() == 1 })
+	clock.advance(10 * time.Second)
+	if f := a.Expect("presence"); f.Bool("online") || f.Int("lastSeen") != clock.Now().Add(-10*time.Second).UnixMilli() {
+		t.Fatalf("bob left gw2: %v", f)
+	}
+
+	// A user nobody watches comes and goes: no gateway is told.
+	before := gw2.Stats().Pushes
+	c, _ := imtest.Connect(t, s.URL, carol.Token, "c1")
+	c.Close()
+	waitFor(t, "carol's offline check", func() bool { return clock.pending() == 1 })
+	clock.advance(10 * time.Second)
+	time.Sleep(100 * time.Millisecond)
+	if n := gw2.Stats().Pushes - before; n != 0 {
+		t.Fatalf("gw2 got %d pushes about a user nobody there watches", n)
+	}
+	a.Quiet(200 * time.Millisecond)
+}
