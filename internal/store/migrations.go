@@ -193,8 +193,9 @@ var migrations = []migration{
 	{
 		// Inbox rows that are not messages: record 1 is a read cursor of
 		// the inbox's owner (read_sync), so the user's other devices get
-		// it by sync. Existing rows are messages (record 0).
-		version: 6,
+		// it by sync. Existing rows are messages (record 0). Version 7:
+		// version 6 is taken by the message-lifecycle branch (issue 16).
+		version: 7,
 		fn:      addInboxRecord,
 	},
 }
