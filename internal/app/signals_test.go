@@ -517,3 +517,20 @@ func TestPresenceAndTypingCrossGatewaysAndReachOnlyWatchers(t *testing.T) {
 	}
 	a.Quiet(200 * time.Millisecond)
 }
+
+func TestPresenceSubscriptionsAreRateLimitedPerConnection(t *testing.T) {
+	s := start(t, "", gateway.Config{ReadRate: 0.01, ReadBurst: 2})
+	api := imtest.NewAPI(s.URL)
+	alice, bob := api.Register(t, "alice"), api.Register(t, "bob")
+	a, _ := imtest.Connect(t, s.URL, alice.Token, "a1")
+	for i := range 2 {
+		a.SendJSON(map[string]any{"t": "presence_sub", "id": fmt.Sprint(i), "users": []string{alice.ID}})
+		a.Expect("ok")
+		a.Expect("presence")
+	}
+	a.SendJSON(map[string]any{"t": "presence_sub", "id": "over", "users": []string{bob.ID}})
+	if f := a.Expect("error"); f.Str("code") != "RATE_LIMITED" || f.Str("id") != "over" || f.Int("retryAfterMs") < 1 {
+		t.Fatalf("a presence_sub over the allowance: %v", f)
+	}
+	expectAlive(t, a)
+}

@@ -77,13 +77,22 @@ func (c *Client) handleSignal(ctx context.Context, in *protocol.Inbound) {
 			c.reply(ctx, c.backendErr(in.ID, err))
 		}
 	case protocol.TypeTyping:
-		if !c.allowTyping(in.Conv) {
-			return // at most one per conversation per interval; excess dropped
+		if !c.allowTyping(in.Conv) || !c.reads.Allow() {
+			return // at most one per conversation per interval, within the read allowance; excess dropped
 		}
 		if err := n.deps.Backend.Typing(ctx, c.user, in.Conv); err != nil {
 			c.reply(ctx, c.backendErr(in.ID, err))
 		}
 	case protocol.TypePresenceSub:
+		// Each one checks up to 200 users against the store: it takes from
+		// the read allowance and is refused beyond it.
+		if r := c.reads.Reserve(); r.Delay() > 0 {
+			wait := r.Delay()
+			r.Cancel()
+			c.reply(ctx, encode(protocol.Error{T: protocol.TypeError, ID: in.ID, Code: protocol.CodeRateLimited, Retryable: true,
+				Message: "presence_sub too fast; retry later", RetryAfterMs: max(wait.Milliseconds(), 1)}))
+			return
+		}
 		c.presenceSub(ctx, in)
 	case protocol.TypePresenceUnsub:
 		n.presence.mu.Lock()
