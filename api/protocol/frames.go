@@ -4,6 +4,7 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -121,12 +122,20 @@ func Decode(data []byte, maxBody int) (*Inbound, *FrameError) {
 	}
 	var raw struct {
 		Inbound
-		To json.RawMessage `json:"to,omitempty"`
+		To   json.RawMessage `json:"to,omitempty"`
+		Body json.RawMessage `json:"body,omitempty"`
 	}
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return nil, badFrame("frame is not valid JSON: %v", err)
 	}
 	in := raw.Inbound
+	if len(raw.Body) > 0 && string(raw.Body) != "null" {
+		body, err := decodeBody(raw.Body)
+		if err != nil {
+			return nil, err
+		}
+		in.Body = &body
+	}
 	if len(raw.To) > 0 {
 		// "to" is a target object in send and a seq number in pull.
 		if raw.T == TypePull {
@@ -147,6 +156,24 @@ func Decode(data []byte, maxBody int) (*Inbound, *FrameError) {
 		return &in, err
 	}
 	return &in, nil
+}
+
+// decodeBody reads a send body: a string, or a JSON object (media
+// messages: {objectKey, name, size, contentType, ...}), kept as its compact
+// JSON text. Bodies are strings everywhere else (msg, sync, pull).
+func decodeBody(raw json.RawMessage) (string, *FrameError) {
+	if raw[0] == '{' {
+		var b bytes.Buffer
+		if err := json.Compact(&b, raw); err != nil {
+			return "", badFrame("send: body is not valid JSON: %v", err)
+		}
+		return b.String(), nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", badFrame("send: body must be a string or a JSON object")
+	}
+	return s, nil
 }
 
 func (in *Inbound) validate(maxBody int) *FrameError {

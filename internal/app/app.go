@@ -35,6 +35,7 @@ import (
 	"github.com/imkube/imkube/internal/bus"
 	"github.com/imkube/imkube/internal/config"
 	"github.com/imkube/imkube/internal/flow"
+	"github.com/imkube/imkube/internal/media"
 	"github.com/imkube/imkube/internal/messageapi"
 	"github.com/imkube/imkube/internal/rest"
 	"github.com/imkube/imkube/internal/store"
@@ -65,6 +66,12 @@ type Options struct {
 	Tracer trace.TracerProvider
 	// Adapters, if set, replaces the adapters chosen by the roles.
 	Adapters Adapters
+	// Objects, if set, replaces the media object store (tests run the dev
+	// process on a real S3-compatible store).
+	Objects media.Objects
+	// Now, if set, is the media service's clock (tests of expiry and the
+	// orphan sweep).
+	Now func() time.Time
 	// WaitForDependencies keeps a process whose dependencies are not reachable
 	// yet running (not ready, /readyz says why) and retries with capped
 	// backoff, instead of failing Start. The service commands set it.
@@ -92,6 +99,7 @@ type Process struct {
 	// revocationsRun: a component of this build runs the token revocations' poll.
 	revocationsRun bool
 	accounts       *auth.Accounts
+	media          *media.Service
 }
 
 // Accounts returns the process's cache of which user ids have an account,
@@ -323,7 +331,7 @@ type handlerBox struct{ h http.Handler }
 // ready to activate.
 func (s *Server) build(ctx context.Context) error {
 	p := s.Process
-	p.instruments, p.backend, p.gateway, p.revocationsRun = nil, nil, nil, false
+	p.instruments, p.backend, p.gateway, p.revocationsRun, p.media = nil, nil, nil, false, nil
 	var comps []*Component
 	for _, b := range builders {
 		if !has(s.roles, b.role) {
@@ -571,6 +579,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // Instruments returns the telemetry instrument sets the process's roles
 // built (the dashboard test records one value on each and scrapes Metrics).
 func (s *Server) Instruments() []any { return s.Process.instruments }
+
+// Media returns the process's media service (nil without the message role
+// or an object store).
+func (s *Server) Media() *media.Service { return s.Process.media }
 
 // Metrics serves the process's /metrics.
 func (s *Server) Metrics() http.Handler { return s.Process.Tel.Handler() }

@@ -8,11 +8,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/imkube/imkube/api/protocol"
 	"github.com/imkube/imkube/internal/config"
+	"github.com/imkube/imkube/internal/media"
 	"github.com/imkube/imkube/internal/rest"
 )
 
@@ -45,8 +47,14 @@ func newHTTPServer(h http.Handler, log *slog.Logger, cfg config.HTTP) *http.Serv
 // limitBody refuses a declared body over limit with 413 before reading it
 // and cuts an undeclared (chunked) one at limit: handlers and the gateway's
 // REST proxy then see a read error.
+// Uploads to the dev process's media store (media.LocalPrefix) are bounded
+// by the size their signed URL names instead.
 func limitBody(next http.Handler, limit int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, media.LocalPrefix) {
+			next.ServeHTTP(w, r)
+			return
+		}
 		if r.ContentLength > limit {
 			w.Header().Set("Connection", "close")
 			rest.WriteError(w, rest.Errorf(http.StatusRequestEntityTooLarge, protocol.CodeTooLarge, "request body is over %d bytes", limit))

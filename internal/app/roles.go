@@ -182,18 +182,35 @@ func buildMessage(ctx context.Context, p *Process) (*Component, error) {
 		return nil, err
 	}
 	p.instruments = append(p.instruments, metrics)
-	svc, err := message.New(message.Config{ReadDiffusionThreshold: func() int { return p.Live.Get().Groups.ReadDiffusionThreshold }},
-		message.Deps{Store: db, Sequence: seq, Sessions: sess, Push: b, IDs: snowflake.New(p.Config.Message.NodeID),
-			Log: p.Log.With("svc", "message"), Metrics: metrics, Tracer: p.tracer("imkube/message"),
-			StoreGuard: func(fn func() error) error { return p.Flow.Guard(flow.ResMySQL, fn) }, Accounts: p.Accounts(db)})
+	var mayRead func(ctx context.Context, user, conv string) error
+	mp, err := p.buildMedia(db, &mayRead)
 	if err != nil {
 		return nil, err
 	}
+	var md message.Media
+	if mp != nil {
+		md = mp.svc
+	}
+	svc, err := message.New(message.Config{ReadDiffusionThreshold: func() int { return p.Live.Get().Groups.ReadDiffusionThreshold }},
+		message.Deps{Store: db, Sequence: seq, Sessions: sess, Push: b, IDs: snowflake.New(p.Config.Message.NodeID),
+			Log: p.Log.With("svc", "message"), Metrics: metrics, Tracer: p.tracer("imkube/message"),
+			StoreGuard: func(fn func() error) error { return p.Flow.Guard(flow.ResMySQL, fn) }, Accounts: p.Accounts(db), Media: md})
+	if err != nil {
+		return nil, err
+	}
+	mayRead = svc.MayRead
 	p.backend = svc
 	c := &Component{Name: "message",
 		Mount: func(mux *http.ServeMux) error { svc.Routes(mux, keys); return nil },
 		Run:   append([]func(context.Context) error{func(ctx context.Context) error { return svc.Run(ctx, b) }}, p.revocations(ctx, keys, db)...),
 		Ready: named("mysql", db.Ping),
+	}
+	if mp != nil {
+		c.Mount = func(mux *http.ServeMux) error { svc.Routes(mux, keys); mp.mount(mux, keys); return nil }
+		c.Run = append(c.Run, mp.svc.Run)
+		c.Ready = func(ctx context.Context) error {
+			return errors.Join(named("mysql", db.Ping)(ctx), mp.objects.Ready(ctx))
+		}
 	}
 	if l, ok := b.(interface{ UpstreamLag() (int64, bool) }); ok {
 		c.Run = append(c.Run, func(ctx context.Context) error { return reportLag(ctx, l.UpstreamLag, metrics) })

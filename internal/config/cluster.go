@@ -29,6 +29,7 @@ type Groups struct {
 type Cluster struct {
 	Limits Limits `json:"limits"`
 	Groups Groups `json:"groups"`
+	Media  Media  `json:"media"`
 }
 
 // DefaultCluster returns the built-in defaults.
@@ -36,6 +37,7 @@ func DefaultCluster() Cluster {
 	return Cluster{
 		Limits: Limits{SendRatePerSecond: 10, SendBurst: 20, MaxMessageBytes: 16 << 10, ConnectionsPerIPPerSecond: 20},
 		Groups: Groups{ReadDiffusionThreshold: 500, MaxMembers: 10000},
+		Media:  DefaultMedia(),
 	}
 }
 
@@ -55,7 +57,7 @@ func (c Cluster) Validate() error {
 	case c.Groups.MaxMembers < 2:
 		return errors.New("config.json: groups.maxMembers must be >= 2")
 	}
-	return nil
+	return c.Media.Validate()
 }
 
 // ParseCluster reads config.json content over the defaults.

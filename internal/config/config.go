@@ -169,6 +169,25 @@ type Gateway struct {
 type Message struct {
 	SequenceURL string
 	NodeID      int64 // id generator node 0-1023, -1 random
+	// ObjectStore holds media uploads (empty Endpoint: media is off).
+	ObjectStore ObjectStore
+}
+
+// ObjectStore is an S3-compatible object store (IMCluster
+// spec.media.objectStore).
+type ObjectStore struct {
+	// Endpoint is http(s)://host[:port] of the S3 API as the services reach it.
+	Endpoint string
+	// PublicEndpoint, if set, is the endpoint presigned URLs name (what
+	// clients reach; the services' Endpoint may be a cluster-internal name).
+	PublicEndpoint string
+	Bucket         string
+	Region         string
+	// PathStyle addresses the bucket as endpoint/bucket/key instead of
+	// bucket.endpoint/key.
+	PathStyle bool
+	AccessKey string // env only
+	SecretKey string // env only
 }
 
 // User configures the user service.
@@ -212,7 +231,7 @@ func Defaults(role Role, hostname string) Config {
 		Flow:     Flow{LogDir: os.TempDir() + "/imkube-sentinel"},
 		Gateway: Gateway{ID: hostname, MaxConnections: 100000, HeartbeatInterval: 10 * time.Second,
 			IdleTimeout: 60 * time.Second, DrainTimeout: 30 * time.Second, DrainRate: 500, PresenceGrace: 10 * time.Second},
-		Message: Message{NodeID: -1},
+		Message: Message{NodeID: -1, ObjectStore: ObjectStore{Region: "us-east-1", PathStyle: true}},
 		User: User{NodeID: -1, SignupBurst: 20, SignupRefill: 30 * time.Second, HashQueueWait: 2 * time.Second,
 			ReservedUsernames: append([]string(nil), username.Reserved...)},
 		Sequence: Sequence{RedisPrefix: "imkube:seq:", Sections: 1024, Step: 10000},
@@ -275,6 +294,18 @@ func (v durVal) set(s string) error {
 	return nil
 }
 func (v durVal) get() string { return v.p.String() }
+
+type boolVal struct{ p *bool }
+
+func (v boolVal) set(s string) error {
+	b, err := strconv.ParseBool(strings.TrimSpace(s))
+	if err != nil {
+		return errors.New("not a boolean (true or false)")
+	}
+	*v.p = b
+	return nil
+}
+func (v boolVal) get() string { return strconv.FormatBool(*v.p) }
 
 type listVal struct{ p *[]string }
 
@@ -399,6 +430,20 @@ var settings = []Setting{
 		bind: func(c *Config) value { return strVal{&c.Message.SequenceURL} }},
 	{flag: "node-id", env: "IMKUBE_NODE_ID", usage: "message id generator node 0-1023, -1 random", roles: []Role{RoleMessage},
 		bind: func(c *Config) value { return int64Val{&c.Message.NodeID} }},
+	{flag: "s3-endpoint", env: "IMKUBE_S3_ENDPOINT", usage: "S3-compatible object store for media, http(s)://host[:port]; empty: media uploads are off", roles: []Role{RoleMessage},
+		bind: func(c *Config) value { return strVal{&c.Message.ObjectStore.Endpoint} }},
+	{flag: "s3-public-endpoint", env: "IMKUBE_S3_PUBLIC_ENDPOINT", usage: "endpoint that presigned URLs name, as clients reach it (default: --s3-endpoint)", roles: []Role{RoleMessage},
+		bind: func(c *Config) value { return strVal{&c.Message.ObjectStore.PublicEndpoint} }},
+	{flag: "s3-bucket", env: "IMKUBE_S3_BUCKET", usage: "bucket of media uploads (must exist)", roles: []Role{RoleMessage},
+		bind: func(c *Config) value { return strVal{&c.Message.ObjectStore.Bucket} }},
+	{flag: "s3-region", env: "IMKUBE_S3_REGION", usage: "region of the bucket", roles: []Role{RoleMessage},
+		bind: func(c *Config) value { return strVal{&c.Message.ObjectStore.Region} }},
+	{flag: "s3-path-style", env: "IMKUBE_S3_PATH_STYLE", usage: "address the bucket as endpoint/bucket (most S3-compatible stores) instead of bucket.endpoint", roles: []Role{RoleMessage},
+		bind: func(c *Config) value { return boolVal{&c.Message.ObjectStore.PathStyle} }},
+	{env: "IMKUBE_S3_ACCESS_KEY", usage: "object store access key (environment only)", roles: []Role{RoleMessage}, secret: true,
+		bind: func(c *Config) value { return strVal{&c.Message.ObjectStore.AccessKey} }},
+	{env: "IMKUBE_S3_SECRET_KEY", usage: "object store secret key (environment only)", roles: []Role{RoleMessage}, secret: true,
+		bind: func(c *Config) value { return strVal{&c.Message.ObjectStore.SecretKey} }},
 	{flag: "node-id", env: "IMKUBE_NODE_ID", usage: "id generator node 0-1023, -1 random", roles: []Role{RoleUser},
 		bind: func(c *Config) value { return int64Val{&c.User.NodeID} }},
 
@@ -570,6 +615,21 @@ func (c Config) Validate(role Role) error {
 		}
 		if d := c.MySQL.Database; d != "" && !mysqlDatabaseRe.MatchString(d) {
 			bad("mysql-database", "IMKUBE_MYSQL_DATABASE", "%q: want 1-64 of A-Z a-z 0-9 _ $ -", d)
+		}
+	}
+	if role == RoleMessage {
+		if o := c.Message.ObjectStore; o.Endpoint != "" {
+			for _, e := range []struct{ flag, env, v string }{{"s3-endpoint", "IMKUBE_S3_ENDPOINT", o.Endpoint}, {"s3-public-endpoint", "IMKUBE_S3_PUBLIC_ENDPOINT", o.PublicEndpoint}} {
+				if u, err := url.Parse(e.v); e.v != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/")) {
+					bad(e.flag, e.env, "%q: want http(s)://host[:port] with no path", e.v)
+				}
+			}
+			if o.Bucket == "" {
+				bad("s3-bucket", "IMKUBE_S3_BUCKET", "is required with --s3-endpoint")
+			}
+			if o.AccessKey == "" || o.SecretKey == "" {
+				bad("s3-endpoint", "IMKUBE_S3_ENDPOINT", "needs IMKUBE_S3_ACCESS_KEY and IMKUBE_S3_SECRET_KEY in the environment")
+			}
 		}
 	}
 	if in(withBus) {

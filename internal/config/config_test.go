@@ -221,6 +221,8 @@ func sample(s Setting) string {
 		return "3"
 	case durVal:
 		return "3s"
+	case boolVal:
+		return "true"
 	}
 	return "x"
 }

@@ -191,6 +191,49 @@ var migrations = []migration{
 		},
 	},
 	{
+		// Media uploads (issue 18): who uploaded which object, and which
+		// conversations reference it (the right to fetch it); see media.go.
+		version: 6,
+		sqlite: []string{
+			`CREATE TABLE media_uploads (
+				object_key TEXT PRIMARY KEY,
+				owner TEXT NOT NULL,
+				kind TEXT NOT NULL,
+				content_type TEXT NOT NULL,
+				size INTEGER NOT NULL,
+				name TEXT NOT NULL,
+				created_at INTEGER NOT NULL,
+				referenced INTEGER NOT NULL DEFAULT 0,
+				thumb_key TEXT NOT NULL DEFAULT '',
+				thumb_state TEXT NOT NULL DEFAULT '')`,
+			`CREATE INDEX idx_media_uploads_owner ON media_uploads (owner, referenced)`,
+			`CREATE INDEX idx_media_uploads_orphans ON media_uploads (referenced, created_at)`,
+			`CREATE TABLE media_refs (
+				object_key TEXT NOT NULL,
+				conv TEXT NOT NULL,
+				PRIMARY KEY (object_key, conv))`,
+		},
+		mysql: []string{
+			`CREATE TABLE media_uploads (
+				object_key VARCHAR(191) NOT NULL PRIMARY KEY,
+				owner VARCHAR(32) NOT NULL,
+				kind VARCHAR(16) NOT NULL,
+				content_type VARCHAR(128) NOT NULL,
+				size BIGINT NOT NULL,
+				name VARCHAR(255) NOT NULL,
+				created_at BIGINT NOT NULL,
+				referenced TINYINT NOT NULL DEFAULT 0,
+				thumb_key VARCHAR(191) NOT NULL DEFAULT '',
+				thumb_state VARCHAR(16) NOT NULL DEFAULT '',
+				KEY idx_media_uploads_owner (owner, referenced),
+				KEY idx_media_uploads_orphans (referenced, created_at))` + mysqlTable,
+			`CREATE TABLE media_refs (
+				object_key VARCHAR(191) NOT NULL,
+				conv VARCHAR(80) NOT NULL,
+				PRIMARY KEY (object_key, conv))` + mysqlTable,
+		},
+	},
+	{
 		// Inbox rows that are not messages: record 1 is a read cursor of
 		// the inbox's owner (read_sync), so the user's other devices get
 		// it by sync. Existing rows are messages (record 0). Version 7:

@@ -64,6 +64,7 @@ type Service struct {
 	guard     func(fn func() error) error
 	receipts  *receipts
 	accounts  Accounts
+	media     Media
 	signals
 }
 
@@ -105,6 +106,9 @@ type Deps struct {
 	// Accounts, if set, is asked at State whether the user has an account
 	// (nil: a cache in front of Store.UserExists).
 	Accounts Accounts
+	// Media checks media messages (nil: image, file, audio and video sends
+	// are refused).
+	Media Media
 	// Presence, if set, holds last-seen times (nil: Sessions, when it
 	// implements sessions.Presence).
 	Presence sessions.Presence
@@ -133,7 +137,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	s := &Service{store: deps.Store, groups: deps.Store, cache: newMemberCache(10000), threshold: cfg.ReadDiffusionThreshold,
 		seq: deps.Sequence, sessions: deps.Sessions, push: deps.Push, ids: deps.IDs, log: deps.Log, now: time.Now,
 		metrics: deps.Metrics, tracer: deps.Tracer, guard: deps.StoreGuard}
-	s.accounts = deps.Accounts
+	s.accounts, s.media = deps.Accounts, deps.Media
 	if s.accounts == nil {
 		s.accounts = auth.NewAccounts(auth.AccountsConfig{}, deps.Store.UserExists)
 	}
@@ -187,6 +191,10 @@ func reject(code, format string, args ...any) error {
 
 func (s *Service) process(ctx context.Context, up *messageapi.Upstream) error {
 	participants, readDiffusion, err := s.authorise(ctx, up)
+	if err != nil {
+		return err
+	}
+	attached, err := s.checkMedia(ctx, up)
 	if err != nil {
 		return err
 	}
@@ -246,6 +254,11 @@ func (s *Service) process(ctx context.Context, up *messageapi.Upstream) error {
 	convRows := participants
 	if up.To.Group != "" {
 		convRows = nil // members got their conversation row when they joined
+	}
+	if attached != nil {
+		if err := s.media.Reference(ctx, up.Conv, attached); err != nil {
+			return fmt.Errorf("reference media: %w", err)
+		}
 	}
 	storeStart := s.now()
 	err = s.guarded(func() error { return s.store.SaveMessage(ctx, m, inbox, convRows) }, store.ErrDuplicate)

@@ -1,5 +1,5 @@
 // imkube demo chat: plain ES module on top of the SDK served at /sdk/.
-import { ImkubeClient, RestClient, LocalStorageStorage, ApiError, directConv, newId } from '/sdk/imkube.js';
+import { ImkubeClient, RestClient, LocalStorageStorage, ApiError, directConv, newId, mediaOf } from '/sdk/imkube.js';
 
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const SESSION_KEY = 'imkube.demo.session';
@@ -323,7 +323,7 @@ function renderConvs() {
       if (dot) name.prepend(dot);
       const last = document.createElement('span');
       last.className = 'conv-last';
-      last.textContent = c.last ? c.last.body : '';
+      last.textContent = c.last ? (mediaOf(c.last) ? `📎 ${mediaOf(c.last).name}` : c.last.body) : '';
       li.append(name, last);
       if (c.unread > 0 && c.conv !== app.open) {
         const badge = document.createElement('span');
@@ -352,6 +352,7 @@ function renderMessages() {
     const state = own ? tick(conv, m) : 'received';
     const body = m.recalled ? '(message recalled)' : m.body;
     const li = bubble(body, own, state, m.conv.startsWith('g:') && !own ? nameOf(m.from) : '', m.seq);
+    if (!m.recalled) showMedia(li, m);
     const n = own ? readCounts.get(`${m.conv}|${m.seq}`) : undefined;
     const st = li.querySelector('.state');
     if (n !== undefined && st) {
@@ -408,6 +409,83 @@ function bubble(body, own, state, sender, seq) {
   }
   return li;
 }
+
+// ---- media -------------------------------------------------------------------
+
+/** object key -> presigned URL (valid for minutes; refetched on a failed load) */
+const mediaURLs = new Map();
+
+function mediaURL(key, thumb) {
+  const k = key + (thumb ? '?thumb' : '');
+  if (!mediaURLs.has(k)) {
+    const p = app.rest.mediaUrl(key, { thumb });
+    p.catch(() => mediaURLs.delete(k));
+    mediaURLs.set(k, p);
+  }
+  return mediaURLs.get(k);
+}
+
+// Images show their thumbnail inline (the full image when there is none
+// yet) and open in full on click; other files are download links.
+function showMedia(li, m) {
+  const media = mediaOf(m);
+  if (!media) return;
+  const b = li.querySelector('.body');
+  const a = document.createElement('a');
+  a.className = 'media';
+  a.target = '_blank';
+  a.rel = 'noopener';
+  a.setAttribute('data-testid', 'media-link');
+  a.textContent = `${media.name} (${Math.ceil(media.size / 1024)} KiB)`;
+  mediaURL(media.objectKey, false).then((u) => (a.href = u), () => (a.textContent += ' — unavailable'));
+  if (m.kind === 'image') {
+    const img = document.createElement('img');
+    img.className = 'thumb';
+    img.alt = media.name;
+    img.setAttribute('data-testid', 'media-image');
+    if (media.width && media.height) img.style.aspectRatio = `${media.width} / ${media.height}`;
+    const full = () => mediaURL(media.objectKey, false).then((u) => (img.src = u));
+    (media.thumbKey ? mediaURL(media.objectKey, true) : Promise.reject(new Error('no thumbnail')))
+      .then((u) => (img.src = u))
+      .catch(full);
+    img.addEventListener('error', () => {
+      // The thumbnail may not be ready yet: show the image itself.
+      mediaURLs.delete(media.objectKey + '?thumb');
+      if (!img.dataset.full) {
+        img.dataset.full = '1';
+        full();
+      }
+    });
+    a.textContent = '';
+    a.append(img);
+  }
+  b.replaceChildren(a);
+}
+
+async function attach(file) {
+  if (!file || !app.open) return;
+  const conv = app.open;
+  const bar = /** @type {HTMLProgressElement} */ ($('upload-progress'));
+  bar.hidden = false;
+  bar.value = 0;
+  try {
+    await app.client.uploadAndSend(file, {
+      to: target(conv),
+      onProgress: (p) => (bar.value = p.total ? p.loaded / p.total : 0),
+    });
+  } catch (err) {
+    ui.sideError.textContent = `Sending ${file.name} failed: ${errText(err)}`;
+  } finally {
+    bar.hidden = true;
+  }
+}
+
+$('attach').addEventListener('change', (e) => {
+  const input = /** @type {HTMLInputElement} */ (e.target);
+  const file = input.files?.[0];
+  input.value = '';
+  attach(file);
+});
 
 // ---- forms -------------------------------------------------------------------
 

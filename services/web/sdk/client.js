@@ -2,6 +2,7 @@
 import { Emitter } from './emitter.js';
 import { backoffDelay } from './backoff.js';
 import { MemoryStorage } from './storage.js';
+import { uploadAndSend } from './media.js';
 
 /**
  * A message as delivered by the server (msg frames, sync and pull items). Own
@@ -276,6 +277,27 @@ export class ImkubeClient extends Emitter {
     this._pending.set(cmid, e);
     this._pump();
     return e.promise;
+  }
+
+  /**
+   * Uploads a file (with progress events "upload" and retries) and sends it
+   * as an image, file, audio or video message; see media.js.
+   * @param {any} file a File/Blob, or {name, type, size, data} in Node
+   * @param {Parameters<typeof uploadAndSend>[2]} opts
+   */
+  uploadAndSend(file, opts) {
+    return uploadAndSend(this, file, opts);
+  }
+
+  /**
+   * A short-lived URL of a media object (needs opts.rest).
+   * @param {string} objectKey
+   * @param {{thumb?: boolean}} [opts]
+   * @returns {Promise<string>}
+   */
+  mediaUrl(objectKey, opts) {
+    if (!this.opts.rest) return Promise.reject(new TypeError('mediaUrl: the client needs opts.rest (a RestClient)'));
+    return this.opts.rest.mediaUrl(objectKey, opts);
   }
 
   /**

@@ -8,6 +8,7 @@
  */
 export { ImkubeClient, ImkubeError, directConv, groupConv, newId } from './client.js';
 export { RestClient, ApiError } from './rest.js';
+export { uploadAndSend, mediaOf, kindOf, MEDIA_KINDS } from './media.js';
 export { MemoryStorage, LocalStorageStorage, IndexedDBStorage } from './storage.js';
 export { backoffDelay } from './backoff.js';
 export { Emitter } from './emitter.js';

@@ -176,6 +176,28 @@ export class RestClient {
   }
 
   /**
+   * Asks for a presigned upload (POST /api/v1/uploads).
+   * @param {{kind: string, contentType: string, size: number, name: string}} req
+   * @returns {Promise<{objectKey: string, uploadUrl: string, method: string, headers: Record<string, string>, expiresAt: number}>}
+   */
+  createUpload(req) {
+    return this.request('POST', '/uploads', req);
+  }
+
+  /**
+   * A short-lived URL of an object (or its thumbnail) for <img src> or a
+   * download link: GET /api/v1/media/{objectKey} answered as JSON.
+   * @param {string} objectKey
+   * @param {{thumb?: boolean}} [opts]
+   * @returns {Promise<string>}
+   */
+  async mediaUrl(objectKey, opts = {}) {
+    const path = '/media/' + objectKey.split('/').map(encodeURIComponent).join('/') + (opts.thumb ? '?thumb=1' : '');
+    const res = await this.request('GET', path);
+    return res.url;
+  }
+
+  /**
    * Who has read message seq of conv (from the members' read cursors).
    * @param {string} conv
    * @param {number} seq
