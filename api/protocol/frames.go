@@ -39,6 +39,44 @@ const (
 	TypeError      = "error"
 )
 
+// Message lifecycle frames (issue 16): client -> server requests answered by
+// ok{id} or error{id}. recall is also the kind of the record it produces.
+const (
+	TypeEdit   = "edit"
+	TypeDelete = "delete"
+	TypeOK     = "ok"
+)
+
+// Kinds of the records the server writes into a conversation; clients may
+// not send them.
+const (
+	KindRecall     = "recall"
+	KindEdit       = "edit"
+	KindDelete     = "delete"
+	KindGroupEvent = "group_event"
+)
+
+// SystemKind reports whether kind is written only by the server.
+func SystemKind(kind string) bool {
+	switch kind {
+	case KindRecall, KindEdit, KindDelete, KindGroupEvent:
+		return true
+	}
+	return false
+}
+
+// Lifecycle limits.
+const (
+	// MaxDeleteSeqs bounds the seqs of one delete frame.
+	MaxDeleteSeqs = 100
+	// MaxMentions bounds the mentions of one send.
+	MaxMentions = 50
+	// MentionAll in mentions addresses every member (group owner/admin only).
+	MentionAll = "all"
+	// PreviewRunes is the length of a conversation list's last-message preview.
+	PreviewRunes = 120
+)
+
 // Error codes carried by error frames and REST error bodies.
 const (
 	CodeBadFrame        = "BAD_FRAME"
@@ -84,6 +122,20 @@ type Inbound struct {
 	InboxSeq *int64 `json:"inboxSeq,omitempty"`
 	// Users is used by presence_sub and presence_unsub.
 	Users []string `json:"users,omitempty"`
+	Lifecycle
+}
+
+// Lifecycle are the inbound fields of recall, edit, delete, the reply and
+// mentions of send, and pull's backwards paging.
+type Lifecycle struct {
+	// Seqs are the messages of a delete.
+	Seqs []int64 `json:"seqs,omitempty"`
+	// ReplyTo is the seq (same conversation) a send replies to.
+	ReplyTo *int64 `json:"replyTo,omitempty"`
+	// Mentions are user ids, or ["all"], a send mentions.
+	Mentions []string `json:"mentions,omitempty"`
+	// Before pages a pull backwards: messages with seq < Before.
+	Before *int64 `json:"before,omitempty"`
 }
 
 // Target is the recipient of a send: exactly one of User and Group.
@@ -206,6 +258,13 @@ func (in *Inbound) validate(maxBody int) *FrameError {
 		if len(*in.Body) > maxBody {
 			return &FrameError{Code: CodeTooLarge, Message: fmt.Sprintf("send: body is %d bytes, the limit is %d", len(*in.Body), maxBody)}
 		}
+		if err := in.validateSendExtras(); err != nil {
+			return err
+		}
+	case TypeRecall, TypeEdit, TypeDelete:
+		if err := in.validateLifecycle(maxBody); err != nil {
+			return err
+		}
 	case TypeSync:
 		if in.After == nil || *in.After < 0 {
 			return badFrame("sync: after must be a number >= 0")
@@ -219,6 +278,12 @@ func (in *Inbound) validate(maxBody int) *FrameError {
 		}
 		if !ValidConv(in.Conv) {
 			return badConv(in.T)
+		}
+		if in.Before != nil {
+			if in.From != nil || in.ToSeq != nil || *in.Before < 1 {
+				return badFrame("pull: give either from (and to) or before >= 1")
+			}
+			return in.checkLimit()
 		}
 		if in.From == nil || *in.From < 0 {
 			return badFrame("pull: from must be a number >= 0")
@@ -313,6 +378,25 @@ type Msg struct {
 	Recalled bool   `json:"recalled,omitempty"`
 	// InboxSeq is the recipient's inbox position (write diffusion only).
 	InboxSeq int64 `json:"inboxSeq,omitempty"`
+	MsgLifecycle
+}
+
+// MsgLifecycle are the msg fields of issue 16.
+type MsgLifecycle struct {
+	// Edited: Body is the latest edit.
+	Edited bool `json:"edited,omitempty"`
+	// Ref is the seq a recall or edit record applies to.
+	Ref int64 `json:"ref,omitempty"`
+	// ReplyTo is the seq this message replies to.
+	ReplyTo int64 `json:"replyTo,omitempty"`
+	// Mentions are the mentioned user ids, or ["all"].
+	Mentions []string `json:"mentions,omitempty"`
+	// Seqs are the messages a delete record hides (kind "delete", only in
+	// the deleting user's own inbox; Seq is 0 then).
+	Seqs []int64 `json:"seqs,omitempty"`
+	// Muted is set in pushes to a recipient who muted the conversation
+	// (spliced in by the gateway per recipient).
+	Muted bool `json:"muted,omitempty"`
 }
 
 // MarshalJSON writes a read_sync record (an inbox item that is not a
@@ -389,6 +473,13 @@ type Receipt struct {
 	User string `json:"user"`
 	Kind string `json:"kind"`
 	Seq  int64  `json:"seq"`
+}
+
+// OK answers a recall, edit or delete that was applied, and presence_sub and
+// presence_unsub.
+type OK struct {
+	T  string `json:"t"`
+	ID string `json:"id"`
 }
 
 // Kicked is sent before the server closes a replaced or removed session.
@@ -488,4 +579,65 @@ func ParseConv(conv string) (kind byte, a, b string, ok bool) {
 		return 'g', g, "", true
 	}
 	return 0, "", "", false
+}
+
+func (in *Inbound) validateSendExtras() *FrameError {
+	if in.ReplyTo != nil && *in.ReplyTo < 1 {
+		return badFrame("send: replyTo must be a seq >= 1")
+	}
+	if len(in.Mentions) > MaxMentions {
+		return badFrame("send: at most %d mentions", MaxMentions)
+	}
+	seen := make(map[string]bool, len(in.Mentions))
+	for _, m := range in.Mentions {
+		if m != MentionAll && !ValidID(m) {
+			return badFrame("send: mentions must be user ids or \"all\"")
+		}
+		if seen[m] {
+			return badFrame("send: user %s is mentioned twice", m)
+		}
+		seen[m] = true
+	}
+	if seen[MentionAll] && len(in.Mentions) > 1 {
+		return badFrame("send: mentions [\"all\"] stands alone")
+	}
+	if SystemKind(in.Kind) {
+		return badFrame("send: kind %q is written by the server only", in.Kind)
+	}
+	return nil
+}
+
+func (in *Inbound) validateLifecycle(maxBody int) *FrameError {
+	if in.ID == "" || len(in.ID) > MaxCMIDLen {
+		return badFrame("%s: id must be 1-%d characters", in.T, MaxCMIDLen)
+	}
+	if !ValidConv(in.Conv) {
+		return badConv(in.T)
+	}
+	switch in.T {
+	case TypeRecall, TypeEdit:
+		if in.Seq == nil || *in.Seq < 1 {
+			return badFrame("%s: seq must be a number >= 1", in.T)
+		}
+		if in.T == TypeEdit {
+			if in.Body == nil {
+				return badFrame("edit: missing body")
+			}
+			if len(*in.Body) > maxBody {
+				return &FrameError{Code: CodeTooLarge, Message: fmt.Sprintf("edit: body is %d bytes, the limit is %d", len(*in.Body), maxBody)}
+			}
+		}
+	case TypeDelete:
+		if len(in.Seqs) == 0 || len(in.Seqs) > MaxDeleteSeqs {
+			return badFrame("delete: seqs must list 1-%d messages", MaxDeleteSeqs)
+		}
+		seen := make(map[int64]bool, len(in.Seqs))
+		for _, n := range in.Seqs {
+			if n < 1 || seen[n] {
+				return badFrame("delete: seqs must be distinct numbers >= 1")
+			}
+			seen[n] = true
+		}
+	}
+	return nil
 }

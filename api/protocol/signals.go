@@ -13,7 +13,7 @@ const (
 	TypePresence      = "presence"
 	TypePresenceSub   = "presence_sub"
 	TypePresenceUnsub = "presence_unsub"
-	TypeOK            = "ok"
+	// TypeOK (frames.go) also answers presence_sub and presence_unsub.
 )
 
 // Receipt kinds.
@@ -77,10 +77,4 @@ type Presence struct {
 	User     string `json:"user"`
 	Online   bool   `json:"online"`
 	LastSeen int64  `json:"lastSeen"`
-}
-
-// OK answers a request frame with an id that has no other answer.
-type OK struct {
-	T  string `json:"t"`
-	ID string `json:"id,omitempty"`
 }

@@ -72,6 +72,9 @@ type Options struct {
 	// Now, if set, is the media service's clock (tests of expiry and the
 	// orphan sweep).
 	Now func() time.Time
+	// Clock, if set, replaces the message service's time.Now (tests of the
+	// recall and edit windows).
+	Clock func() time.Time
 	// WaitForDependencies keeps a process whose dependencies are not reachable
 	// yet running (not ready, /readyz says why) and retries with capped
 	// backoff, instead of failing Start. The service commands set it.

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -147,6 +148,11 @@ func TestMembershipChangesTakeEffectImmediately(t *testing.T) {
 	if code, _ := api.Do("DELETE", "/api/v1/groups/"+g.ID+"/members/"+carol.ID, alice.Token, nil, nil); code != http.StatusNoContent {
 		t.Fatalf("owner removing carol: %d", code)
 	}
+	// Carol gets the group event that removed her, then nothing.
+	if m := c.Expect("msg"); m.Str("kind") != "group_event" || !strings.Contains(m.Str("body"), `"member_removed"`) {
+		t.Fatalf("removed member got %v, want the member_removed group event", m)
+	}
+	a.Expect("msg") // alice sees the event too
 	sendGroup(a, "g2", g.ID, "after removal")
 	a.Expect("ack")
 	c.Quiet(300 * time.Millisecond) // nothing after removal
@@ -168,13 +174,23 @@ func TestMembershipChangesTakeEffectImmediately(t *testing.T) {
 	}
 	d, _ := imtest.Connect(t, s.URL, dave.Token, "d1")
 	sendGroup(a, "g3", g.ID, "welcome dave")
-	a.Expect("ack")
-	if m := d.Expect("msg"); m.Str("body") != "welcome dave" {
+	a.Expect("ack", "msg") // group events (kind group_event) may come first
+	m := d.Expect("msg")
+	for m.Str("kind") == "group_event" {
+		m = d.Expect("msg")
+	}
+	if m.Str("body") != "welcome dave" {
 		t.Fatalf("dave got %v", m)
 	}
 	d.SendJSON(map[string]any{"t": "pull", "id": "p", "conv": g.Conv, "from": 1})
-	p := d.Expect("pull_result")
-	if len(p.Items()) != 1 || p.Items()[0].Str("body") != "welcome dave" {
+	p := d.Expect("pull_result", "msg")
+	var texts []imtest.Frame
+	for _, it := range p.Items() {
+		if it.Str("kind") != "group_event" {
+			texts = append(texts, it)
+		}
+	}
+	if len(texts) != 1 || texts[0].Str("body") != "welcome dave" {
 		t.Fatalf("dave's history: %v (earlier history must not be visible)", p.Items())
 	}
 
@@ -206,7 +222,7 @@ func TestMembershipChangesTakeEffectImmediately(t *testing.T) {
 		t.Fatalf("new owner dismissing: %d", code)
 	}
 	sendGroup(a, "g4", g.ID, "anyone?")
-	if e := a.Expect("error"); e.Str("code") != "NOT_FOUND" {
+	if e := a.Expect("error", "msg"); e.Str("code") != "NOT_FOUND" {
 		t.Fatalf("send to dismissed group: %v", e)
 	}
 }

@@ -191,10 +191,11 @@ func buildMessage(ctx context.Context, p *Process) (*Component, error) {
 	if mp != nil {
 		md = mp.svc
 	}
-	svc, err := message.New(message.Config{ReadDiffusionThreshold: func() int { return p.Live.Get().Groups.ReadDiffusionThreshold }},
+	svc, err := message.New(message.Config{ReadDiffusionThreshold: func() int { return p.Live.Get().Groups.ReadDiffusionThreshold },
+		RecallWindow: p.Config.Message.RecallWindow, EditWindow: p.Config.Message.EditWindow},
 		message.Deps{Store: db, Sequence: seq, Sessions: sess, Push: b, IDs: snowflake.New(p.Config.Message.NodeID),
 			Log: p.Log.With("svc", "message"), Metrics: metrics, Tracer: p.tracer("imkube/message"),
-			StoreGuard: func(fn func() error) error { return p.Flow.Guard(flow.ResMySQL, fn) }, Accounts: p.Accounts(db), Media: md})
+			StoreGuard: func(fn func() error) error { return p.Flow.Guard(flow.ResMySQL, fn) }, Accounts: p.Accounts(db), Media: md, Clock: p.opts.Clock})
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +203,8 @@ func buildMessage(ctx context.Context, p *Process) (*Component, error) {
 	p.backend = svc
 	c := &Component{Name: "message",
 		Mount: func(mux *http.ServeMux) error { svc.Routes(mux, keys); return nil },
-		Run:   append([]func(context.Context) error{func(ctx context.Context) error { return svc.Run(ctx, b) }}, p.revocations(ctx, keys, db)...),
+		Run: append([]func(context.Context) error{func(ctx context.Context) error { return svc.Run(ctx, b) },
+			func(ctx context.Context) error { return svc.RunGroupEvents(ctx, db) }}, p.revocations(ctx, keys, db)...),
 		Ready: named("mysql", db.Ping),
 	}
 	if mp != nil {

@@ -169,6 +169,10 @@ type Gateway struct {
 type Message struct {
 	SequenceURL string
 	NodeID      int64 // id generator node 0-1023, -1 random
+	// RecallWindow and EditWindow: how long after sending the sender may
+	// recall or edit a message (IMCluster spec.messages).
+	RecallWindow time.Duration
+	EditWindow   time.Duration
 	// ObjectStore holds media uploads (empty Endpoint: media is off).
 	ObjectStore ObjectStore
 }
@@ -231,7 +235,8 @@ func Defaults(role Role, hostname string) Config {
 		Flow:     Flow{LogDir: os.TempDir() + "/imkube-sentinel"},
 		Gateway: Gateway{ID: hostname, MaxConnections: 100000, HeartbeatInterval: 10 * time.Second,
 			IdleTimeout: 60 * time.Second, DrainTimeout: 30 * time.Second, DrainRate: 500, PresenceGrace: 10 * time.Second},
-		Message: Message{NodeID: -1, ObjectStore: ObjectStore{Region: "us-east-1", PathStyle: true}},
+		Message: Message{NodeID: -1, RecallWindow: 120 * time.Second, EditWindow: 900 * time.Second,
+			ObjectStore: ObjectStore{Region: "us-east-1", PathStyle: true}},
 		User: User{NodeID: -1, SignupBurst: 20, SignupRefill: 30 * time.Second, HashQueueWait: 2 * time.Second,
 			ReservedUsernames: append([]string(nil), username.Reserved...)},
 		Sequence: Sequence{RedisPrefix: "imkube:seq:", Sections: 1024, Step: 10000},
@@ -444,6 +449,10 @@ var settings = []Setting{
 		bind: func(c *Config) value { return strVal{&c.Message.ObjectStore.AccessKey} }},
 	{env: "IMKUBE_S3_SECRET_KEY", usage: "object store secret key (environment only)", roles: []Role{RoleMessage}, secret: true,
 		bind: func(c *Config) value { return strVal{&c.Message.ObjectStore.SecretKey} }},
+	{flag: "recall-window", env: "IMKUBE_RECALL_WINDOW", usage: "how long after sending the sender may recall a message (group owners and admins: any time)", roles: []Role{RoleMessage, RoleDev},
+		bind: func(c *Config) value { return durVal{&c.Message.RecallWindow} }},
+	{flag: "edit-window", env: "IMKUBE_EDIT_WINDOW", usage: "how long after sending the sender may edit a message", roles: []Role{RoleMessage, RoleDev},
+		bind: func(c *Config) value { return durVal{&c.Message.EditWindow} }},
 	{flag: "node-id", env: "IMKUBE_NODE_ID", usage: "id generator node 0-1023, -1 random", roles: []Role{RoleUser},
 		bind: func(c *Config) value { return int64Val{&c.User.NodeID} }},
 
@@ -662,6 +671,16 @@ func (c Config) Validate(role Role) error {
 		}
 		if u.HashQueueWait <= 0 {
 			bad("hash-queue-wait", "IMKUBE_HASH_QUEUE_WAIT", "%s: want > 0", u.HashQueueWait)
+		}
+	}
+	if role == RoleMessage || role == RoleDev {
+		for _, w := range []struct {
+			flag, env string
+			v         time.Duration
+		}{{"recall-window", "IMKUBE_RECALL_WINDOW", c.Message.RecallWindow}, {"edit-window", "IMKUBE_EDIT_WINDOW", c.Message.EditWindow}} {
+			if w.v < time.Second || w.v > 7*24*time.Hour {
+				bad(w.flag, w.env, "%s: want 1s..168h", w.v)
+			}
 		}
 	}
 	if c.HTTP.ReadTimeout < time.Second {

@@ -62,6 +62,8 @@ type pullReq struct {
 	Limit int    `json:"limit"`
 	// MaxBytes bounds the encoded page (0: the service's default).
 	MaxBytes int `json:"maxBytes,omitempty"`
+	// Before is PullBefore's bound.
+	Before int64 `json:"before,omitempty"`
 }
 type readReq struct {
 	User   string `json:"user"`
@@ -110,6 +112,13 @@ func ServeInternal(mux *http.ServeMux, v InternalVerifier, b Backend) {
 			return nil, err
 		}
 		return b.Pull(r.Context(), q.User, q.Conv, q.From, q.To, q.Limit, q.MaxBytes)
+	})
+	handle("/internal/v1/pull_before", func(r *http.Request) (any, error) {
+		var q pullReq
+		if err := rest.DecodeJSON(r, &q); err != nil {
+			return nil, err
+		}
+		return b.PullBefore(r.Context(), q.User, q.Conv, q.Before, q.Limit, q.MaxBytes)
 	})
 	handle("/internal/v1/read", func(r *http.Request) (any, error) {
 		var q readReq
@@ -206,4 +215,13 @@ func (c *Client) Pull(ctx context.Context, user, conv string, from, to int64, li
 func (c *Client) Read(ctx context.Context, user, device, conv string, seq int64) error {
 	var r struct{}
 	return c.call(ctx, "/internal/v1/read", readReq{User: user, Device: device, Conv: conv, Seq: seq}, &r)
+}
+
+// PullBefore implements Backend.
+func (c *Client) PullBefore(ctx context.Context, user, conv string, before int64, limit, maxBytes int) (*protocol.PullResult, error) {
+	var r protocol.PullResult
+	if err := c.call(ctx, "/internal/v1/pull_before", pullReq{User: user, Conv: conv, Before: before, Limit: limit, MaxBytes: maxBytes}, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
 }

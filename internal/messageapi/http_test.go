@@ -27,6 +27,9 @@ func (ghostBackend) Sync(context.Context, string, int64, int, int) (*protocol.Sy
 func (ghostBackend) Pull(context.Context, string, string, int64, int64, int, int) (*protocol.PullResult, error) {
 	return nil, messageapi.ErrForbidden
 }
+func (ghostBackend) PullBefore(context.Context, string, string, int64, int, int) (*protocol.PullResult, error) {
+	return nil, messageapi.ErrForbidden
+}
 func (ghostBackend) Read(context.Context, string, string, string, int64) error {
 	return messageapi.ErrForbidden
 }

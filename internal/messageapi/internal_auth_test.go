@@ -31,6 +31,10 @@ func (b *recordingBackend) Read(context.Context, string, string, string, int64) 
 	b.calls++
 	return nil
 }
+func (b *recordingBackend) PullBefore(context.Context, string, string, int64, int, int) (*protocol.PullResult, error) {
+	b.calls++
+	return &protocol.PullResult{}, nil
+}
 func (b *recordingBackend) Delivered(context.Context, string, string, int64) error {
 	b.calls++
 	return nil
@@ -62,10 +66,11 @@ func TestEveryInternalEndpointRequiresTheInternalToken(t *testing.T) {
 	oldToken := mustKeys(t, oldKey).InternalToken()
 	rotating, rotated := mustKeys(t, newKey, oldKey), mustKeys(t, newKey)
 	endpoints := map[string]string{ // path -> a valid body
-		"/internal/v1/state": `{"user":"u1"}`,
-		"/internal/v1/sync":  `{"user":"u1","after":0,"limit":10}`,
-		"/internal/v1/pull":  `{"user":"u1","conv":"u:u1:u2","from":1,"limit":10}`,
-		"/internal/v1/read":  `{"user":"u1","conv":"u:u1:u2","seq":1}`,
+		"/internal/v1/state":       `{"user":"u1"}`,
+		"/internal/v1/sync":        `{"user":"u1","after":0,"limit":10}`,
+		"/internal/v1/pull":        `{"user":"u1","conv":"u:u1:u2","from":1,"limit":10}`,
+		"/internal/v1/read":        `{"user":"u1","conv":"u:u1:u2","seq":1}`,
+		"/internal/v1/pull_before": `{"user":"u1","conv":"u:u1:u2","before":5,"limit":10}`,
 		// signals
 		"/internal/v1/delivered": `{"user":"u1","conv":"u:u1:u2","seq":1}`,
 		"/internal/v1/typing":    `{"user":"u1","conv":"u:u1:u2"}`,

@@ -35,6 +35,32 @@ type Upstream struct {
 	Body    string          `json:"body"`
 	// TS is when the gateway received the frame (unix ms).
 	TS int64 `json:"ts"`
+	UpstreamLifecycle
+}
+
+// Upstream operations besides send (Op ""): they travel the same ordered
+// stream, keyed by conversation, so a recall or edit has its place among
+// the conversation's messages. CMID is then made up by the gateway, unique
+// per request, and deduplicates redeliveries like a send's.
+const (
+	OpRecall = "recall"
+	OpEdit   = "edit"
+	OpDelete = "delete"
+)
+
+// UpstreamLifecycle are the Upstream fields of issue 16.
+type UpstreamLifecycle struct {
+	// Op is "" (send), OpRecall, OpEdit or OpDelete.
+	Op string `json:"op,omitempty"`
+	// ID is the request id of recall/edit/delete, answered by ok{id}.
+	ID string `json:"id,omitempty"`
+	// Ref is the seq a recall or edit changes.
+	Ref int64 `json:"ref,omitempty"`
+	// Seqs are the messages a delete hides.
+	Seqs []int64 `json:"seqs,omitempty"`
+	// ReplyTo and Mentions of a send.
+	ReplyTo  int64    `json:"replyTo,omitempty"`
+	Mentions []string `json:"mentions,omitempty"`
 }
 
 // Push kinds.
@@ -67,6 +93,21 @@ type Target struct {
 	ExcludeDevice string `json:"x,omitempty"`
 	// InboxSeq, when > 0, is spliced into the frame as "inboxSeq".
 	InboxSeq int64 `json:"i,omitempty"`
+	// Muted: the user muted the conversation; "muted":true is spliced in.
+	Muted bool `json:"m,omitempty"`
+}
+
+// FrameForTarget is FrameFor with the target's muted flag spliced in too.
+func FrameForTarget(frame []byte, t Target) []byte {
+	out := FrameFor(frame, t.InboxSeq)
+	if !t.Muted || len(out) < 2 || out[len(out)-1] != '}' {
+		return out
+	}
+	if &out[0] == &frame[0] { // not copied yet: never modify frame
+		out = append(make([]byte, 0, len(frame)+16), frame...)
+	}
+	out = append(out[:len(out)-1], `,"muted":true}`...)
+	return out
 }
 
 // FrameFor returns frame with "inboxSeq":n added when n > 0. frame must be a
@@ -102,6 +143,9 @@ type Backend interface {
 	// Read moves the user's read cursor; device (the one that read) is left
 	// out of the read_sync sent to the user's other devices.
 	Read(ctx context.Context, user, device, conv string, seq int64) error
+	// PullBefore returns the newest messages of conv before seq before, in
+	// ascending order, bounded like Pull; More says older ones exist.
+	PullBefore(ctx context.Context, user, conv string, before int64, limit, maxBytes int) (*protocol.PullResult, error)
 	Signals
 }
 

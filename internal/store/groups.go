@@ -214,9 +214,12 @@ func (s *DB) GroupsOf(ctx context.Context, uid string) ([]Group, error) {
 // AddMembers adds users to a group (existing members are skipped); their
 // visible history starts after the conversation's current last seq. It
 // fails with ErrGroupFull when the group would exceed maxMembers.
-func (s *DB) AddMembers(ctx context.Context, gid string, members []Member, maxMembers int) (int64, error) {
+func (s *DB) AddMembers(ctx context.Context, gid string, members []Member, maxMembers int, events ...GroupEvent) (int64, error) {
 	var added int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if err := s.writeEvents(ctx, tx, events); err != nil {
+			return err
+		}
 		var count int
 		q := "SELECT member_count FROM im_groups WHERE id = ?"
 		if s.dialect == MySQL {
@@ -250,8 +253,11 @@ func (s *DB) AddMembers(ctx context.Context, gid string, members []Member, maxMe
 }
 
 // RemoveMember removes uid from the group and its conversation list.
-func (s *DB) RemoveMember(ctx context.Context, gid, uid string) error {
+func (s *DB) RemoveMember(ctx context.Context, gid, uid string, events ...GroupEvent) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := s.writeEvents(ctx, tx, events); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, "DELETE FROM group_members WHERE group_id = ? AND user_id = ?", gid, uid)
 		if err != nil {
 			return err
@@ -275,7 +281,7 @@ type GroupUpdate struct {
 }
 
 // UpdateGroup changes group fields.
-func (s *DB) UpdateGroup(ctx context.Context, gid string, u GroupUpdate) error {
+func (s *DB) UpdateGroup(ctx context.Context, gid string, u GroupUpdate, events ...GroupEvent) error {
 	sets, args := []string{"version = version + 1"}, []any{}
 	if u.Name != nil {
 		sets, args = append(sets, "name = ?"), append(args, *u.Name)
@@ -290,14 +296,16 @@ func (s *DB) UpdateGroup(ctx context.Context, gid string, u GroupUpdate) error {
 		}
 		sets, args = append(sets, "allow_invites = ?"), append(args, v)
 	}
-	res, err := s.db.ExecContext(ctx, "UPDATE im_groups SET "+strings.Join(sets, ", ")+" WHERE id = ?", append(args, gid)...)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
-	}
-	return nil
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "UPDATE im_groups SET "+strings.Join(sets, ", ")+" WHERE id = ?", append(args, gid)...)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		return s.writeEvents(ctx, tx, events)
+	})
 }
 
 // MemberUpdate lists the member fields to change (nil: unchanged).
@@ -309,8 +317,11 @@ type MemberUpdate struct {
 
 // UpdateMember changes one membership; a role change to owner transfers
 // ownership (the old owner becomes admin).
-func (s *DB) UpdateMember(ctx context.Context, gid, uid string, u MemberUpdate) error {
+func (s *DB) UpdateMember(ctx context.Context, gid, uid string, u MemberUpdate, events ...GroupEvent) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := s.writeEvents(ctx, tx, events); err != nil {
+			return err
+		}
 		if u.Role != nil && *u.Role == RoleOwner {
 			if _, err := tx.ExecContext(ctx, "UPDATE group_members SET role = ? WHERE group_id = ? AND role = ?", RoleAdmin, gid, RoleOwner); err != nil {
 				return err
@@ -345,8 +356,11 @@ func (s *DB) UpdateMember(ctx context.Context, gid, uid string, u MemberUpdate) 
 
 // DeleteGroup dismisses a group: members and the group go; stored messages
 // stay (they are user data) but no one can read them through the group.
-func (s *DB) DeleteGroup(ctx context.Context, gid string) error {
+func (s *DB) DeleteGroup(ctx context.Context, gid string, events ...GroupEvent) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := s.writeEvents(ctx, tx, events); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, "DELETE FROM user_convs WHERE conv = ?", "g:"+gid); err != nil {
 			return err
 		}

@@ -234,11 +234,65 @@ var migrations = []migration{
 		},
 	},
 	{
+		// Message lifecycle (issue 16): recall/edit records point at the
+		// message they change (ref); replies and mentions; pinned and muted
+		// conversations; messages a user deleted for themselves (hidden);
+		// mentions still unread (user_id '*' for "all"); the outbox of group
+		// events, written with each group change and turned into
+		// group_event messages by the message service.
+		version: 7,
+		sqlite: []string{
+			`ALTER TABLE messages ADD COLUMN ref INTEGER NOT NULL DEFAULT 0`,
+			`ALTER TABLE messages ADD COLUMN reply_to INTEGER NOT NULL DEFAULT 0`,
+			`ALTER TABLE messages ADD COLUMN mentions TEXT NOT NULL DEFAULT ''`,
+			`ALTER TABLE user_convs ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0`,
+			`ALTER TABLE user_convs ADD COLUMN muted INTEGER NOT NULL DEFAULT 0`,
+			`CREATE INDEX idx_user_convs_conv_muted ON user_convs (conv, muted)`,
+			`CREATE TABLE hidden (
+				user_id TEXT NOT NULL,
+				conv TEXT NOT NULL,
+				seq INTEGER NOT NULL,
+				PRIMARY KEY (user_id, conv, seq))`,
+			`CREATE TABLE mentions (
+				conv TEXT NOT NULL,
+				user_id TEXT NOT NULL,
+				seq INTEGER NOT NULL,
+				PRIMARY KEY (conv, user_id, seq))`,
+			`CREATE TABLE group_events (
+				id INTEGER PRIMARY KEY AUTOINCREMENT,
+				group_id TEXT NOT NULL,
+				actor TEXT NOT NULL,
+				body TEXT NOT NULL,
+				recipients TEXT NOT NULL,
+				created_at INTEGER NOT NULL)`,
+		},
+		mysql: []string{
+			`ALTER TABLE messages ADD COLUMN ref BIGINT NOT NULL DEFAULT 0, ADD COLUMN reply_to BIGINT NOT NULL DEFAULT 0, ADD COLUMN mentions VARCHAR(3400) NOT NULL DEFAULT ''`,
+			`ALTER TABLE user_convs ADD COLUMN pinned TINYINT NOT NULL DEFAULT 0, ADD COLUMN muted TINYINT NOT NULL DEFAULT 0, ADD KEY idx_user_convs_conv_muted (conv, muted)`,
+			`CREATE TABLE hidden (
+				user_id VARCHAR(32) NOT NULL,
+				conv VARCHAR(80) NOT NULL,
+				seq BIGINT NOT NULL,
+				PRIMARY KEY (user_id, conv, seq))` + mysqlTable,
+			`CREATE TABLE mentions (
+				conv VARCHAR(80) NOT NULL,
+				user_id VARCHAR(32) NOT NULL,
+				seq BIGINT NOT NULL,
+				PRIMARY KEY (conv, user_id, seq))` + mysqlTable,
+			`CREATE TABLE group_events (
+				id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+				group_id VARCHAR(32) NOT NULL,
+				actor VARCHAR(32) NOT NULL,
+				body MEDIUMTEXT NOT NULL,
+				recipients MEDIUMTEXT NOT NULL,
+				created_at BIGINT NOT NULL)` + mysqlTable,
+		},
+	},
+	{
 		// Inbox rows that are not messages: record 1 is a read cursor of
 		// the inbox's owner (read_sync), so the user's other devices get
-		// it by sync. Existing rows are messages (record 0). Version 7:
-		// version 6 is taken by the message-lifecycle branch (issue 16).
-		version: 7,
+		// it by sync. Existing rows are messages (record 0).
+		version: 8,
 		fn:      addInboxRecord,
 	},
 }

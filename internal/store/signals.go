@@ -12,7 +12,8 @@ import (
 // have no message, so their message columns come back empty and conv/seq
 // from the inbox row.
 const syncCols = "i.conv, i.seq, COALESCE(m.mid, ''), COALESCE(m.sender, ''), COALESCE(m.cmid, ''), COALESCE(m.kind, ''), " +
-	"COALESCE(m.body, ''), COALESCE(m.ts, 0), COALESCE(m.flags, 0), i.inbox_seq, i.record"
+	"COALESCE(m.body, ''), COALESCE(m.ts, 0), COALESCE(m.flags, 0), COALESCE(m.ref, 0), COALESCE(m.reply_to, 0), COALESCE(m.mentions, ''), " +
+	"i.inbox_seq, i.record"
 
 // ReadSeq returns user's read cursor in conv (0 when the user has no
 // conversation row).
@@ -57,18 +58,6 @@ func (s *DB) SetReadRecord(ctx context.Context, user, conv string, seq, inboxSeq
 		return 0, false, err
 	}
 	return seq, moved, nil
-}
-
-// MessageAt returns the message (conv, seq); ErrNotFound when there is none.
-func (s *DB) MessageAt(ctx context.Context, conv string, seq int64) (*Message, error) {
-	m, err := scanMessage(s.db.QueryRowContext(ctx, "SELECT "+msgCols+" FROM messages m WHERE m.conv = ? AND m.seq = ?", conv, seq))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
-	return &m, nil
 }
 
 // GroupReadCounts counts the members of group gid who could see message seq

@@ -256,11 +256,11 @@ func (s *DB) UserExists(ctx context.Context, id string) (bool, error) {
 	return err == nil, err
 }
 
-const msgCols = "m.conv, m.seq, m.mid, m.sender, m.cmid, m.kind, m.body, m.ts, m.flags"
+const msgCols = "m.conv, m.seq, m.mid, m.sender, m.cmid, m.kind, m.body, m.ts, m.flags, m.ref, m.reply_to, m.mentions"
 
 func scanMessage(sc interface{ Scan(...any) error }, extra ...any) (Message, error) {
 	var m Message
-	dst := append([]any{&m.Conv, &m.Seq, &m.MID, &m.Sender, &m.CMID, &m.Kind, &m.Body, &m.TS, &m.Flags}, extra...)
+	dst := append([]any{&m.Conv, &m.Seq, &m.MID, &m.Sender, &m.CMID, &m.Kind, &m.Body, &m.TS, &m.Flags, &m.Ref, &m.ReplyTo, &m.Mentions}, extra...)
 	err := sc.Scan(dst...)
 	return m, err
 }
@@ -299,6 +299,12 @@ func (s *DB) ClaimCMID(ctx context.Context, sender, cmid, conv string) (fresh bo
 // chats; group members get theirs when they join). The sender's read cursor
 // moves to the message. ErrDuplicate when (sender, cmid) is already stored.
 func (s *DB) SaveMessage(ctx context.Context, m Message, inbox []InboxEntry, participants []string) (err error) {
+	return s.saveMessage(ctx, m, inbox, participants, nil)
+}
+
+// saveMessage is SaveMessage with apply run first in the same transaction
+// (the change a recall, edit or delete record makes).
+func (s *DB) saveMessage(ctx context.Context, m Message, inbox []InboxEntry, participants []string, apply func(tx *sql.Tx) error) (err error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -308,8 +314,13 @@ func (s *DB) SaveMessage(ctx context.Context, m Message, inbox []InboxEntry, par
 			tx.Rollback()
 		}
 	}()
-	if _, err = tx.ExecContext(ctx, "INSERT INTO messages (conv, seq, mid, sender, cmid, kind, body, ts, flags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		m.Conv, m.Seq, m.MID, m.Sender, m.CMID, m.Kind, m.Body, m.TS, m.Flags); err != nil {
+	if apply != nil {
+		if err = apply(tx); err != nil {
+			return err
+		}
+	}
+	if _, err = tx.ExecContext(ctx, "INSERT INTO messages (conv, seq, mid, sender, cmid, kind, body, ts, flags, ref, reply_to, mentions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		m.Conv, m.Seq, m.MID, m.Sender, m.CMID, m.Kind, m.Body, m.TS, m.Flags, m.Ref, m.ReplyTo, m.Mentions); err != nil {
 		if isUniqueViolation(err) {
 			return ErrDuplicate
 		}
@@ -330,6 +341,9 @@ func (s *DB) SaveMessage(ctx context.Context, m Message, inbox []InboxEntry, par
 	if _, err = tx.ExecContext(ctx, s.upsertMax("convs", []string{"conv", "last_seq", "last_ts"}, []string{"conv"}, []string{"last_seq", "last_ts"}), m.Conv, m.Seq, m.TS); err != nil {
 		return fmt.Errorf("update conversation: %w", err)
 	}
+	if err = s.insertMentions(ctx, tx, m); err != nil {
+		return err
+	}
 	for _, u := range participants {
 		if u == m.Sender {
 			continue
@@ -337,6 +351,9 @@ func (s *DB) SaveMessage(ctx context.Context, m Message, inbox []InboxEntry, par
 		if _, err = tx.ExecContext(ctx, s.insertIgnore()+" INTO user_convs (user_id, conv, read_seq) VALUES (?, ?, 0)", u, m.Conv); err != nil {
 			return fmt.Errorf("add conversation: %w", err)
 		}
+	}
+	if strings.HasPrefix(m.Conv, "d:") || m.Kind == "group_event" { // a delete record, or an actor who may have left
+		return tx.Commit()
 	}
 	if _, err = tx.ExecContext(ctx, s.upsertMax("user_convs", []string{"user_id", "conv", "read_seq"}, []string{"user_id", "conv"}, []string{"read_seq"}), m.Sender, m.Conv, m.Seq); err != nil {
 		return fmt.Errorf("move sender read cursor: %w", err)
@@ -347,7 +364,10 @@ func (s *DB) SaveMessage(ctx context.Context, m Message, inbox []InboxEntry, par
 // Sync returns the inbox of user after inboxSeq after, in order, at most limit
 // items, and whether more follow.
 func (s *DB) Sync(ctx context.Context, user string, after int64, limit int) ([]Item, bool, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT "+syncCols+" FROM inbox i LEFT JOIN messages m ON i.record = 0 AND m.conv = i.conv AND m.seq = i.seq WHERE i.user_id = ? AND i.inbox_seq > ? ORDER BY i.inbox_seq LIMIT ?", user, after, limit+1)
+	rows, err := s.db.QueryContext(ctx, "SELECT "+syncCols+", CASE WHEN h.seq IS NULL THEN 0 ELSE 1 END FROM inbox i"+
+		" LEFT JOIN messages m ON i.record = 0 AND m.conv = i.conv AND m.seq = i.seq"+
+		" LEFT JOIN hidden h ON i.record = 0 AND h.user_id = i.user_id AND h.conv = i.conv AND h.seq = i.seq"+
+		" WHERE i.user_id = ? AND i.inbox_seq > ? ORDER BY i.inbox_seq LIMIT ?", user, after, limit+1)
 	if err != nil {
 		return nil, false, err
 	}
@@ -355,7 +375,7 @@ func (s *DB) Sync(ctx context.Context, user string, after int64, limit int) ([]I
 	var items []Item
 	for rows.Next() {
 		var it Item
-		if it.Message, err = scanMessage(rows, &it.InboxSeq, &it.Record); err != nil {
+		if it.Message, err = scanMessage(rows, &it.InboxSeq, &it.Record, &it.Hidden); err != nil {
 			return nil, false, err
 		}
 		items = append(items, it)
@@ -433,6 +453,11 @@ func (s *DB) SetRead(ctx context.Context, user, conv string, seq int64) (int64, 
 	n, err := res.RowsAffected()
 	if err != nil {
 		return 0, false, err
+	}
+	if n > 0 {
+		if _, err := s.db.ExecContext(ctx, "DELETE FROM mentions WHERE conv = ? AND user_id = ? AND seq <= ?", conv, user, seq); err != nil {
+			return 0, false, err
+		}
 	}
 	return seq, n > 0, nil
 }

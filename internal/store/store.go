@@ -43,6 +43,12 @@ type Message struct {
 	Body   string
 	TS     int64
 	Flags  int
+	// Ref is the seq a recall or edit record changes.
+	Ref int64
+	// ReplyTo is the seq this message replies to (0: none).
+	ReplyTo int64
+	// Mentions are the mentioned user ids (or "all"), comma-separated.
+	Mentions string
 }
 
 // Message flags.
@@ -64,6 +70,8 @@ type Item struct {
 	// Record is RecordMessage, or RecordRead for a read cursor of the
 	// inbox's owner (Conv and Seq set, no message).
 	Record int
+	// Hidden: the user deleted this message for themselves.
+	Hidden bool
 }
 
 // Inbox record kinds.
@@ -79,4 +87,18 @@ type Conversation struct {
 	ReadSeq int64  `json:"readSeq"`
 	Unread  int64  `json:"unread"`
 	LastTS  int64  `json:"lastTs"`
+	// Mentions counts messages after ReadSeq that mention the user.
+	Mentions int64        `json:"mentions"`
+	Pinned   bool         `json:"pinned"`
+	Muted    bool         `json:"muted"`
+	Last     *LastMessage `json:"last,omitempty"`
+}
+
+// LastMessage summarises a conversation's latest message.
+type LastMessage struct {
+	Seq     int64  `json:"seq"`
+	From    string `json:"from"`
+	Kind    string `json:"kind"`
+	Preview string `json:"preview"`
+	TS      int64  `json:"ts"`
 }

@@ -385,7 +385,12 @@ func (c *Client) handle(ctx context.Context, data []byte) bool {
 		}
 		res.ID = in.ID
 		c.reply(ctx, encode(res))
+	case protocol.TypeRecall, protocol.TypeEdit, protocol.TypeDelete:
+		c.handleLifecycle(ctx, in)
 	case protocol.TypePull:
+		if in.Before != nil {
+			return c.handlePullBefore(ctx, in)
+		}
 		var to int64
 		if in.ToSeq != nil {
 			to = *in.ToSeq
@@ -441,12 +446,32 @@ func (c *Client) handleSend(ctx context.Context, in *protocol.Inbound) {
 		conv = protocol.DirectConv(c.user, in.To.User)
 	}
 	up := messageapi.Upstream{Gateway: n.cfg.ID, User: c.user, Device: c.device, CMID: in.CMID, Conv: conv, To: *in.To, Kind: in.Kind, Body: *in.Body, TS: time.Now().UnixMilli()}
-	ctx, span := n.deps.Tracer.Start(ctx, "gateway.send", trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(attribute.String("im.conv", conv), attribute.String("im.cmid", in.CMID)))
+	if in.ReplyTo != nil {
+		up.ReplyTo = *in.ReplyTo
+	}
+	up.Mentions = in.Mentions
+	if err := c.publishUpstream(ctx, "gateway.send", &up); err != nil {
+		f := protocol.Error{T: protocol.TypeError, CMID: in.CMID, Code: protocol.CodeUnavailable, Retryable: true,
+			Message: "message not accepted (messaging backend unavailable); retry with the same cmid"}
+		if wait := flow.RetryAfter(err); wait > 0 {
+			f.RetryAfterMs = max(wait.Milliseconds(), 1)
+		}
+		c.reply(ctx, encode(f))
+		return
+	}
+	n.metrics.sends.Add(1)
+}
+
+// publishUpstream publishes up to the upstream stream, keyed by its
+// conversation, through the publish guard.
+func (c *Client) publishUpstream(ctx context.Context, spanName string, up *messageapi.Upstream) error {
+	n := c.node
+	ctx, span := n.deps.Tracer.Start(ctx, spanName, trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("im.conv", up.Conv), attribute.String("im.cmid", up.CMID)))
 	defer span.End()
 	pctx, cancel := context.WithTimeout(ctx, n.cfg.PublishTimeout)
 	defer cancel()
-	msg := bus.Message{Key: conv, Body: encode(up), Header: telemetry.Inject(ctx, nil)}
+	msg := bus.Message{Key: up.Conv, Body: encode(up), Header: telemetry.Inject(ctx, nil)}
 	publish := func() error { return n.deps.Upstream.PublishUpstream(pctx, msg) }
 	var err error
 	if n.deps.PublishGuard != nil {
@@ -457,15 +482,8 @@ func (c *Client) handleSend(ctx context.Context, in *protocol.Inbound) {
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
 		n.log.Warn("publish upstream", "err", err)
-		f := protocol.Error{T: protocol.TypeError, CMID: in.CMID, Code: protocol.CodeUnavailable, Retryable: true,
-			Message: "message not accepted (messaging backend unavailable); retry with the same cmid"}
-		if wait := flow.RetryAfter(err); wait > 0 {
-			f.RetryAfterMs = max(wait.Milliseconds(), 1)
-		}
-		c.reply(ctx, encode(f))
-		return
 	}
-	n.metrics.sends.Add(1)
+	return err
 }
 
 func encode(v any) []byte {

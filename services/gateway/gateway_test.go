@@ -43,6 +43,9 @@ func (fakeBackend) Sync(context.Context, string, int64, int, int) (*protocol.Syn
 func (fakeBackend) Pull(context.Context, string, string, int64, int64, int, int) (*protocol.PullResult, error) {
 	return nil, messageapi.ErrForbidden
 }
+func (fakeBackend) PullBefore(context.Context, string, string, int64, int, int) (*protocol.PullResult, error) {
+	return nil, messageapi.ErrForbidden
+}
 func (fakeBackend) Read(context.Context, string, string, string, int64) error { return nil }
 func (fakeBackend) Delivered(context.Context, string, string, int64) error    { return nil }
 func (fakeBackend) Typing(context.Context, string, string) error              { return nil }

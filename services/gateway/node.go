@@ -425,7 +425,7 @@ func (n *Node) HandlePush(ctx context.Context, m bus.Message) error {
 		if c == nil {
 			continue // gone: the client syncs when it reconnects
 		}
-		frame := messageapi.FrameFor(p.Frame, t.InboxSeq)
+		frame := messageapi.FrameForTarget(p.Frame, t)
 		if n.cfg.DropDelivery != nil && n.cfg.DropDelivery(t.User, t.Device, frame) {
 			continue
 		}

@@ -91,19 +91,25 @@ func (s *Service) Sync(ctx context.Context, user string, after int64, limit, max
 	// own cursor when nothing is newer). It must never pass a row the client
 	// has not been given: a separate MAX(inbox_seq) read could see a message
 	// committed after this page and make the client skip it.
-	res := &protocol.SyncResult{T: protocol.TypeSyncResult, Items: make([]protocol.Msg, len(items)), More: more, InboxSeq: after}
+	// Messages the user deleted for themselves are left out, but the
+	// cursor moves past them.
+	res := &protocol.SyncResult{T: protocol.TypeSyncResult, Items: make([]protocol.Msg, 0, len(items)), More: more, InboxSeq: after}
 	for i := range items {
-		res.Items[i] = toMsg(&items[i].Message, items[i].InboxSeq)
-		res.Items[i].T = ""
-		if items[i].Record == store.RecordRead { // a read cursor of another device (signals.go)
-			res.Items[i] = protocol.Msg{T: protocol.TypeReadSync, Conv: items[i].Conv, Seq: items[i].Seq, InboxSeq: items[i].InboxSeq}
+		if items[i].Hidden {
+			continue
 		}
+		if items[i].Record == store.RecordRead { // a read cursor of another device (signals.go)
+			res.Items = append(res.Items, protocol.Msg{T: protocol.TypeReadSync, Conv: items[i].Conv, Seq: items[i].Seq, InboxSeq: items[i].InboxSeq})
+			continue
+		}
+		res.Items = append(res.Items, toMsg(&items[i].Message, items[i].InboxSeq))
+		res.Items[len(res.Items)-1].T = ""
 	}
 	if n := fitPage(len(res.Items), maxBytes, func(i int) int { return encodedSize(&res.Items[i]) }); n < len(res.Items) {
 		res.Items, res.More = res.Items[:n], true
-	}
-	if n := len(res.Items); n > 0 {
 		res.InboxSeq = res.Items[n-1].InboxSeq
+	} else if n := len(items); n > 0 {
+		res.InboxSeq = items[n-1].InboxSeq
 	}
 	return res, nil
 }
@@ -114,7 +120,21 @@ func (s *Service) Pull(ctx context.Context, user, conv string, from, to int64, l
 	if err != nil {
 		return nil, err
 	}
-	items, more, err := s.store.Pull(ctx, conv, max(from, floor), to, clampLimit(limit))
+	return s.pull(ctx, user, conv, max(from, floor), to, 0, limit, maxBytes)
+}
+
+// PullBefore implements messageapi.Backend: the newest messages before
+// seq before, in ascending order; More says older ones exist.
+func (s *Service) PullBefore(ctx context.Context, user, conv string, before int64, limit, maxBytes int) (*protocol.PullResult, error) {
+	floor, err := s.mayRead(ctx, user, conv)
+	if err != nil {
+		return nil, err
+	}
+	return s.pull(ctx, user, conv, floor, 0, before, limit, maxBytes)
+}
+
+func (s *Service) pull(ctx context.Context, user, conv string, from, to, before int64, limit, maxBytes int) (*protocol.PullResult, error) {
+	items, more, err := s.store.PullVisible(ctx, user, conv, from, to, before, clampLimit(limit))
 	if err != nil {
 		return nil, unavailable(err)
 	}
@@ -122,6 +142,13 @@ func (s *Service) Pull(ctx context.Context, user, conv string, from, to int64, l
 	for i := range items {
 		res.Items[i] = toMsg(&items[i], 0)
 		res.Items[i].T = ""
+	}
+	if before > 0 { // backwards: keep the newest that fit
+		k := len(res.Items)
+		if n := fitPage(k, maxBytes, func(i int) int { return encodedSize(&res.Items[k-1-i]) }); n < k {
+			res.Items, res.More = res.Items[k-n:], true
+		}
+		return res, nil
 	}
 	if n := fitPage(len(res.Items), maxBytes, func(i int) int { return encodedSize(&res.Items[i]) }); n < len(res.Items) {
 		res.Items, res.More = res.Items[:n], true
@@ -176,21 +203,81 @@ func unavailable(err error) error {
 func (s *Service) Routes(mux *http.ServeMux, keys *auth.Keys) {
 	mux.Handle("GET /api/v1/conversations", rest.Authenticated(keys, http.HandlerFunc(s.handleConversations)))
 	mux.Handle("GET /api/v1/conversations/{conv}/messages", rest.Authenticated(keys, http.HandlerFunc(s.handleHistory)))
+	mux.Handle("PATCH /api/v1/conversations/{conv}", rest.Authenticated(keys, http.HandlerFunc(s.handlePatchConversation)))
 	s.signalRoutes(mux, keys)
 	messageapi.ServeInternal(mux, keys, s)
 }
 
+// NextCursorHeader carries the cursor of the next page of GET
+// /api/v1/conversations (absent on the last page).
+const NextCursorHeader = "X-Next-Cursor"
+
+// MaxConversationPage bounds ?limit= of GET /api/v1/conversations.
+const MaxConversationPage = 500
+
 func (s *Service) handleConversations(w http.ResponseWriter, r *http.Request) {
-	list, err := s.store.Conversations(r.Context(), rest.UserID(r.Context()))
+	q := r.URL.Query()
+	limit, err := optInt(q.Get("limit"), MaxConversationPage)
+	if err != nil || limit < 1 || limit > MaxConversationPage {
+		rest.WriteError(w, rest.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "limit must be 1-%d", MaxConversationPage))
+		return
+	}
+	var after *store.ConvCursor
+	if c := q.Get("cursor"); c != "" {
+		cur, err := store.ParseConvCursor(c)
+		if err != nil {
+			rest.WriteError(w, rest.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "cursor is malformed: pass the %s header of the previous page", NextCursorHeader))
+			return
+		}
+		after = &cur
+	}
+	list, next, err := s.store.ConversationPage(r.Context(), rest.UserID(r.Context()), after, int(limit))
 	if err != nil {
 		s.writeErr(w, unavailable(err))
 		return
 	}
+	if next != nil {
+		w.Header().Set(NextCursorHeader, next.String())
+	}
 	rest.WriteJSON(w, http.StatusOK, list)
+}
+
+// handlePatchConversation sets pinned and muted of the caller's entry of a
+// conversation.
+func (s *Service) handlePatchConversation(w http.ResponseWriter, r *http.Request) {
+	conv := r.PathValue("conv")
+	if !protocol.ValidConv(conv) {
+		rest.WriteError(w, rest.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "conv must be u:<userId>:<userId> or g:<groupId>"))
+		return
+	}
+	var u store.ConvSettings
+	if err := rest.DecodeJSON(r, &u); err != nil {
+		rest.WriteError(w, messageapi.HTTPError(err))
+		return
+	}
+	if u.Pinned == nil && u.Muted == nil {
+		rest.WriteError(w, rest.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "give pinned and/or muted (booleans)"))
+		return
+	}
+	user := rest.UserID(r.Context())
+	err := s.store.SetConvSettings(r.Context(), user, conv, u)
+	if errors.Is(err, store.ErrNotFound) {
+		rest.WriteError(w, rest.Errorf(http.StatusNotFound, protocol.CodeNotFound, "you have no conversation %s", conv))
+		return
+	}
+	if err != nil {
+		s.writeErr(w, unavailable(err))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Service) handleHistory(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	if q.Get("beforeSeq") != "" {
+		s.handleHistoryBefore(w, r)
+		return
+	}
 	from, err1 := optInt(q.Get("fromSeq"), 1)
 	limit, err2 := optInt(q.Get("limit"), protocol.DefaultLimit)
 	if err := errors.Join(err1, err2); err != nil || from < 0 || limit < 1 || limit > protocol.MaxLimit {
@@ -217,4 +304,21 @@ func (s *Service) writeErr(w http.ResponseWriter, err error) {
 	if errors.Is(err, messageapi.ErrUnavailable) || messageapi.HTTPError(err).Status >= 500 {
 		s.log.Error("message service request failed", "err", err)
 	}
+}
+
+// handleHistoryBefore pages history backwards: ?beforeSeq=&limit=.
+func (s *Service) handleHistoryBefore(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	before, err1 := optInt(q.Get("beforeSeq"), 0)
+	limit, err2 := optInt(q.Get("limit"), protocol.DefaultLimit)
+	if err := errors.Join(err1, err2); err != nil || before < 1 || limit < 1 || limit > protocol.MaxLimit || q.Get("fromSeq") != "" {
+		rest.WriteError(w, rest.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "beforeSeq must be >= 1 (without fromSeq) and limit 1-%d", protocol.MaxLimit))
+		return
+	}
+	res, err := s.PullBefore(r.Context(), rest.UserID(r.Context()), r.PathValue("conv"), before, int(limit), DefaultPageBytes)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	rest.WriteJSON(w, http.StatusOK, map[string]any{"items": res.Items, "more": res.More})
 }

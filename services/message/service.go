@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -43,6 +44,7 @@ type Store interface {
 	Pull(ctx context.Context, conv string, from, to int64, limit int) ([]store.Message, bool, error)
 	SetRead(ctx context.Context, user, conv string, seq int64) (int64, bool, error)
 	Conversations(ctx context.Context, user string) ([]store.Conversation, error)
+	LifecycleStore
 	SignalStore
 }
 
@@ -65,6 +67,9 @@ type Service struct {
 	receipts  *receipts
 	accounts  Accounts
 	media     Media
+	// recallWindow and editWindow: how long after sending the sender may
+	// recall or edit a message.
+	recallWindow, editWindow time.Duration
 	signals
 }
 
@@ -82,6 +87,9 @@ type Config struct {
 	// reader in one conversation (default 1 s); moves in between are merged.
 	// Delivered receipts follow the same rule.
 	ReceiptInterval time.Duration
+	// RecallWindow (default 120 s) and EditWindow (default 900 s): how long
+	// after sending the sender may recall or edit a message.
+	RecallWindow, EditWindow time.Duration
 	// TypingInterval is the shortest time between two typing signals of
 	// one user in one conversation (default 2 s); excess is dropped.
 	TypingInterval time.Duration
@@ -109,6 +117,8 @@ type Deps struct {
 	// Media checks media messages (nil: image, file, audio and video sends
 	// are refused).
 	Media Media
+	// Clock, if set, replaces time.Now (tests of the recall and edit windows).
+	Clock func() time.Time
 	// Presence, if set, holds last-seen times (nil: Sessions, when it
 	// implements sessions.Presence).
 	Presence sessions.Presence
@@ -138,6 +148,16 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		seq: deps.Sequence, sessions: deps.Sessions, push: deps.Push, ids: deps.IDs, log: deps.Log, now: time.Now,
 		metrics: deps.Metrics, tracer: deps.Tracer, guard: deps.StoreGuard}
 	s.accounts, s.media = deps.Accounts, deps.Media
+	if deps.Clock != nil {
+		s.now = deps.Clock
+	}
+	s.recallWindow, s.editWindow = cfg.RecallWindow, cfg.EditWindow
+	if s.recallWindow <= 0 {
+		s.recallWindow = DefaultRecallWindow
+	}
+	if s.editWindow <= 0 {
+		s.editWindow = DefaultEditWindow
+	}
 	if s.accounts == nil {
 		s.accounts = auth.NewAccounts(auth.AccountsConfig{}, deps.Store.UserExists)
 	}
@@ -176,7 +196,11 @@ func (s *Service) HandleUpstream(ctx context.Context, bm bus.Message) error {
 	}
 	var rej *rejection
 	if errors.As(err, &rej) {
-		return s.reply(ctx, &up, messageapi.PushFrame, protocol.Error{T: protocol.TypeError, CMID: up.CMID, Code: rej.code, Message: rej.msg})
+		e := protocol.Error{T: protocol.TypeError, CMID: up.CMID, Code: rej.code, Message: rej.msg}
+		if up.Op != "" { // recall, edit, delete: answered by request id
+			e.ID, e.CMID = up.ID, ""
+		}
+		return s.reply(ctx, &up, messageapi.PushFrame, e)
 	}
 	return err
 }
@@ -190,8 +214,14 @@ func reject(code, format string, args ...any) error {
 }
 
 func (s *Service) process(ctx context.Context, up *messageapi.Upstream) error {
+	if up.Op != "" {
+		return s.processOp(ctx, up)
+	}
 	participants, readDiffusion, err := s.authorise(ctx, up)
 	if err != nil {
+		return err
+	}
+	if err := s.checkSendExtras(ctx, up); err != nil {
 		return err
 	}
 	attached, err := s.checkMedia(ctx, up)
@@ -245,7 +275,7 @@ func (s *Service) process(ctx context.Context, up *messageapi.Upstream) error {
 	}
 	m := store.Message{
 		Conv: up.Conv, Seq: ranges[0].First, MID: s.ids.Next(), Sender: up.User, CMID: up.CMID,
-		Kind: up.Kind, Body: up.Body, TS: s.now().UnixMilli(),
+		Kind: up.Kind, Body: up.Body, TS: s.now().UnixMilli(), ReplyTo: up.ReplyTo, Mentions: strings.Join(up.Mentions, ","),
 	}
 	inbox := make([]store.InboxEntry, len(participants))
 	for i, u := range participants {
@@ -407,9 +437,13 @@ func (s *Service) deliver(ctx context.Context, up *messageapi.Upstream, m *store
 	if err != nil {
 		return err
 	}
-	err = s.pushByGateway(ctx, frame, m.TS, live, func(user, device string) (bool, int64) {
+	var muted map[string]bool
+	if len(inbox) > 0 || up.To.Group == "" {
+		muted = s.mutedTargets(ctx, m.Conv)
+	}
+	err = s.pushByGatewayMuted(ctx, frame, m.TS, live, func(user, device string) (bool, int64) {
 		return user != up.User || device != up.Device, seqOf[user]
-	})
+	}, muted)
 	if err != nil {
 		// Pushes are a fast path; log and let recipients catch up by sync
 		// rather than redelivering to gateways that did get it.
@@ -422,11 +456,16 @@ func (s *Service) deliver(ctx context.Context, up *messageapi.Upstream, m *store
 // sessions, with one target per device that include accepts (and the
 // inboxSeq it returns spliced in by the gateway).
 func (s *Service) pushByGateway(ctx context.Context, frame []byte, ts int64, live map[string][]sessions.Session, include func(user, device string) (bool, int64)) error {
+	return s.pushByGatewayMuted(ctx, frame, ts, live, include, nil)
+}
+
+// pushByGatewayMuted is pushByGateway with "muted":true for the users in muted.
+func (s *Service) pushByGatewayMuted(ctx context.Context, frame []byte, ts int64, live map[string][]sessions.Session, include func(user, device string) (bool, int64), muted map[string]bool) error {
 	byGateway := map[string][]messageapi.Target{}
 	for user, list := range live {
 		for _, sess := range list {
 			if ok, inboxSeq := include(user, sess.Device); ok {
-				byGateway[sess.Gateway] = append(byGateway[sess.Gateway], messageapi.Target{User: user, Device: sess.Device, InboxSeq: inboxSeq})
+				byGateway[sess.Gateway] = append(byGateway[sess.Gateway], messageapi.Target{User: user, Device: sess.Device, InboxSeq: inboxSeq, Muted: muted[user]})
 			}
 		}
 	}
@@ -440,6 +479,8 @@ func (s *Service) pushByGateway(ctx context.Context, frame []byte, ts int64, liv
 }
 
 func toMsg(m *store.Message, inboxSeq int64) protocol.Msg {
-	return protocol.Msg{T: protocol.TypeMsg, MID: m.MID, Conv: m.Conv, Seq: m.Seq, From: m.Sender, Kind: m.Kind,
+	out := protocol.Msg{T: protocol.TypeMsg, MID: m.MID, Conv: m.Conv, Seq: m.Seq, From: m.Sender, Kind: m.Kind,
 		Body: m.Body, TS: m.TS, InboxSeq: inboxSeq, Recalled: m.Flags&store.FlagRecalled != 0}
+	lifecycleFields(&out, m)
+	return out
 }

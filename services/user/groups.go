@@ -2,6 +2,7 @@ package user
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -20,11 +21,12 @@ type GroupStore interface {
 	GroupMember(ctx context.Context, gid, uid string) (*store.Member, error)
 	GroupMembers(ctx context.Context, gid string) ([]store.Member, int64, error)
 	GroupsOf(ctx context.Context, uid string) ([]store.Group, error)
-	AddMembers(ctx context.Context, gid string, members []store.Member, maxMembers int) (int64, error)
-	RemoveMember(ctx context.Context, gid, uid string) error
-	UpdateGroup(ctx context.Context, gid string, u store.GroupUpdate) error
-	UpdateMember(ctx context.Context, gid, uid string, u store.MemberUpdate) error
-	DeleteGroup(ctx context.Context, gid string) error
+	// The changes take the group_event records to write with them.
+	AddMembers(ctx context.Context, gid string, members []store.Member, maxMembers int, events ...store.GroupEvent) (int64, error)
+	RemoveMember(ctx context.Context, gid, uid string, events ...store.GroupEvent) error
+	UpdateGroup(ctx context.Context, gid string, u store.GroupUpdate, events ...store.GroupEvent) error
+	UpdateMember(ctx context.Context, gid, uid string, u store.MemberUpdate, events ...store.GroupEvent) error
+	DeleteGroup(ctx context.Context, gid string, events ...store.GroupEvent) error
 }
 
 // Groups manages chat groups: create, members and roles, mute, announcement,
@@ -244,7 +246,7 @@ func (g *Groups) handleAdd(w http.ResponseWriter, r *http.Request) {
 		g.svc.writeErr(w, err)
 		return
 	}
-	if _, err := g.store.AddMembers(r.Context(), gid, members, g.maxMembers()); err != nil {
+	if _, err := g.store.AddMembers(r.Context(), gid, members, g.maxMembers(), groupEvent(gid, me, EventMemberAdded, req.UserIDs, nil, nil)); err != nil {
 		if errors.Is(err, store.ErrGroupFull) {
 			err = rest.Errorf(http.StatusConflict, "GROUP_FULL", "a group has at most %d members", g.maxMembers())
 		}
@@ -277,7 +279,12 @@ func (g *Groups) handleRemove(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := g.store.RemoveMember(r.Context(), gid, target); err != nil {
+	event := EventMemberRemoved
+	if target == me {
+		event = EventMemberLeft
+	}
+	// The removed member gets the event that removed them, then nothing.
+	if err := g.store.RemoveMember(r.Context(), gid, target, groupEvent(gid, me, event, []string{target}, nil, []string{target})); err != nil {
 		g.svc.writeErr(w, mapNotFound(err, rest.Errorf(http.StatusNotFound, protocol.CodeNotFound, "user is not a member")))
 		return
 	}
@@ -325,12 +332,26 @@ func (g *Groups) handlePatch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		owner := store.RoleOwner
-		if err := g.store.UpdateMember(r.Context(), gid, *req.Owner, store.MemberUpdate{Role: &owner}); err != nil {
+		if err := g.store.UpdateMember(r.Context(), gid, *req.Owner, store.MemberUpdate{Role: &owner}, groupEvent(gid, me, EventOwnerTransferred, []string{*req.Owner}, nil, nil)); err != nil {
 			g.svc.writeErr(w, err)
 			return
 		}
 	}
-	if err := g.store.UpdateGroup(r.Context(), gid, store.GroupUpdate{Name: req.Name, Announcement: req.Announcement, AllowInvites: req.AllowInvites}); err != nil {
+	var events []store.GroupEvent
+	if req.Name != nil || req.Announcement != nil || req.AllowInvites != nil {
+		changed := map[string]any{}
+		if req.Name != nil {
+			changed["name"] = *req.Name
+		}
+		if req.Announcement != nil {
+			changed["announcement"] = *req.Announcement
+		}
+		if req.AllowInvites != nil {
+			changed["allowInvites"] = *req.AllowInvites
+		}
+		events = append(events, groupEvent(gid, me, EventGroupUpdated, nil, changed, nil))
+	}
+	if err := g.store.UpdateGroup(r.Context(), gid, store.GroupUpdate{Name: req.Name, Announcement: req.Announcement, AllowInvites: req.AllowInvites}, events...); err != nil {
 		g.svc.writeErr(w, mapNotFound(err, errNoGroup))
 		return
 	}
@@ -386,7 +407,17 @@ func (g *Groups) handlePatchMember(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := g.store.UpdateMember(r.Context(), gid, target, store.MemberUpdate{Role: req.Role, MutedUntil: req.MutedUntil, Nickname: req.Nickname}); err != nil {
+	var events []store.GroupEvent
+	switch {
+	case req.Role != nil && *req.Role == store.RoleOwner:
+		events = append(events, groupEvent(gid, me, EventOwnerTransferred, []string{target}, nil, nil))
+	case req.Role != nil:
+		events = append(events, groupEvent(gid, me, EventRoleChanged, []string{target}, map[string]any{"role": *req.Role}, nil))
+	}
+	if req.MutedUntil != nil {
+		events = append(events, groupEvent(gid, me, EventMemberMuted, []string{target}, map[string]any{"mutedUntil": *req.MutedUntil}, nil))
+	}
+	if err := g.store.UpdateMember(r.Context(), gid, target, store.MemberUpdate{Role: req.Role, MutedUntil: req.MutedUntil, Nickname: req.Nickname}, events...); err != nil {
 		g.svc.writeErr(w, err)
 		return
 	}
@@ -404,9 +435,45 @@ func (g *Groups) handleDismiss(w http.ResponseWriter, r *http.Request) {
 		rest.WriteError(w, rest.Errorf(http.StatusForbidden, protocol.CodeForbidden, "only the owner may dismiss the group"))
 		return
 	}
-	if err := g.store.DeleteGroup(r.Context(), gid); err != nil {
+	// Every member at the dismissal gets the event.
+	members, _, err := g.store.GroupMembers(r.Context(), gid)
+	if err != nil {
+		g.svc.writeErr(w, mapNotFound(err, errNoGroup))
+		return
+	}
+	ids := make([]string, len(members))
+	for i, m := range members {
+		ids[i] = m.UserID
+	}
+	if err := g.store.DeleteGroup(r.Context(), gid, groupEvent(gid, me, EventDismissed, nil, nil, ids)); err != nil {
 		g.svc.writeErr(w, mapNotFound(err, errNoGroup))
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// Group events: the "event" of a group_event message's body.
+const (
+	EventMemberAdded      = "member_added"
+	EventMemberRemoved    = "member_removed"
+	EventMemberLeft       = "member_left"
+	EventRoleChanged      = "role_changed"
+	EventMemberMuted      = "member_muted"
+	EventGroupUpdated     = "group_updated"
+	EventOwnerTransferred = "owner_transferred"
+	EventDismissed        = "dismissed"
+)
+
+// groupEvent builds the outbox record of a change: body {event, actor,
+// targets, ...extra}; recipients get it besides the members at delivery.
+func groupEvent(gid, actor, event string, targets []string, extra map[string]any, recipients []string) store.GroupEvent {
+	body := map[string]any{"event": event, "actor": actor, "targets": targets}
+	if targets == nil {
+		body["targets"] = []string{}
+	}
+	for k, v := range extra {
+		body[k] = v
+	}
+	b, _ := json.Marshal(body) // strings, bools and numbers always encode
+	return store.GroupEvent{Group: gid, Actor: actor, Body: string(b), Recipients: recipients, CreatedAt: time.Now().UnixMilli()}
 }
