@@ -123,7 +123,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 		log.Warn("operator metrics unavailable", "err", err)
 	}
 	probe := readyz.HTTP{Port: render.HTTPPort, Timeout: 2 * time.Second}
-	if err := Register(mgr, Deps{Topics: topics, Version: buildinfo.Version, Metrics: metrics, Readyz: probe}); err != nil {
+	if err := Register(mgr, Deps{Topics: topics, Version: buildinfo.Version, Metrics: metrics, Readyz: probe, Connections: probe}); err != nil {
 		return err
 	}
 	log.Info("operator starting", "version", buildinfo.Version, "namespace", cfg.Namespace,
@@ -226,6 +226,11 @@ type Deps struct {
 	Readyz readyz.Prober
 	// PruneInterval is the period of the push group pruner (0: 5 minutes).
 	PruneInterval time.Duration
+	// Connections reads a gateway pod's connection count for its
+	// pod-deletion-cost (nil: the annotation is not kept; Main asks /metrics).
+	Connections gatewaypool.Connections
+	// DeletionCostTicks drives the deletion-cost passes (tests; nil: every 30 s).
+	DeletionCostTicks <-chan time.Time
 }
 
 // Register adds the IMCluster and GatewayPool controllers to mgr.
@@ -260,6 +265,14 @@ func Register(mgr ctrl.Manager, d Deps) error {
 	}
 	if err := mgr.Add(pruner); err != nil {
 		return fmt.Errorf("operator: push group pruner: %w", err)
+	}
+	if d.Connections != nil {
+		// Scale-down removes the emptiest gateways first.
+		cost := &gatewaypool.DeletionCost{Client: c, Connections: d.Connections,
+			Log: mgr.GetLogger().WithName("gateway-deletion-cost"), Ticks: d.DeletionCostTicks}
+		if err := mgr.Add(cost); err != nil {
+			return fmt.Errorf("operator: gateway deletion cost: %w", err)
+		}
 	}
 	gwp := &gatewaypool.Reconciler{
 		Client:    c,

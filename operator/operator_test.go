@@ -69,12 +69,34 @@ func (f *fakeTopics) seen() ([]rocketmq.Topic, rocketmq.Target) {
 type fakeReadyz struct {
 	mu     sync.Mutex
 	bodies map[string]string
+	conns  map[string]int64
 }
 
 func (f *fakeReadyz) NotReadyReason(_ context.Context, pod *corev1.Pod) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.bodies[pod.Name], nil
+}
+
+// Connections answers a gateway pod's connection count (absent: an error,
+// as from a pod whose /metrics cannot be read).
+func (f *fakeReadyz) Connections(_ context.Context, pod *corev1.Pod) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n, ok := f.conns[pod.Name]
+	if !ok {
+		return 0, fmt.Errorf("no metrics for %s", pod.Name)
+	}
+	return n, nil
+}
+
+func (f *fakeReadyz) setConnections(pod string, n int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.conns == nil {
+		f.conns = map[string]int64{}
+	}
+	f.conns[pod] = n
 }
 
 func (f *fakeReadyz) set(pod, body string) {
@@ -129,6 +151,8 @@ type harness struct {
 	topics  *fakeTopics
 	readyz  *fakeReadyz
 	counter *countingClient
+	// costTicks drives the gateway deletion-cost passes.
+	costTicks chan time.Time
 }
 
 // startOperator starts a real kube-apiserver + etcd (envtest) with the CRDs
@@ -154,9 +178,10 @@ func startOperator(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, topics: &fakeTopics{}, readyz: &fakeReadyz{}}
+	h := &harness{t: t, topics: &fakeTopics{}, readyz: &fakeReadyz{}, costTicks: make(chan time.Time)}
 	err = Register(mgr, Deps{
 		Topics: h.topics, Version: testVersion, Readyz: h.readyz,
+		Connections: h.readyz, DeletionCostTicks: h.costTicks,
 		RetryInterval: 200 * time.Millisecond, ResyncInterval: 300 * time.Millisecond,
 		WrapClient: func(c client.Client) client.Client {
 			h.counter = &countingClient{Client: c}
@@ -928,6 +953,16 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 				c.Spec.Isolation = imv1.IsolationSpec{SessionKeyPrefix: "im:", SequenceKeyPrefix: "im:"}
 				return c
 			}(), "sessionKeyPrefix and sequenceKeyPrefix must differ"},
+			{"an orphan TTL under a minute", func() client.Object {
+				c := base()
+				c.Spec.Media.OrphanTTL = &metav1.Duration{Duration: 30 * time.Second}
+				return c
+			}(), "orphanTTL must be at least 1m"},
+			{"an object store endpoint with a path", func() client.Object {
+				c := base()
+				c.Spec.Media.ObjectStore = &imv1.ObjectStoreSpec{Endpoint: "http://s3:9000/bucket", Bucket: "media", CredentialsSecret: corev1.LocalObjectReference{Name: "s3"}}
+				return c
+			}(), "spec.media.objectStore.endpoint"},
 			{"a database name MySQL cannot hold", func() client.Object {
 				c := base()
 				c.Spec.Isolation = imv1.IsolationSpec{MySQLDatabase: "chat.demo"}

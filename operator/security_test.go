@@ -138,6 +138,31 @@ func TestDefenceInDepthAgainstAPIServer(t *testing.T) {
 		h.expectNoWrites()
 	})
 
+	// The schema cannot check CIDRs inside NetworkPolicy rules (the CEL cost
+	// of walking them exceeds the CRD budget): the API server's validation of
+	// the NetworkPolicy does, and the cluster says so.
+	t.Run("a dependency CIDR that is not one degrades the cluster with the API server's message", func(t *testing.T) {
+		patch(cluster, `{"spec":{"networkPolicy":{"dependencyEgress":[{"to":[{"ipBlock":{"cidr":"10.0.0.0"}}]}]}}}`)
+		h.eventually("Degraded ApplyFailed naming the CIDR", func() error {
+			var c imv1.IMCluster
+			if err := h.get(ns, "demo", &c); err != nil {
+				return err
+			}
+			cond, err := condition(c.Status.Conditions, imv1.ConditionDegraded)
+			if err != nil {
+				return err
+			}
+			if cond.Status != metav1.ConditionTrue || cond.Reason != imv1.ReasonApplyFailed || !strings.Contains(cond.Message, "10.0.0.0") {
+				return fmt.Errorf("Degraded = %s/%s: %s", cond.Status, cond.Reason, cond.Message)
+			}
+			return nil
+		})
+		patch(cluster, `{"spec":{"networkPolicy":{"dependencyEgress":[{"to":[{"ipBlock":{"cidr":"10.0.0.0/8"}}]}]}}}`)
+		h.eventually("Degraded cleared", func() error {
+			return h.clusterCondition(ns, "demo", imv1.ConditionDegraded, metav1.ConditionFalse, "")
+		})
+	})
+
 	t.Run("invalid settings are rejected with the schema's message", func(t *testing.T) {
 		var live imv1.IMCluster
 		if err := h.get(ns, "demo", &live); err != nil {

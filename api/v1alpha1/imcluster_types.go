@@ -71,6 +71,10 @@ type IMClusterSpec struct {
 	// +kubebuilder:default={readDiffusionThreshold: 500, maxMembers: 10000}
 	// +optional
 	Groups GroupsSpec `json:"groups,omitzero"`
+	// Media configures media messages (object store, limits, orphan TTL).
+	// +kubebuilder:default={}
+	// +optional
+	Media MediaSpec `json:"media,omitzero"`
 	// Observability configures traces, metrics scraping and dashboards.
 	// +kubebuilder:default={}
 	// +optional

@@ -33,7 +33,7 @@ type NetworkPolicySpec struct {
 	RestrictEgress bool `json:"restrictEgress,omitempty"`
 	// DependencyEgress are the destinations the pods may reach when
 	// restrictEgress is set: RocketMQ (name servers and brokers), Redis,
-	// MySQL, the OTLP collector, as NetworkPolicy egress rules (ipBlock
+	// MySQL, the OTLP collector, the S3 media store, as NetworkPolicy egress rules (ipBlock
 	// CIDRs, namespace and pod selectors, ports).
 	// +kubebuilder:validation:MaxItems=32
 	// +optional

@@ -320,13 +320,17 @@ func TestClusterRoleGrantsWhatTheOperatorManages(t *testing.T) {
 		{"", "events", "create"},
 		{"autoscaling", "horizontalpodautoscalers", "patch"},
 		{"policy", "poddisruptionbudgets", "patch"},
+		{"networking.k8s.io", "networkpolicies", "patch"},
+		{"networking.k8s.io", "networkpolicies", "delete"}, // networkPolicy.enabled: false
+		{"networking.k8s.io", "networkpolicies", "watch"},
 	}
 	for _, tt := range tests {
 		if !allows(role.Rules, tt.group, tt.resource, tt.verb) {
 			t.Errorf("ClusterRole does not allow %s on %s.%s", tt.verb, tt.resource, tt.group)
 		}
 	}
-	if allows(role.Rules, "", "nodes", "get") || allows(role.Rules, "*", "*", "*") {
+	if allows(role.Rules, "", "nodes", "get") || allows(role.Rules, "*", "*", "*") ||
+		allows(role.Rules, "networking.k8s.io", "networkpolicies", "update") || allows(role.Rules, "networking.k8s.io", "networkpolicies", "deletecollection") {
 		t.Error("ClusterRole grants more than the operator manages")
 	}
 }

@@ -5,9 +5,11 @@ import (
 	"net/http"
 	"path/filepath"
 
+	"github.com/imkube/imkube/api/protocol"
 	"github.com/imkube/imkube/internal/auth"
 	"github.com/imkube/imkube/internal/config"
 	"github.com/imkube/imkube/internal/media"
+	"github.com/imkube/imkube/internal/rest"
 	"github.com/imkube/imkube/internal/store"
 )
 
@@ -63,4 +65,15 @@ func (m *mediaPart) mount(mux *http.ServeMux, keys *auth.Keys) {
 			mux.Handle(m+" "+media.LocalPrefix, h)
 		}
 	}
+}
+
+// mountMediaOff answers the media routes of a message service without an
+// object store: 503 with what to configure.
+func mountMediaOff(mux *http.ServeMux) {
+	off := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		rest.WriteError(w, rest.Errorf(http.StatusServiceUnavailable, protocol.CodeUnavailable,
+			"media messages are off: this platform has no object store (IMCluster spec.media.objectStore, or --s3-endpoint)"))
+	})
+	mux.Handle("POST /api/v1/uploads", off)
+	mux.Handle("GET /api/v1/media/{key...}", off)
 }

@@ -11,15 +11,19 @@ import (
 	"image/png"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/imkube/imkube/internal/app"
+	"github.com/imkube/imkube/internal/bus"
+	"github.com/imkube/imkube/internal/config"
 	"github.com/imkube/imkube/internal/imtest"
 	"github.com/imkube/imkube/internal/media"
 	"github.com/imkube/imkube/internal/media/mediatest"
+	"github.com/imkube/imkube/internal/testenv"
 )
 
 // mediaBackends run the same media tests on the dev process's embedded
@@ -347,4 +351,93 @@ func bombPNG(t *testing.T, width, height uint32) []byte {
 	binary.BigEndian.PutUint32(b[20:], height)
 	binary.BigEndian.PutUint32(b[29:], crc32.ChecksumIEEE(b[12:29]))
 	return b
+}
+
+// distributedMedia starts user, sequence, message and gateway roles as
+// separate processes (real MySQL and Redis, in-process bus) with the
+// message service on store, and returns the gateway's URL.
+func distributedMedia(t *testing.T, store config.ObjectStore) string {
+	t.Helper()
+	ucfg := distributed(t, config.RoleUser)
+	users, err := app.Start(context.Background(), ucfg, []config.Role{config.RoleUser}, app.Options{BcryptCost: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeWithin(t, users) })
+	seqCfg := distributed(t, config.RoleSequence)
+	seqCfg.MySQL.DSN = ucfg.MySQL.DSN
+	seq, err := app.Start(context.Background(), seqCfg, []config.Role{config.RoleSequence}, app.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeWithin(t, seq) })
+	b := bus.NewInProc(bus.InProcOptions{})
+	t.Cleanup(func() { b.Close() })
+	mcfg := distributed(t, config.RoleMessage)
+	mcfg.MySQL.DSN, mcfg.Auth.JWTKeyFile, mcfg.Message.SequenceURL = ucfg.MySQL.DSN, ucfg.Auth.JWTKeyFile, seq.URL
+	mcfg.Message.ObjectStore = store
+	if err := mcfg.Validate(config.RoleMessage); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := app.Start(context.Background(), mcfg, []config.Role{config.RoleMessage},
+		app.Options{Adapters: app.NewDistributed(mcfg, nil).WithBus(nopClose{b})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeWithin(t, msgs) })
+	gcfg := distributed(t, config.RoleGateway)
+	gcfg.Redis.Prefix, gcfg.Auth.JWTKeyFile = mcfg.Redis.Prefix, ucfg.Auth.JWTKeyFile
+	gcfg.Gateway.UserURL, gcfg.Gateway.MessageURL = users.URL, msgs.URL
+	gcfg.Gateway.ID = "gw-" + token()
+	gw, err := app.Start(context.Background(), gcfg, []config.Role{config.RoleGateway},
+		app.Options{Adapters: app.NewDistributed(gcfg, nil).WithBus(nopClose{b})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeWithin(t, gw) })
+	return gw.URL
+}
+
+// In distributed mode the object store is configured like in a pod
+// (IMKUBE_S3_*), clients upload to it directly, and the gateway proxies the
+// media REST calls to the message service.
+func TestDistributedMediaGoesStraightToTheObjectStore(t *testing.T) {
+	endpoint := testenv.Require(t, "IMKUBE_TEST_S3_ENDPOINT")
+	gw := distributedMedia(t, config.ObjectStore{Endpoint: endpoint, Bucket: os.Getenv("IMKUBE_TEST_S3_BUCKET"),
+		Region: os.Getenv("IMKUBE_TEST_S3_REGION"), PathStyle: true,
+		AccessKey: os.Getenv("IMKUBE_TEST_S3_ACCESS_KEY"), SecretKey: os.Getenv("IMKUBE_TEST_S3_SECRET_KEY")})
+	e := &mediaEnv{s: &app.Server{URL: gw}, api: imtest.NewAPI(gw)}
+	alice, bob, carol := e.api.Register(t, "alice"), e.api.Register(t, "bob"), e.api.Register(t, "carol")
+	ca, _ := imtest.Connect(t, gw, alice.Token, "a1")
+	cb, _ := imtest.Connect(t, gw, bob.Token, "b1")
+	data := pngBytes(t, 64, 64)
+	u := e.upload(t, alice, "image", "image/png", "p.png", data)
+	if !strings.HasPrefix(u.UploadURL, endpoint+"/") {
+		t.Fatalf("uploadUrl %s: want the object store %s (never the platform)", u.UploadURL, endpoint)
+	}
+	sendMedia(ca, "c1", bob.ID, "image", mediaBody(u, "p.png", "image/png", len(data)))
+	ca.Expect("ack")
+	cb.Expect("msg")
+	if code, got := e.fetch(bob, u.ObjectKey, ""); code != http.StatusOK || !bytes.Equal(got, data) {
+		t.Fatalf("recipient fetch through the gateway: %d, %d bytes", code, len(got))
+	}
+	if code, _ := e.fetch(carol, u.ObjectKey, ""); code != http.StatusForbidden {
+		t.Fatalf("non-member: %d, want 403", code)
+	}
+}
+
+func TestWithoutAnObjectStoreMediaIsOffWithAClearAnswer(t *testing.T) {
+	gw := distributedMedia(t, config.ObjectStore{})
+	api := imtest.NewAPI(gw)
+	alice, bob := api.Register(t, "alice"), api.Register(t, "bob")
+	var res struct{ Code, Message string }
+	code, err := api.Do("POST", "/api/v1/uploads", alice.Token, map[string]any{"kind": "file", "contentType": "text/plain", "size": 3, "name": "a.txt"}, &res)
+	if err != nil || code != http.StatusServiceUnavailable || !strings.Contains(res.Message, "no object store") {
+		t.Fatalf("upload without a store: %d %+v %v", code, res, err)
+	}
+	ca, _ := imtest.Connect(t, gw, alice.Token, "a1")
+	sendMedia(ca, "c1", bob.ID, "file", map[string]any{"objectKey": "m/" + alice.ID + "/aaaaaaaaaaaaaaaaaaaaaaaaaa", "name": "a.txt", "size": 3, "contentType": "text/plain"})
+	if f := ca.Expect("error"); f.Str("code") != "BAD_FRAME" || !strings.Contains(f.Str("message"), "media storage") {
+		t.Fatalf("media send without a store: %v", f)
+	}
 }

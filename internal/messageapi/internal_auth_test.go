@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -70,11 +72,28 @@ func TestEveryInternalEndpointRequiresTheInternalToken(t *testing.T) {
 		"/internal/v1/sync":        `{"user":"u1","after":0,"limit":10}`,
 		"/internal/v1/pull":        `{"user":"u1","conv":"u:u1:u2","from":1,"limit":10}`,
 		"/internal/v1/read":        `{"user":"u1","conv":"u:u1:u2","seq":1}`,
-		"/internal/v1/pull_before": `{"user":"u1","conv":"u:u1:u2","before":5,"limit":10}`,
-		// signals
+		"/internal/v1/pull_before": `{"user":"u1","conv":"u:u1:u2","before":10,"limit":10}`,
+		// signals (registered in signals.go)
 		"/internal/v1/delivered": `{"user":"u1","conv":"u:u1:u2","seq":1}`,
 		"/internal/v1/typing":    `{"user":"u1","conv":"u:u1:u2"}`,
 		"/internal/v1/presence":  `{"user":"u1","users":["u2"]}`,
+	}
+	var src []byte
+	for _, f := range []string{"http.go", "signals.go"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src = append(src, b...)
+	}
+	registered := regexp.MustCompile(`handle\("(/internal/[^"]+)"`).FindAllStringSubmatch(string(src), -1)
+	if len(registered) < len(endpoints) {
+		t.Fatalf("found %d handle(...) registrations in http.go and signals.go, want at least %d: the pattern is stale", len(registered), len(endpoints))
+	}
+	for _, m := range registered {
+		if _, ok := endpoints[m[1]]; !ok {
+			t.Errorf("ServeInternal registers %s, which this test does not cover: add it", m[1])
+		}
 	}
 	tests := []struct {
 		name   string

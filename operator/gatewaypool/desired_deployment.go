@@ -50,7 +50,7 @@ func desiredDeployment(s *scope) *appsv1.Deployment {
 				Type: appsv1.RollingUpdateDeploymentStrategyType,
 				RollingUpdate: &appsv1.RollingUpdateDeployment{
 					MaxUnavailable: ptr.To(intstr.FromInt32(0)),
-					MaxSurge:       ptr.To(intstr.FromString("25%")),
+					MaxSurge:       ptr.To(intstr.FromInt32(1)), // one gateway at a time: a pod is replaced only after its drain
 				},
 			},
 			Template: corev1.PodTemplateSpec{

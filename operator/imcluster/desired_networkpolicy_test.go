@@ -1,6 +1,7 @@
 package imcluster
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
@@ -123,6 +124,40 @@ func TestRestrictEgressAllowsDNSCalleesAndDependenciesOnly(t *testing.T) {
 		}
 		if got := len(p.Spec.Egress) - 1 - min(len(want), 1); got != 2 {
 			t.Errorf("%s: %d dependency rules, want the 2 configured", comp, got)
+		}
+	}
+}
+
+// The policies name ports that the pods expose, and the monitoring rule
+// covers the port the probes and /metrics use: when the processes get a
+// separate internal port, this fails until the policies follow it.
+func TestNetworkPolicyPortsAreThePodsPorts(t *testing.T) {
+	s := newScope(sampleCluster(), render.Options{})
+	ports := map[string]bool{}
+	metricsPort := ""
+	for _, p := range render.ContainerPorts() {
+		ports[p.Name] = true
+		if p.Name == render.MetricsPortName {
+			metricsPort = fmt.Sprint(p.ContainerPort)
+		}
+	}
+	liveness, readiness := render.Probes()
+	for _, probe := range []*corev1.Probe{liveness, readiness} {
+		if got := probe.HTTPGet.Port.StrVal; got != render.MetricsPortName {
+			t.Errorf("probes use port %q, the monitoring rule %q", got, render.MetricsPortName)
+		}
+	}
+	d := desiredDeployment(s, render.Sequence)
+	if got := d.Spec.Template.Annotations["prometheus.io/port"]; got != metricsPort {
+		t.Errorf("metrics scraped on port %s, the monitoring rule opens %q (= %q)", got, render.MetricsPortName, metricsPort)
+	}
+	for _, comp := range networkPolicyComponents() {
+		for _, r := range desiredNetworkPolicy(s, comp).Spec.Ingress {
+			for _, p := range r.Ports {
+				if !ports[p.Port.StrVal] {
+					t.Errorf("%s: ingress on port %q, which no container exposes (%v)", comp, p.Port.StrVal, ports)
+				}
+			}
 		}
 	}
 }

@@ -1,6 +1,8 @@
 package imcluster
 
 import (
+	"time"
+
 	"encoding/json"
 	"testing"
 
@@ -44,6 +46,12 @@ func sampleCluster() *imv1.IMCluster {
 			Limits:        imv1.LimitsSpec{SendRatePerSecond: 5, SendBurst: 15, MaxMessageBytes: 8192, ConnectionsPerIPPerSecond: 30},
 			Groups:        imv1.GroupsSpec{ReadDiffusionThreshold: 200, MaxMembers: 5000},
 			Observability: imv1.ObservabilitySpec{OTLPEndpoint: "otel-collector:4317"},
+			Media: imv1.MediaSpec{
+				ObjectStore: &imv1.ObjectStoreSpec{Endpoint: "http://s3.storage:9000", Bucket: "chat-media", Region: "us-east-1",
+					PathStyle: ptr.To(true), CredentialsSecret: corev1.LocalObjectReference{Name: "s3"}},
+				Image:             imv1.MediaKindSpec{MaxBytes: 5 << 20},
+				MaxPendingUploads: 10, OrphanTTL: &metav1.Duration{Duration: 6 * time.Hour}, ThumbnailMaxPixels: 40000000,
+			},
 		},
 	}
 }

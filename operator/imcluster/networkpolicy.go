@@ -42,19 +42,25 @@ func (r *Reconciler) reconcileNetworkPolicies(ctx context.Context, s *scope) (ct
 }
 
 func (r *Reconciler) deleteOwnedNetworkPolicy(ctx context.Context, s *scope, name string) error {
-	var np networkingv1.NetworkPolicy
-	err := r.Client.Get(ctx, types.NamespacedName{Namespace: s.cluster.Namespace, Name: name}, &np)
+	return r.deleteOwned(ctx, s, &networkingv1.NetworkPolicy{}, "NetworkPolicy", name)
+}
+
+// deleteOwned deletes the object of the cluster's namespace called name
+// (read into obj) when the cluster controls it; a missing object or one
+// that somebody else owns is left alone.
+func (r *Reconciler) deleteOwned(ctx context.Context, s *scope, obj client.Object, kind, name string) error {
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: s.cluster.Namespace, Name: name}, obj)
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("get NetworkPolicy %s: %w", name, err)
+		return fmt.Errorf("get %s %s: %w", kind, name, err)
 	}
-	if !metav1.IsControlledBy(&np, s.cluster) {
+	if !metav1.IsControlledBy(obj, s.cluster) {
 		return nil
 	}
-	if err := r.Client.Delete(ctx, &np); client.IgnoreNotFound(err) != nil {
-		return fmt.Errorf("delete NetworkPolicy %s: %w", name, err)
+	if err := r.Client.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("delete %s %s: %w", kind, name, err)
 	}
 	return nil
 }

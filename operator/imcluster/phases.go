@@ -94,21 +94,7 @@ func (r *Reconciler) reconcileComponents(ctx context.Context, s *scope) (ctrl.Re
 }
 
 func (r *Reconciler) deleteOwnedHPA(ctx context.Context, s *scope, name string) error {
-	var hpa autoscalingv2.HorizontalPodAutoscaler
-	err := r.Client.Get(ctx, types.NamespacedName{Namespace: s.cluster.Namespace, Name: name}, &hpa)
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("get HPA %s: %w", name, err)
-	}
-	if !metav1.IsControlledBy(&hpa, s.cluster) {
-		return nil
-	}
-	if err := r.Client.Delete(ctx, &hpa); client.IgnoreNotFound(err) != nil {
-		return fmt.Errorf("delete HPA %s: %w", name, err)
-	}
-	return nil
+	return r.deleteOwned(ctx, s, &autoscalingv2.HorizontalPodAutoscaler{}, "HPA", name)
 }
 
 // observe reads the Deployments and the GatewayPools of the cluster for the status.

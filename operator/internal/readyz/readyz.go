@@ -4,12 +4,14 @@
 package readyz
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -102,4 +104,71 @@ func podReady(p corev1.Pod) bool {
 		}
 	}
 	return false
+}
+
+// Connections reads imkube_gateway_connections from the pod's /metrics
+// (Prometheus text format): the open client connections of a gateway.
+func (h HTTP) Connections(ctx context.Context, pod *corev1.Pod) (int64, error) {
+	if pod.Status.PodIP == "" {
+		return 0, fmt.Errorf("pod %s has no IP", pod.Name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, max(h.Timeout, time.Second))
+	defer cancel()
+	url := "http://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(h.Port)) + "/metrics"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	c := h.Client
+	if c == nil {
+		c = http.DefaultClient
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("metrics of pod %s: %w", pod.Name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("metrics of pod %s: %s", pod.Name, resp.Status)
+	}
+	return GaugeValue(io.LimitReader(resp.Body, 4<<20), "imkube_gateway_connections")
+}
+
+// GaugeValue returns the sum of the samples of metric name in a Prometheus
+// text exposition (one sample per label set).
+func GaugeValue(r io.Reader, name string) (int64, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var sum float64
+	found := false
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name) {
+			continue
+		}
+		rest := line[len(name):]
+		if rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue // another metric with this prefix
+		}
+		if i := strings.LastIndexByte(rest, '}'); i >= 0 {
+			rest = rest[i+1:]
+		}
+		fields := strings.Fields(rest)
+		if len(fields) == 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(fields[0], 64)
+		if err != nil {
+			return 0, fmt.Errorf("metric %s: %w", name, err)
+		}
+		sum += v
+		found = true
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	if !found {
+		return 0, fmt.Errorf("metric %s not exported", name)
+	}
+	return int64(sum), nil
 }

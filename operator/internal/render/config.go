@@ -27,6 +27,7 @@ func ConfigJSON(c *imv1.IMCluster) string {
 			ReadDiffusionThreshold: orDefault(g.ReadDiffusionThreshold, def.Groups.ReadDiffusionThreshold),
 			MaxMembers:             orDefault(g.MaxMembers, def.Groups.MaxMembers),
 		},
+		Media: mediaConfig(c),
 	}
 	return mustJSON(cfg)
 }

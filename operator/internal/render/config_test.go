@@ -1,7 +1,11 @@
 package render
 
 import (
+	"reflect"
 	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	imv1 "github.com/imkube/imkube/api/v1alpha1"
 	"github.com/imkube/imkube/internal/config"
@@ -27,7 +31,21 @@ func TestRenderedConfigIsWhatTheServicesParse(t *testing.T) {
 			want: config.Cluster{
 				Limits: config.Limits{SendRatePerSecond: 3, SendBurst: 9, MaxMessageBytes: 4096, ConnectionsPerIPPerSecond: 7},
 				Groups: config.Groups{ReadDiffusionThreshold: 50, MaxMembers: 200},
+				Media:  config.DefaultMedia(),
 			},
+		},
+		{
+			name: "media limits are carried over, unset ones default",
+			give: imv1.IMClusterSpec{Media: imv1.MediaSpec{
+				Image:             imv1.MediaKindSpec{MaxBytes: 1 << 20, ContentTypes: []string{"image/png"}},
+				MaxPendingUploads: 5, OrphanTTL: &metav1.Duration{Duration: 2 * time.Hour}, ThumbnailMaxPixels: 1000,
+			}},
+			want: func() config.Cluster {
+				c := config.DefaultCluster()
+				c.Media.Image = config.MediaKind{MaxBytes: 1 << 20, ContentTypes: []string{"image/png"}}
+				c.Media.MaxPendingUploads, c.Media.OrphanTTL, c.Media.ThumbnailMaxPixels = 5, config.Duration(2*time.Hour), 1000
+				return c
+			}(),
 		},
 	}
 	for _, tt := range tests {
@@ -37,7 +55,7 @@ func TestRenderedConfigIsWhatTheServicesParse(t *testing.T) {
 			if err != nil {
 				t.Fatalf("services reject config.json: %v", err)
 			}
-			if got != tt.want {
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("config.json = %+v, want %+v", got, tt.want)
 			}
 			rules, err := flow.ParseRules([]byte(SentinelRulesJSON(c)))

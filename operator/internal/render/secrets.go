@@ -25,6 +25,9 @@ func SecretEnvRefs(c *imv1.IMCluster, component string) []corev1.SecretKeySelect
 	if p := c.Spec.Dependencies.Redis.PasswordSecretRef; p != nil && component != User {
 		refs = append(refs, *p)
 	}
+	if component == Message {
+		refs = append(refs, objectStoreRefs(c)...)
+	}
 	return refs
 }
 
@@ -32,6 +35,9 @@ func SecretEnvRefs(c *imv1.IMCluster, component string) []corev1.SecretKeySelect
 // or the auth Secret): the Secret watches map a changed Secret to clusters.
 func ReferencesSecret(c *imv1.IMCluster, name string) bool {
 	if AuthSecretName(c) == name || c.Spec.Dependencies.MySQL.DSNSecretRef.Name == name {
+		return true
+	}
+	if o := c.Spec.Media.ObjectStore; o != nil && o.CredentialsSecret.Name == name {
 		return true
 	}
 	p := c.Spec.Dependencies.Redis.PasswordSecretRef

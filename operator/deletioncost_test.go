@@ -1,0 +1,81 @@
+package operator
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/imkube/imkube/operator/gatewaypool"
+)
+
+// Scale-down removes the emptiest gateways first: the operator keeps each
+// ready gateway pod's pod-deletion-cost at its connection count, and writes
+// only when the count moved by more than a tenth (at least 10).
+func TestGatewayPodsCarryTheirConnectionCountAsDeletionCost(t *testing.T) {
+	h := startOperator(t)
+	ctx := context.Background()
+	ns := h.namespace("cost")
+	h.applySamples(ns, "imcluster.yaml", "gatewaypool.yaml")
+	var d appsv1.Deployment
+	h.eventually("Deployment edge-gateway", func() error { return h.get(ns, "edge-gateway", &d) })
+	ready := corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.7",
+		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
+	for _, name := range []string{"edge-gateway-a", "edge-gateway-b"} {
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: d.Spec.Template.Labels},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "gateway", Image: "x"}}},
+		}
+		if err := h.c.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		p.Status = ready
+		if err := h.c.Status().Update(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.readyz.setConnections("edge-gateway-a", 1200)
+	h.readyz.setConnections("edge-gateway-b", 40)
+	cost := func(name, want string) func() error {
+		return func() error {
+			var p corev1.Pod
+			if err := h.get(ns, name, &p); err != nil {
+				return err
+			}
+			if got := p.Annotations[gatewaypool.AnnotationDeletionCost]; got != want {
+				return fmt.Errorf("%s: deletion cost %q, want %q", name, got, want)
+			}
+			return nil
+		}
+	}
+	tick := func() {
+		t.Helper()
+		select {
+		case h.costTicks <- time.Now():
+		case <-time.After(30 * time.Second):
+			t.Fatal("the deletion-cost runnable takes no tick")
+		}
+	}
+	tick()
+	h.eventually("costs set", func() error {
+		if err := cost("edge-gateway-a", "1200")(); err != nil {
+			return err
+		}
+		return cost("edge-gateway-b", "40")()
+	})
+
+	// Small moves are not written (bounded write rate); big ones are.
+	h.readyz.setConnections("edge-gateway-a", 1250) // < 10% of 1200
+	h.readyz.setConnections("edge-gateway-b", 400)
+	tick()
+	h.eventually("b updated", cost("edge-gateway-b", "400"))
+	tick() // one more full pass: a stays
+	time.Sleep(200 * time.Millisecond)
+	if err := cost("edge-gateway-a", "1200")(); err != nil {
+		t.Fatalf("a move of 50 on 1200 was written: %v", err)
+	}
+}
