@@ -334,6 +334,9 @@ func (p *Process) gatewayConfig() gateway.Config {
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = gc.IdleTimeout
 	}
+	if cfg.PresenceGrace == 0 {
+		cfg.PresenceGrace = gc.PresenceGrace
+	}
 	if cfg.DrainRate == 0 {
 		cfg.DrainRate = gc.DrainRate
 	}

@@ -68,7 +68,7 @@ async function bodies(page, n) {
 
 async function allSent(page, n) {
   await page.waitForFunction(
-    (want) => document.querySelectorAll('[data-testid="message"][data-state="sent"], [data-testid="message"][data-state="read"]').length >= want,
+    (want) => document.querySelectorAll('[data-testid="message"][data-state="sent"], [data-testid="message"][data-state="delivered"], [data-testid="message"][data-state="read"]').length >= want,
     n,
     { timeout: WAIT_MS },
   );
@@ -230,4 +230,43 @@ test('recall and edit in the demo: the other window shows the edited body, then 
   await shot(carol.page, 'carol-recalled');
   await carol.context.close();
   await dave.context.close();
+});
+
+test('signals in the demo: delivered and read ticks, typing, online dot and "n read" in a group', async () => {
+  const windows = {};
+  for (const name of ['ivan', 'judy', 'heidi']) {
+    windows[name] = await openWindow(name);
+    await enter(windows[name].page, name, true);
+  }
+  const { heidi, ivan, judy } = windows;
+  await heidi.page.getByTestId('new-chat-username').fill('ivan');
+  await heidi.page.getByTestId('new-chat-start').click();
+  await heidi.page.locator('[data-testid="chat-title"]', { hasText: 'Ivan' }).waitFor();
+  await send(heidi.page, 'are you there?');
+  // Ivan's page received it (the SDK confirms by itself): delivered, not read yet.
+  await heidi.page.locator('[data-testid="message"][data-state="delivered"]').waitFor();
+  // Ivan is online: a green dot next to his name.
+  await heidi.page.locator('[data-testid="presence"][data-online="true"]').first().waitFor();
+  // Ivan opens the chat: read.
+  await ivan.page.locator('[data-testid="conv"]', { hasText: 'Heidi' }).click();
+  await heidi.page.locator('[data-testid="message"][data-state="read"]').waitFor();
+  // Ivan types: Heidi sees it.
+  await ivan.page.getByTestId('compose-input').pressSequentially('yes, one sec');
+  await heidi.page.locator('[data-testid="typing"]', { hasText: 'Ivan is typing' }).waitFor();
+  await shot(heidi.page, 'heidi-typing');
+
+  // A group of three: Heidi's message is read by both others.
+  await heidi.page.locator('#group-box summary').click();
+  await heidi.page.getByTestId('group-name').fill('Signals');
+  await heidi.page.getByTestId('group-members').fill('ivan, judy');
+  await heidi.page.getByTestId('group-create').click();
+  await heidi.page.locator('[data-testid="chat-title"]', { hasText: 'Signals' }).waitFor();
+  await send(heidi.page, 'who has read this?');
+  await heidi.page.locator('[data-testid="read-count"]', { hasText: '0 read' }).waitFor();
+  await ivan.page.locator('[data-testid="conv"]', { hasText: 'Signals' }).click();
+  await heidi.page.locator('[data-testid="read-count"]', { hasText: '1 read' }).waitFor();
+  await judy.page.locator('[data-testid="conv"]', { hasText: 'Signals' }).click();
+  await heidi.page.locator('[data-testid="read-count"]', { hasText: '2 read' }).waitFor();
+  await shot(heidi.page, 'heidi-group-read');
+  for (const w of Object.values(windows)) await w.context.close();
 });
