@@ -69,11 +69,8 @@ type Options struct {
 	// Objects, if set, replaces the media object store (tests run the dev
 	// process on a real S3-compatible store).
 	Objects media.Objects
-	// Now, if set, is the media service's clock (tests of expiry and the
-	// orphan sweep).
-	Now func() time.Time
-	// Clock, if set, replaces the message service's time.Now (tests of the
-	// recall and edit windows).
+	// Clock, if set, replaces the message and media services' time.Now
+	// (tests of the recall and edit windows and of the orphan sweep).
 	Clock func() time.Time
 	// WaitForDependencies keeps a process whose dependencies are not reachable
 	// yet running (not ready, /readyz says why) and retries with capped

@@ -45,7 +45,7 @@ func (p *Process) buildMedia(db *store.DB, mayRead *func(ctx context.Context, us
 	if err != nil || objs == nil {
 		return nil, err
 	}
-	svc, err := media.New(media.Config{Settings: func() config.Media { return p.Live.Get().Media }, Now: p.opts.Now},
+	svc, err := media.New(media.Config{Settings: func() config.Media { return p.Live.Get().Media }, Now: p.opts.Clock},
 		media.Deps{Objects: objs, Store: db, Log: p.Log.With("svc", "media"),
 			MayRead: func(ctx context.Context, user, conv string) error { return (*mayRead)(ctx, user, conv) }})
 	if err != nil {

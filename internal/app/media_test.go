@@ -59,7 +59,7 @@ func startMedia(t *testing.T, objects media.Objects) *mediaEnv {
 	t.Helper()
 	c := &clock{}
 	s, err := app.StartDev(context.Background(), "127.0.0.1:0", t.TempDir(), app.Options{BcryptCost: 4, Cluster: fastCluster(),
-		Objects: objects, Now: c.now})
+		Objects: objects, Clock: c.now})
 	if err != nil {
 		t.Fatalf("start dev server: %v", err)
 	}

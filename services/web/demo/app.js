@@ -717,7 +717,7 @@ function previewOf(m) {
   if (m.recalled) return '(message recalled)';
   if (m.kind === 'group_event') return eventText(m);
   const media = mediaOf(m);
-  return media ? `📎 ${media.name}` : m.body.slice(0, 120);
+  return media ? `[${m.kind}] ${media.name}` : m.body.slice(0, 120);
 }
 
 /** Pin toggle and mention badge of a conversation list entry. */

@@ -198,6 +198,56 @@ test('the SDK modules load in the browser and IndexedDBStorage keeps values', as
   await context.close();
 });
 
+test('an image and a file sent between two windows: the image shows inline, the file is a download link', async () => {
+  const frank = await openWindow('frank');
+  await enter(frank.page, 'frank', true);
+  const erin = await openWindow('erin');
+  await enter(erin.page, 'erin', true);
+  await erin.page.getByTestId('new-chat-username').fill('frank');
+  await erin.page.getByTestId('new-chat-start').click();
+  await erin.page.locator('[data-testid="chat-title"]', { hasText: 'Frank' }).waitFor();
+
+  // A 40x30 PNG made by the browser, then a small text file.
+  const png = Buffer.from(
+    await erin.page.evaluate(async () => {
+      const c = new OffscreenCanvas(40, 30);
+      const g = /** @type {OffscreenCanvasRenderingContext2D} */ (c.getContext('2d'));
+      g.fillStyle = '#3a7';
+      g.fillRect(0, 0, 40, 30);
+      const blob = await c.convertToBlob({ type: 'image/png' });
+      return [...new Uint8Array(await blob.arrayBuffer())];
+    }),
+  );
+  await erin.page.getByTestId('attach').setInputFiles({ name: 'square.png', mimeType: 'image/png', buffer: png });
+  await allSent(erin.page, 1);
+  await erin.page.getByTestId('attach').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('meeting notes\n') });
+  await allSent(erin.page, 2);
+
+  await frank.page.getByTestId('unread').waitFor();
+  await frank.page.getByTestId('conv').first().click();
+  const img = frank.page.getByTestId('media-image');
+  await img.waitFor();
+  await frank.page.waitForFunction(() => {
+    const i = /** @type {HTMLImageElement|null} */ (document.querySelector('[data-testid="media-image"]'));
+    return !!i && i.complete && i.naturalWidth > 0;
+  });
+  const link = frank.page.getByTestId('media-link').last();
+  await frank.page.waitForFunction(() => {
+    const links = document.querySelectorAll('[data-testid="media-link"]');
+    const a = /** @type {HTMLAnchorElement|undefined} */ (links[links.length - 1]);
+    return !!a && a.href.includes('/media-store/');
+  });
+  assert.match(await link.textContent() ?? '', /notes\.txt/);
+  const text = await frank.page.evaluate(async () => {
+    const links = document.querySelectorAll('[data-testid="media-link"]');
+    return (await fetch(/** @type {HTMLAnchorElement} */ (links[links.length - 1]).href)).text();
+  });
+  assert.equal(text, 'meeting notes\n');
+  await shot(frank.page, 'frank-media');
+  await erin.context.close();
+  await frank.context.close();
+});
+
 test('recall and edit in the demo: the other window shows the edited body, then the recalled placeholder', async () => {
   const carol = await openWindow('quinn');
   await enter(carol.page, 'quinn', true);
