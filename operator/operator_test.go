@@ -923,6 +923,16 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 				p.Spec.DrainTimeout = &metav1.Duration{Duration: 2 * time.Hour}
 				return p
 			}(), "drainTimeout must be between 1s and 1h"},
+			{"a trusted proxy that is not a CIDR", func() client.Object {
+				p := pool()
+				p.Spec.TrustedProxies = []string{"lb.example.com"}
+				return p
+			}(), "trustedProxies must be CIDRs"},
+			{"a traffic policy on a ClusterIP Service", func() client.Object {
+				p := pool()
+				p.Spec.Service.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+				return p
+			}(), "externalTrafficPolicy needs type NodePort or LoadBalancer"},
 			{"drain rate of zero", func() client.Object {
 				p := pool()
 				p.Spec.Drain.ConnectionsPerSecond = -5

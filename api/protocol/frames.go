@@ -120,6 +120,8 @@ type Inbound struct {
 	Seq    *int64  `json:"seq,omitempty"`
 	// InboxSeq is used by delivered{inboxSeq}.
 	InboxSeq *int64 `json:"inboxSeq,omitempty"`
+	// Users is used by presence_sub and presence_unsub.
+	Users []string `json:"users,omitempty"`
 	Lifecycle
 }
 
@@ -306,7 +308,12 @@ func (in *Inbound) validate(maxBody int) *FrameError {
 		if in.Conv != "" && !ValidConv(in.Conv) {
 			return badConv(in.T)
 		}
+		if in.Seq != nil && *in.Seq < 0 {
+			return badFrame("delivered: seq must be >= 0")
+		}
 	case TypePing:
+	case TypeTyping, TypePresenceSub, TypePresenceUnsub:
+		return in.validateSignal()
 	default:
 		return badFrame("unknown frame type %q", in.T)
 	}
@@ -392,10 +399,23 @@ type MsgLifecycle struct {
 	Muted bool `json:"muted,omitempty"`
 }
 
+// MarshalJSON writes a read_sync record (an inbox item that is not a
+// message, see ReadSync) with only the fields it has.
+func (m Msg) MarshalJSON() ([]byte, error) {
+	if m.T == TypeReadSync {
+		return json.Marshal(ReadSync{T: m.T, Conv: m.Conv, Seq: m.Seq, InboxSeq: m.InboxSeq})
+	}
+	type plain Msg
+	return json.Marshal(plain(m))
+}
+
 // ConvState is the news of one read-diffusion conversation (in auth_ok).
 type ConvState struct {
 	Conv    string `json:"conv"`
 	LastSeq int64  `json:"lastSeq"`
+	// ReadSeq is the user's own read cursor, so a device that was offline
+	// while another device read converges (read diffusion has no inbox).
+	ReadSeq int64 `json:"readSeq"`
 }
 
 // AuthOK answers a successful auth.
@@ -455,7 +475,8 @@ type Receipt struct {
 	Seq  int64  `json:"seq"`
 }
 
-// OK answers a recall, edit or delete that was applied.
+// OK answers a recall, edit or delete that was applied, and presence_sub and
+// presence_unsub.
 type OK struct {
 	T  string `json:"t"`
 	ID string `json:"id"`

@@ -40,6 +40,14 @@ type GatewayPoolSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('1h')",message="drainTimeout must be between 1s and 1h"
 	// +optional
 	DrainTimeout *metav1.Duration `json:"drainTimeout,omitempty"`
+	// TrustedProxies are the CIDRs of the load balancers or ingress
+	// controllers in front of the gateways: X-Forwarded-For is believed only
+	// from them, so per-IP limits key on the real client.
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=43
+	// +kubebuilder:validation:XValidation:rule="self.all(c, isCIDR(c))",message="trustedProxies must be CIDRs such as 10.0.0.0/8"
+	// +optional
+	TrustedProxies []string `json:"trustedProxies,omitempty"`
 	// Drain paces the evacuation of a stopping gateway.
 	// +kubebuilder:default={}
 	// +optional
@@ -106,6 +114,7 @@ type GatewayAutoscalingSpec struct {
 }
 
 // GatewayServiceSpec is the Service in front of the gateways.
+// +kubebuilder:validation:XValidation:rule="!has(self.externalTrafficPolicy) || self.type != 'ClusterIP'",message="externalTrafficPolicy needs type NodePort or LoadBalancer"
 type GatewayServiceSpec struct {
 	// Type of the Service.
 	// +kubebuilder:default=ClusterIP
@@ -121,6 +130,12 @@ type GatewayServiceSpec struct {
 	// Annotations on the Service (load balancer settings).
 	// +optional
 	Annotations map[string]string `json:"annotations,omitempty"`
+	// ExternalTrafficPolicy of a NodePort or LoadBalancer Service: Local
+	// keeps the client's source address (no SNAT) at the cost of uneven
+	// spreading; Cluster (the Kubernetes default) spreads evenly.
+	// +kubebuilder:validation:Enum=Cluster;Local
+	// +optional
+	ExternalTrafficPolicy corev1.ServiceExternalTrafficPolicy `json:"externalTrafficPolicy,omitempty"`
 }
 
 // GatewayPoolStatus is the observed state.

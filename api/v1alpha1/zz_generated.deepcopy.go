@@ -226,6 +226,11 @@ func (in *GatewayPoolSpec) DeepCopyInto(out *GatewayPoolSpec) {
 		*out = new(v1.Duration)
 		**out = **in
 	}
+	if in.TrustedProxies != nil {
+		in, out := &in.TrustedProxies, &out.TrustedProxies
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	out.Drain = in.Drain
 	if in.HeartbeatInterval != nil {
 		in, out := &in.HeartbeatInterval, &out.HeartbeatInterval

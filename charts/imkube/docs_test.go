@@ -2,6 +2,7 @@ package chart_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -443,6 +444,27 @@ func checkDocCommand(t *testing.T, root string, st *docState, line string) {
 			fail("Service %s has ports %v, not %s", name, ports, remote)
 		}
 		st.forwarded[local] = true
+	case args[0] == "kubectl" && slices.Contains(args, "patch"):
+		// kubectl -n NS patch imc NAME --type merge -p JSON: an IMCluster an
+		// earlier command created, and a patch whose every field is one of
+		// the IMCluster API (decoded strictly).
+		i := slices.Index(args, "patch")
+		if i+2 >= len(args) || (args[i+1] != "imc" && args[i+1] != "imcluster") {
+			fail("only `kubectl patch imc NAME` is checked")
+			return
+		}
+		if has(ns, "IMCluster", args[i+2]) == nil {
+			fail("no IMCluster %s/%s was created by an earlier command", ns, args[i+2])
+		}
+		if flagValue(args, "--type") != "merge" {
+			fail("want --type merge")
+		}
+		dec := json.NewDecoder(strings.NewReader(flagValue(args, "-p", "--patch")))
+		dec.DisallowUnknownFields()
+		var patch imv1.IMCluster
+		if err := dec.Decode(&patch); err != nil {
+			fail("patch is not an IMCluster: %v", err)
+		}
 	case args[0] == "curl":
 		for _, a := range args {
 			if host, ok := strings.CutPrefix(a, "localhost:"); ok {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/imkube/imkube/internal/rest"
 	"log/slog"
 	"net/http"
 	"time"
@@ -292,7 +293,7 @@ func buildGateway(ctx context.Context, p *Process) (*Component, error) {
 	c.Mount = func(mux *http.ServeMux) error {
 		mux.Handle("GET /ws", node)
 		if !p.embedded {
-			if err := gateway.ProxyRoutes(mux, gc.UserURL, gc.MessageURL, p.Log, p.Flow.Transport); err != nil {
+			if err := gateway.ProxyRoutes(mux, gc.UserURL, gc.MessageURL, cfg.TrustedProxies, p.Log, p.Flow.Transport); err != nil {
 				return err
 			}
 		}
@@ -333,8 +334,14 @@ func (p *Process) gatewayConfig() gateway.Config {
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = gc.IdleTimeout
 	}
+	if cfg.PresenceGrace == 0 {
+		cfg.PresenceGrace = gc.PresenceGrace
+	}
 	if cfg.DrainRate == 0 {
 		cfg.DrainRate = gc.DrainRate
+	}
+	if cfg.TrustedProxies == nil {
+		cfg.TrustedProxies, _ = rest.ParseTrustedProxies(gc.TrustedProxies) // config.Validate checked them
 	}
 	if cfg.AllowedOrigins == nil {
 		cfg.AllowedOrigins = gc.AllowedOrigins

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/imkube/imkube/internal/rest"
 	"io"
 	"log/slog"
 	"net"
@@ -155,11 +156,15 @@ type Gateway struct {
 	IdleTimeout       time.Duration
 	DrainTimeout      time.Duration
 	DrainRate         int
-	AllowedOrigins    []string
-	UserURL           string
-	MessageURL        string
-	TLSCertFile       string
-	TLSKeyFile        string
+	TrustedProxies    []string
+	// PresenceGrace is how long a user whose last device disconnected may
+	// come back before watchers hear "offline".
+	PresenceGrace  time.Duration
+	AllowedOrigins []string
+	UserURL        string
+	MessageURL     string
+	TLSCertFile    string
+	TLSKeyFile     string
 }
 
 // Message configures the message service.
@@ -231,7 +236,7 @@ func Defaults(role Role, hostname string) Config {
 		Auth:     Auth{TokenTTL: 24 * time.Hour, SessionLifetime: 30 * 24 * time.Hour},
 		Flow:     Flow{LogDir: os.TempDir() + "/imkube-sentinel"},
 		Gateway: Gateway{ID: hostname, MaxConnections: 100000, HeartbeatInterval: 10 * time.Second,
-			IdleTimeout: 60 * time.Second, DrainTimeout: 30 * time.Second, DrainRate: 500},
+			IdleTimeout: 60 * time.Second, DrainTimeout: 30 * time.Second, DrainRate: 500, PresenceGrace: 10 * time.Second},
 		Message: Message{NodeID: -1, RecallWindow: 120 * time.Second, EditWindow: 900 * time.Second,
 			ObjectStore: ObjectStore{Region: "us-east-1", PathStyle: true}},
 		User: User{NodeID: -1, SignupBurst: 20, SignupRefill: 30 * time.Second, HashQueueWait: 2 * time.Second,
@@ -413,6 +418,10 @@ var settings = []Setting{
 		bind: func(c *Config) value { return durVal{&c.Gateway.IdleTimeout} }},
 	{flag: "drain-timeout", env: "IMKUBE_DRAIN_TIMEOUT", usage: "how long shutdown waits for connections to move", roles: []Role{RoleGateway},
 		bind: func(c *Config) value { return durVal{&c.Gateway.DrainTimeout} }},
+	{flag: "trusted-proxies", env: "IMKUBE_TRUSTED_PROXIES", usage: "comma-separated CIDRs of the load balancers in front of the gateways whose X-Forwarded-For names the client", roles: []Role{RoleGateway},
+		bind: func(c *Config) value { return listVal{&c.Gateway.TrustedProxies} }},
+	{flag: "presence-grace", env: "IMKUBE_PRESENCE_GRACE", usage: "a user offline for less than this (a reconnect) is not announced offline", roles: []Role{RoleGateway},
+		bind: func(c *Config) value { return durVal{&c.Gateway.PresenceGrace} }},
 	{flag: "drain-rate", env: "IMKUBE_DRAIN_RATE", usage: "connections per second a stopping gateway asks to reconnect elsewhere", roles: []Role{RoleGateway},
 		bind: func(c *Config) value { return intVal{&c.Gateway.DrainRate} }},
 	{flag: "allowed-origins", env: "IMKUBE_ALLOWED_ORIGINS", usage: "comma-separated browser origins allowed besides the gateway's own host; scheme://host:* for any port, * for any", roles: []Role{RoleGateway},
@@ -701,6 +710,12 @@ func (c Config) Validate(role Role) error {
 		}
 		if g.DrainTimeout < 0 {
 			bad("drain-timeout", "IMKUBE_DRAIN_TIMEOUT", "%s: want >= 0", g.DrainTimeout)
+		}
+		if _, err := rest.ParseTrustedProxies(g.TrustedProxies); err != nil {
+			bad("trusted-proxies", "IMKUBE_TRUSTED_PROXIES", "%v", err)
+		}
+		if g.PresenceGrace <= 0 || g.PresenceGrace > time.Hour {
+			bad("presence-grace", "IMKUBE_PRESENCE_GRACE", "%s: want > 0 and <= 1h", g.PresenceGrace)
 		}
 		if g.DrainRate < 1 {
 			bad("drain-rate", "IMKUBE_DRAIN_RATE", "%d: want >= 1", g.DrainRate)

@@ -194,6 +194,9 @@ func (s *Session) accept(m Frame) {
 		return
 	}
 	s.cursor = m.Int("inboxSeq")
+	if m.T() == "read_sync" {
+		return // a read record of another device: a place in the inbox, not a message
+	}
 	s.Got = append(s.Got, m)
 }
 
@@ -204,7 +207,10 @@ func (s *Session) handle(f Frame) (gap bool) {
 		delete(s.pending, f.Str("cmid"))
 		s.acks[f.Str("cmid")] = f
 		s.mu.Unlock()
-	case "msg":
+	case "msg", "read_sync":
+		if f.T() == "read_sync" && f.Int("inboxSeq") == 0 {
+			return false // read diffusion: no place in the inbox
+		}
 		s.mu.Lock()
 		next := s.cursor + 1
 		s.mu.Unlock()

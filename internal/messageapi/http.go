@@ -66,9 +66,10 @@ type pullReq struct {
 	Before int64 `json:"before,omitempty"`
 }
 type readReq struct {
-	User string `json:"user"`
-	Conv string `json:"conv"`
-	Seq  int64  `json:"seq"`
+	User   string `json:"user"`
+	Device string `json:"device,omitempty"`
+	Conv   string `json:"conv"`
+	Seq    int64  `json:"seq"`
 }
 
 // ServeInternal registers the internal endpoints gateways call in
@@ -124,8 +125,9 @@ func ServeInternal(mux *http.ServeMux, v InternalVerifier, b Backend) {
 		if err := rest.DecodeJSON(r, &q); err != nil {
 			return nil, err
 		}
-		return struct{}{}, b.Read(r.Context(), q.User, q.Conv, q.Seq)
+		return struct{}{}, b.Read(r.Context(), q.User, q.Device, q.Conv, q.Seq)
 	})
+	serveSignals(handle, b)
 }
 
 // Client calls a message service's internal API over HTTP.
@@ -210,9 +212,9 @@ func (c *Client) Pull(ctx context.Context, user, conv string, from, to int64, li
 }
 
 // Read implements Backend.
-func (c *Client) Read(ctx context.Context, user, conv string, seq int64) error {
+func (c *Client) Read(ctx context.Context, user, device, conv string, seq int64) error {
 	var r struct{}
-	return c.call(ctx, "/internal/v1/read", readReq{User: user, Conv: conv, Seq: seq}, &r)
+	return c.call(ctx, "/internal/v1/read", readReq{User: user, Device: device, Conv: conv, Seq: seq}, &r)
 }
 
 // PullBefore implements Backend.

@@ -30,8 +30,15 @@ func (ghostBackend) Pull(context.Context, string, string, int64, int64, int, int
 func (ghostBackend) PullBefore(context.Context, string, string, int64, int, int) (*protocol.PullResult, error) {
 	return nil, messageapi.ErrForbidden
 }
-func (ghostBackend) Read(context.Context, string, string, int64) error {
+func (ghostBackend) Read(context.Context, string, string, string, int64) error {
 	return messageapi.ErrForbidden
+}
+func (ghostBackend) Delivered(context.Context, string, string, int64) error {
+	return messageapi.ErrForbidden
+}
+func (ghostBackend) Typing(context.Context, string, string) error { return messageapi.ErrForbidden }
+func (ghostBackend) Presence(context.Context, string, []string) ([]protocol.Presence, error) {
+	return nil, messageapi.ErrForbidden
 }
 
 func TestErrorsCrossTheInternalAPI(t *testing.T) {

@@ -29,13 +29,25 @@ func (b *recordingBackend) Pull(context.Context, string, string, int64, int64, i
 	b.calls++
 	return &protocol.PullResult{}, nil
 }
-func (b *recordingBackend) Read(context.Context, string, string, int64) error {
+func (b *recordingBackend) Read(context.Context, string, string, string, int64) error {
 	b.calls++
 	return nil
 }
 func (b *recordingBackend) PullBefore(context.Context, string, string, int64, int, int) (*protocol.PullResult, error) {
 	b.calls++
 	return &protocol.PullResult{}, nil
+}
+func (b *recordingBackend) Delivered(context.Context, string, string, int64) error {
+	b.calls++
+	return nil
+}
+func (b *recordingBackend) Typing(context.Context, string, string) error {
+	b.calls++
+	return nil
+}
+func (b *recordingBackend) Presence(context.Context, string, []string) ([]protocol.Presence, error) {
+	b.calls++
+	return nil, nil
 }
 
 func mustKeys(t *testing.T, lines ...string) *auth.Keys {
@@ -61,14 +73,22 @@ func TestEveryInternalEndpointRequiresTheInternalToken(t *testing.T) {
 		"/internal/v1/pull":        `{"user":"u1","conv":"u:u1:u2","from":1,"limit":10}`,
 		"/internal/v1/read":        `{"user":"u1","conv":"u:u1:u2","seq":1}`,
 		"/internal/v1/pull_before": `{"user":"u1","conv":"u:u1:u2","before":10,"limit":10}`,
+		// signals (registered in signals.go)
+		"/internal/v1/delivered": `{"user":"u1","conv":"u:u1:u2","seq":1}`,
+		"/internal/v1/typing":    `{"user":"u1","conv":"u:u1:u2"}`,
+		"/internal/v1/presence":  `{"user":"u1","users":["u2"]}`,
 	}
-	src, err := os.ReadFile("http.go")
-	if err != nil {
-		t.Fatal(err)
+	var src []byte
+	for _, f := range []string{"http.go", "signals.go"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src = append(src, b...)
 	}
 	registered := regexp.MustCompile(`handle\("(/internal/[^"]+)"`).FindAllStringSubmatch(string(src), -1)
 	if len(registered) < len(endpoints) {
-		t.Fatalf("found %d handle(...) registrations in http.go, want at least %d: the pattern is stale", len(registered), len(endpoints))
+		t.Fatalf("found %d handle(...) registrations in http.go and signals.go, want at least %d: the pattern is stale", len(registered), len(endpoints))
 	}
 	for _, m := range registered {
 		if _, ok := endpoints[m[1]]; !ok {

@@ -68,6 +68,9 @@ const (
 	PushFrame = ""     // write Frame to the targets' connections
 	PushKick  = "kick" // write Frame, then close the targets' connections
 	PushAck   = "ack"  // an ack frame; TS is when the gateway received the send
+	// PushPresence is a presence frame for the connections that watch the
+	// user it names (no targets: every gateway gets it).
+	PushPresence = "presence"
 )
 
 // Push is one record on a gateway's push stream: one frame, encoded once by
@@ -137,9 +140,26 @@ type Backend interface {
 	// Pull returns messages of conv from..to (to <= 0: open) if user may
 	// read it, bounded like Sync.
 	Pull(ctx context.Context, user, conv string, from, to int64, limit, maxBytes int) (*protocol.PullResult, error)
-	// Read moves the user's read cursor.
-	Read(ctx context.Context, user, conv string, seq int64) error
+	// Read moves the user's read cursor; device (the one that read) is left
+	// out of the read_sync sent to the user's other devices.
+	Read(ctx context.Context, user, device, conv string, seq int64) error
 	// PullBefore returns the newest messages of conv before seq before, in
 	// ascending order, bounded like Pull; More says older ones exist.
 	PullBefore(ctx context.Context, user, conv string, before int64, limit, maxBytes int) (*protocol.PullResult, error)
+	Signals
+}
+
+// Signals are the receipts, typing and presence calls of a gateway.
+type Signals interface {
+	// Delivered tells the other party of a one-to-one chat that user's
+	// device received conv up to seq (a delivered receipt); in groups it
+	// is accepted and does nothing.
+	Delivered(ctx context.Context, user, conv string, seq int64) error
+	// Typing tells the other online members of conv that user is typing
+	// (at most one per user and conversation per typing interval; excess
+	// is dropped without an error).
+	Typing(ctx context.Context, user, conv string) error
+	// Presence returns the online state of users, each of whom must share
+	// a conversation with user (else ErrForbidden).
+	Presence(ctx context.Context, user string, users []string) ([]protocol.Presence, error)
 }

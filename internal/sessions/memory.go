@@ -17,8 +17,10 @@ type Memory struct {
 	now func() time.Time
 
 	mu       sync.Mutex
-	users    map[string]map[string]entry // user -> device -> entry
-	gateways map[string]time.Time        // gateway -> liveness expiry
+	users    map[string]map[string]entry     // user -> device -> entry
+	gateways map[string]time.Time            // gateway -> liveness expiry
+	seen     map[string]int64                // user -> last seen (unix ms), one entry per user
+	watch    map[string]map[string]time.Time // user -> gateway with watchers -> expiry
 }
 
 type entry struct {

@@ -1,6 +1,7 @@
 package sessions_test
 
 import (
+	"context"
 	"sync"
 	"testing"
 	"time"
@@ -43,3 +44,21 @@ func TestMemoryConformance(t *testing.T) {
 
 // swappable lets Wipe replace the store under the suite (data loss).
 type swappable struct{ sessions.Store }
+
+func (s *swappable) memory() *sessions.Memory { return s.Store.(*sessions.Memory) }
+
+func (s *swappable) Watch(ctx context.Context, gw string, users []string, ttl time.Duration) error {
+	return s.memory().Watch(ctx, gw, users, ttl)
+}
+func (s *swappable) Unwatch(ctx context.Context, gw string, users []string) error {
+	return s.memory().Unwatch(ctx, gw, users)
+}
+func (s *swappable) Watchers(ctx context.Context, user string) ([]string, error) {
+	return s.memory().Watchers(ctx, user)
+}
+func (s *swappable) SetLastSeen(ctx context.Context, user string, ms int64) error {
+	return s.memory().SetLastSeen(ctx, user, ms)
+}
+func (s *swappable) LastSeen(ctx context.Context, users []string) (map[string]int64, error) {
+	return s.memory().LastSeen(ctx, users)
+}

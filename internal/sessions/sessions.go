@@ -28,3 +28,21 @@ type Store interface {
 	// Lookup returns the live sessions of each user (users with none are absent).
 	Lookup(ctx context.Context, users []string) (map[string][]Session, error)
 }
+
+// Presence is what presence needs besides Store: which gateways have
+// connections that watch a user (a change is pushed to those gateways only)
+// and when users were last online. Both adapters implement it.
+type Presence interface {
+	// Watch records that gateway has watchers of users, for ttl (the
+	// gateway refreshes it with its heartbeat).
+	Watch(ctx context.Context, gateway string, users []string, ttl time.Duration) error
+	// Unwatch removes gateway's entries for users.
+	Unwatch(ctx context.Context, gateway string, users []string) error
+	// Watchers returns the gateways whose entry for user has not expired.
+	Watchers(ctx context.Context, user string) ([]string, error)
+	// SetLastSeen records that user was last online at ms (unix ms); it
+	// never moves back.
+	SetLastSeen(ctx context.Context, user string, ms int64) error
+	// LastSeen returns the recorded times of users (absent: never recorded).
+	LastSeen(ctx context.Context, users []string) (map[string]int64, error)
+}

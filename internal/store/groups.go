@@ -379,10 +379,11 @@ func (s *DB) DeleteGroup(ctx context.Context, gid string, events ...GroupEvent) 
 }
 
 // LargeGroupsOf returns user's groups with more than threshold members
-// (read diffusion) with their conversation's last seq.
+// (read diffusion) with their conversation's last seq and user's read cursor.
 func (s *DB) LargeGroupsOf(ctx context.Context, uid string, threshold int) ([]Conversation, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT g.id, COALESCE(c.last_seq, 0) FROM group_members m JOIN im_groups g ON g.id = m.group_id
-		LEFT JOIN convs c ON c.conv = CONCAT('g:', g.id) WHERE m.user_id = ? AND g.member_count > ?`, uid, threshold)
+	rows, err := s.db.QueryContext(ctx, `SELECT g.id, COALESCE(c.last_seq, 0), COALESCE(uc.read_seq, 0) FROM group_members m JOIN im_groups g ON g.id = m.group_id
+		LEFT JOIN convs c ON c.conv = CONCAT('g:', g.id)
+		LEFT JOIN user_convs uc ON uc.user_id = m.user_id AND uc.conv = CONCAT('g:', g.id) WHERE m.user_id = ? AND g.member_count > ?`, uid, threshold)
 	if err != nil {
 		return nil, err
 	}
@@ -390,7 +391,7 @@ func (s *DB) LargeGroupsOf(ctx context.Context, uid string, threshold int) ([]Co
 	var out []Conversation
 	for rows.Next() {
 		var c Conversation
-		if err := rows.Scan(&c.Conv, &c.LastSeq); err != nil {
+		if err := rows.Scan(&c.Conv, &c.LastSeq, &c.ReadSeq); err != nil {
 			return nil, err
 		}
 		c.Conv = "g:" + c.Conv

@@ -288,6 +288,13 @@ var migrations = []migration{
 				created_at BIGINT NOT NULL)` + mysqlTable,
 		},
 	},
+	{
+		// Inbox rows that are not messages: record 1 is a read cursor of
+		// the inbox's owner (read_sync), so the user's other devices get
+		// it by sync. Existing rows are messages (record 0).
+		version: 8,
+		fn:      addInboxRecord,
+	},
 }
 
 // addUsernameKeys adds users.username_key, fills it for existing accounts
@@ -358,6 +365,20 @@ func addUsernameKeys(ctx context.Context, conn *sql.Conn, dialect string) error 
 		return err
 	}
 	_, err = conn.ExecContext(ctx, "CREATE UNIQUE INDEX IF NOT EXISTS uk_users_username_key ON users (username_key)")
+	return err
+}
+
+// addInboxRecord adds inbox.record (0: a message, 1: a read cursor).
+func addInboxRecord(ctx context.Context, conn *sql.Conn, dialect string) error {
+	has, err := hasColumn(ctx, conn, dialect, "inbox", "record")
+	if err != nil || has {
+		return err
+	}
+	typ := "INTEGER"
+	if dialect == MySQL {
+		typ = "TINYINT"
+	}
+	_, err = conn.ExecContext(ctx, "ALTER TABLE inbox ADD COLUMN record "+typ+" NOT NULL DEFAULT 0")
 	return err
 }
 

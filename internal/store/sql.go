@@ -364,8 +364,10 @@ func (s *DB) saveMessage(ctx context.Context, m Message, inbox []InboxEntry, par
 // Sync returns the inbox of user after inboxSeq after, in order, at most limit
 // items, and whether more follow.
 func (s *DB) Sync(ctx context.Context, user string, after int64, limit int) ([]Item, bool, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT "+msgCols+", i.inbox_seq, CASE WHEN h.seq IS NULL THEN 0 ELSE 1 END FROM inbox i JOIN messages m ON m.conv = i.conv AND m.seq = i.seq"+
-		" LEFT JOIN hidden h ON h.user_id = i.user_id AND h.conv = i.conv AND h.seq = i.seq WHERE i.user_id = ? AND i.inbox_seq > ? ORDER BY i.inbox_seq LIMIT ?", user, after, limit+1)
+	rows, err := s.db.QueryContext(ctx, "SELECT "+syncCols+", CASE WHEN h.seq IS NULL THEN 0 ELSE 1 END FROM inbox i"+
+		" LEFT JOIN messages m ON i.record = 0 AND m.conv = i.conv AND m.seq = i.seq"+
+		" LEFT JOIN hidden h ON i.record = 0 AND h.user_id = i.user_id AND h.conv = i.conv AND h.seq = i.seq"+
+		" WHERE i.user_id = ? AND i.inbox_seq > ? ORDER BY i.inbox_seq LIMIT ?", user, after, limit+1)
 	if err != nil {
 		return nil, false, err
 	}
@@ -373,7 +375,7 @@ func (s *DB) Sync(ctx context.Context, user string, after int64, limit int) ([]I
 	var items []Item
 	for rows.Next() {
 		var it Item
-		if it.Message, err = scanMessage(rows, &it.InboxSeq, &it.Hidden); err != nil {
+		if it.Message, err = scanMessage(rows, &it.InboxSeq, &it.Record, &it.Hidden); err != nil {
 			return nil, false, err
 		}
 		items = append(items, it)
@@ -484,13 +486,13 @@ func (s *DB) Conversations(ctx context.Context, user string) ([]Conversation, er
 // diagnostics of the diffusion mode).
 func (s *DB) CountInboxRows(ctx context.Context, conv string) (int64, error) {
 	var n int64
-	err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM inbox WHERE conv = ?", conv).Scan(&n)
+	err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM inbox WHERE conv = ? AND record = 0", conv).Scan(&n)
 	return n, err
 }
 
 // InboxEntries returns the inbox rows that point at message (conv, seq).
 func (s *DB) InboxEntries(ctx context.Context, conv string, seq int64) ([]InboxEntry, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT user_id, inbox_seq FROM inbox WHERE conv = ? AND seq = ?", conv, seq)
+	rows, err := s.db.QueryContext(ctx, "SELECT user_id, inbox_seq FROM inbox WHERE conv = ? AND seq = ? AND record = 0", conv, seq)
 	if err != nil {
 		return nil, err
 	}

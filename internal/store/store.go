@@ -67,9 +67,18 @@ type InboxEntry struct {
 type Item struct {
 	Message
 	InboxSeq int64
+	// Record is RecordMessage, or RecordRead for a read cursor of the
+	// inbox's owner (Conv and Seq set, no message).
+	Record int
 	// Hidden: the user deleted this message for themselves.
 	Hidden bool
 }
+
+// Inbox record kinds.
+const (
+	RecordMessage = 0
+	RecordRead    = 1
+)
 
 // Conversation is a user's view of one conversation.
 type Conversation struct {

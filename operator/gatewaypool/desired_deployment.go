@@ -3,6 +3,7 @@ package gatewaypool
 import (
 	"cmp"
 	"strconv"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -30,6 +31,7 @@ func desiredDeployment(s *scope) *appsv1.Deployment {
 		corev1.EnvVar{Name: "IMKUBE_GATEWAY_POOL", Value: p.Name},
 		corev1.EnvVar{Name: "IMKUBE_MAX_CONNECTIONS", Value: strconv.Itoa(int(cmp.Or(p.Spec.MaxConnectionsPerPod, 10000)))},
 		corev1.EnvVar{Name: "IMKUBE_DRAIN_TIMEOUT", Value: s.drainTimeout().String()},
+		corev1.EnvVar{Name: "IMKUBE_TRUSTED_PROXIES", Value: strings.Join(p.Spec.TrustedProxies, ",")},
 		corev1.EnvVar{Name: "IMKUBE_DRAIN_RATE", Value: strconv.Itoa(int(cmp.Or(p.Spec.Drain.ConnectionsPerSecond, 500)))},
 		corev1.EnvVar{Name: "IMKUBE_HEARTBEAT_INTERVAL", Value: s.heartbeat().String()},
 	)

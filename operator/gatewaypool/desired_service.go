@@ -25,8 +25,9 @@ func desiredService(s *scope) *corev1.Service {
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
 		ObjectMeta: m,
 		Spec: corev1.ServiceSpec{
-			Type:     typ,
-			Selector: s.selector(),
+			Type:                  typ,
+			ExternalTrafficPolicy: s.pool.Spec.Service.ExternalTrafficPolicy,
+			Selector:              s.selector(),
 			Ports: []corev1.ServicePort{{
 				Name:       render.HTTPPortName,
 				Port:       s.servicePort(),

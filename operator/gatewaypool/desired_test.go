@@ -111,6 +111,26 @@ func TestDrainRateReachesTheGateways(t *testing.T) {
 	}
 }
 
+// Trusted proxies reach the gateways; externalTrafficPolicy the Service.
+func TestTrustedProxiesAndTrafficPolicy(t *testing.T) {
+	p := samplePool()
+	p.Spec.TrustedProxies = []string{"10.0.0.0/8", "192.168.0.0/16"}
+	p.Spec.Service.Type, p.Spec.Service.ExternalTrafficPolicy = corev1.ServiceTypeLoadBalancer, corev1.ServiceExternalTrafficPolicyLocal
+	s := newScope(p, sampleCluster(), render.Options{})
+	var got string
+	for _, e := range desiredDeployment(s).Spec.Template.Spec.Containers[0].Env {
+		if e.Name == "IMKUBE_TRUSTED_PROXIES" {
+			got = e.Value
+		}
+	}
+	if got != "10.0.0.0/8,192.168.0.0/16" {
+		t.Errorf("IMKUBE_TRUSTED_PROXIES = %q", got)
+	}
+	if pol := desiredService(s).Spec.ExternalTrafficPolicy; pol != corev1.ServiceExternalTrafficPolicyLocal {
+		t.Errorf("externalTrafficPolicy = %q, want Local", pol)
+	}
+}
+
 func TestFixedPoolHasReplicasAndNoHPA(t *testing.T) {
 	p := samplePool()
 	p.Spec.Autoscaling, p.Spec.Replicas = nil, ptr.To[int32](4)

@@ -35,6 +35,7 @@ type Client struct {
 	writer *writer
 	done   chan struct{} // closed when the writer goroutine has exited
 	reads  *rate.Limiter // read frames (used by the reading goroutine only)
+	sig    clientSignals // typing gate and presence subscriptions (signals.go)
 
 	// Set once by authenticate, before the client is added to the hub.
 	user, device string
@@ -79,6 +80,7 @@ func (c *Client) serve(ctx context.Context) {
 	}
 	c.close(d, nil)
 	<-c.done
+	n.presenceDrop(c)
 	d = c.reason()
 	if c.user != "" {
 		n.deps.Metrics.Disconnected(d.Reason)
@@ -88,6 +90,7 @@ func (c *Client) serve(ctx context.Context) {
 		if err := n.deps.Sessions.Unregister(uctx, sessions.Session{User: c.user, Device: c.device, Gateway: n.cfg.ID}); err != nil {
 			n.log.Warn("unregister session", "err", err)
 		}
+		n.presenceDisconnected(uctx, c.user)
 		cancel()
 	}
 	n.log.Debug("connection closed", "user", c.user, "device", c.device, "reason", d.Reason)
@@ -328,6 +331,7 @@ func (c *Client) authenticate(ctx context.Context) error {
 	}
 	c.send(encode(protocol.AuthOK{T: protocol.TypeAuthOK, User: c.user, Device: c.device, InboxSeq: inboxSeq, Protocol: protocol.Version, Convs: convs}))
 	c.markReady()
+	n.presenceConnected(ctx, c.user)
 	n.deps.Metrics.Connected()
 	return nil
 }
@@ -406,11 +410,11 @@ func (c *Client) handle(ctx context.Context, data []byte) bool {
 				Message: "marking as read too fast; retry later", RetryAfterMs: max(wait.Milliseconds(), 1)}))
 			return true
 		}
-		if err := n.deps.Backend.Read(ctx, c.user, in.Conv, *in.Seq); err != nil {
+		if err := n.deps.Backend.Read(ctx, c.user, c.device, in.Conv, *in.Seq); err != nil {
 			c.reply(ctx, c.backendErr(in.ID, err))
 		}
-	case protocol.TypeDelivered:
-		// Accepted; delivery receipts are not tracked server-side in v1.
+	case protocol.TypeDelivered, protocol.TypeTyping, protocol.TypePresenceSub, protocol.TypePresenceUnsub:
+		c.handleSignal(ctx, in)
 	}
 	return true
 }

@@ -46,7 +46,12 @@ func (fakeBackend) Pull(context.Context, string, string, int64, int64, int, int)
 func (fakeBackend) PullBefore(context.Context, string, string, int64, int, int) (*protocol.PullResult, error) {
 	return nil, messageapi.ErrForbidden
 }
-func (fakeBackend) Read(context.Context, string, string, int64) error { return nil }
+func (fakeBackend) Read(context.Context, string, string, string, int64) error { return nil }
+func (fakeBackend) Delivered(context.Context, string, string, int64) error    { return nil }
+func (fakeBackend) Typing(context.Context, string, string) error              { return nil }
+func (fakeBackend) Presence(context.Context, string, []string) ([]protocol.Presence, error) {
+	return nil, nil
+}
 
 type env struct {
 	url  string

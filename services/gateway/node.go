@@ -34,6 +34,7 @@ import (
 	"github.com/imkube/imkube/internal/auth"
 	"github.com/imkube/imkube/internal/bus"
 	"github.com/imkube/imkube/internal/messageapi"
+	"github.com/imkube/imkube/internal/rest"
 	"github.com/imkube/imkube/internal/sessions"
 	"github.com/imkube/imkube/internal/telemetry"
 )
@@ -98,6 +99,20 @@ type Config struct {
 	// asking DrainRate/10 connections); tests drive it by hand.
 	DrainTicker func() (ticks <-chan time.Time, stop func())
 
+	// TrustedProxies are the load balancers whose X-Forwarded-For names the
+	// client (per-IP connect limits key on it); empty: the peer address.
+	TrustedProxies rest.TrustedProxies
+	// PresenceGrace is how long a user whose last device disconnected may
+	// reconnect before subscribers hear "offline" (10 s).
+	PresenceGrace time.Duration
+	// MaxPresenceSubs bounds the users one connection watches (1,000).
+	MaxPresenceSubs int
+	// TypingInterval drops a connection's typing frames for a conversation
+	// within this time of the previous one (2 s).
+	TypingInterval time.Duration
+	// Clock, if set, replaces the presence timers (tests).
+	Clock Clock
+
 	// DropDelivery, when set, is asked before each push frame is written to a
 	// connection; true drops it (tests simulate lost deliveries with it).
 	DropDelivery func(user, device string, frame []byte) bool
@@ -123,6 +138,14 @@ func (c *Config) setDefaults() {
 	def(&c.HeartbeatInterval, 10*time.Second)
 	def(&c.SessionTTL, 3*c.HeartbeatInterval)
 	def(&c.ReauthBefore, time.Minute)
+	def(&c.PresenceGrace, 10*time.Second)
+	def(&c.TypingInterval, 2*time.Second)
+	if c.MaxPresenceSubs <= 0 {
+		c.MaxPresenceSubs = 1000
+	}
+	if c.Clock == nil {
+		c.Clock = realClock{}
+	}
 	def(&c.DrainJitter, time.Second)
 	if c.DrainRate <= 0 {
 		c.DrainRate = 500
@@ -166,6 +189,10 @@ type Deps struct {
 	Pushes   bus.PushConsumer
 	Backend  messageapi.Backend
 	Sessions sessions.Store
+	// Presence, if set, records which gateways watch whom and last-seen
+	// times (nil: Sessions when it implements sessions.Presence, else
+	// presence changes reach only this gateway's watchers).
+	Presence sessions.Presence
 	// Limiter, if set, rate-limits sends per user.
 	Limiter SendLimiter
 	// Connects, if set, rate-limits new connections per client IP.
@@ -206,6 +233,7 @@ type Node struct {
 	hub      *hub
 	upgrader websocket.Upgrader
 	metrics  counters
+	presence *presence
 
 	mu       sync.Mutex
 	conns    map[*Client]struct{} // every open connection, authenticated or not
@@ -222,8 +250,11 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	if deps.Tracer == nil {
 		deps.Tracer = tracenoop.NewTracerProvider().Tracer("")
 	}
+	if deps.Presence == nil {
+		deps.Presence, _ = deps.Sessions.(sessions.Presence)
+	}
 	n := &Node{cfg: cfg, deps: deps, log: deps.Log.With("gateway", cfg.ID), hub: newHub(),
-		conns: map[*Client]struct{}{}, drained: make(chan struct{})}
+		conns: map[*Client]struct{}{}, drained: make(chan struct{}), presence: newPresence()}
 	n.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
 		ReadBufferSize:   4096,
@@ -316,7 +347,7 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "gateway is at its connection limit", http.StatusServiceUnavailable)
 		return
 	}
-	ip, _, _ := net.SplitHostPort(r.RemoteAddr)
+	ip := n.cfg.TrustedProxies.ClientIP(r)
 	if n.deps.Connects != nil && !n.deps.Connects.AllowConnect(ip) {
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "too many connections from your address; retry later", http.StatusTooManyRequests)
@@ -385,6 +416,10 @@ func (n *Node) HandlePush(ctx context.Context, m bus.Message) error {
 	}
 	n.metrics.pushes.Add(1)
 	n.deps.Metrics.Pushed()
+	if p.Kind == messageapi.PushPresence {
+		n.presenceDeliver(p.Frame)
+		return nil
+	}
 	_, span := n.deps.Tracer.Start(telemetry.Extract(ctx, m.Header), "gateway.push",
 		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attribute.Int("im.targets", len(p.Targets))))
 	defer span.End()
@@ -438,6 +473,7 @@ func (n *Node) heartbeat(ctx context.Context) error {
 		if err := n.deps.Sessions.Heartbeat(hctx, n.cfg.ID, live, n.cfg.SessionTTL); err != nil && ctx.Err() == nil {
 			n.log.Warn("session heartbeat failed", "err", err)
 		}
+		n.presenceHeartbeat(hctx)
 		cancel()
 		select {
 		case <-ctx.Done():
@@ -467,6 +503,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	n.evacuate(ctx)
 	select {
 	case <-n.drained:
+		n.presenceStop()
 		return nil
 	case <-ctx.Done():
 	}
@@ -474,6 +511,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		c.forceClose(DisconnectShutdown)
 	}
 	<-n.drained
+	n.presenceStop()
 	return ctx.Err()
 }
 

@@ -17,30 +17,38 @@ import (
 // handlers are mounted directly).
 // guard wraps each proxy's transport with the circuit breaker of the named
 // dependency (nil: none).
-func ProxyRoutes(mux *http.ServeMux, userURL, messageURL string, log *slog.Logger, guard func(resource string, rt http.RoundTripper) http.RoundTripper) error {
-	user, err := newProxy(userURL, log, guard, "dep.user")
+func ProxyRoutes(mux *http.ServeMux, userURL, messageURL string, trusted rest.TrustedProxies, log *slog.Logger, guard func(resource string, rt http.RoundTripper) http.RoundTripper) error {
+	user, err := newProxy(userURL, trusted, log, guard, "dep.user")
 	if err != nil {
 		return fmt.Errorf("user service url: %w", err)
 	}
-	msg, err := newProxy(messageURL, log, guard, "dep.message")
+	msg, err := newProxy(messageURL, trusted, log, guard, "dep.message")
 	if err != nil {
 		return fmt.Errorf("message service url: %w", err)
 	}
 	for _, p := range []string{"/api/v1/users", "/api/v1/users/", "/api/v1/sessions", "/api/v1/sessions/", "/api/v1/groups", "/api/v1/groups/"} {
 		mux.Handle(p, user)
 	}
-	for _, p := range []string{"/api/v1/conversations", "/api/v1/conversations/", "/api/v1/uploads", "/api/v1/media/"} {
+	for _, p := range []string{"/api/v1/conversations", "/api/v1/conversations/", "/api/v1/uploads", "/api/v1/media/", "/api/v1/presence"} {
 		mux.Handle(p, msg)
 	}
 	return nil
 }
 
-func newProxy(raw string, log *slog.Logger, guard func(string, http.RoundTripper) http.RoundTripper, resource string) (http.Handler, error) {
+// newProxy forwards to raw. The upstream gets exactly one X-Forwarded-For
+// entry, the client address as the gateway determined it (trusted proxies'
+// headers resolved, anything a client put there dropped): the user
+// service's per-IP login throttle keys on it.
+func newProxy(raw string, trusted rest.TrustedProxies, log *slog.Logger, guard func(string, http.RoundTripper) http.RoundTripper, resource string) (http.Handler, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		return nil, fmt.Errorf("%q is not an absolute http(s) URL", raw)
 	}
-	p := httputil.NewSingleHostReverseProxy(u)
+	p := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(u)
+		pr.Out.Host = pr.In.Host
+		pr.Out.Header.Set("X-Forwarded-For", trusted.ClientIP(pr.In))
+	}}
 	p.Transport = &http.Transport{
 		Proxy:                 nil,
 		MaxIdleConnsPerHost:   64,

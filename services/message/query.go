@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/imkube/imkube/api/protocol"
 	"github.com/imkube/imkube/internal/auth"
@@ -40,7 +39,7 @@ func (s *Service) State(ctx context.Context, user string) (int64, []protocol.Con
 	}
 	var convs []protocol.ConvState
 	for _, c := range large {
-		convs = append(convs, protocol.ConvState{Conv: c.Conv, LastSeq: c.LastSeq})
+		convs = append(convs, protocol.ConvState{Conv: c.Conv, LastSeq: c.LastSeq, ReadSeq: c.ReadSeq})
 	}
 	return n, convs, nil
 }
@@ -99,6 +98,10 @@ func (s *Service) Sync(ctx context.Context, user string, after int64, limit, max
 		if items[i].Hidden {
 			continue
 		}
+		if items[i].Record == store.RecordRead { // a read cursor of another device (signals.go)
+			res.Items = append(res.Items, protocol.Msg{T: protocol.TypeReadSync, Conv: items[i].Conv, Seq: items[i].Seq, InboxSeq: items[i].InboxSeq})
+			continue
+		}
 		res.Items = append(res.Items, toMsg(&items[i].Message, items[i].InboxSeq))
 		res.Items[len(res.Items)-1].T = ""
 	}
@@ -153,41 +156,9 @@ func (s *Service) pull(ctx context.Context, user, conv string, from, to, before 
 	return res, nil
 }
 
-// Read implements messageapi.Backend: it moves the read cursor and, when it
-// moved in a one-to-one chat, sends a read receipt to the other party's
-// devices (coalesced: at most one per conversation per ReceiptInterval).
-func (s *Service) Read(ctx context.Context, user, conv string, seq int64) error {
-	if _, err := s.mayRead(ctx, user, conv); err != nil {
-		return err
-	}
-	got, moved, err := s.store.SetRead(ctx, user, conv, seq)
-	if err != nil {
-		return unavailable(err)
-	}
-	if kind, _, _, _ := protocol.ParseConv(conv); kind == 'u' && moved {
-		s.receipts.moved(user, conv, got)
-	}
-	return nil
-}
-
-// sendReceipt pushes a read receipt to the other party of a one-to-one chat;
-// receipts are best effort.
-func (s *Service) sendReceipt(user, conv string, seq int64) {
-	_, a, b, _ := protocol.ParseConv(conv)
-	other := a
-	if other == user {
-		other = b
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	live, err := s.sessions.Lookup(ctx, []string{other})
-	if err != nil {
-		return
-	}
-	frame, _ := json.Marshal(protocol.Receipt{T: protocol.TypeReceipt, Conv: conv, User: user, Kind: "read", Seq: seq})
-	if err := s.pushByGateway(ctx, frame, 0, live, func(string, string) (bool, int64) { return true, 0 }); err != nil {
-		s.log.Warn("receipt push failed", "err", err)
-	}
+// Read implements messageapi.Backend; see read in signals.go.
+func (s *Service) Read(ctx context.Context, user, device, conv string, seq int64) error {
+	return s.read(ctx, user, device, conv, seq)
 }
 
 // mayRead returns messageapi.ErrForbidden unless user belongs to conv; else the
@@ -233,6 +204,7 @@ func (s *Service) Routes(mux *http.ServeMux, keys *auth.Keys) {
 	mux.Handle("GET /api/v1/conversations", rest.Authenticated(keys, http.HandlerFunc(s.handleConversations)))
 	mux.Handle("GET /api/v1/conversations/{conv}/messages", rest.Authenticated(keys, http.HandlerFunc(s.handleHistory)))
 	mux.Handle("PATCH /api/v1/conversations/{conv}", rest.Authenticated(keys, http.HandlerFunc(s.handlePatchConversation)))
+	s.signalRoutes(mux, keys)
 	messageapi.ServeInternal(mux, keys, s)
 }
 

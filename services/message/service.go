@@ -45,6 +45,7 @@ type Store interface {
 	SetRead(ctx context.Context, user, conv string, seq int64) (int64, bool, error)
 	Conversations(ctx context.Context, user string) ([]store.Conversation, error)
 	LifecycleStore
+	SignalStore
 }
 
 // Service is the message service.
@@ -69,6 +70,7 @@ type Service struct {
 	// recallWindow and editWindow: how long after sending the sender may
 	// recall or edit a message.
 	recallWindow, editWindow time.Duration
+	signals
 }
 
 // Accounts says whether a user id has an account (auth.Accounts).
@@ -83,10 +85,14 @@ type Config struct {
 	ReadDiffusionThreshold func() int
 	// ReceiptInterval is the shortest time between two read receipts of one
 	// reader in one conversation (default 1 s); moves in between are merged.
+	// Delivered receipts follow the same rule.
 	ReceiptInterval time.Duration
 	// RecallWindow (default 120 s) and EditWindow (default 900 s): how long
 	// after sending the sender may recall or edit a message.
 	RecallWindow, EditWindow time.Duration
+	// TypingInterval is the shortest time between two typing signals of
+	// one user in one conversation (default 2 s); excess is dropped.
+	TypingInterval time.Duration
 }
 
 // Deps are the message service's collaborators.
@@ -113,6 +119,12 @@ type Deps struct {
 	Media Media
 	// Clock, if set, replaces time.Now (tests of the recall and edit windows).
 	Clock func() time.Time
+	// Presence, if set, holds last-seen times (nil: Sessions, when it
+	// implements sessions.Presence).
+	Presence sessions.Presence
+	// TypingFilter, if set, removes from recipients the users who must not
+	// see that sender is typing (the hook for blocking).
+	TypingFilter func(ctx context.Context, sender string, recipients []string) []string
 }
 
 // New returns a message service.
@@ -150,6 +162,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		s.accounts = auth.NewAccounts(auth.AccountsConfig{}, deps.Store.UserExists)
 	}
 	s.receipts = newReceipts(cfg.ReceiptInterval, 100000, s.sendReceipt)
+	s.initSignals(cfg, deps)
 	return s, nil
 }
 
@@ -159,6 +172,7 @@ var _ messageapi.Backend = (*Service)(nil)
 // waiting for their interval are dropped.
 func (s *Service) Run(ctx context.Context, c bus.UpstreamConsumer) error {
 	defer s.receipts.stop()
+	defer s.delivered.stop()
 	return c.ConsumeUpstream(ctx, s.HandleUpstream)
 }
 

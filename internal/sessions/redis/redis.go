@@ -101,7 +101,7 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 return 1
 `)
 
-var scripts = []*goredis.Script{registerScript, unregisterScript, gatewayScript}
+var scripts = []*goredis.Script{registerScript, unregisterScript, gatewayScript, watchScript}
 
 func (s *Store) userKey(user string) string { return s.prefix + "sess:{" + user + "}" }
 func (s *Store) gatewaysKey() string        { return s.prefix + "gateways" }

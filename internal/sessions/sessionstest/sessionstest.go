@@ -41,6 +41,8 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"heartbeat restores the registry after data loss", heartbeatAfterWipe},
 		{"lookup serves many users at once", lookupMany},
 		{"invalid sessions are refused", invalid},
+		{"presence watchers are per gateway and expire", presenceWatchers},
+		{"last seen never moves back", presenceLastSeen},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, newHarness(t)) })

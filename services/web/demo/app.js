@@ -24,6 +24,7 @@ const ui = {
   composer: /** @type {HTMLFormElement} */ ($('composer')),
   input: /** @type {HTMLInputElement} */ ($('compose-input')),
   addMember: /** @type {HTMLFormElement} */ ($('add-member')),
+  typing: $('typing'),
 };
 
 /** @type {{rest: RestClient, client: ImkubeClient|null, me: any, session: any, open: string|null}} */
@@ -119,6 +120,7 @@ async function start(session) {
   client.on('conversation', () => renderConvs());
   client.on('receipt', (r) => r.conv === app.open && renderMessages());
   watchLifecycle(client);
+  watchSignals(client);
   client.on('kicked', () => (ui.sideError.textContent = 'This device signed in somewhere else; reload to reconnect.'));
   client.on('error', (e) => (ui.sideError.textContent = e.message));
   client.connect();
@@ -127,6 +129,7 @@ async function start(session) {
     for (const c of client.conversations()) for (const m of client.recent(c.conv)) addMessage(m);
     renderConvs();
     if (app.open) renderMessages();
+    watchPresence();
   });
   loadGroups().catch(() => {});
   renderConvs();
@@ -269,6 +272,9 @@ async function openConv(conv) {
   renderMessages();
   renderConvs();
   app.client.markRead(conv);
+  showTyping();
+  watchPresence();
+  refreshReads();
   ui.input.focus();
   // Fill in older history that this device has not seen.
   const seqs = [...c.msgs.keys()];
@@ -289,6 +295,8 @@ async function openConv(conv) {
 
 function renderHead() {
   ui.chatTitle.textContent = app.open ? title(app.open) : 'Pick a conversation';
+  const dot = app.open ? presenceDot(app.open) : null;
+  if (dot) ui.chatTitle.prepend(dot);
   ui.addMember.hidden = !app.open?.startsWith('g:');
 }
 
@@ -308,6 +316,8 @@ function renderConvs() {
       const name = document.createElement('span');
       name.className = 'conv-name';
       name.textContent = title(c.conv);
+      const dot = presenceDot(c.conv);
+      if (dot) name.prepend(dot);
       const last = document.createElement('span');
       last.className = 'conv-last';
       last.setAttribute('data-testid', 'conv-preview');
@@ -338,12 +348,18 @@ function renderMessages() {
   const atBottom = ui.messages.scrollHeight - ui.messages.scrollTop - ui.messages.clientHeight < 40;
   const nodes = items.map((m) => {
     const own = m.from === app.me.id;
-    const state = own ? (conv.peerReadSeq >= m.seq ? 'read' : 'sent') : 'received';
+    const state = own ? tick(conv, m) : 'received';
     if (m.kind === 'group_event') return eventLine(m);
     const body = m.recalled ? '(message recalled)' : m.body;
     const li = bubble(body, own, state, m.conv.startsWith('g:') && !own ? nameOf(m.from) : '', m.seq);
     if (!m.recalled) showMedia(li, m);
     decorate(li, m, own, c);
+    const n = own ? readCounts.get(`${m.conv}|${m.seq}`) : undefined;
+    const st = li.querySelector('.state');
+    if (n !== undefined && st) {
+      st.textContent = `${n} read`;
+      st.setAttribute('data-testid', 'read-count');
+    }
     return li;
   });
   for (const p of c.pending.values()) {
@@ -389,7 +405,7 @@ function bubble(body, own, state, sender, seq) {
     const st = document.createElement('span');
     st.className = 'state';
     st.setAttribute('data-testid', 'message-state');
-    st.textContent = { sending: 'sending…', sent: 'sent', read: 'read', failed: 'failed' }[state] ?? state;
+    st.textContent = { sending: 'sending…', sent: 'sent ✓', delivered: 'delivered ✓✓', read: 'read ✓✓', failed: 'failed' }[state] ?? state;
     li.append(st);
   }
   return li;
@@ -547,6 +563,108 @@ ui.addMember.addEventListener('submit', async (e) => {
     ui.sideError.textContent = errText(err);
   }
 });
+
+ui.input.addEventListener('input', () => {
+  if (app.open && ui.input.value) app.client?.typing(app.open);
+});
+
+// ---- signals: ticks, "n read", typing, online dots -----------------------------
+
+/** conv|seq -> how many members read an own group message */
+const readCounts = new Map();
+/** conv -> {user, until} of the last typing heard */
+const typers = new Map();
+const TYPING_SHOWN_MS = 3000;
+
+/** The tick of an own message: read, delivered (1:1) or sent. */
+function tick(conv, m) {
+  if (conv.peerReadSeq >= m.seq) return 'read';
+  if (m.conv.startsWith('u:') && conv.peerDeliveredSeq >= m.seq) return 'delivered';
+  return 'sent';
+}
+
+function watchSignals(client) {
+  client.on('typing', (t) => {
+    typers.set(t.conv, { user: t.user, until: Date.now() + TYPING_SHOWN_MS });
+    if (t.conv === app.open) showTyping();
+    setTimeout(() => t.conv === app.open && showTyping(), TYPING_SHOWN_MS + 50);
+  });
+  client.on('message', (m) => {
+    // A message ends its sender's typing.
+    if (typers.get(m.conv)?.user === m.from) typers.delete(m.conv);
+    if (m.conv === app.open) showTyping();
+    if (m.conv === app.open && m.conv.startsWith('g:')) refreshReads();
+    if (m.conv.startsWith('u:')) watchPresence();
+  });
+  client.on('presence', () => {
+    renderConvs();
+    renderHead();
+  });
+  client.on('readSync', (r) => r.conv === app.open && renderMessages());
+  // "n read" of the open group's own messages, kept fresh while it is open.
+  setInterval(refreshReads, 3000);
+}
+
+function showTyping() {
+  const t = app.open ? typers.get(app.open) : undefined;
+  ui.typing.textContent = t && t.until > Date.now() ? `${nameOf(t.user)} is typing…` : '';
+}
+
+/** peers whose presence was asked for (once per page) */
+const watched = new Set();
+
+/** Watches the online state of the other party of every one-to-one chat. */
+function watchPresence() {
+  const client = app.client;
+  if (!client || client.state !== 'online') return;
+  const peers = new Set();
+  for (const c of [...client.conversations(), ...(app.open ? [client.conversation(app.open)] : [])]) {
+    if (!c.conv.startsWith('u:') || !(c.lastSeq > 0)) continue;
+    const [, a, b] = c.conv.split(':');
+    const peer = a === app.me.id ? b : a;
+    if (peer !== app.me.id && !watched.has(peer)) peers.add(peer);
+  }
+  if (peers.size === 0) return;
+  for (const p of peers) watched.add(p);
+  client.subscribePresence([...peers]).catch(() => {
+    for (const p of peers) watched.delete(p); // try again on the next occasion
+  });
+}
+
+/** A dot for a one-to-one chat whose peer's presence is known. */
+function presenceDot(conv) {
+  if (!conv.startsWith('u:')) return null;
+  const [, a, b] = conv.split(':');
+  const p = app.client?.presence(a === app.me.id ? b : a);
+  if (!p) return null;
+  const dot = document.createElement('span');
+  dot.className = `dot ${p.online ? 'online' : 'offline'}`;
+  dot.setAttribute('data-testid', 'presence');
+  dot.dataset.online = String(p.online);
+  dot.title = p.online ? 'online' : p.lastSeen ? `last seen ${new Date(p.lastSeen).toLocaleString()}` : 'offline';
+  return dot;
+}
+
+/** Asks the server how many have read this user's last messages in the open group. */
+async function refreshReads() {
+  const conv = app.open;
+  if (!conv?.startsWith('g:') || !app.client || document.visibilityState === 'hidden') return;
+  const own = [...chat(conv).msgs.values()].filter((m) => m.from === app.me.id).sort((x, y) => y.seq - x.seq).slice(0, 5);
+  let changed = false;
+  for (const m of own) {
+    try {
+      const r = await app.client.reads(conv, m.seq);
+      const key = `${conv}|${m.seq}`;
+      if (readCounts.get(key) !== r.readCount) {
+        readCounts.set(key, r.readCount);
+        changed = true;
+      }
+    } catch {
+      return; // offline or no longer a member: keep what is shown
+    }
+  }
+  if (changed && app.open === conv) renderMessages();
+}
 
 document.addEventListener('visibilitychange', () => {
   if (document.visibilityState === 'visible' && app.open) app.client?.markRead(app.open);

@@ -68,7 +68,7 @@ async function bodies(page, n) {
 
 async function allSent(page, n) {
   await page.waitForFunction(
-    (want) => document.querySelectorAll('[data-testid="message"][data-state="sent"], [data-testid="message"][data-state="read"]').length >= want,
+    (want) => document.querySelectorAll('[data-testid="message"][data-state="sent"], [data-testid="message"][data-state="delivered"], [data-testid="message"][data-state="read"]').length >= want,
     n,
     { timeout: WAIT_MS },
   );
@@ -249,35 +249,74 @@ test('an image and a file sent between two windows: the image shows inline, the 
 });
 
 test('recall and edit in the demo: the other window shows the edited body, then the recalled placeholder', async () => {
-  const kim = await openWindow('kim');
-  await enter(kim.page, 'kim', true);
-  const lou = await openWindow('lou');
-  await enter(lou.page, 'lou', true);
-  await lou.page.getByTestId('new-chat-username').fill('kim');
-  await lou.page.getByTestId('new-chat-start').click();
-  await lou.page.locator('[data-testid="chat-title"]', { hasText: 'Kim' }).waitFor();
-  await send(lou.page, 'first draft');
-  await allSent(lou.page, 1);
-  await kim.page.getByTestId('conv').first().click();
-  assert.deepEqual(await bodies(kim.page, 1), ['first draft']);
+  const carol = await openWindow('quinn');
+  await enter(carol.page, 'quinn', true);
+  const dave = await openWindow('ravi');
+  await enter(dave.page, 'ravi', true);
+  await dave.page.getByTestId('new-chat-username').fill('quinn');
+  await dave.page.getByTestId('new-chat-start').click();
+  await dave.page.locator('[data-testid="chat-title"]', { hasText: 'Quinn' }).waitFor();
+  await send(dave.page, 'first draft');
+  await allSent(dave.page, 1);
+  await carol.page.getByTestId('conv').first().click();
+  assert.deepEqual(await bodies(carol.page, 1), ['first draft']);
 
-  // Lou edits his message (the demo asks with a prompt).
-  lou.page.once('dialog', (d) => d.accept('final text'));
-  const mine = lou.page.locator('[data-testid="message"][data-seq="1"]');
+  // Dave edits his message (the demo asks with a prompt).
+  dave.page.once('dialog', (d) => d.accept('final text'));
+  const mine = dave.page.locator('[data-testid="message"][data-seq="1"]');
   await mine.hover();
   await mine.getByTestId('edit').click();
-  await kim.page.locator('[data-testid="message"][data-seq="1"] [data-testid="edited"]').waitFor();
-  assert.deepEqual(await kim.page.getByTestId('message-body').allTextContents(), ['final text']);
-  await shot(kim.page, 'kim-edited');
+  await carol.page.locator('[data-testid="message"][data-seq="1"] [data-testid="edited"]').waitFor();
+  assert.deepEqual(await carol.page.getByTestId('message-body').allTextContents(), ['final text']);
+  await shot(carol.page, 'carol-edited');
 
-  // Lou recalls it: both windows show the placeholder, the list preview is empty of the text.
+  // Dave recalls it: both windows show the placeholder, the list preview is empty of the text.
   await mine.hover();
   await mine.getByTestId('recall').click();
-  await kim.page.locator('[data-testid="message-body"]', { hasText: '(message recalled)' }).waitFor();
-  await lou.page.locator('[data-testid="message-body"]', { hasText: '(message recalled)' }).waitFor();
-  assert.equal(await kim.page.getByTestId('edited').count(), 0);
-  assert.match(await kim.page.getByTestId('conv-preview').first().textContent(), /recalled/);
-  await shot(kim.page, 'kim-recalled');
-  await kim.context.close();
-  await lou.context.close();
+  await carol.page.locator('[data-testid="message-body"]', { hasText: '(message recalled)' }).waitFor();
+  await dave.page.locator('[data-testid="message-body"]', { hasText: '(message recalled)' }).waitFor();
+  assert.equal(await carol.page.getByTestId('edited').count(), 0);
+  assert.match(await carol.page.getByTestId('conv-preview').first().textContent(), /recalled/);
+  await shot(carol.page, 'carol-recalled');
+  await carol.context.close();
+  await dave.context.close();
+});
+
+test('signals in the demo: delivered and read ticks, typing, online dot and "n read" in a group', async () => {
+  const windows = {};
+  for (const name of ['ivan', 'judy', 'heidi']) {
+    windows[name] = await openWindow(name);
+    await enter(windows[name].page, name, true);
+  }
+  const { heidi, ivan, judy } = windows;
+  await heidi.page.getByTestId('new-chat-username').fill('ivan');
+  await heidi.page.getByTestId('new-chat-start').click();
+  await heidi.page.locator('[data-testid="chat-title"]', { hasText: 'Ivan' }).waitFor();
+  await send(heidi.page, 'are you there?');
+  // Ivan's page received it (the SDK confirms by itself): delivered, not read yet.
+  await heidi.page.locator('[data-testid="message"][data-state="delivered"]').waitFor();
+  // Ivan is online: a green dot next to his name.
+  await heidi.page.locator('[data-testid="presence"][data-online="true"]').first().waitFor();
+  // Ivan opens the chat: read.
+  await ivan.page.locator('[data-testid="conv"]', { hasText: 'Heidi' }).click();
+  await heidi.page.locator('[data-testid="message"][data-state="read"]').waitFor();
+  // Ivan types: Heidi sees it.
+  await ivan.page.getByTestId('compose-input').pressSequentially('yes, one sec');
+  await heidi.page.locator('[data-testid="typing"]', { hasText: 'Ivan is typing' }).waitFor();
+  await shot(heidi.page, 'heidi-typing');
+
+  // A group of three: Heidi's message is read by both others.
+  await heidi.page.locator('#group-box summary').click();
+  await heidi.page.getByTestId('group-name').fill('Signals');
+  await heidi.page.getByTestId('group-members').fill('ivan, judy');
+  await heidi.page.getByTestId('group-create').click();
+  await heidi.page.locator('[data-testid="chat-title"]', { hasText: 'Signals' }).waitFor();
+  await send(heidi.page, 'who has read this?');
+  await heidi.page.locator('[data-testid="read-count"]', { hasText: '0 read' }).waitFor();
+  await ivan.page.locator('[data-testid="conv"]', { hasText: 'Signals' }).click();
+  await heidi.page.locator('[data-testid="read-count"]', { hasText: '1 read' }).waitFor();
+  await judy.page.locator('[data-testid="conv"]', { hasText: 'Signals' }).click();
+  await heidi.page.locator('[data-testid="read-count"]', { hasText: '2 read' }).waitFor();
+  await shot(heidi.page, 'heidi-group-read');
+  for (const w of Object.values(windows)) await w.context.close();
 });

@@ -105,3 +105,61 @@ test('protocol edges against the real server: same cmid, too large, kicked, bad 
   forged.connect();
   await waitFor(() => forged.state === 'unauthenticated', 'unauthenticated');
 });
+
+test('signals against the real server: delivered and read ticks, read sync, typing, presence, n read', { skip: !globalThis.WebSocket && 'no global WebSocket in this Node' }, async () => {
+  const alice = await account('sig-alice');
+  const bob = await account('sig-bob');
+  const carol = await account('sig-carol');
+  const conv = directConv(alice.id, bob.id);
+  const a = client(alice, 'a1');
+  const phone = client(bob, 'phone');
+  const laptopStorage = new MemoryStorage();
+  const laptop = client(bob, 'laptop', laptopStorage);
+  await waitFor(() => [a, phone, laptop].every((x) => x.c.state === 'online'), 'online');
+
+  // Delivered comes by itself; read follows markRead.
+  for (let i = 0; i < 3; i++) await a.c.send({ to: { user: bob.id }, body: `s${i}` });
+  await waitFor(() => a.c.conversation(conv).peerDeliveredSeq === 3, 'delivered tick at alice');
+  const synced = [];
+  laptop.c.on('readSync', (r) => synced.push(r));
+  phone.c.markRead(conv, 2);
+  await waitFor(() => a.c.conversation(conv).peerReadSeq === 2, 'read tick at alice');
+  await waitFor(() => synced.length === 1 && laptop.c.conversation(conv).unread === 1, 'read sync on the laptop');
+
+  // The laptop is offline while the phone reads the rest: it converges by sync.
+  await laptop.c.close();
+  phone.c.markRead(conv);
+  await waitFor(() => a.c.conversation(conv).peerReadSeq === 3, 'second read tick');
+  const back = client(bob, 'laptop', laptopStorage);
+  await waitFor(() => back.c.conversation(conv).readSeq === 3 && back.c.conversation(conv).unread === 0, 'laptop converged');
+
+  // Typing reaches the other party once per burst.
+  const typing = [];
+  a.c.on('typing', (x) => typing.push(x));
+  for (let i = 0; i < 5; i++) phone.c.typing(conv);
+  await waitFor(() => typing.length === 1, 'typing at alice');
+  assert.deepEqual(typing[0], { conv, user: bob.id });
+
+  // Presence: a stranger is refused; bob is online, then offline after the grace period.
+  await assert.rejects(a.c.subscribePresence([carol.id]), { code: 'FORBIDDEN' });
+  await a.c.subscribePresence([bob.id]);
+  await waitFor(() => a.c.presence(bob.id)?.online === true, 'bob online');
+
+  // "n read" in a group: two of three others read the first message.
+  const dave = await account('sig-dave');
+  const g = await alice.rest.createGroup({ name: 'sig', members: [bob.id, carol.id, dave.id] });
+  const ack = await a.c.send({ to: { group: g.id }, body: 'group hello' });
+  const c = client(carol, 'c1');
+  await waitFor(() => c.c.state === 'online', 'carol online');
+  phone.c.markRead(g.conv, ack.seq);
+  c.c.markRead(g.conv, ack.seq);
+  let reads;
+  for (let i = 0; i < 100; i++) {
+    reads = await a.c.reads(g.conv, ack.seq);
+    if (reads.readCount === 2) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.equal(reads.readCount, 2);
+  assert.equal(reads.unreadCount, 1);
+  assert.deepEqual([...reads.readers].sort(), [bob.id, carol.id].sort());
+});

@@ -41,6 +41,7 @@ import { uploadAndSend } from './media.js';
  * @property {number} readSeq this user's read cursor
  * @property {number} unread messages from others after readSeq
  * @property {number} peerReadSeq highest read receipt from another member
+ * @property {number} peerDeliveredSeq highest delivered receipt from the other party (1:1)
  * @property {boolean} readDiffusion a large group whose messages are pulled
  * @property {Message|null} last the newest message
  * @property {number} lastTs time of the newest message (unix ms), 0 when unknown
@@ -73,6 +74,8 @@ import { uploadAndSend } from './media.js';
  * @property {number} [pageLimit=100] items per sync/pull page
  * @property {number} [recentLimit=50] messages kept per conversation for recent()
  * @property {number} [initialPull=50] messages pulled from a read-diffusion group seen for the first time
+ * @property {boolean} [autoDelivered=true] confirm one-to-one messages from others with a delivered frame
+ * @property {number} [typingIntervalMs=2000] typing() sends at most one frame per conversation per interval
  * @property {() => number} [random] for the backoff jitter (tests)
  * @property {(level: string, msg: string, data?: any) => void} [log]
  */
@@ -138,6 +141,8 @@ const MAX_LOOP = 10000;
  * @property {number} readSeq
  * @property {number} unread
  * @property {number} peerReadSeq
+ * @property {number} peerDeliveredSeq
+ * @property {number} deliveredSent highest seq confirmed with delivered
  * @property {boolean} readDiffusion
  * @property {Message|null} last
  * @property {number} pulling connection generation of a running pull loop, 0 = none
@@ -158,7 +163,9 @@ const MAX_LOOP = 10000;
  *
  * Events (client.on(name, fn)): "message" (Message, each once, in seq order per
  * conversation), "state" ({state, retryInMs?}), "conversation" (Conversation),
- * "receipt" ({conv, user, kind, seq}), "recall" ({conv, seq, by, record}),
+ * "receipt" ({conv, user, kind: 'read'|'delivered', seq}), "readSync" ({conv, seq}: this
+ * user read conv on another device), "typing" ({conv, user}), "presence" ({user,
+ * online, lastSeen}), "recall" ({conv, seq, by, record}),
  * "edit" ({conv, seq, body, by, record}), "delete" ({conv, seqs}), "groupEvent"
  * ({conv, seq, event, actor, targets, ...}), "synced" ({inboxSeq}),
  * "kicked" ({reason}), "error" (ImkubeError). Recall and edit records are not
@@ -181,6 +188,8 @@ export class ImkubeClient extends Emitter {
       pageLimit: 100,
       recentLimit: 50,
       initialPull: 50,
+      autoDelivered: true,
+      typingIntervalMs: 2000,
       ...opts,
     };
     this.WS = opts.WebSocket ?? globalThis.WebSocket;
@@ -227,6 +236,16 @@ export class ImkubeClient extends Emitter {
     this._hidden = null;
     /** @type {string|null} the token got by the last refresh (replaces opts.token) */
     this._token = null;
+    // Signals: receipts, read sync, typing, presence.
+    /** @type {Map<string, number>} conv -> time of the last typing frame */
+    this._typingSent = new Map();
+    /** @type {Set<string>} users watched (resubscribed after each reconnect) */
+    this._presenceSubs = new Set();
+    /** @type {Map<string, {user: string, online: boolean, lastSeen: number}>} */
+    this._presence = new Map();
+    /** @type {Set<string>} convs with a delivered frame to send */
+    this._deliveredDue = new Set();
+    this._deliveredQueued = false;
   }
 
   // ---- public API -------------------------------------------------------
@@ -728,15 +747,13 @@ export class ImkubeClient extends Emitter {
       case 'ok':
         this._answer(f.id, f);
         break;
-      case 'receipt': {
-        const c = this._conv(f.conv);
-        if (f.user !== this.user && f.kind === 'read' && f.seq > c.peerReadSeq) {
-          c.peerReadSeq = f.seq;
-          this._emitConv(c);
-        }
-        this.emit('receipt', f);
+      case 'receipt':
+      case 'read_sync':
+      case 'typing':
+      case 'presence':
+      case 'ok':
+        this._onSignal(f);
         break;
-      }
       case 'recall':
         this._onRecall(f);
         break;
@@ -779,6 +796,7 @@ export class ImkubeClient extends Emitter {
     const held = this._held ?? [];
     this._held = null;
     this._flushReads();
+    this._signalsOnline(f);
     this._pump();
     if (this.opts.syncIntervalMs > 0) {
       this._clearTimer('sync');
@@ -902,7 +920,7 @@ export class ImkubeClient extends Emitter {
     if (n <= this._inboxSeq) return;
     if (n === this._inboxSeq + 1) {
       this._inboxSeq = n;
-      this._ingestConv(m);
+      this._inboxItem(m);
       this._drainInbox();
       return;
     }
@@ -914,7 +932,7 @@ export class ImkubeClient extends Emitter {
     for (let m = this._inboxBuf.get(this._inboxSeq + 1); m; m = this._inboxBuf.get(this._inboxSeq + 1)) {
       this._inboxBuf.delete(this._inboxSeq + 1);
       this._inboxSeq++;
-      this._ingestConv(m);
+      this._inboxItem(m);
     }
     this._persistSoon();
   }
@@ -931,7 +949,7 @@ export class ImkubeClient extends Emitter {
       const m = /** @type {Message} */ (this._inboxBuf.get(k));
       this._inboxBuf.delete(k);
       this._inboxSeq = k;
-      this._ingestConv(m);
+      this._inboxItem(m);
     }
     this._inboxSeq = n;
     this._drainInbox();
@@ -1002,6 +1020,8 @@ export class ImkubeClient extends Emitter {
         readSeq: 0,
         unread: 0,
         peerReadSeq: 0,
+        peerDeliveredSeq: 0,
+        deliveredSent: 0,
         readDiffusion: false,
         last: null,
         pulling: 0,
@@ -1185,6 +1205,7 @@ export class ImkubeClient extends Emitter {
     if (out.from !== this.user && c.conv.startsWith('u:') && m.seq > c.peerReadSeq) {
       c.peerReadSeq = m.seq;
     }
+    if (out.from !== this.user) this._confirmDelivered(c, m.seq);
     let list = this._recent.get(c.conv);
     if (!list) {
       list = [];
@@ -1217,6 +1238,183 @@ export class ImkubeClient extends Emitter {
     this._persistSoon();
   }
 
+  // ---- signals: receipts, read sync, typing, presence ---------------------
+
+  /**
+   * Tells the other members of conv that this user is typing. Call it on
+   * every keystroke: at most one frame per conversation per typingIntervalMs
+   * goes out (the server drops more anyway).
+   * @param {string} conv
+   */
+  typing(conv) {
+    const now = Date.now();
+    const last = this._typingSent.get(conv) ?? 0;
+    if (!this._authed || now - last < this.opts.typingIntervalMs) return;
+    this._typingSent.set(conv, now);
+    if (this._typingSent.size > 256) this._typingSent.delete(this._typingSent.keys().next().value ?? '');
+    this._raw({ t: 'typing', conv });
+  }
+
+  /**
+   * Watches users' online state: "presence" events now and on every change,
+   * also after reconnects. Only users you share a conversation with
+   * (FORBIDDEN otherwise, and nothing is watched).
+   * @param {string[]} users
+   * @returns {Promise<void>}
+   */
+  async subscribePresence(users) {
+    const list = [...new Set(users)];
+    for (let i = 0; i < list.length; i += 200) {
+      const part = list.slice(i, i + 200);
+      const fresh = part.filter((u) => !this._presenceSubs.has(u));
+      for (const u of part) this._presenceSubs.add(u);
+      try {
+        await this._request({ t: 'presence_sub', users: part }, false);
+      } catch (err) {
+        if (err instanceof ImkubeError && !['DISCONNECTED', 'TIMEOUT'].includes(err.code)) {
+          for (const u of fresh) this._presenceSubs.delete(u);
+        }
+        throw err;
+      }
+    }
+  }
+
+  /**
+   * Stops watching users (all when users is omitted).
+   * @param {string[]} [users]
+   */
+  async unsubscribePresence(users) {
+    const list = users ?? [...this._presenceSubs];
+    for (const u of list) {
+      this._presenceSubs.delete(u);
+      this._presence.delete(u);
+    }
+    if (!this._authed) return;
+    for (let i = 0; i < list.length || (i === 0 && !users); i += 200) {
+      await this._request(users ? { t: 'presence_unsub', users: list.slice(i, i + 200) } : { t: 'presence_unsub' }, false);
+      if (!users) break;
+    }
+  }
+
+  /**
+   * @param {string} user
+   * @returns {{user: string, online: boolean, lastSeen: number}|undefined} the last presence heard of a watched user
+   */
+  presence(user) {
+    return this._presence.get(user);
+  }
+
+  /**
+   * How many members (other than the sender) have read message seq of conv,
+   * and who (one-to-one chats and groups up to the write-diffusion threshold).
+   * Needs opts.rest.
+   * @param {string} conv
+   * @param {number} seq
+   * @returns {Promise<{readCount: number, unreadCount: number, readers?: string[]}>}
+   */
+  reads(conv, seq) {
+    if (!this.opts.rest) return Promise.reject(new ImkubeError('BAD_FRAME', 'reads() needs the rest option'));
+    return this.opts.rest.reads(conv, seq);
+  }
+
+  /** @param {any} f a receipt, read_sync, typing, presence or ok frame */
+  _onSignal(f) {
+    switch (f.t) {
+      case 'receipt': {
+        const c = this._conv(f.conv);
+        if (f.user !== this.user && f.kind === 'read' && f.seq > c.peerReadSeq) {
+          c.peerReadSeq = f.seq;
+          this._emitConv(c);
+        }
+        if (f.user !== this.user && f.kind === 'delivered' && f.seq > c.peerDeliveredSeq) {
+          c.peerDeliveredSeq = f.seq;
+          this._emitConv(c);
+        }
+        this.emit('receipt', f);
+        break;
+      }
+      case 'read_sync':
+        // Under write diffusion it has a place in the inbox: take it in order.
+        if (typeof f.inboxSeq === 'number' && f.inboxSeq > 0) this._ingestInbox(f);
+        else this._onReadSync(f);
+        break;
+      case 'typing':
+        if (f.user !== this.user) this.emit('typing', { conv: f.conv, user: f.user });
+        break;
+      case 'presence': {
+        if (!this._presenceSubs.has(f.user)) break;
+        const p = { user: f.user, online: !!f.online, lastSeen: Number(f.lastSeen) || 0 };
+        this._presence.set(f.user, p);
+        this.emit('presence', p);
+        break;
+      }
+      case 'ok':
+        this._answer(f.id, f);
+        break;
+    }
+  }
+
+  /**
+   * An inbox item: a message, or a read record of another device.
+   * @param {any} m
+   */
+  _inboxItem(m) {
+    if (m.t === 'read_sync') this._onReadSync(m);
+    else this._ingestConv(m);
+  }
+
+  /**
+   * This user read conv up to seq on another device: the local cursor and
+   * unread count follow.
+   * @param {{conv: string, seq: number}} f
+   */
+  _onReadSync(f) {
+    if (typeof f.conv !== 'string' || typeof f.seq !== 'number') return;
+    const c = this._conv(f.conv);
+    c.serverReadSeq = Math.max(c.serverReadSeq, f.seq);
+    if (f.seq <= c.readSeq) return;
+    c.readSeq = f.seq;
+    this._recount(c);
+    this.emit('readSync', { conv: f.conv, seq: f.seq });
+    this._emitConv(c);
+    this._persistSoon();
+  }
+
+  /** After auth_ok: cursors of read-diffusion groups, delivered frames, presence. @param {any} f */
+  _signalsOnline(f) {
+    for (const c of f.convs ?? []) if (typeof c.readSeq === 'number') this._onReadSync({ conv: c.conv, seq: c.readSeq });
+    this._flushDelivered();
+    if (this._presenceSubs.size > 0) {
+      this.subscribePresence([...this._presenceSubs]).catch((err) => this._log('warn', 'presence resubscribe failed', err));
+    }
+  }
+
+  /**
+   * Confirms a one-to-one message from the other party with delivered
+   * (coalesced: one frame per conversation for a batch of messages).
+   * @param {ConvState} c
+   * @param {number} seq
+   */
+  _confirmDelivered(c, seq) {
+    if (!this.opts.autoDelivered || !c.conv.startsWith('u:') || seq <= c.deliveredSent) return;
+    c.deliveredSent = seq;
+    this._deliveredDue.add(c.conv);
+    if (this._deliveredQueued) return;
+    this._deliveredQueued = true;
+    Promise.resolve().then(() => {
+      this._deliveredQueued = false;
+      this._flushDelivered();
+    });
+  }
+
+  _flushDelivered() {
+    if (!this._authed) return;
+    for (const conv of this._deliveredDue) {
+      const c = this._conv(conv);
+      if (this._raw({ t: 'delivered', conv, seq: c.deliveredSent })) this._deliveredDue.delete(conv);
+    }
+  }
+
   // ---- state, persistence ------------------------------------------------
 
   /**
@@ -1240,6 +1438,7 @@ export class ImkubeClient extends Emitter {
       readSeq: c.readSeq,
       unread: c.unread,
       peerReadSeq: c.peerReadSeq,
+      peerDeliveredSeq: Math.max(c.peerDeliveredSeq, c.peerReadSeq),
       readDiffusion: c.readDiffusion,
       last: c.last,
       lastTs: c.lastTs,
@@ -1291,6 +1490,8 @@ export class ImkubeClient extends Emitter {
         readSeq: c.readSeq,
         unread: c.unread,
         peerReadSeq: c.peerReadSeq,
+        peerDeliveredSeq: c.peerDeliveredSeq,
+        deliveredSent: c.deliveredSent,
         readDiffusion: c.readDiffusion,
         last: c.last,
         pendingRead: c.pendingRead,
@@ -1331,6 +1532,8 @@ export class ImkubeClient extends Emitter {
         readSeq: v.readSeq ?? 0,
         unread: v.unread ?? 0,
         peerReadSeq: v.peerReadSeq ?? 0,
+        peerDeliveredSeq: v.peerDeliveredSeq ?? 0,
+        deliveredSent: v.deliveredSent ?? 0,
         readDiffusion: !!v.readDiffusion,
         last: v.last ?? null,
         pendingRead: v.pendingRead ?? 0,

@@ -207,4 +207,24 @@ export class RestClient {
     const res = await this.request('GET', path);
     return res.url;
   }
+
+  /**
+   * Who has read message seq of conv (from the members' read cursors).
+   * @param {string} conv
+   * @param {number} seq
+   * @returns {Promise<{readCount: number, unreadCount: number, readers?: string[]}>}
+   */
+  reads(conv, seq) {
+    return this.request('GET', `/conversations/${encodeURIComponent(conv)}/reads?seq=${encodeURIComponent(String(seq))}`);
+  }
+
+  /**
+   * Online state of users you share a conversation with (at most 200).
+   * @param {string[]} users
+   * @returns {Promise<{user: string, online: boolean, lastSeen: number}[]>}
+   */
+  async presence(users) {
+    const r = await this.request('GET', `/presence?users=${users.map(encodeURIComponent).join(',')}`);
+    return r?.items ?? [];
+  }
 }

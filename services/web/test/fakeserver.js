@@ -270,6 +270,7 @@ export class FakeServer {
       this._send(conn, { t: 'auth_ok', user, device: f.device, inboxSeq: (this.inbox.get(user) ?? []).length, protocol: 1, convs });
       return;
     }
+    if (this._signal(conn, f)) return;
     switch (f.t) {
       case 'send': {
         conn.extras = {};
@@ -319,6 +320,75 @@ export class FakeServer {
     }
   }
 }
+
+// ---- signals: read records, delivered, typing, presence ----
+
+/**
+ * Handles the signal frames as the real server does; returns true when the
+ * frame needs nothing else. A read also writes a read record into the
+ * reader's inbox and pushes read_sync to the reader's other devices, then
+ * falls through to the receipt.
+ * @this {FakeServer}
+ */
+FakeServer.prototype._signal = function (conn, f) {
+  this.watching ??= new Map(); // conn -> Set(users)
+  switch (f.t) {
+    case 'read': {
+      this.readSeqs ??= new Map();
+      const key = `${conn.user}|${f.conv}`;
+      const last = this.convs.get(f.conv)?.seq ?? 0;
+      const seq = Math.min(f.seq, last);
+      if (seq <= (this.readSeqs.get(key) ?? 0)) return true;
+      this.readSeqs.set(key, seq);
+      const box = this.inbox.get(conn.user) ?? [];
+      this.inbox.set(conn.user, box);
+      const inboxSeq = box.length + 1;
+      box.push({ inboxSeq, msg: { t: 'read_sync', conv: f.conv, seq } });
+      for (const o of this.conns) {
+        if (o.user === conn.user && o !== conn) this._push(o, { t: 'read_sync', conv: f.conv, seq, inboxSeq });
+      }
+      return !f.conv.startsWith('u:');
+    }
+    case 'delivered': {
+      const [, a, b] = f.conv.split(':');
+      const other = a === conn.user ? b : a;
+      for (const o of this.conns) {
+        if (o.user === other) this._send(o, { t: 'receipt', conv: f.conv, user: conn.user, kind: 'delivered', seq: f.seq });
+      }
+      return true;
+    }
+    case 'typing': {
+      const members = f.conv.startsWith('u:') ? f.conv.split(':').slice(1) : [...(this.groups.get(f.conv.slice(2)) ?? [])];
+      for (const o of this.conns) {
+        if (o.user !== conn.user && members.includes(o.user)) this._send(o, { t: 'typing', conv: f.conv, user: conn.user });
+      }
+      return true;
+    }
+    case 'presence_sub': {
+      const set = this.watching.get(conn) ?? new Set();
+      this.watching.set(conn, set);
+      for (const u of f.users) set.add(u);
+      this._send(conn, { t: 'ok', id: f.id });
+      for (const u of f.users) {
+        const online = [...this.conns].some((o) => o.user === u);
+        this._send(conn, { t: 'presence', user: u, online, lastSeen: online ? Date.now() : 0 });
+      }
+      return true;
+    }
+    case 'presence_unsub':
+      for (const u of f.users ?? [...(this.watching.get(conn) ?? [])]) this.watching.get(conn)?.delete(u);
+      this._send(conn, { t: 'ok', id: f.id });
+      return true;
+  }
+  return false;
+};
+
+/** Pushes a presence change of user to the connections watching user. */
+FakeServer.prototype.presenceChange = function (user, online, lastSeen) {
+  for (const [conn, set] of this.watching ?? []) {
+    if (conn.open && set.has(user)) this._send(conn, { t: 'presence', user, online, lastSeen });
+  }
+};
 
 /** Resolves once cond() is true; rejects after timeoutMs (bounded wait). */
 export async function waitFor(cond, timeoutMs = 5000, what = 'condition') {

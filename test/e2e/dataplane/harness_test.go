@@ -188,6 +188,7 @@ func newCluster(t *testing.T, gateways int) *cluster {
 		"IMKUBE_USER_URL=" + c.user.url(), "IMKUBE_MESSAGE_URL=" + c.message.url(), "IMKUBE_SEQUENCE_URL=" + c.sequence.url(),
 		"IMKUBE_HEARTBEAT_INTERVAL=1s", "IMKUBE_LOG_LEVEL=info", "IMKUBE_CONFIG_FILE=" + cfgFile,
 		"IMKUBE_SIGNUP_BURST=100000", // every test account signs up from this machine
+		"IMKUBE_PRESENCE_GRACE=2s",   // presence tests wait for "offline"
 	}
 	for _, p := range append([]*proc{c.user, c.sequence, c.message}, c.gateways...) {
 		p.env = append(p.env, env...)
