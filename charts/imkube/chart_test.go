@@ -166,8 +166,8 @@ func TestChartRendersTheGoldenManifests(t *testing.T) {
 			give:   []string{"-f", "ci/full-values.yaml"},
 			golden: "testdata/full.golden.yaml",
 			wantKinds: map[string]int{"ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1,
-				"RoleBinding": 1, "Service": 5, "Deployment": 1, "ServiceMonitor": 1, "ConfigMap": 6, "Secret": 1,
-				"StatefulSet": 4, "IMCluster": 1, "GatewayPool": 1, "NetworkPolicy": 1, "PodDisruptionBudget": 1},
+				"RoleBinding": 1, "Service": 6, "Deployment": 1, "ServiceMonitor": 1, "ConfigMap": 6, "Secret": 2,
+				"StatefulSet": 5, "IMCluster": 1, "GatewayPool": 1, "NetworkPolicy": 1, "PodDisruptionBudget": 1},
 		},
 	}
 	s := newScheme(t)
@@ -288,8 +288,8 @@ func TestEveryWorkloadMeetsTheRestrictedPodSecurityStandard(t *testing.T) {
 			}
 		}
 	}
-	if n != 5 {
-		t.Errorf("checked %d workloads, want 5 (operator, redis, mysql, rocketmq name server and broker)", n)
+	if n != 6 {
+		t.Errorf("checked %d workloads, want 6 (operator, redis, mysql, rocketmq name server and broker, s3)", n)
 	}
 }
 

@@ -71,8 +71,8 @@ func TestHelmInstallUpgradeUninstallOnARealAPIServer(t *testing.T) {
 		t.Fatalf("operator Deployment: %v", err)
 	}
 	var sts appsv1.StatefulSetList
-	if err := c.List(ctx, &sts, client.InNamespace(ns)); err != nil || len(sts.Items) != 4 {
-		t.Errorf("dependency StatefulSets: %d, %v; want 4", len(sts.Items), err)
+	if err := c.List(ctx, &sts, client.InNamespace(ns)); err != nil || len(sts.Items) != 5 {
+		t.Errorf("dependency StatefulSets: %d, %v; want 5 (redis, mysql, rocketmq name server and broker, s3)", len(sts.Items), err)
 	}
 	var imc imv1.IMCluster
 	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "chat"}, &imc); err != nil {

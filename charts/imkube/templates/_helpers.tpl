@@ -106,3 +106,17 @@ seccompProfile:
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/* The demo S3 secret key: the value, else the one in the existing Secret, else a new random one. */}}
+{{- define "imkube.s3SecretKey" -}}
+{{- if .Values.dependencies.s3.secretKey }}
+{{- .Values.dependencies.s3.secretKey }}
+{{- else }}
+{{- $s := lookup "v1" "Secret" .Release.Namespace (include "imkube.depName" (dict "root" . "dep" "s3")) }}
+{{- if and $s $s.data (hasKey $s.data "secretKey") }}
+{{- index $s.data "secretKey" | b64dec }}
+{{- else }}
+{{- randAlphaNum 32 }}
+{{- end }}
+{{- end }}
+{{- end }}
