@@ -366,10 +366,14 @@ apply_node() {
 		    type: kwok
 		spec: {}
 		status:
-		  allocatable: {cpu: "32", memory: 256Gi, pods: "500"}
-		  capacity: {cpu: "32", memory: 256Gi, pods: "500"}
+		  allocatable: {cpu: "32", memory: 256Gi, ephemeral-storage: 1Ti, pods: "500"}
+		  capacity: {cpu: "32", memory: 256Gi, ephemeral-storage: 1Ti, pods: "500"}
 		  nodeInfo: {architecture: amd64, kubeletVersion: fake, operatingSystem: linux}
 	EOF
+	# apply sets the status only when it creates the node: a node of an older
+	# run (without ephemeral-storage, which pods now request) gets it here.
+	kubectl_ patch node "$NODE_NAME" --subresource=status --type merge -p \
+		'{"status":{"allocatable":{"cpu":"32","memory":"256Gi","ephemeral-storage":"1Ti","pods":"500"},"capacity":{"cpu":"32","memory":"256Gi","ephemeral-storage":"1Ti","pods":"500"}}}' >/dev/null
 }
 
 # ---- kind (for users with Docker; not run in CI here) ----------------------------
