@@ -91,7 +91,7 @@ func (d *DeletionCost) Pass(ctx context.Context) error {
 		if writes >= d.MaxWrites {
 			break
 		}
-		if p.DeletionTimestamp != nil || p.Status.PodIP == "" || !podReady(p) {
+		if p.DeletionTimestamp != nil || p.Status.PodIP == "" || !render.PodReady(p) {
 			continue
 		}
 		n, err := d.Connections.Connections(ctx, p)
@@ -126,13 +126,4 @@ func (d *DeletionCost) moved(annotated string, n int64) bool {
 		diff = -diff
 	}
 	return diff >= max(d.MinChange, old/10)
-}
-
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }

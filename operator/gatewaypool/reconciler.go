@@ -147,7 +147,7 @@ func (r *Reconciler) newScope(ctx context.Context, p *imv1.GatewayPool) (*scope,
 		return nil, fmt.Errorf("get IMCluster %s: %w", p.Spec.ClusterRef.Name, err)
 	}
 	s := newScope(p, &c, r.Options)
-	vals, err := secrets.Read(ctx, r.APIReader, p.Namespace, render.SecretEnvRefs(&c, render.Gateway))
+	vals, err := secrets.NewReader(r.APIReader, p.Namespace).Read(ctx, render.SecretEnvRefs(&c, render.Gateway))
 	if err != nil {
 		return nil, err
 	}

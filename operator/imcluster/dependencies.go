@@ -9,8 +9,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -26,6 +24,7 @@ import (
 // still applied, and the check is retried after RetryInterval. A cluster
 // whose dependencies are there is checked again after ResyncInterval.
 func (r *Reconciler) reconcileDependencies(ctx context.Context, s *scope) (ctrl.Result, error) {
+	s.secrets = secrets.NewReader(r.APIReader, s.cluster.Namespace) // each Secret read once per reconcile
 	if err := r.hashSecrets(ctx, s); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -46,7 +45,7 @@ func (r *Reconciler) reconcileDependencies(ctx context.Context, s *scope) (ctrl.
 // SetupWithManager brings the change here).
 func (r *Reconciler) hashSecrets(ctx context.Context, s *scope) error {
 	for _, comp := range components() {
-		vals, err := secrets.Read(ctx, r.APIReader, s.cluster.Namespace, render.SecretEnvRefs(s.cluster, comp))
+		vals, err := s.secrets.Read(ctx, render.SecretEnvRefs(s.cluster, comp))
 		if err != nil {
 			return err
 		}
@@ -75,13 +74,12 @@ func (r *Reconciler) checkDependencies(ctx context.Context, s *scope) error {
 		if x.ref.Optional != nil && *x.ref.Optional {
 			continue
 		}
-		var sec corev1.Secret
-		err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: c.Namespace, Name: x.ref.Name}, &sec)
+		sec, err := s.secrets.Get(ctx, x.ref.Name)
 		switch {
-		case apierrors.IsNotFound(err):
-			missing = append(missing, fmt.Sprintf("%s Secret %q not found", x.what, x.ref.Name))
 		case err != nil:
-			return fmt.Errorf("get %s Secret %q: %w", x.what, x.ref.Name, err)
+			return fmt.Errorf("%s Secret: %w", x.what, err)
+		case sec == nil:
+			missing = append(missing, fmt.Sprintf("%s Secret %q not found", x.what, x.ref.Name))
 		default:
 			if _, ok := sec.Data[x.ref.Key]; !ok {
 				missing = append(missing, fmt.Sprintf("%s Secret %q has no key %q", x.what, x.ref.Name, x.ref.Key))

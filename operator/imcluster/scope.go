@@ -8,6 +8,7 @@ import (
 
 	imv1 "github.com/imkube/imkube/api/v1alpha1"
 	"github.com/imkube/imkube/operator/internal/render"
+	"github.com/imkube/imkube/operator/internal/secrets"
 )
 
 // components are the Deployments of an IMCluster, in rollout order.
@@ -23,6 +24,9 @@ type scope struct {
 	// as environment variables (render.SecretEnvRefs), read by the
 	// dependencies phase; empty when not read (rendering outside a reconcile).
 	secretsHash map[string]string
+	// secrets reads the referenced Secrets once per reconcile (set by the
+	// dependencies phase).
+	secrets *secrets.Reader
 
 	// Observed by the phases.
 	authKey      string // non-empty: the generated auth Secret must be created with it

@@ -5,6 +5,7 @@ package readyz
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -36,17 +37,18 @@ type HTTP struct {
 
 var _ Prober = HTTP{}
 
-// NotReadyReason gets /readyz of the pod and returns the body of a non-200 answer.
-func (h HTTP) NotReadyReason(ctx context.Context, pod *corev1.Pod) (string, error) {
+// get fetches path of the pod's HTTP port (at most limit bytes of the
+// body) within the probe timeout.
+func (h HTTP) get(ctx context.Context, pod *corev1.Pod, path string, limit int64) (status int, body []byte, err error) {
 	if pod.Status.PodIP == "" {
-		return "", fmt.Errorf("pod %s has no IP", pod.Name)
+		return 0, nil, fmt.Errorf("pod %s has no IP", pod.Name)
 	}
 	ctx, cancel := context.WithTimeout(ctx, max(h.Timeout, time.Second))
 	defer cancel()
-	url := "http://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(h.Port)) + "/readyz"
+	url := "http://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(h.Port)) + path
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return "", err
+		return 0, nil, err
 	}
 	c := h.Client
 	if c == nil {
@@ -54,15 +56,21 @@ func (h HTTP) NotReadyReason(ctx context.Context, pod *corev1.Pod) (string, erro
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("readyz of pod %s: %w", pod.Name, err)
+		return 0, nil, fmt.Errorf("%s of pod %s: %w", path, pod.Name, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	body, err = io.ReadAll(io.LimitReader(resp.Body, limit))
 	if err != nil {
-		return "", fmt.Errorf("readyz of pod %s: %w", pod.Name, err)
+		return 0, nil, fmt.Errorf("%s of pod %s: %w", path, pod.Name, err)
 	}
-	if resp.StatusCode == http.StatusOK {
-		return "", nil
+	return resp.StatusCode, body, nil
+}
+
+// NotReadyReason gets /readyz of the pod and returns the body of a non-200 answer.
+func (h HTTP) NotReadyReason(ctx context.Context, pod *corev1.Pod) (string, error) {
+	status, body, err := h.get(ctx, pod, "/readyz", 4096)
+	if err != nil || status == http.StatusOK {
+		return "", err
 	}
 	return string(body), nil
 }
@@ -90,48 +98,24 @@ func Diagnose(ctx context.Context, prober Prober, component string, d *appsv1.De
 		}
 	}
 	for _, pod := range pods {
-		if !podReady(pod) {
+		if !render.PodReady(&pod) {
 			recheck = true
 		}
 	}
 	return p, recheck
 }
 
-func podReady(p corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
 // Connections reads imkube_gateway_connections from the pod's /metrics
 // (Prometheus text format): the open client connections of a gateway.
 func (h HTTP) Connections(ctx context.Context, pod *corev1.Pod) (int64, error) {
-	if pod.Status.PodIP == "" {
-		return 0, fmt.Errorf("pod %s has no IP", pod.Name)
-	}
-	ctx, cancel := context.WithTimeout(ctx, max(h.Timeout, time.Second))
-	defer cancel()
-	url := "http://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(h.Port)) + "/metrics"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	status, body, err := h.get(ctx, pod, "/metrics", 4<<20)
 	if err != nil {
 		return 0, err
 	}
-	c := h.Client
-	if c == nil {
-		c = http.DefaultClient
+	if status != http.StatusOK {
+		return 0, fmt.Errorf("/metrics of pod %s: HTTP %d", pod.Name, status)
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("metrics of pod %s: %w", pod.Name, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("metrics of pod %s: %s", pod.Name, resp.Status)
-	}
-	return GaugeValue(io.LimitReader(resp.Body, 4<<20), "imkube_gateway_connections")
+	return GaugeValue(bytes.NewReader(body), "imkube_gateway_connections")
 }
 
 // GaugeValue returns the sum of the samples of metric name in a Prometheus

@@ -78,6 +78,16 @@ func PodProblem(component string, pods []corev1.Pod) *Problem {
 	return nil
 }
 
+// PodReady reports the pod's Ready condition.
+func PodReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
 // UnreadyPod returns a pod of the component that has run for longer than
 // NotReadyGrace without being ready (nil: none): the one to ask why.
 func UnreadyPod(pods []corev1.Pod, now time.Time) *corev1.Pod {
@@ -85,13 +95,7 @@ func UnreadyPod(pods []corev1.Pod, now time.Time) *corev1.Pod {
 		if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" {
 			continue
 		}
-		ready := false
-		for _, c := range p.Status.Conditions {
-			if c.Type == corev1.PodReady {
-				ready = c.Status == corev1.ConditionTrue
-			}
-		}
-		if ready {
+		if PodReady(&p) {
 			continue
 		}
 		for _, cs := range p.Status.ContainerStatuses {

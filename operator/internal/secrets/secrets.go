@@ -34,24 +34,53 @@ func Hash(values []Value) string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-// Read reads the referenced Secret keys in namespace with r (the operator's
-// API reader: Secrets are not cached). A Secret or key that does not exist is
-// returned as Missing; any other failure is an error, so a reconcile never
-// renders a pod template from a half-read set.
-func Read(ctx context.Context, r client.Reader, namespace string, refs []corev1.SecretKeySelector) ([]Value, error) {
+// Reader reads the Secrets of one namespace for one reconcile with the
+// operator's API reader (Secrets are not cached) and remembers each one, so
+// a Secret referenced by several components or checks is fetched once.
+type Reader struct {
+	r         client.Reader
+	namespace string
+	got       map[string]*corev1.Secret // nil value: not found
+}
+
+// NewReader returns a Reader of namespace; use it for one reconcile only.
+func NewReader(r client.Reader, namespace string) *Reader {
+	return &Reader{r: r, namespace: namespace, got: map[string]*corev1.Secret{}}
+}
+
+// Get returns Secret name, or nil when it does not exist.
+func (r *Reader) Get(ctx context.Context, name string) (*corev1.Secret, error) {
+	if sec, ok := r.got[name]; ok {
+		return sec, nil
+	}
+	sec := &corev1.Secret{}
+	err := r.r.Get(ctx, types.NamespacedName{Namespace: r.namespace, Name: name}, sec)
+	switch {
+	case apierrors.IsNotFound(err):
+		sec = nil
+	case err != nil:
+		return nil, fmt.Errorf("get Secret %q: %w", name, err)
+	}
+	r.got[name] = sec
+	return sec, nil
+}
+
+// Read returns the referenced keys. A Secret or key that does not exist is
+// Missing; any other failure is an error, so a reconcile never renders a pod
+// template from a half-read set.
+func (r *Reader) Read(ctx context.Context, refs []corev1.SecretKeySelector) ([]Value, error) {
 	out := make([]Value, 0, len(refs))
 	for _, ref := range refs {
-		var sec corev1.Secret
-		err := r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, &sec)
-		switch {
-		case apierrors.IsNotFound(err):
-			out = append(out, Value{Ref: ref, Missing: true})
-		case err != nil:
-			return nil, fmt.Errorf("get Secret %q: %w", ref.Name, err)
-		default:
-			v, ok := sec.Data[ref.Key]
-			out = append(out, Value{Ref: ref, Value: v, Missing: !ok})
+		sec, err := r.Get(ctx, ref.Name)
+		if err != nil {
+			return nil, err
 		}
+		if sec == nil {
+			out = append(out, Value{Ref: ref, Missing: true})
+			continue
+		}
+		v, ok := sec.Data[ref.Key]
+		out = append(out, Value{Ref: ref, Value: v, Missing: !ok})
 	}
 	return out, nil
 }
