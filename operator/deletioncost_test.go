@@ -1,14 +1,12 @@
 package operator
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/imkube/imkube/operator/gatewaypool"
 )
@@ -18,25 +16,12 @@ import (
 // only when the count moved by more than a tenth (at least 10).
 func TestGatewayPodsCarryTheirConnectionCountAsDeletionCost(t *testing.T) {
 	h := startOperator(t)
-	ctx := context.Background()
 	ns := h.namespace("cost")
 	h.applySamples(ns, "imcluster.yaml", "gatewaypool.yaml")
 	var d appsv1.Deployment
 	h.eventually("Deployment edge-gateway", func() error { return h.get(ns, "edge-gateway", &d) })
-	ready := corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.7",
-		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
 	for _, name := range []string{"edge-gateway-a", "edge-gateway-b"} {
-		p := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: d.Spec.Template.Labels},
-			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "gateway", Image: "x"}}},
-		}
-		if err := h.c.Create(ctx, p); err != nil {
-			t.Fatal(err)
-		}
-		p.Status = ready
-		if err := h.c.Status().Update(ctx, p); err != nil {
-			t.Fatal(err)
-		}
+		h.setPodStatus(h.podOf(&d, name, "gateway"), runningStatus("gateway", "10.0.0.7", true))
 	}
 	h.readyz.setConnections("edge-gateway-a", 1200)
 	h.readyz.setConnections("edge-gateway-b", 40)
