@@ -144,21 +144,9 @@ func (s *DB) PullVisible(ctx context.Context, user, conv string, from, to, befor
 	if err != nil {
 		return nil, false, err
 	}
-	defer rows.Close()
-	var items []Message
-	for rows.Next() {
-		m, err := scanMessage(rows)
-		if err != nil {
-			return nil, false, err
-		}
-		items = append(items, m)
-	}
-	if err := rows.Err(); err != nil {
+	items, more, err := scanPage(rows, limit)
+	if err != nil {
 		return nil, false, err
-	}
-	more := len(items) > limit
-	if more {
-		items = items[:limit]
 	}
 	if order == "DESC" {
 		for i, j := 0, len(items)-1; i < j; i, j = i+1, j-1 {

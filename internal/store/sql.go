@@ -407,6 +407,12 @@ func (s *DB) Pull(ctx context.Context, conv string, from, to int64, limit int) (
 	if err != nil {
 		return nil, false, err
 	}
+	return scanPage(rows, limit)
+}
+
+// scanPage reads the messages of a query asked for limit+1 rows and closes
+// rows: at most limit of them, and whether more follow.
+func scanPage(rows *sql.Rows, limit int) ([]Message, bool, error) {
 	defer rows.Close()
 	var items []Message
 	for rows.Next() {
