@@ -295,16 +295,24 @@ func (s *DB) MutedIn(ctx context.Context, conv string) (map[string]bool, error) 
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
 	out := map[string]bool{}
-	for rows.Next() {
-		var u string
-		if err := rows.Scan(&u); err != nil {
-			return nil, err
-		}
-		out[u] = true
+	if err := addStrings(rows, out); err != nil {
+		return nil, err
 	}
-	return out, rows.Err()
+	return out, nil
+}
+
+// addStrings adds the one string column of rows to set and closes rows.
+func addStrings(rows *sql.Rows, set map[string]bool) error {
+	defer rows.Close()
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return err
+		}
+		set[v] = true
+	}
+	return rows.Err()
 }
 
 // GroupEvent is a membership or settings change of a group, written to the

@@ -148,13 +148,8 @@ func (s *DB) SharedWith(ctx context.Context, user string, others []string) (map[
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var u string
-		if err := rows.Scan(&u); err != nil {
-			return nil, err
-		}
-		out[u] = true
+	if err := addStrings(rows, out); err != nil {
+		return nil, err
 	}
-	return out, rows.Err()
+	return out, nil
 }
