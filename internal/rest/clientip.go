@@ -57,8 +57,11 @@ func (t TrustedProxies) ClientIP(r *http.Request) string {
 	if err != nil {
 		host = r.RemoteAddr
 	}
+	if len(t) == 0 { // the common case: no proxy to believe
+		return host
+	}
 	peer, err := netip.ParseAddr(host)
-	if err != nil || len(t) == 0 || !t.trusts(peer) {
+	if err != nil || !t.trusts(peer) {
 		return host
 	}
 	client := peer
