@@ -45,8 +45,13 @@ func TestGatewayPodsCarryTheirConnectionCountAsDeletionCost(t *testing.T) {
 			t.Fatal("the deletion-cost runnable takes no tick")
 		}
 	}
-	tick()
-	h.eventually("costs set", func() error {
+	// A pass sees the pods the operator's cache holds at that moment: tick
+	// until the cache has both pods ready and the pass has written them.
+	passUntil := func(what string, check func() error) {
+		t.Helper()
+		h.eventually(what, func() error { tick(); return check() })
+	}
+	passUntil("costs set", func() error {
 		if err := cost("edge-gateway-a", "1200")(); err != nil {
 			return err
 		}
@@ -56,8 +61,7 @@ func TestGatewayPodsCarryTheirConnectionCountAsDeletionCost(t *testing.T) {
 	// Small moves are not written (bounded write rate); big ones are.
 	h.readyz.setConnections("edge-gateway-a", 1250) // < 10% of 1200
 	h.readyz.setConnections("edge-gateway-b", 400)
-	tick()
-	h.eventually("b updated", cost("edge-gateway-b", "400"))
+	passUntil("b updated", cost("edge-gateway-b", "400"))
 	tick() // one more full pass: a stays
 	time.Sleep(200 * time.Millisecond)
 	if err := cost("edge-gateway-a", "1200")(); err != nil {
