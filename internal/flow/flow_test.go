@@ -350,7 +350,7 @@ func TestConnectionRatePerIP(t *testing.T) {
 }
 
 const slowBreakerRules = `{"circuitBreaker":[{"resource":"dep.slow","strategy":0,"retryTimeoutMs":100,
-	"minRequestAmount":3,"statIntervalMs":10000,"maxAllowedRtMs":100,"threshold":0.5}]}`
+	"minRequestAmount":3,"statIntervalMs":10000,"statSlidingWindowBucketCount":10,"maxAllowedRtMs":100,"threshold":0.5}]}`
 
 func TestBreakerOpensWhenTheDependencyIsSlowAndClosesAfterItRecovers(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sentinel-rules.json")
@@ -414,7 +414,7 @@ func TestBreakerOpensWhenTheDependencyIsSlowAndClosesAfterItRecovers(t *testing.
 func TestErrorRatioBreakerCountsFailuresButNotIgnoredErrors(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sentinel-rules.json")
 	writeRules(t, path, `{"circuitBreaker":[{"resource":"dep.flaky","strategy":1,"retryTimeoutMs":60000,
-		"minRequestAmount":4,"statIntervalMs":60000,"threshold":0.5}]}`)
+		"minRequestAmount":4,"statIntervalMs":60000,"statSlidingWindowBucketCount":10,"threshold":0.5}]}`)
 	c := newController(t, flow.Config{RulesFile: path})
 	notFound := errors.New("not found")
 
@@ -485,7 +485,7 @@ func TestMiddlewareAnswers429WithRetryAfter(t *testing.T) {
 func TestTransportCountsServerErrorsAndFailsFastWhenOpen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sentinel-rules.json")
 	writeRules(t, path, `{"circuitBreaker":[{"resource":"dep.http","strategy":1,"retryTimeoutMs":60000,
-		"minRequestAmount":3,"statIntervalMs":60000,"threshold":0.5}]}`)
+		"minRequestAmount":3,"statIntervalMs":60000,"statSlidingWindowBucketCount":10,"threshold":0.5}]}`)
 	c := newController(t, flow.Config{RulesFile: path})
 	var hits atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
