@@ -30,6 +30,8 @@ type Cluster struct {
 	Limits Limits `json:"limits"`
 	Groups Groups `json:"groups"`
 	Media  Media  `json:"media"`
+	// Webhooks are the integration hooks (docs/integrations.md).
+	Webhooks Webhooks `json:"webhooks"`
 }
 
 // DefaultCluster returns the built-in defaults.
@@ -56,6 +58,9 @@ func (c Cluster) Validate() error {
 		return errors.New("config.json: groups.readDiffusionThreshold must be >= 2")
 	case c.Groups.MaxMembers < 2:
 		return errors.New("config.json: groups.maxMembers must be >= 2")
+	}
+	if err := c.Webhooks.Validate(); err != nil {
+		return err
 	}
 	return c.Media.Validate()
 }

@@ -177,6 +177,12 @@ type Message struct {
 	EditWindow   time.Duration
 	// ObjectStore holds media uploads (empty Endpoint: media is off).
 	ObjectStore ObjectStore
+	// WebhookSecret signs webhook requests (HMAC-SHA256; env only).
+	WebhookSecret string
+	// AdminAddr is the listen address of the admin API (empty: off).
+	AdminAddr string
+	// AdminKey guards the admin API (env only; required with AdminAddr).
+	AdminKey string
 }
 
 // ObjectStore is an S3-compatible object store (IMCluster
@@ -457,6 +463,12 @@ var settings = []Setting{
 		bind: func(c *Config) value { return durVal{&c.Message.RecallWindow} }},
 	{flag: "edit-window", env: "IMKUBE_EDIT_WINDOW", usage: "how long after sending the sender may edit a message", roles: []Role{RoleMessage, RoleDev},
 		bind: func(c *Config) value { return durVal{&c.Message.EditWindow} }},
+	{env: "IMKUBE_WEBHOOK_SECRET", usage: "key of the webhooks' HMAC-SHA256 signature (environment only)", roles: []Role{RoleMessage, RoleDev}, secret: true,
+		bind: func(c *Config) value { return strVal{&c.Message.WebhookSecret} }},
+	{flag: "admin-addr", env: "IMKUBE_ADMIN_ADDR", usage: "listen address of the admin API (/admin/v1); empty: off. Never expose it publicly", roles: []Role{RoleMessage, RoleDev},
+		bind: func(c *Config) value { return strVal{&c.Message.AdminAddr} }},
+	{env: "IMKUBE_ADMIN_KEY", usage: "key of the admin API, sent as Authorization: Bearer <key> (environment only; at least 16 characters)", roles: []Role{RoleMessage, RoleDev}, secret: true,
+		bind: func(c *Config) value { return strVal{&c.Message.AdminKey} }},
 	{flag: "node-id", env: "IMKUBE_NODE_ID", usage: "id generator node 0-1023, -1 random", roles: []Role{RoleUser},
 		bind: func(c *Config) value { return int64Val{&c.User.NodeID} }},
 
@@ -684,6 +696,14 @@ func (c Config) Validate(role Role) error {
 		}{{"recall-window", "IMKUBE_RECALL_WINDOW", c.Message.RecallWindow}, {"edit-window", "IMKUBE_EDIT_WINDOW", c.Message.EditWindow}} {
 			if w.v < time.Second || w.v > 7*24*time.Hour {
 				bad(w.flag, w.env, "%s: want 1s..168h", w.v)
+			}
+		}
+		if a := c.Message.AdminAddr; a != "" {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				bad("admin-addr", "IMKUBE_ADMIN_ADDR", "%q: want host:port", a)
+			}
+			if len(c.Message.AdminKey) < 16 {
+				bad("admin-addr", "IMKUBE_ADMIN_ADDR", "needs IMKUBE_ADMIN_KEY (at least 16 characters) in the environment")
 			}
 		}
 	}

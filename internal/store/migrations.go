@@ -295,6 +295,66 @@ var migrations = []migration{
 		version: 8,
 		fn:      addInboxRecord,
 	},
+	// version 9 is friends and blocks (issue 17, social half).
+	{
+		// Integrations (issue 17): the webhook outbox (after-send and event
+		// hooks, offline pushes; written in the message's transaction), the
+		// lease that lets one message-service replica deliver it, device
+		// push tokens and banned users.
+		version: 10,
+		sqlite: []string{
+			`CREATE TABLE webhook_outbox (
+				id INTEGER PRIMARY KEY AUTOINCREMENT,
+				target TEXT NOT NULL,
+				okey TEXT NOT NULL,
+				kind TEXT NOT NULL,
+				payload TEXT NOT NULL,
+				attempts INTEGER NOT NULL DEFAULT 0,
+				next_at INTEGER NOT NULL DEFAULT 0,
+				created_at INTEGER NOT NULL)`,
+			`CREATE TABLE webhook_lease (
+				name TEXT PRIMARY KEY,
+				owner TEXT NOT NULL,
+				until_ms INTEGER NOT NULL)`,
+			`CREATE TABLE push_tokens (
+				user_id TEXT NOT NULL,
+				device TEXT NOT NULL,
+				provider TEXT NOT NULL,
+				token TEXT NOT NULL,
+				updated_at INTEGER NOT NULL,
+				PRIMARY KEY (user_id, device))`,
+			`CREATE TABLE user_bans (
+				user_id TEXT PRIMARY KEY,
+				reason TEXT NOT NULL,
+				banned_at INTEGER NOT NULL)`,
+		},
+		mysql: []string{
+			`CREATE TABLE webhook_outbox (
+				id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+				target VARCHAR(16) NOT NULL,
+				okey VARCHAR(96) NOT NULL,
+				kind VARCHAR(32) NOT NULL,
+				payload MEDIUMTEXT NOT NULL,
+				attempts INT NOT NULL DEFAULT 0,
+				next_at BIGINT NOT NULL DEFAULT 0,
+				created_at BIGINT NOT NULL)` + mysqlTable,
+			`CREATE TABLE webhook_lease (
+				name VARCHAR(32) NOT NULL PRIMARY KEY,
+				owner VARCHAR(128) NOT NULL,
+				until_ms BIGINT NOT NULL)` + mysqlTable,
+			`CREATE TABLE push_tokens (
+				user_id VARCHAR(32) NOT NULL,
+				device VARCHAR(64) NOT NULL,
+				provider VARCHAR(16) NOT NULL,
+				token VARCHAR(4096) NOT NULL,
+				updated_at BIGINT NOT NULL,
+				PRIMARY KEY (user_id, device))` + mysqlTable,
+			`CREATE TABLE user_bans (
+				user_id VARCHAR(32) NOT NULL PRIMARY KEY,
+				reason VARCHAR(512) NOT NULL,
+				banned_at BIGINT NOT NULL)` + mysqlTable,
+		},
+	},
 }
 
 // addUsernameKeys adds users.username_key, fills it for existing accounts

@@ -23,6 +23,8 @@ type DB struct {
 	dialect string
 	// migrateTo stops migrations after this version (tests of migrations; 0: all).
 	migrateTo int
+	// outbox, if set, adds a webhook outbox entry to a message's transaction.
+	outbox OutboxHook
 }
 
 // PoolConfig bounds the connection pool (MySQL).
@@ -352,7 +354,10 @@ func (s *DB) saveMessage(ctx context.Context, m Message, inbox []InboxEntry, par
 			return fmt.Errorf("add conversation: %w", err)
 		}
 	}
-	if strings.HasPrefix(m.Conv, "d:") || m.Kind == "group_event" { // a delete record, or an actor who may have left
+	if err = s.writeOutbox(ctx, tx, m); err != nil {
+		return err
+	}
+	if strings.HasPrefix(m.Conv, "d:") || m.Kind == "group_event" || m.Sender == SystemSender { // a delete record, or an actor who may have left
 		return tx.Commit()
 	}
 	if _, err = tx.ExecContext(ctx, s.upsertMax("user_convs", []string{"user_id", "conv", "read_seq"}, []string{"user_id", "conv"}, []string{"read_seq"}), m.Sender, m.Conv, m.Seq); err != nil {
