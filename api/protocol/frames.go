@@ -54,12 +54,20 @@ const (
 	KindEdit       = "edit"
 	KindDelete     = "delete"
 	KindGroupEvent = "group_event"
+	// KindSystem is a message an operator sent through the admin API
+	// (from SystemSender).
+	KindSystem = "system"
 )
+
+// SystemSender is the from of system messages and of admin recalls (user
+// ids are numbers, so it is nobody's id).
+const SystemSender = "system"
+
 
 // SystemKind reports whether kind is written only by the server.
 func SystemKind(kind string) bool {
 	switch kind {
-	case KindRecall, KindEdit, KindDelete, KindGroupEvent:
+	case KindRecall, KindEdit, KindDelete, KindGroupEvent, KindSystem:
 		return true
 	}
 	return false
@@ -87,6 +95,9 @@ const (
 	CodeRateLimited     = "RATE_LIMITED"
 	CodeUnavailable     = "UNAVAILABLE"
 	CodeInternal        = "INTERNAL"
+	// CodeBanned: the account is banned (login, refresh and WebSocket auth
+	// are refused; connections were closed).
+	CodeBanned = "BANNED"
 )
 
 // Limits of the protocol that do not depend on configuration.

@@ -76,6 +76,9 @@ type Options struct {
 	// yet running (not ready, /readyz says why) and retries with capped
 	// backoff, instead of failing Start. The service commands set it.
 	WaitForDependencies bool
+	// WebhookRetryBase, if set, replaces the webhook outbox's first retry
+	// delay (tests).
+	WebhookRetryBase time.Duration
 }
 
 // Process is what the roles of one process share.
@@ -100,6 +103,9 @@ type Process struct {
 	revocationsRun bool
 	accounts       *auth.Accounts
 	media          *media.Service
+	adminLn        net.Listener
+	// AdminURL is http://host:port of the admin API ("" when it is off).
+	AdminURL string
 }
 
 // Accounts returns the process's cache of which user ids have an account,

@@ -192,24 +192,40 @@ func buildMessage(ctx context.Context, p *Process) (*Component, error) {
 	if mp != nil {
 		md = mp.svc
 	}
+	ig, err := p.buildIntegrations(db, sess)
+	if err != nil {
+		return nil, err
+	}
 	svc, err := message.New(message.Config{ReadDiffusionThreshold: func() int { return p.Live.Get().Groups.ReadDiffusionThreshold },
 		RecallWindow: p.Config.Message.RecallWindow, EditWindow: p.Config.Message.EditWindow},
 		message.Deps{Store: db, Sequence: seq, Sessions: sess, Push: b, IDs: snowflake.New(p.Config.Message.NodeID),
 			Log: p.Log.With("svc", "message"), Metrics: metrics, Tracer: p.tracer("imkube/message"),
-			StoreGuard: func(fn func() error) error { return p.Flow.Guard(flow.ResMySQL, fn) }, Accounts: p.Accounts(db), Media: md, Clock: p.opts.Clock})
+			StoreGuard: func(fn func() error) error { return p.Flow.Guard(flow.ResMySQL, fn) }, Accounts: p.Accounts(db), Media: md, Clock: p.opts.Clock,
+			Hooks: ig.hooks, Offline: ig.pusher, Admin: db})
 	if err != nil {
 		return nil, err
 	}
 	mayRead = svc.MayRead
 	p.backend = svc
 	c := &Component{Name: "message",
-		Mount: func(mux *http.ServeMux) error { svc.Routes(mux, keys); mountMediaOff(mux); return nil },
+		Mount: func(mux *http.ServeMux) error { svc.Routes(mux, keys); svc.PushTokenRoutes(mux, keys); mountMediaOff(mux); return nil },
 		Run: append([]func(context.Context) error{func(ctx context.Context) error { return svc.Run(ctx, b) },
 			func(ctx context.Context) error { return svc.RunGroupEvents(ctx, db) }}, p.revocations(ctx, keys, db)...),
 		Ready: named("mysql", db.Ping),
 	}
+	c.Run = append(c.Run, ig.outbox.Run, ig.pusher.Run)
+	if run, err := p.adminServer(svc); err != nil {
+		return nil, err
+	} else if run != nil {
+		c.Run = append(c.Run, run)
+	}
 	if mp != nil {
-		c.Mount = func(mux *http.ServeMux) error { svc.Routes(mux, keys); mp.mount(mux, keys); return nil }
+		c.Mount = func(mux *http.ServeMux) error {
+			svc.Routes(mux, keys)
+			svc.PushTokenRoutes(mux, keys)
+			mp.mount(mux, keys)
+			return nil
+		}
 		c.Run = append(c.Run, mp.svc.Run)
 		c.Ready = func(ctx context.Context) error {
 			return errors.Join(named("mysql", db.Ping)(ctx), mp.objects.Ready(ctx))

@@ -23,6 +23,9 @@ type InternalVerifier interface {
 // noAccount tells ErrUnauthenticated from a refused internal token (both 401).
 const noAccount = "this token's account does not exist: log in again"
 
+// bannedMsg is the message of CodeBanned.
+const bannedMsg = "this account is banned"
+
 // HTTPError maps a Backend error to a REST error.
 func HTTPError(err error) *rest.Error {
 	var he *rest.Error
@@ -31,6 +34,8 @@ func HTTPError(err error) *rest.Error {
 		return he
 	case errors.Is(err, ErrUnauthenticated):
 		return rest.Errorf(http.StatusUnauthorized, protocol.CodeUnauthenticated, "%s", noAccount)
+	case errors.Is(err, ErrBanned):
+		return rest.Errorf(http.StatusForbidden, protocol.CodeBanned, "%s", bannedMsg)
 	case errors.Is(err, ErrForbidden):
 		return rest.Errorf(http.StatusForbidden, protocol.CodeForbidden, "you are not a member of this conversation")
 	case errors.Is(err, ErrBadRequest):
@@ -169,6 +174,10 @@ func (c *Client) call(ctx context.Context, path string, in, out any) error {
 	case resp.StatusCode == http.StatusOK:
 		return json.Unmarshal(b, out)
 	case resp.StatusCode == http.StatusForbidden:
+		var e rest.Error
+		if json.Unmarshal(b, &e) == nil && e.Code == protocol.CodeBanned {
+			return ErrBanned
+		}
 		return ErrForbidden
 	case resp.StatusCode == http.StatusUnauthorized:
 		var e rest.Error

@@ -21,6 +21,8 @@ var (
 	// ErrUnauthenticated: the user has no account (a validly signed token
 	// of a user that does not exist).
 	ErrUnauthenticated = errors.New("no such account")
+	// ErrBanned: the user is banned (admin API).
+	ErrBanned = errors.New("banned")
 )
 
 // Upstream is a client send, published by a gateway, keyed by conversation.

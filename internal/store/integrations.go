@@ -253,6 +253,6 @@ func (s *DB) Banned(ctx context.Context, user string) (bool, string, error) {
 	return err == nil, reason, err
 }
 
-// SystemSender is the sender of system messages and of admin actions (user
-// ids are numbers, so it is nobody's id).
+// SystemSender is the sender of system messages and of admin actions
+// (protocol.SystemSender).
 const SystemSender = "system"

@@ -326,6 +326,9 @@ func (c *Client) authenticate(ctx context.Context) error {
 	if errors.Is(err, messageapi.ErrUnauthenticated) {
 		return c.fail(DisconnectAuthFailed, errFrame("", "", protocol.CodeUnauthenticated, "this token's account does not exist: log in again"))
 	}
+	if errors.Is(err, messageapi.ErrBanned) {
+		return c.fail(DisconnectAuthFailed, errFrame("", "", protocol.CodeBanned, "this account is banned"))
+	}
 	if err != nil {
 		return c.fail(DisconnectShutdown, errFrame("", "", protocol.CodeUnavailable, "cannot load your inbox state; reconnect"))
 	}

@@ -29,7 +29,7 @@ func ProxyRoutes(mux *http.ServeMux, userURL, messageURL string, trusted rest.Tr
 	for _, p := range []string{"/api/v1/users", "/api/v1/users/", "/api/v1/sessions", "/api/v1/sessions/", "/api/v1/groups", "/api/v1/groups/"} {
 		mux.Handle(p, user)
 	}
-	for _, p := range []string{"/api/v1/conversations", "/api/v1/conversations/", "/api/v1/uploads", "/api/v1/media/", "/api/v1/presence"} {
+	for _, p := range []string{"/api/v1/conversations", "/api/v1/conversations/", "/api/v1/uploads", "/api/v1/media/", "/api/v1/presence", "/api/v1/devices/"} {
 		mux.Handle(p, msg)
 	}
 	return nil

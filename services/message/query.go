@@ -29,6 +29,15 @@ func (s *Service) State(ctx context.Context, user string) (int64, []protocol.Con
 			return 0, nil, messageapi.ErrUnauthenticated
 		}
 	}
+	if s.admin != nil {
+		banned, _, err := s.admin.Banned(ctx, user)
+		if err != nil {
+			return 0, nil, unavailable(err)
+		}
+		if banned {
+			return 0, nil, messageapi.ErrBanned
+		}
+	}
 	n, err := s.store.InboxSeq(ctx, user)
 	if err != nil {
 		return 0, nil, unavailable(err)

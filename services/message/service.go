@@ -28,6 +28,7 @@ import (
 	"github.com/imkube/imkube/internal/snowflake"
 	"github.com/imkube/imkube/internal/store"
 	"github.com/imkube/imkube/internal/telemetry"
+	"github.com/imkube/imkube/internal/webhook"
 	"github.com/imkube/imkube/services/sequence"
 )
 
@@ -71,6 +72,9 @@ type Service struct {
 	// recall or edit a message.
 	recallWindow, editWindow time.Duration
 	signals
+	hooks   BeforeSender
+	offline *webhook.Pusher
+	admin   AdminStore
 }
 
 // Accounts says whether a user id has an account (auth.Accounts).
@@ -125,6 +129,13 @@ type Deps struct {
 	// TypingFilter, if set, removes from recipients the users who must not
 	// see that sender is typing (the hook for blocking).
 	TypingFilter func(ctx context.Context, sender string, recipients []string) []string
+	// Hooks, if set, is the before-send hook (nil: none).
+	Hooks BeforeSender
+	// Offline, if set, batches offline pushes (nil: none).
+	Offline *webhook.Pusher
+	// Admin, if set, backs the admin API and bans (nil: AdminRoutes refuses
+	// to mount and State does not check bans).
+	Admin AdminStore
 }
 
 // New returns a message service.
@@ -163,6 +174,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	s.receipts = newReceipts(cfg.ReceiptInterval, 100000, s.sendReceipt)
 	s.initSignals(cfg, deps)
+	s.hooks, s.offline, s.admin = deps.Hooks, deps.Offline, deps.Admin
 	return s, nil
 }
 
@@ -264,6 +276,11 @@ func (s *Service) process(ctx context.Context, up *messageapi.Upstream) error {
 		}
 	}
 
+	// Not stored yet: the before-send hook decides (a retry of a stored
+	// message was answered above without asking it again).
+	if err := s.beforeSend(ctx, up); err != nil {
+		return err
+	}
 	reqs := make([]sequence.Request, 0, 1+len(participants))
 	reqs = append(reqs, sequence.Request{Key: "c:" + up.Conv, Count: 1})
 	for _, u := range participants {
@@ -444,6 +461,9 @@ func (s *Service) deliver(ctx context.Context, up *messageapi.Upstream, m *store
 	err = s.pushByGatewayMuted(ctx, frame, m.TS, live, func(user, device string) (bool, int64) {
 		return user != up.User || device != up.Device, seqOf[user]
 	}, muted)
+	if len(inbox) > 0 || up.To.Group == "" { // not under read diffusion
+		s.noticeOffline(up.User, m, members, live, muted)
+	}
 	if err != nil {
 		// Pushes are a fast path; log and let recipients catch up by sync
 		// rather than redelivering to gateways that did get it.

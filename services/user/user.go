@@ -27,7 +27,12 @@ type Store interface {
 	UserByID(ctx context.Context, id string) (*store.User, error)
 	// RevokeToken records a refreshed token (store.ErrConflict: it already was).
 	RevokeToken(ctx context.Context, tokenID string, expiresAt time.Time) error
+	// Banned reports whether the admin API banned the user.
+	Banned(ctx context.Context, user string) (bool, string, error)
 }
+
+// ErrBanned answers a login or refresh of a banned account.
+var ErrBanned = rest.Errorf(http.StatusForbidden, protocol.CodeBanned, "this account is banned")
 
 // Service implements accounts and login.
 type Service struct {
@@ -189,6 +194,12 @@ func (s *Service) Login(ctx context.Context, username, password string) (*Sessio
 	if wrong {
 		return nil, ErrBadCredentials
 	}
+	// Only after the password: a ban is not told to someone guessing.
+	if banned, _, err := s.store.Banned(ctx, u.ID); err != nil {
+		return nil, err
+	} else if banned {
+		return nil, ErrBanned
+	}
 	tok, exp, err := s.keys.Issue(u.ID)
 	if err != nil {
 		return nil, err
@@ -271,6 +282,13 @@ func (s *Service) handleRefresh(w http.ResponseWriter, r *http.Request) {
 	}
 	if _, err := s.store.UserByID(r.Context(), c.UserID); err != nil {
 		s.writeErr(w, notFound(err, "your account no longer exists"))
+		return
+	}
+	if banned, _, err := s.store.Banned(r.Context(), c.UserID); err != nil || banned {
+		if err == nil {
+			err = ErrBanned
+		}
+		s.writeErr(w, err)
 		return
 	}
 	end := c.SessionStart.Add(s.sessionLifetime)
