@@ -63,7 +63,6 @@ const (
 // ids are numbers, so it is nobody's id).
 const SystemSender = "system"
 
-
 // SystemKind reports whether kind is written only by the server.
 func SystemKind(kind string) bool {
 	switch kind {

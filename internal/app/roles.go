@@ -208,7 +208,12 @@ func buildMessage(ctx context.Context, p *Process) (*Component, error) {
 	mayRead = svc.MayRead
 	p.backend = svc
 	c := &Component{Name: "message",
-		Mount: func(mux *http.ServeMux) error { svc.Routes(mux, keys); svc.PushTokenRoutes(mux, keys); mountMediaOff(mux); return nil },
+		Mount: func(mux *http.ServeMux) error {
+			svc.Routes(mux, keys)
+			svc.PushTokenRoutes(mux, keys)
+			mountMediaOff(mux)
+			return nil
+		},
 		Run: append([]func(context.Context) error{func(ctx context.Context) error { return svc.Run(ctx, b) },
 			func(ctx context.Context) error { return svc.RunGroupEvents(ctx, db) }}, p.revocations(ctx, keys, db)...),
 		Ready: named("mysql", db.Ping),
