@@ -150,6 +150,13 @@ func (s *DB) TakeLease(ctx context.Context, name, owner string, ttl time.Duratio
 	return cur == owner, nil
 }
 
+// ReleaseLease gives up owner's lease name (a stopping replica lets the
+// next one take over at once).
+func (s *DB) ReleaseLease(ctx context.Context, name, owner string) error {
+	_, err := s.db.ExecContext(ctx, "UPDATE webhook_lease SET until_ms = 0 WHERE name = ? AND owner = ?", name, owner)
+	return err
+}
+
 // PushToken is a device's push registration.
 type PushToken struct {
 	Device    string `json:"device"`

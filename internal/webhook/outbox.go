@@ -20,6 +20,7 @@ type OutboxStore interface {
 	CountOutbox(ctx context.Context) (int64, error)
 	TrimOutbox(ctx context.Context, max int64) (int64, error)
 	TakeLease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error)
+	ReleaseLease(ctx context.Context, name, owner string) error
 }
 
 // OutboxConfig tunes the outbox's delivery.
@@ -97,6 +98,11 @@ const (
 func (o *Outbox) Run(ctx context.Context) error {
 	t := time.NewTimer(0)
 	defer t.Stop()
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = o.store.ReleaseLease(rctx, leaseName, o.cfg.Owner)
+	}()
 	var trimmed time.Time
 	for {
 		select {

@@ -208,7 +208,7 @@ func (s *Service) HandleUpstream(ctx context.Context, bm bus.Message) error {
 	}
 	var rej *rejection
 	if errors.As(err, &rej) {
-		e := protocol.Error{T: protocol.TypeError, CMID: up.CMID, Code: rej.code, Message: rej.msg}
+		e := protocol.Error{T: protocol.TypeError, CMID: up.CMID, Code: rej.code, Message: rej.msg, Retryable: protocol.Retryable(rej.code)}
 		if up.Op != "" { // recall, edit, delete: answered by request id
 			e.ID, e.CMID = up.ID, ""
 		}
