@@ -351,6 +351,10 @@ func envValue(c corev1.Container, name string) string {
 	return ""
 }
 
+func hookSecretRef() *corev1.SecretKeySelector {
+	return &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "hooks"}, Key: "key"}
+}
+
 func TestOperatorAgainstAPIServer(t *testing.T) {
 	h := startOperator(t)
 	ctx := context.Background()
@@ -978,6 +982,41 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 				c.Spec.Isolation = imv1.IsolationSpec{MySQLDatabase: "chat.demo"}
 				return c
 			}(), "spec.isolation.mysqlDatabase"},
+			{"a before-send hook that is not http(s)", func() client.Object {
+				c := base()
+				c.Spec.Webhooks = imv1.WebhooksSpec{BeforeSend: &imv1.BeforeSendHookSpec{URL: "ftp://hooks.example/x"}, SecretRef: hookSecretRef()}
+				return c
+			}(), "url must be an http(s) URL with a host"},
+			{"an events hook that is not a URL", func() client.Object {
+				c := base()
+				c.Spec.Webhooks = imv1.WebhooksSpec{Events: &imv1.EventsHookSpec{URL: "hooks example"}, SecretRef: hookSecretRef()}
+				return c
+			}(), "url must be an http(s) URL with a host"},
+			{"an offline push URL without a host", func() client.Object {
+				c := base()
+				c.Spec.Webhooks = imv1.WebhooksSpec{OfflinePush: &imv1.OfflinePushHookSpec{URL: "https://"}, SecretRef: hookSecretRef()}
+				return c
+			}(), "url must be an http(s) URL with a host"},
+			{"a before-send timeout over 5s", func() client.Object {
+				c := base()
+				c.Spec.Webhooks = imv1.WebhooksSpec{BeforeSend: &imv1.BeforeSendHookSpec{URL: "https://hooks.example/x", Timeout: &metav1.Duration{Duration: 10 * time.Second}}, SecretRef: hookSecretRef()}
+				return c
+			}(), "timeout must be between 10ms and 5s"},
+			{"an unknown event kind", func() client.Object {
+				c := base()
+				c.Spec.Webhooks = imv1.WebhooksSpec{Events: &imv1.EventsHookSpec{URL: "https://hooks.example/x", Kinds: []string{"user.sneezed"}}, SecretRef: hookSecretRef()}
+				return c
+			}(), `Unsupported value: "user.sneezed"`},
+			{"webhooks without a signing key", func() client.Object {
+				c := base()
+				c.Spec.Webhooks = imv1.WebhooksSpec{Events: &imv1.EventsHookSpec{URL: "https://hooks.example/x"}}
+				return c
+			}(), "webhooks need secretRef"},
+			{"the admin API on the service port", func() client.Object {
+				c := base()
+				c.Spec.Admin = imv1.AdminSpec{SecretRef: hookSecretRef(), Port: 8080}
+				return c
+			}(), "port must differ from the service ports"},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {

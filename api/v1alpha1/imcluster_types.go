@@ -79,6 +79,13 @@ type IMClusterSpec struct {
 	// +kubebuilder:default={recallWindowSeconds: 120, editWindowSeconds: 900}
 	// +optional
 	Messages MessagesSpec `json:"messages,omitzero"`
+	// Webhooks are the integration hooks (before-send, events, offline push).
+	// +optional
+	Webhooks WebhooksSpec `json:"webhooks,omitzero"`
+	// Admin configures the admin API of the message service.
+	// +kubebuilder:default={}
+	// +optional
+	Admin AdminSpec `json:"admin,omitzero"`
 	// Observability configures traces, metrics scraping and dashboards.
 	// +kubebuilder:default={}
 	// +optional

@@ -31,7 +31,7 @@ type Cluster struct {
 	Groups Groups `json:"groups"`
 	Media  Media  `json:"media"`
 	// Webhooks are the integration hooks (docs/integrations.md).
-	Webhooks Webhooks `json:"webhooks"`
+	Webhooks Webhooks `json:"webhooks,omitzero"`
 }
 
 // DefaultCluster returns the built-in defaults.

@@ -13,13 +13,13 @@ import (
 type Webhooks struct {
 	// BeforeSend, when its URL is set, is asked about every send before it
 	// is stored: allow, reject or replace the body.
-	BeforeSend BeforeSend `json:"beforeSend"`
+	BeforeSend BeforeSend `json:"beforeSend,omitzero"`
 	// Events, when its URL is set, gets the after-send and event hooks
 	// through the persistent outbox.
-	Events Events `json:"events"`
+	Events Events `json:"events,omitzero"`
 	// OfflinePush, when its URL is set, is called for recipients with no
 	// online device.
-	OfflinePush OfflinePush `json:"offlinePush"`
+	OfflinePush OfflinePush `json:"offlinePush,omitzero"`
 }
 
 // BeforeSend is the synchronous hook of the message path.

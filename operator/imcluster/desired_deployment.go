@@ -50,7 +50,7 @@ func desiredDeployment(s *scope, component string) *appsv1.Deployment {
 						ImagePullPolicy: pullPolicy(s),
 						Args:            []string{component},
 						Ports:           render.ContainerPorts(),
-						Env:             append(render.Env(c), render.MediaEnv(c, component)...),
+						Env:             append(append(render.Env(c), render.MediaEnv(c, component)...), render.IntegrationsEnv(c, component)...),
 						Resources:       resources,
 						LivenessProbe:   liveness,
 						ReadinessProbe:  readiness,

@@ -52,6 +52,13 @@ func sampleCluster() *imv1.IMCluster {
 				Image:             imv1.MediaKindSpec{MaxBytes: 5 << 20},
 				MaxPendingUploads: 10, OrphanTTL: &metav1.Duration{Duration: 6 * time.Hour}, ThumbnailMaxPixels: 40000000,
 			},
+			Webhooks: imv1.WebhooksSpec{
+				BeforeSend:  &imv1.BeforeSendHookSpec{URL: "https://hooks.example/before", Timeout: &metav1.Duration{Duration: 300 * time.Millisecond}, FailOpen: true},
+				Events:      &imv1.EventsHookSpec{URL: "https://hooks.example/events", Kinds: []string{"message.stored", "message.recalled"}},
+				OfflinePush: &imv1.OfflinePushHookSpec{URL: "http://push.example/offline"},
+				SecretRef:   &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "hooks"}, Key: "signing-key"},
+			},
+			Admin: imv1.AdminSpec{SecretRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "admin"}, Key: "key"}, Port: 9091},
 		},
 	}
 }

@@ -27,7 +27,8 @@ func ConfigJSON(c *imv1.IMCluster) string {
 			ReadDiffusionThreshold: orDefault(g.ReadDiffusionThreshold, def.Groups.ReadDiffusionThreshold),
 			MaxMembers:             orDefault(g.MaxMembers, def.Groups.MaxMembers),
 		},
-		Media: mediaConfig(c),
+		Media:    mediaConfig(c),
+		Webhooks: webhooksConfig(c),
 	}
 	return mustJSON(cfg)
 }

@@ -27,6 +27,7 @@ func SecretEnvRefs(c *imv1.IMCluster, component string) []corev1.SecretKeySelect
 	}
 	if component == Message {
 		refs = append(refs, objectStoreRefs(c)...)
+		refs = append(refs, integrationRefs(c)...)
 	}
 	return refs
 }
@@ -39,6 +40,11 @@ func ReferencesSecret(c *imv1.IMCluster, name string) bool {
 	}
 	if o := c.Spec.Media.ObjectStore; o != nil && o.CredentialsSecret.Name == name {
 		return true
+	}
+	for _, r := range integrationRefs(c) {
+		if r.Name == name {
+			return true
+		}
 	}
 	p := c.Spec.Dependencies.Redis.PasswordSecretRef
 	return p != nil && p.Name == name
