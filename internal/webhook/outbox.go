@@ -103,7 +103,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 		defer cancel()
 		_ = o.store.ReleaseLease(rctx, leaseName, o.cfg.Owner)
 	}()
-	var trimmed time.Time
+	var trimmed, renewed time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -111,7 +111,15 @@ func (o *Outbox) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 		next := o.cfg.Poll
-		held, err := o.store.TakeLease(ctx, leaseName, o.cfg.Owner, leaseTTL)
+		held, err := true, error(nil)
+		if time.Since(renewed) >= leaseTTL/3 { // the holder renews every 5 s, not every poll
+			held, err = o.store.TakeLease(ctx, leaseName, o.cfg.Owner, leaseTTL)
+			if held && err == nil {
+				renewed = time.Now()
+			} else {
+				renewed = time.Time{}
+			}
+		}
 		switch {
 		case err != nil:
 			if ctx.Err() == nil {
