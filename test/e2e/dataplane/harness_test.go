@@ -148,6 +148,8 @@ type cluster struct {
 	message  *proc
 	gateways []*proc
 	api      *imtest.API
+	// cfgFile is the cluster config.json the services hot-reload (every 5 s).
+	cfgFile string
 }
 
 func newCluster(t *testing.T, gateways int) *cluster {
@@ -173,7 +175,7 @@ func newCluster(t *testing.T, gateways int) *cluster {
 	upTopic, pushTopic := "T_UP_"+id, "T_PUSH_"+id
 	createTopics(t, ns, broker, upTopic, pushTopic)
 
-	c := &cluster{t: t}
+	c := &cluster{t: t, cfgFile: cfgFile}
 	mk := func(name string, args ...string) *proc {
 		return &proc{t: t, name: name, args: args, addr: freeAddr(t), log: filepath.Join(dir, name+".log")}
 	}
@@ -189,6 +191,7 @@ func newCluster(t *testing.T, gateways int) *cluster {
 		"IMKUBE_HEARTBEAT_INTERVAL=1s", "IMKUBE_LOG_LEVEL=info", "IMKUBE_CONFIG_FILE=" + cfgFile,
 		"IMKUBE_SIGNUP_BURST=100000", // every test account signs up from this machine
 		"IMKUBE_PRESENCE_GRACE=2s",   // presence tests wait for "offline"
+		"IMKUBE_WEBHOOK_SECRET=" + webhookSecret,
 	}
 	for _, p := range append([]*proc{c.user, c.sequence, c.message}, c.gateways...) {
 		p.env = append(p.env, env...)
