@@ -15,6 +15,7 @@ import (
 	"github.com/imkube/imkube/internal/config"
 	"github.com/imkube/imkube/internal/imtest"
 	"github.com/imkube/imkube/internal/webhook"
+	"github.com/imkube/imkube/services/gateway"
 )
 
 const hookSecret = "test-webhook-secret-0123456789"
@@ -463,5 +464,44 @@ func TestAdminAPIBansLogsOutSendsSystemMessagesAndDeletesForEveryone(t *testing.
 	}
 	if frames := b.ExpectClosed(5 * time.Second); len(frames) == 0 || frames[len(frames)-1].Str("reason") != "logout" {
 		t.Fatalf("logged-out connection got %v", frames)
+	}
+}
+
+func TestPresenceEventsFollowKindsAndArriveInOrder(t *testing.T) {
+	hook := newHookServer(t, func(hookCall, int) (int, any) { return 200, map[string]string{} })
+	cluster := hookCluster(func(w *config.Webhooks) {
+		w.Events = config.Events{URL: hook.URL + "/events", Kinds: []string{config.EventUserOnline, config.EventUserOffline}}
+	})
+	s := startCfg(t, withSecret, app.Options{Cluster: cluster, Gateway: gateway.Config{PresenceGrace: 50 * time.Millisecond}})
+	api := imtest.NewAPI(s.URL)
+	alice, bob := api.Register(t, "alice"), api.Register(t, "bob")
+	b, _ := imtest.Connect(t, s.URL, bob.Token, "b1")
+	a, _ := imtest.Connect(t, s.URL, alice.Token, "a1")
+	send(a, "c1", bob.ID, "not an event of the kinds asked for")
+	a.Expect("ack")
+	b.Expect("msg")
+	b.Close()
+	calls := hook.waitCalls(t, "/events", 5*time.Second, func(c []hookCall) bool {
+		for _, x := range c {
+			if x.Event == "user.offline" && x.Body["user"] == bob.ID {
+				return true
+			}
+		}
+		return false
+	})
+	var bobs []string
+	for _, c := range calls {
+		if !c.SigOK {
+			t.Fatalf("unsigned event %+v", c)
+		}
+		if c.Event != "user.online" && c.Event != "user.offline" {
+			t.Fatalf("event %q delivered though kinds lists only presence", c.Event)
+		}
+		if c.Body["user"] == bob.ID {
+			bobs = append(bobs, c.Event)
+		}
+	}
+	if strings.Join(bobs, ",") != "user.online,user.offline" {
+		t.Fatalf("bob's events %v, want online then offline", bobs)
 	}
 }

@@ -374,6 +374,12 @@ func (p *Process) gatewayConfig() gateway.Config {
 	if cfg.MaxBodyBytes == nil {
 		cfg.MaxBodyBytes = func() int { return p.Live.Get().Limits.MaxMessageBytes }
 	}
+	if cfg.PresenceEvents == nil {
+		cfg.PresenceEvents = func() bool {
+			w := p.Live.Get().Webhooks
+			return w.WantsEvent(config.EventUserOnline) || w.WantsEvent(config.EventUserOffline)
+		}
+	}
 	return cfg
 }
 

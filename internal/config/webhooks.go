@@ -50,11 +50,12 @@ const (
 	EventMessageRecalled = "message.recalled"
 	EventMessageEdited   = "message.edited"
 	EventGroup           = "group.event"
-	EventMessageDeleted  = "message.deleted"
+	EventUserOnline      = "user.online"
+	EventUserOffline     = "user.offline"
 )
 
 // EventKinds are the event kinds the events hook may be limited to.
-var EventKinds = []string{EventMessageStored, EventMessageRecalled, EventMessageEdited, EventGroup, EventMessageDeleted}
+var EventKinds = []string{EventMessageStored, EventMessageRecalled, EventMessageEdited, EventGroup, EventUserOnline, EventUserOffline}
 
 // Bounds of BeforeSend.Timeout.
 const (

@@ -48,6 +48,16 @@ const (
 	OpRecall = "recall"
 	OpEdit   = "edit"
 	OpDelete = "delete"
+	// OpPresence is an online/offline change of User (Kind PresenceOnline
+	// or PresenceOffline, TS when), published by a gateway for the event
+	// hook; Conv is "p:<user>", so changes of one user stay in order.
+	OpPresence = "presence"
+)
+
+// Kinds of an OpPresence record.
+const (
+	PresenceOnline  = "user.online"
+	PresenceOffline = "user.offline"
 )
 
 // UpstreamLifecycle are the Upstream fields of issue 16.

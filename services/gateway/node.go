@@ -116,6 +116,10 @@ type Config struct {
 	// DropDelivery, when set, is asked before each push frame is written to a
 	// connection; true drops it (tests simulate lost deliveries with it).
 	DropDelivery func(user, device string, frame []byte) bool
+	// PresenceEvents, when set and true, makes every online/offline
+	// change also an upstream record (messageapi.OpPresence) for the
+	// message service's event hook (user.online / user.offline).
+	PresenceEvents func() bool
 }
 
 func (c *Config) setDefaults() {

@@ -10,6 +10,7 @@ import (
 	"github.com/imkube/imkube/api/protocol"
 	"github.com/imkube/imkube/internal/bus"
 	"github.com/imkube/imkube/internal/messageapi"
+	"github.com/imkube/imkube/internal/telemetry"
 )
 
 // Signals at the edge: delivered receipts, typing and presence. Receipts and
@@ -379,6 +380,7 @@ func (n *Node) presenceExpired(user string, at time.Time) {
 func (n *Node) announce(ctx context.Context, pr protocol.Presence) {
 	frame := encode(pr)
 	n.presenceDeliver(frame)
+	n.presenceEvent(ctx, pr)
 	if n.deps.Presence == nil {
 		return
 	}
@@ -422,4 +424,26 @@ func contains(list []string, s string) bool {
 func itoa(n int) string {
 	b, _ := json.Marshal(n)
 	return string(b)
+}
+
+// presenceEvent hands an online/offline change to the message service's
+// event hook through the upstream stream (keyed by the user: in order per
+// user). Best effort: a failed publish is logged, presence itself is not
+// affected.
+func (n *Node) presenceEvent(ctx context.Context, pr protocol.Presence) {
+	if n.cfg.PresenceEvents == nil || !n.cfg.PresenceEvents() {
+		return
+	}
+	kind := messageapi.PresenceOffline
+	if pr.Online {
+		kind = messageapi.PresenceOnline
+	}
+	up := messageapi.Upstream{Gateway: n.cfg.ID, User: pr.User, CMID: "~presence", Conv: "p:" + pr.User, Kind: kind, TS: pr.LastSeen,
+		UpstreamLifecycle: messageapi.UpstreamLifecycle{Op: messageapi.OpPresence}}
+	msg := bus.Message{Key: up.Conv, Body: encode(up), Header: telemetry.Inject(ctx, nil)}
+	pctx, cancel := context.WithTimeout(ctx, n.cfg.PublishTimeout)
+	defer cancel()
+	if err := n.deps.Upstream.PublishUpstream(pctx, msg); err != nil {
+		n.log.Warn("presence event not published", "user", pr.User, "err", err)
+	}
 }

@@ -30,6 +30,7 @@ type AdminStore interface {
 	PushTokens(ctx context.Context, users []string) (map[string][]store.PushToken, error)
 	SetPushToken(ctx context.Context, user string, t store.PushToken, max int) error
 	DeletePushToken(ctx context.Context, user, device string) error
+	AddOutbox(ctx context.Context, e store.OutboxEntry) error
 }
 
 // Bounds of push tokens and admin requests.

@@ -7,7 +7,9 @@ package message
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 
 	"github.com/imkube/imkube/api/protocol"
@@ -82,4 +84,24 @@ func (s *Service) noticeOffline(sender string, m *store.Message, members []strin
 		}
 		s.offline.Add(u, webhook.Notice{MID: m.MID, Conv: m.Conv, Seq: m.Seq, From: m.Sender, Kind: m.Kind, Preview: m.Body, TS: m.TS, Muted: muted[u]})
 	}
+}
+
+// presenceEvent writes a user.online / user.offline event into the webhook
+// outbox (key "user:<id>": in order per user) when the events hook wants it.
+func (s *Service) presenceEvent(ctx context.Context, up *messageapi.Upstream) error {
+	if s.hooks == nil || s.admin == nil || !s.hooks.Config().WantsEvent(up.Kind) {
+		return nil
+	}
+	if up.Kind != messageapi.PresenceOnline && up.Kind != messageapi.PresenceOffline {
+		return nil
+	}
+	b, err := json.Marshal(map[string]any{"event": up.Kind, "user": up.User, "ts": up.TS})
+	if err != nil {
+		return err
+	}
+	err = s.admin.AddOutbox(ctx, store.OutboxEntry{Target: store.OutboxEvents, Key: "user:" + up.User, Kind: up.Kind, Payload: string(b), Created: up.TS})
+	if err != nil {
+		return fmt.Errorf("record presence event: %w", err) // redelivered
+	}
+	return nil
 }

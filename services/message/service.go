@@ -226,6 +226,9 @@ func reject(code, format string, args ...any) error {
 }
 
 func (s *Service) process(ctx context.Context, up *messageapi.Upstream) error {
+	if up.Op == messageapi.OpPresence {
+		return s.presenceEvent(ctx, up)
+	}
 	if up.Op != "" {
 		return s.processOp(ctx, up)
 	}
