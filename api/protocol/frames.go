@@ -34,6 +34,9 @@ const (
 	TypeRecall     = "recall"
 	TypePong       = "pong"
 	TypeKicked     = "kicked"
+	// TypeBroadcast is an operator's announcement to everyone online (not
+	// stored: devices offline at the time never see it).
+	TypeBroadcast = "broadcast"
 	TypeReconnect  = "reconnect"
 	TypeReauth     = "reauth"
 	TypeError      = "error"
@@ -496,6 +499,16 @@ type OK struct {
 type Kicked struct {
 	T      string `json:"t"`
 	Reason string `json:"reason"`
+}
+
+// Broadcast is an operator's announcement to every online connection.
+type Broadcast struct {
+	T    string `json:"t"`
+	ID   string `json:"id"`
+	From string `json:"from"` // SystemSender
+	Kind string `json:"kind"` // KindSystem
+	Body string `json:"body"`
+	TS   int64  `json:"ts"`
 }
 
 // Reconnect asks the client to reconnect after AfterMs (e.g. gateway drain).

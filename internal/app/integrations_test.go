@@ -505,3 +505,32 @@ func TestPresenceEventsFollowKindsAndArriveInOrder(t *testing.T) {
 		t.Fatalf("bob's events %v, want online then offline", bobs)
 	}
 }
+
+func TestAdminBroadcastReachesEveryOnlineConnectionAndIsRateLimited(t *testing.T) {
+	s := startCfg(t, func(c *config.Config) { c.Message.AdminAddr, c.Message.AdminKey = "127.0.0.1:0", adminKey }, app.Options{})
+	api, admin := imtest.NewAPI(s.URL), imtest.NewAPI(s.Process.AdminURL)
+	alice, bob := api.Register(t, "alice"), api.Register(t, "bob")
+	a, _ := imtest.Connect(t, s.URL, alice.Token, "a1")
+	b1, _ := imtest.Connect(t, s.URL, bob.Token, "b1")
+	b2, _ := imtest.Connect(t, s.URL, bob.Token, "b2")
+	if code, _ := admin.Do("POST", "/admin/v1/broadcast", "", map[string]string{"body": "x"}, nil); code != http.StatusUnauthorized {
+		t.Fatalf("broadcast without the key: %d", code)
+	}
+	for i := 1; i <= 3; i++ {
+		body := fmt.Sprintf("maintenance in %d minutes", 10-i)
+		if code, err := admin.Do("POST", "/admin/v1/broadcast", adminKey, map[string]string{"body": body}, nil); code != http.StatusAccepted {
+			t.Fatalf("broadcast %d: %d %v", i, code, err)
+		}
+		for _, c := range []*imtest.Conn{a, b1, b2} {
+			f := c.Expect("broadcast", "presence")
+			if f.Str("body") != body || f.Str("from") != "system" || f.Str("kind") != "system" {
+				t.Fatalf("broadcast frame %v", f)
+			}
+		}
+	}
+	var e apiErr
+	if code, _ := admin.Do("POST", "/admin/v1/broadcast", adminKey, map[string]string{"body": "one too many"}, &e); code != http.StatusTooManyRequests || e.Code != "RATE_LIMITED" {
+		t.Fatalf("fourth broadcast at once: %d %+v, want 429 RATE_LIMITED", code, e)
+	}
+	a.Quiet(200 * time.Millisecond)
+}

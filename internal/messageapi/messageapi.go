@@ -83,6 +83,9 @@ const (
 	// PushPresence is a presence frame for the connections that watch the
 	// user it names (no targets: every gateway gets it).
 	PushPresence = "presence"
+	// PushBroadcast is a frame for every authenticated connection of the
+	// gateway (no targets; admin broadcasts).
+	PushBroadcast = "broadcast"
 )
 
 // Push is one record on a gateway's push stream: one frame, encoded once by

@@ -170,3 +170,18 @@ func SortSessions(list []Session) {
 		return list[i].Device < list[j].Device
 	})
 }
+
+// Gateways returns the gateways whose liveness has not expired, sorted.
+func (m *Memory) Gateways(ctx context.Context) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	var out []string
+	for gw, exp := range m.gateways {
+		if exp.After(now) {
+			out = append(out, gw)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}

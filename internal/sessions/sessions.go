@@ -29,6 +29,12 @@ type Store interface {
 	Lookup(ctx context.Context, users []string) (map[string][]Session, error)
 }
 
+// GatewayLister lists the live gateways (admin broadcasts). Both adapters
+// implement it.
+type GatewayLister interface {
+	Gateways(ctx context.Context) ([]string, error)
+}
+
 // Presence is what presence needs besides Store: which gateways have
 // connections that watch a user (a change is pushed to those gateways only)
 // and when users were last online. Both adapters implement it.

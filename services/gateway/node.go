@@ -424,6 +424,10 @@ func (n *Node) HandlePush(ctx context.Context, m bus.Message) error {
 		n.presenceDeliver(p.Frame)
 		return nil
 	}
+	if p.Kind == messageapi.PushBroadcast {
+		n.hub.each(func(c *Client) { c.push(p.Frame) })
+		return nil
+	}
 	_, span := n.deps.Tracer.Start(telemetry.Extract(ctx, m.Header), "gateway.push",
 		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attribute.Int("im.targets", len(p.Targets))))
 	defer span.End()

@@ -14,11 +14,13 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/imkube/imkube/api/protocol"
 	"github.com/imkube/imkube/internal/auth"
 	"github.com/imkube/imkube/internal/messageapi"
 	"github.com/imkube/imkube/internal/rest"
+	"github.com/imkube/imkube/internal/sessions"
 	"github.com/imkube/imkube/internal/store"
 )
 
@@ -137,7 +139,63 @@ func (s *Service) AdminRoutes(mux *http.ServeMux) error {
 	mux.HandleFunc("GET /admin/v1/users/{id}/devices", s.handleDevices)
 	mux.HandleFunc("POST /admin/v1/messages", s.handleSystemMessage)
 	mux.HandleFunc("DELETE /admin/v1/conversations/{conv}/messages/{seq}", s.handleDeleteForEveryone)
+	mux.HandleFunc("POST /admin/v1/broadcast", s.handleBroadcast)
 	return nil
+}
+
+// Broadcast rate: at most BroadcastBurst at once, one more every
+// BroadcastEvery (per message-service replica).
+const (
+	BroadcastBurst = 3
+	BroadcastEvery = 10 * time.Second
+)
+
+// handleBroadcast pushes a broadcast frame to every authenticated
+// connection of every live gateway. Nothing is stored: users offline now
+// never see it (send a system message for that).
+func (s *Service) handleBroadcast(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Body string `json:"body"`
+	}
+	if err := rest.DecodeJSON(r, &req); err != nil {
+		rest.WriteError(w, err)
+		return
+	}
+	if req.Body == "" || len(req.Body) > MaxSystemBody {
+		rest.WriteError(w, rest.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "body must be 1-%d bytes", MaxSystemBody))
+		return
+	}
+	lister, ok := s.sessions.(sessions.GatewayLister)
+	if !ok {
+		rest.WriteError(w, rest.Errorf(http.StatusNotImplemented, protocol.CodeUnavailable, "the session store cannot list gateways"))
+		return
+	}
+	if res := s.broadcasts.Reserve(); res.Delay() > 0 {
+		res.Cancel()
+		w.Header().Set("Retry-After", strconv.Itoa(int(BroadcastEvery.Seconds())))
+		rest.WriteError(w, rest.Errorf(http.StatusTooManyRequests, protocol.CodeRateLimited, "at most %d broadcasts at once, one more every %s", BroadcastBurst, BroadcastEvery))
+		return
+	}
+	gws, err := lister.Gateways(r.Context())
+	if err != nil {
+		rest.WriteError(w, messageapi.HTTPError(unavailable(err)))
+		return
+	}
+	id := s.ids.Next()
+	frame, err := json.Marshal(protocol.Broadcast{T: protocol.TypeBroadcast, ID: id, From: protocol.SystemSender, Kind: protocol.KindSystem, Body: req.Body, TS: s.now().UnixMilli()})
+	if err != nil {
+		rest.WriteError(w, err)
+		return
+	}
+	var errs []error
+	for _, gw := range gws {
+		errs = append(errs, s.publish(r.Context(), gw, &messageapi.Push{Kind: messageapi.PushBroadcast, Frame: frame}))
+	}
+	if err := errors.Join(errs...); err != nil {
+		s.log.Warn("admin broadcast: some gateways missed it", "err", err)
+	}
+	s.log.Info("admin: broadcast", "id", id, "gateways", len(gws))
+	rest.WriteJSON(w, http.StatusAccepted, map[string]any{"id": id, "gateways": len(gws)})
 }
 
 func (s *Service) adminUser(w http.ResponseWriter, r *http.Request) (string, bool) {

@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
+	"golang.org/x/time/rate"
 
 	"github.com/imkube/imkube/api/protocol"
 	"github.com/imkube/imkube/internal/auth"
@@ -72,9 +73,10 @@ type Service struct {
 	// recall or edit a message.
 	recallWindow, editWindow time.Duration
 	signals
-	hooks   BeforeSender
-	offline *webhook.Pusher
-	admin   AdminStore
+	hooks      BeforeSender
+	offline    *webhook.Pusher
+	admin      AdminStore
+	broadcasts *rate.Limiter
 }
 
 // Accounts says whether a user id has an account (auth.Accounts).
@@ -175,6 +177,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	s.receipts = newReceipts(cfg.ReceiptInterval, 100000, s.sendReceipt)
 	s.initSignals(cfg, deps)
 	s.hooks, s.offline, s.admin = deps.Hooks, deps.Offline, deps.Admin
+	s.broadcasts = rate.NewLimiter(rate.Every(BroadcastEvery), BroadcastBurst)
 	return s, nil
 }
 

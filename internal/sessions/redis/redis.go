@@ -213,6 +213,24 @@ func (s *Store) Lookup(ctx context.Context, users []string) (map[string][]sessio
 	return out, nil
 }
 
+// Gateways returns the gateways whose liveness has not expired.
+func (s *Store) Gateways(ctx context.Context) ([]string, error) {
+	p := s.rdb.Pipeline()
+	timeCmd := p.Time(ctx)
+	gwCmd := p.ZRangeWithScores(ctx, s.gatewaysKey(), 0, -1)
+	if _, err := p.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+		return nil, fmt.Errorf("list gateways: %w", err)
+	}
+	now := timeCmd.Val().UnixMilli()
+	var out []string
+	for _, z := range gwCmd.Val() {
+		if int64(z.Score) > now {
+			out = append(out, fmt.Sprint(z.Member))
+		}
+	}
+	return out, nil
+}
+
 func parseEntry(v string) (gateway string, expiresMs int64, ok bool) {
 	i := strings.LastIndexByte(v, '|')
 	if i < 0 {
