@@ -37,9 +37,9 @@ const (
 	// TypeBroadcast is an operator's announcement to everyone online (not
 	// stored: devices offline at the time never see it).
 	TypeBroadcast = "broadcast"
-	TypeReconnect  = "reconnect"
-	TypeReauth     = "reauth"
-	TypeError      = "error"
+	TypeReconnect = "reconnect"
+	TypeReauth    = "reauth"
+	TypeError     = "error"
 )
 
 // Message lifecycle frames (issue 16): client -> server requests answered by
