@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -428,7 +429,9 @@ func TestAdminAPIBansLogsOutSendsSystemMessagesAndDeletesForEveryone(t *testing.
 		t.Fatalf("history after delete: %v", hist.Items)
 	}
 
-	// Ban: connections closed, login and WebSocket auth refused with BANNED.
+	// Ban: connections closed, login and WebSocket auth refused with BANNED,
+	// the sessions ended.
+	time.Sleep(1100 * time.Millisecond) // token times have second precision
 	if code, _ := admin.Do("POST", "/admin/v1/users/"+bob.ID+"/ban", adminKey, map[string]string{"reason": "spam"}, nil); code != 200 {
 		t.Fatalf("ban: %d", code)
 	}
@@ -440,31 +443,54 @@ func TestAdminAPIBansLogsOutSendsSystemMessagesAndDeletesForEveryone(t *testing.
 	if code != http.StatusForbidden || e.Code != "BANNED" {
 		t.Fatalf("banned login: %d %+v, want 403 BANNED", code, e)
 	}
+	// The ban ended bob's sessions: the old token is refused outright.
 	c := imtest.Dial(t, s.URL)
 	c.SendJSON(map[string]any{"t": "auth", "token": bob.Token, "device": "b2"})
-	if f := c.Expect("error"); f.Str("code") != "BANNED" {
-		t.Fatalf("banned auth: %v", f)
+	if f := c.Expect("error"); f.Str("code") != "UNAUTHENTICATED" {
+		t.Fatalf("auth with a token of a banned session: %v", f)
 	}
-	if code, _ := api.Do("POST", "/api/v1/sessions/refresh", bob.Token, nil, nil); code != http.StatusForbidden {
-		t.Fatalf("banned refresh: %d, want 403", code)
+	if code, _ := api.Do("POST", "/api/v1/sessions/refresh", bob.Token, nil, nil); code != http.StatusUnauthorized {
+		t.Fatalf("refresh of a banned session: %d, want 401", code)
 	}
 
 	// Unban restores.
 	if code, _ := admin.Do("DELETE", "/admin/v1/users/"+bob.ID+"/ban", adminKey, nil, nil); code != http.StatusNoContent {
 		t.Fatalf("unban: %d", code)
 	}
-	if code, e, _ := login(api, "bob", "correct-horse-battery"); code != 200 {
-		t.Fatalf("login after unban: %d %+v", code, e)
+	if code, _ := api.Do("GET", "/api/v1/users/me", bob.Token, nil, nil); code != http.StatusUnauthorized {
+		t.Fatalf("a token of a session the ban ended: %d, want 401", code)
 	}
-	b, _ = imtest.Connect(t, s.URL, bob.Token, "b1")
+	token := relogin(t, api, "bob")
+	b, _ = imtest.Connect(t, s.URL, token, "b1")
 
-	// Force logout closes the connection.
+	// Force logout closes the connection and ends the session: its token
+	// is refused (WebSocket, REST, refresh); a new login works.
+	time.Sleep(1100 * time.Millisecond) // token times have second precision
 	if code, _ := admin.Do("POST", "/admin/v1/users/"+bob.ID+"/logout", adminKey, nil, nil); code != 200 {
 		t.Fatalf("logout: %d", code)
 	}
 	if frames := b.ExpectClosed(5 * time.Second); len(frames) == 0 || frames[len(frames)-1].Str("reason") != "logout" {
 		t.Fatalf("logged-out connection got %v", frames)
 	}
+	c = imtest.Dial(t, s.URL)
+	c.SendJSON(map[string]any{"t": "auth", "token": token, "device": "b1"})
+	if f := c.Expect("error"); f.Str("code") != "UNAUTHENTICATED" {
+		t.Fatalf("auth with a logged-out token: %v", f)
+	}
+	if code, _ := api.Do("POST", "/api/v1/sessions/refresh", token, nil, nil); code != http.StatusUnauthorized {
+		t.Fatalf("refresh of a logged-out token: %d, want 401", code)
+	}
+	imtest.Connect(t, s.URL, relogin(t, api, "bob"), "b1")
+}
+
+// relogin logs username in again and returns the new token.
+func relogin(t *testing.T, api *imtest.API, username string) string {
+	t.Helper()
+	var out struct{ Token string }
+	if code, err := api.Do("POST", "/api/v1/sessions", "", map[string]string{"username": username, "password": "correct-horse-battery"}, &out); code != 200 || out.Token == "" {
+		t.Fatalf("login %s: %d %v", username, code, err)
+	}
+	return out.Token
 }
 
 func TestPresenceEventsFollowKindsAndArriveInOrder(t *testing.T) {
@@ -533,4 +559,31 @@ func TestAdminBroadcastReachesEveryOnlineConnectionAndIsRateLimited(t *testing.T
 		t.Fatalf("fourth broadcast at once: %d %+v, want 429 RATE_LIMITED", code, e)
 	}
 	a.Quiet(200 * time.Millisecond)
+}
+
+// A banned account whose session was not ended (a ban recorded in the store
+// directly) is still refused everywhere with BANNED.
+func TestBannedAccountIsRefusedWithBannedAtAuthLoginAndRefresh(t *testing.T) {
+	s := startCfg(t, nil, app.Options{})
+	api := imtest.NewAPI(s.URL)
+	bob := api.Register(t, "bob")
+	if err := s.Store.Ban(context.Background(), bob.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	c := imtest.Dial(t, s.URL)
+	c.SendJSON(map[string]any{"t": "auth", "token": bob.Token, "device": "b1"})
+	if f := c.Expect("error"); f.Str("code") != "BANNED" {
+		t.Fatalf("auth of a banned account: %v", f)
+	}
+	c.ExpectClosed(5 * time.Second)
+	var e apiErr
+	if code, _ := api.Do("POST", "/api/v1/sessions/refresh", bob.Token, nil, &e); code != http.StatusForbidden || e.Code != "BANNED" {
+		t.Fatalf("refresh: %d %+v, want 403 BANNED", code, e)
+	}
+	if code, e, _ := login(api, "bob", "correct-horse-battery"); code != http.StatusForbidden || e.Code != "BANNED" {
+		t.Fatalf("login: %d %+v, want 403 BANNED", code, e)
+	}
+	if code, e, _ := login(api, "bob", "wrong password"); code != http.StatusUnauthorized {
+		t.Fatalf("a wrong password of a banned account: %d %+v, want 401 (a ban is not told to guessers)", code, e)
+	}
 }

@@ -201,7 +201,11 @@ func buildMessage(ctx context.Context, p *Process) (*Component, error) {
 		message.Deps{Store: db, Sequence: seq, Sessions: sess, Push: b, IDs: snowflake.New(p.Config.Message.NodeID),
 			Log: p.Log.With("svc", "message"), Metrics: metrics, Tracer: p.tracer("imkube/message"),
 			StoreGuard: func(fn func() error) error { return p.Flow.Guard(flow.ResMySQL, fn) }, Accounts: p.Accounts(db), Media: md, Clock: p.opts.Clock,
-			Hooks: ig.hooks, Offline: ig.pusher, Admin: db})
+			Hooks: ig.hooks, Offline: ig.pusher, Admin: db, Revoke: func(id string, exp time.Time) {
+				if r := keys.Revocations(); r != nil {
+					r.Add(id, exp)
+				}
+			}})
 	if err != nil {
 		return nil, err
 	}

@@ -199,7 +199,7 @@ func (k *Keys) Verify(token string) (Claims, error) {
 	if tc.SST > 0 {
 		c.SessionStart = time.Unix(tc.SST, 0)
 	}
-	if r := k.revoked.Load(); r != nil && r.Revoked(c.TokenID) {
+	if r := k.revoked.Load(); r != nil && (r.Revoked(c.TokenID) || r.SessionRevoked(c.UserID, c.SessionStart)) {
 		return Claims{}, ErrInvalidToken
 	}
 	return c, nil

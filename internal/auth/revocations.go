@@ -43,7 +43,57 @@ type Revocations struct {
 
 	mu     sync.RWMutex
 	m      map[string]int64 // token id -> expiry, unix ms
-	synced time.Time        // start of the last successful poll
+	users  map[string]userCut
+	synced time.Time // start of the last successful poll
+}
+
+// userCut ends the sessions of a user that started before at (unix ms);
+// it is kept until exp.
+type userCut struct{ at, exp int64 }
+
+// UserRevocationID is the revocation id that ends every session of user
+// started before at (a forced logout): tokens of those sessions are
+// refused, and cannot be refreshed. Record it like a token revocation, with
+// an expiry of at least at + the session lifetime.
+func UserRevocationID(user string, at time.Time) string {
+	return "u:" + user + ":" + strconv.FormatInt(at.UnixMilli(), 10)
+}
+
+// parseUserRevocation reads a UserRevocationID.
+func parseUserRevocation(id string) (user string, at int64, ok bool) {
+	rest, found := strings.CutPrefix(id, "u:")
+	if !found {
+		return "", 0, false
+	}
+	i := strings.LastIndexByte(rest, ':')
+	if i <= 0 {
+		return "", 0, false
+	}
+	at, err := strconv.ParseInt(rest[i+1:], 10, 64)
+	return rest[:i], at, err == nil
+}
+
+// SessionRevoked reports whether a forced logout of user ended the session
+// that started at start (token times have second precision: a session
+// started in the second of the logout survives it).
+func (r *Revocations) SessionRevoked(user string, start time.Time) bool {
+	r.mu.RLock()
+	cut, ok := r.users[user]
+	r.mu.RUnlock()
+	return ok && start.Unix() < cut.at/1000
+}
+
+func (r *Revocations) addLocked(id string, exp int64) {
+	if user, at, ok := parseUserRevocation(id); ok {
+		if r.users == nil {
+			r.users = map[string]userCut{}
+		}
+		if cur := r.users[user]; at > cur.at {
+			r.users[user] = userCut{at: at, exp: max(exp, cur.exp)}
+		}
+		return
+	}
+	r.m[id] = exp
 }
 
 // RevocationsOverlap is how far before the previous poll each poll reads
@@ -73,7 +123,7 @@ func (r *Revocations) Revoked(tokenID string) bool {
 // Add records a revocation made by this process.
 func (r *Revocations) Add(tokenID string, expiresAt time.Time) {
 	r.mu.Lock()
-	r.m[tokenID] = expiresAt.UnixMilli()
+	r.addLocked(tokenID, expiresAt.UnixMilli())
 	r.mu.Unlock()
 }
 
@@ -106,11 +156,16 @@ func (r *Revocations) Sync(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, v := range list {
-		r.m[v.TokenID] = v.ExpiresAt
+		r.addLocked(v.TokenID, v.ExpiresAt)
 	}
 	for id, exp := range r.m {
 		if exp < cutoff {
 			delete(r.m, id)
+		}
+	}
+	for u, c := range r.users {
+		if c.exp < cutoff {
+			delete(r.users, u)
 		}
 	}
 	r.synced = start

@@ -56,3 +56,35 @@ func TestRefreshKeepsTheSessionAndRevokedTokensAreRefused(t *testing.T) {
 		t.Fatalf("the new token was refused: %v", err)
 	}
 }
+
+func TestUserRevocationEndsTheUsersEarlierSessionsOnly(t *testing.T) {
+	base := time.Unix(1_800_000_000, 0)
+	now := base
+	k, err := NewKeys([]string{strings.Repeat("k", 40)}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k = k.WithClock(func() time.Time { return now })
+	src := &fakeRevocations{}
+	r := NewRevocations(src, time.Hour, nil)
+	r.now = func() time.Time { return now }
+	k.SetRevocations(r)
+	old, _, _ := k.Issue("u1")
+	other, _, _ := k.Issue("u2")
+	now = base.Add(2 * time.Second)
+	src.list = append(src.list, Revoked{TokenID: UserRevocationID("u1", now), ExpiresAt: now.Add(24 * time.Hour).UnixMilli(), RevokedAt: now.UnixMilli()})
+	if err := r.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	now = base.Add(3 * time.Second)
+	fresh, _, _ := k.Issue("u1")
+	if _, err := k.Verify(old); err == nil {
+		t.Error("a token of a session started before the logout is accepted")
+	}
+	if _, err := k.Verify(fresh); err != nil {
+		t.Errorf("a token of a session started after the logout is refused: %v", err)
+	}
+	if _, err := k.Verify(other); err != nil {
+		t.Errorf("another user's token is refused: %v", err)
+	}
+}

@@ -33,6 +33,26 @@ type AdminStore interface {
 	SetPushToken(ctx context.Context, user string, t store.PushToken, max int) error
 	DeletePushToken(ctx context.Context, user, device string) error
 	AddOutbox(ctx context.Context, e store.OutboxEntry) error
+	RevokeToken(ctx context.Context, tokenID string, expiresAt time.Time) error
+}
+
+// revocationKeep is how long a forced logout is remembered: longer than any
+// session lifetime (a session started before the logout ends by then).
+const revocationKeep = 400 * 24 * time.Hour
+
+// endSessions ends every session of user started until now: their tokens are
+// refused (by every process within one revocation poll, by this one at
+// once) and cannot be refreshed.
+func (s *Service) endSessions(ctx context.Context, user string) error {
+	now := s.now()
+	id, exp := auth.UserRevocationID(user, now), now.Add(revocationKeep)
+	if err := s.admin.RevokeToken(ctx, id, exp); err != nil && !errors.Is(err, store.ErrConflict) {
+		return err
+	}
+	if s.revoke != nil {
+		s.revoke(id, exp)
+	}
+	return nil
 }
 
 // Bounds of push tokens and admin requests.
@@ -234,6 +254,10 @@ func (s *Service) handleBan(w http.ResponseWriter, r *http.Request) {
 		rest.WriteError(w, messageapi.HTTPError(unavailable(err)))
 		return
 	}
+	if err := s.endSessions(r.Context(), user); err != nil {
+		rest.WriteError(w, messageapi.HTTPError(unavailable(err)))
+		return
+	}
 	s.log.Info("admin: user banned", "user", user, "reason", req.Reason)
 	n, err := s.kickUser(r.Context(), user, "banned")
 	if err != nil {
@@ -259,6 +283,10 @@ func (s *Service) handleUnban(w http.ResponseWriter, r *http.Request) {
 func (s *Service) handleLogout(w http.ResponseWriter, r *http.Request) {
 	user, ok := s.adminUser(w, r)
 	if !ok {
+		return
+	}
+	if err := s.endSessions(r.Context(), user); err != nil {
+		rest.WriteError(w, messageapi.HTTPError(unavailable(err)))
 		return
 	}
 	n, err := s.kickUser(r.Context(), user, "logout")

@@ -77,6 +77,7 @@ type Service struct {
 	offline    *webhook.Pusher
 	admin      AdminStore
 	broadcasts *rate.Limiter
+	revoke     func(id string, exp time.Time)
 }
 
 // Accounts says whether a user id has an account (auth.Accounts).
@@ -138,6 +139,9 @@ type Deps struct {
 	// Admin, if set, backs the admin API and bans (nil: AdminRoutes refuses
 	// to mount and State does not check bans).
 	Admin AdminStore
+	// Revoke, if set, makes a revocation effective in this process at once
+	// (forced logout; other processes poll the store).
+	Revoke func(id string, exp time.Time)
 }
 
 // New returns a message service.
@@ -176,7 +180,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	s.receipts = newReceipts(cfg.ReceiptInterval, 100000, s.sendReceipt)
 	s.initSignals(cfg, deps)
-	s.hooks, s.offline, s.admin = deps.Hooks, deps.Offline, deps.Admin
+	s.hooks, s.offline, s.admin, s.revoke = deps.Hooks, deps.Offline, deps.Admin, deps.Revoke
 	s.broadcasts = rate.NewLimiter(rate.Every(BroadcastEvery), BroadcastBurst)
 	return s, nil
 }
