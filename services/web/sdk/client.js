@@ -168,7 +168,9 @@ const MAX_LOOP = 10000;
  * online, lastSeen}), "recall" ({conv, seq, by, record}),
  * "edit" ({conv, seq, body, by, record}), "delete" ({conv, seqs}), "groupEvent"
  * ({conv, seq, event, actor, targets, ...}), "synced" ({inboxSeq}),
- * "kicked" ({reason}), "error" (ImkubeError). Recall and edit records are not
+ * "kicked" ({reason}: replaced, banned, logout), "broadcast" ({id, from, kind, body, ts}:
+ * an operator's announcement, not stored), "error" (ImkubeError; BANNED ends the client
+ * like UNAUTHENTICATED). Recall and edit records are not
  * "message" events: they change the message they refer to in recent() (a
  * recalled placeholder, the edited body); group events are both.
  */
@@ -759,6 +761,10 @@ export class ImkubeClient extends Emitter {
         break;
       case 'pong':
         break;
+      case 'broadcast':
+        // An operator's announcement to everyone online (not stored).
+        this.emit('broadcast', { id: f.id, from: f.from, kind: f.kind, body: f.body, ts: f.ts });
+        break;
       case 'kicked':
         this._teardown();
         this._setState('kicked', { reason: f.reason });
@@ -840,7 +846,8 @@ export class ImkubeClient extends Emitter {
       this._answer(f.id, undefined, err);
       return;
     }
-    if (f.code === 'UNAUTHENTICATED') {
+    if (f.code === 'UNAUTHENTICATED' || f.code === 'BANNED') {
+      // BANNED: an operator banned the account; reconnecting cannot help.
       this._teardown();
       this._setState('unauthenticated');
       this._failAllSends(err);
