@@ -18,7 +18,10 @@ import (
 	"github.com/imkube/imkube/internal/webhook"
 )
 
-const webhookSecret = "dataplane-webhook-secret-0123456789"
+const (
+	webhookSecret     = "dataplane-webhook-secret-0123456789"
+	dataplaneAdminKey = "dataplane-admin-key-0123456789"
+)
 
 // The after-send event hook is fed from an outbox in MySQL, written in the
 // message's transaction: a message service killed (kill -9) while the
@@ -74,10 +77,18 @@ func TestEventHookAtLeastOnceInOrderAcrossMessageServiceKill(t *testing.T) {
 		}
 	}
 
+	// Push tokens go through the gateway's REST proxy to the message service.
+	if code, err := c.api.Do("PUT", "/api/v1/devices/b1/push-token", b.Account.Token, map[string]string{"provider": "fcm", "token": "tok"}, nil); code != http.StatusNoContent {
+		t.Fatalf("push token through the gateway: %d %v", code, err)
+	}
+
 	const n = 200
+	adminAddr := freeAddr(t)
 	imtest.Exchange(t, a, b, "w", n, n/2, func() {
 		c.message.kill9()
 		time.Sleep(2 * time.Second)
+		// The restarted message service also serves the admin API.
+		c.message.env = append(c.message.env, "IMKUBE_ADMIN_ADDR="+adminAddr, "IMKUBE_ADMIN_KEY="+dataplaneAdminKey)
 		c.message.start()
 	})
 	mu.Lock()
@@ -123,4 +134,31 @@ func TestEventHookAtLeastOnceInOrderAcrossMessageServiceKill(t *testing.T) {
 	}
 	mu.Unlock()
 	t.Logf("%d events delivered in order (%d deliveries: at least once)", n, raw)
+	carol := c.api.Register(t, "carol")
+	adminReachesGateways(t, c, adminAddr, &carol)
+}
+
+// The admin API of a separate message-service process reaches users on
+// another process's gateway: a system message (stored, pushed through
+// RocketMQ) and a broadcast (to every gateway Redis knows alive).
+func adminReachesGateways(t *testing.T, c *cluster, adminAddr string, to *imtest.Account) {
+	t.Helper()
+	conn, _ := imtest.Connect(t, c.gateways[0].url(), to.Token, "admin-check")
+	defer conn.Close()
+	admin := imtest.NewAPI("http://" + adminAddr)
+	if code, _ := admin.Do("POST", "/admin/v1/broadcast", "", map[string]string{"body": "x"}, nil); code != http.StatusUnauthorized {
+		t.Fatalf("admin API without the key: %d, want 401", code)
+	}
+	if code, err := admin.Do("POST", "/admin/v1/messages", dataplaneAdminKey, map[string]any{"users": []string{to.ID}, "body": "from the operator"}, nil); code != 200 {
+		t.Fatalf("system message: %d %v", code, err)
+	}
+	if f := conn.Expect("msg", "presence"); f.Str("kind") != "system" || f.Str("body") != "from the operator" {
+		t.Fatalf("system message frame %v", f)
+	}
+	if code, err := admin.Do("POST", "/admin/v1/broadcast", dataplaneAdminKey, map[string]string{"body": "hello everyone"}, nil); code != http.StatusAccepted {
+		t.Fatalf("broadcast: %d %v", code, err)
+	}
+	if f := conn.Expect("broadcast", "presence", "msg"); f.Str("body") != "hello everyone" {
+		t.Fatalf("broadcast frame %v", f)
+	}
 }
