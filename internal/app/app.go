@@ -204,6 +204,12 @@ func Start(ctx context.Context, cfg config.Config, roles []config.Role, opts Opt
 		p.Adapters = NewDistributed(cfg, log)
 	}
 	undo.push(p.Adapters.Close)
+	undo.push(func() error { // the admin API's listener (a build that failed after opening it)
+		if p.adminLn != nil {
+			p.adminLn.Close()
+		}
+		return nil
+	})
 
 	// Cluster config: the options', the file's, or the defaults.
 	cluster := config.DefaultCluster()

@@ -102,6 +102,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
 		_ = o.store.ReleaseLease(rctx, leaseName, o.cfg.Owner)
+		o.hooks.c.http.CloseIdleConnections() // no keep-alive goroutines outlive the process's loops
 	}()
 	var trimmed, renewed time.Time
 	for {
