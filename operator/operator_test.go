@@ -1016,7 +1016,7 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 				c := base()
 				c.Spec.Admin = imv1.AdminSpec{SecretRef: hookSecretRef(), Port: 8080}
 				return c
-			}(), "port must differ from the service ports"},
+			}(), "port must differ from the service port 8080"},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
