@@ -415,7 +415,7 @@ func (s *suite) connections() map[string]int {
 		if !p.ready() {
 			continue
 		}
-		out[p.Metadata.Name] = metricSum(fmt.Sprintf("http://%s:8080/metrics", p.Status.PodIP), "imkube_gateway_connections")
+		out[p.Metadata.Name] = metricSum(fmt.Sprintf("http://%s:9090/metrics", p.Status.PodIP), "imkube_gateway_connections")
 	}
 	return out
 }
