@@ -261,7 +261,7 @@ write_pki() {
 	local ca_sum
 	[[ -f "$CLUSTER_PKI/ca.key" ]] || die "no CA in $CLUSTER_PKI (hack/cluster.sh up first)"
 	ca_sum="$(sha256sum <"$CLUSTER_PKI/ca.crt" | cut -c1-16)"
-	if [[ "$(cat "$PKI/ca.sum" 2>/dev/null)" == "$ca_sum" ]]; then return 0; fi
+	if [[ "$(cat "$PKI/ca.sum" 2>/dev/null)" == "$ca_sum" && -f "$PKI/netpol.crt" ]]; then return 0; fi
 	log "writing the node's certificates (kubelet client + serving, kube-proxy, CoreDNS)"
 	rm -rf "$PKI"
 	mkdir -p "$PKI"

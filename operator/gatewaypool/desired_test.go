@@ -1,6 +1,7 @@
 package gatewaypool
 
 import (
+	"k8s.io/apimachinery/pkg/api/equality"
 	"testing"
 	"time"
 
@@ -171,5 +172,17 @@ func TestInternalPortStaysOffTheClientService(t *testing.T) {
 	c := desiredDeployment(s).Spec.Template.Spec.Containers[0]
 	if c.ReadinessProbe.HTTPGet.Port.StrVal != render.MetricsPortName || c.LivenessProbe.HTTPGet.Port.StrVal != render.MetricsPortName {
 		t.Fatalf("probes not on the internal port: %+v %+v", c.ReadinessProbe.HTTPGet, c.LivenessProbe.HTTPGet)
+	}
+}
+
+// Gateways hot-reload the limits and the Sentinel rules (the cluster's
+// ConfigMap): changing them rolls no gateway.
+func TestLimitsChangeNoGatewayPodTemplate(t *testing.T) {
+	a, b := sampleCluster(), sampleCluster()
+	b.Spec.Limits.SendRatePerSecond, b.Spec.Limits.ConnectionsPerIPPerSecond = 3, 4
+	ta := desiredDeployment(newScope(samplePool(), a, render.Options{})).Spec.Template
+	tb := desiredDeployment(newScope(samplePool(), b, render.Options{})).Spec.Template
+	if !equality.Semantic.DeepEqual(ta, tb) {
+		t.Errorf("a limits change changed the gateway pod template:\n%v\n%v", ta.Annotations, tb.Annotations)
 	}
 }

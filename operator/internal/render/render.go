@@ -33,8 +33,10 @@ const (
 	LabelVersion   = "app.kubernetes.io/version"
 	// LabelGatewayPool marks gateway objects with their pool.
 	LabelGatewayPool = "im.imkube.io/gateway-pool"
-	// AnnotationConfigHash on a pod template changes with the cluster config,
-	// so a config change rolls the pods.
+	// AnnotationConfigHash on the cluster ConfigMap fingerprints its data.
+	// Pod templates do not carry it: every process hot-reloads the ConfigMap
+	// (limits, group settings, media settings, Sentinel rules), so changing
+	// them rolls no pod.
 	AnnotationConfigHash = "im.imkube.io/config-hash"
 
 	// ManagedByValue is the value of LabelManagedBy on every owned object;
@@ -334,13 +336,12 @@ func InternalServicePort() corev1.ServicePort {
 	return corev1.ServicePort{Name: MetricsPortName, Port: InternalPort, TargetPort: intstr.FromString(MetricsPortName), Protocol: corev1.ProtocolTCP}
 }
 
-// PodAnnotations are the pod template annotations: the config hash (rolls
-// pods on a config change), the hash of the Secret values the pods read as
-// environment variables when known (rolls them when a DSN or password
-// changes) and Prometheus scrape hints.
-func PodAnnotations(configHash, secretsHash string) map[string]string {
+// PodAnnotations are the pod template annotations: the hash of the Secret
+// values the pods read as environment variables when known (rolls them when
+// a DSN or password changes) and Prometheus scrape hints. No config hash:
+// the ConfigMap is hot-reloaded (AnnotationConfigHash).
+func PodAnnotations(secretsHash string) map[string]string {
 	a := map[string]string{
-		AnnotationConfigHash:   configHash,
 		"prometheus.io/scrape": "true",
 		"prometheus.io/port":   strconv.Itoa(InternalPort),
 		"prometheus.io/path":   "/metrics",

@@ -105,6 +105,7 @@ func TestRealPods(t *testing.T) {
 		{"4 message pod deleted", []string{`(?i)connection|context canceled|shutdown|closed`}, func() { s.deleteMessage(alice, bob) }},
 		{"5 version rollout", []string{`(?i)websocket|connection|context canceled|shutdown|closed|broken pipe`}, func() { s.rollVersion(alice, bob) }},
 		{"6 wrong MySQL password", []string{`(?i)mysql|access denied|1045|database`}, s.wrongPassword},
+		{"7 limits change: no restarts", nil, s.limitsHotReload},
 	}
 	for _, st := range steps {
 		start := time.Now()
@@ -315,6 +316,7 @@ func patchLimits(t *testing.T, sample string) string {
 type pod struct {
 	Metadata struct {
 		Name              string            `json:"name"`
+		UID               string            `json:"uid"`
 		Labels            map[string]string `json:"labels"`
 		DeletionTimestamp *string           `json:"deletionTimestamp"`
 	} `json:"metadata"`
@@ -912,5 +914,92 @@ spec:
 			t.Errorf("probe pod %s: %s", p.name, phase)
 		}
 		s.exec(cmdTimeout, "", "kubectl", "-n", p.ns, "delete", "pod", p.name, "--grace-period", "1", "--wait=false")
+	}
+}
+
+// ---- hot-reloaded limits ---------------------------------------------------
+
+// limitsHotReload lowers spec.limits.sendRatePerSecond: the ConfigMap changes,
+// the kubelet updates the mounted files, the gateways' Sentinel rules poll
+// picks the new per-user rate up, and no pod restarts or is replaced.
+func (s *suite) limitsHotReload() {
+	t := s.t
+	type podState struct {
+		uid      string
+		restarts int
+	}
+	snapshot := func() map[string]podState {
+		out := map[string]podState{}
+		for _, d := range deployments() {
+			for _, p := range s.podsOf(d) {
+				n := 0
+				for _, c := range p.Status.ContainerStatuses {
+					n += c.RestartCount
+				}
+				out[p.Metadata.Name] = podState{p.Metadata.UID, n}
+			}
+		}
+		return out
+	}
+	before := snapshot()
+	url := s.gatewayURL()
+	api := imtest.NewAPI(url)
+	suffix := strconv.FormatInt(time.Now().UnixNano()%1_000_000_000, 36)
+	carol := api.Register(t, "carol"+suffix)
+	dave := api.Register(t, "dave"+suffix)
+	conn, _ := imtest.Connect(t, url, carol.Token, "c1")
+	defer conn.Close()
+	// burst sends n messages at once and returns how many were refused with
+	// RATE_LIMITED (every send is answered by an ack or an error).
+	round := 0
+	burst := func(n int) int {
+		round++
+		for i := 0; i < n; i++ {
+			conn.SendJSON(map[string]any{"t": "send", "cmid": fmt.Sprintf("hot-%d-%d", round, i),
+				"to": map[string]string{"user": dave.ID}, "kind": "text", "body": "x"})
+		}
+		limited := 0
+		for answered := 0; answered < n; {
+			f, err := conn.NextErr(30 * time.Second)
+			if err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+			switch f.T() {
+			case "ack":
+				answered++
+			case "error":
+				answered++
+				if f.Str("code") == "RATE_LIMITED" {
+					limited++
+				} else {
+					t.Fatalf("round %d: %v", round, f)
+				}
+			}
+		}
+		return limited
+	}
+	if n := burst(10); n != 0 {
+		t.Fatalf("%d of 10 sends rate-limited before the change (the suite's limit is 2000/s)", n)
+	}
+	start := time.Now()
+	s.must("patch", "imc", clusterName, "--type", "merge", "-p", `{"spec":{"limits":{"sendRatePerSecond":2,"sendBurst":2}}}`)
+	s.eventually(4*time.Minute, "the new send rate applies", func() (bool, string) {
+		n := burst(10)
+		return n > 0, fmt.Sprintf("%d of 10 sends rate-limited", n)
+	})
+	t.Logf("the new limit applied %.0fs after the patch (kubelet ConfigMap sync + the 5 s rules poll)", time.Since(start).Seconds())
+	time.Sleep(2 * time.Second)
+	after := snapshot()
+	for name, b := range before {
+		a, ok := after[name]
+		switch {
+		case !ok:
+			t.Errorf("pod %s was replaced by the limits change", name)
+		case a.uid != b.uid || a.restarts != b.restarts:
+			t.Errorf("pod %s restarted (%d -> %d restarts)", name, b.restarts, a.restarts)
+		}
+	}
+	if len(after) != len(before) {
+		t.Errorf("pods before %d, after %d: %v", len(before), len(after), after)
 	}
 }
