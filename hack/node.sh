@@ -29,10 +29,10 @@
 # pods and the host reach the host address (mangle INPUT). The kwok
 # fake node is cordoned while the real node is up (and uncordoned by down).
 #
-# NetworkPolicy is enforced by the controller of sigs.k8s.io/kube-network-policies
-# v0.8.0 as a host process (hack/kube-wrapper/netpol: nftables rules queue the first
-# packet of each connection to or from a pod with a policy to NFQUEUE 100, where it
-# is evaluated; traffic from root on the host, e.g. kubelet probes, is not filtered).
+# NetworkPolicy is enforced by kube-router v2.1.0's network policy controller as a
+# host process (hack/kube-wrapper/netpol: iptables chains and ipsets per pod and
+# policy; bridged pod traffic reaches them through br_netfilter; traffic from the
+# node itself, e.g. kubelet probes, is allowed).
 #
 # Binaries: kubelet, kube-proxy via hack/kube.sh (wrapper hack/kube-wrapper/node),
 # CoreDNS v1.15.0 (hack/kube-wrapper/coredns), netpol (hack/kube-wrapper/netpol), crictl v1.37.0 and the pause/probe
@@ -72,7 +72,7 @@ COREDNS_VERSION="v1.15.0"
 CRICTL_VERSION="v1.37.0"
 PAUSE_IMAGE="localhost/imkube/pause:1.0"
 PROBE_IMAGE="localhost/imkube/probe:1.0"
-APT_PACKAGES=(containerd runc containernetworking-plugins iptables socat conntrack)
+APT_PACKAGES=(containerd runc containernetworking-plugins iptables ipset socat conntrack)
 CNI_BIN_DIR="/usr/lib/cni"
 # Sysctls the node (kubelet, CNI bridge plugin) may change: recorded by the first
 # `up`, restored by `down`.
@@ -585,7 +585,7 @@ healthy() {
 	kube-proxy) curl -fsS "http://127.0.0.1:$PROXY_HEALTHZ_PORT/livez" ;;
 	coredns) curl -fsS "http://127.0.0.1:$COREDNS_READY_PORT/ready" | grep -q OK ;;
 	# Its table exists once the informers synced and the rules are written.
-	netpol) curl -fsS "http://127.0.0.1:$NETPOL_METRICS_PORT/metrics" >/dev/null && "$NETPOL" --check ;;
+	netpol) curl -fsS "http://127.0.0.1:$NETPOL_METRICS_PORT/healthz" | grep -q ok && "$NETPOL" --check ;;
 	esac
 }
 
@@ -805,8 +805,6 @@ up() {
 	local p
 	for p in "$(api_port)" $(deps_ports); do forward "$p"; done
 	start kube-proxy "$KUBE_BIN/kube-proxy" --config "$STATE/kube-proxy.yaml" --v=1
-	start netpol "$NETPOL" --kubeconfig "$STATE/netpol.kubeconfig" --hostname-override "$NODE_NAME" \
-		--metrics-bind-address "127.0.0.1:$NETPOL_METRICS_PORT" --v=2
 	start coredns "$COREDNS" -conf "$STATE/Corefile"
 	start kubelet "$KUBE_BIN/kubelet" --config "$STATE/kubelet.yaml" \
 		--kubeconfig "$STATE/kubelet-client.kubeconfig" \
@@ -814,13 +812,16 @@ up() {
 		--root-dir "$NODE_ROOT/kubelet" --v=1
 	wait_healthy kube-proxy 60
 	wait_healthy coredns 60
-	wait_healthy netpol 60
 	wait_healthy kubelet 60
 	if ! wait_for 120 kubectl_ wait --for=condition=Ready "node/$NODE_NAME" --timeout 1s; then
 		kubectl_ describe node "$NODE_NAME" >&2 || true
 		tail -n 30 "$LOGS/kubelet.log" >&2 || true
 		die "node $NODE_NAME is not Ready after 120s (logs: $LOGS)"
 	fi
+	# The policy controller reads its Node object: started once the node registered.
+	start netpol "$NETPOL" --kubeconfig "$STATE/netpol.kubeconfig" --hostname-override "$NODE_NAME" \
+		--service-cluster-ip-range "$SERVICE_CIDR" --metrics-bind-address "127.0.0.1:$NETPOL_METRICS_PORT" --v=1
+	wait_healthy netpol 60
 	kubectl_ uncordon "$NODE_NAME" >/dev/null
 	cordon_kwok
 	log "node $NODE_NAME Ready ($((SECONDS - t0))s); host address for pods: $HOST_IP"
@@ -869,7 +870,10 @@ down() {
 	remove_pods
 	stop coredns
 	stop netpol
-	[[ ! -x "$NETPOL" ]] || "$NETPOL" --cleanup >>"$LOGS/netpol.log" 2>&1 || true
+	if [[ -x "$NETPOL" && -f "$STATE/netpol.kubeconfig" ]] && api_up; then
+		"$NETPOL" --cleanup --kubeconfig "$STATE/netpol.kubeconfig" --hostname-override "$NODE_NAME" \
+			--service-cluster-ip-range "$SERVICE_CIDR" >>"$LOGS/netpol.log" 2>&1 || true
+	fi
 	stop kube-proxy
 	if [[ -f "$STATE/kube-proxy.yaml" ]]; then
 		local kbin
