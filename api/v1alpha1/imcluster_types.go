@@ -385,6 +385,12 @@ type ObservabilitySpec struct {
 	// +kubebuilder:default=false
 	// +optional
 	ServiceMonitor bool `json:"serviceMonitor,omitempty"`
+	// ServiceMonitorLabels are added to the ServiceMonitor's labels: a
+	// Prometheus of kube-prometheus-stack selects monitors by label (e.g.
+	// release: kube-prometheus-stack). The operator's own labels win.
+	// +kubebuilder:validation:MaxProperties=16
+	// +optional
+	ServiceMonitorLabels map[string]string `json:"serviceMonitorLabels,omitempty"`
 	// Dashboards asks for the Grafana dashboard ConfigMaps (installed by the
 	// Helm chart).
 	// +kubebuilder:default=false

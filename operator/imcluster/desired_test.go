@@ -2,6 +2,7 @@ package imcluster
 
 import (
 	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"time"
 
 	"encoding/json"
@@ -200,5 +201,23 @@ func TestEveryContainerWritesOnlyToEmptyDirs(t *testing.T) {
 		if err := render.CheckWritablePaths(desiredDeployment(s, comp).Spec.Template.Spec); err != nil {
 			t.Errorf("%s: %v", comp, err)
 		}
+	}
+}
+
+// kube-prometheus-stack selects ServiceMonitors by label: the spec's labels
+// are added, the operator's own labels cannot be overridden, and every
+// scraped series is labelled with the IMCluster's name.
+func TestServiceMonitorTakesTheSpecsLabelsAndLabelsSeriesWithTheCluster(t *testing.T) {
+	c := sampleCluster()
+	c.Spec.Observability.ServiceMonitorLabels = map[string]string{"release": "kube-prometheus-stack", render.LabelManagedBy: "someone-else"}
+	sm := desiredServiceMonitor(newScope(c, render.Options{}))
+	labels := sm.GetLabels()
+	if labels["release"] != "kube-prometheus-stack" || labels[render.LabelManagedBy] != render.ManagedByValue {
+		t.Fatalf("labels = %v", labels)
+	}
+	eps, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
+	rl := eps[0].(map[string]any)["relabelings"].([]any)[0].(map[string]any)
+	if rl["targetLabel"] != "imcluster" || rl["sourceLabels"].([]any)[0] != "__meta_kubernetes_service_label_app_kubernetes_io_instance" {
+		t.Fatalf("relabeling = %v", rl)
 	}
 }
