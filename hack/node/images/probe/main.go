@@ -6,9 +6,10 @@
 //	http:URL          GET URL, want a 2xx status, print the status and the first bytes of the body
 //	https:URL         the same over TLS, trusting the pod's service-account CA (the API server)
 //	tcp:HOST:PORT     open a TCP connection
-//	blocked:HOST:PORT want a TCP connection attempt to time out (a NetworkPolicy
-//	                  drops the SYN); a connection that opens is retried, since a
-//	                  new pod's policy may lag, and is a failure after 30 s
+//	blocked:HOST:PORT want a TCP connection attempt to fail: time out or be refused
+//	                  (a NetworkPolicy drops or rejects the SYN; pick a port the
+//	                  target listens on); a connection that opens is retried, since
+//	                  a new pod's policy may lag, and is a failure after 30 s
 //	redis:HOST:PORT   send PING, want +PONG
 //	mysql:HOST:PORT   want the server's handshake (not an error packet such as "host not allowed")
 //	rocketmq:HOST:PORT  ask the name server for the cluster (GET_BROKER_CLUSTER_INFO) and
@@ -33,6 +34,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -125,10 +127,12 @@ func check(kind, target string) (string, error) {
 			conn.Close()
 			return "", fmt.Errorf("connected to %s", conn.RemoteAddr())
 		}
-		if !errors.Is(err, context.DeadlineExceeded) && !os.IsTimeout(err) {
-			return "", fmt.Errorf("want a timeout, got %w", err) // refused, DNS: not a policy
+		// A policy drops the SYN (timeout) or rejects it (kube-router answers
+		// ICMP port unreachable: refused); a DNS failure is not a policy.
+		if errors.Is(err, context.DeadlineExceeded) || os.IsTimeout(err) || errors.Is(err, syscall.ECONNREFUSED) {
+			return "not connected: " + err.Error(), nil
 		}
-		return "timed out: " + err.Error(), nil
+		return "", fmt.Errorf("want a timeout or a refusal, got %w", err)
 	case "tcp", "redis", "mysql":
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, "tcp", target)
