@@ -219,6 +219,15 @@ func (k *Keys) RevokedReason(c Claims) (string, bool) {
 	return r.RevokedClaims(c)
 }
 
+// RevocationGeneration changes whenever revocations are added (0 without
+// Revocations).
+func (k *Keys) RevocationGeneration() uint64 {
+	if r := k.revoked.Load(); r != nil {
+		return r.Generation()
+	}
+	return 0
+}
+
 // SetRevocations makes Verify refuse the tokens r holds (nil: none).
 func (k *Keys) SetRevocations(r *Revocations) { k.revoked.Store(r) }
 
