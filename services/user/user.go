@@ -290,7 +290,10 @@ func (s *Service) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		rest.WriteError(w, rest.Errorf(http.StatusUnauthorized, protocol.CodeUnauthenticated, "invalid or expired token: log in again"))
 		return
 	}
-	if _, err := s.store.UserByID(r.Context(), c.UserID); err != nil {
+	if u, err := s.store.UserByID(r.Context(), c.UserID); err != nil || u.Deleted {
+		if err == nil {
+			err = rest.Errorf(http.StatusUnauthorized, protocol.CodeUnauthenticated, "your account was deleted")
+		}
 		s.writeErr(w, notFound(err, "your account no longer exists"))
 		return
 	}
