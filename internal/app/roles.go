@@ -146,7 +146,8 @@ func (p *Process) revocations(ctx context.Context, keys *auth.Keys, src auth.Rev
 	return []func(context.Context) error{r.Run}
 }
 
-// pruneRevoked deletes revocations of expired tokens every 10 minutes.
+// pruneRevoked deletes revocations of expired tokens, ended login sessions
+// and friend requests answered over 30 days ago, every 10 minutes.
 func pruneRevoked(ctx context.Context, db *store.DB, log *slog.Logger) error {
 	t := time.NewTicker(10 * time.Minute)
 	defer t.Stop()
@@ -158,6 +159,9 @@ func pruneRevoked(ctx context.Context, db *store.DB, log *slog.Logger) error {
 		}
 		if _, err := db.PruneRevoked(ctx, time.Now().Add(-time.Hour)); err != nil && ctx.Err() == nil {
 			log.Warn("prune token revocations", "err", err)
+		}
+		if _, err := db.PruneSessions(ctx, time.Now().Add(-time.Hour)); err != nil && ctx.Err() == nil {
+			log.Warn("prune ended login sessions", "err", err)
 		}
 	}
 }

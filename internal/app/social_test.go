@@ -388,10 +388,10 @@ func TestDeletedAccountCannotLogInAndItsMessagesStay(t *testing.T) {
 	// The name is never given to anyone else.
 	wantAPI(t, api, "POST", "/api/v1/users", "", map[string]string{"username": "alice", "password": "correct-horse-battery"}, http.StatusConflict, "USERNAME_TAKEN")
 	var u struct {
-		ID, DisplayName string
-		Deleted         bool
+		ID, Username, DisplayName string
+		Deleted                   bool
 	}
-	if code, err := api.Do("GET", "/api/v1/users/"+alice.ID, bob.Token, nil, &u); err != nil || code != 200 || !u.Deleted || u.DisplayName != "Deleted user" {
+	if code, err := api.Do("GET", "/api/v1/users/"+alice.ID, bob.Token, nil, &u); err != nil || code != 200 || !u.Deleted || u.DisplayName != "Deleted user" || u.Username != "" {
 		t.Fatalf("the deleted user as seen by bob: %d %+v %v", code, u, err)
 	}
 	wantAPI(t, api, "GET", "/api/v1/users?username=alice", bob.Token, nil, http.StatusNotFound, "NOT_FOUND")

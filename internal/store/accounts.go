@@ -194,3 +194,19 @@ func (s *DB) DeleteUser(ctx context.Context, id string, now time.Time, removed f
 		return nil
 	})
 }
+
+// PruneSessions deletes the login sessions that ended (expired or revoked)
+// before before, and friend requests answered before it.
+func (s *DB) PruneSessions(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.db.ExecContext(ctx, "DELETE FROM user_sessions WHERE expires_at < ? OR (revoked_at > 0 AND revoked_at < ?)", before.UnixMilli(), before.UnixMilli())
+	if err != nil {
+		return 0, err
+	}
+	n, _ := res.RowsAffected()
+	res, err = s.db.ExecContext(ctx, "DELETE FROM friend_requests WHERE status <> ? AND updated_at < ?", RequestPending, before.Add(-30*24*time.Hour).UnixMilli())
+	if err != nil {
+		return n, err
+	}
+	m, _ := res.RowsAffected()
+	return n + m, nil
+}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/imkube/imkube/internal/auth"
+	"github.com/imkube/imkube/internal/mysqltest"
 	"github.com/imkube/imkube/internal/store"
 )
 
@@ -264,5 +265,64 @@ func TestSessionsRevocationsProfileAndDeletion(t *testing.T) {
 		if chk, _ := db.CheckDirect(ctx, "b", "a"); chk.Exists {
 			t.Fatal("a deleted user takes messages")
 		}
+		if n, err := db.PruneSessions(ctx, now.Add(2*time.Hour)); err != nil || n < 3 {
+			t.Fatalf("prune: %d %v, want the three ended sessions (and answered requests) gone", n, err)
+		}
+		if n, _ := db.PruneSessions(ctx, now.Add(2*time.Hour)); n != 0 {
+			t.Fatalf("pruning again deleted %d", n)
+		}
+	})
+}
+
+// Migration 9 keeps existing accounts and tokens working, and running it
+// again (a crash before its version row was written) changes nothing.
+func TestSocialMigrationKeepsAccountsAndCanRunAgain(t *testing.T) {
+	check := func(t *testing.T, old *store.DB, open func() (*store.DB, error)) {
+		ctx := context.Background()
+		if err := old.CreateUser(ctx, store.User{ID: "1", Username: "old", DisplayName: "Old", PasswordHash: "h", CreatedAt: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if err := old.RevokeToken(ctx, "jti-1", time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		old.Close()
+		db, err := open()
+		if err != nil {
+			t.Fatalf("migrate: %v", err)
+		}
+		if _, err := db.SQL().ExecContext(ctx, "DELETE FROM schema_migrations WHERE version = 9"); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+		if db, err = open(); err != nil {
+			t.Fatalf("migration 9 run again: %v", err)
+		}
+		defer db.Close()
+		u, err := db.UserByUsername(ctx, "old")
+		if err != nil || u.ID != "1" || u.Deleted || u.DMPolicy != "" {
+			t.Fatalf("the existing account: %+v %v", u, err)
+		}
+		got, err := db.RevokedSince(ctx, 0)
+		if err != nil || len(got) != 1 || got[0].TokenID != "jti-1" || got[0].Reason != "" {
+			t.Fatalf("existing revocations: %+v %v", got, err)
+		}
+	}
+	t.Run("sqlite", func(t *testing.T) {
+		dir := t.TempDir()
+		old, err := store.OpenSQLiteAt(context.Background(), dir, 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, old, func() (*store.DB, error) { return store.OpenSQLite(context.Background(), dir) })
+	})
+	t.Run("mysql", func(t *testing.T) {
+		dsn := mysqltest.NewDatabase(t)
+		old, err := store.OpenMySQLAt(context.Background(), dsn, 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, old, func() (*store.DB, error) {
+			return store.OpenMySQL(context.Background(), dsn, store.PoolConfig{MaxOpen: 2})
+		})
 	})
 }

@@ -353,6 +353,9 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, notFound(err, "no such user"))
 		return
 	}
+	if u.Deleted {
+		u.Username = "" // kept reserved, no longer shown
+	}
 	rest.WriteJSON(w, http.StatusOK, u)
 }
 
