@@ -56,8 +56,8 @@ func (s *Service) checkDirect(ctx context.Context, sender, recipient string) err
 }
 
 // withoutBlocked returns users without those who blocked user or whom user
-// blocked. On a store error it returns nil: callers use it for ephemeral
-// signals, which are dropped rather than risk reaching a blocker.
+// blocked. Callers use it for ephemeral signals: on an error they drop the
+// signal rather than risk it reaching a blocker.
 func (s *Service) withoutBlocked(ctx context.Context, user string, users []string) ([]string, error) {
 	blocked, err := s.store.BlockedBetween(ctx, user, users)
 	if err != nil {
