@@ -40,7 +40,7 @@ func desiredServiceMonitor(s *scope) *unstructured.Unstructured {
 			}},
 			"namespaceSelector": map[string]any{"matchNames": []any{c.Namespace}},
 			"endpoints": []any{map[string]any{
-				"port": render.HTTPPortName, "path": "/metrics", "interval": "30s",
+				"port": render.MetricsPortName, "path": "/metrics", "interval": "30s",
 			}},
 		},
 	}}
