@@ -239,14 +239,14 @@ func (s *Service) handlePassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ip := ClientIP(r, s.trustProxy)
-	if ok, wait := s.throttle.Allow(c.UserID, ip); !ok {
+	if ok, wait := s.throttle.Allow(throttleKey(c.UserID), ip); !ok {
 		WriteTooManyAttempts(w, wait)
 		return
 	}
 	if _, err := s.checkPassword(r.Context(), c.UserID, req.Current); err != nil {
 		var he *rest.Error
 		if errors.As(err, &he) && he.Code == "BAD_CREDENTIALS" {
-			s.throttle.Fail(c.UserID, ip)
+			s.throttle.Fail(throttleKey(c.UserID), ip)
 		}
 		s.writeErr(w, err)
 		return
@@ -287,14 +287,14 @@ func (s *Service) handleDeleteMe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ip := ClientIP(r, s.trustProxy)
-	if ok, wait := s.throttle.Allow(c.UserID, ip); !ok {
+	if ok, wait := s.throttle.Allow(throttleKey(c.UserID), ip); !ok {
 		WriteTooManyAttempts(w, wait)
 		return
 	}
 	if _, err := s.checkPassword(r.Context(), c.UserID, req.Password); err != nil {
 		var he *rest.Error
 		if errors.As(err, &he) && he.Code == "BAD_CREDENTIALS" {
-			s.throttle.Fail(c.UserID, ip)
+			s.throttle.Fail(throttleKey(c.UserID), ip)
 		}
 		s.writeErr(w, err)
 		return
@@ -337,3 +337,8 @@ func (s *Service) recordSession(ctx context.Context, token, device string, end t
 		s.log.Warn("record login session", "user", c.UserID, "err", err)
 	}
 }
+
+// throttleKey is the login throttle's key for password checks of a
+// signed-in user ('#' is never in a username: no bucket is shared with a
+// login name).
+func throttleKey(userID string) string { return "#" + userID }
