@@ -345,7 +345,8 @@ var migrations = []migration{
 				kind TEXT NOT NULL,
 				body TEXT NOT NULL,
 				created_at INTEGER NOT NULL,
-				inbox_seq INTEGER NOT NULL DEFAULT 0)`,
+				inbox_seq INTEGER NOT NULL DEFAULT 0,
+				claimed_until INTEGER NOT NULL DEFAULT 0)`,
 			`CREATE INDEX IF NOT EXISTS idx_social_events_pending ON social_events (inbox_seq, id)`,
 		},
 		mysql: []string{
@@ -389,6 +390,7 @@ var migrations = []migration{
 				body TEXT NOT NULL,
 				created_at BIGINT NOT NULL,
 				inbox_seq BIGINT NOT NULL DEFAULT 0,
+				claimed_until BIGINT NOT NULL DEFAULT 0,
 				KEY idx_social_events_pending (inbox_seq, id))` + mysqlTable,
 		},
 	},

@@ -476,6 +476,19 @@ func (s *DB) PendingSocialEvents(ctx context.Context, limit int) ([]SocialEvent,
 	return out, rows.Err()
 }
 
+// ClaimSocialEvent leases pending event id to the caller until until (unix
+// ms), unless another replica holds an unexpired lease (false) or it was
+// delivered (false). One replica at a time delivers an event, so no inbox
+// number is taken for nothing; a lease of a replica that died expires.
+func (s *DB) ClaimSocialEvent(ctx context.Context, id int64, now, until int64) (bool, error) {
+	res, err := s.db.ExecContext(ctx, "UPDATE social_events SET claimed_until = ? WHERE id = ? AND inbox_seq = 0 AND claimed_until < ?", until, id, now)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
+}
+
 // DeliverSocialEvent places event id into its user's inbox at inboxSeq
 // (record RecordEvent) and marks it delivered, in one transaction. false:
 // another replica delivered it first (nothing written).

@@ -155,6 +155,15 @@ func TestSocialEventsBecomeInboxRecordsOnce(t *testing.T) {
 		if err != nil || len(pending) != 1 || pending[0].User != "b" || pending[0].Kind != "friend_request" {
 			t.Fatalf("pending events: %+v %v", pending, err)
 		}
+		if ok, err := db.ClaimSocialEvent(ctx, pending[0].ID, 100, 200); err != nil || !ok {
+			t.Fatalf("claim: %v %v", ok, err)
+		}
+		if ok, _ := db.ClaimSocialEvent(ctx, pending[0].ID, 150, 250); ok {
+			t.Fatal("a second replica claimed a leased event")
+		}
+		if ok, _ := db.ClaimSocialEvent(ctx, pending[0].ID, 201, 300); !ok {
+			t.Fatal("an expired lease was not given to another replica")
+		}
 		if ok, err := db.DeliverSocialEvent(ctx, pending[0], 2); err != nil || !ok {
 			t.Fatalf("deliver: %v %v", ok, err)
 		}
@@ -163,6 +172,9 @@ func TestSocialEventsBecomeInboxRecordsOnce(t *testing.T) {
 		}
 		if p, _ := db.PendingSocialEvents(ctx, 10); len(p) != 0 {
 			t.Fatalf("still pending: %+v", p)
+		}
+		if ok, _ := db.ClaimSocialEvent(ctx, pending[0].ID, 1000, 2000); ok {
+			t.Fatal("a delivered event was claimed")
 		}
 		items, more, err := db.Sync(ctx, "b", 0, 10)
 		if err != nil || more || len(items) != 2 {

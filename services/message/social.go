@@ -18,6 +18,7 @@ type SocialStore interface {
 	CheckDirect(ctx context.Context, sender, recipient string) (store.DirectCheck, error)
 	BlockedBetween(ctx context.Context, user string, others []string) (map[string]bool, error)
 	PendingSocialEvents(ctx context.Context, limit int) ([]store.SocialEvent, error)
+	ClaimSocialEvent(ctx context.Context, id int64, now, until int64) (bool, error)
 	DeliverSocialEvent(ctx context.Context, e store.SocialEvent, inboxSeq int64) (bool, error)
 }
 
@@ -78,12 +79,17 @@ func (s *Service) withoutBlocked(ctx context.Context, user string, users []strin
 // socialEventPoll is how often the outbox is read when it was empty.
 const socialEventPoll = 100 * time.Millisecond
 
+// socialEventLease is how long a replica holds an event it delivers; a
+// replica that dies holding one delays it by this much.
+const socialEventLease = 30 * time.Second
+
 // RunSocialEvents turns outbox social events (friend requests, friends
 // added or removed: written by the user service with the change) into
 // records of their user's inbox and pushes them to the user's online
-// devices, until ctx ends. Several replicas may run it: an event goes into
-// one inbox place only (the replica that loses wastes one inbox number,
-// which clients see as an empty gap).
+// devices, until ctx ends. Several replicas may run it: each event is
+// claimed (leased) before an inbox number is taken, and a replica that
+// finds an event claimed by another stops its pass there, so events keep
+// their order (an event goes into an inbox only after every earlier one).
 func (s *Service) RunSocialEvents(ctx context.Context) error {
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -98,7 +104,15 @@ func (s *Service) RunSocialEvents(ctx context.Context) error {
 			s.log.Warn("read social events", "err", err)
 		}
 		for _, e := range list {
-			if err := s.socialEvent(ctx, e); err != nil {
+			now := s.now()
+			mine, err := s.store.ClaimSocialEvent(ctx, e.ID, now.UnixMilli(), now.Add(socialEventLease).UnixMilli())
+			if err == nil && !mine {
+				break // another replica delivers it (and the ones after it)
+			}
+			if err == nil {
+				err = s.socialEvent(ctx, e)
+			}
+			if err != nil {
 				if ctx.Err() == nil {
 					s.log.Warn("social event not delivered; retrying", "user", e.User, "id", e.ID, "err", err)
 				}
