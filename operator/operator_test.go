@@ -982,6 +982,11 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 				c.Spec.Media.ObjectStore = &imv1.ObjectStoreSpec{Endpoint: "http://s3:9000/bucket", Bucket: "media", CredentialsSecret: corev1.LocalObjectReference{Name: "s3"}}
 				return c
 			}(), "spec.media.objectStore.endpoint"},
+			{"an unknown default DM policy", func() client.Object {
+				c := base()
+				c.Spec.Users.DefaultDMPolicy = "nobody"
+				return c
+			}(), "spec.users.defaultDMPolicy"},
 			{"a database name MySQL cannot hold", func() client.Object {
 				c := base()
 				c.Spec.Isolation = imv1.IsolationSpec{MySQLDatabase: "chat.demo"}

@@ -71,6 +71,10 @@ type IMClusterSpec struct {
 	// +kubebuilder:default={readDiffusionThreshold: 500, maxMembers: 10000}
 	// +optional
 	Groups GroupsSpec `json:"groups,omitzero"`
+	// Users are account settings, hot-reloaded by the services.
+	// +kubebuilder:default={defaultDMPolicy: anyone}
+	// +optional
+	Users UsersSpec `json:"users,omitzero"`
 	// Media configures media messages (object store, limits, orphan TTL).
 	// +kubebuilder:default={}
 	// +optional
@@ -353,6 +357,24 @@ type GroupsSpec struct {
 	// +kubebuilder:validation:Maximum=1000000
 	// +optional
 	MaxMembers int32 `json:"maxMembers,omitempty"`
+}
+
+// DM policies: who may send a one-to-one message to a user.
+const (
+	DMPolicyAnyone  = "anyone"
+	DMPolicyFriends = "friends"
+)
+
+// UsersSpec are account settings.
+type UsersSpec struct {
+	// DefaultDMPolicy is who may send a one-to-one message to a user who has
+	// not chosen (PATCH /api/v1/users/me {dmPolicy}): anyone, or friends
+	// only. Blocked users never can.
+	// +kubebuilder:default=anyone
+	// +kubebuilder:validation:Enum=anyone;friends
+	// +kubebuilder:validation:XValidation:rule="self == 'anyone' || self == 'friends'",message="defaultDMPolicy must be anyone or friends"
+	// +optional
+	DefaultDMPolicy string `json:"defaultDMPolicy,omitempty"`
 }
 
 // MessagesSpec sets how long after sending a sender may recall or edit a
