@@ -29,8 +29,13 @@
 # pods and the host reach the host address (mangle INPUT). The kwok
 # fake node is cordoned while the real node is up (and uncordoned by down).
 #
+# NetworkPolicy is enforced by kube-router v2.1.0's network policy controller as a
+# host process (hack/kube-wrapper/netpol: iptables chains and ipsets per pod and
+# policy; bridged pod traffic reaches them through br_netfilter; traffic from the
+# node itself, e.g. kubelet probes, is allowed).
+#
 # Binaries: kubelet, kube-proxy via hack/kube.sh (wrapper hack/kube-wrapper/node),
-# CoreDNS v1.15.0 (hack/kube-wrapper/coredns), crictl v1.37.0 and the pause/probe
+# CoreDNS v1.15.0 (hack/kube-wrapper/coredns), netpol (hack/kube-wrapper/netpol), crictl v1.37.0 and the pause/probe
 # images (hack/node/images) under $IMKUBE_CACHE; containerd's images and the
 # kubelet's data under $IMKUBE_NODE_ROOT (default /var/lib/imkube-node); config,
 # certificates, logs, pids under $IMKUBE_CACHE/node.
@@ -61,12 +66,13 @@ PROXY_HEALTHZ_PORT=17256
 PROXY_METRICS_PORT=17249
 COREDNS_HEALTH_PORT=17280
 COREDNS_READY_PORT=17281
+NETPOL_METRICS_PORT=17290
 
 COREDNS_VERSION="v1.15.0"
 CRICTL_VERSION="v1.37.0"
 PAUSE_IMAGE="localhost/imkube/pause:1.0"
 PROBE_IMAGE="localhost/imkube/probe:1.0"
-APT_PACKAGES=(containerd runc containernetworking-plugins iptables socat conntrack)
+APT_PACKAGES=(containerd runc containernetworking-plugins iptables ipset socat conntrack)
 CNI_BIN_DIR="/usr/lib/cni"
 # Sysctls the node (kubelet, CNI bridge plugin) may change: recorded by the first
 # `up`, restored by `down`.
@@ -74,7 +80,7 @@ SYSCTLS=(net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables vm.overcommit_me
 	kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes
 	net.ipv4.conf.all.route_localnet)
 # Host processes in start order (down stops them in reverse; forwarders fwd-* separately).
-COMPONENTS=(containerd kube-proxy coredns kubelet)
+COMPONENTS=(containerd kube-proxy netpol coredns kubelet)
 
 log() { echo "node.sh: $(date +%T) $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -148,12 +154,22 @@ COREDNS_DIR="$CACHE/tools/coredns-$COREDNS_VERSION"
 COREDNS="$COREDNS_DIR/coredns"
 CRICTL_DIR="$CACHE/tools/crictl-$CRICTL_VERSION"
 CRICTL="$CRICTL_DIR/crictl"
+NETPOL_SRC="$ROOT/hack/kube-wrapper/netpol"
+netpol_key() { cat "$NETPOL_SRC/"{go.mod,go.sum,main.go} | sha256sum | cut -c1-16; }
+NETPOL_DIR="$CACHE/tools/netpol"
+NETPOL="$NETPOL_DIR/netpol"
 
 build_coredns_cmd() {
 	(cd "$ROOT/hack/kube-wrapper/coredns" && GOWORK=off GOFLAGS=-buildvcs=false CGO_ENABLED=0 "$GO" build -trimpath \
 		-ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" \
 		-o "$COREDNS_DIR/.coredns.tmp" .)
 	mv -f "$COREDNS_DIR/.coredns.tmp" "$COREDNS"
+}
+
+build_netpol_cmd() {
+	(cd "$NETPOL_SRC" && GOWORK=off GOFLAGS=-buildvcs=false CGO_ENABLED=0 "$GO" build -trimpath -ldflags "-s -w" \
+		-o "$NETPOL_DIR/.netpol.tmp" .)
+	mv -f "$NETPOL_DIR/.netpol.tmp" "$NETPOL"
 }
 
 build_crictl_cmd() {
@@ -225,6 +241,7 @@ build_all() {
 	key="$(cat "$ROOT/hack/kube-wrapper/coredns/"{go.mod,go.sum,main.go} | sha256sum | cut -c1-16)"
 	locked_build "$COREDNS_DIR" coredns "$key" build_coredns_cmd
 	locked_build "$CRICTL_DIR" crictl "$CRICTL_VERSION" build_crictl_cmd
+	locked_build "$NETPOL_DIR" netpol "$(netpol_key)" build_netpol_cmd
 	locked_build "$(images_dir)" images "$(images_key)" build_images_cmd
 }
 
@@ -244,7 +261,7 @@ write_pki() {
 	local ca_sum
 	[[ -f "$CLUSTER_PKI/ca.key" ]] || die "no CA in $CLUSTER_PKI (hack/cluster.sh up first)"
 	ca_sum="$(sha256sum <"$CLUSTER_PKI/ca.crt" | cut -c1-16)"
-	if [[ "$(cat "$PKI/ca.sum" 2>/dev/null)" == "$ca_sum" ]]; then return 0; fi
+	if [[ "$(cat "$PKI/ca.sum" 2>/dev/null)" == "$ca_sum" && -f "$PKI/netpol.crt" ]]; then return 0; fi
 	log "writing the node's certificates (kubelet client + serving, kube-proxy, CoreDNS)"
 	rm -rf "$PKI"
 	mkdir -p "$PKI"
@@ -254,8 +271,9 @@ write_pki() {
 subjectAltName=IP:$HOST_IP,DNS:$NODE_NAME"
 	sign kube-proxy "/CN=system:kube-proxy" "extendedKeyUsage=clientAuth"
 	sign coredns "/CN=imkube:coredns" "extendedKeyUsage=clientAuth"
+	sign netpol "/CN=imkube:netpol" "extendedKeyUsage=clientAuth"
 	echo "$ca_sum" >"$PKI/ca.sum"
-	CHANGED+="kubelet kube-proxy coredns "
+	CHANGED+="kubelet kube-proxy coredns netpol "
 }
 
 # write_kubeconfig NAME: $STATE/NAME.kubeconfig with the client certificate NAME.
@@ -566,6 +584,8 @@ healthy() {
 	kubelet) curl -fsS "http://127.0.0.1:$KUBELET_HEALTHZ_PORT/healthz" | grep -q ok ;;
 	kube-proxy) curl -fsS "http://127.0.0.1:$PROXY_HEALTHZ_PORT/livez" ;;
 	coredns) curl -fsS "http://127.0.0.1:$COREDNS_READY_PORT/ready" | grep -q OK ;;
+	# Its table exists once the informers synced and the rules are written.
+	netpol) curl -fsS "http://127.0.0.1:$NETPOL_METRICS_PORT/healthz" | grep -q ok && "$NETPOL" --check ;;
 	esac
 }
 
@@ -677,6 +697,24 @@ apply_cluster_objects() {
 			subjects:
 			- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "imkube:coredns"}
 			---
+			apiVersion: rbac.authorization.k8s.io/v1
+			kind: ClusterRole
+			metadata: {name: "imkube-node:netpol"}
+			rules:
+			- apiGroups: [""]
+			  resources: [pods, namespaces, nodes]
+			  verbs: [get, list, watch]
+			- apiGroups: [networking.k8s.io]
+			  resources: [networkpolicies]
+			  verbs: [list, watch]
+			---
+			apiVersion: rbac.authorization.k8s.io/v1
+			kind: ClusterRoleBinding
+			metadata: {name: "imkube-node:netpol"}
+			roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "imkube-node:netpol"}
+			subjects:
+			- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "imkube:netpol"}
+			---
 			apiVersion: v1
 			kind: Service
 			metadata:
@@ -739,11 +777,12 @@ up() {
 	write_kubeconfig kubelet-client
 	write_kubeconfig kube-proxy
 	write_kubeconfig coredns
+	write_kubeconfig netpol
 	write_configs
 	network_up
 	# A running component whose configuration changed starts again with the new one.
 	local c
-	for c in kubelet coredns kube-proxy containerd; do
+	for c in kubelet coredns netpol kube-proxy containerd; do
 		if [[ "$CHANGED" == *" $c "* ]]; then
 			stop "$c" "$([[ $c == containerd ]] && echo /containerd || echo "/$c ")"
 		fi
@@ -779,6 +818,10 @@ up() {
 		tail -n 30 "$LOGS/kubelet.log" >&2 || true
 		die "node $NODE_NAME is not Ready after 120s (logs: $LOGS)"
 	fi
+	# The policy controller reads its Node object: started once the node registered.
+	start netpol "$NETPOL" --kubeconfig "$STATE/netpol.kubeconfig" --hostname-override "$NODE_NAME" \
+		--service-cluster-ip-range "$SERVICE_CIDR" --metrics-bind-address "127.0.0.1:$NETPOL_METRICS_PORT" --v=1
+	wait_healthy netpol 60
 	kubectl_ uncordon "$NODE_NAME" >/dev/null
 	cordon_kwok
 	log "node $NODE_NAME Ready ($((SECONDS - t0))s); host address for pods: $HOST_IP"
@@ -826,6 +869,11 @@ down() {
 	stop kubelet
 	remove_pods
 	stop coredns
+	stop netpol
+	if [[ -x "$NETPOL" && -f "$STATE/netpol.kubeconfig" ]] && api_up; then
+		"$NETPOL" --cleanup --kubeconfig "$STATE/netpol.kubeconfig" --hostname-override "$NODE_NAME" \
+			--service-cluster-ip-range "$SERVICE_CIDR" >>"$LOGS/netpol.log" 2>&1 || true
+	fi
 	stop kube-proxy
 	if [[ -f "$STATE/kube-proxy.yaml" ]]; then
 		local kbin

@@ -122,7 +122,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 	if err != nil {
 		log.Warn("operator metrics unavailable", "err", err)
 	}
-	probe := readyz.HTTP{Port: render.HTTPPort, Timeout: 2 * time.Second}
+	probe := readyz.HTTP{Port: render.InternalPort, Timeout: 2 * time.Second}
 	if err := Register(mgr, Deps{Topics: topics, Version: buildinfo.Version, Metrics: metrics, Readyz: probe, Connections: probe}); err != nil {
 		return err
 	}

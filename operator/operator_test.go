@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"os"
 	"path/filepath"
 	"slices"
@@ -384,8 +386,8 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 			if got := envValue(ctr, "IMKUBE_ROCKETMQ_NAMESRV"); got != "imkube-rocketmq-namesrv:9876" {
 				t.Errorf("%s IMKUBE_ROCKETMQ_NAMESRV = %q", name, got)
 			}
-			if d.Spec.Template.Annotations[render.AnnotationConfigHash] == "" {
-				t.Errorf("%s pod template has no config hash", name)
+			if _, ok := d.Spec.Template.Annotations[render.AnnotationConfigHash]; ok {
+				t.Errorf("%s pod template carries the config hash (the ConfigMap is hot-reloaded)", name)
 			}
 			if ctr.Resources.Requests.Cpu().IsZero() {
 				t.Errorf("%s has no CPU request", name)
@@ -615,14 +617,14 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 		})
 	})
 
-	t.Run("changing limits rewrites the ConfigMap and rolls the pods", func(t *testing.T) {
-		hashes := map[string]string{}
-		for _, name := range []string{"demo-message", "edge-gateway"} {
+	t.Run("changing limits rewrites the ConfigMap and rolls no pod", func(t *testing.T) {
+		templates := map[string]corev1.PodTemplateSpec{}
+		for _, name := range []string{"demo-message", "demo-user", "demo-sequence", "edge-gateway"} {
 			var d appsv1.Deployment
 			if err := h.get(ns, name, &d); err != nil {
 				t.Fatal(err)
 			}
-			hashes[name] = d.Spec.Template.Annotations[render.AnnotationConfigHash]
+			templates[name] = d.Spec.Template
 		}
 		var sec corev1.Secret
 		if err := h.get(ns, "demo-auth", &sec); err != nil {
@@ -643,21 +645,28 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 			}
 			return nil
 		})
-		for name, old := range hashes {
-			h.eventually(name+" config hash changed", func() error {
-				var d appsv1.Deployment
-				if err := h.get(ns, name, &d); err != nil {
-					return err
-				}
-				if d.Spec.Template.Annotations[render.AnnotationConfigHash] == old {
-					return errors.New("pod template still has the old hash")
-				}
-				return nil
-			})
-		}
-		h.eventually("Progressing while the new pods roll out", func() error {
-			return h.clusterCondition(ns, "demo", imv1.ConditionProgressing, metav1.ConditionTrue, imv1.ReasonRollingOut)
+		// Both controllers have reconciled the new generation: had they
+		// changed a template, it would show now.
+		h.eventually("the cluster observed the change", func() error {
+			var c imv1.IMCluster
+			if err := h.get(ns, "demo", &c); err != nil {
+				return err
+			}
+			if c.Status.ObservedGeneration != c.Generation {
+				return fmt.Errorf("observedGeneration %d, generation %d", c.Status.ObservedGeneration, c.Generation)
+			}
+			return nil
 		})
+		time.Sleep(2 * time.Second) // the pool reconciles on the cluster's change too
+		for name, before := range templates {
+			var d appsv1.Deployment
+			if err := h.get(ns, name, &d); err != nil {
+				t.Fatal(err)
+			}
+			if !equality.Semantic.DeepEqual(before, d.Spec.Template) {
+				t.Errorf("%s: the pod template changed with the limits:\n%s", name, cmp.Diff(before, d.Spec.Template))
+			}
+		}
 		var again corev1.Secret
 		if err := h.get(ns, "demo-auth", &again); err != nil {
 			t.Fatal(err)
@@ -977,6 +986,11 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 				c.Spec.Media.ObjectStore = &imv1.ObjectStoreSpec{Endpoint: "http://s3:9000/bucket", Bucket: "media", CredentialsSecret: corev1.LocalObjectReference{Name: "s3"}}
 				return c
 			}(), "spec.media.objectStore.endpoint"},
+			{"an unknown default DM policy", func() client.Object {
+				c := base()
+				c.Spec.Users.DefaultDMPolicy = "nobody"
+				return c
+			}(), "spec.users.defaultDMPolicy"},
 			{"a database name MySQL cannot hold", func() client.Object {
 				c := base()
 				c.Spec.Isolation = imv1.IsolationSpec{MySQLDatabase: "chat.demo"}

@@ -418,6 +418,13 @@ func (m Msg) MarshalJSON() ([]byte, error) {
 	if m.T == TypeReadSync {
 		return json.Marshal(ReadSync{T: m.T, Conv: m.Conv, Seq: m.Seq, InboxSeq: m.InboxSeq})
 	}
+	if m.T == TypeEvent {
+		data := json.RawMessage(m.Body)
+		if !json.Valid(data) {
+			data = json.RawMessage("null")
+		}
+		return json.Marshal(Event{T: m.T, Kind: m.Kind, Data: data, TS: m.TS, InboxSeq: m.InboxSeq})
+	}
 	type plain Msg
 	return json.Marshal(plain(m))
 }
@@ -495,7 +502,30 @@ type OK struct {
 	ID string `json:"id"`
 }
 
+// TypeEvent is a social event of the user's own inbox (friend requests,
+// friends added and removed): pushed and returned by sync like a message.
+const TypeEvent = "event"
+
+// Social event kinds.
+const (
+	EventFriendRequest = "friend_request"
+	EventFriendAdded   = "friend_added"
+	EventFriendRemoved = "friend_removed"
+)
+
+// Event is one social event record of the user's inbox (in a push and as a
+// sync_result item); in a Msg it is T TypeEvent with Body the data.
+type Event struct {
+	T        string          `json:"t"`
+	Kind     string          `json:"kind"`
+	Data     json.RawMessage `json:"data"`
+	TS       int64           `json:"ts"`
+	InboxSeq int64           `json:"inboxSeq,omitempty"`
+}
+
 // Kicked is sent before the server closes a replaced or removed session.
+// Reason: replaced (same device connected again), logged_out,
+// password_changed, session_revoked, account_deleted.
 type Kicked struct {
 	T      string `json:"t"`
 	Reason string `json:"reason"`

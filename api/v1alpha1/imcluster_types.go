@@ -71,6 +71,10 @@ type IMClusterSpec struct {
 	// +kubebuilder:default={readDiffusionThreshold: 500, maxMembers: 10000}
 	// +optional
 	Groups GroupsSpec `json:"groups,omitzero"`
+	// Users are account settings, hot-reloaded by the services.
+	// +kubebuilder:default={defaultDMPolicy: anyone}
+	// +optional
+	Users UsersSpec `json:"users,omitzero"`
 	// Media configures media messages (object store, limits, orphan TTL).
 	// +kubebuilder:default={}
 	// +optional
@@ -362,6 +366,24 @@ type GroupsSpec struct {
 	MaxMembers int32 `json:"maxMembers,omitempty"`
 }
 
+// DM policies: who may send a one-to-one message to a user.
+const (
+	DMPolicyAnyone  = "anyone"
+	DMPolicyFriends = "friends"
+)
+
+// UsersSpec are account settings.
+type UsersSpec struct {
+	// DefaultDMPolicy is who may send a one-to-one message to a user who has
+	// not chosen (PATCH /api/v1/users/me {dmPolicy}): anyone, or friends
+	// only. Blocked users never can.
+	// +kubebuilder:default=anyone
+	// +kubebuilder:validation:Enum=anyone;friends
+	// +kubebuilder:validation:XValidation:rule="self == 'anyone' || self == 'friends'",message="defaultDMPolicy must be anyone or friends"
+	// +optional
+	DefaultDMPolicy string `json:"defaultDMPolicy,omitempty"`
+}
+
 // MessagesSpec sets how long after sending a sender may recall or edit a
 // message (group owners and admins recall at any time).
 // +kubebuilder:validation:XValidation:rule="!has(self.recallWindowSeconds) || !has(self.editWindowSeconds) || (self.recallWindowSeconds <= 604800 && self.editWindowSeconds <= 604800)",message="recall and edit windows are at most 7 days (604800 seconds)"
@@ -392,6 +414,12 @@ type ObservabilitySpec struct {
 	// +kubebuilder:default=false
 	// +optional
 	ServiceMonitor bool `json:"serviceMonitor,omitempty"`
+	// ServiceMonitorLabels are added to the ServiceMonitor's labels: a
+	// Prometheus of kube-prometheus-stack selects monitors by label (e.g.
+	// release: kube-prometheus-stack). The operator's own labels win.
+	// +kubebuilder:validation:MaxProperties=16
+	// +optional
+	ServiceMonitorLabels map[string]string `json:"serviceMonitorLabels,omitempty"`
 	// Dashboards asks for the Grafana dashboard ConfigMaps (installed by the
 	// Helm chart).
 	// +kubebuilder:default=false

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -128,6 +129,9 @@ func (p *Process) tracer(name string) trace.Tracer {
 type Server struct {
 	// URL is http(s)://host:port of the HTTP port.
 	URL string
+	// InternalURL is http://host:port of the internal port (/metrics,
+	// /healthz, /readyz, /debug/pprof), or URL when the process has none.
+	InternalURL string
 	// Process holds the shared parts (tests reach the store through it).
 	Process *Process
 	// Gateway is the process's gateway node (nil without the gateway role).
@@ -138,6 +142,7 @@ type Server struct {
 	DataDir string
 
 	srv       *http.Server
+	internal  *http.Server // nil: the probes are on srv
 	handler   atomic.Pointer[handlerBox]
 	roles     []config.Role
 	comps     []*Component
@@ -276,6 +281,18 @@ func Start(ctx context.Context, cfg config.Config, roles []config.Role, opts Opt
 	}
 	undo.push(func() error { ln.Close(); return nil })
 	s.URL = scheme + "://" + ln.Addr().String()
+	s.InternalURL = s.URL
+	var internalLn net.Listener
+	if cfg.InternalAddr != "" {
+		if internalLn, err = Listen(cfg.InternalAddr); err != nil {
+			return nil, fmt.Errorf("internal port: %w", err)
+		}
+		undo.push(func() error { internalLn.Close(); return nil })
+		s.InternalURL = "http://" + internalLn.Addr().String()
+		mux := http.NewServeMux()
+		s.mountInternal(mux, false)
+		s.internal = newHTTPServer(mux, log, cfg.HTTP)
+	}
 
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	g, gctx := errgroup.WithContext(runCtx)
@@ -320,7 +337,14 @@ func Start(ctx context.Context, cfg config.Config, roles []config.Role, opts Opt
 		}
 		serveErr <- err
 	}()
-	log.Info("listening", "addr", ln.Addr().String(), "roles", roleNames(roles), "version", buildinfo.Version)
+	if s.internal != nil {
+		go func() {
+			if err := s.internal.Serve(internalLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("internal port stopped", "err", err)
+			}
+		}()
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "internalAddr", s.InternalURL, "roles", roleNames(roles), "version", buildinfo.Version)
 
 	stopCtx, stop := context.WithCancel(ctx)
 	s.stop = stop
@@ -450,18 +474,37 @@ func (s *Server) setWaiting(err error) {
 	s.mu.Unlock()
 }
 
-// mountProbes adds /healthz, /readyz and /metrics, the same while the
-// process waits for its dependencies and once it serves. `imkube dev` serves
-// clients on the same port: its metrics are for this machine only (services
-// export them for the cluster's Prometheus).
+// mountProbes adds /healthz, /readyz and /metrics (and /debug/pprof when
+// enabled) to the public port's mux when the process has no internal port,
+// the same while the process waits for its dependencies and once it serves.
+// `imkube dev` serves clients on the same port: its metrics and profiles are
+// for this machine only (services export them for the cluster's Prometheus).
 func (s *Server) mountProbes(mux *http.ServeMux) {
+	if s.internal == nil {
+		s.mountInternal(mux, true)
+	}
+}
+
+// mountInternal adds what the internal port serves to mux; public says mux
+// is the client port's.
+func (s *Server) mountInternal(mux *http.ServeMux, public bool) {
 	p := s.Process
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", s.readyz)
-	if p.embedded {
-		mux.Handle("GET /metrics", loopbackOnly(p.Tel.Handler()))
-	} else {
-		mux.Handle("GET /metrics", p.Tel.Handler())
+	guard := func(h http.Handler) http.Handler { return h }
+	if public && p.embedded {
+		guard = loopbackOnly
+	}
+	mux.Handle("GET /metrics", guard(p.Tel.Handler()))
+	if p.Config.PProf {
+		if public {
+			guard = loopbackOnly
+		}
+		mux.Handle("GET /debug/pprof/", guard(http.HandlerFunc(pprof.Index)))
+		mux.Handle("GET /debug/pprof/cmdline", guard(http.HandlerFunc(pprof.Cmdline)))
+		mux.Handle("GET /debug/pprof/profile", guard(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("GET /debug/pprof/symbol", guard(http.HandlerFunc(pprof.Symbol)))
+		mux.Handle("GET /debug/pprof/trace", guard(http.HandlerFunc(pprof.Trace)))
 	}
 }
 
@@ -547,6 +590,12 @@ func (s *Server) shutdown(serveErr chan error) error {
 		}()
 	}
 	wg.Wait()
+	if s.internal != nil {
+		// Last: /readyz answers 503 and /metrics is scraped while draining.
+		ictx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, s.internal.Shutdown(ictx))
+		cancel()
+	}
 	s.stopRun()
 	err := s.group.Wait()
 	if e := <-serveErr; e != nil {

@@ -98,7 +98,7 @@ func buildUser(ctx context.Context, p *Process) (*Component, error) {
 	}
 	svc, err := user.New(user.Config{TrustProxy: !p.embedded, BcryptCost: p.opts.BcryptCost, SessionLifetime: lifetime,
 		SignupBurst: uc.SignupBurst, SignupRefill: uc.SignupRefill, HashConcurrency: uc.HashConcurrency, HashQueueWait: uc.HashQueueWait,
-		ReservedUsernames: uc.ReservedUsernames},
+		ReservedUsernames: uc.ReservedUsernames, DefaultDMPolicy: func() string { return p.Live.Get().Users.DefaultDMPolicy }},
 		user.Deps{Store: db, Keys: keys, IDs: snowflake.New(p.Config.User.NodeID), Log: log})
 	if err != nil {
 		return nil, err
@@ -110,10 +110,15 @@ func buildUser(ctx context.Context, p *Process) (*Component, error) {
 	if err != nil {
 		return nil, err
 	}
+	social, err := user.NewSocial(user.SocialConfig{}, db, svc)
+	if err != nil {
+		return nil, err
+	}
 	return &Component{Name: "user",
 		Mount: func(mux *http.ServeMux) error {
 			svc.Routes(mux)
 			groups.Routes(mux)
+			social.Routes(mux)
 			mux.Handle("GET "+auth.RevocationsPath, auth.RevocationsHandler(keys, db))
 			return nil
 		},
@@ -141,7 +146,8 @@ func (p *Process) revocations(ctx context.Context, keys *auth.Keys, src auth.Rev
 	return []func(context.Context) error{r.Run}
 }
 
-// pruneRevoked deletes revocations of expired tokens every 10 minutes.
+// pruneRevoked deletes revocations of expired tokens, ended login sessions
+// and friend requests answered over 30 days ago, every 10 minutes.
 func pruneRevoked(ctx context.Context, db *store.DB, log *slog.Logger) error {
 	t := time.NewTicker(10 * time.Minute)
 	defer t.Stop()
@@ -153,6 +159,9 @@ func pruneRevoked(ctx context.Context, db *store.DB, log *slog.Logger) error {
 		}
 		if _, err := db.PruneRevoked(ctx, time.Now().Add(-time.Hour)); err != nil && ctx.Err() == nil {
 			log.Warn("prune token revocations", "err", err)
+		}
+		if _, err := db.PruneSessions(ctx, time.Now().Add(-time.Hour)); err != nil && ctx.Err() == nil {
+			log.Warn("prune ended login sessions", "err", err)
 		}
 	}
 }
@@ -197,13 +206,14 @@ func buildMessage(ctx context.Context, p *Process) (*Component, error) {
 		return nil, err
 	}
 	svc, err := message.New(message.Config{ReadDiffusionThreshold: func() int { return p.Live.Get().Groups.ReadDiffusionThreshold },
-		RecallWindow: p.Config.Message.RecallWindow, EditWindow: p.Config.Message.EditWindow},
+		RecallWindow: p.Config.Message.RecallWindow, EditWindow: p.Config.Message.EditWindow,
+		DefaultDMPolicy: func() string { return p.Live.Get().Users.DefaultDMPolicy }},
 		message.Deps{Store: db, Sequence: seq, Sessions: sess, Push: b, IDs: snowflake.New(p.Config.Message.NodeID),
 			Log: p.Log.With("svc", "message"), Metrics: metrics, Tracer: p.tracer("imkube/message"),
 			StoreGuard: func(fn func() error) error { return p.Flow.Guard(flow.ResMySQL, fn) }, Accounts: p.Accounts(db), Media: md, Clock: p.opts.Clock,
-			Hooks: ig.hooks, Offline: ig.pusher, Admin: db, Revoke: func(id string, exp time.Time) {
+			Hooks: ig.hooks, Offline: ig.pusher, Admin: db, Revoke: func(rv auth.Revoked) {
 				if r := keys.Revocations(); r != nil {
-					r.Add(id, exp)
+					r.AddReason(rv.TokenID, time.UnixMilli(rv.ExpiresAt), rv.Reason)
 				}
 			}})
 	if err != nil {
@@ -219,7 +229,7 @@ func buildMessage(ctx context.Context, p *Process) (*Component, error) {
 			return nil
 		},
 		Run: append([]func(context.Context) error{func(ctx context.Context) error { return svc.Run(ctx, b) },
-			func(ctx context.Context) error { return svc.RunGroupEvents(ctx, db) }}, p.revocations(ctx, keys, db)...),
+			func(ctx context.Context) error { return svc.RunGroupEvents(ctx, db) }, svc.RunSocialEvents}, p.revocations(ctx, keys, db)...),
 		Ready: named("mysql", db.Ping),
 	}
 	c.Run = append(c.Run, ig.outbox.Run, ig.pusher.Run)

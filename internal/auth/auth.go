@@ -166,7 +166,8 @@ func randomID() string {
 }
 
 // Verify checks signature, algorithm, key id, issuer, expiry and, when
-// Revocations are set, that the token was not revoked.
+// Revocations are set, that neither the token nor its session was revoked
+// (a map lookup: no database query per request).
 func (k *Keys) Verify(token string) (Claims, error) {
 	if len(token) > 4096 {
 		return Claims{}, ErrInvalidToken
@@ -199,10 +200,32 @@ func (k *Keys) Verify(token string) (Claims, error) {
 	if tc.SST > 0 {
 		c.SessionStart = time.Unix(tc.SST, 0)
 	}
-	if r := k.revoked.Load(); r != nil && (r.Revoked(c.TokenID) || r.SessionRevoked(c.UserID, c.SessionStart)) {
-		return Claims{}, ErrInvalidToken
+	if r := k.revoked.Load(); r != nil {
+		if _, revoked := r.RevokedClaims(c); revoked {
+			return Claims{}, ErrInvalidToken
+		}
 	}
 	return c, nil
+}
+
+// RevokedReason reports whether c (verified earlier, e.g. when a connection
+// authenticated) has been revoked since, and why: the check a connection
+// holder repeats when Revocations.Generation changes.
+func (k *Keys) RevokedReason(c Claims) (string, bool) {
+	r := k.revoked.Load()
+	if r == nil {
+		return "", false
+	}
+	return r.RevokedClaims(c)
+}
+
+// RevocationGeneration changes whenever revocations are added (0 without
+// Revocations).
+func (k *Keys) RevocationGeneration() uint64 {
+	if r := k.revoked.Load(); r != nil {
+		return r.Generation()
+	}
+	return 0
 }
 
 // SetRevocations makes Verify refuse the tokens r holds (nil: none).

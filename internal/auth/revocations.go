@@ -19,7 +19,15 @@ type Revoked struct {
 	TokenID   string `json:"jti"`
 	ExpiresAt int64  `json:"exp"`
 	RevokedAt int64  `json:"at"`
+	// Reason, if set, is why (sent to the connections the revocation
+	// closes in kicked{reason}): logged_out, password_changed,
+	// session_revoked, account_deleted.
+	Reason string `json:"reason,omitempty"`
 }
+
+// SessionKey is the revocation id of a whole session (every token of it):
+// the revocation set holds token ids and these.
+func SessionKey(sessionID string) string { return "s:" + sessionID }
 
 // RevocationSource lists revocations recorded at or after since (unix ms)
 // whose tokens have not expired yet: the database, or in a process without
@@ -41,59 +49,11 @@ type Revocations struct {
 	log      *slog.Logger
 	now      func() time.Time
 
-	mu     sync.RWMutex
-	m      map[string]int64 // token id -> expiry, unix ms
-	users  map[string]userCut
-	synced time.Time // start of the last successful poll
-}
-
-// userCut ends the sessions of a user that started before at (unix ms);
-// it is kept until exp.
-type userCut struct{ at, exp int64 }
-
-// UserRevocationID is the revocation id that ends every session of user
-// started before at (a forced logout): tokens of those sessions are
-// refused, and cannot be refreshed. Record it like a token revocation, with
-// an expiry of at least at + the session lifetime.
-func UserRevocationID(user string, at time.Time) string {
-	return "u:" + user + ":" + strconv.FormatInt(at.UnixMilli(), 10)
-}
-
-// parseUserRevocation reads a UserRevocationID.
-func parseUserRevocation(id string) (user string, at int64, ok bool) {
-	rest, found := strings.CutPrefix(id, "u:")
-	if !found {
-		return "", 0, false
-	}
-	i := strings.LastIndexByte(rest, ':')
-	if i <= 0 {
-		return "", 0, false
-	}
-	at, err := strconv.ParseInt(rest[i+1:], 10, 64)
-	return rest[:i], at, err == nil
-}
-
-// SessionRevoked reports whether a forced logout of user ended the session
-// that started at start (token times have second precision: a session
-// started in the second of the logout survives it).
-func (r *Revocations) SessionRevoked(user string, start time.Time) bool {
-	r.mu.RLock()
-	cut, ok := r.users[user]
-	r.mu.RUnlock()
-	return ok && start.Unix() < cut.at/1000
-}
-
-func (r *Revocations) addLocked(id string, exp int64) {
-	if user, at, ok := parseUserRevocation(id); ok {
-		if r.users == nil {
-			r.users = map[string]userCut{}
-		}
-		if cur := r.users[user]; at > cur.at {
-			r.users[user] = userCut{at: at, exp: max(exp, cur.exp)}
-		}
-		return
-	}
-	r.m[id] = exp
+	mu      sync.RWMutex
+	m       map[string]int64  // token id (or SessionKey) -> expiry, unix ms
+	reasons map[string]string // why, for entries that say
+	gen     uint64            // bumped by every change that adds entries
+	synced  time.Time         // start of the last successful poll
 }
 
 // RevocationsOverlap is how far before the previous poll each poll reads
@@ -109,7 +69,7 @@ func NewRevocations(src RevocationSource, interval time.Duration, log *slog.Logg
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Revocations{src: src, interval: interval, log: log, now: time.Now, m: map[string]int64{}}
+	return &Revocations{src: src, interval: interval, log: log, now: time.Now, m: map[string]int64{}, reasons: map[string]string{}}
 }
 
 // Revoked reports whether the token id is revoked.
@@ -122,9 +82,40 @@ func (r *Revocations) Revoked(tokenID string) bool {
 
 // Add records a revocation made by this process.
 func (r *Revocations) Add(tokenID string, expiresAt time.Time) {
+	r.AddReason(tokenID, expiresAt, "")
+}
+
+// AddReason records a revocation made by this process, with why.
+func (r *Revocations) AddReason(tokenID string, expiresAt time.Time, reason string) {
 	r.mu.Lock()
-	r.addLocked(tokenID, expiresAt.UnixMilli())
+	r.m[tokenID] = expiresAt.UnixMilli()
+	if reason != "" {
+		r.reasons[tokenID] = reason
+	}
+	r.gen++
 	r.mu.Unlock()
+}
+
+// RevokedClaims reports whether the token of c is revoked, by its id or
+// its whole session, and why ("" when not said).
+func (r *Revocations) RevokedClaims(c Claims) (string, bool) {
+	for _, id := range []string{c.TokenID, SessionKey(c.SessionID)} {
+		if r.Revoked(id) {
+			r.mu.RLock()
+			why := r.reasons[id]
+			r.mu.RUnlock()
+			return why, true
+		}
+	}
+	return "", false
+}
+
+// Generation changes whenever revocations are added, so a holder of
+// connections rechecks them only then.
+func (r *Revocations) Generation() uint64 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.gen
 }
 
 // Len is the number of revoked tokens held.
@@ -156,16 +147,18 @@ func (r *Revocations) Sync(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, v := range list {
-		r.addLocked(v.TokenID, v.ExpiresAt)
+		if _, ok := r.m[v.TokenID]; !ok {
+			r.gen++
+		}
+		r.m[v.TokenID] = v.ExpiresAt
+		if v.Reason != "" {
+			r.reasons[v.TokenID] = v.Reason
+		}
 	}
 	for id, exp := range r.m {
 		if exp < cutoff {
 			delete(r.m, id)
-		}
-	}
-	for u, c := range r.users {
-		if c.exp < cutoff {
-			delete(r.users, u)
+			delete(r.reasons, id)
 		}
 	}
 	r.synced = start

@@ -57,34 +57,41 @@ func TestRefreshKeepsTheSessionAndRevokedTokensAreRefused(t *testing.T) {
 	}
 }
 
-func TestUserRevocationEndsTheUsersEarlierSessionsOnly(t *testing.T) {
-	base := time.Unix(1_800_000_000, 0)
-	now := base
+func TestARevokedSessionRefusesEveryTokenOfItWithItsReason(t *testing.T) {
 	k, err := NewKeys([]string{strings.Repeat("k", 40)}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	k = k.WithClock(func() time.Time { return now })
 	src := &fakeRevocations{}
 	r := NewRevocations(src, time.Hour, nil)
-	r.now = func() time.Time { return now }
 	k.SetRevocations(r)
-	old, _, _ := k.Issue("u1")
-	other, _, _ := k.Issue("u2")
-	now = base.Add(2 * time.Second)
-	src.list = append(src.list, Revoked{TokenID: UserRevocationID("u1", now), ExpiresAt: now.Add(24 * time.Hour).UnixMilli(), RevokedAt: now.UnixMilli()})
+	tok, _, _ := k.Issue("u1")
+	c, _ := k.Verify(tok)
+	next, _, _ := k.Refresh(c, time.Now().Add(time.Hour))
+	other, _, _ := k.Issue("u1")
+	gen := k.RevocationGeneration()
+
+	// Revoked elsewhere: seen at the next poll, with the reason.
+	src.list = append(src.list, Revoked{TokenID: SessionKey(c.SessionID), ExpiresAt: time.Now().Add(time.Hour).UnixMilli(), RevokedAt: time.Now().UnixMilli(), Reason: "password_changed"})
 	if err := r.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	now = base.Add(3 * time.Second)
-	fresh, _, _ := k.Issue("u1")
-	if _, err := k.Verify(old); err == nil {
-		t.Error("a token of a session started before the logout is accepted")
+	if k.RevocationGeneration() == gen {
+		t.Fatal("the generation did not change with a new revocation")
 	}
-	if _, err := k.Verify(fresh); err != nil {
-		t.Errorf("a token of a session started after the logout is refused: %v", err)
+	for _, tk := range []string{tok, next} {
+		if _, err := k.Verify(tk); err == nil {
+			t.Fatal("a token of the revoked session verifies")
+		}
+	}
+	if why, ok := k.RevokedReason(c); !ok || why != "password_changed" {
+		t.Fatalf("reason %q %v", why, ok)
 	}
 	if _, err := k.Verify(other); err != nil {
-		t.Errorf("another user's token is refused: %v", err)
+		t.Fatalf("another session of the same user: %v", err)
+	}
+	gen = k.RevocationGeneration()
+	if err := r.Sync(context.Background()); err != nil || k.RevocationGeneration() != gen {
+		t.Fatalf("a poll with nothing new changed the generation (%v)", err)
 	}
 }

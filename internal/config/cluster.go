@@ -25,11 +25,19 @@ type Groups struct {
 	MaxMembers             int `json:"maxMembers"`
 }
 
+// Users are the account settings.
+type Users struct {
+	// DefaultDMPolicy is who may send a one-to-one message to a user who
+	// chose no policy: "anyone" or "friends".
+	DefaultDMPolicy string `json:"defaultDMPolicy"`
+}
+
 // Cluster is the content of config.json.
 type Cluster struct {
 	Limits Limits `json:"limits"`
 	Groups Groups `json:"groups"`
 	Media  Media  `json:"media"`
+	Users  Users  `json:"users"`
 	// Webhooks are the integration hooks (docs/integrations.md).
 	Webhooks Webhooks `json:"webhooks,omitzero"`
 }
@@ -40,6 +48,7 @@ func DefaultCluster() Cluster {
 		Limits: Limits{SendRatePerSecond: 10, SendBurst: 20, MaxMessageBytes: 16 << 10, ConnectionsPerIPPerSecond: 20},
 		Groups: Groups{ReadDiffusionThreshold: 500, MaxMembers: 10000},
 		Media:  DefaultMedia(),
+		Users:  Users{DefaultDMPolicy: "anyone"},
 	}
 }
 
@@ -58,6 +67,8 @@ func (c Cluster) Validate() error {
 		return errors.New("config.json: groups.readDiffusionThreshold must be >= 2")
 	case c.Groups.MaxMembers < 2:
 		return errors.New("config.json: groups.maxMembers must be >= 2")
+	case c.Users.DefaultDMPolicy != "anyone" && c.Users.DefaultDMPolicy != "friends":
+		return errors.New(`config.json: users.defaultDMPolicy must be "anyone" or "friends"`)
 	}
 	if err := c.Webhooks.Validate(); err != nil {
 		return err

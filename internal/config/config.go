@@ -69,6 +69,13 @@ func (m MySQL) DSNs() (dsn, server string, err error) {
 type Config struct {
 	// Addr is the listen address of the process's HTTP port.
 	Addr string
+	// InternalAddr, if set, is the listen address of the internal port:
+	// /metrics, /healthz, /readyz and (with PProf) /debug/pprof are served
+	// there and not on Addr. Empty: they are served on Addr.
+	InternalAddr string
+	// PProf serves /debug/pprof on the internal port (or, without one, on
+	// Addr to loopback clients only).
+	PProf bool
 	// LogLevel is debug|info|warn|error.
 	LogLevel string
 	// Instance names this process (pod name in Kubernetes): the RocketMQ
@@ -350,6 +357,10 @@ var (
 var settings = []Setting{
 	{flag: "addr", env: "IMKUBE_ADDR", usage: "listen address host:port", roles: all,
 		bind: func(c *Config) value { return strVal{&c.Addr} }},
+	{flag: "internal-addr", env: "IMKUBE_INTERNAL_ADDR", usage: "listen address host:port of the internal port (/metrics, /healthz, /readyz, /debug/pprof); empty: served on --addr", roles: all,
+		bind: func(c *Config) value { return strVal{&c.InternalAddr} }},
+	{flag: "pprof", env: "IMKUBE_PPROF", usage: "serve /debug/pprof on the internal port (without one: on --addr, to loopback clients only)", roles: all,
+		bind: func(c *Config) value { return boolVal{&c.PProf} }},
 	{flag: "log-level", env: "IMKUBE_LOG_LEVEL", usage: "debug|info|warn|error", roles: all,
 		bind: func(c *Config) value { return strVal{&c.LogLevel} }},
 	{flag: "instance-name", env: "IMKUBE_INSTANCE_NAME", usage: "process name (RocketMQ client instance, telemetry instance id; default: host name)", roles: withBus,
@@ -611,6 +622,13 @@ func (c Config) Validate(role Role) error {
 
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		bad("addr", "IMKUBE_ADDR", "%q: want host:port", c.Addr)
+	}
+	if c.InternalAddr != "" {
+		if _, port, err := net.SplitHostPort(c.InternalAddr); err != nil {
+			bad("internal-addr", "IMKUBE_INTERNAL_ADDR", "%q: want host:port", c.InternalAddr)
+		} else if c.InternalAddr == c.Addr && port != "0" {
+			bad("internal-addr", "IMKUBE_INTERNAL_ADDR", "%q: must differ from addr", c.InternalAddr)
+		}
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil || !oneOf(c.LogLevel, "debug", "info", "warn", "error") {

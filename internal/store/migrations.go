@@ -295,7 +295,105 @@ var migrations = []migration{
 		version: 8,
 		fn:      addInboxRecord,
 	},
-	// version 9 is friends and blocks (issue 17, social half).
+	{
+		// Social graph and accounts (issue 17): friend requests, friends
+		// (one row per side), blocks, per-user DM policy and account
+		// deletion, the login sessions a user can list and sign out, the
+		// reason of a revocation (sent to the connections it closes), and the
+		// outbox of social events that the message service turns into
+		// inbox records (record 2) of each side. Every statement may run
+		// again after a crash (MySQL DDL is not transactional); columns are
+		// added by addSocialColumns when missing.
+		version: 9,
+		fn:      addSocialColumns,
+		sqlite: []string{
+			`CREATE TABLE IF NOT EXISTS friend_requests (
+				id TEXT PRIMARY KEY,
+				from_user TEXT NOT NULL,
+				to_user TEXT NOT NULL,
+				message TEXT NOT NULL DEFAULT '',
+				status TEXT NOT NULL,
+				pending_key TEXT NULL UNIQUE,
+				created_at INTEGER NOT NULL,
+				updated_at INTEGER NOT NULL)`,
+			`CREATE INDEX IF NOT EXISTS idx_friend_requests_to ON friend_requests (to_user, status)`,
+			`CREATE INDEX IF NOT EXISTS idx_friend_requests_from ON friend_requests (from_user, status)`,
+			`CREATE TABLE IF NOT EXISTS friends (
+				user_id TEXT NOT NULL,
+				friend_id TEXT NOT NULL,
+				remark TEXT NOT NULL DEFAULT '',
+				since INTEGER NOT NULL,
+				PRIMARY KEY (user_id, friend_id))`,
+			`CREATE TABLE IF NOT EXISTS blocks (
+				user_id TEXT NOT NULL,
+				blocked_id TEXT NOT NULL,
+				created_at INTEGER NOT NULL,
+				PRIMARY KEY (user_id, blocked_id))`,
+			`CREATE INDEX IF NOT EXISTS idx_blocks_blocked ON blocks (blocked_id)`,
+			`CREATE TABLE IF NOT EXISTS user_sessions (
+				id TEXT PRIMARY KEY,
+				user_id TEXT NOT NULL,
+				device TEXT NOT NULL DEFAULT '',
+				created_at INTEGER NOT NULL,
+				last_used_at INTEGER NOT NULL,
+				expires_at INTEGER NOT NULL,
+				revoked_at INTEGER NOT NULL DEFAULT 0)`,
+			`CREATE INDEX IF NOT EXISTS idx_user_sessions_user ON user_sessions (user_id, revoked_at)`,
+			`CREATE TABLE IF NOT EXISTS social_events (
+				id INTEGER PRIMARY KEY AUTOINCREMENT,
+				user_id TEXT NOT NULL,
+				kind TEXT NOT NULL,
+				body TEXT NOT NULL,
+				created_at INTEGER NOT NULL,
+				inbox_seq INTEGER NOT NULL DEFAULT 0,
+				claimed_until INTEGER NOT NULL DEFAULT 0)`,
+			`CREATE INDEX IF NOT EXISTS idx_social_events_pending ON social_events (inbox_seq, id)`,
+		},
+		mysql: []string{
+			`CREATE TABLE IF NOT EXISTS friend_requests (
+				id VARCHAR(32) NOT NULL PRIMARY KEY,
+				from_user VARCHAR(32) NOT NULL,
+				to_user VARCHAR(32) NOT NULL,
+				message VARCHAR(1024) NOT NULL DEFAULT '',
+				status VARCHAR(16) NOT NULL,
+				pending_key VARCHAR(80) NULL,
+				created_at BIGINT NOT NULL,
+				updated_at BIGINT NOT NULL,
+				UNIQUE KEY uk_friend_requests_pending (pending_key),
+				KEY idx_friend_requests_to (to_user, status),
+				KEY idx_friend_requests_from (from_user, status))` + mysqlTable,
+			`CREATE TABLE IF NOT EXISTS friends (
+				user_id VARCHAR(32) NOT NULL,
+				friend_id VARCHAR(32) NOT NULL,
+				remark VARCHAR(255) NOT NULL DEFAULT '',
+				since BIGINT NOT NULL,
+				PRIMARY KEY (user_id, friend_id))` + mysqlTable,
+			`CREATE TABLE IF NOT EXISTS blocks (
+				user_id VARCHAR(32) NOT NULL,
+				blocked_id VARCHAR(32) NOT NULL,
+				created_at BIGINT NOT NULL,
+				PRIMARY KEY (user_id, blocked_id),
+				KEY idx_blocks_blocked (blocked_id))` + mysqlTable,
+			`CREATE TABLE IF NOT EXISTS user_sessions (
+				id VARCHAR(64) NOT NULL PRIMARY KEY,
+				user_id VARCHAR(32) NOT NULL,
+				device VARCHAR(255) NOT NULL DEFAULT '',
+				created_at BIGINT NOT NULL,
+				last_used_at BIGINT NOT NULL,
+				expires_at BIGINT NOT NULL,
+				revoked_at BIGINT NOT NULL DEFAULT 0,
+				KEY idx_user_sessions_user (user_id, revoked_at))` + mysqlTable,
+			`CREATE TABLE IF NOT EXISTS social_events (
+				id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+				user_id VARCHAR(32) NOT NULL,
+				kind VARCHAR(32) NOT NULL,
+				body TEXT NOT NULL,
+				created_at BIGINT NOT NULL,
+				inbox_seq BIGINT NOT NULL DEFAULT 0,
+				claimed_until BIGINT NOT NULL DEFAULT 0,
+				KEY idx_social_events_pending (inbox_seq, id))` + mysqlTable,
+		},
+	},
 	{
 		// Integrations (issue 17): the webhook outbox (after-send and event
 		// hooks, offline pushes; written in the message's transaction), the
@@ -451,4 +549,31 @@ func hasColumn(ctx context.Context, conn *sql.Conn, dialect, table, column strin
 		err = conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = ?", table, column).Scan(&n)
 	}
 	return n > 0, err
+}
+
+// addSocialColumns adds users.dm_policy, users.deleted_at and
+// revoked_tokens.reason where they are missing (migration 9).
+func addSocialColumns(ctx context.Context, conn *sql.Conn, dialect string) error {
+	cols := []struct{ table, column, sqlite, mysql string }{
+		{"users", "dm_policy", "TEXT NOT NULL DEFAULT ''", "VARCHAR(16) NOT NULL DEFAULT ''"},
+		{"users", "deleted_at", "INTEGER NOT NULL DEFAULT 0", "BIGINT NOT NULL DEFAULT 0"},
+		{"revoked_tokens", "reason", "TEXT NOT NULL DEFAULT ''", "VARCHAR(32) NOT NULL DEFAULT ''"},
+	}
+	for _, c := range cols {
+		has, err := hasColumn(ctx, conn, dialect, c.table, c.column)
+		if err != nil || has {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		typ := c.sqlite
+		if dialect == MySQL {
+			typ = c.mysql
+		}
+		if _, err := conn.ExecContext(ctx, "ALTER TABLE "+c.table+" ADD COLUMN "+c.column+" "+typ); err != nil {
+			return fmt.Errorf("add %s.%s: %w", c.table, c.column, err)
+		}
+	}
+	return nil
 }

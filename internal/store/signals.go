@@ -8,11 +8,12 @@ import (
 	"strings"
 )
 
-// syncCols are msgCols for a LEFT JOIN of inbox and messages: read records
-// have no message, so their message columns come back empty and conv/seq
-// from the inbox row.
-const syncCols = "i.conv, i.seq, COALESCE(m.mid, ''), COALESCE(m.sender, ''), COALESCE(m.cmid, ''), COALESCE(m.kind, ''), " +
-	"COALESCE(m.body, ''), COALESCE(m.ts, 0), COALESCE(m.flags, 0), COALESCE(m.ref, 0), COALESCE(m.reply_to, 0), COALESCE(m.mentions, ''), " +
+// syncCols are msgCols for a LEFT JOIN of inbox, messages and social events
+// (e): read records have no message, so their message columns come back
+// empty and conv/seq from the inbox row; event records take kind, body and
+// ts from their event.
+const syncCols = "i.conv, i.seq, COALESCE(m.mid, ''), COALESCE(m.sender, ''), COALESCE(m.cmid, ''), COALESCE(m.kind, e.kind, ''), " +
+	"COALESCE(m.body, e.body, ''), COALESCE(m.ts, e.created_at, 0), COALESCE(m.flags, 0), COALESCE(m.ref, 0), COALESCE(m.reply_to, 0), COALESCE(m.mentions, ''), " +
 	"i.inbox_seq, i.record"
 
 // ReadSeq returns user's read cursor in conv (0 when the user has no

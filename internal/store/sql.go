@@ -222,16 +222,18 @@ func (s *DB) CreateUser(ctx context.Context, u User) error {
 	return err
 }
 
-const userCols = "id, username, display_name, password_hash, created_at"
+const userCols = "id, username, display_name, password_hash, created_at, dm_policy, deleted_at"
 
 func scanUser(row *sql.Row) (*User, error) {
 	var u User
-	if err := row.Scan(&u.ID, &u.Username, &u.DisplayName, &u.PasswordHash, &u.CreatedAt); err != nil {
+	var deleted int64
+	if err := row.Scan(&u.ID, &u.Username, &u.DisplayName, &u.PasswordHash, &u.CreatedAt, &u.DMPolicy, &deleted); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, ErrNotFound
 		}
 		return nil, err
 	}
+	u.Deleted = deleted > 0
 	return &u, nil
 }
 
@@ -239,19 +241,19 @@ func scanUser(row *sql.Row) (*User, error) {
 // form (by username.Key). A case twin registered before keys existed (see
 // addUsernameKeys) is found by its exact spelling, which is tried first.
 func (s *DB) UserByUsername(ctx context.Context, name string) (*User, error) {
-	return scanUser(s.db.QueryRowContext(ctx, "SELECT "+userCols+" FROM users WHERE username = ? OR username_key = ? ORDER BY CASE WHEN username = ? THEN 0 ELSE 1 END LIMIT 1",
+	return scanUser(s.db.QueryRowContext(ctx, "SELECT "+userCols+" FROM users WHERE (username = ? OR username_key = ?) AND deleted_at = 0 ORDER BY CASE WHEN username = ? THEN 0 ELSE 1 END LIMIT 1",
 		name, username.Key(name), name))
 }
 
-// UserByID finds an account by id.
+// UserByID finds an account by id, deleted accounts included (Deleted set).
 func (s *DB) UserByID(ctx context.Context, id string) (*User, error) {
 	return scanUser(s.db.QueryRowContext(ctx, "SELECT "+userCols+" FROM users WHERE id = ?", id))
 }
 
-// UserExists reports whether an account with id exists.
+// UserExists reports whether an account with id exists (and was not deleted).
 func (s *DB) UserExists(ctx context.Context, id string) (bool, error) {
 	var one int
-	err := s.db.QueryRowContext(ctx, "SELECT 1 FROM users WHERE id = ?", id).Scan(&one)
+	err := s.db.QueryRowContext(ctx, "SELECT 1 FROM users WHERE id = ? AND deleted_at = 0", id).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -371,6 +373,7 @@ func (s *DB) saveMessage(ctx context.Context, m Message, inbox []InboxEntry, par
 func (s *DB) Sync(ctx context.Context, user string, after int64, limit int) ([]Item, bool, error) {
 	rows, err := s.db.QueryContext(ctx, "SELECT "+syncCols+", CASE WHEN h.seq IS NULL THEN 0 ELSE 1 END FROM inbox i"+
 		" LEFT JOIN messages m ON i.record = 0 AND m.conv = i.conv AND m.seq = i.seq"+
+		" LEFT JOIN social_events e ON i.record = 2 AND e.id = i.seq"+
 		" LEFT JOIN hidden h ON i.record = 0 AND h.user_id = i.user_id AND h.conv = i.conv AND h.seq = i.seq"+
 		" WHERE i.user_id = ? AND i.inbox_seq > ? ORDER BY i.inbox_seq LIMIT ?", user, after, limit+1)
 	if err != nil {
@@ -534,7 +537,7 @@ func (s *DB) RevokeToken(ctx context.Context, tokenID string, expiresAt time.Tim
 // RevokedSince lists the revocations recorded at or after since (unix ms)
 // whose tokens have not expired.
 func (s *DB) RevokedSince(ctx context.Context, since int64) ([]auth.Revoked, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT jti, expires_at, revoked_at FROM revoked_tokens WHERE revoked_at >= ? AND expires_at > ?",
+	rows, err := s.db.QueryContext(ctx, "SELECT jti, expires_at, revoked_at, reason FROM revoked_tokens WHERE revoked_at >= ? AND expires_at > ?",
 		since, time.Now().Add(-time.Minute).UnixMilli())
 	if err != nil {
 		return nil, err
@@ -543,7 +546,7 @@ func (s *DB) RevokedSince(ctx context.Context, since int64) ([]auth.Revoked, err
 	var out []auth.Revoked
 	for rows.Next() {
 		var r auth.Revoked
-		if err := rows.Scan(&r.TokenID, &r.ExpiresAt, &r.RevokedAt); err != nil {
+		if err := rows.Scan(&r.TokenID, &r.ExpiresAt, &r.RevokedAt, &r.Reason); err != nil {
 			return nil, err
 		}
 		out = append(out, r)

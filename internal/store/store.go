@@ -29,6 +29,11 @@ type User struct {
 	DisplayName  string `json:"displayName"`
 	PasswordHash string `json:"-"`
 	CreatedAt    int64  `json:"createdAt"`
+	// DMPolicy is "anyone", "friends" or "" (the cluster default).
+	DMPolicy string `json:"-"`
+	// Deleted: the account was deleted (kept so that its messages still
+	// name a sender).
+	Deleted bool `json:"deleted,omitempty"`
 }
 
 // Message is one stored message: (Conv, Seq) is its position, (Sender, CMID)
@@ -78,6 +83,7 @@ type Item struct {
 const (
 	RecordMessage = 0
 	RecordRead    = 1
+	// RecordEvent (social.go) is a social event of the inbox's owner.
 )
 
 // Conversation is a user's view of one conversation.

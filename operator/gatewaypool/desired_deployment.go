@@ -58,7 +58,7 @@ func desiredDeployment(s *scope) *appsv1.Deployment {
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{
 					Labels:      s.labels(),
-					Annotations: render.PodAnnotations(render.ConfigHash(c), s.secretsHash),
+					Annotations: render.PodAnnotations(s.secretsHash),
 				},
 				Spec: corev1.PodSpec{
 					AutomountServiceAccountToken:  ptr.To(false),

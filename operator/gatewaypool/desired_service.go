@@ -37,3 +37,22 @@ func desiredService(s *scope) *corev1.Service {
 		},
 	}
 }
+
+// desiredInternalService is the headless Service of the pool's internal
+// port (/metrics, /healthz, /readyz): the IMCluster's ServiceMonitor scrapes
+// the gateways through it, and the client-facing Service, which may be a
+// LoadBalancer, never exposes that port.
+func desiredInternalService(s *scope) *corev1.Service {
+	m := s.objectMeta()
+	m.Name = s.name() + "-internal"
+	return &corev1.Service{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: m,
+		Spec: corev1.ServiceSpec{
+			Type:      corev1.ServiceTypeClusterIP,
+			ClusterIP: corev1.ClusterIPNone,
+			Selector:  s.selector(),
+			Ports:     []corev1.ServicePort{render.InternalServicePort()},
+		},
+	}
+}

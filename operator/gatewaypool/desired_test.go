@@ -1,6 +1,7 @@
 package gatewaypool
 
 import (
+	"k8s.io/apimachinery/pkg/api/equality"
 	"testing"
 	"time"
 
@@ -56,6 +57,7 @@ func TestDesiredObjectsMatchGoldenFiles(t *testing.T) {
 	}{
 		{"deployment", desiredDeployment(s)},
 		{"service", desiredService(s)},
+		{"service-internal", desiredInternalService(s)},
 		{"hpa", desiredHPA(s)},
 		{"pdb", desiredPDB(s)},
 	}
@@ -148,5 +150,39 @@ func TestFixedPoolHasReplicasAndNoHPA(t *testing.T) {
 func TestGatewayWritesOnlyToEmptyDirs(t *testing.T) {
 	if err := render.CheckWritablePaths(desiredDeployment(newScope(samplePool(), sampleCluster(), render.Options{})).Spec.Template.Spec); err != nil {
 		t.Error(err)
+	}
+}
+
+// The client-facing Service (here a LoadBalancer) carries the client port
+// only; the internal port (/metrics, probes) is on a headless Service.
+func TestInternalPortStaysOffTheClientService(t *testing.T) {
+	s := newScope(samplePool(), sampleCluster(), render.Options{})
+	for _, p := range desiredService(s).Spec.Ports {
+		if p.Name == render.MetricsPortName || p.TargetPort.StrVal == render.MetricsPortName {
+			t.Fatalf("client Service exposes the internal port: %+v", p)
+		}
+	}
+	in := desiredInternalService(s)
+	if in.Spec.Type != corev1.ServiceTypeClusterIP || in.Spec.ClusterIP != corev1.ClusterIPNone {
+		t.Fatalf("internal Service: type %s clusterIP %q, want headless ClusterIP", in.Spec.Type, in.Spec.ClusterIP)
+	}
+	if len(in.Spec.Ports) != 1 || in.Spec.Ports[0].Name != render.MetricsPortName {
+		t.Fatalf("internal Service ports: %+v", in.Spec.Ports)
+	}
+	c := desiredDeployment(s).Spec.Template.Spec.Containers[0]
+	if c.ReadinessProbe.HTTPGet.Port.StrVal != render.MetricsPortName || c.LivenessProbe.HTTPGet.Port.StrVal != render.MetricsPortName {
+		t.Fatalf("probes not on the internal port: %+v %+v", c.ReadinessProbe.HTTPGet, c.LivenessProbe.HTTPGet)
+	}
+}
+
+// Gateways hot-reload the limits and the Sentinel rules (the cluster's
+// ConfigMap): changing them rolls no gateway.
+func TestLimitsChangeNoGatewayPodTemplate(t *testing.T) {
+	a, b := sampleCluster(), sampleCluster()
+	b.Spec.Limits.SendRatePerSecond, b.Spec.Limits.ConnectionsPerIPPerSecond = 3, 4
+	ta := desiredDeployment(newScope(samplePool(), a, render.Options{})).Spec.Template
+	tb := desiredDeployment(newScope(samplePool(), b, render.Options{})).Spec.Template
+	if !equality.Semantic.DeepEqual(ta, tb) {
+		t.Errorf("a limits change changed the gateway pod template:\n%v\n%v", ta.Annotations, tb.Annotations)
 	}
 }

@@ -35,7 +35,7 @@ func (r *Reconciler) reconcileObjects(ctx context.Context, s *scope) (ctrl.Resul
 			errs = append(errs, err)
 		}
 	}
-	for _, obj := range []client.Object{desiredDeployment(s), desiredService(s), desiredPDB(s)} {
+	for _, obj := range []client.Object{desiredDeployment(s), desiredService(s), desiredInternalService(s), desiredPDB(s)} {
 		if _, err := a.Apply(ctx, obj); err != nil {
 			errs = append(errs, err)
 		}

@@ -34,7 +34,7 @@ func desiredDeployment(s *scope, component string) *appsv1.Deployment {
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{
 					Labels:      s.labels(component),
-					Annotations: render.PodAnnotations(s.configHash, s.secretsHash[component]),
+					Annotations: render.PodAnnotations(s.secretsHash[component]),
 				},
 				Spec: corev1.PodSpec{
 					AutomountServiceAccountToken:  ptr.To(false),

@@ -9,7 +9,8 @@ import (
 )
 
 // desiredService is the ClusterIP Service of a component; its URL is what
-// IMKUBE_<COMPONENT>_URL points at.
+// IMKUBE_<COMPONENT>_URL points at. Its internal port is what the
+// ServiceMonitor scrapes.
 func desiredService(s *scope, component string) *corev1.Service {
 	return &corev1.Service{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
@@ -22,7 +23,7 @@ func desiredService(s *scope, component string) *corev1.Service {
 				Port:       render.HTTPPort,
 				TargetPort: intstr.FromString(render.HTTPPortName),
 				Protocol:   corev1.ProtocolTCP,
-			}},
+			}, render.InternalServicePort()},
 		},
 	}
 }

@@ -19,6 +19,9 @@ func desiredServiceMonitor(s *scope) *unstructured.Unstructured {
 	c := s.cluster
 	owner := render.OwnerReference(c, "IMCluster")
 	labels := map[string]any{}
+	for k, v := range c.Spec.Observability.ServiceMonitorLabels {
+		labels[k] = v
+	}
 	for k, v := range render.Labels(c.Name, "metrics", "", render.ImageTag(s.image)) {
 		labels[k] = v
 	}
@@ -40,10 +43,29 @@ func desiredServiceMonitor(s *scope) *unstructured.Unstructured {
 			}},
 			"namespaceSelector": map[string]any{"matchNames": []any{c.Namespace}},
 			"endpoints": []any{map[string]any{
-				"port": render.HTTPPortName, "path": "/metrics", "interval": "30s",
+				"port": render.MetricsPortName, "path": "/metrics", "interval": "30s",
+				// Every series gets the IMCluster's name: the dashboards'
+				// imcluster variable filters on it.
+				"relabelings": []any{map[string]any{
+					"sourceLabels": []any{"__meta_kubernetes_service_label_" + promLabel(render.LabelInstance)},
+					"targetLabel":  "imcluster",
+				}},
 			}},
 		},
 	}}
 	u.SetGroupVersionKind(ServiceMonitorGVK)
 	return u
+}
+
+// promLabel is how Prometheus's Kubernetes discovery spells a Kubernetes
+// label name in its meta labels (every character outside [a-zA-Z0-9_]
+// becomes _).
+func promLabel(name string) string {
+	b := []byte(name)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
 }

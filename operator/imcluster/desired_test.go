@@ -1,6 +1,8 @@
 package imcluster
 
 import (
+	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"time"
 
 	"encoding/json"
@@ -127,14 +129,41 @@ func TestImageDefaultsToOperatorVersion(t *testing.T) {
 	}
 }
 
-func TestConfigChangeChangesPodTemplateHash(t *testing.T) {
-	a := sampleCluster()
-	b := sampleCluster()
-	b.Spec.Limits.SendRatePerSecond = 6
-	ha := desiredDeployment(newScope(a, render.Options{}), render.User).Spec.Template.Annotations[render.AnnotationConfigHash]
-	hb := desiredDeployment(newScope(b, render.Options{}), render.User).Spec.Template.Annotations[render.AnnotationConfigHash]
-	if ha == "" || ha == hb {
-		t.Errorf("config hash did not change with the limits: %q vs %q", ha, hb)
+// Settings the processes hot-reload (limits, group settings: the ConfigMap)
+// change the ConfigMap and no pod template; settings read at start (here the
+// recall window and the log level, environment variables) change it.
+func TestOnlyRestartSettingsChangePodTemplates(t *testing.T) {
+	templates := func(c *imv1.IMCluster) map[string]any {
+		s := newScope(c, render.Options{})
+		out := map[string]any{}
+		for _, comp := range []string{render.Message, render.User, render.Sequence} {
+			out[comp] = desiredDeployment(s, comp).Spec.Template
+		}
+		return out
+	}
+	base := sampleCluster()
+	hot := sampleCluster()
+	hot.Spec.Limits.SendRatePerSecond = 6
+	hot.Spec.Limits.SendBurst = 12
+	hot.Spec.Limits.MaxMessageBytes = 1234
+	hot.Spec.Groups.MaxMembers = 77
+	hot.Spec.Groups.ReadDiffusionThreshold = 33
+	if d := cmp.Diff(templates(base), templates(hot)); d != "" {
+		t.Errorf("hot-reloaded settings changed pod templates (-before +after):\n%s", d)
+	}
+	if a, b := desiredConfigMap(newScope(base, render.Options{})), desiredConfigMap(newScope(hot, render.Options{})); a.Data["config.json"] == b.Data["config.json"] ||
+		a.Data["sentinel-rules.json"] == b.Data["sentinel-rules.json"] || a.Annotations[render.AnnotationConfigHash] == b.Annotations[render.AnnotationConfigHash] {
+		t.Error("the ConfigMap did not change with the limits")
+	}
+	for name, edit := range map[string]func(c *imv1.IMCluster){
+		"recall window": func(c *imv1.IMCluster) { c.Spec.Messages.RecallWindowSeconds = 30 },
+		"log level":     func(c *imv1.IMCluster) { c.Spec.LogLevel = "debug" },
+	} {
+		c := sampleCluster()
+		edit(c)
+		if cmp.Diff(templates(base), templates(c)) == "" {
+			t.Errorf("%s (read at start) did not change the pod templates", name)
+		}
 	}
 }
 
@@ -179,5 +208,23 @@ func TestEveryContainerWritesOnlyToEmptyDirs(t *testing.T) {
 		if err := render.CheckWritablePaths(desiredDeployment(s, comp).Spec.Template.Spec); err != nil {
 			t.Errorf("%s: %v", comp, err)
 		}
+	}
+}
+
+// kube-prometheus-stack selects ServiceMonitors by label: the spec's labels
+// are added, the operator's own labels cannot be overridden, and every
+// scraped series is labelled with the IMCluster's name.
+func TestServiceMonitorTakesTheSpecsLabelsAndLabelsSeriesWithTheCluster(t *testing.T) {
+	c := sampleCluster()
+	c.Spec.Observability.ServiceMonitorLabels = map[string]string{"release": "kube-prometheus-stack", render.LabelManagedBy: "someone-else"}
+	sm := desiredServiceMonitor(newScope(c, render.Options{}))
+	labels := sm.GetLabels()
+	if labels["release"] != "kube-prometheus-stack" || labels[render.LabelManagedBy] != render.ManagedByValue {
+		t.Fatalf("labels = %v", labels)
+	}
+	eps, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
+	rl := eps[0].(map[string]any)["relabelings"].([]any)[0].(map[string]any)
+	if rl["targetLabel"] != "imcluster" || rl["sourceLabels"].([]any)[0] != "__meta_kubernetes_service_label_app_kubernetes_io_instance" {
+		t.Fatalf("relabeling = %v", rl)
 	}
 }

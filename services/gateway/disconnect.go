@@ -35,6 +35,10 @@ var (
 	// DisconnectKicked: the same user and device connected again (here or on
 	// another gateway); the client gets kicked{reason:"replaced"} first.
 	DisconnectKicked = Disconnect{Code: websocket.CloseNormalClosure, Reason: "replaced"}
+	// DisconnectRevoked: the token or session the connection authenticated
+	// with was revoked (logout, password change, session signed out,
+	// account deleted); the client gets kicked{reason} naming which first.
+	DisconnectRevoked = Disconnect{Code: websocket.CloseNormalClosure, Reason: "revoked"}
 	// DisconnectAuthFailed: the first frame was not a valid auth frame.
 	DisconnectAuthFailed = Disconnect{Code: websocket.CloseNormalClosure, Reason: "auth_failed"}
 	// DisconnectAuthTimeout: no auth frame within Config.AuthTimeout.

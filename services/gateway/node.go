@@ -466,6 +466,9 @@ func (n *Node) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return n.deps.Pushes.ConsumePush(gctx, n.cfg.ID, n.HandlePush) })
 	g.Go(func() error { return n.heartbeat(gctx) })
+	if rc, ok := n.deps.Tokens.(revocationChecker); ok {
+		g.Go(func() error { return n.watchRevocations(gctx, rc) })
+	}
 	return g.Wait()
 }
 

@@ -26,7 +26,8 @@ func ProxyRoutes(mux *http.ServeMux, userURL, messageURL string, trusted rest.Tr
 	if err != nil {
 		return fmt.Errorf("message service url: %w", err)
 	}
-	for _, p := range []string{"/api/v1/users", "/api/v1/users/", "/api/v1/sessions", "/api/v1/sessions/", "/api/v1/groups", "/api/v1/groups/"} {
+	for _, p := range []string{"/api/v1/users", "/api/v1/users/", "/api/v1/sessions", "/api/v1/sessions/", "/api/v1/groups", "/api/v1/groups/",
+		"/api/v1/friends", "/api/v1/friends/", "/api/v1/blocks", "/api/v1/blocks/"} {
 		mux.Handle(p, user)
 	}
 	for _, p := range []string{"/api/v1/conversations", "/api/v1/conversations/", "/api/v1/uploads", "/api/v1/media/", "/api/v1/presence", "/api/v1/devices/"} {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/imkube/imkube/internal/rest"
@@ -43,6 +44,39 @@ func TestProxyForwardsTheClientAddressTheGatewayDetermined(t *testing.T) {
 		mux.ServeHTTP(w, r)
 		if got := w.Body.String(); got != tt.want {
 			t.Errorf("peer %s, X-Forwarded-For %q: upstream saw %q, want %q", tt.peer, tt.xff, got, tt.want)
+		}
+	}
+}
+
+// Every public REST path reaches the service that serves it.
+func TestProxySendsEachAPIPathToItsService(t *testing.T) {
+	user := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "user") }))
+	defer user.Close()
+	msg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "message") }))
+	defer msg.Close()
+	mux := http.NewServeMux()
+	noGuard := func(_ string, rt http.RoundTripper) http.RoundTripper { return rt }
+	if err := gateway.ProxyRoutes(mux, user.URL, msg.URL, nil, slog.New(slog.DiscardHandler), noGuard); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ give, want string }{
+		{"POST /api/v1/friends/requests", "user"},
+		{"POST /api/v1/friends/requests/1/accept", "user"},
+		{"GET /api/v1/friends", "user"},
+		{"DELETE /api/v1/friends/7", "user"},
+		{"PUT /api/v1/blocks/7", "user"},
+		{"GET /api/v1/blocks", "user"},
+		{"POST /api/v1/sessions/logout", "user"},
+		{"DELETE /api/v1/sessions/abc", "user"},
+		{"POST /api/v1/users/me/password", "user"},
+		{"GET /api/v1/conversations", "message"},
+	}
+	for _, tt := range tests {
+		method, path, _ := strings.Cut(tt.give, " ")
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, httptest.NewRequest(method, path, nil))
+		if got := w.Body.String(); got != tt.want {
+			t.Errorf("%s went to %q, want %q", tt.give, got, tt.want)
 		}
 	}
 }

@@ -33,24 +33,22 @@ type AdminStore interface {
 	SetPushToken(ctx context.Context, user string, t store.PushToken, max int) error
 	DeletePushToken(ctx context.Context, user, device string) error
 	AddOutbox(ctx context.Context, e store.OutboxEntry) error
-	RevokeToken(ctx context.Context, tokenID string, expiresAt time.Time) error
+	RevokeSessions(ctx context.Context, user, only, keep, reason string, now time.Time) ([]auth.Revoked, error)
 }
 
-// revocationKeep is how long a forced logout is remembered: longer than any
-// session lifetime (a session started before the logout ends by then).
-const revocationKeep = 400 * 24 * time.Hour
-
-// endSessions ends every session of user started until now: their tokens are
-// refused (by every process within one revocation poll, by this one at
-// once) and cannot be refreshed.
-func (s *Service) endSessions(ctx context.Context, user string) error {
-	now := s.now()
-	id, exp := auth.UserRevocationID(user, now), now.Add(revocationKeep)
-	if err := s.admin.RevokeToken(ctx, id, exp); err != nil && !errors.Is(err, store.ErrConflict) {
+// endSessions ends every login session of user (store.RevokeSessions): its
+// tokens are refused and cannot be refreshed, by this process at once and
+// by the others within one revocation poll, and the gateways close its
+// connections with kicked{reason}.
+func (s *Service) endSessions(ctx context.Context, user, reason string) error {
+	list, err := s.admin.RevokeSessions(ctx, user, "", "", reason, s.now())
+	if err != nil {
 		return err
 	}
 	if s.revoke != nil {
-		s.revoke(id, exp)
+		for _, r := range list {
+			s.revoke(r)
+		}
 	}
 	return nil
 }
@@ -254,7 +252,7 @@ func (s *Service) handleBan(w http.ResponseWriter, r *http.Request) {
 		rest.WriteError(w, messageapi.HTTPError(unavailable(err)))
 		return
 	}
-	if err := s.endSessions(r.Context(), user); err != nil {
+	if err := s.endSessions(r.Context(), user, "banned"); err != nil {
 		rest.WriteError(w, messageapi.HTTPError(unavailable(err)))
 		return
 	}
@@ -285,7 +283,7 @@ func (s *Service) handleLogout(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := s.endSessions(r.Context(), user); err != nil {
+	if err := s.endSessions(r.Context(), user, "logout"); err != nil {
 		rest.WriteError(w, messageapi.HTTPError(unavailable(err)))
 		return
 	}

@@ -111,6 +111,10 @@ func (s *Service) Sync(ctx context.Context, user string, after int64, limit, max
 			res.Items = append(res.Items, protocol.Msg{T: protocol.TypeReadSync, Conv: items[i].Conv, Seq: items[i].Seq, InboxSeq: items[i].InboxSeq})
 			continue
 		}
+		if items[i].Record == store.RecordEvent { // a social event (social.go)
+			res.Items = append(res.Items, protocol.Msg{T: protocol.TypeEvent, Kind: items[i].Kind, Body: items[i].Body, TS: items[i].TS, InboxSeq: items[i].InboxSeq})
+			continue
+		}
 		res.Items = append(res.Items, toMsg(&items[i].Message, items[i].InboxSeq))
 		res.Items[len(res.Items)-1].T = ""
 	}

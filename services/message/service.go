@@ -48,6 +48,7 @@ type Store interface {
 	Conversations(ctx context.Context, user string) ([]store.Conversation, error)
 	LifecycleStore
 	SignalStore
+	SocialStore
 }
 
 // Service is the message service.
@@ -72,12 +73,14 @@ type Service struct {
 	// recallWindow and editWindow: how long after sending the sender may
 	// recall or edit a message.
 	recallWindow, editWindow time.Duration
+	// defaultDMPolicy is the DM policy of users who chose none.
+	defaultDMPolicy func() string
 	signals
 	hooks      BeforeSender
 	offline    *webhook.Pusher
 	admin      AdminStore
 	broadcasts *rate.Limiter
-	revoke     func(id string, exp time.Time)
+	revoke     func(r auth.Revoked)
 }
 
 // Accounts says whether a user id has an account (auth.Accounts).
@@ -100,6 +103,9 @@ type Config struct {
 	// TypingInterval is the shortest time between two typing signals of
 	// one user in one conversation (default 2 s); excess is dropped.
 	TypingInterval time.Duration
+	// DefaultDMPolicy returns the DM policy of users who chose none:
+	// "anyone" (the default) or "friends".
+	DefaultDMPolicy func() string
 }
 
 // Deps are the message service's collaborators.
@@ -141,7 +147,7 @@ type Deps struct {
 	Admin AdminStore
 	// Revoke, if set, makes a revocation effective in this process at once
 	// (forced logout; other processes poll the store).
-	Revoke func(id string, exp time.Time)
+	Revoke func(r auth.Revoked)
 }
 
 // New returns a message service.
@@ -169,6 +175,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		s.now = deps.Clock
 	}
 	s.recallWindow, s.editWindow = cfg.RecallWindow, cfg.EditWindow
+	s.defaultDMPolicy = cfg.DefaultDMPolicy
+	if s.defaultDMPolicy == nil {
+		s.defaultDMPolicy = func() string { return DMAnyone }
+	}
 	if s.recallWindow <= 0 {
 		s.recallWindow = DefaultRecallWindow
 	}
@@ -358,12 +368,8 @@ func (s *Service) authoriseDirect(ctx context.Context, up *messageapi.Upstream) 
 		if up.Conv != protocol.DirectConv(up.User, up.To.User) {
 			return nil, reject(protocol.CodeBadFrame, "conversation id does not match the recipient")
 		}
-		ok, err := s.store.UserExists(ctx, up.To.User)
-		if err != nil {
-			return nil, fmt.Errorf("recipient lookup: %w", err)
-		}
-		if !ok {
-			return nil, reject(protocol.CodeNotFound, "user %s does not exist", up.To.User)
+		if err := s.checkDirect(ctx, up.User, up.To.User); err != nil {
+			return nil, err
 		}
 		if up.To.User == up.User {
 			return []string{up.User}, nil

@@ -222,6 +222,10 @@ func (s *Service) Typing(ctx context.Context, user, conv string) error {
 	if s.typingFilter != nil {
 		recipients = s.typingFilter(ctx, user, recipients)
 	}
+	recipients, err := s.withoutBlocked(ctx, user, recipients)
+	if err != nil {
+		return nil // ephemeral: dropped rather than risk reaching a blocker
+	}
 	if len(recipients) == 0 {
 		return nil
 	}
@@ -250,8 +254,14 @@ func (s *Service) Presence(ctx context.Context, user string, users []string) ([]
 	if err != nil {
 		return nil, unavailable(err)
 	}
+	// A block either way counts as sharing nothing (the answer does not
+	// tell a block apart).
+	blocked, err := s.store.BlockedBetween(ctx, user, users)
+	if err != nil {
+		return nil, unavailable(err)
+	}
 	for _, u := range users {
-		if !shared[u] {
+		if !shared[u] || blocked[u] {
 			return nil, fmt.Errorf("%w: you share no conversation with user %s", messageapi.ErrForbidden, u)
 		}
 	}

@@ -48,6 +48,8 @@ type Service struct {
 	reserved        map[string]bool
 	sessionLifetime time.Duration
 	trustProxy      bool
+	accounts        AccountStore
+	defaultDMPolicy func() string
 }
 
 // Config tunes the user service.
@@ -73,6 +75,9 @@ type Config struct {
 	// ReservedUsernames cannot be registered, in any case or Unicode form
 	// (nil: username.Reserved).
 	ReservedUsernames []string
+	// DefaultDMPolicy returns the DM policy of users who chose none
+	// (IMCluster spec.users.defaultDMPolicy; nil: "anyone").
+	DefaultDMPolicy func() string
 }
 
 // Deps are the user service's collaborators.
@@ -89,6 +94,13 @@ type Deps struct {
 func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Store == nil || deps.Keys == nil || deps.IDs == nil {
 		return nil, errors.New("user: Deps.Store, Keys and IDs are required")
+	}
+	accounts, ok := deps.Store.(AccountStore)
+	if !ok {
+		return nil, errors.New("user: Deps.Store must implement AccountStore (sessions, profile, deletion)")
+	}
+	if cfg.DefaultDMPolicy == nil {
+		cfg.DefaultDMPolicy = func() string { return DMAnyone }
 	}
 	if cfg.BcryptCost == 0 {
 		cfg.BcryptCost = bcrypt.DefaultCost
@@ -114,7 +126,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	return &Service{store: deps.Store, keys: deps.Keys, ids: deps.IDs, log: deps.Log, bcryptCost: cfg.BcryptCost, dummyHash: dummy,
 		throttle: deps.Throttle, signups: newIPLimiter(cfg.SignupBurst, cfg.SignupRefill), hash: newHasher(cfg.HashConcurrency, cfg.HashQueueWait),
-		reserved: reserved, sessionLifetime: cfg.SessionLifetime, trustProxy: cfg.TrustProxy}, nil
+		reserved: reserved, sessionLifetime: cfg.SessionLifetime, trustProxy: cfg.TrustProxy,
+		accounts: accounts, defaultDMPolicy: cfg.DefaultDMPolicy}, nil
 }
 
 // Password rules.
@@ -172,8 +185,9 @@ type Session struct {
 // ErrBadCredentials is returned for a wrong username or password.
 var ErrBadCredentials = rest.Errorf(http.StatusUnauthorized, "BAD_CREDENTIALS", "wrong username or password")
 
-// Login checks the password and issues a token.
-func (s *Service) Login(ctx context.Context, username, password string) (*Session, error) {
+// Login checks the password and issues the first token of a new session,
+// recorded with device (a name the client gave, or its User-Agent).
+func (s *Service) Login(ctx context.Context, username, password, device string) (*Session, error) {
 	u, err := s.store.UserByUsername(ctx, username)
 	if errors.Is(err, store.ErrNotFound) || len(password) > MaxPasswordLen {
 		if err := s.hash.do(ctx, func() error { _ = bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password)); return nil }); err != nil {
@@ -204,7 +218,9 @@ func (s *Service) Login(ctx context.Context, username, password string) (*Sessio
 	if err != nil {
 		return nil, err
 	}
-	return &Session{Token: tok, UserID: u.ID, ExpiresAt: exp.UnixMilli(), SessionExpiresAt: time.Now().Add(s.sessionLifetime).UnixMilli()}, nil
+	end := time.Now().Add(s.sessionLifetime)
+	s.recordSession(ctx, tok, device, end)
+	return &Session{Token: tok, UserID: u.ID, ExpiresAt: exp.UnixMilli(), SessionExpiresAt: end.UnixMilli()}, nil
 }
 
 // Routes registers the REST endpoints on mux.
@@ -215,6 +231,7 @@ func (s *Service) Routes(mux *http.ServeMux) {
 	mux.Handle("GET /api/v1/users/me", rest.Authenticated(s.keys, http.HandlerFunc(s.handleMe)))
 	mux.Handle("GET /api/v1/users", rest.Authenticated(s.keys, http.HandlerFunc(s.handleFind)))
 	mux.Handle("GET /api/v1/users/{id}", rest.Authenticated(s.keys, http.HandlerFunc(s.handleGet)))
+	s.accountRoutes(mux)
 }
 
 func (s *Service) handleRegister(w http.ResponseWriter, r *http.Request) {
@@ -243,6 +260,7 @@ func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Username string `json:"username"`
 		Password string `json:"password"`
+		Device   string `json:"device"`
 	}
 	if err := rest.DecodeJSON(r, &req); err != nil {
 		rest.WriteError(w, err)
@@ -253,7 +271,10 @@ func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) {
 		WriteTooManyAttempts(w, wait)
 		return
 	}
-	sess, err := s.Login(r.Context(), req.Username, req.Password)
+	if req.Device == "" {
+		req.Device = r.UserAgent()
+	}
+	sess, err := s.Login(r.Context(), req.Username, req.Password, req.Device)
 	if err != nil {
 		if errors.Is(err, ErrBadCredentials) {
 			s.throttle.Fail(req.Username, ip)
@@ -280,7 +301,10 @@ func (s *Service) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		rest.WriteError(w, rest.Errorf(http.StatusUnauthorized, protocol.CodeUnauthenticated, "invalid or expired token: log in again"))
 		return
 	}
-	if _, err := s.store.UserByID(r.Context(), c.UserID); err != nil {
+	if u, err := s.store.UserByID(r.Context(), c.UserID); err != nil || u.Deleted {
+		if err == nil {
+			err = rest.Errorf(http.StatusUnauthorized, protocol.CodeUnauthenticated, "your account was deleted")
+		}
 		s.writeErr(w, notFound(err, "your account no longer exists"))
 		return
 	}
@@ -311,16 +335,20 @@ func (s *Service) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
+	s.recordSession(r.Context(), next, r.UserAgent(), end)
 	rest.WriteJSON(w, http.StatusOK, &Session{Token: next, UserID: c.UserID, ExpiresAt: exp.UnixMilli(), SessionExpiresAt: end.UnixMilli()})
 }
 
 func (s *Service) handleMe(w http.ResponseWriter, r *http.Request) {
 	u, err := s.store.UserByID(r.Context(), rest.UserID(r.Context()))
+	if err == nil && u.Deleted {
+		err = store.ErrNotFound
+	}
 	if err != nil {
 		s.writeErr(w, notFound(err, "your account no longer exists"))
 		return
 	}
-	rest.WriteJSON(w, http.StatusOK, u)
+	rest.WriteJSON(w, http.StatusOK, s.meView(u))
 }
 
 func (s *Service) handleFind(w http.ResponseWriter, r *http.Request) {
@@ -342,6 +370,9 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.writeErr(w, notFound(err, "no such user"))
 		return
+	}
+	if u.Deleted {
+		u.Username = "" // kept reserved, no longer shown
 	}
 	rest.WriteJSON(w, http.StatusOK, u)
 }

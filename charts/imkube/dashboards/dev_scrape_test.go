@@ -26,7 +26,7 @@ import (
 func TestDashboardQueriesReturnDataFromImkubeDev(t *testing.T) {
 	fams := scrapeDevAfterAChat(t)
 	dashboards := loadDashboards(t)
-	vars := map[string]string{"namespace": ".*", "pod": ".*"}
+	vars := map[string]string{"namespace": ".*", "imcluster": ".*", "pod": ".*"}
 	for _, name := range []string{"overview.json", "gateway.json", "pipeline.json"} {
 		d := dashboards[name]
 		for _, p := range allPanels(d.Panels) {

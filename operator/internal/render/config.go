@@ -28,6 +28,7 @@ func ConfigJSON(c *imv1.IMCluster) string {
 			MaxMembers:             orDefault(g.MaxMembers, def.Groups.MaxMembers),
 		},
 		Media:    mediaConfig(c),
+		Users:    config.Users{DefaultDMPolicy: cmp.Or(c.Spec.Users.DefaultDMPolicy, def.Users.DefaultDMPolicy)},
 		Webhooks: webhooksConfig(c),
 	}
 	return mustJSON(cfg)

@@ -32,7 +32,17 @@ func TestRenderedConfigIsWhatTheServicesParse(t *testing.T) {
 				Limits: config.Limits{SendRatePerSecond: 3, SendBurst: 9, MaxMessageBytes: 4096, ConnectionsPerIPPerSecond: 7},
 				Groups: config.Groups{ReadDiffusionThreshold: 50, MaxMembers: 200},
 				Media:  config.DefaultMedia(),
+				Users:  config.Users{DefaultDMPolicy: "anyone"},
 			},
+		},
+		{
+			name: "the default DM policy is carried over",
+			give: imv1.IMClusterSpec{Users: imv1.UsersSpec{DefaultDMPolicy: imv1.DMPolicyFriends}},
+			want: func() config.Cluster {
+				c := config.DefaultCluster()
+				c.Users.DefaultDMPolicy = "friends"
+				return c
+			}(),
 		},
 		{
 			name: "media limits are carried over, unset ones default",

@@ -8,6 +8,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -32,8 +33,10 @@ const (
 	LabelVersion   = "app.kubernetes.io/version"
 	// LabelGatewayPool marks gateway objects with their pool.
 	LabelGatewayPool = "im.imkube.io/gateway-pool"
-	// AnnotationConfigHash on a pod template changes with the cluster config,
-	// so a config change rolls the pods.
+	// AnnotationConfigHash on the cluster ConfigMap fingerprints its data.
+	// Pod templates do not carry it: every process hot-reloads the ConfigMap
+	// (limits, group settings, media settings, Sentinel rules), so changing
+	// them rolls no pod.
 	AnnotationConfigHash = "im.imkube.io/config-hash"
 
 	// ManagedByValue is the value of LabelManagedBy on every owned object;
@@ -54,11 +57,12 @@ const (
 const (
 	HTTPPort     = 8080
 	HTTPPortName = "http"
-	// MetricsPortName is the container port serving /metrics, /healthz and
-	// /readyz. Today every process serves them on its one HTTP port (the
-	// NetworkPolicies' monitoring rule follows this name; a separate
-	// internal port changes it here).
-	MetricsPortName = HTTPPortName
+	// InternalPort serves /metrics, /healthz and /readyz (IMKUBE_INTERNAL_ADDR):
+	// the probes, Prometheus and the operator use it; clients and the other
+	// components use HTTPPort only. MetricsPortName is its name (Services,
+	// ServiceMonitor, NetworkPolicies).
+	InternalPort    = 9090
+	MetricsPortName = "internal"
 	ConfigDir       = "/etc/imkube/config"
 	// TmpDir is the emptyDir of every pod (the root filesystem is
 	// read-only); HomeDir, the container's $HOME, lies on it: the RocketMQ
@@ -213,7 +217,8 @@ func Env(c *imv1.IMCluster) []corev1.EnvVar {
 	deps := c.Spec.Dependencies
 	env := []corev1.EnvVar{
 		{Name: "HOME", Value: HomeDir},
-		{Name: "IMKUBE_ADDR", Value: ":8080"},
+		{Name: "IMKUBE_ADDR", Value: fmt.Sprintf(":%d", HTTPPort)},
+		{Name: "IMKUBE_INTERNAL_ADDR", Value: fmt.Sprintf(":%d", InternalPort)},
 		{Name: "IMKUBE_LOG_LEVEL", Value: cmp.Or(c.Spec.LogLevel, "info")},
 		{Name: "IMKUBE_REDIS_ADDR", Value: strings.Join(deps.Redis.Addresses, ",")},
 		{Name: "IMKUBE_REDIS_MODE", Value: string(cmp.Or(deps.Redis.Mode, imv1.RedisStandalone))},
@@ -302,7 +307,7 @@ func CheckWritablePaths(spec corev1.PodSpec) error {
 func Probes() (liveness, readiness *corev1.Probe) {
 	get := func(path string) corev1.ProbeHandler {
 		return corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-			Path: path, Port: intstr.FromString(HTTPPortName), Scheme: corev1.URISchemeHTTP,
+			Path: path, Port: intstr.FromString(MetricsPortName), Scheme: corev1.URISchemeHTTP,
 		}}
 	}
 	liveness = &corev1.Probe{
@@ -316,20 +321,29 @@ func Probes() (liveness, readiness *corev1.Probe) {
 	return liveness, readiness
 }
 
-// ContainerPorts is the one HTTP port of the contract.
+// ContainerPorts are the HTTP port (clients, calls between components) and
+// the internal port (probes, metrics) of the contract.
 func ContainerPorts() []corev1.ContainerPort {
-	return []corev1.ContainerPort{{Name: HTTPPortName, ContainerPort: HTTPPort, Protocol: corev1.ProtocolTCP}}
+	return []corev1.ContainerPort{
+		{Name: HTTPPortName, ContainerPort: HTTPPort, Protocol: corev1.ProtocolTCP},
+		{Name: MetricsPortName, ContainerPort: InternalPort, Protocol: corev1.ProtocolTCP},
+	}
 }
 
-// PodAnnotations are the pod template annotations: the config hash (rolls
-// pods on a config change), the hash of the Secret values the pods read as
-// environment variables when known (rolls them when a DSN or password
-// changes) and Prometheus scrape hints.
-func PodAnnotations(configHash, secretsHash string) map[string]string {
+// InternalServicePort is the internal port on a Service (the ServiceMonitor
+// scrapes the Services' ports of this name).
+func InternalServicePort() corev1.ServicePort {
+	return corev1.ServicePort{Name: MetricsPortName, Port: InternalPort, TargetPort: intstr.FromString(MetricsPortName), Protocol: corev1.ProtocolTCP}
+}
+
+// PodAnnotations are the pod template annotations: the hash of the Secret
+// values the pods read as environment variables when known (rolls them when
+// a DSN or password changes) and Prometheus scrape hints. No config hash:
+// the ConfigMap is hot-reloaded (AnnotationConfigHash).
+func PodAnnotations(secretsHash string) map[string]string {
 	a := map[string]string{
-		AnnotationConfigHash:   configHash,
 		"prometheus.io/scrape": "true",
-		"prometheus.io/port":   "8080",
+		"prometheus.io/port":   strconv.Itoa(InternalPort),
 		"prometheus.io/path":   "/metrics",
 	}
 	if secretsHash != "" {

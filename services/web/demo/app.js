@@ -121,7 +121,8 @@ async function start(session) {
   client.on('receipt', (r) => r.conv === app.open && renderMessages());
   watchLifecycle(client);
   watchSignals(client);
-  client.on('kicked', () => (ui.sideError.textContent = 'This device signed in somewhere else; reload to reconnect.'));
+  client.on('kicked', onKicked);
+  watchFriends(client);
   client.on('error', (e) => (ui.sideError.textContent = e.message));
   client.connect();
   // Show what is stored before the connection is up.
@@ -141,8 +142,10 @@ async function loadGroups() {
   renderConvs();
 }
 
-function logout() {
+async function logout() {
   app.client?.close();
+  // End the session on the server too: the token stops working everywhere.
+  await app.rest.logout().catch(() => {});
   localStorage.removeItem(SESSION_KEY);
   location.reload();
 }
@@ -185,6 +188,7 @@ function nameOf(userId) {
         .then((u) => {
           names.set(userId, u.displayName || u.username);
           renderConvs();
+          renderFriends();
           if (app.open) renderMessages();
         })
         .catch(() => names.set(userId, userId)),
@@ -298,6 +302,7 @@ function renderHead() {
   const dot = app.open ? presenceDot(app.open) : null;
   if (dot) ui.chatTitle.prepend(dot);
   ui.addMember.hidden = !app.open?.startsWith('g:');
+  renderBlock();
 }
 
 function renderConvs() {
@@ -858,3 +863,142 @@ function setReply(m) {
   bar.append(cancel);
   ui.input.focus();
 }
+
+// ---- friends and blocks --------------------------------------------------------
+
+const KICKED_TEXT = {
+  replaced: 'This device signed in somewhere else; reload to reconnect.',
+  logged_out: 'You logged out of this session.',
+  password_changed: 'Your password was changed on another device: log in again.',
+  session_revoked: 'This session was signed out from another device: log in again.',
+  account_deleted: 'This account was deleted.',
+};
+
+function onKicked(k) {
+  ui.sideError.textContent = KICKED_TEXT[k.reason] ?? `Signed out (${k.reason}).`;
+  if (k.reason !== 'replaced') {
+    localStorage.removeItem(SESSION_KEY);
+    ui.app.hidden = true;
+    ui.auth.hidden = false;
+    ui.logout.hidden = true;
+    ui.authError.textContent = ui.sideError.textContent;
+  }
+}
+
+const social = { friends: [], requests: [], blocked: new Set() };
+
+async function loadFriends() {
+  const [friends, requests, blocks] = await Promise.all([
+    app.rest.friends(),
+    app.rest.friendRequests({ direction: 'in', status: 'pending' }),
+    app.rest.blocks(),
+  ]);
+  social.friends = friends;
+  social.requests = requests;
+  social.blocked = new Set(blocks.map((b) => b.userId));
+  for (const f of friends) names.set(f.userId, f.remark || f.displayName || f.username);
+  renderFriends();
+  renderBlock();
+}
+
+function watchFriends(client) {
+  // Every friend change is an inbox event (also when it came by sync).
+  client.on('event', () => loadFriends().catch((err) => (ui.sideError.textContent = errText(err))));
+  loadFriends().catch(() => {});
+}
+
+function renderFriends() {
+  const reqs = $('friend-requests');
+  reqs.replaceChildren();
+  for (const r of social.requests) {
+    const li = document.createElement('li');
+    li.className = 'request';
+    li.dataset.testid = 'friend-request';
+    const who = document.createElement('span');
+    who.className = 'who';
+    who.textContent = `${nameOf(r.from)} wants to be friends${r.message ? `: “${r.message}”` : ''}`;
+    li.append(who);
+    for (const [label, fn, id] of [
+      ['Accept', () => app.rest.acceptFriendRequest(r.id), 'friend-accept'],
+      ['Decline', () => app.rest.declineFriendRequest(r.id), 'friend-decline'],
+    ]) {
+      const b = document.createElement('button');
+      b.className = 'link';
+      b.textContent = label;
+      b.dataset.testid = id;
+      b.addEventListener('click', () => fn().then(loadFriends).catch((err) => (ui.sideError.textContent = errText(err))));
+      li.append(b);
+    }
+    reqs.append(li);
+  }
+  const badge = $('friend-badge');
+  badge.textContent = String(social.requests.length);
+  badge.hidden = social.requests.length === 0;
+  if (social.requests.length > 0) /** @type {HTMLDetailsElement} */ ($('friends-box')).open = true;
+
+  const list = $('friends');
+  list.replaceChildren();
+  for (const f of social.friends) {
+    const li = document.createElement('li');
+    li.dataset.testid = 'friend';
+    const who = document.createElement('span');
+    who.className = 'who';
+    who.textContent = f.remark || f.displayName || f.username;
+    who.title = `@${f.username}`;
+    who.addEventListener('click', () => openConv(directConv(app.me.id, f.userId)));
+    const rm = document.createElement('button');
+    rm.className = 'link';
+    rm.textContent = 'Remove';
+    rm.dataset.testid = 'friend-remove';
+    rm.addEventListener('click', () => app.rest.removeFriend(f.userId).then(loadFriends).catch((err) => (ui.sideError.textContent = errText(err))));
+    li.append(who, rm);
+    list.append(li);
+  }
+}
+
+/** The other user of the open one-to-one chat, or null. */
+function peer() {
+  if (!app.open?.startsWith('u:') || !app.me) return null;
+  const [, a, b] = app.open.split(':');
+  return a === app.me.id ? b : a;
+}
+
+function renderBlock() {
+  const b = $('block');
+  const p = peer();
+  b.hidden = !p || p === app.me?.id;
+  if (p) b.textContent = social.blocked.has(p) ? 'Unblock' : 'Block';
+}
+
+$('block').addEventListener('click', async () => {
+  const p = peer();
+  if (!p) return;
+  try {
+    if (social.blocked.has(p)) await app.rest.unblock(p);
+    else await app.rest.block(p);
+    await loadFriends();
+  } catch (err) {
+    ui.sideError.textContent = errText(err);
+  }
+});
+
+$('add-friend').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  ui.sideError.textContent = '';
+  const input = /** @type {HTMLInputElement} */ ($('friend-username'));
+  const username = input.value.trim();
+  try {
+    const u = await app.rest.findUser(username);
+    await app.rest.sendFriendRequest(u.id);
+    input.value = '';
+    ui.sideError.textContent = `Friend request sent to ${u.displayName || u.username}.`;
+  } catch (err) {
+    const texts = {
+      NOT_FOUND: `No user named "${username}".`,
+      ALREADY_FRIENDS: 'You are friends already.',
+      REQUEST_PENDING: 'A request between you is waiting for an answer.',
+      BLOCKED: 'You cannot add this user.',
+    };
+    ui.sideError.textContent = (err instanceof ApiError && texts[err.code]) || errText(err);
+  }
+});

@@ -320,3 +320,39 @@ test('signals in the demo: delivered and read ticks, typing, online dot and "n r
   await shot(heidi.page, 'heidi-group-read');
   for (const w of Object.values(windows)) await w.context.close();
 });
+
+test('friends in the demo: a request is accepted from the list, the friend opens a chat, a block stops messages', async () => {
+  const mallory = await openWindow('mallory');
+  await enter(mallory.page, 'mallory', true);
+  const nina = await openWindow('nina');
+  await enter(nina.page, 'nina', true);
+
+  await mallory.page.locator('#friends-box summary').click();
+  await mallory.page.getByTestId('friend-username').fill('nina');
+  await mallory.page.getByTestId('friend-add').click();
+  await mallory.page.locator('[data-testid="side-error"]', { hasText: 'Friend request sent' }).waitFor();
+
+  // Nina's request list fills from the event (no reload) and she accepts.
+  await nina.page.locator('[data-testid="friend-badge"]', { hasText: /^1$/ }).waitFor();
+  await nina.page.locator('[data-testid="friend-request"]', { hasText: 'Mallory' }).waitFor();
+  await nina.page.getByTestId('friend-accept').click();
+  await nina.page.locator('[data-testid="friend"]', { hasText: 'Mallory' }).waitFor();
+  await mallory.page.locator('[data-testid="friend"]', { hasText: 'Nina' }).waitFor();
+  assert.equal(await nina.page.getByTestId('friend-request').count(), 0);
+
+  // Mallory opens the chat from his friend list; Nina blocks him from hers.
+  await mallory.page.locator('[data-testid="friend"] .who', { hasText: 'Nina' }).click();
+  await mallory.page.locator('[data-testid="chat-title"]', { hasText: 'Nina' }).waitFor();
+  await send(mallory.page, 'hi nina');
+  await allSent(mallory.page, 1);
+  await nina.page.locator('[data-testid="conv"]', { hasText: 'Mallory' }).click();
+  assert.deepEqual(await bodies(nina.page, 1), ['hi nina']);
+  await nina.page.locator('[data-testid="block"]', { hasText: 'Block' }).click();
+  await nina.page.locator('[data-testid="block"]', { hasText: 'Unblock' }).waitFor();
+  await send(mallory.page, 'still there?');
+  await mallory.page.locator('[data-testid="message"][data-state="failed"]', { hasText: 'blocked' }).waitFor();
+  await shot(nina.page, 'nina-friends');
+  assert.deepEqual(await bodies(nina.page, 1), ['hi nina']);
+  await mallory.context.close();
+  await nina.context.close();
+});

@@ -168,8 +168,12 @@ const MAX_LOOP = 10000;
  * online, lastSeen}), "recall" ({conv, seq, by, record}),
  * "edit" ({conv, seq, body, by, record}), "delete" ({conv, seqs}), "groupEvent"
  * ({conv, seq, event, actor, targets, ...}), "synced" ({inboxSeq}),
- * "kicked" ({reason}: replaced, banned, logout), "broadcast" ({id, from, kind, body, ts}:
- * an operator's announcement, not stored), "error" (ImkubeError; BANNED ends the client
+ * "event" ({kind, data, ts}: a social event) with "friendRequest" (the request
+ * {id, from, to, message, status, createdAt}), "friendAdded" ({userId, requestId,
+ * since}) and "friendRemoved" ({userId}),
+ * "kicked" ({reason}: replaced, logged_out, password_changed, session_revoked,
+ * account_deleted, banned, logout), "broadcast" ({id, from, kind, body, ts}: an
+ * operator's announcement, not stored), "error" (ImkubeError; BANNED ends the client
  * like UNAUTHENTICATED). Recall and edit records are not
  * "message" events: they change the message they refer to in recent() (a
  * recalled placeholder, the edited body); group events are both.
@@ -758,6 +762,11 @@ export class ImkubeClient extends Emitter {
         break;
       case 'recall':
         this._onRecall(f);
+        break;
+      case 'event':
+        // A social event has a place in the inbox: take it in order.
+        if (typeof f.inboxSeq === 'number' && f.inboxSeq > 0) this._ingestInbox(f);
+        else this._onEvent(f);
         break;
       case 'pong':
         break;
@@ -1367,7 +1376,22 @@ export class ImkubeClient extends Emitter {
    */
   _inboxItem(m) {
     if (m.t === 'read_sync') this._onReadSync(m);
+    else if (m.t === 'event') this._onEvent(m);
     else this._ingestConv(m);
+  }
+
+  /**
+   * A social event of this user's inbox (each once, in inbox order, also
+   * when it arrived by sync): emitted as "event" ({kind, data, ts}) and as
+   * "friendRequest" (the request), "friendAdded" ({userId, requestId,
+   * since}) or "friendRemoved" ({userId}).
+   * @param {{kind: string, data: any, ts?: number}} f
+   */
+  _onEvent(f) {
+    const e = { kind: f.kind, data: f.data ?? null, ts: Number(f.ts) || 0 };
+    this.emit('event', e);
+    const named = { friend_request: 'friendRequest', friend_added: 'friendAdded', friend_removed: 'friendRemoved' }[f.kind];
+    if (named) this.emit(named, e.data);
   }
 
   /**

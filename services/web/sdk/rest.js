@@ -76,7 +76,7 @@ export class RestClient {
 
   /**
    * Logs in and keeps the token for later calls.
-   * @param {{username: string, password: string}} creds
+   * @param {{username: string, password: string, device?: string}} creds (device: a name for listSessions())
    * @returns {Promise<Session>}
    */
   async login(creds) {
@@ -97,9 +97,127 @@ export class RestClient {
     return s;
   }
 
-  /** @returns {Promise<User>} */
+  /** @returns {Promise<User & {dmPolicy: 'anyone'|'friends'}>} */
   me() {
     return this.request('GET', '/users/me');
+  }
+
+  /**
+   * Changes your display name and/or who may message you.
+   * @param {{displayName?: string, dmPolicy?: 'anyone'|'friends'}} patch
+   * @returns {Promise<User & {dmPolicy: 'anyone'|'friends'}>}
+   */
+  updateMe(patch) {
+    return this.request('PATCH', '/users/me', patch);
+  }
+
+  /**
+   * Ends this session: the token stops working everywhere (its WebSockets
+   * get kicked{reason:"logged_out"}). The client forgets the token.
+   * @returns {Promise<void>}
+   */
+  async logout() {
+    await this.request('POST', '/sessions/logout');
+    this.token = '';
+  }
+
+  /**
+   * Changes the password; every other session is signed out (their
+   * WebSockets get kicked{reason:"password_changed"}); this one stays.
+   * @param {string} current
+   * @param {string} next
+   * @returns {Promise<void>}
+   */
+  async changePassword(current, next) {
+    await this.request('POST', '/users/me/password', { current, new: next });
+  }
+
+  /**
+   * Deletes the account (needs the password): every session ends, the
+   * username is never given to anyone else, sent messages stay.
+   * @param {string} password
+   * @returns {Promise<void>}
+   */
+  async deleteAccount(password) {
+    await this.request('DELETE', '/users/me', { password });
+    this.token = '';
+  }
+
+  /** @returns {Promise<{id: string, device: string, createdAt: number, lastUsedAt: number, expiresAt: number, current: boolean}[]>} your live sessions */
+  async listSessions() {
+    return (await this.request('GET', '/sessions')) ?? [];
+  }
+
+  /** Signs one of your sessions out. @param {string} id @returns {Promise<void>} */
+  async revokeSession(id) {
+    await this.request('DELETE', `/sessions/${encodeURIComponent(id)}`);
+  }
+
+  /**
+   * @typedef {{id: string, from: string, to: string, message: string, status: 'pending'|'accepted'|'declined', createdAt: number}} FriendRequest
+   * @typedef {{userId: string, username: string, displayName: string, remark: string, since: number}} Friend
+   */
+
+  /**
+   * Asks userId to be friends. Rejects with 409 ALREADY_FRIENDS,
+   * REQUEST_PENDING or LIMIT_REACHED, 403 BLOCKED.
+   * @param {string} userId
+   * @param {string} [message] at most 200 characters
+   * @returns {Promise<FriendRequest>}
+   */
+  sendFriendRequest(userId, message) {
+    return this.request('POST', '/friends/requests', message ? { userId, message } : { userId });
+  }
+
+  /**
+   * @param {{direction?: 'in'|'out', status?: 'pending'|'accepted'|'declined'}} [q] default incoming, any status
+   * @returns {Promise<FriendRequest[]>}
+   */
+  async friendRequests(q = {}) {
+    const p = new URLSearchParams();
+    if (q.direction) p.set('direction', q.direction);
+    if (q.status) p.set('status', q.status);
+    return (await this.request('GET', `/friends/requests?${p}`)) ?? [];
+  }
+
+  /** @param {string} id @returns {Promise<FriendRequest>} */
+  acceptFriendRequest(id) {
+    return this.request('POST', `/friends/requests/${encodeURIComponent(id)}/accept`);
+  }
+
+  /** @param {string} id @returns {Promise<FriendRequest>} */
+  declineFriendRequest(id) {
+    return this.request('POST', `/friends/requests/${encodeURIComponent(id)}/decline`);
+  }
+
+  /** @returns {Promise<Friend[]>} */
+  async friends() {
+    return (await this.request('GET', '/friends')) ?? [];
+  }
+
+  /** @param {string} userId @returns {Promise<void>} */
+  async removeFriend(userId) {
+    await this.request('DELETE', `/friends/${encodeURIComponent(userId)}`);
+  }
+
+  /** Your private note on a friend ("" clears it). @param {string} userId @param {string} remark @returns {Promise<void>} */
+  async setRemark(userId, remark) {
+    await this.request('PATCH', `/friends/${encodeURIComponent(userId)}`, { remark });
+  }
+
+  /** @param {string} userId @returns {Promise<void>} */
+  async block(userId) {
+    await this.request('PUT', `/blocks/${encodeURIComponent(userId)}`);
+  }
+
+  /** @param {string} userId @returns {Promise<void>} */
+  async unblock(userId) {
+    await this.request('DELETE', `/blocks/${encodeURIComponent(userId)}`);
+  }
+
+  /** @returns {Promise<{userId: string, username: string, displayName: string, createdAt: number}[]>} */
+  async blocks() {
+    return (await this.request('GET', '/blocks')) ?? [];
   }
 
   /** @param {string} username @returns {Promise<User>} rejects with status 404 when unknown */

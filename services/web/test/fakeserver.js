@@ -167,6 +167,20 @@ export class FakeServer {
     this._send(conn, { t: 'ok', id: f.id });
   }
 
+  /**
+   * A social event in user's inbox, pushed to the user's devices (unless
+   * push is false: the devices learn it by sync), as the message service
+   * does with friend_request, friend_added, friend_removed.
+   */
+  event(user, kind, data, push = true) {
+    const box = this.inbox.get(user) ?? [];
+    this.inbox.set(user, box);
+    const inboxSeq = box.length + 1;
+    const ev = { t: 'event', kind, data, ts: 1700000000000 + ++this.mid };
+    box.push({ inboxSeq, msg: ev });
+    if (push) for (const o of this.conns) if (o.user === user) this._push(o, { ...ev, inboxSeq });
+  }
+
   /** Cuts every connection (or those of user) as a network failure would. */
   cut(user) {
     for (const conn of [...this.conns]) if (!user || conn.user === user) this._close(conn, true);

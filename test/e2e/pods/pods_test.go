@@ -99,11 +99,13 @@ func TestRealPods(t *testing.T) {
 	}{
 		{"reset", nil, s.reset},
 		{"1 install + Ready", nil, s.install},
+		{"1b NetworkPolicies enforced", nil, s.networkPolicies},
 		{"2 1,000 messages", nil, func() { alice, bob = s.chat() }},
 		{"3 gateway pod deleted", []string{`(?i)websocket|connection|broken pipe|context canceled`}, func() { s.deleteGateway(alice, bob) }},
 		{"4 message pod deleted", []string{`(?i)connection|context canceled|shutdown|closed`}, func() { s.deleteMessage(alice, bob) }},
 		{"5 version rollout", []string{`(?i)websocket|connection|context canceled|shutdown|closed|broken pipe`}, func() { s.rollVersion(alice, bob) }},
 		{"6 wrong MySQL password", []string{`(?i)mysql|access denied|1045|database`}, s.wrongPassword},
+		{"7 limits change: no restarts", nil, s.limitsHotReload},
 	}
 	for _, st := range steps {
 		start := time.Now()
@@ -188,7 +190,7 @@ func (s *suite) eventually(timeout time.Duration, desc string, check func() (boo
 // reset removes what an aborted earlier run left (fixed names).
 func (s *suite) reset() {
 	s.exec(2*time.Minute, "", s.env.helm, "uninstall", release, "-n", namespace, "--wait", "--timeout", "90s")
-	r := s.exec(3*time.Minute, "", "kubectl", "delete", "namespace", namespace, "--ignore-not-found", "--wait=true", "--timeout=150s")
+	r := s.exec(3*time.Minute, "", "kubectl", "delete", "namespace", namespace, monitoringNS, "--ignore-not-found", "--wait=true", "--timeout=150s")
 	if r.err != nil {
 		s.t.Fatalf("delete namespace: %v\n%s", r.err, r.stderr)
 	}
@@ -314,6 +316,7 @@ func patchLimits(t *testing.T, sample string) string {
 type pod struct {
 	Metadata struct {
 		Name              string            `json:"name"`
+		UID               string            `json:"uid"`
 		Labels            map[string]string `json:"labels"`
 		DeletionTimestamp *string           `json:"deletionTimestamp"`
 	} `json:"metadata"`
@@ -415,7 +418,7 @@ func (s *suite) connections() map[string]int {
 		if !p.ready() {
 			continue
 		}
-		out[p.Metadata.Name] = metricSum(fmt.Sprintf("http://%s:8080/metrics", p.Status.PodIP), "imkube_gateway_connections")
+		out[p.Metadata.Name] = metricSum(fmt.Sprintf("http://%s:9090/metrics", p.Status.PodIP), "imkube_gateway_connections")
 	}
 	return out
 }
@@ -829,4 +832,174 @@ func (l *logCollector) collect(t *testing.T, allow []string) {
 func decodeB64(s string) (string, error) {
 	b, err := base64.StdEncoding.DecodeString(s)
 	return string(b), err
+}
+
+// ---- NetworkPolicies -------------------------------------------------------
+
+// probeImage is hack/node.sh's probe (hack/node/images/probe).
+const probeImage = "localhost/imkube/probe:1.0"
+
+// monitoringNS matches the IMCluster's default monitoringNamespaceSelector.
+const monitoringNS = "monitoring"
+
+// networkPolicies proves that the operator's NetworkPolicies are enforced on
+// the real node (hack/node.sh runs kube-network-policies): probe pods check
+// who reaches which port. A pod labelled as one of the cluster's gateways
+// reaches user and message but not sequence; an unlabelled pod of the same
+// namespace reaches the gateways (clients come from anywhere) and nothing
+// else; a pod of the monitoring namespace reaches the internal port (9090)
+// and not the API port. The chat steps after this one show that the
+// cluster's own traffic passes.
+func (s *suite) networkPolicies() {
+	t := s.t
+	svc := func(component string, port int) string {
+		return fmt.Sprintf("%s-%s.%s.svc:%d", clusterName, component, namespace, port)
+	}
+	gw := strings.TrimPrefix(s.gatewayURL(), "http://")
+	if r := s.exec(cmdTimeout, "apiVersion: v1\nkind: Namespace\nmetadata: {name: "+monitoringNS+"}\n", "kubectl", "apply", "-f", "-"); r.err != nil {
+		t.Fatalf("namespace %s: %v\n%s", monitoringNS, r.err, r.stderr)
+	}
+	defer s.exec(2*time.Minute, "", "kubectl", "delete", "namespace", monitoringNS, "--wait=false")
+	probes := []struct {
+		name, ns string
+		labels   map[string]string
+		checks   []string
+	}{
+		{"np-gateway-like", namespace,
+			map[string]string{"app.kubernetes.io/name": "imkube", "app.kubernetes.io/instance": clusterName, "app.kubernetes.io/component": "gateway"},
+			[]string{"tcp:" + svc("message", 8080), "tcp:" + svc("user", 8080), "blocked:" + svc("sequence", 8080)}},
+		{"np-outsider", namespace, map[string]string{"app": "outsider"},
+			[]string{"tcp:" + gw, "blocked:" + svc("message", 8080), "blocked:" + svc("user", 8080),
+				"blocked:" + svc("sequence", 8080), "blocked:" + svc("message", 9090)}},
+		{"np-other-cluster", namespace,
+			map[string]string{"app.kubernetes.io/name": "imkube", "app.kubernetes.io/instance": "other", "app.kubernetes.io/component": "gateway"},
+			[]string{"blocked:" + svc("message", 8080), "blocked:" + svc("user", 8080)}},
+		{"np-monitoring", monitoringNS, map[string]string{"app": "prometheus"},
+			[]string{"tcp:" + svc("message", 9090), "tcp:" + svc("sequence", 9090), "blocked:" + svc("message", 8080)}},
+	}
+	for _, p := range probes {
+		var labels, args []string
+		for k, v := range p.labels {
+			labels = append(labels, fmt.Sprintf("%q: %q", k, v))
+		}
+		for _, c := range p.checks {
+			args = append(args, strconv.Quote(c))
+		}
+		manifest := fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: %s, namespace: %s, labels: {%s}}
+spec:
+  restartPolicy: Never
+  securityContext: {runAsNonRoot: true, runAsUser: 65532, seccompProfile: {type: RuntimeDefault}}
+  containers:
+  - name: probe
+    image: %q
+    imagePullPolicy: Never
+    args: [%s]
+    securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+`, p.name, p.ns, strings.Join(labels, ", "), probeImage, strings.Join(args, ", "))
+		if r := s.exec(cmdTimeout, manifest, "kubectl", "apply", "-f", "-"); r.err != nil {
+			t.Fatalf("probe pod %s: %v\n%s", p.name, r.err, r.stderr)
+		}
+	}
+	for _, p := range probes {
+		var phase string
+		s.eventually(4*time.Minute, "probe pod "+p.name+" finished", func() (bool, string) {
+			phase = strings.TrimSpace(s.exec(cmdTimeout, "", "kubectl", "-n", p.ns, "get", "pod", p.name, "-o", "jsonpath={.status.phase}").stdout)
+			return phase == "Succeeded" || phase == "Failed", phase
+		})
+		logs := s.exec(cmdTimeout, "", "kubectl", "-n", p.ns, "logs", p.name).stdout
+		t.Logf("%s (%s):\n%s", p.name, phase, logs)
+		if phase != "Succeeded" {
+			t.Errorf("probe pod %s: %s", p.name, phase)
+		}
+		s.exec(cmdTimeout, "", "kubectl", "-n", p.ns, "delete", "pod", p.name, "--grace-period", "1", "--wait=false")
+	}
+}
+
+// ---- hot-reloaded limits ---------------------------------------------------
+
+// limitsHotReload lowers spec.limits.sendRatePerSecond: the ConfigMap changes,
+// the kubelet updates the mounted files, the gateways' Sentinel rules poll
+// picks the new per-user rate up, and no pod restarts or is replaced.
+func (s *suite) limitsHotReload() {
+	t := s.t
+	type podState struct {
+		uid      string
+		restarts int
+	}
+	snapshot := func() map[string]podState {
+		out := map[string]podState{}
+		for _, d := range deployments() {
+			for _, p := range s.podsOf(d) {
+				n := 0
+				for _, c := range p.Status.ContainerStatuses {
+					n += c.RestartCount
+				}
+				out[p.Metadata.Name] = podState{p.Metadata.UID, n}
+			}
+		}
+		return out
+	}
+	before := snapshot()
+	url := s.gatewayURL()
+	api := imtest.NewAPI(url)
+	suffix := strconv.FormatInt(time.Now().UnixNano()%1_000_000_000, 36)
+	carol := api.Register(t, "carol"+suffix)
+	dave := api.Register(t, "dave"+suffix)
+	conn, _ := imtest.Connect(t, url, carol.Token, "c1")
+	defer conn.Close()
+	// burst sends n messages at once and returns how many were refused with
+	// RATE_LIMITED (every send is answered by an ack or an error).
+	round := 0
+	burst := func(n int) int {
+		round++
+		for i := 0; i < n; i++ {
+			conn.SendJSON(map[string]any{"t": "send", "cmid": fmt.Sprintf("hot-%d-%d", round, i),
+				"to": map[string]string{"user": dave.ID}, "kind": "text", "body": "x"})
+		}
+		limited := 0
+		for answered := 0; answered < n; {
+			f, err := conn.NextErr(30 * time.Second)
+			if err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+			switch f.T() {
+			case "ack":
+				answered++
+			case "error":
+				answered++
+				if f.Str("code") == "RATE_LIMITED" {
+					limited++
+				} else {
+					t.Fatalf("round %d: %v", round, f)
+				}
+			}
+		}
+		return limited
+	}
+	if n := burst(10); n != 0 {
+		t.Fatalf("%d of 10 sends rate-limited before the change (the suite's limit is 2000/s)", n)
+	}
+	start := time.Now()
+	s.must("patch", "imc", clusterName, "--type", "merge", "-p", `{"spec":{"limits":{"sendRatePerSecond":2,"sendBurst":2}}}`)
+	s.eventually(4*time.Minute, "the new send rate applies", func() (bool, string) {
+		n := burst(10)
+		return n > 0, fmt.Sprintf("%d of 10 sends rate-limited", n)
+	})
+	t.Logf("the new limit applied %.0fs after the patch (kubelet ConfigMap sync + the 5 s rules poll)", time.Since(start).Seconds())
+	time.Sleep(2 * time.Second)
+	after := snapshot()
+	for name, b := range before {
+		a, ok := after[name]
+		switch {
+		case !ok:
+			t.Errorf("pod %s was replaced by the limits change", name)
+		case a.uid != b.uid || a.restarts != b.restarts:
+			t.Errorf("pod %s restarted (%d -> %d restarts)", name, b.restarts, a.restarts)
+		}
+	}
+	if len(after) != len(before) {
+		t.Errorf("pods before %d, after %d: %v", len(before), len(after), after)
+	}
 }

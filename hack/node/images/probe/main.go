@@ -6,6 +6,10 @@
 //	http:URL          GET URL, want a 2xx status, print the status and the first bytes of the body
 //	https:URL         the same over TLS, trusting the pod's service-account CA (the API server)
 //	tcp:HOST:PORT     open a TCP connection
+//	blocked:HOST:PORT want a TCP connection attempt to fail: time out or be refused
+//	                  (a NetworkPolicy drops or rejects the SYN; pick a port the
+//	                  target listens on); a connection that opens is retried, since
+//	                  a new pod's policy may lag, and is a failure after 30 s
 //	redis:HOST:PORT   send PING, want +PONG
 //	mysql:HOST:PORT   want the server's handshake (not an error packet such as "host not allowed")
 //	rocketmq:HOST:PORT  ask the name server for the cluster (GET_BROKER_CLUSTER_INFO) and
@@ -22,6 +26,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -29,6 +34,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -112,6 +118,21 @@ func check(kind, target string) (string, error) {
 		return fmt.Sprintf("%s %q", resp.Status, strings.TrimSpace(string(body))), nil
 	case "rocketmq":
 		return rocketmqBrokers(ctx, target)
+	case "blocked":
+		var d net.Dialer
+		dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		conn, err := d.DialContext(dctx, "tcp", target)
+		if err == nil {
+			conn.Close()
+			return "", fmt.Errorf("connected to %s", conn.RemoteAddr())
+		}
+		// A policy drops the SYN (timeout) or rejects it (kube-router answers
+		// ICMP port unreachable: refused); a DNS failure is not a policy.
+		if errors.Is(err, context.DeadlineExceeded) || os.IsTimeout(err) || errors.Is(err, syscall.ECONNREFUSED) {
+			return "not connected: " + err.Error(), nil
+		}
+		return "", fmt.Errorf("want a timeout or a refusal, got %w", err)
 	case "tcp", "redis", "mysql":
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, "tcp", target)
