@@ -359,6 +359,7 @@ func (c centrifugoSystem) start(ctx context.Context, env *runEnv, users []string
 		},
 		"channel":  map[string]any{"without_namespace": ns},
 		"http_api": map[string]any{"key": "bench"},
+		"health":   map[string]any{"enabled": true},
 	}
 	cj, _ := json.MarshalIndent(cfg, "", "  ")
 	path := filepath.Join(dir, "config.json")

@@ -239,6 +239,7 @@ type Node struct {
 	conns    map[*Client]struct{} // every open connection, authenticated or not
 	draining bool                 // Shutdown has started: no new connections
 	drained  chan struct{}        // closed when draining and conns is empty
+	pingStop chan struct{}        // closes to stop the pinger; nil when none runs
 }
 
 // New returns a gateway node.
@@ -257,9 +258,12 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		conns: map[*Client]struct{}{}, drained: make(chan struct{}), presence: newPresence()}
 	n.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
-		ReadBufferSize:   4096,
-		WriteBufferSize:  4096,
-		CheckOrigin:      n.checkOrigin,
+		// Small read buffers (frames larger than the buffer are read past
+		// it); data frames are written from frameBufs, so gorilla's write
+		// buffer comes from a pool and only for control frames.
+		ReadBufferSize:  1024,
+		WriteBufferPool: &sync.Pool{},
+		CheckOrigin:     n.checkOrigin,
 	}
 	return n, nil
 }
@@ -377,7 +381,32 @@ func (n *Node) register(c *Client) bool {
 		return false
 	}
 	n.conns[c] = struct{}{}
+	if n.pingStop == nil {
+		n.pingStop = make(chan struct{})
+		go n.pinger(n.pingStop)
+	}
 	return true
+}
+
+// pinger asks every open connection for a ping each PingInterval (within a
+// quarter of it): one ticker for the node instead of one per connection.
+// It runs while there are connections (register starts it, unregister of
+// the last one stops it).
+func (n *Node) pinger(stop <-chan struct{}) {
+	t := time.NewTicker(max(n.cfg.PingInterval/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			n.mu.Lock()
+			for c := range n.conns {
+				c.writer.ping(now, n.cfg.PingInterval)
+			}
+			n.mu.Unlock()
+		}
+	}
 }
 
 // unregister removes c once its goroutines are done.
@@ -385,6 +414,10 @@ func (n *Node) unregister(c *Client) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	delete(n.conns, c)
+	if len(n.conns) == 0 && n.pingStop != nil {
+		close(n.pingStop)
+		n.pingStop = nil
+	}
 	if n.draining && len(n.conns) == 0 {
 		close(n.drained)
 	}
