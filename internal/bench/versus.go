@@ -26,15 +26,19 @@ import (
 
 // versusFlags are the flags every side-by-side scenario takes.
 type versusFlags struct {
-	only  string
-	pin   bool
-	peers bool
+	only   string
+	pin    bool
+	peers  bool
+	server string
+	strict bool
 }
 
 func (v *versusFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&v.only, "only", "", "run only the systems whose name contains this (imkube, centrifugo, history)")
 	fs.BoolVar(&v.pin, "pin", true, "pin servers to CPU 0 and this generator to CPU 1 (taskset), GOMAXPROCS=1 each")
 	fs.BoolVar(&v.peers, "peer", true, "also run the Centrifugo peer when it is installed (hack/centrifugo.sh)")
+	fs.BoolVar(&v.strict, "strict", false, "fail when any message was lost, duplicated or reordered")
+	fs.StringVar(&v.server, "imkube-bin", "", "imkube binary to run as the server (default: this one), e.g. a build of another commit")
 }
 
 // setup pins this process to CPU 1 (re-executing itself under taskset once)
@@ -64,6 +68,9 @@ func (v *versusFlags) setup(out io.Writer) (env *runEnv, systems []system, reexe
 		return nil, nil, false, err
 	}
 	env = &runEnv{dir: dir, self: self, pin: pin}
+	if v.server != "" {
+		env.self = v.server
+	}
 	all := []system{imkubeSystem{}}
 	if v.peers {
 		if env.centrifugo = centrifugoPath(); env.centrifugo == "" {
@@ -401,6 +408,21 @@ func printResults(out io.Writer, rows []string, res map[string]result) {
 	}
 }
 
+// check fails a -strict run in which a system lost, duplicated or reordered
+// a message.
+func (v *versusFlags) check(res map[string]result) error {
+	if !v.strict {
+		return nil
+	}
+	var errs []error
+	for name, r := range res {
+		if r.lost+r.dup+r.reordered > 0 {
+			errs = append(errs, fmt.Errorf("%s: %d lost, %d duplicated, %d reordered", name, r.lost, r.dup, r.reordered))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // ---- p2p ----
@@ -438,7 +460,7 @@ func BenchP2P(ctx context.Context, args []string, out io.Writer, log *slog.Logge
 		names = append(names, sys.name())
 	}
 	printResults(out, names, res)
-	return nil
+	return v.check(res)
 }
 
 func runP2P(ctx context.Context, env *runEnv, sys system, users []string, pairs, rate int, warmup, d time.Duration) (result, error) {
@@ -511,7 +533,7 @@ func BenchGroup(ctx context.Context, args []string, out io.Writer, log *slog.Log
 		names = append(names, sys.name())
 	}
 	printResults(out, names, res)
-	return nil
+	return v.check(res)
 }
 
 func runGroup(ctx context.Context, env *runEnv, sys system, users []string, rate int, warmup, d time.Duration) (result, error) {
