@@ -185,7 +185,7 @@ func (s *DB) closeStmts() {
 	})
 }
 
-// exec and queryRow run q on the database, prepared once where stmt prepares.
+// exec, queryRow and query run q on the database, prepared once where stmt prepares.
 func (s *DB) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	if st := s.stmt(ctx, q); st != nil {
 		return st.ExecContext(ctx, args...)
@@ -198,4 +198,11 @@ func (s *DB) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 		return st.QueryRowContext(ctx, args...)
 	}
 	return s.db.QueryRowContext(ctx, q, args...)
+}
+
+func (s *DB) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if st := s.stmt(ctx, q); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return s.db.QueryContext(ctx, q, args...)
 }
