@@ -62,11 +62,20 @@ func newClient(n *Node, conn *websocket.Conn, ip string, cancel context.CancelFu
 	return c
 }
 
-// serve runs the connection until it ends, then unregisters its session.
-func (c *Client) serve(ctx context.Context) {
-	n := c.node
+// open authenticates the connection (from the HTTP handler's goroutine);
+// an error means it ended (pass it to end).
+func (c *Client) open(ctx context.Context) error {
+	cfg := &c.node.cfg
 	c.writer.start()
-	err := c.readLoop(ctx)
+	c.conn.SetReadLimit(int64(cfg.MaxFrameBytes))
+	c.conn.SetReadDeadline(time.Now().Add(cfg.AuthTimeout))
+	return c.authenticate(ctx)
+}
+
+// end closes the connection because of err (a Disconnect, or a read error)
+// and unregisters its session.
+func (c *Client) end(ctx context.Context, err error) {
+	n := c.node
 	var d Disconnect
 	if !errors.As(err, &d) {
 		d = DisconnectReadError
@@ -273,15 +282,10 @@ func (c *Client) writePing() error {
 	return c.conn.WriteMessage(websocket.PingMessage, nil)
 }
 
-// readLoop authenticates the connection and handles frames until it ends;
+// readLoop handles the frames of an authenticated connection until it ends;
 // it returns why, as a Disconnect.
 func (c *Client) readLoop(ctx context.Context) error {
 	cfg := &c.node.cfg
-	c.conn.SetReadLimit(int64(cfg.MaxFrameBytes))
-	c.conn.SetReadDeadline(time.Now().Add(cfg.AuthTimeout))
-	if err := c.authenticate(ctx); err != nil {
-		return err
-	}
 	defer c.reauthAt(c.token).Stop()
 	c.conn.SetPongHandler(func(string) error {
 		c.conn.SetReadDeadline(time.Now().Add(cfg.IdleTimeout))

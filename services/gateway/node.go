@@ -361,16 +361,30 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the upgrader has answered
 	}
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
+	// The connection outlives this handler: see below.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	c := newClient(n, conn, ip, cancel)
 	n.metrics.connects.Add(1)
 	if !n.register(c) {
+		cancel()
 		conn.Close() // Shutdown started during the upgrade
 		return
 	}
-	defer n.unregister(c)
-	c.serve(ctx)
+	if err := c.open(ctx); err != nil {
+		c.end(ctx, err)
+		n.unregister(c)
+		cancel()
+		return
+	}
+	// The read loop runs on a fresh goroutine and this handler returns: the
+	// handler's stack (grown by authentication's calls), net/http's state
+	// of the connection and its read buffer are freed instead of being held
+	// by every idle connection. Shutdown waits for it through unregister.
+	go func() {
+		defer cancel()
+		defer n.unregister(c)
+		c.end(ctx, c.readLoop(ctx))
+	}()
 }
 
 // register adds c to the open connections unless the node is shutting down.
