@@ -439,6 +439,10 @@ func BenchP2P(ctx context.Context, args []string, out io.Writer, log *slog.Logge
 	idle := fs.Int("idle", 460, "idle connections besides the pairs")
 	warmup := fs.Duration("warmup", 2*time.Second, "load before the measured phase")
 	d := fs.Duration("duration", 10*time.Second, "measured phase")
+	sweep := fs.Duration("sweep-p99", 0, "then find each system's highest rate (doubling from -sweep-from) with p99 within this (0: no sweep)")
+	sweepFrom := fs.Int("sweep-from", 100, "first rate of the sweep (messages/s)")
+	sweepMax := fs.Int("sweep-max", 12800, "last rate of the sweep")
+	sweepD := fs.Duration("sweep-duration", 5*time.Second, "measured phase of each sweep step")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -460,7 +464,36 @@ func BenchP2P(ctx context.Context, args []string, out io.Writer, log *slog.Logge
 		names = append(names, sys.name())
 	}
 	printResults(out, names, res)
-	return v.check(res)
+	if err := v.check(res); err != nil || *sweep <= 0 {
+		return err
+	}
+	fmt.Fprintf(out, "\nhighest rate with p99 <= %v (all sent messages delivered; rates doubled from %d, %v each):\n", *sweep, *sweepFrom, *sweepD)
+	best := map[string]int{}
+	for _, sys := range systems {
+		for r := *sweepFrom; r <= *sweepMax; r *= 2 {
+			x, err := runP2P(ctx, env, sys, users, *pairs, r, *warmup, *sweepD)
+			if err != nil {
+				return fmt.Errorf("%s: %w", sys.name(), err)
+			}
+			carried := float64(x.sent) / sweepD.Seconds()
+			fmt.Fprintf(out, "  %-22s %6d msg/s: p99 %8.2f ms, sent %6.0f/s, lost %d\n", sys.name(), r, ms(x.p99), carried, x.lost)
+			if x.p99 > *sweep || carried < 0.95*float64(r) || x.lost > 0 {
+				break
+			}
+			best[sys.name()] = r
+		}
+	}
+	for _, name := range names {
+		fmt.Fprintf(out, "%-22s %6d msg/s\n", name, best[name])
+	}
+	if im, ok := best["imkube dev"]; ok {
+		for _, peer := range []string{"centrifugo history", "centrifugo no history"} {
+			if p, ok := best[peer]; ok && p > 0 {
+				fmt.Fprintf(out, "imkube / %s: highest rate within p99 %v %.2fx\n", peer, *sweep, float64(im)/float64(p))
+			}
+		}
+	}
+	return nil
 }
 
 func runP2P(ctx context.Context, env *runEnv, sys system, users []string, pairs, rate int, warmup, d time.Duration) (result, error) {
