@@ -240,6 +240,7 @@ type Node struct {
 	draining bool                 // Shutdown has started: no new connections
 	drained  chan struct{}        // closed when draining and conns is empty
 	pingStop chan struct{}        // closes to stop the pinger; nil when none runs
+	pingDone chan struct{}        // closed when that pinger has returned
 }
 
 // New returns a gateway node.
@@ -396,8 +397,8 @@ func (n *Node) register(c *Client) bool {
 	}
 	n.conns[c] = struct{}{}
 	if n.pingStop == nil {
-		n.pingStop = make(chan struct{})
-		go n.pinger(n.pingStop)
+		n.pingStop, n.pingDone = make(chan struct{}), make(chan struct{})
+		go n.pinger(n.pingStop, n.pingDone)
 	}
 	return true
 }
@@ -406,7 +407,8 @@ func (n *Node) register(c *Client) bool {
 // quarter of it): one ticker for the node instead of one per connection.
 // It runs while there are connections (register starts it, unregister of
 // the last one stops it).
-func (n *Node) pinger(stop <-chan struct{}) {
+func (n *Node) pinger(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
 	t := time.NewTicker(max(n.cfg.PingInterval/4, 10*time.Millisecond))
 	defer t.Stop()
 	for {
@@ -423,17 +425,23 @@ func (n *Node) pinger(stop <-chan struct{}) {
 	}
 }
 
-// unregister removes c once its goroutines are done.
+// unregister removes c once its goroutines are done; after the last
+// connection it stops the pinger and waits for it.
 func (n *Node) unregister(c *Client) {
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	delete(n.conns, c)
+	var pingDone chan struct{}
 	if len(n.conns) == 0 && n.pingStop != nil {
 		close(n.pingStop)
-		n.pingStop = nil
+		n.pingStop, pingDone = nil, n.pingDone
 	}
-	if n.draining && len(n.conns) == 0 {
-		close(n.drained)
+	drained := n.draining && len(n.conns) == 0
+	n.mu.Unlock()
+	if pingDone != nil {
+		<-pingDone // outside n.mu: a tick in progress takes it
+	}
+	if drained {
+		close(n.drained) // after the pinger: Shutdown leaves no goroutine behind
 	}
 }
 
