@@ -47,6 +47,9 @@ type runEnv struct {
 	self       string // the imkube binary (imkube dev is started from it)
 	centrifugo string // the Centrifugo binary ("" when not installed)
 	pin        bool   // pin servers to CPU 0 with taskset
+	// readDiffusion: imkube stores a group message once and pushes a
+	// notify frame (the group is over the threshold); else write diffusion.
+	readDiffusion bool
 }
 
 // server is a running server process.
@@ -221,6 +224,9 @@ func (imkubeSystem) start(ctx context.Context, env *runEnv, users []string, grou
 	c := config.DefaultCluster()
 	c.Limits.SendRatePerSecond, c.Limits.SendBurst, c.Limits.ConnectionsPerIPPerSecond = 1000000, 1000000, 1000000
 	c.Groups.ReadDiffusionThreshold, c.Groups.MaxMembers = max(500, len(group)+1), max(10000, len(group)+1)
+	if env.readDiffusion {
+		c.Groups.ReadDiffusionThreshold = 2
+	}
 	cj, _ := json.Marshal(c)
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), cj, 0o600); err != nil {
 		return nil, err
@@ -282,10 +288,16 @@ func (imkubeSystem) dial(ctx context.Context, s *server, user string, onPayload 
 			if err != nil {
 				return
 			}
-			if bytes.HasPrefix(data, []byte(`{"t":"msg"`)) {
+			switch {
+			case bytes.HasPrefix(data, []byte(`{"t":"msg"`)):
 				if p := stringField(data, `"body":"`); p != nil {
 					onPayload(p)
 				}
+			case bytes.HasPrefix(data, []byte(`{"t":"notify"`)): // read diffusion: "#seq"
+				onPayload(append([]byte{'#'}, numberField(data, `"seq":`)...))
+			case bytes.HasPrefix(data, []byte(`{"t":"ack"`)) && bytes.Contains(data, []byte(`"cmid":"g`)): // "!seq!payload"
+				p := append([]byte{'!'}, numberField(data, `"seq":`)...)
+				onPayload(append(append(p, '!'), stringField(data, `"cmid":"g`)...))
 			}
 		}
 	}()
@@ -298,8 +310,9 @@ func (imkubeSystem) sendDirect(c *benchConn, to string, payload []byte) error {
 }
 
 func (imkubeSystem) sendGroup(c *benchConn, group string, payload []byte) error {
-	c.id++
-	return c.write(fmt.Appendf(nil, `{"t":"send","cmid":"g%d","to":{"group":%q},"kind":"text","body":%q}`, c.id, group, payload))
+	// The cmid carries the payload: under read diffusion recipients get
+	// only the seq, which the sender's ack maps back to it.
+	return c.write(fmt.Appendf(nil, `{"t":"send","cmid":"g%s","to":{"group":%q},"kind":"text","body":%q}`, payload, group, payload))
 }
 
 // stringField returns the raw value of the first JSON string field that
@@ -313,6 +326,20 @@ func stringField(b []byte, key string) []byte {
 	j := bytes.IndexByte(b, '"')
 	if j < 0 {
 		return nil
+	}
+	return b[:j]
+}
+
+// numberField returns the digits of the first JSON number field at key.
+func numberField(b []byte, key string) []byte {
+	i := bytes.Index(b, []byte(key))
+	if i < 0 {
+		return nil
+	}
+	b = b[i+len(key):]
+	j := 0
+	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+		j++
 	}
 	return b[:j]
 }

@@ -212,6 +212,40 @@ type tracker struct {
 	streams map[[2]int]*stream
 	count   atomic.Int64 // deliveries in the measured phase
 	lastAt  atomic.Int64 // time of the last of them, since start
+	bySeq   map[int64][]byte
+	early   map[int64][]early
+}
+
+// notified records a read-diffusion notify of conv seq at dst; acked maps
+// seq to the payload sent (from the sender's ack). Notifies that arrive
+// before their ack wait for it with their arrival time.
+func (t *tracker) notified(dst int, seq int64) {
+	at := time.Since(t.start)
+	t.mu.Lock()
+	p, ok := t.bySeq[seq]
+	if !ok {
+		t.early[seq] = append(t.early[seq], early{dst, at})
+	}
+	t.mu.Unlock()
+	if ok {
+		t.deliveredAt(dst, p, at)
+	}
+}
+
+func (t *tracker) acked(seq int64, payload []byte) {
+	t.mu.Lock()
+	t.bySeq[seq] = payload
+	waiting := t.early[seq]
+	delete(t.early, seq)
+	t.mu.Unlock()
+	for _, e := range waiting {
+		t.deliveredAt(e.dst, payload, e.at)
+	}
+}
+
+type early struct {
+	dst int
+	at  time.Duration
 }
 
 type stream struct {
@@ -220,7 +254,7 @@ type stream struct {
 }
 
 func newTracker() *tracker {
-	return &tracker{start: time.Now(), streams: map[[2]int]*stream{}}
+	return &tracker{start: time.Now(), streams: map[[2]int]*stream{}, bySeq: map[int64][]byte{}, early: map[int64][]early{}}
 }
 
 // payload encodes a message of stream src: its number and send time.
@@ -229,8 +263,9 @@ func (t *tracker) payload(src int, n int64) []byte {
 }
 
 // delivered records payload p arriving at recipient dst.
-func (t *tracker) delivered(dst int, p []byte) {
-	now := time.Since(t.start)
+func (t *tracker) delivered(dst int, p []byte) { t.deliveredAt(dst, p, time.Since(t.start)) }
+
+func (t *tracker) deliveredAt(dst int, p []byte, now time.Duration) {
 	var f [3]int64
 	k := 0
 	for _, c := range p {
@@ -540,6 +575,7 @@ func BenchGroup(ctx context.Context, args []string, out io.Writer, log *slog.Log
 	v.register(fs)
 	members := fs.Int("members", 200, "group members (all online; one of them sends)")
 	rate := fs.Int("rate", 50, "messages per second to the group")
+	readDiffusion := fs.Bool("read-diffusion", false, "imkube: store each message once and push notify frames (default: write diffusion, an inbox row per member)")
 	warmup := fs.Duration("warmup", 2*time.Second, "load before the measured phase")
 	d := fs.Duration("duration", 10*time.Second, "measured phase")
 	if err := fs.Parse(args); err != nil {
@@ -553,7 +589,12 @@ func BenchGroup(ctx context.Context, args []string, out io.Writer, log *slog.Log
 		return err
 	}
 	defer os.RemoveAll(env.dir)
-	header(out, "group", fmt.Sprintf("a %d-member group, %d online recipients, %d msg/s, %v measured", *members, *members-1, *rate, *d), env)
+	env.readDiffusion = *readDiffusion
+	mode := "imkube write diffusion"
+	if *readDiffusion {
+		mode = "imkube read diffusion (notify frames)"
+	}
+	header(out, "group", fmt.Sprintf("a %d-member group, %d online recipients, %d msg/s, %s, %v measured", *members, *members-1, *rate, mode, *d), env)
 	users := userIDs(*members)
 	res := map[string]result{}
 	var names []string
@@ -584,7 +625,19 @@ func runGroup(ctx context.Context, env *runEnv, sys system, users []string, rate
 	}()
 	for i, u := range users {
 		dst := i
-		c, err := sys.dial(ctx, s, u, func(p []byte) { t.delivered(dst, p) })
+		c, err := sys.dial(ctx, s, u, func(p []byte) {
+			switch p[0] {
+			case '#': // read diffusion: a notify of seq
+				seq, _ := strconv.ParseInt(string(p[1:]), 10, 64)
+				t.notified(dst, seq)
+			case '!': // the sender's ack: "!seq!payload"
+				seqStr, payload, _ := strings.Cut(string(p[1:]), "!")
+				seq, _ := strconv.ParseInt(seqStr, 10, 64)
+				t.acked(seq, []byte(payload))
+			default:
+				t.delivered(dst, p)
+			}
+		})
 		if err != nil {
 			return result{}, err
 		}
