@@ -30,7 +30,8 @@ bench-p2p: build centrifugo ## 1:1 at 1,000 msg/s, 20 pairs: deliveries per CPU-
 bench-group: build centrifugo ## 200-member group, 199 online: deliveries per CPU-second, p50/p99 vs Centrifugo
 	./bin/imkube bench group $(GROUP_BENCH_FLAGS)
 
-test-bench: build ## Tiny run of bench conns, p2p and group (imkube only): the scenarios still work
+test-bench: build ## Tiny run of bench conns, p2p and group, write and read diffusion (imkube only): the scenarios still work
 	./bin/imkube bench conns -peer=false -conns 20 -settle 100ms
 	./bin/imkube bench p2p -strict -peer=false -pairs 2 -idle 2 -rate 20 -warmup 200ms -duration 1s
 	./bin/imkube bench group -strict -peer=false -members 5 -rate 10 -warmup 200ms -duration 1s
+	./bin/imkube bench group -strict -peer=false -members 5 -rate 10 -warmup 200ms -duration 1s -read-diffusion
