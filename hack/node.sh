@@ -19,6 +19,7 @@
 #   hack/node.sh check [IMAGE_TAR]     smoke test: a Job, a Deployment + Service, DNS from a pod
 #   hack/node.sh clean                 down, delete the node's images/state and its API objects
 #   hack/node.sh build                 only install the packages and build the binaries/images
+#   hack/node.sh build-go              only build kubelet, kube-proxy and the policy controller
 #
 # Network: the bridge imkube0 holds the host address 10.245.0.1/24 ($HOST_IP), pods
 # get 10.245.0.0/24 (host-local IPAM). The host address is how pods reach the host:
@@ -1146,7 +1147,7 @@ clean() {
 		kubectl_ -n kube-system delete service kube-dns --ignore-not-found >/dev/null 2>&1 || true
 		kubectl_ -n kube-system delete endpointslice kube-dns-host --ignore-not-found >/dev/null 2>&1 || true
 		kubectl_ -n default delete endpointslice kubernetes-host --ignore-not-found >/dev/null 2>&1 || true
-		kubectl_ delete clusterrolebinding,clusterrole imkube-node:coredns --ignore-not-found >/dev/null 2>&1 || true
+		kubectl_ delete clusterrolebinding,clusterrole imkube-node:coredns imkube-node:netpol --ignore-not-found >/dev/null 2>&1 || true
 	fi
 	unmount_under "$NODE_ROOT"
 	rm -rf --one-file-system "$NODE_ROOT" "$STATE"
@@ -1168,12 +1169,19 @@ build)
 	build_all
 	echo "$KUBE_BIN $COREDNS $CRICTL $(images_dir)"
 	;;
+build-go)
+	# The Go builds only (no apt): `make test` starts it in the background early
+	# (hack/mk/pods.mk), so the real-pod suite finds them cached; a build still
+	# running then is waited for (locked_build).
+	KUBE_BIN="$("$ROOT/hack/kube.sh" build kubelet kube-proxy)"
+	locked_build "$NETPOL_DIR" netpol "$(netpol_key)" build_netpol_cmd
+	;;
 env) env_lines ;;
 import-image) import_image "$@" ;;
 expose-deps) expose_deps "$@" ;;
 check) check "$@" ;;
 *)
-	sed -n '2,21s/^# \{0,1\}//p' "$0" >&2
+	sed -n '2,22s/^# \{0,1\}//p' "$0" >&2
 	exit 2
 	;;
 esac

@@ -11,6 +11,9 @@ import (
 )
 
 var benches = map[string]command{
+	"conns":  {"idle connections: RSS per connection, imkube dev vs Centrifugo (hack/centrifugo.sh)", bench.BenchConns},
+	"p2p":    {"1:1 pairs: deliveries per CPU-second, p50/p99, lost/dup/reordered, imkube dev vs Centrifugo", bench.BenchP2P},
+	"group":  {"group fan-out (one process per server, pinned): deliveries per CPU-second, p99, imkube dev vs Centrifugo", bench.BenchGroup},
 	"fanout": {"group fan-out across two gateways: deliveries/s, p50/p99, rows and bytes per delivery", bench.BenchFanout},
 	"seq":    {"sequence allocation vs raw Redis INCR at 64 clients (needs IMKUBE_REDIS_ADDR, IMKUBE_MYSQL_DSN)", sequence.BenchMain},
 }

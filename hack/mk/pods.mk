@@ -8,11 +8,19 @@
 
 # Last in `make test` after the kwok suite (e2e.mk), which shares the control plane.
 TEST_AFTER += e2e-pods
+# The node's Go binaries (kubelet, kube-proxy, the NetworkPolicy controller) are
+# built in the background while the other suites run (cold: minutes; cached after).
+TEST_PREP += node-prebuild
 
 PODS_TIMEOUT ?= 20m
 PODS_RUN     ?= .
 
-.PHONY: e2e-pods
+.PHONY: e2e-pods node-prebuild
+
+node-prebuild: ## Start building the real node's Go binaries in the background (log: $(IMKUBE_CACHE)/node-prebuild.log)
+	@mkdir -p $(IMKUBE_CACHE)
+	@echo "building the real node's Go binaries in the background (log: $(IMKUBE_CACHE)/node-prebuild.log)"
+	@setsid nice -n 10 hack/node.sh build-go > $(IMKUBE_CACHE)/node-prebuild.log 2>&1 < /dev/null &
 
 # helm and deps-up are TEST_PREP targets too: inside `make test` they have run already.
 e2e-pods: helm deps-up ## Real-pod suite on the real node (hack/pods.sh: images, node up, suite, node down)

@@ -291,7 +291,7 @@ func (s *DB) SetConvSettings(ctx context.Context, user, conv string, u ConvSetti
 
 // MutedIn returns which of conv's members muted it.
 func (s *DB) MutedIn(ctx context.Context, conv string) (map[string]bool, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT user_id FROM user_convs WHERE conv = ? AND muted = 1", conv)
+	rows, err := s.query(ctx, "SELECT user_id FROM user_convs WHERE conv = ? AND muted = 1", conv) // once per message
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -23,6 +24,8 @@ type DB struct {
 	dialect string
 	// migrateTo stops migrations after this version (tests of migrations; 0: all).
 	migrateTo int
+	group     groupCommit // SQLite: saves written in one transaction (groupcommit.go)
+	stmts     sync.Map    // SQLite: query -> *sql.Stmt
 	// outbox, if set, adds a webhook outbox entry to a message's transaction.
 	outbox OutboxHook
 }
@@ -109,7 +112,10 @@ func (s *DB) SQL() *sql.DB { return s.db }
 func (s *DB) Dialect() string { return s.dialect }
 
 // Close closes the pool.
-func (s *DB) Close() error { return s.db.Close() }
+func (s *DB) Close() error {
+	s.closeStmts()
+	return s.db.Close()
+}
 
 // Ping checks the database is reachable.
 func (s *DB) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
@@ -253,7 +259,7 @@ func (s *DB) UserByID(ctx context.Context, id string) (*User, error) {
 // UserExists reports whether an account with id exists (and was not deleted).
 func (s *DB) UserExists(ctx context.Context, id string) (bool, error) {
 	var one int
-	err := s.db.QueryRowContext(ctx, "SELECT 1 FROM users WHERE id = ? AND deleted_at = 0", id).Scan(&one)
+	err := s.queryRow(ctx, "SELECT 1 FROM users WHERE id = ? AND deleted_at = 0", id).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -285,7 +291,7 @@ func (s *DB) MessageByCMID(ctx context.Context, sender, cmid string) (*Message, 
 // when this call made the claim; otherwise owner is the conversation that
 // holds it (conv itself for a retry).
 func (s *DB) ClaimCMID(ctx context.Context, sender, cmid, conv string) (fresh bool, owner string, err error) {
-	res, err := s.db.ExecContext(ctx, s.insertIgnore()+" INTO cmid_claims (sender, cmid, conv) VALUES (?, ?, ?)", sender, cmid, conv)
+	res, err := s.exec(ctx, s.insertIgnore()+" INTO cmid_claims (sender, cmid, conv) VALUES (?, ?, ?)", sender, cmid, conv)
 	if err != nil {
 		return false, "", err
 	}
@@ -309,21 +315,29 @@ func (s *DB) SaveMessage(ctx context.Context, m Message, inbox []InboxEntry, par
 // saveMessage is SaveMessage with apply run first in the same transaction
 // (the change a recall, edit or delete record makes).
 func (s *DB) saveMessage(ctx context.Context, m Message, inbox []InboxEntry, participants []string, apply func(tx *sql.Tx) error) (err error) {
+	if s.dialect == SQLite {
+		return s.saveGrouped(&saveReq{ctx: ctx, m: m, inbox: inbox, participants: participants, apply: apply, done: make(chan error, 1)})
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			tx.Rollback()
-		}
-	}()
+	if err = s.saveMessageIn(ctx, tx, m, inbox, participants, apply); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// saveMessageIn writes what saveMessage saves in tx.
+func (s *DB) saveMessageIn(ctx context.Context, tx *sql.Tx, m Message, inbox []InboxEntry, participants []string, apply func(tx *sql.Tx) error) (err error) {
 	if apply != nil {
 		if err = apply(tx); err != nil {
 			return err
 		}
 	}
-	if _, err = tx.ExecContext(ctx, "INSERT INTO messages (conv, seq, mid, sender, cmid, kind, body, ts, flags, ref, reply_to, mentions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+	q := s.saveQueries()
+	if _, err = s.txExec(ctx, tx, q.message,
 		m.Conv, m.Seq, m.MID, m.Sender, m.CMID, m.Kind, m.Body, m.TS, m.Flags, m.Ref, m.ReplyTo, m.Mentions); err != nil {
 		if isUniqueViolation(err) {
 			return ErrDuplicate
@@ -333,16 +347,15 @@ func (s *DB) saveMessage(ctx context.Context, m Message, inbox []InboxEntry, par
 	const chunk = 500
 	for i := 0; i < len(inbox); i += chunk {
 		part := inbox[i:min(i+chunk, len(inbox))]
-		q := "INSERT INTO inbox (user_id, inbox_seq, conv, seq) VALUES " + strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?), ", len(part)), ", ")
 		args := make([]any, 0, 4*len(part))
 		for _, e := range part {
 			args = append(args, e.User, e.InboxSeq, m.Conv, m.Seq)
 		}
-		if _, err = tx.ExecContext(ctx, q, args...); err != nil {
+		if _, err = s.txExec(ctx, tx, inboxInsert(len(part)), args...); err != nil {
 			return fmt.Errorf("insert inbox rows: %w", err)
 		}
 	}
-	if _, err = tx.ExecContext(ctx, s.upsertMax("convs", []string{"conv", "last_seq", "last_ts"}, []string{"conv"}, []string{"last_seq", "last_ts"}), m.Conv, m.Seq, m.TS); err != nil {
+	if _, err = s.txExec(ctx, tx, q.convs, m.Conv, m.Seq, m.TS); err != nil {
 		return fmt.Errorf("update conversation: %w", err)
 	}
 	if err = s.insertMentions(ctx, tx, m); err != nil {
@@ -352,20 +365,37 @@ func (s *DB) saveMessage(ctx context.Context, m Message, inbox []InboxEntry, par
 		if u == m.Sender {
 			continue
 		}
-		if _, err = tx.ExecContext(ctx, s.insertIgnore()+" INTO user_convs (user_id, conv, read_seq) VALUES (?, ?, 0)", u, m.Conv); err != nil {
+		if _, err = s.txExec(ctx, tx, q.userConv, u, m.Conv); err != nil {
 			return fmt.Errorf("add conversation: %w", err)
 		}
 	}
 	if err = s.writeOutbox(ctx, tx, m); err != nil {
 		return err
 	}
-	if strings.HasPrefix(m.Conv, "d:") || m.Kind == "group_event" || m.Sender == SystemSender { // a delete record, or an actor who may have left
-		return tx.Commit()
+	if strings.HasPrefix(m.Conv, "d:") || m.Kind == "group_event" || m.Sender == SystemSender { // a delete record, an actor who may have left, the system sender
+		return nil
 	}
-	if _, err = tx.ExecContext(ctx, s.upsertMax("user_convs", []string{"user_id", "conv", "read_seq"}, []string{"user_id", "conv"}, []string{"read_seq"}), m.Sender, m.Conv, m.Seq); err != nil {
+	if _, err = s.txExec(ctx, tx, q.senderRead, m.Sender, m.Conv, m.Seq); err != nil {
 		return fmt.Errorf("move sender read cursor: %w", err)
 	}
-	return tx.Commit()
+	return nil
+}
+
+// saveStatements are the statements of saveMessageIn besides the inbox rows.
+type saveStatements struct{ message, convs, userConv, senderRead string }
+
+func (s *DB) saveQueries() saveStatements {
+	return saveStatements{
+		message:    "INSERT INTO messages (conv, seq, mid, sender, cmid, kind, body, ts, flags, ref, reply_to, mentions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		convs:      s.upsertMax("convs", []string{"conv", "last_seq", "last_ts"}, []string{"conv"}, []string{"last_seq", "last_ts"}),
+		userConv:   s.insertIgnore() + " INTO user_convs (user_id, conv, read_seq) VALUES (?, ?, 0)",
+		senderRead: s.upsertMax("user_convs", []string{"user_id", "conv", "read_seq"}, []string{"user_id", "conv"}, []string{"read_seq"}),
+	}
+}
+
+// inboxInsert inserts n inbox rows.
+func inboxInsert(n int) string {
+	return "INSERT INTO inbox (user_id, inbox_seq, conv, seq) VALUES " + strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?), ", n), ", ")
 }
 
 // Sync returns the inbox of user after inboxSeq after, in order, at most limit

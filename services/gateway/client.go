@@ -49,31 +49,33 @@ type Client struct {
 }
 
 func newClient(n *Node, conn *websocket.Conn, ip string, cancel context.CancelFunc) *Client {
-	c := &Client{node: n, conn: conn, ip: ip, cancel: cancel, done: make(chan struct{}),
+	c := &Client{node: n, conn: conn, ip: ip, cancel: cancel,
 		reads: rate.NewLimiter(rate.Limit(n.cfg.ReadRate), n.cfg.ReadBurst)}
 	c.writer = newWriter(writerConfig{
-		WriteFn: c.writeFrame,
-		// One by one for now; coalescing frames into fewer writes goes here.
-		WriteManyFn: func(frames ...[]byte) error {
-			for _, f := range frames {
-				if err := c.writeFrame(f); err != nil {
-					return err
-				}
-			}
-			return nil
-		},
+		WriteFn:      func(f []byte) error { return c.writeFrames(f) },
+		WriteManyFn:  c.writeFrames,
 		MaxQueueSize: n.cfg.SendQueueBytes,
 		PingFn:       c.writePing,
-		PingInterval: n.cfg.PingInterval,
+		OnDone:       c.writerDone,
 	})
+	c.done = c.writer.done
 	return c
 }
 
-// serve runs the connection until it ends, then unregisters its session.
-func (c *Client) serve(ctx context.Context) {
+// open authenticates the connection (from the HTTP handler's goroutine);
+// an error means it ended (pass it to end).
+func (c *Client) open(ctx context.Context) error {
+	cfg := &c.node.cfg
+	c.writer.start()
+	c.conn.SetReadLimit(int64(cfg.MaxFrameBytes))
+	c.conn.SetReadDeadline(time.Now().Add(cfg.AuthTimeout))
+	return c.authenticate(ctx)
+}
+
+// end closes the connection because of err (a Disconnect, or a read error)
+// and unregisters its session.
+func (c *Client) end(ctx context.Context, err error) {
 	n := c.node
-	go c.writeLoop()
-	err := c.readLoop(ctx)
 	var d Disconnect
 	if !errors.As(err, &d) {
 		d = DisconnectReadError
@@ -189,11 +191,11 @@ func (c *Client) reason() Disconnect {
 	return *c.disconnect
 }
 
-// writeLoop runs the writer, then sends the close frame and closes the socket.
-func (c *Client) writeLoop() {
-	defer close(c.done)
+// writerDone runs when the writer has finished: after a failed write it
+// closes the connection; otherwise it sends the close frame first.
+func (c *Client) writerDone(err error) {
 	defer c.conn.Close()
-	if err := c.writer.run(); err != nil {
+	if err != nil {
 		c.close(DisconnectWriteError, nil)
 		return
 	}
@@ -202,14 +204,77 @@ func (c *Client) writeLoop() {
 	_ = c.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(d.Code, d.Reason))
 }
 
-func (c *Client) writeFrame(b []byte) error {
-	c.conn.SetWriteDeadline(time.Now().Add(c.node.cfg.WriteTimeout))
-	if err := c.conn.WriteMessage(websocket.TextMessage, b); err != nil {
+// maxCoalesce bounds the bytes of frames coalesced into one socket write.
+const maxCoalesce = 32 << 10
+
+// frameBufs holds the buffers frames are coalesced in; an idle connection
+// holds none (gorilla's write buffer is not used for data frames either).
+var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// writeFrames writes frames as WebSocket text frames (server frames are not
+// masked, and no extension is negotiated), coalesced into as few socket
+// writes as possible: queued pushes cost one syscall, not one each. Control
+// frames (ping, close, and the pongs gorilla answers from the reading
+// goroutine) go through gorilla; each socket write is atomic, so frames do
+// not interleave.
+func (c *Client) writeFrames(frames ...[]byte) error {
+	nc := c.conn.NetConn()
+	if err := nc.SetWriteDeadline(time.Now().Add(c.node.cfg.WriteTimeout)); err != nil {
 		return err
 	}
-	c.node.metrics.framesOut.Add(1)
-	c.node.deps.Metrics.FrameOut(frameType(b), len(b))
+	bp := frameBufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	defer func() {
+		if cap(buf) <= 2*maxCoalesce {
+			*bp = buf[:0]
+			frameBufs.Put(bp)
+		}
+	}()
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		_, err := nc.Write(buf)
+		buf = buf[:0]
+		return err
+	}
+	for _, f := range frames {
+		if len(buf) > 0 && len(buf)+len(f)+10 > maxCoalesce {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		if len(f) > maxCoalesce { // large: header and frame in one writev, without a copy
+			var hdr [10]byte
+			bufs := net.Buffers{appendFrameHeader(hdr[:0], len(f)), f}
+			if _, err := bufs.WriteTo(nc); err != nil {
+				return err
+			}
+			continue
+		}
+		buf = append(appendFrameHeader(buf, len(f)), f...)
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	c.node.metrics.framesOut.Add(int64(len(frames)))
+	for _, f := range frames {
+		c.node.deps.Metrics.FrameOut(frameType(f), len(f))
+	}
 	return nil
+}
+
+// appendFrameHeader appends the header of an unmasked, final text frame of
+// n payload bytes (RFC 6455 5.2).
+func appendFrameHeader(b []byte, n int) []byte {
+	const finText = 0x81
+	switch {
+	case n < 126:
+		return append(b, finText, byte(n))
+	case n <= 0xffff:
+		return append(b, finText, 126, byte(n>>8), byte(n))
+	}
+	return append(b, finText, 127, byte(n>>56), byte(n>>48), byte(n>>40), byte(n>>32), byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
 }
 
 func (c *Client) writePing() error {
@@ -217,15 +282,10 @@ func (c *Client) writePing() error {
 	return c.conn.WriteMessage(websocket.PingMessage, nil)
 }
 
-// readLoop authenticates the connection and handles frames until it ends;
+// readLoop handles the frames of an authenticated connection until it ends;
 // it returns why, as a Disconnect.
 func (c *Client) readLoop(ctx context.Context) error {
 	cfg := &c.node.cfg
-	c.conn.SetReadLimit(int64(cfg.MaxFrameBytes))
-	c.conn.SetReadDeadline(time.Now().Add(cfg.AuthTimeout))
-	if err := c.authenticate(ctx); err != nil {
-		return err
-	}
 	defer c.reauthAt(c.token).Stop()
 	c.conn.SetPongHandler(func(string) error {
 		c.conn.SetReadDeadline(time.Now().Add(cfg.IdleTimeout))

@@ -243,6 +243,8 @@ type Node struct {
 	conns    map[*Client]struct{} // every open connection, authenticated or not
 	draining bool                 // Shutdown has started: no new connections
 	drained  chan struct{}        // closed when draining and conns is empty
+	pingStop chan struct{}        // closes to stop the pinger; nil when none runs
+	pingDone chan struct{}        // closed when that pinger has returned
 }
 
 // New returns a gateway node.
@@ -261,9 +263,12 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		conns: map[*Client]struct{}{}, drained: make(chan struct{}), presence: newPresence()}
 	n.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
-		ReadBufferSize:   4096,
-		WriteBufferSize:  4096,
-		CheckOrigin:      n.checkOrigin,
+		// Small read buffers (frames larger than the buffer are read past
+		// it); data frames are written from frameBufs, so gorilla's write
+		// buffer comes from a pool and only for control frames.
+		ReadBufferSize:  1024,
+		WriteBufferPool: &sync.Pool{},
+		CheckOrigin:     n.checkOrigin,
 	}
 	return n, nil
 }
@@ -361,16 +366,30 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the upgrader has answered
 	}
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
+	// The connection outlives this handler: see below.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	c := newClient(n, conn, ip, cancel)
 	n.metrics.connects.Add(1)
 	if !n.register(c) {
+		cancel()
 		conn.Close() // Shutdown started during the upgrade
 		return
 	}
-	defer n.unregister(c)
-	c.serve(ctx)
+	if err := c.open(ctx); err != nil {
+		c.end(ctx, err)
+		n.unregister(c)
+		cancel()
+		return
+	}
+	// The read loop runs on a fresh goroutine and this handler returns: the
+	// handler's stack (grown by authentication's calls), net/http's state
+	// of the connection and its read buffer are freed instead of being held
+	// by every idle connection. Shutdown waits for it through unregister.
+	go func() {
+		defer cancel()
+		defer n.unregister(c)
+		c.end(ctx, c.readLoop(ctx))
+	}()
 }
 
 // register adds c to the open connections unless the node is shutting down.
@@ -381,16 +400,52 @@ func (n *Node) register(c *Client) bool {
 		return false
 	}
 	n.conns[c] = struct{}{}
+	if n.pingStop == nil {
+		n.pingStop, n.pingDone = make(chan struct{}), make(chan struct{})
+		go n.pinger(n.pingStop, n.pingDone)
+	}
 	return true
 }
 
-// unregister removes c once its goroutines are done.
+// pinger asks every open connection for a ping each PingInterval (within a
+// quarter of it): one ticker for the node instead of one per connection.
+// It runs while there are connections (register starts it, unregister of
+// the last one stops it).
+func (n *Node) pinger(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(max(n.cfg.PingInterval/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			n.mu.Lock()
+			for c := range n.conns {
+				c.writer.ping(now, n.cfg.PingInterval)
+			}
+			n.mu.Unlock()
+		}
+	}
+}
+
+// unregister removes c once its goroutines are done; after the last
+// connection it stops the pinger and waits for it.
 func (n *Node) unregister(c *Client) {
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	delete(n.conns, c)
-	if n.draining && len(n.conns) == 0 {
-		close(n.drained)
+	var pingDone chan struct{}
+	if len(n.conns) == 0 && n.pingStop != nil {
+		close(n.pingStop)
+		n.pingStop, pingDone = nil, n.pingDone
+	}
+	drained := n.draining && len(n.conns) == 0
+	n.mu.Unlock()
+	if pingDone != nil {
+		<-pingDone // outside n.mu: a tick in progress takes it
+	}
+	if drained {
+		close(n.drained) // after the pinger: Shutdown leaves no goroutine behind
 	}
 }
 

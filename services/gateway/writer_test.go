@@ -105,3 +105,52 @@ func TestWriterRepliesWaitForRoomInsteadOfOverflowing(t *testing.T) {
 		t.Fatalf("wait on a full queue with an ended context = %v", err)
 	}
 }
+
+func TestWriterCoalescesQueuedFramesAndPingsOnlyWhenAsked(t *testing.T) {
+	var batches [][]string
+	pings := 0
+	release := make(chan struct{})
+	w := newWriter(writerConfig{
+		WriteFn: func(b []byte) error { <-release; batches = append(batches, []string{string(b)}); return nil },
+		WriteManyFn: func(frames ...[]byte) error {
+			var got []string
+			for _, f := range frames {
+				got = append(got, string(f))
+			}
+			batches = append(batches, got)
+			return nil
+		},
+		PingFn:       func() error { pings++; return nil },
+		MaxQueueSize: 100,
+	})
+	w.start()
+	w.enqueue([]byte("a")) // the writing goroutine takes it and waits on release
+	for w.queued() != 0 {
+		time.Sleep(time.Millisecond)
+	}
+	w.enqueue([]byte("b"))
+	w.enqueue([]byte("c"))
+	if w.ping(time.Now(), time.Hour) {
+		t.Error("ping asked for before the interval passed")
+	}
+	close(release)
+	w.close(true, nil)
+	<-w.done
+	if want := [][]string{{"a"}, {"b", "c"}}; !slices.EqualFunc(batches, want, slices.Equal) {
+		t.Fatalf("writes %q, want %q (queued frames in one write)", batches, want)
+	}
+	if pings != 0 {
+		t.Fatalf("%d pings, want none", pings)
+	}
+
+	p := newWriter(writerConfig{WriteFn: func([]byte) error { return nil }, PingFn: func() error { pings++; return nil }, MaxQueueSize: 10})
+	p.start()
+	if !p.ping(time.Now().Add(time.Hour), time.Minute) {
+		t.Fatal("ping not asked for after the interval")
+	}
+	p.close(true, nil)
+	<-p.done
+	if pings != 1 {
+		t.Fatalf("%d pings, want 1", pings)
+	}
+}

@@ -194,6 +194,11 @@ func (s *suite) reset() {
 	if r.err != nil {
 		s.t.Fatalf("delete namespace: %v\n%s", r.err, r.stderr)
 	}
+	// Helm never upgrades the CRDs in crds/: a control plane kept from an
+	// earlier run (or `make e2e-pods` alone) may hold older ones.
+	if r := s.exec(cmdTimeout, "", "kubectl", "apply", "--server-side", "--force-conflicts", "-f", filepath.Join(s.root, "charts", "imkube", "crds")); r.err != nil {
+		s.t.Fatalf("apply the chart's CRDs: %v\n%s", r.err, r.stderr)
+	}
 }
 
 func (s *suite) teardown() {
