@@ -1031,6 +1031,11 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 				c.Spec.Admin = imv1.AdminSpec{SecretRef: hookSecretRef(), Port: 8080}
 				return c
 			}(), "port must differ from the service port 8080"},
+			{"the admin API on the internal port", func() client.Object {
+				c := base()
+				c.Spec.Admin = imv1.AdminSpec{SecretRef: hookSecretRef(), Port: 9090}
+				return c
+			}(), "and the internal port 9090"},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {

@@ -80,7 +80,7 @@ type AdminSpec struct {
 	// +kubebuilder:default=9091
 	// +kubebuilder:validation:Minimum=1024
 	// +kubebuilder:validation:Maximum=65535
-	// +kubebuilder:validation:XValidation:rule="self != 8080",message="port must differ from the service port 8080"
+	// +kubebuilder:validation:XValidation:rule="self != 8080 && self != 9090",message="port must differ from the service port 8080 and the internal port 9090"
 	// +optional
 	Port int32 `json:"port,omitempty"`
 }
