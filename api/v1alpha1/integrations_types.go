@@ -53,7 +53,7 @@ type EventsHookSpec struct {
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''",message="url must be an http(s) URL with a host"
 	URL string `json:"url"`
 	// Kinds limits the events sent; empty: all.
-	// +kubebuilder:validation:items:Enum=message.stored;message.recalled;message.edited;group.event;user.online;user.offline
+	// +kubebuilder:validation:items:Enum=message.stored;message.recalled;message.edited;group.event;user.online;user.offline;friend.event
 	// +kubebuilder:validation:MaxItems=8
 	// +listType=set
 	// +optional

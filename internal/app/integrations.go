@@ -34,6 +34,7 @@ func (p *Process) buildIntegrations(db *store.DB, sess sessions.Store) (*integra
 	}
 	hooks := webhook.New(webhook.Deps{Config: cfg, Secret: []byte(secret)})
 	db.SetOutboxHook(webhook.OutboxHook(cfg))
+	db.SetSocialOutboxHook(webhook.SocialOutboxHook(cfg))
 	m, err := telemetry.NewWebhooks(p.Tel.MeterProvider())
 	if err != nil {
 		return nil, err

@@ -588,3 +588,46 @@ func TestBannedAccountIsRefusedWithBannedAtAuthLoginAndRefresh(t *testing.T) {
 		t.Fatalf("a wrong password of a banned account: %d %+v, want 401 (a ban is not told to guessers)", code, e)
 	}
 }
+
+// Friend changes reach the events hook as friend.event, once for each user
+// they concern, written with the inbox record (at least once, in order per
+// user); kinds limited to friend.event keep message events out.
+func TestFriendEventsReachTheEventsHook(t *testing.T) {
+	hook := newHookServer(t, func(hookCall, int) (int, any) { return 200, map[string]string{} })
+	cluster := hookCluster(func(w *config.Webhooks) {
+		w.Events = config.Events{URL: hook.URL + "/events", Kinds: []string{config.EventFriend}}
+	})
+	s := startCfg(t, withSecret, app.Options{Cluster: cluster})
+	api := imtest.NewAPI(s.URL)
+	alice, bob := api.Register(t, "alice"), api.Register(t, "bob")
+	var req struct{ ID string }
+	if code, err := api.Do("POST", "/api/v1/friends/requests", alice.Token, map[string]string{"userId": bob.ID}, &req); code != http.StatusCreated {
+		t.Fatalf("friend request: %d %v", code, err)
+	}
+	if code, err := api.Do("POST", "/api/v1/friends/requests/"+req.ID+"/accept", bob.Token, nil, nil); code/100 != 2 {
+		t.Fatalf("accept: %d %v", code, err)
+	}
+	a, _ := imtest.Connect(t, s.URL, alice.Token, "a1")
+	send(a, "c1", bob.ID, "not a friend event")
+	a.Expect("ack", "event")
+	key := func(c hookCall) string { return fmt.Sprint(c.Body["user"], "/", c.Body["kind"]) }
+	calls := hook.waitCalls(t, "/events", 10*time.Second, func(c []hookCall) bool {
+		seen := map[string]bool{}
+		for _, x := range c {
+			seen[key(x)] = true
+		}
+		return seen[bob.ID+"/friend_request"] && seen[bob.ID+"/friend_added"] && seen[alice.ID+"/friend_added"]
+	})
+	var bobs []string
+	for _, c := range calls {
+		if !c.SigOK || c.Event != config.EventFriend || c.Body["event"] != config.EventFriend {
+			t.Fatalf("event hook call %+v: want a signed friend.event only", c)
+		}
+		if c.Body["user"] == bob.ID {
+			bobs = append(bobs, fmt.Sprint(c.Body["kind"]))
+		}
+	}
+	if len(bobs) < 2 || bobs[0] != "friend_request" || bobs[len(bobs)-1] != "friend_added" {
+		t.Fatalf("bob's friend events %v, want friend_request then friend_added", bobs)
+	}
+}

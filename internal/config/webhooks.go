@@ -52,10 +52,13 @@ const (
 	EventGroup           = "group.event"
 	EventUserOnline      = "user.online"
 	EventUserOffline     = "user.offline"
+	// EventFriend: a friend request, acceptance or removal, once for each
+	// user it concerns (the same events their devices get).
+	EventFriend = "friend.event"
 )
 
 // EventKinds are the event kinds the events hook may be limited to.
-var EventKinds = []string{EventMessageStored, EventMessageRecalled, EventMessageEdited, EventGroup, EventUserOnline, EventUserOffline}
+var EventKinds = []string{EventMessageStored, EventMessageRecalled, EventMessageEdited, EventGroup, EventUserOnline, EventUserOffline, EventFriend}
 
 // Bounds of BeforeSend.Timeout.
 const (

@@ -39,6 +39,14 @@ type OutboxHook func(m Message) (OutboxEntry, bool)
 // SetOutboxHook installs fn (nil: none). Call before the store is used.
 func (s *DB) SetOutboxHook(fn OutboxHook) { s.outbox = fn }
 
+// SocialOutboxHook, when set, is asked for every social event delivered into
+// its user's inbox whether it makes an outbox entry, written in the same
+// transaction (at least once, like the messages' events).
+type SocialOutboxHook func(e SocialEvent) (OutboxEntry, bool)
+
+// SetSocialOutboxHook installs fn (nil: none). Call before the store is used.
+func (s *DB) SetSocialOutboxHook(fn SocialOutboxHook) { s.socialOutbox = fn }
+
 func (s *DB) writeOutbox(ctx context.Context, tx *sql.Tx, m Message) error {
 	if s.outbox == nil {
 		return nil

@@ -505,6 +505,13 @@ func (s *DB) DeliverSocialEvent(ctx context.Context, e SocialEvent, inboxSeq int
 		if _, err := tx.ExecContext(ctx, "INSERT INTO inbox (user_id, inbox_seq, conv, seq, record) VALUES (?, ?, '', ?, ?)", e.User, inboxSeq, e.ID, RecordEvent); err != nil {
 			return fmt.Errorf("insert event record: %w", err)
 		}
+		if s.socialOutbox != nil {
+			if entry, ok := s.socialOutbox(e); ok {
+				if err := insertOutbox(ctx, tx, entry); err != nil {
+					return fmt.Errorf("insert event hook entry: %w", err)
+				}
+			}
+		}
 		done = true
 		return nil
 	})

@@ -27,7 +27,8 @@ type DB struct {
 	group     groupCommit // SQLite: saves written in one transaction (groupcommit.go)
 	stmts     sync.Map    // SQLite: query -> *sql.Stmt
 	// outbox, if set, adds a webhook outbox entry to a message's transaction.
-	outbox OutboxHook
+	outbox       OutboxHook
+	socialOutbox SocialOutboxHook
 }
 
 // PoolConfig bounds the connection pool (MySQL).

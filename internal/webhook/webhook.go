@@ -243,3 +243,32 @@ func OutboxHook(cfg func() config.Webhooks) store.OutboxHook {
 		return store.OutboxEntry{Target: store.OutboxEvents, Key: m.Conv, Kind: kind, Payload: string(b), Created: m.TS}, true
 	}
 }
+
+// FriendEvent is the body of a friend.event hook request: one per user the
+// change concerns, with the data their devices get.
+type FriendEvent struct {
+	Event string          `json:"event"`
+	Kind  string          `json:"kind"` // friend_request, friend_added, friend_removed
+	User  string          `json:"user"`
+	Data  json.RawMessage `json:"data"`
+	TS    int64           `json:"ts"`
+}
+
+// SocialOutboxHook returns the store hook that writes a friend.event of
+// every social event delivered into an inbox, when the events hook wants it.
+func SocialOutboxHook(cfg func() config.Webhooks) store.SocialOutboxHook {
+	return func(e store.SocialEvent) (store.OutboxEntry, bool) {
+		if !strings.HasPrefix(e.Kind, "friend_") || !cfg().WantsEvent(config.EventFriend) {
+			return store.OutboxEntry{}, false
+		}
+		data := json.RawMessage(e.Body)
+		if !json.Valid(data) {
+			data = json.RawMessage("null")
+		}
+		b, err := json.Marshal(FriendEvent{Event: config.EventFriend, Kind: e.Kind, User: e.User, Data: data, TS: e.CreatedAt})
+		if err != nil {
+			return store.OutboxEntry{}, false
+		}
+		return store.OutboxEntry{Target: store.OutboxEvents, Key: "user:" + e.User, Kind: config.EventFriend, Payload: string(b), Created: e.CreatedAt}, true
+	}
+}
