@@ -49,7 +49,7 @@ func TestThousandMessagesAcrossGatewaysArriveOnceInOrder(t *testing.T) {
 	// The message service exports its consumer lag (the HPA's metric).
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(c.message.url() + "/metrics")
+		resp, err := http.Get(c.message.internalURL() + "/metrics")
 		if err == nil {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()

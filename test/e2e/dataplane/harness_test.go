@@ -59,9 +59,12 @@ type proc struct {
 	args []string
 	env  []string
 	addr string
-	log  string
-	cmd  *exec.Cmd
-	done chan struct{}
+	// internal is the address of the internal port (/readyz, /metrics)
+	// when the process has one (IMKUBE_INTERNAL_ADDR), else empty.
+	internal string
+	log      string
+	cmd      *exec.Cmd
+	done     chan struct{}
 }
 
 func freeAddr(t *testing.T) string {
@@ -74,6 +77,15 @@ func freeAddr(t *testing.T) string {
 }
 
 func (p *proc) url() string { return "http://" + p.addr }
+
+// internalURL serves /readyz and /metrics: the internal port, or the
+// process's one port when it has none.
+func (p *proc) internalURL() string {
+	if p.internal != "" {
+		return "http://" + p.internal
+	}
+	return p.url()
+}
 
 func (p *proc) start() {
 	p.t.Helper()
@@ -91,7 +103,7 @@ func (p *proc) start() {
 	go func() { p.cmd.Wait(); f.Close(); close(p.done) }()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		resp, err := http.Get(p.url() + "/readyz")
+		resp, err := http.Get(p.internalURL() + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {

@@ -92,6 +92,9 @@ func renderedCluster(t *testing.T, namespace, name string, gateways int) (*clust
 			case ok:
 			case e.Name == "IMKUBE_GATEWAY_ID":
 				v = p.name + "-" + id // the pod name
+			case e.Name == "IMKUBE_INTERNAL_ADDR":
+				p.internal = freeAddr(t) // each pod has its own :9090
+				v = p.internal
 			case e.ValueFrom != nil:
 				t.Fatalf("%s: %s comes from %v: teach renderedCluster its local value", role, e.Name, e.ValueFrom)
 			default:
