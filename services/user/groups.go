@@ -610,9 +610,11 @@ func (g *Groups) handleRequestJoin(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Message string `json:"message"`
 	}
-	if err := rest.DecodeJSON(r, &req); err != nil {
-		rest.WriteError(w, err)
-		return
+	if r.ContentLength != 0 { // the body is optional
+		if err := rest.DecodeJSON(r, &req); err != nil {
+			rest.WriteError(w, err)
+			return
+		}
 	}
 	if err := checkText("joinMessage", req.Message); err != nil {
 		rest.WriteError(w, err)
