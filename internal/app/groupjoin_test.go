@@ -248,6 +248,27 @@ func TestJoinOpenGroupAddsTheCaller(t *testing.T) {
 	if ts, _ := ev[0]["targets"].([]any); len(ts) != 1 || ts[0] != carol.ID {
 		t.Fatalf("member_joined: %v", ev[0])
 	}
+	// Alice was offline throughout: her device gets both events by sync.
+	a, _ := imtest.Connect(t, s.URL, alice.Token, "a1")
+	a.SendJSON(map[string]any{"t": "sync", "id": "s", "after": 0, "limit": 100})
+	var synced []string
+	for _, it := range a.Expect("sync_result").Items() {
+		if it.Str("kind") == "group_event" && it.Str("conv") == g.Conv {
+			var b map[string]any
+			json.Unmarshal([]byte(it.Str("body")), &b)
+			synced = append(synced, b["event"].(string))
+		}
+	}
+	if strings.Join(synced, ",") != "group_updated,member_joined" {
+		t.Fatalf("alice synced group events %v, want group_updated, member_joined", synced)
+	}
+	// members/me also works for leaving.
+	if code, _ := api.Do("DELETE", "/api/v1/groups/"+g.ID+"/members/me", carol.Token, nil, nil); code != http.StatusNoContent {
+		t.Fatalf("leave with members/me: %d", code)
+	}
+	if code, _ := api.Do("GET", "/api/v1/groups/"+g.ID, carol.Token, nil, nil); code != http.StatusForbidden {
+		t.Fatalf("carol after leaving: %d", code)
+	}
 }
 
 func TestMuteAllLetsOnlyOwnerAndAdminsSend(t *testing.T) {

@@ -417,6 +417,11 @@ func (s *DB) DeleteGroup(ctx context.Context, gid string, events ...GroupEvent) 
 		if _, err := tx.ExecContext(ctx, "DELETE FROM group_members WHERE group_id = ?", gid); err != nil {
 			return err
 		}
+		// Join requests go with the group (pending ones would count against
+		// their requesters' limit forever).
+		if _, err := tx.ExecContext(ctx, "DELETE FROM group_join_requests WHERE group_id = ?", gid); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, "DELETE FROM im_groups WHERE id = ?", gid)
 		if err != nil {
 			return err

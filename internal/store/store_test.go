@@ -354,6 +354,12 @@ func TestGroupJoinPolicyMuteAllRemarkAndJoinRequests(t *testing.T) {
 		if _, err := db.DecideJoinRequest(ctx, "g1", "nope", "a", true, 3, 10); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("unknown request: %v", err)
 		}
+		if err := db.DeleteGroup(ctx, "g1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.JoinRequestByID(ctx, "g1", "r2"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a dismissed group's requests stay: %v", err)
+		}
 		for i := range 5 {
 			gid := fmt.Sprintf("h%d", i)
 			db.CreateGroup(ctx, store.Group{ID: gid, Name: "x", Owner: "a", CreatedAt: 1}, []store.Member{{UserID: "a", Role: store.RoleOwner}})
@@ -361,5 +367,48 @@ func TestGroupJoinPolicyMuteAllRemarkAndJoinRequests(t *testing.T) {
 				t.Fatalf("request %d of one user: %v", i, err)
 			}
 		}
+	})
+}
+
+func TestGroupColumnsMigrationKeepsExistingGroups(t *testing.T) {
+	check := func(t *testing.T, old *store.DB, open func() (*store.DB, error)) {
+		ctx := context.Background()
+		if _, err := old.SQL().ExecContext(ctx, "INSERT INTO im_groups (id, name, owner, announcement, allow_invites, member_count, version, created_at) VALUES ('g1', 'old', 'a', '', 1, 1, 3, 1)"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := old.SQL().ExecContext(ctx, "INSERT INTO group_members (group_id, user_id, role, muted_until, nickname, joined_seq, joined_at) VALUES ('g1', 'a', 'owner', 0, '', 0, 1)"); err != nil {
+			t.Fatal(err)
+		}
+		old.Close()
+		db, err := open()
+		if err != nil {
+			t.Fatalf("migrate existing groups: %v", err)
+		}
+		defer db.Close()
+		g, err := db.GroupByID(ctx, "g1")
+		if err != nil || g.JoinPolicy != store.JoinInvite || g.MuteAll || g.Name != "old" || !g.AllowInvites {
+			t.Fatalf("migrated group: %+v %v", g, err)
+		}
+		if m, err := db.GroupMember(ctx, "g1", "a"); err != nil || m.Remark != "" || m.Role != store.RoleOwner {
+			t.Fatalf("migrated member: %+v %v", m, err)
+		}
+	}
+	t.Run("sqlite", func(t *testing.T) {
+		dir := t.TempDir()
+		old, err := store.OpenSQLiteAt(context.Background(), dir, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, old, func() (*store.DB, error) { return store.OpenSQLite(context.Background(), dir) })
+	})
+	t.Run("mysql", func(t *testing.T) {
+		dsn := mysqltest.NewDatabase(t)
+		old, err := store.OpenMySQLAt(context.Background(), dsn, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, old, func() (*store.DB, error) {
+			return store.OpenMySQL(context.Background(), dsn, store.PoolConfig{MaxOpen: 2})
+		})
 	})
 }

@@ -278,6 +278,9 @@ func (g *Groups) handleAdd(w http.ResponseWriter, r *http.Request) {
 
 func (g *Groups) handleRemove(w http.ResponseWriter, r *http.Request) {
 	gid, me, target := r.PathValue("id"), rest.UserID(r.Context()), r.PathValue("userId")
+	if target == "me" { // DELETE .../members/me: leave
+		target = me
+	}
 	mine, err := g.role(r.Context(), gid, me)
 	if err != nil {
 		g.svc.writeErr(w, err)
