@@ -500,15 +500,7 @@ func (s *DB) CreateJoinRequest(ctx context.Context, r JoinRequest, maxPerGroup, 
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		// Lock the group row (MySQL) so the checks below and the insert
 		// are one step per group.
-		q := "SELECT id FROM im_groups WHERE id = ?"
-		if s.dialect == MySQL {
-			q += " FOR UPDATE"
-		}
-		var id string
-		if err := tx.QueryRowContext(ctx, q, r.GroupID).Scan(&id); err != nil {
-			if errors.Is(err, sql.ErrNoRows) {
-				return ErrNotFound
-			}
+		if err := s.lockGroup(ctx, tx, r.GroupID); err != nil {
 			return err
 		}
 		var n int
@@ -575,6 +567,11 @@ func (s *DB) JoinRequests(ctx context.Context, gid, status string, limit int) ([
 func (s *DB) DecideJoinRequest(ctx context.Context, gid, rid, by string, accept bool, now int64, maxMembers int, events ...GroupEvent) (*JoinRequest, error) {
 	var out *JoinRequest
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		// The group row first, as CreateJoinRequest and addMembersTx lock
+		// it (one lock order).
+		if err := s.lockGroup(ctx, tx, gid); err != nil {
+			return err
+		}
 		status := RequestDeclined
 		if accept {
 			status = RequestAccepted
@@ -600,4 +597,21 @@ func (s *DB) DecideJoinRequest(ctx context.Context, gid, rid, by string, accept 
 		return s.writeEvents(ctx, tx, events)
 	})
 	return out, err
+}
+
+// lockGroup locks the row of group gid until tx ends (MySQL; SQLite
+// transactions are serial); ErrNotFound when there is no such group.
+func (s *DB) lockGroup(ctx context.Context, tx *sql.Tx, gid string) error {
+	q := "SELECT id FROM im_groups WHERE id = ?"
+	if s.dialect == MySQL {
+		q += " FOR UPDATE"
+	}
+	var id string
+	if err := tx.QueryRowContext(ctx, q, gid).Scan(&id); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		return err
+	}
+	return nil
 }

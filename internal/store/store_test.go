@@ -412,3 +412,34 @@ func TestGroupColumnsMigrationKeepsExistingGroups(t *testing.T) {
 		})
 	})
 }
+
+func TestConcurrentJoinRequestsMakeOnePending(t *testing.T) {
+	backends(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		if err := db.CreateGroup(ctx, store.Group{ID: "g1", Name: "team", Owner: "a", CreatedAt: 1}, []store.Member{{UserID: "a", Role: store.RoleOwner}}); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, 8)
+		for i := range errs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = db.CreateJoinRequest(ctx, store.JoinRequest{ID: fmt.Sprintf("r%d", i), GroupID: "g1", UserID: "b", CreatedAt: 1}, 500, 50)
+			}()
+		}
+		wg.Wait()
+		ok := 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				ok++
+			case !errors.Is(err, store.ErrConflict):
+				t.Fatalf("concurrent request: %v", err)
+			}
+		}
+		if list, _ := db.JoinRequests(ctx, "g1", store.RequestPending, 100); ok != 1 || len(list) != 1 {
+			t.Fatalf("%d requests succeeded, %d pending; want 1", ok, len(list))
+		}
+	})
+}
