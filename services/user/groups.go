@@ -654,7 +654,7 @@ func (g *Groups) handleRequestJoin(w http.ResponseWriter, r *http.Request) {
 	rest.WriteJSON(w, http.StatusCreated, jr)
 }
 
-// manager returns the caller's membership if they are the owner or an admin.
+// manager returns an error unless the caller is the owner or an admin.
 func (g *Groups) manager(ctx context.Context, gid, uid string) error {
 	mine, err := g.role(ctx, gid, uid)
 	if err != nil {
