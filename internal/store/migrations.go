@@ -453,6 +453,68 @@ var migrations = []migration{
 				banned_at BIGINT NOT NULL)` + mysqlTable,
 		},
 	},
+	{
+		// Groups (issue 17): a group's join policy (invite, request, open)
+		// and mute-all switch, a member's private remark for the group, and
+		// join requests. Every statement may run again after a crash; the
+		// columns are added by addGroupColumns when missing.
+		version: 11,
+		fn:      addGroupColumns,
+		sqlite: []string{
+			`CREATE TABLE IF NOT EXISTS group_join_requests (
+				id TEXT PRIMARY KEY,
+				group_id TEXT NOT NULL,
+				user_id TEXT NOT NULL,
+				message TEXT NOT NULL,
+				status TEXT NOT NULL,
+				created_at INTEGER NOT NULL,
+				decided_by TEXT NOT NULL DEFAULT '',
+				decided_at INTEGER NOT NULL DEFAULT 0)`,
+			`CREATE INDEX IF NOT EXISTS idx_group_join_requests_group ON group_join_requests (group_id, status, created_at)`,
+			`CREATE INDEX IF NOT EXISTS idx_group_join_requests_user ON group_join_requests (user_id, status)`,
+		},
+		mysql: []string{
+			`CREATE TABLE IF NOT EXISTS group_join_requests (
+				id VARCHAR(32) NOT NULL PRIMARY KEY,
+				group_id VARCHAR(32) NOT NULL,
+				user_id VARCHAR(32) NOT NULL,
+				message VARCHAR(1024) NOT NULL,
+				status VARCHAR(16) NOT NULL,
+				created_at BIGINT NOT NULL,
+				decided_by VARCHAR(32) NOT NULL DEFAULT '',
+				decided_at BIGINT NOT NULL DEFAULT 0,
+				KEY idx_group_join_requests_group (group_id, status, created_at),
+				KEY idx_group_join_requests_user (user_id, status))` + mysqlTable,
+		},
+	},
+}
+
+// addGroupColumns adds im_groups.join_policy, im_groups.mute_all and
+// group_members.remark where they are missing (migration 11). Existing
+// groups get join policy "invite".
+func addGroupColumns(ctx context.Context, conn *sql.Conn, dialect string) error {
+	cols := []struct{ table, column, sqlite, mysql string }{
+		{"im_groups", "join_policy", "TEXT NOT NULL DEFAULT 'invite'", "VARCHAR(16) NOT NULL DEFAULT 'invite'"},
+		{"im_groups", "mute_all", "INTEGER NOT NULL DEFAULT 0", "TINYINT NOT NULL DEFAULT 0"},
+		{"group_members", "remark", "TEXT NOT NULL DEFAULT ''", "VARCHAR(256) NOT NULL DEFAULT ''"},
+	}
+	for _, c := range cols {
+		has, err := hasColumn(ctx, conn, dialect, c.table, c.column)
+		if err != nil {
+			return err
+		}
+		if has {
+			continue
+		}
+		typ := c.sqlite
+		if dialect == MySQL {
+			typ = c.mysql
+		}
+		if _, err := conn.ExecContext(ctx, "ALTER TABLE "+c.table+" ADD COLUMN "+c.column+" "+typ); err != nil {
+			return fmt.Errorf("add %s.%s: %w", c.table, c.column, err)
+		}
+	}
+	return nil
 }
 
 // addUsernameKeys adds users.username_key, fills it for existing accounts

@@ -282,3 +282,164 @@ func TestUsernameKeyMigrationKeepsExistingAccounts(t *testing.T) {
 		})
 	})
 }
+
+func TestGroupJoinPolicyMuteAllRemarkAndJoinRequests(t *testing.T) {
+	backends(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		if err := db.CreateGroup(ctx, store.Group{ID: "g1", Name: "team", Owner: "a", CreatedAt: 1}, []store.Member{{UserID: "a", Role: store.RoleOwner}}); err != nil {
+			t.Fatal(err)
+		}
+		g, err := db.GroupByID(ctx, "g1")
+		if err != nil || g.JoinPolicy != store.JoinInvite || g.MuteAll {
+			t.Fatalf("defaults: %+v %v", g, err)
+		}
+		policy, on := store.JoinByRequest, true
+		if err := db.UpdateGroup(ctx, "g1", store.GroupUpdate{JoinPolicy: &policy, MuteAll: &on}); err != nil {
+			t.Fatal(err)
+		}
+		if g, _ := db.GroupByID(ctx, "g1"); g.JoinPolicy != store.JoinByRequest || !g.MuteAll {
+			t.Fatalf("after update: %+v", g)
+		}
+		remark := "my team"
+		if err := db.UpdateMember(ctx, "g1", "a", store.MemberUpdate{Remark: &remark}); err != nil {
+			t.Fatal(err)
+		}
+		if gs, _ := db.GroupsOf(ctx, "a"); len(gs) != 1 || gs[0].Remark != remark || !gs[0].MuteAll {
+			t.Fatalf("groups of a: %+v", gs)
+		}
+		req := func(id, uid string) error {
+			return db.CreateJoinRequest(ctx, store.JoinRequest{ID: id, GroupID: "g1", UserID: uid, Message: "hi", CreatedAt: 2}, 2, 5)
+		}
+		if err := req("r1", "b"); err != nil {
+			t.Fatal(err)
+		}
+		if err := req("r1b", "b"); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("second pending request: %v", err)
+		}
+		if err := req("rx", "a"); !errors.Is(err, store.ErrAlreadyMember) {
+			t.Fatalf("member requesting: %v", err)
+		}
+		if err := req("r2", "c"); err != nil {
+			t.Fatal(err)
+		}
+		if err := req("r3", "d"); !errors.Is(err, store.ErrGroupRequestsFull) {
+			t.Fatalf("over the group's pending limit: %v", err)
+		}
+		list, err := db.JoinRequests(ctx, "g1", store.RequestPending, 100)
+		if err != nil || len(list) != 2 || list[0].ID != "r1" || list[0].Status != store.RequestPending {
+			t.Fatalf("pending: %+v %v", list, err)
+		}
+		if _, err := db.DecideJoinRequest(ctx, "g1", "r1", "a", true, 3, 1); !errors.Is(err, store.ErrGroupFull) {
+			t.Fatalf("accept beyond max members: %v", err)
+		}
+		if r, _ := db.JoinRequestByID(ctx, "g1", "r1"); r.Status != store.RequestPending {
+			t.Fatalf("failed accept changed the request: %+v", r)
+		}
+		r, err := db.DecideJoinRequest(ctx, "g1", "r1", "a", true, 3, 10)
+		if err != nil || r.Status != store.RequestAccepted || r.UserID != "b" {
+			t.Fatalf("accept: %+v %v", r, err)
+		}
+		if _, err := db.GroupMember(ctx, "g1", "b"); err != nil {
+			t.Fatalf("accepted requester is not a member: %v", err)
+		}
+		if _, err := db.DecideJoinRequest(ctx, "g1", "r1", "a", false, 3, 10); !errors.Is(err, store.ErrRequestAlreadyClosed) {
+			t.Fatalf("decide twice: %v", err)
+		}
+		if _, err := db.DecideJoinRequest(ctx, "g1", "r2", "a", false, 3, 10); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.GroupMember(ctx, "g1", "c"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("declined requester is a member: %v", err)
+		}
+		if _, err := db.DecideJoinRequest(ctx, "g1", "nope", "a", true, 3, 10); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("unknown request: %v", err)
+		}
+		if err := db.DeleteGroup(ctx, "g1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.JoinRequestByID(ctx, "g1", "r2"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a dismissed group's requests stay: %v", err)
+		}
+		for i := range 5 {
+			gid := fmt.Sprintf("h%d", i)
+			db.CreateGroup(ctx, store.Group{ID: gid, Name: "x", Owner: "a", CreatedAt: 1}, []store.Member{{UserID: "a", Role: store.RoleOwner}})
+			if err := db.CreateJoinRequest(ctx, store.JoinRequest{ID: "q" + gid, GroupID: gid, UserID: "e", CreatedAt: 2}, 10, 3); (i < 3) != (err == nil) || (i >= 3 && !errors.Is(err, store.ErrUserRequestsFull)) {
+				t.Fatalf("request %d of one user: %v", i, err)
+			}
+		}
+	})
+}
+
+func TestGroupColumnsMigrationKeepsExistingGroups(t *testing.T) {
+	check := func(t *testing.T, old *store.DB, open func() (*store.DB, error)) {
+		ctx := context.Background()
+		if _, err := old.SQL().ExecContext(ctx, "INSERT INTO im_groups (id, name, owner, announcement, allow_invites, member_count, version, created_at) VALUES ('g1', 'old', 'a', '', 1, 1, 3, 1)"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := old.SQL().ExecContext(ctx, "INSERT INTO group_members (group_id, user_id, role, muted_until, nickname, joined_seq, joined_at) VALUES ('g1', 'a', 'owner', 0, '', 0, 1)"); err != nil {
+			t.Fatal(err)
+		}
+		old.Close()
+		db, err := open()
+		if err != nil {
+			t.Fatalf("migrate existing groups: %v", err)
+		}
+		defer db.Close()
+		g, err := db.GroupByID(ctx, "g1")
+		if err != nil || g.JoinPolicy != store.JoinInvite || g.MuteAll || g.Name != "old" || !g.AllowInvites {
+			t.Fatalf("migrated group: %+v %v", g, err)
+		}
+		if m, err := db.GroupMember(ctx, "g1", "a"); err != nil || m.Remark != "" || m.Role != store.RoleOwner {
+			t.Fatalf("migrated member: %+v %v", m, err)
+		}
+	}
+	t.Run("sqlite", func(t *testing.T) {
+		dir := t.TempDir()
+		old, err := store.OpenSQLiteAt(context.Background(), dir, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, old, func() (*store.DB, error) { return store.OpenSQLite(context.Background(), dir) })
+	})
+	t.Run("mysql", func(t *testing.T) {
+		dsn := mysqltest.NewDatabase(t)
+		old, err := store.OpenMySQLAt(context.Background(), dsn, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, old, func() (*store.DB, error) {
+			return store.OpenMySQL(context.Background(), dsn, store.PoolConfig{MaxOpen: 2})
+		})
+	})
+}
+
+func TestConcurrentJoinRequestsMakeOnePending(t *testing.T) {
+	backends(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		if err := db.CreateGroup(ctx, store.Group{ID: "g1", Name: "team", Owner: "a", CreatedAt: 1}, []store.Member{{UserID: "a", Role: store.RoleOwner}}); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, 8)
+		for i := range errs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = db.CreateJoinRequest(ctx, store.JoinRequest{ID: fmt.Sprintf("r%d", i), GroupID: "g1", UserID: "b", CreatedAt: 1}, 500, 50)
+			}()
+		}
+		wg.Wait()
+		ok := 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				ok++
+			case !errors.Is(err, store.ErrConflict):
+				t.Fatalf("concurrent request: %v", err)
+			}
+		}
+		if list, _ := db.JoinRequests(ctx, "g1", store.RequestPending, 100); ok != 1 || len(list) != 1 {
+			t.Fatalf("%d requests succeeded, %d pending; want 1", ok, len(list))
+		}
+	})
+}

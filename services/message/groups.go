@@ -15,6 +15,7 @@ type GroupStore interface {
 	GroupVersion(ctx context.Context, gid string) (int64, error)
 	GroupMembers(ctx context.Context, gid string) ([]store.Member, int64, error)
 	GroupMember(ctx context.Context, gid, uid string) (*store.Member, error)
+	GroupByID(ctx context.Context, id string) (*store.Group, error)
 	LargeGroupsOf(ctx context.Context, uid string, threshold int) ([]store.Conversation, error)
 }
 
@@ -32,6 +33,9 @@ type cachedMembers struct {
 	version int64
 	members []store.Member
 	index   map[string]*store.Member
+	// muteAll is the group's setting, read after the members: a change
+	// since bumps the version, so a stale value is never used.
+	muteAll bool
 }
 
 func newMemberCache(max int) *memberCache {
@@ -55,7 +59,11 @@ func (s *Service) members(ctx context.Context, gid string) (cachedMembers, error
 	if err != nil {
 		return cachedMembers{}, err
 	}
-	e = cachedMembers{version: v, members: list, index: make(map[string]*store.Member, len(list))}
+	grp, err := s.groups.GroupByID(ctx, gid)
+	if err != nil {
+		return cachedMembers{}, err
+	}
+	e = cachedMembers{version: v, members: list, index: make(map[string]*store.Member, len(list)), muteAll: grp.MuteAll}
 	for i := range list {
 		e.index[list[i].UserID] = &list[i]
 	}
@@ -91,6 +99,9 @@ func (s *Service) authoriseGroup(ctx context.Context, up *upstreamInfo) (members
 	}
 	if me.MutedUntil > s.now().UnixMilli() {
 		return nil, false, reject(protocol.CodeForbidden, "you are muted in group %s", gid)
+	}
+	if e.muteAll && me.Role != store.RoleOwner && me.Role != store.RoleAdmin {
+		return nil, false, reject(protocol.CodeForbidden, "group muted: only the owner and admins may send in group %s", gid)
 	}
 	members = make([]string, 0, len(e.members))
 	members = append(members, up.user)

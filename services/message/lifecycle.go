@@ -85,7 +85,7 @@ func (s *Service) memberOf(ctx context.Context, user, conv string) (*convMember,
 		return nil, reject(protocol.CodeForbidden, "you are not a member of this conversation")
 	}
 	cm := &convMember{members: make([]string, 0, len(e.members)), manager: me.Role == store.RoleOwner || me.Role == store.RoleAdmin,
-		floor: me.JoinedSeq + 1, muted: me.MutedUntil > s.now().UnixMilli(), roles: make(map[string]string, len(e.members))}
+		floor: me.JoinedSeq + 1, muted: me.MutedUntil > s.now().UnixMilli() || (e.muteAll && me.Role != store.RoleOwner && me.Role != store.RoleAdmin), roles: make(map[string]string, len(e.members))}
 	cm.members = append(cm.members, user)
 	for _, m := range e.members {
 		cm.roles[m.UserID] = m.Role

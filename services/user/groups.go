@@ -27,7 +27,17 @@ type GroupStore interface {
 	UpdateGroup(ctx context.Context, gid string, u store.GroupUpdate, events ...store.GroupEvent) error
 	UpdateMember(ctx context.Context, gid, uid string, u store.MemberUpdate, events ...store.GroupEvent) error
 	DeleteGroup(ctx context.Context, gid string, events ...store.GroupEvent) error
+	CreateJoinRequest(ctx context.Context, r store.JoinRequest, maxPerGroup, maxPerUser int, events ...store.GroupEvent) error
+	JoinRequestByID(ctx context.Context, gid, rid string) (*store.JoinRequest, error)
+	JoinRequests(ctx context.Context, gid, status string, limit int) ([]store.JoinRequest, error)
+	DecideJoinRequest(ctx context.Context, gid, rid, by string, accept bool, now int64, maxMembers int, events ...store.GroupEvent) (*store.JoinRequest, error)
 }
+
+// Limits of join requests: pending requests per group and per user.
+const (
+	MaxPendingJoinRequestsPerGroup = 500
+	MaxPendingJoinRequestsPerUser  = 50
+)
 
 // Groups manages chat groups: create, members and roles, mute, announcement,
 // nickname, transfer, dismiss. Membership changes bump the group's version,
@@ -67,6 +77,8 @@ type GroupView struct {
 	Conv    string         `json:"conv"`
 	MyRole  string         `json:"myRole,omitempty"`
 	Members []store.Member `json:"members,omitempty"`
+	// Remark is the caller's private name for the group.
+	Remark string `json:"remark,omitempty"`
 }
 
 // Routes registers the group REST endpoints.
@@ -79,6 +91,12 @@ func (g *Groups) Routes(mux *http.ServeMux) {
 	mux.Handle("DELETE /api/v1/groups/{id}", a(g.handleDismiss))
 	mux.Handle("POST /api/v1/groups/{id}/members", a(g.handleAdd))
 	mux.Handle("PATCH /api/v1/groups/{id}/members/{userId}", a(g.handlePatchMember))
+	mux.Handle("PATCH /api/v1/groups/{id}/members/me", a(g.handleRemark))
+	mux.Handle("POST /api/v1/groups/{id}/join", a(g.handleJoin))
+	mux.Handle("POST /api/v1/groups/{id}/join-requests", a(g.handleRequestJoin))
+	mux.Handle("GET /api/v1/groups/{id}/join-requests", a(g.handleListJoinRequests))
+	mux.Handle("POST /api/v1/groups/{id}/join-requests/{rid}/accept", a(g.handleDecideJoinRequest(true)))
+	mux.Handle("POST /api/v1/groups/{id}/join-requests/{rid}/decline", a(g.handleDecideJoinRequest(false)))
 	mux.Handle("DELETE /api/v1/groups/{id}/members/{userId}", a(g.handleRemove))
 }
 
@@ -163,6 +181,7 @@ func (g *Groups) writeGroup(w http.ResponseWriter, r *http.Request, status int, 
 	for _, m := range members {
 		if m.UserID == me {
 			v.MyRole = m.Role
+			v.Remark = m.Remark
 		}
 	}
 	if v.MyRole == "" {
@@ -191,7 +210,8 @@ func (g *Groups) handleMine(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]GroupView, len(list))
 	for i, grp := range list {
-		out[i] = GroupView{Group: grp, Conv: protocol.GroupConv(grp.ID)}
+		out[i] = GroupView{Group: grp, Conv: protocol.GroupConv(grp.ID), Remark: grp.Remark}
+		out[i].Group.Remark = ""
 	}
 	rest.WriteJSON(w, http.StatusOK, out)
 }
@@ -258,6 +278,9 @@ func (g *Groups) handleAdd(w http.ResponseWriter, r *http.Request) {
 
 func (g *Groups) handleRemove(w http.ResponseWriter, r *http.Request) {
 	gid, me, target := r.PathValue("id"), rest.UserID(r.Context()), r.PathValue("userId")
+	if target == "me" { // DELETE .../members/me: leave
+		target = me
+	}
 	mine, err := g.role(r.Context(), gid, me)
 	if err != nil {
 		g.svc.writeErr(w, err)
@@ -297,6 +320,8 @@ func (g *Groups) handlePatch(w http.ResponseWriter, r *http.Request) {
 		Name         *string `json:"name"`
 		Announcement *string `json:"announcement"`
 		AllowInvites *bool   `json:"allowInvites"`
+		JoinPolicy   *string `json:"joinPolicy"`
+		MuteAll      *bool   `json:"muteAll"`
 		Owner        *string `json:"owner"`
 	}
 	if err := rest.DecodeJSON(r, &req); err != nil {
@@ -326,6 +351,10 @@ func (g *Groups) handlePatch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if req.JoinPolicy != nil && *req.JoinPolicy != store.JoinInvite && *req.JoinPolicy != store.JoinByRequest && *req.JoinPolicy != store.JoinOpen {
+		rest.WriteError(w, rest.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "joinPolicy must be invite, request or open"))
+		return
+	}
 	if req.Owner != nil {
 		if _, err := g.store.GroupMember(r.Context(), gid, *req.Owner); err != nil {
 			g.svc.writeErr(w, mapNotFound(err, rest.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "the new owner must be a member")))
@@ -338,7 +367,7 @@ func (g *Groups) handlePatch(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	var events []store.GroupEvent
-	if req.Name != nil || req.Announcement != nil || req.AllowInvites != nil {
+	if req.Name != nil || req.Announcement != nil || req.AllowInvites != nil || req.JoinPolicy != nil || req.MuteAll != nil {
 		changed := map[string]any{}
 		if req.Name != nil {
 			changed["name"] = *req.Name
@@ -349,9 +378,15 @@ func (g *Groups) handlePatch(w http.ResponseWriter, r *http.Request) {
 		if req.AllowInvites != nil {
 			changed["allowInvites"] = *req.AllowInvites
 		}
+		if req.JoinPolicy != nil {
+			changed["joinPolicy"] = *req.JoinPolicy
+		}
+		if req.MuteAll != nil {
+			changed["muteAll"] = *req.MuteAll
+		}
 		events = append(events, groupEvent(gid, me, EventGroupUpdated, nil, changed, nil))
 	}
-	if err := g.store.UpdateGroup(r.Context(), gid, store.GroupUpdate{Name: req.Name, Announcement: req.Announcement, AllowInvites: req.AllowInvites}, events...); err != nil {
+	if err := g.store.UpdateGroup(r.Context(), gid, store.GroupUpdate{Name: req.Name, Announcement: req.Announcement, AllowInvites: req.AllowInvites, JoinPolicy: req.JoinPolicy, MuteAll: req.MuteAll}, events...); err != nil {
 		g.svc.writeErr(w, mapNotFound(err, errNoGroup))
 		return
 	}
@@ -462,6 +497,13 @@ const (
 	EventGroupUpdated     = "group_updated"
 	EventOwnerTransferred = "owner_transferred"
 	EventDismissed        = "dismissed"
+	// A join request was made, accepted (the requester is a member now) or
+	// declined (the requester gets this event too).
+	EventJoinRequested       = "join_requested"
+	EventJoinRequestAccepted = "join_request_accepted"
+	EventJoinRequestDeclined = "join_request_declined"
+	// A user joined an open group by themself.
+	EventMemberJoined = "member_joined"
 )
 
 // groupEvent builds the outbox record of a change: body {event, actor,
@@ -476,4 +518,209 @@ func groupEvent(gid, actor, event string, targets []string, extra map[string]any
 	}
 	b, _ := json.Marshal(body) // strings, bools and numbers always encode
 	return store.GroupEvent{Group: gid, Actor: actor, Body: string(b), Recipients: recipients, CreatedAt: time.Now().UnixMilli()}
+}
+
+// handleRemark sets the caller's private remark for the group: PATCH
+// /api/v1/groups/{id}/members/me {remark}. Only the caller sees it, so no
+// group event is written.
+func (g *Groups) handleRemark(w http.ResponseWriter, r *http.Request) {
+	gid, me := r.PathValue("id"), rest.UserID(r.Context())
+	var req struct {
+		Remark *string `json:"remark"`
+	}
+	if err := rest.DecodeJSON(r, &req); err != nil {
+		rest.WriteError(w, err)
+		return
+	}
+	if req.Remark == nil {
+		rest.WriteError(w, rest.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "give remark (a string; empty clears it)"))
+		return
+	}
+	remark := strings.TrimSpace(*req.Remark)
+	if err := checkText("remark", remark); err != nil {
+		rest.WriteError(w, err)
+		return
+	}
+	if _, err := g.role(r.Context(), gid, me); err != nil {
+		g.svc.writeErr(w, err)
+		return
+	}
+	if err := g.store.UpdateMember(r.Context(), gid, me, store.MemberUpdate{Remark: &remark}); err != nil {
+		g.svc.writeErr(w, mapNotFound(err, errNotMember))
+		return
+	}
+	g.writeGroup(w, r, http.StatusOK, gid)
+}
+
+// handleJoin adds the caller to an open group: POST /api/v1/groups/{id}/join.
+func (g *Groups) handleJoin(w http.ResponseWriter, r *http.Request) {
+	gid, me := r.PathValue("id"), rest.UserID(r.Context())
+	grp, err := g.store.GroupByID(r.Context(), gid)
+	if err != nil {
+		g.svc.writeErr(w, mapNotFound(err, errNoGroup))
+		return
+	}
+	if grp.JoinPolicy != store.JoinOpen {
+		rest.WriteError(w, errJoinPolicy(grp.JoinPolicy))
+		return
+	}
+	if _, err := g.store.GroupMember(r.Context(), gid, me); err == nil {
+		rest.WriteError(w, errAlreadyMember)
+		return
+	} else if !errors.Is(err, store.ErrNotFound) {
+		g.svc.writeErr(w, err)
+		return
+	}
+	members := []store.Member{{UserID: me, Role: store.RoleMember, JoinedAt: time.Now().UnixMilli()}}
+	n, err := g.store.AddMembers(r.Context(), gid, members, g.maxMembers(), groupEvent(gid, me, EventMemberJoined, []string{me}, nil, nil))
+	if err != nil {
+		g.svc.writeErr(w, g.mapJoinErr(err))
+		return
+	}
+	if n == 0 { // joined concurrently by another request of the caller
+		rest.WriteError(w, errAlreadyMember)
+		return
+	}
+	g.writeGroup(w, r, http.StatusOK, gid)
+}
+
+var errAlreadyMember = rest.Errorf(http.StatusConflict, "ALREADY_MEMBER", "you are a member of this group already")
+
+func errJoinPolicy(policy string) error {
+	switch policy {
+	case store.JoinOpen:
+		return rest.Errorf(http.StatusForbidden, "JOIN_POLICY", "this group is open: join it with POST /api/v1/groups/{id}/join")
+	case store.JoinByRequest:
+		return rest.Errorf(http.StatusForbidden, "JOIN_POLICY", "this group takes join requests: POST /api/v1/groups/{id}/join-requests")
+	}
+	return rest.Errorf(http.StatusForbidden, "JOIN_POLICY", "this group is joined by invitation only")
+}
+
+func (g *Groups) mapJoinErr(err error) error {
+	switch {
+	case errors.Is(err, store.ErrGroupFull):
+		return rest.Errorf(http.StatusConflict, "GROUP_FULL", "a group has at most %d members", g.maxMembers())
+	case errors.Is(err, store.ErrNotFound):
+		return errNoGroup
+	}
+	return err
+}
+
+// handleRequestJoin makes a join request: POST
+// /api/v1/groups/{id}/join-requests {message?}.
+func (g *Groups) handleRequestJoin(w http.ResponseWriter, r *http.Request) {
+	gid, me := r.PathValue("id"), rest.UserID(r.Context())
+	var req struct {
+		Message string `json:"message"`
+	}
+	if r.ContentLength != 0 { // the body is optional
+		if err := rest.DecodeJSON(r, &req); err != nil {
+			rest.WriteError(w, err)
+			return
+		}
+	}
+	if err := checkText("joinMessage", req.Message); err != nil {
+		rest.WriteError(w, err)
+		return
+	}
+	grp, err := g.store.GroupByID(r.Context(), gid)
+	if err != nil {
+		g.svc.writeErr(w, mapNotFound(err, errNoGroup))
+		return
+	}
+	if grp.JoinPolicy != store.JoinByRequest {
+		rest.WriteError(w, errJoinPolicy(grp.JoinPolicy))
+		return
+	}
+	jr := store.JoinRequest{ID: g.svc.ids.Next(), GroupID: gid, UserID: me, Message: req.Message, Status: store.RequestPending, CreatedAt: time.Now().UnixMilli()}
+	ev := groupEvent(gid, me, EventJoinRequested, []string{me}, map[string]any{"requestId": jr.ID, "message": jr.Message}, nil)
+	err = g.store.CreateJoinRequest(r.Context(), jr, MaxPendingJoinRequestsPerGroup, MaxPendingJoinRequestsPerUser, ev)
+	switch {
+	case errors.Is(err, store.ErrAlreadyMember):
+		err = errAlreadyMember
+	case errors.Is(err, store.ErrConflict):
+		err = rest.Errorf(http.StatusConflict, "REQUEST_PENDING", "your join request to this group is pending")
+	case errors.Is(err, store.ErrGroupRequestsFull):
+		err = rest.Errorf(http.StatusConflict, "LIMIT_REACHED", "this group has %d pending join requests, the most it takes; try later", MaxPendingJoinRequestsPerGroup)
+	case errors.Is(err, store.ErrUserRequestsFull):
+		err = rest.Errorf(http.StatusConflict, "LIMIT_REACHED", "you have %d pending join requests, the most allowed; wait for answers", MaxPendingJoinRequestsPerUser)
+	case errors.Is(err, store.ErrNotFound):
+		err = errNoGroup
+	}
+	if err != nil {
+		g.svc.writeErr(w, err)
+		return
+	}
+	rest.WriteJSON(w, http.StatusCreated, jr)
+}
+
+// manager returns an error unless the caller is the owner or an admin.
+func (g *Groups) manager(ctx context.Context, gid, uid string) error {
+	mine, err := g.role(ctx, gid, uid)
+	if err != nil {
+		return err
+	}
+	if !isManager(mine) {
+		return rest.Errorf(http.StatusForbidden, protocol.CodeForbidden, "only the owner and admins handle join requests")
+	}
+	return nil
+}
+
+// handleListJoinRequests lists join requests: GET
+// /api/v1/groups/{id}/join-requests?status=pending|accepted|declined.
+func (g *Groups) handleListJoinRequests(w http.ResponseWriter, r *http.Request) {
+	gid, me := r.PathValue("id"), rest.UserID(r.Context())
+	status := r.URL.Query().Get("status")
+	if status == "" {
+		status = store.RequestPending
+	}
+	if status != store.RequestPending && status != store.RequestAccepted && status != store.RequestDeclined {
+		rest.WriteError(w, rest.Errorf(http.StatusBadRequest, protocol.CodeBadFrame, "status must be pending, accepted or declined"))
+		return
+	}
+	if err := g.manager(r.Context(), gid, me); err != nil {
+		g.svc.writeErr(w, err)
+		return
+	}
+	list, err := g.store.JoinRequests(r.Context(), gid, status, MaxPendingJoinRequestsPerGroup)
+	if err != nil {
+		g.svc.writeErr(w, err)
+		return
+	}
+	rest.WriteJSON(w, http.StatusOK, list)
+}
+
+// handleDecideJoinRequest accepts or declines a pending join request.
+func (g *Groups) handleDecideJoinRequest(accept bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		gid, rid, me := r.PathValue("id"), r.PathValue("rid"), rest.UserID(r.Context())
+		if err := g.manager(r.Context(), gid, me); err != nil {
+			g.svc.writeErr(w, err)
+			return
+		}
+		jr, err := g.store.JoinRequestByID(r.Context(), gid, rid)
+		if err != nil {
+			g.svc.writeErr(w, mapNotFound(err, rest.Errorf(http.StatusNotFound, protocol.CodeNotFound, "no such join request")))
+			return
+		}
+		event, recipients := EventJoinRequestDeclined, []string{jr.UserID}
+		if accept {
+			event, recipients = EventJoinRequestAccepted, nil // a member by delivery
+		}
+		ev := groupEvent(gid, me, event, []string{jr.UserID}, map[string]any{"requestId": rid}, recipients)
+		jr, err = g.store.DecideJoinRequest(r.Context(), gid, rid, me, accept, time.Now().UnixMilli(), g.maxMembers(), ev)
+		switch {
+		case errors.Is(err, store.ErrRequestAlreadyClosed):
+			err = rest.Errorf(http.StatusConflict, "REQUEST_ANSWERED", "this join request was already answered")
+		case errors.Is(err, store.ErrNotFound):
+			err = rest.Errorf(http.StatusNotFound, protocol.CodeNotFound, "no such join request")
+		case err != nil:
+			err = g.mapJoinErr(err)
+		}
+		if err != nil {
+			g.svc.writeErr(w, err)
+			return
+		}
+		rest.WriteJSON(w, http.StatusOK, jr)
+	}
 }

@@ -26,6 +26,8 @@ var textRules = map[string]textRule{
 	"groupName":    {code: protocol.CodeBadFrame, what: "name", min: 1, max: 64},
 	"announcement": {code: protocol.CodeBadFrame, what: "announcement", max: 2000, multiline: true},
 	"nickname":     {code: protocol.CodeBadFrame, what: "nickname", max: 64},
+	"remark":       {code: protocol.CodeBadFrame, what: "remark", max: 64},
+	"joinMessage":  {code: protocol.CodeBadFrame, what: "message", max: 500, multiline: true},
 }
 
 // checkText returns a 400 error when v breaks the rule of field: valid

@@ -819,11 +819,22 @@ function eventText(m) {
     case 'member_muted':
       return e.mutedUntil > Date.now() ? `${who} muted ${them}` : `${who} unmuted ${them}`;
     case 'group_updated':
-      return e.name ? `${who} renamed the group to "${e.name}"` : `${who} changed the group settings`;
+      if (e.name) return `${who} renamed the group to "${e.name}"`;
+      if (e.muteAll === true) return `${who} muted the group: only the owner and admins may send`;
+      if (e.muteAll === false) return `${who} unmuted the group`;
+      return `${who} changed the group settings`;
     case 'owner_transferred':
       return `${who} made ${them} the owner`;
     case 'dismissed':
       return `${who} dismissed the group`;
+    case 'join_requested':
+      return `${who} asked to join`;
+    case 'join_request_accepted':
+      return `${who} let ${them} in`;
+    case 'join_request_declined':
+      return `${who} declined ${them}'s request to join`;
+    case 'member_joined':
+      return `${them} joined`;
   }
   return `${who}: ${e.event}`;
 }

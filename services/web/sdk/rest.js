@@ -18,7 +18,8 @@ export class ApiError extends Error {
  * @typedef {{id: string, username: string, displayName: string}} User
  * @typedef {{token: string, userId: string, expiresAt: string|number, sessionExpiresAt?: number}} Session
  * @typedef {{conv: string, lastSeq: number, readSeq: number, unread: number, lastTs?: number, mentions?: number, pinned?: boolean, muted?: boolean, last?: {seq: number, from: string, kind: string, preview: string, ts: number}}} ConversationInfo
- * @typedef {{id: string, name: string, owner?: string, members?: string[], [k: string]: any}} Group
+ * @typedef {{id: string, name: string, owner?: string, members?: string[], joinPolicy?: 'invite'|'request'|'open', muteAll?: boolean, remark?: string, [k: string]: any}} Group
+ * @typedef {{id: string, groupId: string, userId: string, message: string, status: 'pending'|'accepted'|'declined', createdAt: number, decidedBy?: string, decidedAt?: number}} JoinRequest
  */
 
 /** Client of imkube's REST API under /api/v1. */
@@ -302,6 +303,50 @@ export class RestClient {
   /** @param {string} id */
   deleteGroup(id) {
     return this.request('DELETE', `/groups/${encodeURIComponent(id)}`);
+  }
+
+  /**
+   * Asks to join a group whose joinPolicy is "request".
+   * @param {string} id
+   * @param {string} [message]
+   * @returns {Promise<JoinRequest>}
+   */
+  requestJoin(id, message) {
+    return this.request('POST', `/groups/${encodeURIComponent(id)}/join-requests`, message ? { message } : {});
+  }
+
+  /**
+   * The group's join requests (owner and admins only).
+   * @param {string} id
+   * @param {{status?: 'pending'|'accepted'|'declined'}} [q] default pending
+   * @returns {Promise<JoinRequest[]>}
+   */
+  async listJoinRequests(id, q = {}) {
+    const qs = q.status ? `?${new URLSearchParams({ status: q.status })}` : '';
+    return (await this.request('GET', `/groups/${encodeURIComponent(id)}/join-requests${qs}`)) ?? [];
+  }
+
+  /** @param {string} id group @param {string} requestId @returns {Promise<JoinRequest>} */
+  acceptJoinRequest(id, requestId) {
+    return this.request('POST', `/groups/${encodeURIComponent(id)}/join-requests/${encodeURIComponent(requestId)}/accept`);
+  }
+
+  /** @param {string} id group @param {string} requestId @returns {Promise<JoinRequest>} */
+  declineJoinRequest(id, requestId) {
+    return this.request('POST', `/groups/${encodeURIComponent(id)}/join-requests/${encodeURIComponent(requestId)}/decline`);
+  }
+
+  /** Joins an open group (joinPolicy "open"). @param {string} id @returns {Promise<Group>} */
+  joinGroup(id) {
+    return this.request('POST', `/groups/${encodeURIComponent(id)}/join`);
+  }
+
+  /**
+   * Sets your private remark for a group ("" clears it); only you see it.
+   * @param {string} id @param {string} remark @returns {Promise<Group>}
+   */
+  setGroupRemark(id, remark) {
+    return this.request('PATCH', `/groups/${encodeURIComponent(id)}/members/me`, { remark });
   }
 
   /**

@@ -75,3 +75,27 @@ test('group calls use the documented paths and bodies', async () => {
     ],
   );
 });
+
+test('group join requests, open join and the private remark use their routes', async () => {
+  const req = { id: 'r1', groupId: 'g 1', userId: 'u2', message: 'hi', status: 'pending', createdAt: 1 };
+  const { fetch, calls } = fakeFetch({
+    'POST /api/v1/groups/g%201/join-requests': { status: 201, body: req },
+    'GET /api/v1/groups/g%201/join-requests': { body: [req] },
+    'GET /api/v1/groups/g%201/join-requests?status=declined': { body: null },
+    'POST /api/v1/groups/g%201/join-requests/r1/accept': { body: { ...req, status: 'accepted' } },
+    'POST /api/v1/groups/g%201/join-requests/r1/decline': { status: 409, body: { code: 'REQUEST_ANSWERED', message: 'answered' } },
+    'POST /api/v1/groups/g%201/join': { body: { id: 'g 1', myRole: 'member' } },
+    'PATCH /api/v1/groups/g%201/members/me': { body: { id: 'g 1', remark: 'work' } },
+  });
+  const rest = new RestClient({ fetch, token: 't' });
+  assert.deepEqual(await rest.requestJoin('g 1', 'hi'), req);
+  await rest.requestJoin('g 1');
+  assert.deepEqual(await rest.listJoinRequests('g 1'), [req]);
+  assert.deepEqual(await rest.listJoinRequests('g 1', { status: 'declined' }), []);
+  assert.equal((await rest.acceptJoinRequest('g 1', 'r1')).status, 'accepted');
+  await assert.rejects(rest.declineJoinRequest('g 1', 'r1'), { status: 409, code: 'REQUEST_ANSWERED' });
+  assert.equal((await rest.joinGroup('g 1')).myRole, 'member');
+  assert.equal((await rest.setGroupRemark('g 1', 'work')).remark, 'work');
+  assert.deepEqual(calls.map((c) => c.body), [{ message: 'hi' }, {}, undefined, undefined, undefined, undefined, undefined, { remark: 'work' }]);
+  assert.ok(calls.every((c) => c.headers.Authorization === 'Bearer t'));
+});
