@@ -631,3 +631,37 @@ func TestFriendEventsReachTheEventsHook(t *testing.T) {
 		t.Fatalf("bob's friend events %v, want friend_request then friend_added", bobs)
 	}
 }
+
+// Offline members of a read-diffusion group (above the threshold: online
+// members get notify frames and pull) get offline pushes too.
+func TestOfflinePushReachesReadDiffusionGroupMembers(t *testing.T) {
+	hook := newHookServer(t, func(hookCall, int) (int, any) { return 200, map[string]string{} })
+	cluster := hookCluster(func(w *config.Webhooks) { w.OfflinePush = config.OfflinePush{URL: hook.URL + "/push"} })
+	cluster.Groups.ReadDiffusionThreshold = 2
+	s := startCfg(t, withSecret, app.Options{Cluster: cluster})
+	api := imtest.NewAPI(s.URL)
+	alice, bob, carol, dave := api.Register(t, "alice"), api.Register(t, "bob"), api.Register(t, "carol"), api.Register(t, "dave")
+	for _, u := range []imtest.Account{bob, carol} {
+		if code, err := api.Do("PUT", "/api/v1/devices/phone/push-token", u.Token, map[string]string{"provider": "apns", "token": "tok-" + u.Username}, nil); code != http.StatusNoContent {
+			t.Fatalf("register push token: %d %v", code, err)
+		}
+	}
+	g := createGroup(t, api, alice, bob.ID, carol.ID, dave.ID)
+	a, _ := imtest.Connect(t, s.URL, alice.Token, "a1")
+	c, _ := imtest.Connect(t, s.URL, carol.Token, "phone") // online: a notify, no push
+	for i := 1; i <= 2; i++ {
+		sendGroup(a, fmt.Sprintf("r%d", i), g.ID, fmt.Sprintf("big %d", i))
+		a.Expect("ack", "msg", "notify")
+	}
+	c.Expect("notify", "msg", "event")
+	hook.waitCalls(t, "/push", 5*time.Second, func(c []hookCall) bool { return len(c) >= 1 })
+	time.Sleep(1500 * time.Millisecond) // a second batch window: nothing more may come
+	calls := hook.Calls("/push")
+	if len(calls) != 1 || calls[0].Body["user"] != bob.ID || !calls[0].SigOK {
+		t.Fatalf("push calls %+v, want one signed batch for bob", calls)
+	}
+	msgs, _ := calls[0].Body["messages"].([]any)
+	if len(msgs) != 2 || fmt.Sprint(msgs[0].(map[string]any)["preview"]) != "big 1" {
+		t.Fatalf("bob's batch %v, want the two group messages", msgs)
+	}
+}

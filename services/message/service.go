@@ -470,16 +470,20 @@ func (s *Service) deliver(ctx context.Context, up *messageapi.Upstream, m *store
 	if err != nil {
 		return err
 	}
-	var muted map[string]bool
-	if len(inbox) > 0 || up.To.Group == "" {
+	readDiffusion := len(inbox) == 0 && up.To.Group != ""
+	var muted, pushMuted map[string]bool
+	if !readDiffusion || s.offline.Enabled() {
 		muted = s.mutedTargets(ctx, m.Conv)
+	}
+	if !readDiffusion { // notify frames carry no muted flag
+		pushMuted = muted
 	}
 	err = s.pushByGatewayMuted(ctx, frame, m.TS, live, func(user, device string) (bool, int64) {
 		return user != up.User || device != up.Device, seqOf[user]
-	}, muted)
-	if len(inbox) > 0 || up.To.Group == "" { // not under read diffusion
-		s.noticeOffline(up.User, m, members, live, muted)
-	}
+	}, pushMuted)
+	// Offline members of read-diffusion groups get notices too; the pusher
+	// bounds the users waiting at once (webhook.PushConfig.MaxUsers).
+	s.noticeOffline(up.User, m, members, live, muted)
 	if err != nil {
 		// Pushes are a fast path; log and let recipients catch up by sync
 		// rather than redelivering to gateways that did get it.
