@@ -39,6 +39,7 @@ func (p *Process) buildIntegrations(db *store.DB, sess sessions.Store) (*integra
 	if err != nil {
 		return nil, err
 	}
+	p.instruments = append(p.instruments, m)
 	log := p.Log.With("svc", "webhook")
 	owner := p.Config.Instance
 	if p.embedded {

@@ -50,16 +50,23 @@ func TestInstrumentSetsExportTheDocumentedPrometheusNames(t *testing.T) {
 		"imkube_flow_blocked_total":            dto.MetricType_COUNTER,
 		"imkube_operator_reconcile_total":      dto.MetricType_COUNTER,
 		"imkube_operator_reconcile_seconds":    dto.MetricType_HISTOGRAM,
+		"imkube_webhook_delivered_total":       dto.MetricType_COUNTER,
+		"imkube_webhook_failed_attempts_total": dto.MetricType_COUNTER,
+		"imkube_webhook_dead_letters_total":    dto.MetricType_COUNTER,
+		"imkube_webhook_outbox_pending":        dto.MetricType_GAUGE,
 	}
 	wantLabels := map[string][]string{
-		"imkube_gateway_disconnects_total":  {"reason"},
-		"imkube_gateway_frames_in_total":    {"type"},
-		"imkube_gateway_frames_out_total":   {"type"},
-		"imkube_message_messages_total":     {"diffusion"},
-		"imkube_sequence_requests_total":    {"outcome"},
-		"imkube_flow_blocked_total":         {"kind", "resource"},
-		"imkube_operator_reconcile_total":   {"controller", "result"},
-		"imkube_operator_reconcile_seconds": {"controller"},
+		"imkube_gateway_disconnects_total":     {"reason"},
+		"imkube_gateway_frames_in_total":       {"type"},
+		"imkube_gateway_frames_out_total":      {"type"},
+		"imkube_message_messages_total":        {"diffusion"},
+		"imkube_sequence_requests_total":       {"outcome"},
+		"imkube_flow_blocked_total":            {"kind", "resource"},
+		"imkube_operator_reconcile_total":      {"controller", "result"},
+		"imkube_operator_reconcile_seconds":    {"controller"},
+		"imkube_webhook_delivered_total":       {"target"},
+		"imkube_webhook_failed_attempts_total": {"target"},
+		"imkube_webhook_dead_letters_total":    {"target"},
 	}
 
 	fams := telemetrytest.Families(t)

@@ -45,7 +45,11 @@ func Sets(mp metric.MeterProvider) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []any{g, m, s, f, o}, nil
+	w, err := telemetry.NewWebhooks(mp)
+	if err != nil {
+		return nil, err
+	}
+	return []any{g, m, s, f, o, w}, nil
 }
 
 // Exercise calls every exported method of set once with placeholder
