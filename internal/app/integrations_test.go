@@ -395,10 +395,17 @@ func TestAdminAPIBansLogsOutSendsSystemMessagesAndDeletesForEveryone(t *testing.
 			Device, Gateway, PushProvider, PushTokenSuffix string
 			Online                                         bool
 		}
+		Sessions []struct {
+			ID        string
+			ExpiresAt int64
+		}
 	}
 	if code, err := admin.Do("GET", "/admin/v1/users/"+bob.ID+"/devices", adminKey, nil, &dev); code != 200 || len(dev.Devices) != 1 ||
 		!dev.Devices[0].Online || dev.Devices[0].PushProvider != "apns" || dev.Devices[0].PushTokenSuffix != "abcdef" {
 		t.Fatalf("devices: %d %v %+v", code, err, dev)
+	}
+	if len(dev.Sessions) != 1 || dev.Sessions[0].ID == "" || dev.Sessions[0].ExpiresAt == 0 {
+		t.Fatalf("bob's login sessions %+v, want the one of his login", dev.Sessions)
 	}
 
 	// System message to a user.

@@ -34,6 +34,7 @@ type AdminStore interface {
 	DeletePushToken(ctx context.Context, user, device string) error
 	AddOutbox(ctx context.Context, e store.OutboxEntry) error
 	RevokeSessions(ctx context.Context, user, only, keep, reason string, now time.Time) ([]auth.Revoked, error)
+	Sessions(ctx context.Context, user string, now time.Time) ([]store.Session, error)
 }
 
 // endSessions ends every login session of user (store.RevokeSessions): its
@@ -349,6 +350,11 @@ func (s *Service) handleDevices(w http.ResponseWriter, r *http.Request) {
 		rest.WriteError(w, messageapi.HTTPError(unavailable(err)))
 		return
 	}
+	logins, err := s.admin.Sessions(ctx, user, s.now())
+	if err != nil {
+		rest.WriteError(w, messageapi.HTTPError(unavailable(err)))
+		return
+	}
 	byDevice := map[string]*adminDevice{}
 	var order []string
 	get := func(d string) *adminDevice {
@@ -371,7 +377,9 @@ func (s *Service) handleDevices(w http.ResponseWriter, r *http.Request) {
 	for _, d := range order {
 		out = append(out, byDevice[d])
 	}
-	rest.WriteJSON(w, http.StatusOK, map[string]any{"user": user, "banned": banned, "banReason": reason, "devices": out})
+	// sessions: the user's live login sessions (what GET /api/v1/sessions
+	// shows them), each ended by POST /admin/v1/users/{id}/logout.
+	rest.WriteJSON(w, http.StatusOK, map[string]any{"user": user, "banned": banned, "banReason": reason, "devices": out, "sessions": logins})
 }
 
 type systemTarget struct {
