@@ -42,19 +42,9 @@ func (s *DB) SaveSession(ctx context.Context, x Session) error {
 func (s *DB) Sessions(ctx context.Context, user string, now time.Time) ([]Session, error) {
 	rows, err := s.db.QueryContext(ctx, "SELECT id, user_id, device, created_at, last_used_at, expires_at FROM user_sessions WHERE user_id = ? AND revoked_at = 0 AND expires_at > ? ORDER BY last_used_at DESC, id",
 		user, now.UnixMilli())
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []Session{}
-	for rows.Next() {
-		var x Session
-		if err := rows.Scan(&x.ID, &x.User, &x.Device, &x.CreatedAt, &x.LastUsedAt, &x.ExpiresAt); err != nil {
-			return nil, err
-		}
-		out = append(out, x)
-	}
-	return out, rows.Err()
+	return scanAll(rows, err, func(x *Session) []any {
+		return []any{&x.ID, &x.User, &x.Device, &x.CreatedAt, &x.LastUsedAt, &x.ExpiresAt}
+	})
 }
 
 // RevokeSessions ends user's live sessions: only the one with id only (""

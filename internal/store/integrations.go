@@ -77,19 +77,9 @@ func (s *DB) AddOutbox(ctx context.Context, e OutboxEntry) error {
 // PendingOutbox returns up to limit entries, oldest first (due or not).
 func (s *DB) PendingOutbox(ctx context.Context, limit int) ([]OutboxEntry, error) {
 	rows, err := s.db.QueryContext(ctx, "SELECT id, target, okey, kind, payload, attempts, next_at, created_at FROM webhook_outbox ORDER BY id LIMIT ?", limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []OutboxEntry
-	for rows.Next() {
-		var e OutboxEntry
-		if err := rows.Scan(&e.ID, &e.Target, &e.Key, &e.Kind, &e.Payload, &e.Attempts, &e.NextAt, &e.Created); err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return scanAll(rows, err, func(e *OutboxEntry) []any {
+		return []any{&e.ID, &e.Target, &e.Key, &e.Kind, &e.Payload, &e.Attempts, &e.NextAt, &e.Created}
+	})
 }
 
 // DoneOutbox removes a delivered (or dead-lettered) entry.

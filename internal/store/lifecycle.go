@@ -302,6 +302,25 @@ func (s *DB) MutedIn(ctx context.Context, conv string) (map[string]bool, error) 
 	return out, nil
 }
 
+// scanAll reads every row of a query (rows, err as QueryContext returns
+// them) into a T whose fields dest lists in column order, and closes rows.
+// No rows is an empty, non-nil slice.
+func scanAll[T any](rows *sql.Rows, err error, dest func(*T) []any) ([]T, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		var x T
+		if err := rows.Scan(dest(&x)...); err != nil {
+			return nil, err
+		}
+		out = append(out, x)
+	}
+	return out, rows.Err()
+}
+
 // addStrings adds the one string column of rows to set and closes rows.
 func addStrings(rows *sql.Rows, set map[string]bool) error {
 	defer rows.Close()

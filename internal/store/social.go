@@ -183,17 +183,10 @@ func (s *DB) CreateFriendRequest(ctx context.Context, r FriendRequest, lim Socia
 
 const requestCols = "id, from_user, to_user, message, status, created_at"
 
-func scanRequests(rows *sql.Rows) ([]FriendRequest, error) {
-	defer rows.Close()
-	out := []FriendRequest{}
-	for rows.Next() {
-		var r FriendRequest
-		if err := rows.Scan(&r.ID, &r.From, &r.To, &r.MessageText, &r.Status, &r.CreatedAt); err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+func scanRequests(rows *sql.Rows, err error) ([]FriendRequest, error) {
+	return scanAll(rows, err, func(r *FriendRequest) []any {
+		return []any{&r.ID, &r.From, &r.To, &r.MessageText, &r.Status, &r.CreatedAt}
+	})
 }
 
 // FriendRequests lists user's requests, incoming (in) or outgoing, with
@@ -210,10 +203,7 @@ func (s *DB) FriendRequests(ctx context.Context, user string, incoming bool, sta
 		args = append(args, status)
 	}
 	rows, err := s.db.QueryContext(ctx, q+" ORDER BY created_at DESC, id DESC LIMIT ?", append(args, limit)...)
-	if err != nil {
-		return nil, err
-	}
-	return scanRequests(rows)
+	return scanRequests(rows, err)
 }
 
 // RespondFriendRequest accepts or declines request id for user, its
@@ -225,11 +215,7 @@ func (s *DB) FriendRequests(ctx context.Context, user string, incoming bool, sta
 func (s *DB) RespondFriendRequest(ctx context.Context, id, user string, accept bool, now int64, lim SocialLimits, ev EventsFunc) (*FriendRequest, error) {
 	var out *FriendRequest
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, "SELECT "+requestCols+" FROM friend_requests WHERE id = ?", id)
-		if err != nil {
-			return err
-		}
-		list, err := scanRequests(rows)
+		list, err := scanRequests(tx.QueryContext(ctx, "SELECT "+requestCols+" FROM friend_requests WHERE id = ?", id))
 		if err != nil {
 			return err
 		}
@@ -287,19 +273,9 @@ func (s *DB) RespondFriendRequest(ctx context.Context, id, user string, accept b
 func (s *DB) Friends(ctx context.Context, user string) ([]Friend, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT f.friend_id, u.username, u.display_name, f.remark, f.since FROM friends f
 		JOIN users u ON u.id = f.friend_id WHERE f.user_id = ? ORDER BY f.since, f.friend_id`, user)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []Friend{}
-	for rows.Next() {
-		var f Friend
-		if err := rows.Scan(&f.UserID, &f.Username, &f.DisplayName, &f.Remark, &f.Since); err != nil {
-			return nil, err
-		}
-		out = append(out, f)
-	}
-	return out, rows.Err()
+	return scanAll(rows, err, func(f *Friend) []any {
+		return []any{&f.UserID, &f.Username, &f.DisplayName, &f.Remark, &f.Since}
+	})
 }
 
 // AreFriends reports whether a and b are friends.
@@ -383,19 +359,9 @@ func (s *DB) UnblockUser(ctx context.Context, user, other string) error {
 func (s *DB) Blocks(ctx context.Context, user string) ([]Block, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT b.blocked_id, u.username, u.display_name, b.created_at FROM blocks b
 		JOIN users u ON u.id = b.blocked_id WHERE b.user_id = ? ORDER BY b.created_at, b.blocked_id`, user)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []Block{}
-	for rows.Next() {
-		var b Block
-		if err := rows.Scan(&b.UserID, &b.Username, &b.DisplayName, &b.CreatedAt); err != nil {
-			return nil, err
-		}
-		out = append(out, b)
-	}
-	return out, rows.Err()
+	return scanAll(rows, err, func(b *Block) []any {
+		return []any{&b.UserID, &b.Username, &b.DisplayName, &b.CreatedAt}
+	})
 }
 
 // DirectCheck is what decides whether sender may message recipient.
@@ -461,19 +427,7 @@ func (s *DB) BlockedBetween(ctx context.Context, user string, others []string) (
 // first.
 func (s *DB) PendingSocialEvents(ctx context.Context, limit int) ([]SocialEvent, error) {
 	rows, err := s.db.QueryContext(ctx, "SELECT id, user_id, kind, body, created_at FROM social_events WHERE inbox_seq = 0 ORDER BY id LIMIT ?", limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []SocialEvent
-	for rows.Next() {
-		var e SocialEvent
-		if err := rows.Scan(&e.ID, &e.User, &e.Kind, &e.Body, &e.CreatedAt); err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return scanAll(rows, err, func(e *SocialEvent) []any { return []any{&e.ID, &e.User, &e.Kind, &e.Body, &e.CreatedAt} })
 }
 
 // ClaimSocialEvent leases pending event id to the caller until until (unix

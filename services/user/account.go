@@ -238,17 +238,7 @@ func (s *Service) handlePassword(w http.ResponseWriter, r *http.Request) {
 		rest.WriteError(w, rest.Errorf(http.StatusBadRequest, "INVALID_PASSWORD", "the new password must be %d-%d bytes long", MinPasswordLen, MaxPasswordLen))
 		return
 	}
-	ip := ClientIP(r, s.trustProxy)
-	if ok, wait := s.throttle.Allow(throttleKey(c.UserID), ip); !ok {
-		WriteTooManyAttempts(w, wait)
-		return
-	}
-	if _, err := s.checkPassword(r.Context(), c.UserID, req.Current); err != nil {
-		var he *rest.Error
-		if errors.As(err, &he) && he.Code == "BAD_CREDENTIALS" {
-			s.throttle.Fail(throttleKey(c.UserID), ip)
-		}
-		s.writeErr(w, err)
+	if !s.verifyOwnPassword(w, r, c.UserID, req.Current) {
 		return
 	}
 	var hash []byte
@@ -273,6 +263,26 @@ func (s *Service) handlePassword(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// verifyOwnPassword checks password against signed-in user's own account
+// under the per-user attempt throttle (a wrong one counts as a failure);
+// on false it has written the answer.
+func (s *Service) verifyOwnPassword(w http.ResponseWriter, r *http.Request, user, password string) bool {
+	ip := ClientIP(r, s.trustProxy)
+	if ok, wait := s.throttle.Allow(throttleKey(user), ip); !ok {
+		WriteTooManyAttempts(w, wait)
+		return false
+	}
+	if _, err := s.checkPassword(r.Context(), user, password); err != nil {
+		var he *rest.Error
+		if errors.As(err, &he) && he.Code == "BAD_CREDENTIALS" {
+			s.throttle.Fail(throttleKey(user), ip)
+		}
+		s.writeErr(w, err)
+		return false
+	}
+	return true
+}
+
 func (s *Service) handleDeleteMe(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Password string `json:"password"`
@@ -286,17 +296,7 @@ func (s *Service) handleDeleteMe(w http.ResponseWriter, r *http.Request) {
 		rest.WriteError(w, err)
 		return
 	}
-	ip := ClientIP(r, s.trustProxy)
-	if ok, wait := s.throttle.Allow(throttleKey(c.UserID), ip); !ok {
-		WriteTooManyAttempts(w, wait)
-		return
-	}
-	if _, err := s.checkPassword(r.Context(), c.UserID, req.Password); err != nil {
-		var he *rest.Error
-		if errors.As(err, &he) && he.Code == "BAD_CREDENTIALS" {
-			s.throttle.Fail(throttleKey(c.UserID), ip)
-		}
-		s.writeErr(w, err)
+	if !s.verifyOwnPassword(w, r, c.UserID, req.Password) {
 		return
 	}
 	now := time.Now()
