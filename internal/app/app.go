@@ -556,7 +556,12 @@ func (s *Server) activate() error {
 
 // shutdown is the one bounded shutdown: readiness fails at once, the HTTP
 // ports stop accepting, gateways drain (each bounded by its drain timeout),
-// then the loops stop and are waited for.
+// then the loops stop and are waited for. A bus consumer's loop stops
+// gracefully (rocketmq.Bus: no new records, the handler calls in progress
+// finish within Config.StopTimeout, their offsets reach the broker), so the
+// store and the bus producer the handlers use close only after (undo, run
+// by the caller after shutdown returns). The operator's
+// terminationGracePeriodSeconds covers ShutdownTimeout plus that bound.
 func (s *Server) shutdown(serveErr chan error) error {
 	s.notReady.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)

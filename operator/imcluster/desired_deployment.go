@@ -41,7 +41,7 @@ func desiredDeployment(s *scope, component string) *appsv1.Deployment {
 					EnableServiceLinks:            ptr.To(false),
 					SecurityContext:               render.PodSecurityContext(),
 					ImagePullSecrets:              c.Spec.ImagePullSecrets,
-					TerminationGracePeriodSeconds: ptr.To[int64](30),
+					TerminationGracePeriodSeconds: ptr.To(gracePeriodSeconds(component)),
 					TopologySpreadConstraints:     spread,
 					Affinity:                      affinity,
 					Containers: []corev1.Container{{
@@ -66,6 +66,27 @@ func desiredDeployment(s *scope, component string) *appsv1.Deployment {
 		d.Spec.Replicas = ptr.To(s.replicas(component))
 	}
 	return d
+}
+
+// Grace periods from SIGTERM to SIGKILL. Every process first stops its HTTP
+// ports (in-flight requests finish, at most httpShutdownSeconds =
+// app.ShutdownTimeout); the message service then stops its consumer
+// gracefully: no new records, the ones in progress finish and their offsets
+// are written to the broker (at most consumerStopSeconds =
+// rocketmq.DefaultStopTimeout, plus 5 s for cancelled calls), and only then
+// closes the store. The margin covers telemetry flush and process exit.
+// desired_test.go checks these against the constants in the code.
+const (
+	httpShutdownSeconds = 15
+	consumerStopSeconds = 20
+	graceMarginSeconds  = 10
+)
+
+func gracePeriodSeconds(component string) int64 {
+	if component == render.Message {
+		return httpShutdownSeconds + consumerStopSeconds + 5 + graceMarginSeconds
+	}
+	return httpShutdownSeconds + graceMarginSeconds + 5
 }
 
 func pullPolicy(s *scope) corev1.PullPolicy {

@@ -58,6 +58,9 @@ import (
 // TopicPush is the shared topic of all gateways' push streams.
 const TopicPush = "IM_PUSH"
 
+// DefaultStopTimeout is Config.StopTimeout's default.
+const DefaultStopTimeout = 20 * time.Second
+
 // Config configures New. Zero values take the defaults.
 type Config struct {
 	// NameServers are the name server addresses (host:port). Required.
@@ -91,6 +94,11 @@ type Config struct {
 	PushReplay time.Duration
 	// SendTimeout bounds one publish (default 3s).
 	SendTimeout time.Duration
+	// StopTimeout bounds a consumer's graceful stop (default 20s): how long
+	// the handler calls in progress when the consume context ends may run
+	// on before their context is cancelled. The pod's grace period covers
+	// it (operator: terminationGracePeriodSeconds).
+	StopTimeout time.Duration
 	// Logger receives consumer errors (default: discard).
 	Logger *slog.Logger
 }
@@ -124,6 +132,9 @@ func (c *Config) defaults() error {
 	}
 	if c.SendTimeout <= 0 {
 		c.SendTimeout = 3 * time.Second
+	}
+	if c.StopTimeout <= 0 {
+		c.StopTimeout = DefaultStopTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -353,7 +364,31 @@ func (b *Bus) consume(ctx context.Context, h bus.Handler, topic string, sel cons
 	if err != nil {
 		return fmt.Errorf("%w: rocketmq consumer of %s: %v", bus.ErrUnavailable, topic, err)
 	}
+	// Handler calls run on a context the stop does not cancel: a record in
+	// progress when ctx ends finishes (stored, acked, pushed) and its offset
+	// is committed; only StopTimeout later is its context cancelled.
+	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hcancel()
+	var (
+		gate     sync.Mutex // orders inflight.Add against the stop's Wait
+		stopping bool
+		inflight sync.WaitGroup
+	)
 	err = c.Subscribe(topic, sel, func(cctx context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+		gate.Lock()
+		if stopping {
+			gate.Unlock()
+			// Not taken: the record stays uncommitted for the replica
+			// that gets the queue next. A short pause frees the queue's
+			// consume loop (pulls are suspended, nothing resubmits it).
+			if oc, ok := primitive.GetOrderlyCtx(cctx); ok {
+				oc.SuspendCurrentQueueTimeMillis = 10
+			}
+			return consumer.SuspendCurrentQueueAMoment, nil
+		}
+		inflight.Add(1)
+		gate.Unlock()
+		defer inflight.Done()
 		// The orderly consumer sleeps for the suspend time of the context it
 		// passes in, which defaults to -1 (no pause at all, whatever
 		// WithSuspendCurrentQueueTimeMillis says): without this, a failing
@@ -363,11 +398,8 @@ func (b *Bus) consume(ctx context.Context, h bus.Handler, topic string, sel cons
 			oc.SuspendCurrentQueueTimeMillis = int(max(b.cfg.RetryPause.Milliseconds(), 10))
 		}
 		for _, msg := range msgs {
-			if ctx.Err() != nil {
-				return consumer.SuspendCurrentQueueAMoment, ctx.Err()
-			}
-			if err := h(ctx, fromExt(msg)); err != nil {
-				if ctx.Err() == nil {
+			if err := h(hctx, fromExt(msg)); err != nil {
+				if hctx.Err() == nil {
 					b.log.Warn("bus handler failed, retrying", "topic", topic, "key", msg.GetShardingKey(),
 						"reconsumes", msg.ReconsumeTimes, "err", err, "pause", b.cfg.RetryPause)
 				}
@@ -394,10 +426,55 @@ func (b *Bus) consume(ctx context.Context, h bus.Handler, topic string, sel cons
 		}()
 	}
 	<-ctx.Done()
+	b.stop(c, topic, func() {
+		gate.Lock()
+		stopping = true
+		gate.Unlock()
+	}, &inflight, hcancel)
+	return nil
+}
+
+// stop is a consumer's graceful stop. rocketmq-client-go's Shutdown alone
+// loses in-flight work to redelivery: it releases the queue locks and drops
+// the process queues at once, without waiting for the consume goroutines,
+// and an offset committed after the drop is never written (apache/rocketmq
+// #2085 is the same gap in the Java client, fixed there by awaiting the
+// consume executor). So, in order: stop pulling, refuse records not yet
+// started, wait for the handler calls in progress (bounded by StopTimeout,
+// then cancelled), write the offsets they committed to the broker, and only
+// then shut the consumer down (which unlocks the queues for the replica that
+// takes them over and writes the offsets once more).
+func (b *Bus) stop(c rocketmq.PushConsumer, topic string, refuse func(), inflight *sync.WaitGroup, cancel context.CancelFunc) {
+	start := time.Now()
+	if s, ok := c.(interface{ Suspend() }); ok {
+		s.Suspend() // no more pulls, no rebalance
+	}
+	refuse()
+	done := make(chan struct{})
+	go func() { inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(b.cfg.StopTimeout):
+		b.log.Warn("rocketmq consumer stop: handler calls still running, cancelling them", "topic", topic, "stopTimeout", b.cfg.StopTimeout)
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			b.log.Warn("rocketmq consumer stop: handler calls ignore cancellation, shutting down anyway", "topic", topic)
+		}
+	}
+	// The client commits a record's offset right after the handler call
+	// returns, on the consume goroutine: give it that moment.
+	time.Sleep(50 * time.Millisecond)
+	if p, ok := c.(interface{ PersistConsumerOffset() error }); ok {
+		if err := p.PersistConsumerOffset(); err != nil {
+			b.log.Warn("rocketmq consumer stop: persist offsets", "topic", topic, "err", err)
+		}
+	}
 	if err := c.Shutdown(); err != nil {
 		b.log.Warn("rocketmq consumer shutdown", "topic", topic, "err", err)
 	}
-	return nil
+	b.log.Info("rocketmq consumer stopped", "topic", topic, "took", time.Since(start).Round(time.Millisecond))
 }
 
 func fromExt(msg *primitive.MessageExt) bus.Message {
