@@ -170,6 +170,7 @@ func NewManager(restCfg *rest.Config, cfg Config, o ManagerOptions) (ctrl.Manage
 	managed := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{render.LabelManagedBy: render.ManagedByValue})}
 	cacheOpts := cache.Options{ByObject: map[client.Object]cache.ByObject{
 		&appsv1.Deployment{}:                     managed,
+		&appsv1.ReplicaSet{}:                     managed, // gateway rollouts: the current template (gatewaypool.LabelServing)
 		&corev1.Service{}:                        managed,
 		&corev1.ConfigMap{}:                      managed,
 		&autoscalingv2.HorizontalPodAutoscaler{}: managed,

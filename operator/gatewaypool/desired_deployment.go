@@ -57,7 +57,7 @@ func desiredDeployment(s *scope) *appsv1.Deployment {
 			},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{
-					Labels:      s.labels(),
+					Labels:      s.podLabels(),
 					Annotations: render.PodAnnotations(s.secretsHash),
 				},
 				Spec: corev1.PodSpec{

@@ -11,7 +11,9 @@ import (
 )
 
 // desiredService exposes the pool: WebSocket at /ws and REST at /api/v1 on
-// spec.service.port, with the user's type and annotations.
+// spec.service.port, with the user's type and annotations. It selects the
+// serving gateways only (LabelServing: not those of an outdated template
+// during a rollout).
 func desiredService(s *scope) *corev1.Service {
 	m := s.objectMeta()
 	if a := s.pool.Spec.Service.Annotations; len(a) > 0 {
@@ -27,7 +29,7 @@ func desiredService(s *scope) *corev1.Service {
 		Spec: corev1.ServiceSpec{
 			Type:                  typ,
 			ExternalTrafficPolicy: s.pool.Spec.Service.ExternalTrafficPolicy,
-			Selector:              s.selector(),
+			Selector:              s.serviceSelector(),
 			Ports: []corev1.ServicePort{{
 				Name:       render.HTTPPortName,
 				Port:       s.servicePort(),

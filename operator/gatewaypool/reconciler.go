@@ -47,6 +47,7 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=im.imkube.io,resources=gatewaypools/status,verbs=get;patch
 // +kubebuilder:rbac:groups=im.imkube.io,resources=imclusters,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch
@@ -130,7 +131,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			if s.cluster == nil {
 				return nil
 			}
-			return []phase.Func[*scope]{r.reconcileObjects, r.observe}
+			return []phase.Func[*scope]{r.reconcileObjects, r.observe, r.steerServing}
 		},
 		WriteStatus: r.writeStatus,
 	})

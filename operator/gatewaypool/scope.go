@@ -42,6 +42,20 @@ func (s *scope) labels() map[string]string {
 	return render.Labels(s.pool.Spec.ClusterRef.Name, render.Gateway, s.pool.Name, render.ImageTag(s.image))
 }
 
+// podLabels are the labels of the pod template: labels plus LabelServing.
+func (s *scope) podLabels() map[string]string {
+	l := s.labels()
+	l[LabelServing] = "true"
+	return l
+}
+
+// serviceSelector selects the pods that take new client connections.
+func (s *scope) serviceSelector() map[string]string {
+	l := s.selector()
+	l[LabelServing] = "true"
+	return l
+}
+
 func (s *scope) objectMeta() metav1.ObjectMeta {
 	return metav1.ObjectMeta{
 		Name:            s.name(),
