@@ -29,6 +29,11 @@ type Session struct {
 	pending map[string]map[string]any // cmid -> send frame, not yet acked
 	order   []string                  // cmids in send order
 	Errors  map[string]int            // error codes seen
+	// Reconnects are the arrival times of the reconnect frames (a draining
+	// gateway asking this session to move); the session waits the frame's
+	// afterMs before it reconnects.
+	Reconnects  []time.Time
+	reconnectAt time.Time
 }
 
 // NewSession returns a session (not connected).
@@ -222,6 +227,12 @@ func (s *Session) handle(f Frame) (gap bool) {
 		s.mu.Lock()
 		s.Errors[f.Str("code")]++
 		s.mu.Unlock()
+	case "reconnect":
+		at, _ := f[ReceivedAt].(time.Time)
+		s.mu.Lock()
+		s.Reconnects = append(s.Reconnects, at)
+		s.reconnectAt = at.Add(time.Duration(f.Int("afterMs")) * time.Millisecond)
+		s.mu.Unlock()
 	}
 	return false
 }
@@ -240,6 +251,12 @@ func (s *Session) Pump(d time.Duration, resendEvery time.Duration, done func() b
 		c := s.conn
 		s.mu.Unlock()
 		if c == nil {
+			s.mu.Lock()
+			wait := time.Until(s.reconnectAt)
+			s.mu.Unlock()
+			if wait > 0 {
+				time.Sleep(min(wait, time.Until(deadline)))
+			}
 			if err := s.Connect(time.Until(deadline)); err != nil {
 				return err
 			}

@@ -119,6 +119,10 @@ func (a *API) Register(t testing.TB, username string) Account {
 	return Account{ID: u.ID, Username: username, Token: s.Token}
 }
 
+// ReceivedAt is the key of a reconnect frame's arrival time (time.Time),
+// taken by the reading goroutine.
+const ReceivedAt = "_receivedAt"
+
 // Conn is a WebSocket client. Frames are read by a background goroutine
 // into a buffer; Next and Expect wait for them with a deadline.
 type Conn struct {
@@ -172,6 +176,9 @@ func (c *Conn) readLoop() {
 		var f Frame
 		if jerr := json.Unmarshal(data, &f); jerr != nil {
 			f = Frame{"t": "_invalid", "raw": string(data)}
+		}
+		if f.T() == "reconnect" {
+			f[ReceivedAt] = time.Now() // the drain's pace, as clients see it
 		}
 		c.buf = append(c.buf, f)
 		c.cond.Broadcast()

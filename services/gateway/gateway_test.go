@@ -407,3 +407,19 @@ func TestShutdownEvacuatesAtTheDrainRate(t *testing.T) {
 		t.Fatalf("shutdown: %v", err)
 	}
 }
+
+// A rate that is no multiple of the ticks per second is kept on average,
+// one below a connection per tick too: 5 per second is one every other tick
+// (not one per tick), 25 per second is 5 per two ticks (not 2 per tick).
+func TestDrainRateIsKeptForAnyRate(t *testing.T) {
+	for _, tt := range []struct{ rate, ticks, want int }{
+		{5, 0, 1}, {5, 1, 1}, {5, 2, 2}, {5, 20, 11},
+		{25, 0, 2}, {25, 1, 5}, {25, 39, 100},
+		{1, 9, 1}, {1, 10, 2},
+		{500, 0, 50}, {500, 9, 500},
+	} {
+		if got := gateway.DrainDue(tt.rate, tt.ticks); got != tt.want {
+			t.Errorf("rate %d/s after %d ticks: %d asked, want %d", tt.rate, tt.ticks, got, tt.want)
+		}
+	}
+}

@@ -600,23 +600,31 @@ func (n *Node) drainTicker() (<-chan time.Time, func()) {
 // server anyway: close sends the frame, then closes the socket.
 func (n *Node) evacuate(ctx context.Context) {
 	clients := n.clients()
-	batch := max(1, n.cfg.DrainRate*int(drainTick)/int(time.Second))
 	ticks, stop := n.drainTicker()
 	defer stop()
-	for i := 0; i < len(clients); i += batch {
-		if i > 0 {
+	for i, k := 0, 0; i < len(clients); k++ {
+		if k > 0 {
 			select {
 			case <-ticks:
 			case <-ctx.Done():
 				return
 			}
 		}
-		for _, c := range clients[i:min(i+batch, len(clients))] {
+		for ; i < min(drainDue(n.cfg.DrainRate, k), len(clients)); i++ {
 			after := rand.Int64N(max(1, n.cfg.DrainJitter.Milliseconds()))
-			c.close(DisconnectShutdown, encode(protocol.Reconnect{T: protocol.TypeReconnect, AfterMs: after}))
+			clients[i].close(DisconnectShutdown, encode(protocol.Reconnect{T: protocol.TypeReconnect, AfterMs: after}))
 			n.deps.Metrics.Evacuated()
 		}
 	}
+}
+
+// drainDue is how many connections an evacuation at rate per second has
+// asked by tick k (k = 0 at the start): rate x elapsed time, counted
+// exactly (a rate that is no multiple of ticks per second, or below one per
+// tick, is kept on average), and the first one at once.
+func drainDue(rate, k int) int {
+	perSecond := int(time.Second / drainTick)
+	return max(1+k*rate/perSecond, (k+1)*rate/perSecond)
 }
 
 // Stats is a snapshot of the node's counters.

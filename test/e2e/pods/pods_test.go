@@ -105,6 +105,7 @@ func TestRealPods(t *testing.T) {
 		{"4 message pod deleted", []string{`(?i)connection|context canceled|shutdown|closed`}, func() { s.deleteMessage(alice, bob) }},
 		{"5 version rollout", []string{`(?i)websocket|connection|context canceled|shutdown|closed|broken pipe`}, func() { s.rollVersion(alice, bob) }},
 		{"6 wrong MySQL password", []string{`(?i)mysql|access denied|1045|database`}, s.wrongPassword},
+		{"6b gateway roll, 200 clients", []string{`(?i)websocket|connection|context canceled|shutdown|closed|broken pipe`}, s.gatewayRoll},
 		{"7 limits change: no restarts", nil, s.limitsHotReload},
 	}
 	for _, st := range steps {

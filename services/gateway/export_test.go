@@ -1,0 +1,4 @@
+package gateway
+
+// DrainDue exposes drainDue to the external tests.
+var DrainDue = drainDue
