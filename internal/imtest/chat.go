@@ -19,21 +19,35 @@ type Session struct {
 	Device  string
 	URLs    []string // gateways to try, in turn
 
-	mu      sync.Mutex
-	conn    *Conn
-	next    int     // next URL to try
-	cursor  int64   // highest inboxSeq processed
-	Got     []Frame // messages in inboxSeq order, each once
-	Dups    int     // wire duplicates dropped
-	acks    map[string]Frame
-	pending map[string]map[string]any // cmid -> send frame, not yet acked
-	order   []string                  // cmids in send order
-	Errors  map[string]int            // error codes seen
-	// Reconnects are the arrival times of the reconnect frames (a draining
-	// gateway asking this session to move); the session waits the frame's
-	// afterMs before it reconnects.
-	Reconnects  []time.Time
-	reconnectAt time.Time
+	mu          sync.Mutex
+	conn        *Conn
+	next        int     // next URL to try
+	cursor      int64   // highest inboxSeq processed
+	Got         []Frame // messages in inboxSeq order, each once
+	Dups        int     // wire duplicates dropped
+	acks        map[string]Frame
+	pending     map[string]map[string]any // cmid -> send frame, not yet acked
+	order       []string                  // cmids in send order
+	Errors      map[string]int            // error codes seen
+	rmu         sync.Mutex                // reconnects, reconnectAt (set on a connection's reading goroutine)
+	reconnects  []time.Time               // arrival times of reconnect frames
+	reconnectAt time.Time                 // not before: the last reconnect frame's afterMs
+}
+
+// Reconnects returns the arrival times of the reconnect frames this session
+// received (a draining gateway asking it to move), read or not. The session
+// waits each frame's afterMs before it reconnects.
+func (s *Session) Reconnects() []time.Time {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	return append([]time.Time(nil), s.reconnects...)
+}
+
+func (s *Session) reconnected(at time.Time, afterMs int64) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	s.reconnects = append(s.reconnects, at)
+	s.reconnectAt = at.Add(time.Duration(afterMs) * time.Millisecond)
 }
 
 // NewSession returns a session (not connected).
@@ -50,6 +64,7 @@ func (s *Session) Connect(d time.Duration) error {
 		url := s.URLs[s.next%len(s.URLs)]
 		c, err := DialErr(url)
 		if err == nil {
+			c.OnReconnect(s.reconnected)
 			if err = s.auth(c); err == nil {
 				s.mu.Lock()
 				if s.conn != nil {
@@ -227,12 +242,6 @@ func (s *Session) handle(f Frame) (gap bool) {
 		s.mu.Lock()
 		s.Errors[f.Str("code")]++
 		s.mu.Unlock()
-	case "reconnect":
-		at, _ := f[ReceivedAt].(time.Time)
-		s.mu.Lock()
-		s.Reconnects = append(s.Reconnects, at)
-		s.reconnectAt = at.Add(time.Duration(f.Int("afterMs")) * time.Millisecond)
-		s.mu.Unlock()
 	}
 	return false
 }
@@ -251,9 +260,9 @@ func (s *Session) Pump(d time.Duration, resendEvery time.Duration, done func() b
 		c := s.conn
 		s.mu.Unlock()
 		if c == nil {
-			s.mu.Lock()
+			s.rmu.Lock()
 			wait := time.Until(s.reconnectAt)
-			s.mu.Unlock()
+			s.rmu.Unlock()
 			if wait > 0 {
 				time.Sleep(min(wait, time.Until(deadline)))
 			}

@@ -38,6 +38,17 @@ func BodiesN(prefix string, n int) []string {
 // matching acks. It returns the lost, duplicated and reordered counts.
 func Exchange(t testing.TB, a, b *Session, prefix string, n, faultAt int, fault func()) (lost, dup, reordered int) {
 	t.Helper()
+	lost, dup, reordered, err := ExchangeErr(a, b, prefix, n, faultAt, fault)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s -> %s: %d sent, %d received, lost %d, duplicated %d, reordered %d", a.Account.Username, b.Account.Username, n, n, lost, dup, reordered)
+	return lost, dup, reordered
+}
+
+// ExchangeErr is Exchange returning what failed instead of failing a test,
+// for callers that run many exchanges on goroutines of their own.
+func ExchangeErr(a, b *Session, prefix string, n, faultAt int, fault func()) (lost, dup, reordered int, err error) {
 	b.mu.Lock()
 	start := len(b.Got)
 	b.mu.Unlock()
@@ -52,7 +63,7 @@ func Exchange(t testing.TB, a, b *Session, prefix string, n, faultAt int, fault 
 	deadline := time.Now().Add(ExchangeTimeout)
 	for sent < n || a.Unacked() > 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("sender: %d sent, %d unacked, errors %v", sent, a.Unacked(), a.Errors)
+			return 0, 0, 0, fmt.Errorf("sender: %d sent, %d unacked, errors %v", sent, a.Unacked(), a.Errors)
 		}
 		for sent < n && a.Unacked() < 50 {
 			sent++
@@ -68,14 +79,14 @@ func Exchange(t testing.TB, a, b *Session, prefix string, n, faultAt int, fault 
 			done = func() bool { return a.Unacked() == 0 }
 		}
 		if err := a.Pump(ExchangeTimeout, ExchangeResendEvery, done); err != nil {
-			t.Fatal(err)
+			return 0, 0, 0, err
 		}
 	}
 	wg.Wait()
 	close(errs)
 	for err := range errs {
 		if err != nil {
-			t.Fatal(err)
+			return 0, 0, 0, err
 		}
 	}
 	b.mu.Lock()
@@ -87,21 +98,21 @@ func Exchange(t testing.TB, a, b *Session, prefix string, n, faultAt int, fault 
 	}
 	want := BodiesN(prefix+"m", n)
 	lost, dup, reordered = Verify(got, want)
-	t.Logf("%s -> %s: %d sent, %d received, lost %d, duplicated %d, reordered %d", a.Account.Username, b.Account.Username, n, len(got), lost, dup, reordered)
 	if !slices.Equal(got, want) {
 		var seqs []string
 		for _, m := range gotFrames {
 			seqs = append(seqs, fmt.Sprintf("%s@%d/%d", m.Str("body"), m.Int("inboxSeq"), m.Int("seq")))
 		}
-		t.Fatalf("recipient saw %d messages, want %d in order, each once (first differences: %v)\n%v", len(got), len(want), Diff(got, want), seqs)
+		return lost, dup, reordered, fmt.Errorf("%s -> %s: lost %d, duplicated %d, reordered %d: recipient saw %d messages, want %d in order, each once (first differences: %v)\n%v",
+			a.Account.Username, b.Account.Username, lost, dup, reordered, len(got), len(want), Diff(got, want), seqs)
 	}
 	acks := a.Acks()
 	for i, m := range gotFrames {
 		if ack := acks[fmt.Sprintf("%sc%d", prefix, i+1)]; ack.Str("mid") != m.Str("mid") || ack.Int("seq") != m.Int("seq") {
-			t.Fatalf("ack %v does not match delivered %v", ack, m)
+			return lost, dup, reordered, fmt.Errorf("ack %v does not match delivered %v", ack, m)
 		}
 	}
-	return lost, dup, reordered
+	return lost, dup, reordered, nil
 }
 
 // Verify counts, for one recipient, the messages that never arrived, those

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -134,7 +135,15 @@ type Conn struct {
 	buf  []Frame
 	err  error
 	done chan struct{}
+	// onReconnect is called (on the reading goroutine) for each reconnect
+	// frame, whether or not anyone reads it later.
+	onReconnect atomic.Pointer[func(at time.Time, afterMs int64)]
 }
+
+// OnReconnect sets a function called with the arrival time and afterMs of
+// every reconnect frame the connection receives (it must not block on
+// anything that waits for this connection).
+func (c *Conn) OnReconnect(f func(at time.Time, afterMs int64)) { c.onReconnect.Store(&f) }
 
 // Dial opens a WebSocket to base (http://...) /ws without authenticating.
 func Dial(t testing.TB, base string) *Conn {
@@ -177,12 +186,17 @@ func (c *Conn) readLoop() {
 		if jerr := json.Unmarshal(data, &f); jerr != nil {
 			f = Frame{"t": "_invalid", "raw": string(data)}
 		}
+		var at time.Time
 		if f.T() == "reconnect" {
-			f[ReceivedAt] = time.Now() // the drain's pace, as clients see it
+			at = time.Now() // the drain's pace, as clients see it
+			f[ReceivedAt] = at
 		}
 		c.buf = append(c.buf, f)
 		c.cond.Broadcast()
 		c.mu.Unlock()
+		if h := c.onReconnect.Load(); h != nil && !at.IsZero() {
+			(*h)(at, f.Int("afterMs"))
+		}
 	}
 }
 
