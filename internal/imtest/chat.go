@@ -146,6 +146,9 @@ func (s *Session) resend() error {
 		}
 	}
 	s.mu.Unlock()
+	if c == nil {
+		return nil // not connected: Connect resends them
+	}
 	for _, f := range frames {
 		if err := c.send(f); err != nil {
 			return err
