@@ -470,17 +470,12 @@ func (s *Service) deliver(ctx context.Context, up *messageapi.Upstream, m *store
 	if err != nil {
 		return err
 	}
-	readDiffusion := len(inbox) == 0 && up.To.Group != ""
-	var muted, pushMuted map[string]bool
-	if !readDiffusion || s.offline.Enabled() {
-		muted = s.mutedTargets(ctx, m.Conv)
-	}
-	if !readDiffusion { // notify frames carry no muted flag
-		pushMuted = muted
-	}
+	// msg and notify frames both carry "muted":true to members who muted
+	// the conversation (one indexed lookup of the muted members).
+	muted := s.mutedTargets(ctx, m.Conv)
 	err = s.pushByGatewayMuted(ctx, frame, m.TS, live, func(user, device string) (bool, int64) {
 		return user != up.User || device != up.Device, seqOf[user]
-	}, pushMuted)
+	}, muted)
 	// Offline members of read-diffusion groups get notices too; the pusher
 	// bounds the users waiting at once (webhook.PushConfig.MaxUsers).
 	s.noticeOffline(up.User, m, members, live, muted)
