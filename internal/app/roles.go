@@ -369,6 +369,9 @@ func (p *Process) gatewayConfig() gateway.Config {
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = gc.IdleTimeout
 	}
+	if cfg.PingInterval == 0 {
+		cfg.PingInterval = gc.PingInterval
+	}
 	if cfg.PresenceGrace == 0 {
 		cfg.PresenceGrace = gc.PresenceGrace
 	}
