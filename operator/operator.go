@@ -297,6 +297,9 @@ func Register(mgr ctrl.Manager, d Deps) error {
 		Options:   opts,
 		Metrics:   d.Metrics,
 		Readyz:    d.Readyz,
+		// The IMCluster resync, when set (tests), also paces the pools'
+		// reads of KEDA's HPA.
+		ConnectionsResync: d.ResyncInterval,
 	}
 	if err := gwp.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("operator: gatewaypool controller: %w", err)
