@@ -34,7 +34,7 @@ func samplePool() *imv1.GatewayPool {
 		Spec: imv1.GatewayPoolSpec{
 			ClusterRef: imv1.ClusterReference{Name: "demo"},
 			Autoscaling: &imv1.GatewayAutoscalingSpec{
-				ReplicaRange: imv1.ReplicaRange{MinReplicas: 2, MaxReplicas: 20, ScaleDownStabilizationSeconds: ptr.To[int32](90)},
+				ReplicaRange:            imv1.ReplicaRange{MinReplicas: 2, MaxReplicas: 20, ScaleDownStabilizationSeconds: ptr.To[int32](90)},
 				TargetConnectionsPerPod: 4000,
 			},
 			MaxConnectionsPerPod: 8000,
