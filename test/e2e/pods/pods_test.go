@@ -106,6 +106,7 @@ func TestRealPods(t *testing.T) {
 		{"5 version rollout", []string{`(?i)websocket|connection|context canceled|shutdown|closed|broken pipe`}, func() { s.rollVersion(alice, bob) }},
 		{"6 wrong MySQL password", []string{`(?i)mysql|access denied|1045|database`}, s.wrongPassword},
 		{"7 limits change: no restarts", nil, s.limitsHotReload},
+		{"8 autoscaling on real metrics", []string{`(?i)websocket|connection|context canceled|shutdown|closed|broken pipe`}, func() { s.autoscale(alice, bob) }},
 	}
 	for _, st := range steps {
 		start := time.Now()
