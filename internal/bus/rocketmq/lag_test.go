@@ -80,6 +80,17 @@ func TestLagReaderSeesStalledConsumer(t *testing.T) {
 		return n
 	}
 
+	// The name server learns the new topic's route from the broker's next
+	// registration (seconds, more under load): until then Lag fails.
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(time.Second) {
+		_, err := lr.Lag(ctx, cfg.UpstreamTopic, cfg.UpstreamGroup)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Lag on a new topic still fails after 60s: %v", err)
+		}
+	}
 	// No consumer has ever run: every message counts.
 	if n := lag(); n != 0 {
 		t.Fatalf("lag of an empty topic = %d, want 0", n)
