@@ -19,8 +19,8 @@ type GatewayPoolSpec struct {
 	// +kubebuilder:validation:Maximum=1000
 	// +optional
 	Replicas *int32 `json:"replicas,omitempty"`
-	// Autoscaling scales on connections per pod (Pods metric
-	// imkube_gateway_connections, served by a metrics adapter).
+	// Autoscaling scales on connections per pod (imkube_gateway_connections,
+	// through KEDA or a metrics adapter: the IMCluster's spec.autoscaling).
 	// +optional
 	Autoscaling *GatewayAutoscalingSpec `json:"autoscaling,omitempty"`
 	// MaxConnectionsPerPod is the hard cap of WebSocket connections per gateway.

@@ -256,8 +256,10 @@ func buildMessage(ctx context.Context, p *Process) (*Component, error) {
 	return c, nil
 }
 
-// reportLag publishes the consumer lag (imkube_message_consumer_lag, the
-// message service HPA's metric) every 10 s.
+// reportLag publishes this pod's own view of the consumer lag
+// (imkube_message_consumer_lag, from its last pulls) every 10 s. The
+// autoscalers use the broker-side imkube_broker_consumer_lag of the operator,
+// which also grows while this consumer is stalled.
 func reportLag(ctx context.Context, lag func() (int64, bool), m *telemetry.Message) error {
 	t := time.NewTicker(10 * time.Second)
 	defer t.Stop()
