@@ -25,7 +25,7 @@ type saveReq struct {
 	inbox        []InboxEntry
 	participants []string
 	apply        func(tx *sql.Tx) error
-	batch        []Save // SaveMessages: the whole batch in this request's savepoint
+	batch        []Save     // SaveMessages: the whole batch in this request's savepoint
 	done         chan error // 1: errLead, then the result; or the result
 }
 
