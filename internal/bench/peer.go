@@ -244,7 +244,7 @@ func (imkubeSystem) start(ctx context.Context, env *runEnv, users []string, grou
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
 	args := []string{"dev", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "--data", dir, "--config", filepath.Join(dir, "config.json"), "--log-level", "warn"}
 	if env.cpuprofile != "" {
-		args = append(args, "--pprof")
+		args = append(args, "--pprof=true")
 	}
 	s, err := startProcess(ctx, env, filepath.Join(dir, "server.log"), url, "/readyz", env.self, args...)
 	if err != nil {

@@ -130,6 +130,7 @@ func (s *Service) sendRun(ctx context.Context, msgs []bus.Message, ups []*messag
 	// that is not an answer to the sender cuts the run there: the records
 	// before it are processed, it and the rest come again.
 	cut, cutErr := len(msgs), error(nil)
+	ctx = context.WithValue(ctx, directChecksKey{}, map[[2]string]store.DirectCheck{})
 	for i, up := range ups {
 		if up == nil {
 			continue
@@ -474,4 +475,20 @@ func (s *Service) mutedIn(ctx context.Context, conv string) map[string]bool {
 	m := s.mutedTargets(ctx, conv)
 	b.muted[conv] = m
 	return m
+}
+
+type directChecksKey struct{}
+
+// directCheck is Store.CheckDirect, asked once per pair and run when ctx
+// carries a run's cache (the sends of a run are checked at one moment).
+func (s *Service) directCheck(ctx context.Context, sender, recipient string) (store.DirectCheck, error) {
+	cache, _ := ctx.Value(directChecksKey{}).(map[[2]string]store.DirectCheck)
+	if c, ok := cache[[2]string{sender, recipient}]; ok {
+		return c, nil
+	}
+	c, err := s.store.CheckDirect(ctx, sender, recipient)
+	if err == nil && cache != nil {
+		cache[[2]string{sender, recipient}] = c
+	}
+	return c, err
 }
