@@ -64,8 +64,8 @@ type server struct {
 	// cpuprofile: where profile writes the server's CPU profile ("": none;
 	// the server then serves /debug/pprof to loopback clients).
 	cpuprofile string
-	members map[string]bool // who subscribes to the group (Centrifugo)
-	stop    func()
+	members    map[string]bool // who subscribes to the group (Centrifugo)
+	stop       func()
 }
 
 // cpu returns the CPU time the server process has used (user + system).
