@@ -312,7 +312,7 @@ func (b *Bus) ConsumeUpstream(ctx context.Context, h bus.Handler) error {
 // push its batch-mates toward the dead-letter queue, only the message that
 // failed (msgs[done]) is counted; one that went past MaxReconsumeTimes has
 // been handed to the dead-letter queue by the client, which still puts it
-// back into the batch: it is skipped.
+// back into the batch: it is skipped (see sentBack).
 func (b *Bus) ConsumeUpstreamBatch(ctx context.Context, limit int, h bus.BatchHandler) error {
 	if h == nil {
 		return errors.New("rocketmq: nil handler")
@@ -389,6 +389,7 @@ func (b *Bus) consume(ctx context.Context, batch int, h bus.BatchHandler, topic 
 	if err != nil {
 		return fmt.Errorf("%w: rocketmq consumer of %s: %v", bus.ErrUnavailable, topic, err)
 	}
+	dead := &sentBack{counts: map[string]int32{}}
 	err = c.Subscribe(topic, sel, func(cctx context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
 		// The orderly consumer sleeps for the suspend time of the context it
 		// passes in, which defaults to -1 (no pause at all, whatever
@@ -405,7 +406,7 @@ func (b *Bus) consume(ctx context.Context, batch int, h bus.BatchHandler, topic 
 		if batch > 1 {
 			live = make([]*primitive.MessageExt, 0, len(msgs))
 			for _, msg := range msgs {
-				if msg.ReconsumeTimes > b.cfg.MaxReconsumeTimes {
+				if dead.sentBack(msg) {
 					b.log.Error("skipping a message handed to the dead-letter queue", "topic", topic, "key", msg.GetShardingKey(), "reconsumes", msg.ReconsumeTimes)
 					continue
 				}
@@ -436,6 +437,7 @@ func (b *Bus) consume(ctx context.Context, batch int, h bus.BatchHandler, topic 
 					msg.ReconsumeTimes--
 				}
 			}
+			dead.note(failed, b.cfg.MaxReconsumeTimes)
 		}
 		return consumer.SuspendCurrentQueueAMoment, nil
 	})
@@ -461,6 +463,36 @@ func (b *Bus) consume(ctx context.Context, batch int, h bus.BatchHandler, topic 
 		b.log.Warn("rocketmq consumer shutdown", "topic", topic, "err", err)
 	}
 	return nil
+}
+
+// sentBack remembers the messages of batches that the orderly client is
+// about to hand to the dead-letter queue: past MaxReconsumeTimes, it sends
+// such a message back (keeping its count) but still puts it back into the
+// batch with its mates. When it comes again with the same count, it went to
+// the dead-letter queue and is skipped; with one more, the send-back failed
+// and it is handled again (the client tries again on its next failure).
+type sentBack struct {
+	mu     sync.Mutex
+	counts map[string]int32
+}
+
+func (d *sentBack) note(msg *primitive.MessageExt, limit int32) {
+	if msg.ReconsumeTimes <= limit {
+		return
+	}
+	d.mu.Lock()
+	d.counts[msg.MsgId] = msg.ReconsumeTimes
+	d.mu.Unlock()
+}
+
+func (d *sentBack) sentBack(msg *primitive.MessageExt) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n, ok := d.counts[msg.MsgId]
+	if ok {
+		delete(d.counts, msg.MsgId)
+	}
+	return ok && n == msg.ReconsumeTimes
 }
 
 func fromExt(msg *primitive.MessageExt) bus.Message {
