@@ -48,9 +48,15 @@ type rule struct {
 }
 
 type testFile struct {
-	RuleFiles []string `json:"rule_files"`
-	Tests     []struct {
-		Name           string `json:"name"`
+	RuleFiles          []string `json:"rule_files"`
+	EvaluationInterval string   `json:"evaluation_interval"`
+	Tests              []struct {
+		Name        string `json:"name"`
+		Interval    string `json:"interval"`
+		InputSeries []struct {
+			Series string `json:"series"`
+			Values string `json:"values"`
+		} `json:"input_series"`
 		AlertRuleTests []struct {
 			EvalTime  string           `json:"eval_time"`
 			Alertname string           `json:"alertname"`
