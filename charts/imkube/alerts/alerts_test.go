@@ -266,3 +266,53 @@ func TestMarkdownAnchors(t *testing.T) {
 		t.Error("a text line became an anchor")
 	}
 }
+
+// The rules select gateways and services by job, which prometheus-operator
+// sets to the scraped Service's name: the regexes must match the names the
+// operator gives its metrics Services (its golden files), and not each other's.
+func TestJobSelectorsMatchTheOperatorsServiceNames(t *testing.T) {
+	raw, err := os.ReadFile(rulesFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const gatewayJobs, serviceJobs = `.+-gateway-internal`, `.+-(message|sequence|user)`
+	for _, re := range []string{gatewayJobs, serviceJobs} {
+		if !bytes.Contains(raw, []byte(`job=~"`+re+`"`)) {
+			t.Errorf("%s does not select job=~%q; update this test with the rules", rulesFile, re)
+		}
+	}
+	type port struct {
+		Name string `json:"name"`
+	}
+	name := func(path string) string {
+		var obj struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+			Spec struct {
+				Ports []port `json:"ports"`
+			} `json:"spec"`
+		}
+		raw, err := os.ReadFile(filepath.Join("../../../operator", path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := yaml.Unmarshal(raw, &obj); err != nil {
+			t.Fatal(err)
+		}
+		if obj.Kind != "Service" || !slices.Contains(obj.Spec.Ports, port{Name: "internal"}) {
+			t.Fatalf("%s is not a Service with the metrics port internal", path)
+		}
+		return obj.Metadata.Name
+	}
+	gw := name("gatewaypool/testdata/service-internal.yaml")
+	svc := name("imcluster/testdata/service-user.yaml")
+	full := func(re string) *regexp.Regexp { return regexp.MustCompile("^(?:" + re + ")$") }
+	if !full(gatewayJobs).MatchString(gw) || full(serviceJobs).MatchString(gw) {
+		t.Errorf("gateway metrics Service %q: want matched by %s only", gw, gatewayJobs)
+	}
+	if !full(serviceJobs).MatchString(svc) || full(gatewayJobs).MatchString(svc) {
+		t.Errorf("user metrics Service %q: want matched by %s only", svc, serviceJobs)
+	}
+}
