@@ -91,6 +91,7 @@ type Sequence struct {
 	boundRaises metric.Int64Counter
 	recoveries  metric.Int64Counter
 	requests    metric.Int64Counter
+	exhaustions metric.Int64Counter
 	outcomes    *labels
 }
 
@@ -110,6 +111,7 @@ func NewSequence(mp metric.MeterProvider) (*Sequence, error) {
 		boundRaises: b.counter("imkube_sequence_bound_raises", "Persisted section bounds raised (a durable write each)."),
 		recoveries:  b.counter("imkube_sequence_recoveries", "Sections recovered after their current values were lost."),
 		requests:    b.counter("imkube_sequence_requests", "Sequence API calls (POST /v1/seq), by outcome (ok, bad_request, unauthenticated, failed)."),
+		exhaustions: b.counter("imkube_sequence_section_exhaustions", "Allocations that found their section's persisted bound used up and waited for a synchronous bound raise (the raise ahead of need did not keep up)."),
 		outcomes:    newLabels("outcome"),
 	}
 	if err := b.err(); err != nil {
@@ -140,6 +142,15 @@ func (s *Sequence) Recovered(n int) {
 		return
 	}
 	s.recoveries.Add(context.Background(), int64(max(n, 0)))
+}
+
+// SectionsExhausted counts n sections an allocation found exhausted (their
+// persisted bound reached), so that it waited for a durable bound raise.
+func (s *Sequence) SectionsExhausted(n int) {
+	if s == nil || n <= 0 {
+		return
+	}
+	s.exhaustions.Add(context.Background(), int64(n))
 }
 
 // Requested counts one sequence API call with outcome (OutcomeOK,
