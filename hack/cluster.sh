@@ -28,7 +28,8 @@
 #
 # IMKUBE_CLUSTER_NODE=1 (set by hack/node.sh, the real node): the API server also
 # gets a kubelet client certificate (O=system:masters) and prefers the nodes'
-# InternalIP, so `kubectl logs/exec/port-forward` reach a real kubelet. A running
+# InternalIP, so `kubectl logs/exec/port-forward` reach a real kubelet, and the
+# aggregation layer's front-proxy flags (KEDA's metrics server, hack/metrics.sh). A running
 # API server started without those flags is restarted once with them; without the
 # variable nothing changes (the kwok path ignores the extra flags either way).
 set -euo pipefail
@@ -166,13 +167,42 @@ write_kubelet_client_pki() {
 	)
 }
 
-# apiserver_node_args: the extra kube-apiserver flags of the real-node variant.
+# The API server's front-proxy client certificate (CN front-proxy-client): how it
+# authenticates to aggregated API servers (KEDA's external metrics server of
+# hack/metrics.sh), which trust the identity headers it sets. Real-node variant
+# only; idempotent.
+write_front_proxy_pki() {
+	[[ -f "$PKI/front-proxy-client.crt" ]] && return 0
+	log "writing the API server's front-proxy client certificate"
+	(
+		cd "$PKI"
+		printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' >front-proxy-client.ext
+		openssl req -newkey rsa:2048 -nodes -keyout front-proxy-client.key -out front-proxy-client.csr \
+			-subj "/CN=front-proxy-client" 2>/dev/null
+		openssl x509 -req -in front-proxy-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+			-out front-proxy-client.crt.tmp -days 3650 -extfile front-proxy-client.ext 2>/dev/null
+		chmod 600 front-proxy-client.key
+		mv -f front-proxy-client.crt.tmp front-proxy-client.crt
+	)
+}
+
+# apiserver_node_args: the extra kube-apiserver flags of the real-node variant: the
+# kubelet client, and the aggregation layer (front proxy; requests to an aggregated
+# API go straight to its endpoints, which are host processes or pods of the node).
 apiserver_node_args() {
 	[[ "$NODE_VARIANT" == 1 ]] || return 0
 	printf '%s\n' --kubelet-client-certificate "$PKI/kubelet-client.crt" \
 		--kubelet-client-key "$PKI/kubelet-client.key" \
 		--kubelet-certificate-authority "$PKI/ca.crt" \
-		--kubelet-preferred-address-types InternalIP,Hostname
+		--kubelet-preferred-address-types InternalIP,Hostname \
+		--requestheader-client-ca-file "$PKI/ca.crt" \
+		--requestheader-allowed-names front-proxy-client \
+		--requestheader-username-headers X-Remote-User \
+		--requestheader-group-headers X-Remote-Group \
+		--requestheader-extra-headers-prefix X-Remote-Extra- \
+		--proxy-client-cert-file "$PKI/front-proxy-client.crt" \
+		--proxy-client-key-file "$PKI/front-proxy-client.key" \
+		--enable-aggregator-routing=true
 }
 
 write_kubeconfig() {
@@ -276,11 +306,13 @@ start_all() {
 	local node_args=()
 	if [[ "$NODE_VARIANT" == 1 ]]; then
 		write_kubelet_client_pki
+		write_front_proxy_pki
 		mapfile -t node_args < <(apiserver_node_args)
-		# An API server started without the kubelet client flags cannot reach a
-		# real kubelet: restart it once with them (clients reconnect).
-		if running kube-apiserver && ! tr '\0' ' ' <"/proc/$(pid_of kube-apiserver)/cmdline" | grep -q -- --kubelet-client-certificate; then
-			log "restarting kube-apiserver with the kubelet client flags (IMKUBE_CLUSTER_NODE=1)"
+		# An API server started without the kubelet client or front-proxy flags
+		# cannot reach a real kubelet or an aggregated API: restart it once with
+		# them (clients reconnect).
+		if running kube-apiserver && ! tr '\0' ' ' <"/proc/$(pid_of kube-apiserver)/cmdline" | grep -q -- --proxy-client-cert-file; then
+			log "restarting kube-apiserver with the kubelet client and front-proxy flags (IMKUBE_CLUSTER_NODE=1)"
 			stop kube-apiserver
 		fi
 	fi

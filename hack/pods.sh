@@ -60,6 +60,8 @@ cleanup() {
 	trap '' INT TERM
 	if [[ -z "${IMKUBE_PODS_KEEP:-}" ]]; then
 		log "tearing down: node down, broker back to 127.0.0.1"
+		# Prometheus + KEDA of the opt-in autoscaling step (IMKUBE_PODS_AUTOSCALE=1), if it left them.
+		[[ -z "$(ls "$CACHE/metrics/pids" 2>/dev/null)" ]] || hack/metrics.sh down
 		hack/node.sh down
 		IMKUBE_DEPS_BROKER_IP=127.0.0.1 hack/deps.sh up rocketmq
 	fi

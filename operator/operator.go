@@ -123,7 +123,10 @@ func Main(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger
 		log.Warn("operator metrics unavailable", "err", err)
 	}
 	probe := readyz.HTTP{Port: render.InternalPort, Timeout: 2 * time.Second}
-	if err := Register(mgr, Deps{Topics: topics, Version: buildinfo.Version, Metrics: metrics, Readyz: probe, Connections: probe}); err != nil {
+	lag := func(ctx context.Context, nameServers []string, topic, group string) (int64, error) {
+		return (&busrocketmq.LagReader{NameServers: nameServers}).Lag(ctx, topic, group)
+	}
+	if err := Register(mgr, Deps{Topics: topics, Version: buildinfo.Version, Metrics: metrics, Readyz: probe, Connections: probe, Lag: lag}); err != nil {
 		return err
 	}
 	log.Info("operator starting", "version", buildinfo.Version, "namespace", cfg.Namespace,
@@ -232,6 +235,11 @@ type Deps struct {
 	Connections gatewaypool.Connections
 	// DeletionCostTicks drives the deletion-cost passes (tests; nil: every 30 s).
 	DeletionCostTicks <-chan time.Time
+	// Lag reads a consumer group's lag from the brokers for
+	// imkube_broker_consumer_lag (nil, or Metrics nil: not exported).
+	Lag imcluster.LagFunc
+	// LagInterval is the period of the lag passes (0: 15 s).
+	LagInterval time.Duration
 }
 
 // Register adds the IMCluster and GatewayPool controllers to mgr.
@@ -267,6 +275,14 @@ func Register(mgr ctrl.Manager, d Deps) error {
 	if err := mgr.Add(pruner); err != nil {
 		return fmt.Errorf("operator: push group pruner: %w", err)
 	}
+	if d.Lag != nil && d.Metrics != nil {
+		// The message autoscaler's metric, from the brokers.
+		lag := &imcluster.LagExporter{Client: mgr.GetClient(), Lag: d.Lag, Metrics: d.Metrics,
+			Log: mgr.GetLogger().WithName("consumer-lag"), Interval: d.LagInterval}
+		if err := mgr.Add(lag); err != nil {
+			return fmt.Errorf("operator: consumer lag exporter: %w", err)
+		}
+	}
 	if d.Connections != nil {
 		// Scale-down removes the emptiest gateways first.
 		cost := &gatewaypool.DeletionCost{Client: c, Connections: d.Connections,
@@ -282,6 +298,9 @@ func Register(mgr ctrl.Manager, d Deps) error {
 		Options:   opts,
 		Metrics:   d.Metrics,
 		Readyz:    d.Readyz,
+		// The IMCluster resync, when set (tests), also paces the pools'
+		// reads of KEDA's HPA.
+		ConnectionsResync: d.ResyncInterval,
 	}
 	if err := gwp.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("operator: gatewaypool controller: %w", err)

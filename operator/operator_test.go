@@ -425,10 +425,17 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 			t.Errorf("generated jwt-key has %d bytes, want 64 hex characters", len(sec.Data["jwt-key"]))
 		}
 
-		var msgHPA autoscalingv2.HorizontalPodAutoscaler
-		h.eventually("message HPA", func() error { return h.get(ns, "demo-message", &msgHPA) })
-		if m := msgHPA.Spec.Metrics[0]; m.External == nil || m.External.Metric.Name != "imkube_message_consumer_lag" {
-			t.Errorf("message HPA metrics = %+v", msgHPA.Spec.Metrics)
+		// KEDA (the default provider, its CRD from testdata/crds) scales
+		// message: a ScaledObject on the broker-side lag, no plain HPA.
+		msgSO := &unstructured.Unstructured{}
+		msgSO.SetGroupVersionKind(render.ScaledObjectGVK)
+		h.eventually("message ScaledObject", func() error { return h.get(ns, "demo-message", msgSO) })
+		trs, _, _ := unstructured.NestedSlice(msgSO.Object, "spec", "triggers")
+		if len(trs) != 1 || !strings.Contains(fmt.Sprint(trs[0]), `imkube_broker_consumer_lag{imcluster_namespace="`+ns+`",imcluster="demo"}`) {
+			t.Errorf("message ScaledObject triggers = %v", trs)
+		}
+		if err := h.get(ns, "demo-message", &autoscalingv2.HorizontalPodAutoscaler{}); !apierrors.IsNotFound(err) {
+			t.Errorf("message has a ScaledObject and a plain HPA too (err %v)", err)
 		}
 		var userHPA autoscalingv2.HorizontalPodAutoscaler
 		h.eventually("user HPA", func() error { return h.get(ns, "demo-user", &userHPA) })
@@ -577,8 +584,10 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 		if err := h.c.Create(ctx, p); err != nil {
 			t.Fatal(err)
 		}
-		h.eventually("HPA for the autoscaled pool", func() error {
-			return h.get(ns, "auto-gateway", &autoscalingv2.HorizontalPodAutoscaler{})
+		h.eventually("ScaledObject for the autoscaled pool", func() error {
+			so := &unstructured.Unstructured{}
+			so.SetGroupVersionKind(render.ScaledObjectGVK)
+			return h.get(ns, "auto-gateway", so)
 		})
 		scale := &autoscalingv1.Scale{Spec: autoscalingv1.ScaleSpec{Replicas: 3}}
 		err := h.c.SubResource("scale").Update(ctx, p, client.WithSubResourceBody(scale))
@@ -586,18 +595,30 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 			t.Errorf("scale error = %v, want the exactly-one rule", err)
 		}
 
-		// Play the HPA controller + metrics adapter: 3 pods at 1500 connections each.
-		var hpa autoscalingv2.HorizontalPodAutoscaler
-		if err := h.get(ns, "auto-gateway", &hpa); err != nil {
+		// Play KEDA and the HPA controller: KEDA's HPA (its trigger as an
+		// External metric) sees 3 pods at 1500 connections each.
+		hpa := autoscalingv2.HorizontalPodAutoscaler{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "keda-hpa-auto-gateway",
+				Labels: map[string]string{"app.kubernetes.io/managed-by": "keda-operator"}},
+			Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+				ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "auto-gateway"},
+				MinReplicas:    ptr.To[int32](2), MaxReplicas: 4,
+				Metrics: []autoscalingv2.MetricSpec{{Type: autoscalingv2.ExternalMetricSourceType, External: &autoscalingv2.ExternalMetricSource{
+					Metric: autoscalingv2.MetricIdentifier{Name: "s0-prometheus"},
+					Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType, AverageValue: ptr.To(resource.MustParse("5000"))},
+				}}},
+			},
+		}
+		if err := h.c.Create(ctx, &hpa); err != nil {
 			t.Fatal(err)
 		}
 		avg := resource.MustParse("1500")
 		hpa.Status = autoscalingv2.HorizontalPodAutoscalerStatus{
 			CurrentReplicas: 3, DesiredReplicas: 3,
 			CurrentMetrics: []autoscalingv2.MetricStatus{{
-				Type: autoscalingv2.PodsMetricSourceType,
-				Pods: &autoscalingv2.PodsMetricStatus{
-					Metric:  autoscalingv2.MetricIdentifier{Name: "imkube_gateway_connections"},
+				Type: autoscalingv2.ExternalMetricSourceType,
+				External: &autoscalingv2.ExternalMetricStatus{
+					Metric:  autoscalingv2.MetricIdentifier{Name: "s0-prometheus"},
 					Current: autoscalingv2.MetricValueStatus{AverageValue: &avg},
 				},
 			}},
@@ -676,16 +697,57 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 		}
 	})
 
-	t.Run("switching the message service to fixed replicas removes its HPA", func(t *testing.T) {
+	t.Run("the HPA provider swaps the message ScaledObject for a plain HPA and back", func(t *testing.T) {
+		setProvider := func(p string) {
+			patch := []byte(`{"spec":{"autoscaling":{"provider":"` + p + `"}}}`)
+			if err := h.c.Patch(ctx, &imv1.IMCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "demo"}},
+				client.RawPatch(types.MergePatchType, patch)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		so := func() error {
+			u := &unstructured.Unstructured{}
+			u.SetGroupVersionKind(render.ScaledObjectGVK)
+			return h.get(ns, "demo-message", u)
+		}
+		setProvider("HPA")
+		h.eventually("message HPA on the broker lag, no ScaledObject", func() error {
+			var hpa autoscalingv2.HorizontalPodAutoscaler
+			if err := h.get(ns, "demo-message", &hpa); err != nil {
+				return err
+			}
+			if m := hpa.Spec.Metrics[0]; m.External == nil || m.External.Metric.Name != "imkube_broker_consumer_lag" ||
+				m.External.Metric.Selector.MatchLabels["imcluster"] != "demo" || m.External.Metric.Selector.MatchLabels["imcluster_namespace"] != ns {
+				return fmt.Errorf("message HPA metrics = %+v", hpa.Spec.Metrics)
+			}
+			if err := so(); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("ScaledObject still there (err %v)", err)
+			}
+			return nil
+		})
+		setProvider("KEDA")
+		h.eventually("ScaledObject back, HPA gone", func() error {
+			if err := so(); err != nil {
+				return err
+			}
+			if err := h.get(ns, "demo-message", &autoscalingv2.HorizontalPodAutoscaler{}); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("HPA still there (err %v)", err)
+			}
+			return nil
+		})
+	})
+
+	t.Run("switching the message service to fixed replicas removes its autoscaler", func(t *testing.T) {
 		patch := []byte(`{"spec":{"message":{"autoscaling":null,"replicas":3}}}`)
 		if err := h.c.Patch(ctx, &imv1.IMCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "demo"}},
 			client.RawPatch(types.MergePatchType, patch)); err != nil {
 			t.Fatal(err)
 		}
-		h.eventually("HPA gone and replicas fixed", func() error {
-			var hpa autoscalingv2.HorizontalPodAutoscaler
-			if err := h.get(ns, "demo-message", &hpa); !apierrors.IsNotFound(err) {
-				return fmt.Errorf("HPA still there (err %v)", err)
+		h.eventually("ScaledObject gone and replicas fixed", func() error {
+			so := &unstructured.Unstructured{}
+			so.SetGroupVersionKind(render.ScaledObjectGVK)
+			if err := h.get(ns, "demo-message", so); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("ScaledObject still there (err %v)", err)
 			}
 			var d appsv1.Deployment
 			if err := h.get(ns, "demo-message", &d); err != nil {
@@ -961,6 +1023,35 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 				c.Spec.Message.Autoscaling = &imv1.LagAutoscalingSpec{ReplicaRange: imv1.ReplicaRange{MinReplicas: 9, MaxReplicas: 3}}
 				return c
 			}(), "minReplicas must be less than or equal to maxReplicas"},
+			{"message maxReplicas above the default 8 upstream queues", func() client.Object {
+				c := base()
+				c.Spec.Dependencies.RocketMQ.Topics = nil
+				c.Spec.Message.Autoscaling = &imv1.LagAutoscalingSpec{ReplicaRange: imv1.ReplicaRange{MinReplicas: 2, MaxReplicas: 9}}
+				return c
+			}(), "message.autoscaling.maxReplicas must not exceed the queue count of the upstream topic"},
+			{"message maxReplicas above the queues of the named upstream topic", func() client.Object {
+				c := base()
+				c.Spec.Isolation.UpstreamTopic = "UP_BAD"
+				c.Spec.Dependencies.RocketMQ.Topics = []imv1.TopicSpec{{Name: "UP_BAD", Queues: 4}, {Name: "OTHER", Queues: 64}}
+				c.Spec.Message.Autoscaling = &imv1.LagAutoscalingSpec{ReplicaRange: imv1.ReplicaRange{MinReplicas: 2, MaxReplicas: 5}}
+				return c
+			}(), "spec.message.autoscaling.maxReplicas"},
+			{"message maxReplicas above the queues of the listed derived upstream topic", func() client.Object {
+				c := base()
+				c.Spec.Dependencies.RocketMQ.Topics = []imv1.TopicSpec{{Name: "IM_UPSTREAM_x_bad", Queues: 4}}
+				c.Spec.Message.Autoscaling = &imv1.LagAutoscalingSpec{ReplicaRange: imv1.ReplicaRange{MinReplicas: 2, MaxReplicas: 6}}
+				return c
+			}(), "must not exceed the queue count of the upstream topic"},
+			{"a Prometheus address that is not a URL", func() client.Object {
+				c := base()
+				c.Spec.Autoscaling.PrometheusAddress = "prometheus:9090"
+				return c
+			}(), "spec.autoscaling.prometheusAddress"},
+			{"an unknown autoscaling provider", func() client.Object {
+				c := base()
+				c.Spec.Autoscaling.Provider = "VPA"
+				return c
+			}(), `Unsupported value: "VPA"`},
 			{"read diffusion threshold above max members", func() client.Object {
 				c := base()
 				c.Spec.Groups = imv1.GroupsSpec{ReadDiffusionThreshold: 600, MaxMembers: 500}
@@ -1045,6 +1136,27 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 				}
 			})
 		}
+
+		t.Run("message maxReplicas up to the upstream queue count is accepted", func(t *testing.T) {
+			for i, topics := range [][]imv1.TopicSpec{
+				{{Name: "IM_UPSTREAM_" + ns + "_ok0", Queues: 16}},
+				nil, // 8 queues by default
+			} {
+				c := base()
+				c.Name = fmt.Sprintf("ok%d", i)
+				c.Spec.Dependencies.RocketMQ.Topics = topics
+				maxR := int32(8)
+				if topics != nil {
+					maxR = 16
+				}
+				c.Spec.Message.Autoscaling = &imv1.LagAutoscalingSpec{ReplicaRange: imv1.ReplicaRange{MinReplicas: 2, MaxReplicas: maxR}}
+				if err := h.c.Create(ctx, c); err != nil {
+					t.Errorf("maxReplicas %d with topics %v: %v", maxR, topics, err)
+					continue
+				}
+				_ = h.c.Delete(ctx, c)
+			}
+		})
 
 		t.Run("changing clusterRef", func(t *testing.T) {
 			patch := []byte(`{"spec":{"clusterRef":{"name":"other"}}}`)

@@ -466,6 +466,9 @@ type Notify struct {
 	T    string `json:"t"`
 	Conv string `json:"conv"`
 	Seq  int64  `json:"seq"`
+	// Muted is set (spliced in per recipient, like Msg.Muted) for a member
+	// who muted the conversation.
+	Muted bool `json:"muted,omitempty"`
 }
 
 // SyncResult answers sync.

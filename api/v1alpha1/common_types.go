@@ -60,6 +60,11 @@ const (
 	ReasonDependencyUnreachable = "DependencyUnreachable"
 	// ReasonClusterNotFound: a GatewayPool's clusterRef names no IMCluster.
 	ReasonClusterNotFound = "ClusterNotFound"
+	// ReasonKEDANotInstalled: Degraded=True, an autoscaler asks for KEDA
+	// (spec.autoscaling.provider of the IMCluster) but the ScaledObject CRD
+	// (keda.sh/v1alpha1) is not installed; nothing scales until it is, or
+	// until the provider is HPA.
+	ReasonKEDANotInstalled = "KEDANotInstalled"
 )
 
 // ComponentStatus is the replica count of one Deployment.

@@ -19,8 +19,8 @@ type GatewayPoolSpec struct {
 	// +kubebuilder:validation:Maximum=1000
 	// +optional
 	Replicas *int32 `json:"replicas,omitempty"`
-	// Autoscaling scales on connections per pod (Pods metric
-	// imkube_gateway_connections, served by a metrics adapter).
+	// Autoscaling scales on connections per pod (imkube_gateway_connections,
+	// through KEDA or a metrics adapter: the IMCluster's spec.autoscaling).
 	// +optional
 	Autoscaling *GatewayAutoscalingSpec `json:"autoscaling,omitempty"`
 	// MaxConnectionsPerPod is the hard cap of WebSocket connections per gateway.
@@ -52,7 +52,8 @@ type GatewayPoolSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	Drain GatewayDrainSpec `json:"drain,omitzero"`
-	// HeartbeatInterval is the WebSocket ping interval (1s..5m).
+	// HeartbeatInterval is the WebSocket ping interval (1s..5m); a connection
+	// that answers no ping for three intervals is closed as idle.
 	// +kubebuilder:default="25s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('5m')",message="heartbeatInterval must be between 1s and 5m"

@@ -7,6 +7,11 @@ import (
 
 // IMClusterSpec is one imkube platform: the message, sequence and user
 // services, their dependencies and the configuration they hot-reload.
+//
+// The upstream topic is isolation.upstreamTopic, or the derived
+// IM_UPSTREAM_<id> (the rule below accepts any listed IM_UPSTREAM_* topic
+// with enough queues then: CEL cannot derive the id).
+// +kubebuilder:validation:XValidation:rule="!has(self.message) || !has(self.message.autoscaling) || (has(self.isolation) && has(self.isolation.upstreamTopic) ? (has(self.dependencies.rocketmq.topics) && self.dependencies.rocketmq.topics.exists(t, t.name == self.isolation.upstreamTopic) ? self.dependencies.rocketmq.topics.exists(t, t.name == self.isolation.upstreamTopic && self.message.autoscaling.maxReplicas <= t.queues) : self.message.autoscaling.maxReplicas <= 8) : (has(self.dependencies.rocketmq.topics) && self.dependencies.rocketmq.topics.exists(t, t.name.startsWith('IM_UPSTREAM_')) ? self.dependencies.rocketmq.topics.exists(t, t.name.startsWith('IM_UPSTREAM_') && self.message.autoscaling.maxReplicas <= t.queues) : self.message.autoscaling.maxReplicas <= 8))",fieldPath=".message.autoscaling.maxReplicas",message="message.autoscaling.maxReplicas must not exceed the queue count of the upstream topic (dependencies.rocketmq.topics, 8 when not listed): a replica without a queue consumes nothing"
 type IMClusterSpec struct {
 	// Image is the container image repository of imkube (one image serves
 	// every component).
@@ -94,11 +99,50 @@ type IMClusterSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	Observability ObservabilitySpec `json:"observability,omitzero"`
+	// Autoscaling chooses how the autoscaled components of the cluster and
+	// its GatewayPools get their metrics (KEDA with Prometheus by default).
+	// +kubebuilder:default={}
+	// +optional
+	Autoscaling AutoscalingSpec `json:"autoscaling,omitzero"`
 	// NetworkPolicy configures the NetworkPolicies of the cluster's pods
 	// (on by default).
 	// +kubebuilder:default={}
 	// +optional
 	NetworkPolicy NetworkPolicySpec `json:"networkPolicy,omitzero"`
+}
+
+// AutoscalingProvider is what turns the metrics into replica counts.
+// +kubebuilder:validation:Enum=KEDA;HPA
+type AutoscalingProvider string
+
+// Autoscaling providers.
+const (
+	// AutoscalingKEDA renders keda.sh/v1alpha1 ScaledObjects with Prometheus
+	// triggers (KEDA creates and drives the HorizontalPodAutoscalers).
+	AutoscalingKEDA AutoscalingProvider = "KEDA"
+	// AutoscalingHPA renders autoscaling/v2 HorizontalPodAutoscalers on Pods
+	// and External metrics served by a metrics adapter (the chart's
+	// prometheus-adapter rules).
+	AutoscalingHPA AutoscalingProvider = "HPA"
+)
+
+// AutoscalingSpec is the metrics path of the gateway (connections per pod)
+// and message (broker consumer lag) autoscalers. Sequence and user scale on
+// CPU through a plain HPA with either provider.
+type AutoscalingSpec struct {
+	// Provider is KEDA (ScaledObjects querying Prometheus; needs KEDA
+	// installed) or HPA (needs a metrics adapter serving
+	// imkube_gateway_connections and imkube_broker_consumer_lag).
+	// +kubebuilder:default=KEDA
+	// +optional
+	Provider AutoscalingProvider `json:"provider,omitempty"`
+	// PrometheusAddress is the Prometheus server KEDA queries (the default is
+	// the Service of kube-prometheus-stack's Prometheus).
+	// +kubebuilder:default="http://prometheus-operated.monitoring.svc:9090"
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:Pattern=`^https?://[^\s/?#]+(/[^\s?#]*)?$`
+	// +optional
+	PrometheusAddress string `json:"prometheusAddress,omitempty"`
 }
 
 // DependenciesSpec names the external systems.
@@ -140,6 +184,7 @@ type RocketMQSpec struct {
 // TopicSpec is one RocketMQ topic.
 type TopicSpec struct {
 	// Name of the topic.
+	// +kubebuilder:validation:MaxLength=127
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_%|-]{1,127}$`
 	Name string `json:"name"`
 	// Queues is the read and write queue count per broker.
@@ -165,6 +210,7 @@ type TopicSpec struct {
 type IsolationSpec struct {
 	// UpstreamTopic is the RocketMQ topic of client sends (the services'
 	// IMKUBE_UPSTREAM_TOPIC); the operator creates it.
+	// +kubebuilder:validation:MaxLength=100
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_-]{1,100}$`
 	// +optional
 	UpstreamTopic string `json:"upstreamTopic,omitempty"`
@@ -264,8 +310,10 @@ type WorkloadSpec struct {
 // MessageSpec is the message service.
 type MessageSpec struct {
 	WorkloadSpec `json:",inline"`
-	// Autoscaling scales on the RocketMQ consumer lag (External metric
-	// imkube_message_consumer_lag, served by a metrics adapter).
+	// Autoscaling scales on the consumer lag of the upstream topic as the
+	// brokers see it (imkube_broker_consumer_lag, exported by the operator):
+	// maxReplicas cannot exceed the topic's queue count (a replica without a
+	// queue consumes nothing).
 	// +optional
 	Autoscaling *LagAutoscalingSpec `json:"autoscaling,omitempty"`
 }
@@ -291,6 +339,14 @@ type ReplicaRange struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000
 	MaxReplicas int32 `json:"maxReplicas"`
+	// ScaleDownStabilizationSeconds is how long the metric must stay low
+	// before the autoscaler removes replicas (the highest recommendation of
+	// that window wins); every removed gateway drains its clients.
+	// +kubebuilder:default=300
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=3600
+	// +optional
+	ScaleDownStabilizationSeconds *int32 `json:"scaleDownStabilizationSeconds,omitempty"`
 }
 
 // LagAutoscalingSpec scales the message service on consumer lag.

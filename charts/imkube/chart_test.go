@@ -167,7 +167,8 @@ func TestChartRendersTheGoldenManifests(t *testing.T) {
 			golden: "testdata/full.golden.yaml",
 			wantKinds: map[string]int{"ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1,
 				"RoleBinding": 1, "Service": 6, "Deployment": 1, "ServiceMonitor": 1, "ConfigMap": 6, "Secret": 2,
-				"StatefulSet": 5, "IMCluster": 1, "GatewayPool": 1, "NetworkPolicy": 1, "PodDisruptionBudget": 1},
+				"StatefulSet": 5, "IMCluster": 1, "GatewayPool": 1, "NetworkPolicy": 1, "PodDisruptionBudget": 1,
+				"PrometheusRule": 1},
 		},
 	}
 	s := newScheme(t)

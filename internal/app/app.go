@@ -22,6 +22,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -95,6 +96,7 @@ type Process struct {
 	embedded bool
 	// Set by builders for later ones and for Server.
 	instruments []any // the telemetry instrument sets the roles built
+	health      *telemetry.Health
 	seqMetrics  *telemetry.Sequence
 	backend     messageapi.Backend
 	gateway     *gateway.Node
@@ -252,6 +254,9 @@ func Start(ctx context.Context, cfg config.Config, roles []config.Role, opts Opt
 		defer cancel()
 		return p.Tel.Shutdown(sctx)
 	})
+	if p.health, err = telemetry.NewHealth(p.Tel.MeterProvider()); err != nil {
+		return nil, err
+	}
 	if needsFlow(roles) {
 		logDir := cfg.Flow.LogDir
 		if embedded {
@@ -323,6 +328,7 @@ func Start(ctx context.Context, cfg config.Config, roles []config.Role, opts Opt
 		log.Warn("waiting for dependencies", "err", err)
 		g.Go(func() error { return s.retryBuild(gctx) })
 	}
+	g.Go(func() error { return s.reportHealth(gctx, HealthInterval) })
 	if cfg.ClusterFile != "" && opts.Cluster == nil && !embedded {
 		g.Go(func() error { return p.Live.Watch(gctx, cfg.ClusterFile, 5*time.Second, log) })
 	}
@@ -564,6 +570,7 @@ func (s *Server) activate() error {
 // terminationGracePeriodSeconds covers ShutdownTimeout plus that bound.
 func (s *Server) shutdown(serveErr chan error) error {
 	s.notReady.Store(true)
+	s.Process.health.SetReady(false)
 	ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
 	var errs []error
@@ -610,9 +617,20 @@ func (s *Server) shutdown(serveErr chan error) error {
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	if s.notReady.Load() {
-		http.Error(w, "not ready: shutting down", http.StatusServiceUnavailable)
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.readiness(ctx); err != nil {
+		http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 		return
+	}
+	w.Write([]byte("ok\n"))
+}
+
+// readiness is nil when the process is ready, or says why not (what
+// /readyz answers after "not ready: ").
+func (s *Server) readiness(ctx context.Context) error {
+	if s.notReady.Load() {
+		return errors.New("shutting down")
 	}
 	s.mu.Lock()
 	waiting, comps := s.waiting, s.comps
@@ -622,11 +640,8 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	if waiting != nil {
-		http.Error(w, "not ready: waiting for dependencies: "+waiting.Error(), http.StatusServiceUnavailable)
-		return
+		return errors.New("waiting for dependencies: " + waiting.Error())
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
 	for _, c := range comps {
 		if c.Ready == nil {
 			continue
@@ -636,15 +651,16 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if len(errs) > 0 {
-		http.Error(w, "not ready: "+strings.Join(errs, "; "), http.StatusServiceUnavailable)
-		return
+		return errors.New(strings.Join(errs, "; "))
 	}
-	w.Write([]byte("ok\n"))
+	return nil
 }
 
 // Instruments returns the telemetry instrument sets the process's roles
 // built (the dashboard test records one value on each and scrapes Metrics).
-func (s *Server) Instruments() []any { return s.Process.instruments }
+func (s *Server) Instruments() []any {
+	return append(slices.Clone(s.Process.instruments), s.Process.health)
+}
 
 // Media returns the process's media service (nil without the message role
 // or an object store).

@@ -128,6 +128,19 @@ func TestGroupOverTheThresholdUsesReadDiffusion(t *testing.T) {
 	if code, _ := api.Do("GET", "/api/v1/conversations", carol.Token, nil, &convs); code != 200 || len(convs) != 1 || convs[0].LastSeq != 10 || convs[0].Unread != 10 {
 		t.Fatalf("carol's conversations: %+v", convs)
 	}
+	// A member who muted the group gets notify frames marked muted; others not.
+	if code, _ := api.Do("PATCH", "/api/v1/conversations/"+g.Conv, bob.Token, map[string]any{"muted": true}, nil); code != http.StatusNoContent {
+		t.Fatalf("bob mutes the group: %d", code)
+	}
+	c, _ := imtest.Connect(t, s.URL, carol.Token, "c1")
+	sendGroup(a, "g11", g.ID, "m11")
+	a.Expect("ack")
+	if n := b.Expect("notify"); n.Int("seq") != 11 || !n.Bool("muted") {
+		t.Fatalf("bob's notify of a muted group: %v", n)
+	}
+	if n := c.Expect("notify"); n.Int("seq") != 11 || n.Bool("muted") {
+		t.Fatalf("carol's notify (not muted): %v", n)
+	}
 }
 
 func TestMembershipChangesTakeEffectImmediately(t *testing.T) {

@@ -122,9 +122,20 @@ func TestRecallEditAndDeleteAuthorisationAndWindows(t *testing.T) {
 	if rec.Str("kind") != "edit" || rec.Int("ref") != s1 || rec.Str("body") != "hello!" || rec.Int("inboxSeq") == 0 {
 		t.Fatalf("edit record: %v", rec)
 	}
+	// The same edit again (a retry whose answer was lost): ok, no second record.
+	wantOK(t, request(t, a, map[string]any{"t": "edit", "id": "e2-retry", "conv": conv, "seq": s1, "body": "hello!"}))
 	h := historyOf(t, api, bob.Token, conv, "fromSeq=1")
 	if h.Items[0]["body"] != "hello!" || h.Items[0]["edited"] != true {
 		t.Fatalf("edited message in history: %v", h.Items[0])
+	}
+	edits := 0
+	for _, it := range h.Items {
+		if it["kind"] == "edit" {
+			edits++
+		}
+	}
+	if edits != 1 {
+		t.Fatalf("%d edit records after an edit and its retry, want 1: %v", edits, h.Items)
 	}
 
 	// Past the recall window the sender may not recall; past the edit

@@ -36,6 +36,10 @@ type Component struct {
 	Ready func(ctx context.Context) error
 	// Shutdown drains the role before its loops stop (nil: nothing to drain).
 	Shutdown func(ctx context.Context) error
+	// Deps are reachability checks of the external dependencies the role
+	// uses, by name (telemetry.DependencyMySQL, ...); the process publishes
+	// them as imkube_dependency_up (nil: none, e.g. in dev).
+	Deps map[string]func(ctx context.Context) error
 }
 
 // builder builds one role's component in process p.
@@ -77,6 +81,20 @@ func buildSequence(ctx context.Context, p *Process) (*Component, error) {
 	}}
 	if r, ok := a.(sequence.Readier); ok {
 		c.Ready = named("sequence allocator", r.Ready)
+	}
+	if d, ok := p.Adapters.(*Distributed); ok {
+		db, err := d.SQL(ctx)
+		if err != nil {
+			return nil, err
+		}
+		rdb, err := d.Redis(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c.Deps = map[string]func(context.Context) error{
+			telemetry.DependencyMySQL: db.PingContext,
+			telemetry.DependencyRedis: func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		}
 	}
 	p.Log.Info("sequence service ready", "sections", p.Config.Sequence.Sections, "step", p.Config.Sequence.Step, "redisMode", p.Config.Redis.Mode)
 	return c, nil
@@ -124,6 +142,7 @@ func buildUser(ctx context.Context, p *Process) (*Component, error) {
 		},
 		Run:   runs,
 		Ready: named("mysql", db.Ping),
+		Deps:  p.distributedDeps(map[string]func(context.Context) error{telemetry.DependencyMySQL: db.Ping}),
 	}, nil
 }
 
@@ -231,6 +250,8 @@ func buildMessage(ctx context.Context, p *Process) (*Component, error) {
 		Run: append([]func(context.Context) error{func(ctx context.Context) error { return svc.Run(ctx, b) },
 			func(ctx context.Context) error { return svc.RunGroupEvents(ctx, db) }, svc.RunSocialEvents}, p.revocations(ctx, keys, db)...),
 		Ready: named("mysql", db.Ping),
+		Deps: p.distributedDeps(map[string]func(context.Context) error{
+			telemetry.DependencyMySQL: db.Ping, telemetry.DependencyRocketMQ: p.rocketMQCheck(b)}),
 	}
 	c.Run = append(c.Run, ig.outbox.Run, ig.pusher.Run)
 	if run, err := p.adminServer(svc); err != nil {
@@ -256,8 +277,10 @@ func buildMessage(ctx context.Context, p *Process) (*Component, error) {
 	return c, nil
 }
 
-// reportLag publishes the consumer lag (imkube_message_consumer_lag, the
-// message service HPA's metric) every 10 s.
+// reportLag publishes this pod's own view of the consumer lag
+// (imkube_message_consumer_lag, from its last pulls) every 10 s. The
+// autoscalers use the broker-side imkube_broker_consumer_lag of the operator,
+// which also grows while this consumer is stalled.
 func reportLag(ctx context.Context, lag func() (int64, bool), m *telemetry.Message) error {
 	t := time.NewTicker(10 * time.Second)
 	defer t.Stop()
@@ -345,6 +368,9 @@ func buildGateway(ctx context.Context, p *Process) (*Component, error) {
 			return nil, err
 		}
 		c.Ready = named("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
+		c.Deps = p.distributedDeps(map[string]func(context.Context) error{
+			telemetry.DependencyRedis:    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+			telemetry.DependencyRocketMQ: p.rocketMQCheck(b)})
 	}
 	return c, nil
 }
@@ -368,6 +394,9 @@ func (p *Process) gatewayConfig() gateway.Config {
 	}
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = gc.IdleTimeout
+	}
+	if cfg.PingInterval == 0 {
+		cfg.PingInterval = gc.PingInterval
 	}
 	if cfg.PresenceGrace == 0 {
 		cfg.PresenceGrace = gc.PresenceGrace
@@ -395,6 +424,21 @@ func (p *Process) gatewayConfig() gateway.Config {
 		}
 	}
 	return cfg
+}
+
+// distributedDeps returns checks without its nil entries, or nil in dev
+// (the embedded adapters have no external dependencies).
+func (p *Process) distributedDeps(checks map[string]func(context.Context) error) map[string]func(context.Context) error {
+	if p.embedded {
+		return nil
+	}
+	out := map[string]func(context.Context) error{}
+	for dep, check := range checks {
+		if check != nil {
+			out[dep] = check
+		}
+	}
+	return out
 }
 
 // named prefixes a readiness error with the dependency's name.

@@ -227,6 +227,7 @@ func TestMessageAndGatewayRolesRunWhatTheyShould(t *testing.T) {
 	gcfg.Redis.Prefix, gcfg.Auth.JWTKeyFile = mcfg.Redis.Prefix, ucfg.Auth.JWTKeyFile
 	gcfg.Gateway.UserURL, gcfg.Gateway.MessageURL = users.URL, msgs.URL
 	gcfg.Gateway.ID = "gw-" + token()
+	gcfg.Gateway.PingInterval = 100 * time.Millisecond // the default would ping every 20 s
 	gw, err := app.Start(context.Background(), gcfg, []config.Role{config.RoleGateway},
 		app.Options{Adapters: app.NewDistributed(gcfg, nil).WithBus(nopClose{b})})
 	if err != nil {
@@ -245,6 +246,13 @@ func TestMessageAndGatewayRolesRunWhatTheyShould(t *testing.T) {
 	a.Expect("ack")
 	if m := bc.Expect("msg"); m["body"] != "hi" {
 		t.Fatalf("bob got %v", m)
+	}
+	// The configured ping interval reaches the gateway: several pings
+	// within seconds (bounded wait, not a timing assertion).
+	for deadline := time.Now().Add(10 * time.Second); a.Pings() < 3; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d pings in 10 s with a ping interval of 100 ms", a.Pings())
+		}
 	}
 	_, metrics := get(t, gw.URL+"/metrics")
 	if !strings.Contains(metrics, "imkube_gateway_") {

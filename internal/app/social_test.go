@@ -91,6 +91,11 @@ func TestFriendRequestsAreAnsweredByTheRecipientAndBothSidesConverge(t *testing.
 		t.Fatalf("alice's outgoing pending requests: %d %+v %v", code, out, err)
 	}
 
+	// Strangers (no chat, no group) see no presence until they are friends.
+	if code, _ := api.Do("GET", "/api/v1/presence?users="+bob.ID, alice.Token, nil, nil); code != http.StatusForbidden {
+		t.Fatalf("presence of a stranger with a pending request: %d, want 403", code)
+	}
+
 	// Only the recipient answers.
 	wantAPI(t, api, "POST", "/api/v1/friends/requests/"+req.ID+"/accept", carol.Token, nil, http.StatusNotFound, "NOT_FOUND")
 	wantAPI(t, api, "POST", "/api/v1/friends/requests/"+req.ID+"/accept", alice.Token, nil, http.StatusForbidden, "FORBIDDEN")
@@ -104,6 +109,10 @@ func TestFriendRequestsAreAnsweredByTheRecipientAndBothSidesConverge(t *testing.
 		t.Fatalf("bob's friend_added: %v", ev)
 	}
 	wantAPI(t, api, "POST", "/api/v1/friends/requests", alice.Token, map[string]string{"userId": bob.ID}, http.StatusConflict, "ALREADY_FRIENDS")
+	var pres struct{ Items []map[string]any }
+	if code, _ := api.Do("GET", "/api/v1/presence?users="+bob.ID, alice.Token, nil, &pres); code != 200 || len(pres.Items) != 1 || pres.Items[0]["online"] != true {
+		t.Fatalf("presence of a friend (no conversation shared): %d %+v", code, pres)
+	}
 
 	var friends []friend
 	if code, err := api.Do("GET", "/api/v1/friends", alice.Token, nil, &friends); err != nil || code != 200 || len(friends) != 1 ||

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -50,6 +51,8 @@ type runEnv struct {
 	// readDiffusion: imkube stores a group message once and pushes a
 	// notify frame (the group is over the threshold); else write diffusion.
 	readDiffusion bool
+	// cpuprofile: the file for a CPU profile of imkube's measured phase.
+	cpuprofile string
 }
 
 // server is a running server process.
@@ -58,8 +61,11 @@ type server struct {
 	url     string // http://127.0.0.1:port
 	groupID string // imkube: the group's id
 	tokens  map[string]string
-	members map[string]bool // who subscribes to the group (Centrifugo)
-	stop    func()
+	// cpuprofile: where profile writes the server's CPU profile ("": none;
+	// the server then serves /debug/pprof to loopback clients).
+	cpuprofile string
+	members    map[string]bool // who subscribes to the group (Centrifugo)
+	stop       func()
 }
 
 // cpu returns the CPU time the server process has used (user + system).
@@ -236,11 +242,15 @@ func (imkubeSystem) start(ctx context.Context, env *runEnv, users []string, grou
 		return nil, err
 	}
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	s, err := startProcess(ctx, env, filepath.Join(dir, "server.log"), url, "/readyz", env.self, "dev",
-		"--addr", fmt.Sprintf("127.0.0.1:%d", port), "--data", dir, "--config", filepath.Join(dir, "config.json"), "--log-level", "warn")
+	args := []string{"dev", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "--data", dir, "--config", filepath.Join(dir, "config.json"), "--log-level", "warn"}
+	if env.cpuprofile != "" {
+		args = append(args, "--pprof=true")
+	}
+	s, err := startProcess(ctx, env, filepath.Join(dir, "server.log"), url, "/readyz", env.self, args...)
 	if err != nil {
 		return nil, err
 	}
+	s.cpuprofile = env.cpuprofile
 	for _, u := range users {
 		s.tokens[u], _, _ = keys.Issue(u)
 	}
@@ -515,3 +525,33 @@ func centrifugoPath() string {
 
 // CentrifugoVersion is the peer the benchmarks compare with (hack/centrifugo.sh).
 const CentrifugoVersion = "v6.9.1"
+
+// profile fetches a CPU profile of d from the server into s.cpuprofile in
+// the background; the channel answers when it is written (at once when the
+// server is not profiled).
+func (s *server) profile(ctx context.Context, d time.Duration) <-chan error {
+	done := make(chan error, 1)
+	if s.cpuprofile == "" {
+		done <- nil
+		return done
+	}
+	go func() {
+		done <- func() error {
+			req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", s.url, max(int(d.Seconds()), 1)), nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return fmt.Errorf("bench: cpu profile: %w", err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("bench: cpu profile: %s", resp.Status)
+			}
+			b, err := io.ReadAll(resp.Body)
+			if err != nil {
+				return fmt.Errorf("bench: cpu profile: %w", err)
+			}
+			return os.WriteFile(s.cpuprofile, b, 0o644)
+		}()
+	}()
+	return done
+}

@@ -31,6 +31,9 @@ type versusFlags struct {
 	peers  bool
 	server string
 	strict bool
+	// cpuprofile: write a CPU profile of the imkube server over the
+	// measured phase to this file (pprof format).
+	cpuprofile string
 }
 
 func (v *versusFlags) register(fs *flag.FlagSet) {
@@ -38,6 +41,7 @@ func (v *versusFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&v.pin, "pin", true, "pin servers to CPU 0 and this generator to CPU 1 (taskset), GOMAXPROCS=1 each")
 	fs.BoolVar(&v.peers, "peer", true, "also run the Centrifugo peer when it is installed (hack/centrifugo.sh)")
 	fs.BoolVar(&v.strict, "strict", false, "fail when any message was lost, duplicated or reordered")
+	fs.StringVar(&v.cpuprofile, "cpuprofile", "", "write a CPU profile of the imkube server over the measured phase to this file (go tool pprof)")
 	fs.StringVar(&v.server, "imkube-bin", "", "imkube binary to run as the server (default: this one), e.g. a build of another commit")
 }
 
@@ -67,7 +71,7 @@ func (v *versusFlags) setup(out io.Writer) (env *runEnv, systems []system, reexe
 	if err != nil {
 		return nil, nil, false, err
 	}
-	env = &runEnv{dir: dir, self: self, pin: pin}
+	env = &runEnv{dir: dir, self: self, pin: pin, cpuprofile: v.cpuprofile}
 	if v.server != "" {
 		env.self = v.server
 	}
@@ -387,6 +391,7 @@ func measure(ctx context.Context, s *server, t *tracker, rate int, warmup, d tim
 		return result{}, err
 	}
 	time.Sleep(200 * time.Millisecond)
+	profiled := s.profile(ctx, d)
 	cpu0, _ := s.cpu()
 	t.measure.Store(true)
 	start := time.Now()
@@ -415,6 +420,9 @@ func measure(ctx context.Context, s *server, t *tracker, rate int, warmup, d tim
 	elapsed = max(elapsed, time.Duration(t.lastAt.Load())-start.Sub(t.start))
 	t.measure.Store(false)
 	cpu1, _ := s.cpu()
+	if err := <-profiled; err != nil {
+		return result{}, err
+	}
 	r := t.result(sent, total)
 	r.elapsed, r.cpu = elapsed, cpu1-cpu0
 	return r, nil

@@ -42,6 +42,19 @@ type UpstreamConsumer interface {
 	ConsumeUpstream(ctx context.Context, h Handler) error
 }
 
+// BatchHandler processes several messages at once, in publish order per key.
+// It returns how many leading messages were processed: with a non-nil error,
+// msgs[done] failed and it and every message after it are delivered again
+// (the ones before it may be too, so handling stays idempotent).
+type BatchHandler func(ctx context.Context, msgs []Message) (done int, err error)
+
+// BatchUpstreamConsumer is implemented by upstream consumers that can hand
+// the message service up to limit messages of an ordered lane at once (the
+// messages waiting at its head; it never waits for more).
+type BatchUpstreamConsumer interface {
+	ConsumeUpstreamBatch(ctx context.Context, limit int, h BatchHandler) error
+}
+
 // PushPublisher is used by the message service: one push per gateway.
 type PushPublisher interface {
 	PublishPush(ctx context.Context, gatewayID string, m Message) error

@@ -54,6 +54,8 @@ var (
 	_ UpstreamConsumer  = (*InProc)(nil)
 	_ PushPublisher     = (*InProc)(nil)
 	_ PushConsumer      = (*InProc)(nil)
+
+	_ BatchUpstreamConsumer = (*InProc)(nil)
 )
 
 // ErrClosed is returned by the publish methods of a closed bus (it wraps
@@ -116,7 +118,31 @@ func (b *InProc) PublishPush(ctx context.Context, gatewayID string, m Message) e
 // ConsumeUpstream handles upstream messages until ctx ends or the bus is
 // closed; it then returns nil.
 func (b *InProc) ConsumeUpstream(ctx context.Context, h Handler) error {
-	return b.consume(ctx, "", h)
+	if h == nil {
+		return errors.New("bus: nil handler")
+	}
+	return b.consume(ctx, "", 1, single(h))
+}
+
+// ConsumeUpstreamBatch is ConsumeUpstream handing h up to max messages of a
+// lane at once: those waiting at its head when the lane is free.
+func (b *InProc) ConsumeUpstreamBatch(ctx context.Context, limit int, h BatchHandler) error {
+	if h == nil {
+		return errors.New("bus: nil handler")
+	}
+	return b.consume(ctx, "", max(limit, 1), h)
+}
+
+// single adapts a Handler to a BatchHandler of one message.
+func single(h Handler) BatchHandler {
+	return func(ctx context.Context, msgs []Message) (int, error) {
+		for i, m := range msgs {
+			if err := h(ctx, m); err != nil {
+				return i, err
+			}
+		}
+		return len(msgs), nil
+	}
 }
 
 // ConsumePush handles the pushes of gatewayID until ctx ends or the bus is
@@ -125,7 +151,10 @@ func (b *InProc) ConsumePush(ctx context.Context, gatewayID string, h Handler) e
 	if gatewayID == "" {
 		return errors.New("bus: push needs a gateway id")
 	}
-	return b.consume(ctx, gatewayID, h)
+	if h == nil {
+		return errors.New("bus: nil handler")
+	}
+	return b.consume(ctx, gatewayID, 1, single(h))
 }
 
 // stream returns the upstream stream ("") or the push stream of a gateway.
@@ -146,10 +175,7 @@ func (b *InProc) stream(gatewayID string) (*stream, error) {
 	return s, nil
 }
 
-func (b *InProc) consume(ctx context.Context, gatewayID string, h Handler) error {
-	if h == nil {
-		return errors.New("bus: nil handler")
-	}
+func (b *InProc) consume(ctx context.Context, gatewayID string, batch int, h BatchHandler) error {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -177,13 +203,13 @@ func (b *InProc) consume(ctx context.Context, gatewayID string, h Handler) error
 
 	var wg sync.WaitGroup
 	for _, l := range s.lanes {
-		wg.Go(func() { b.runLane(ctx, s.name, l, h) })
+		wg.Go(func() { b.runLane(ctx, s.name, l, batch, h) })
 	}
 	wg.Wait()
 	return nil
 }
 
-func (b *InProc) runLane(ctx context.Context, name string, l *lane, h Handler) {
+func (b *InProc) runLane(ctx context.Context, name string, l *lane, batch int, h BatchHandler) {
 	var retry *time.Timer
 	defer func() {
 		if retry != nil {
@@ -191,8 +217,8 @@ func (b *InProc) runLane(ctx context.Context, name string, l *lane, h Handler) {
 		}
 	}()
 	for {
-		m, ok := l.peek()
-		if !ok {
+		msgs := l.peek(batch)
+		if len(msgs) == 0 {
 			select {
 			case <-ctx.Done():
 				return
@@ -203,15 +229,19 @@ func (b *InProc) runLane(ctx context.Context, name string, l *lane, h Handler) {
 		if ctx.Err() != nil {
 			return
 		}
-		err := h(ctx, m)
+		done, err := h(ctx, msgs)
 		if err == nil {
-			l.pop()
+			done = len(msgs)
+		}
+		l.pop(min(max(done, 0), len(msgs)))
+		if err == nil {
 			continue
 		}
 		if ctx.Err() != nil {
 			return
 		}
-		b.log.Warn("bus handler failed, retrying", "stream", name, "key", m.Key, "err", err, "pause", b.opts.RetryPause)
+		key := msgs[min(max(done, 0), len(msgs)-1)].Key
+		b.log.Warn("bus handler failed, retrying", "stream", name, "key", key, "err", err, "pause", b.opts.RetryPause)
 		if retry == nil {
 			retry = time.NewTimer(b.opts.RetryPause)
 		} else {
@@ -303,19 +333,24 @@ func (l *lane) push(m Message) {
 	}
 }
 
-func (l *lane) peek() (Message, bool) {
+// peek returns up to n messages from the head (a copy of the slice).
+func (l *lane) peek(n int) []Message {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.head == len(l.q) {
-		return Message{}, false
+		return nil
 	}
-	return l.q[l.head], true
+	return append([]Message(nil), l.q[l.head:min(l.head+n, len(l.q))]...)
 }
 
-func (l *lane) pop() {
+// pop removes n messages from the head.
+func (l *lane) pop(n int) {
+	if n == 0 {
+		return
+	}
 	l.mu.Lock()
-	l.q[l.head] = Message{}
-	l.head++
+	clear(l.q[l.head : l.head+n])
+	l.head += n
 	if l.head == len(l.q) {
 		l.q, l.head = l.q[:0], 0
 	} else if l.head > 1024 && l.head*2 > len(l.q) {
@@ -324,6 +359,6 @@ func (l *lane) pop() {
 	}
 	l.mu.Unlock()
 	l.s.mu.Lock()
-	l.s.pending--
+	l.s.pending -= n
 	l.s.mu.Unlock()
 }

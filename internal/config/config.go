@@ -160,10 +160,13 @@ type Gateway struct {
 	ID                string
 	MaxConnections    int
 	HeartbeatInterval time.Duration
-	IdleTimeout       time.Duration
-	DrainTimeout      time.Duration
-	DrainRate         int
-	TrustedProxies    []string
+	// PingInterval is how often the gateway pings each WebSocket (0: a
+	// third of IdleTimeout).
+	PingInterval   time.Duration
+	IdleTimeout    time.Duration
+	DrainTimeout   time.Duration
+	DrainRate      int
+	TrustedProxies []string
 	// PresenceGrace is how long a user whose last device disconnected may
 	// come back before watchers hear "offline".
 	PresenceGrace  time.Duration
@@ -431,6 +434,8 @@ var settings = []Setting{
 		bind: func(c *Config) value { return intVal{&c.Gateway.MaxConnections} }},
 	{flag: "heartbeat-interval", env: "IMKUBE_HEARTBEAT_INTERVAL", usage: "session heartbeat", roles: []Role{RoleGateway},
 		bind: func(c *Config) value { return durVal{&c.Gateway.HeartbeatInterval} }},
+	{flag: "ping-interval", env: "IMKUBE_PING_INTERVAL", usage: "WebSocket ping interval (default: a third of the idle timeout)", roles: []Role{RoleGateway},
+		bind: func(c *Config) value { return durVal{&c.Gateway.PingInterval} }},
 	{flag: "idle-timeout", env: "IMKUBE_IDLE_TIMEOUT", usage: "close connections idle this long", roles: []Role{RoleGateway},
 		bind: func(c *Config) value { return durVal{&c.Gateway.IdleTimeout} }},
 	{flag: "drain-timeout", env: "IMKUBE_DRAIN_TIMEOUT", usage: "how long shutdown waits for connections to move", roles: []Role{RoleGateway},
@@ -745,6 +750,9 @@ func (c Config) Validate(role Role) error {
 		}
 		if g.IdleTimeout <= 0 {
 			bad("idle-timeout", "IMKUBE_IDLE_TIMEOUT", "%s: want > 0", g.IdleTimeout)
+		}
+		if g.PingInterval < 0 || (g.PingInterval > 0 && g.PingInterval >= g.IdleTimeout) {
+			bad("ping-interval", "IMKUBE_PING_INTERVAL", "%s: want > 0 and below the idle timeout (%s)", g.PingInterval, g.IdleTimeout)
 		}
 		if g.DrainTimeout < 0 {
 			bad("drain-timeout", "IMKUBE_DRAIN_TIMEOUT", "%s: want >= 0", g.DrainTimeout)

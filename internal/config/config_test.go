@@ -263,3 +263,25 @@ func TestMySQLDatabaseReplacesTheDSNsDatabase(t *testing.T) {
 		t.Errorf("Validate with a bad database name: %v", err)
 	}
 }
+
+func TestPingIntervalMustBeBelowTheIdleTimeout(t *testing.T) {
+	for _, tt := range []struct {
+		give    []string
+		wantBad bool
+	}{
+		{[]string{"--ping-interval", "90s"}, true}, // the idle timeout is 60 s
+		{[]string{"--ping-interval", "75s", "--idle-timeout", "75s"}, true},
+		{[]string{"--ping-interval", "25s", "--idle-timeout", "75s"}, false},
+		{nil, false}, // a third of the idle timeout
+	} {
+		c, err := Load(RoleGateway, tt.give, envOf(nil))
+		if err != nil {
+			t.Fatalf("%v: %v", tt.give, err)
+		}
+		err = c.Validate(RoleGateway)
+		bad := err != nil && strings.Contains(err.Error(), "ping-interval (IMKUBE_PING_INTERVAL)")
+		if bad != tt.wantBad {
+			t.Errorf("%v: validation %v, want the ping interval refused: %v", tt.give, err, tt.wantBad)
+		}
+	}
+}

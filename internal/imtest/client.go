@@ -138,6 +138,8 @@ type Conn struct {
 	// onReconnect is called (on the reading goroutine) for each reconnect
 	// frame, whether or not anyone reads it later.
 	onReconnect atomic.Pointer[func(at time.Time, afterMs int64)]
+	// pings counts the server's WebSocket pings (each answered by a pong).
+	pings atomic.Int64
 }
 
 // OnReconnect sets a function called with the arrival time and afterMs of
@@ -167,6 +169,16 @@ func DialErr(base string) (*Conn, error) {
 	}
 	c := &Conn{ws: ws, done: make(chan struct{})}
 	c.cond = sync.NewCond(&c.mu)
+	ws.SetPingHandler(func(data string) error {
+		c.pings.Add(1)
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
+		err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		if errors.Is(err, websocket.ErrCloseSent) {
+			return nil
+		}
+		return err
+	})
 	go c.readLoop()
 	return c, nil
 }
@@ -236,6 +248,9 @@ func (c *Conn) write(b []byte) error {
 	c.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	return c.ws.WriteMessage(websocket.TextMessage, b)
 }
+
+// Pings is how many WebSocket pings the server has sent so far.
+func (c *Conn) Pings() int64 { return c.pings.Load() }
 
 // WS returns the underlying connection.
 func (c *Conn) WS() *websocket.Conn { return c.ws }

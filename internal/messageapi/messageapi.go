@@ -86,6 +86,10 @@ const (
 	// PushBroadcast is a frame for every authenticated connection of the
 	// gateway (no targets; admin broadcasts).
 	PushBroadcast = "broadcast"
+	// PushBatch carries several pushes for this gateway in Batch, to be
+	// handled in order (the message service's micro-batched lanes publish
+	// one per gateway per batch).
+	PushBatch = "batch"
 )
 
 // Push is one record on a gateway's push stream: one frame, encoded once by
@@ -97,6 +101,8 @@ type Push struct {
 	// TS is the message timestamp (unix ms) for delivery-latency metrics;
 	// for acks the time the gateway received the send.
 	TS int64 `json:"ts,omitempty"`
+	// Batch holds the pushes of a PushBatch (each without Batch).
+	Batch []Push `json:"batch,omitempty"`
 }
 
 // Target selects connections of one user on the receiving gateway.

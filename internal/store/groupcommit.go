@@ -25,6 +25,7 @@ type saveReq struct {
 	inbox        []InboxEntry
 	participants []string
 	apply        func(tx *sql.Tx) error
+	batch        []Save     // SaveMessages: the whole batch in this request's savepoint
 	done         chan error // 1: errLead, then the result; or the result
 }
 
@@ -95,7 +96,7 @@ func (s *DB) commitBatch(batch []*saveReq) {
 	results := make([]error, len(live))
 	for i, r := range live {
 		if len(live) == 1 {
-			results[i] = s.saveMessageIn(r.ctx, tx, r.m, r.inbox, r.participants, r.apply)
+			results[i] = s.saveIn(tx, r)
 			break
 		}
 		if _, err := tx.ExecContext(ctx, "SAVEPOINT save"); err != nil {
@@ -103,7 +104,7 @@ func (s *DB) commitBatch(batch []*saveReq) {
 			fail(err)
 			return
 		}
-		if results[i] = s.saveMessageIn(r.ctx, tx, r.m, r.inbox, r.participants, r.apply); results[i] != nil {
+		if results[i] = s.saveIn(tx, r); results[i] != nil {
 			if _, err := tx.ExecContext(ctx, "ROLLBACK TO save"); err != nil {
 				tx.Rollback()
 				fail(fmt.Errorf("roll back one save: %w", err))

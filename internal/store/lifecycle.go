@@ -183,12 +183,23 @@ func ParseConvCursor(s string) (ConvCursor, error) {
 	return ConvCursor{Pinned: p == "1", TS: n, Conv: conv}, nil
 }
 
+// unreadExactUpTo bounds the work of counting one conversation's unread
+// messages: up to this many records after the read cursor are looked at
+// (own messages and recall/edit records, which change an earlier message,
+// do not count); a longer backlog reports every record as unread, which
+// clients show as "999+" anyway.
+const unreadExactUpTo = 2000
+
 // ConversationPage lists user's conversations, pinned first, then the most
 // recent first (ties by conv), at most limit after cursor (nil: from the
 // start), and the cursor of the next page (nil: this was the last).
 func (s *DB) ConversationPage(ctx context.Context, user string, after *ConvCursor, limit int) ([]Conversation, *ConvCursor, error) {
 	q := `SELECT uc.conv, COALESCE(c.last_seq, 0), uc.read_seq, COALESCE(c.last_ts, 0), uc.pinned, uc.muted,
 		(SELECT COUNT(*) FROM mentions mn WHERE mn.conv = uc.conv AND mn.user_id IN (uc.user_id, '*') AND mn.seq > uc.read_seq),
+		CASE WHEN COALESCE(c.last_seq, 0) <= uc.read_seq THEN 0
+			WHEN COALESCE(c.last_seq, 0) - uc.read_seq > ` + strconv.Itoa(unreadExactUpTo) + ` THEN -1
+			ELSE (SELECT COUNT(*) FROM messages mu WHERE mu.conv = uc.conv AND mu.seq > uc.read_seq AND mu.seq <= c.last_seq
+				AND mu.sender <> uc.user_id AND mu.kind NOT IN ('recall', 'edit')) END,
 		m.sender, m.kind, m.body, m.flags, m.ts
 		FROM user_convs uc LEFT JOIN convs c ON c.conv = uc.conv LEFT JOIN messages m ON m.conv = c.conv AND m.seq = c.last_seq
 		WHERE uc.user_id = ?`
@@ -214,11 +225,13 @@ func (s *DB) ConversationPage(ctx context.Context, user string, after *ConvCurso
 		var pinned, muted int
 		var sender, kind, body sql.NullString
 		var flags, ts sql.NullInt64
-		if err := rows.Scan(&c.Conv, &c.LastSeq, &c.ReadSeq, &c.LastTS, &pinned, &muted, &c.Mentions, &sender, &kind, &body, &flags, &ts); err != nil {
+		if err := rows.Scan(&c.Conv, &c.LastSeq, &c.ReadSeq, &c.LastTS, &pinned, &muted, &c.Mentions, &c.Unread, &sender, &kind, &body, &flags, &ts); err != nil {
 			return nil, nil, err
 		}
 		c.Pinned, c.Muted = pinned != 0, muted != 0
-		c.Unread = max(c.LastSeq-c.ReadSeq, 0)
+		if c.Unread < 0 { // a backlog too long to count: every record counts
+			c.Unread = c.LastSeq - c.ReadSeq
+		}
 		if sender.Valid {
 			c.Last = &LastMessage{Seq: c.LastSeq, From: sender.String, Kind: kind.String, TS: ts.Int64}
 			if flags.Int64&FlagRecalled == 0 {

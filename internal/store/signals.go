@@ -93,13 +93,26 @@ func (s *DB) GroupReaders(ctx context.Context, gid string, seq int64, exclude st
 	return out, rows.Err()
 }
 
-// SharedWith returns the users of others who share a conversation with
-// user: a one-to-one chat with a message, or a group both belong to. user
-// itself counts as shared.
+// SharedWith returns the users of others who are user's friends or share a
+// conversation with user: a one-to-one chat with a message, or a group both
+// belong to. user itself counts as shared.
 func (s *DB) SharedWith(ctx context.Context, user string, others []string) (map[string]bool, error) {
 	out := map[string]bool{}
 	if len(others) == 0 {
 		return out, nil
+	}
+	ids := make([]any, 0, len(others)+1)
+	ids = append(ids, user)
+	for _, o := range others {
+		ids = append(ids, o)
+	}
+	marks := strings.TrimSuffix(strings.Repeat("?, ", len(others)), ", ")
+	rows, err := s.db.QueryContext(ctx, "SELECT friend_id FROM friends WHERE user_id = ? AND friend_id IN ("+marks+")", ids...)
+	if err != nil {
+		return nil, err
+	}
+	if err := addStrings(rows, out); err != nil {
+		return nil, err
 	}
 	convs := make([]any, 0, len(others)+1)
 	convs = append(convs, user)
@@ -109,6 +122,9 @@ func (s *DB) SharedWith(ctx context.Context, user string, others []string) (map[
 			out[o] = true
 			continue
 		}
+		if out[o] {
+			continue
+		}
 		c := "u:" + min(user, o) + ":" + max(user, o)
 		byConv[c] = o
 		convs = append(convs, c)
@@ -116,8 +132,8 @@ func (s *DB) SharedWith(ctx context.Context, user string, others []string) (map[
 	if len(convs) == 1 {
 		return out, nil
 	}
-	marks := strings.TrimSuffix(strings.Repeat("?, ", len(convs)-1), ", ")
-	rows, err := s.db.QueryContext(ctx, "SELECT conv FROM user_convs WHERE user_id = ? AND conv IN ("+marks+")", convs...)
+	marks = strings.TrimSuffix(strings.Repeat("?, ", len(convs)-1), ", ")
+	rows, err = s.db.QueryContext(ctx, "SELECT conv FROM user_convs WHERE user_id = ? AND conv IN ("+marks+")", convs...)
 	if err != nil {
 		return nil, err
 	}

@@ -64,10 +64,19 @@ func TestReadRecordsReadCountsAndSharedConversations(t *testing.T) {
 			t.Fatalf("message at 2: %+v %v", m, err)
 		}
 
-		// a shares the group with b, c, d and a chat with e; not with f.
+		// a shares the group with b, c, d and a chat with e; is a friend of
+		// h (no conversation yet); shares nothing with f.
 		db.SaveMessage(ctx, msg("u:a:e", 1, "e", "y1", "hi"), nil, []string{"e", "a"})
-		shared, err := db.SharedWith(ctx, "a", []string{"a", "b", "d", "e", "f"})
-		if err != nil || fmt.Sprint(shared) != "map[a:true b:true d:true e:true]" {
+		users(t, db, "a", "h")
+		lim := store.SocialLimits{MaxFriends: 10, MaxPendingRequests: 10, MaxBlocks: 10}
+		if err := db.CreateFriendRequest(ctx, store.FriendRequest{ID: "r1", From: "h", To: "a", Status: store.RequestPending, CreatedAt: 10}, lim, events("friend_request")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.RespondFriendRequest(ctx, "r1", "a", true, 20, lim, events("friend_added")); err != nil {
+			t.Fatal(err)
+		}
+		shared, err := db.SharedWith(ctx, "a", []string{"a", "b", "d", "e", "f", "h"})
+		if err != nil || fmt.Sprint(shared) != "map[a:true b:true d:true e:true h:true]" {
 			t.Fatalf("shared with a: %v %v", shared, err)
 		}
 		if large, _ := db.LargeGroupsOf(ctx, "b", 1); len(large) != 1 || large[0].ReadSeq != 2 {

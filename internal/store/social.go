@@ -381,7 +381,7 @@ type DirectCheck struct {
 func (s *DB) CheckDirect(ctx context.Context, sender, recipient string) (DirectCheck, error) {
 	var c DirectCheck
 	var blocked, friends int
-	err := s.db.QueryRowContext(ctx, `SELECT u.dm_policy,
+	err := s.queryRow(ctx, `SELECT u.dm_policy,
 		(SELECT COUNT(*) FROM blocks b WHERE (b.user_id = ? AND b.blocked_id = ?) OR (b.user_id = ? AND b.blocked_id = ?)),
 		(SELECT COUNT(*) FROM friends f WHERE f.user_id = ? AND f.friend_id = ?)
 		FROM users u WHERE u.id = ? AND u.deleted_at = 0`, recipient, sender, sender, recipient, recipient, sender, recipient).Scan(&c.Policy, &blocked, &friends)

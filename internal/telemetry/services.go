@@ -2,8 +2,10 @@ package telemetry
 
 import (
 	"context"
+	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 )
 
@@ -29,7 +31,7 @@ const (
 func NewMessage(mp metric.MeterProvider) (*Message, error) {
 	b := builder{m: meter(mp)}
 	m := &Message{
-		lag:        b.gauge("imkube_message_consumer_lag", "Upstream messages not yet consumed by this pod's queues (the message HPA's External metric)."),
+		lag:        b.gauge("imkube_message_consumer_lag", "Upstream messages not yet consumed by this pod's queues, from its own last pull (the autoscalers use the broker-side imkube_broker_consumer_lag of the operator)."),
 		processing: b.seconds("imkube_message_processing_seconds", "Time to process one upstream message (dedup, sequence, store, push)."),
 		dedupHits:  b.counter("imkube_message_dedup_hits", "Upstream messages dropped as duplicates of an already stored message."),
 		store:      b.seconds("imkube_message_store_seconds", "Time to write one message to the store."),
@@ -89,6 +91,7 @@ type Sequence struct {
 	boundRaises metric.Int64Counter
 	recoveries  metric.Int64Counter
 	requests    metric.Int64Counter
+	exhaustions metric.Int64Counter
 	outcomes    *labels
 }
 
@@ -108,6 +111,7 @@ func NewSequence(mp metric.MeterProvider) (*Sequence, error) {
 		boundRaises: b.counter("imkube_sequence_bound_raises", "Persisted section bounds raised (a durable write each)."),
 		recoveries:  b.counter("imkube_sequence_recoveries", "Sections recovered after their current values were lost."),
 		requests:    b.counter("imkube_sequence_requests", "Sequence API calls (POST /v1/seq), by outcome (ok, bad_request, unauthenticated, failed)."),
+		exhaustions: b.counter("imkube_sequence_section_exhaustions", "Allocations that found their section's persisted bound used up and waited for a synchronous bound raise (the raise ahead of need did not keep up)."),
 		outcomes:    newLabels("outcome"),
 	}
 	if err := b.err(); err != nil {
@@ -138,6 +142,15 @@ func (s *Sequence) Recovered(n int) {
 		return
 	}
 	s.recoveries.Add(context.Background(), int64(max(n, 0)))
+}
+
+// SectionsExhausted counts n sections an allocation found exhausted (their
+// persisted bound reached), so that it waited for a durable bound raise.
+func (s *Sequence) SectionsExhausted(n int) {
+	if s == nil || n <= 0 {
+		return
+	}
+	s.exhaustions.Add(context.Background(), int64(n))
 }
 
 // Requested counts one sequence API call with outcome (OutcomeOK,
@@ -188,6 +201,17 @@ type Operator struct {
 	duration   metric.Float64Histogram
 	labels     *labels
 	durLabels  *labels
+
+	lagMu sync.Mutex
+	lag   map[consumerGroupKey]int64 // imkube_broker_consumer_lag, observed on scrape
+}
+
+// consumerGroupKey names one series of imkube_broker_consumer_lag: the
+// IMCluster (namespace and name) and its consumer group on a topic. The
+// namespace label is imcluster_namespace because Prometheus sets namespace
+// to the operator's own namespace when it scrapes the operator.
+type consumerGroupKey struct {
+	namespace, imcluster, group, topic string
 }
 
 // Reconcile result label values for Operator.Reconciled.
@@ -205,11 +229,75 @@ func NewOperator(mp metric.MeterProvider) (*Operator, error) {
 		duration:   b.seconds("imkube_operator_reconcile_seconds", "Reconcile duration, by controller."),
 		labels:     newLabels("controller", "result"),
 		durLabels:  newLabels("controller"),
+		lag:        map[consumerGroupKey]int64{},
+	}
+	g, err := b.m.Int64ObservableGauge("imkube_broker_consumer_lag",
+		metric.WithDescription("Messages of the topic not yet consumed by the IMCluster's consumer group, as the brokers see it "+
+			"(max offset minus committed offset, summed over queues): the message autoscaler's metric."))
+	b.add("imkube_broker_consumer_lag", err)
+	if err == nil {
+		_, err = b.m.RegisterCallback(func(_ context.Context, obs metric.Observer) error {
+			o.lagMu.Lock()
+			defer o.lagMu.Unlock()
+			for k, v := range o.lag {
+				obs.ObserveInt64(g, v, metric.WithAttributes(
+					attribute.String("imcluster_namespace", k.namespace), attribute.String("imcluster", k.imcluster),
+					attribute.String("group", k.group), attribute.String("topic", k.topic)))
+			}
+			return nil
+		}, g)
+		b.add("imkube_broker_consumer_lag callback", err)
 	}
 	if err := b.err(); err != nil {
 		return nil, err
 	}
 	return o, nil
+}
+
+// SetConsumerLag records the broker-side lag of the consumer group of the
+// IMCluster namespace/imcluster on topic (the only series of that cluster).
+func (o *Operator) SetConsumerLag(namespace, imcluster, group, topic string, lag int64) {
+	if o == nil {
+		return
+	}
+	o.lagMu.Lock()
+	defer o.lagMu.Unlock()
+	o.clear(namespace, imcluster)
+	o.lag[consumerGroupKey{namespace, imcluster, group, topic}] = lag
+}
+
+// ClearConsumerLag drops the lag series of an IMCluster (deleted, or its lag
+// cannot be read: no series rather than a stale value).
+func (o *Operator) ClearConsumerLag(namespace, imcluster string) {
+	if o == nil {
+		return
+	}
+	o.lagMu.Lock()
+	defer o.lagMu.Unlock()
+	o.clear(namespace, imcluster)
+}
+
+func (o *Operator) clear(namespace, imcluster string) {
+	for k := range o.lag {
+		if k.namespace == namespace && k.imcluster == imcluster {
+			delete(o.lag, k)
+		}
+	}
+}
+
+// ConsumerLagClusters returns the namespace/name of every IMCluster with a
+// lag series.
+func (o *Operator) ConsumerLagClusters() []string {
+	if o == nil {
+		return nil
+	}
+	o.lagMu.Lock()
+	defer o.lagMu.Unlock()
+	var out []string
+	for k := range o.lag {
+		out = append(out, k.namespace+"/"+k.imcluster)
+	}
+	return out
 }
 
 // Reconciled counts one reconcile of controller ("imcluster", "gatewaypool")

@@ -33,7 +33,10 @@ func desiredDeployment(s *scope) *appsv1.Deployment {
 		corev1.EnvVar{Name: "IMKUBE_DRAIN_TIMEOUT", Value: s.drainTimeout().String()},
 		corev1.EnvVar{Name: "IMKUBE_TRUSTED_PROXIES", Value: strings.Join(p.Spec.TrustedProxies, ",")},
 		corev1.EnvVar{Name: "IMKUBE_DRAIN_RATE", Value: strconv.Itoa(int(cmp.Or(p.Spec.Drain.ConnectionsPerSecond, 500)))},
-		corev1.EnvVar{Name: "IMKUBE_HEARTBEAT_INTERVAL", Value: s.heartbeat().String()},
+		// spec.heartbeatInterval is the WebSocket ping interval; a
+		// connection silent for three of them is closed.
+		corev1.EnvVar{Name: "IMKUBE_PING_INTERVAL", Value: s.heartbeat().String()},
+		corev1.EnvVar{Name: "IMKUBE_IDLE_TIMEOUT", Value: (3 * s.heartbeat()).String()},
 	)
 	grace := int64(preStopSeconds) + int64(s.drainTimeout().Seconds()) + 5
 	resources := render.ResourcesWithDefaults(p.Spec.Resources, render.GatewayDefaults)

@@ -34,7 +34,8 @@ func samplePool() *imv1.GatewayPool {
 		Spec: imv1.GatewayPoolSpec{
 			ClusterRef: imv1.ClusterReference{Name: "demo"},
 			Autoscaling: &imv1.GatewayAutoscalingSpec{
-				ReplicaRange: imv1.ReplicaRange{MinReplicas: 2, MaxReplicas: 20}, TargetConnectionsPerPod: 4000,
+				ReplicaRange:            imv1.ReplicaRange{MinReplicas: 2, MaxReplicas: 20, ScaleDownStabilizationSeconds: ptr.To[int32](90)},
+				TargetConnectionsPerPod: 4000,
 			},
 			MaxConnectionsPerPod: 8000,
 			Service: imv1.GatewayServiceSpec{
@@ -51,6 +52,8 @@ func samplePool() *imv1.GatewayPool {
 
 func TestDesiredObjectsMatchGoldenFiles(t *testing.T) {
 	s := newScope(samplePool(), sampleCluster(), render.Options{Version: "v0.0.0-operator"})
+	withHPA := sampleCluster()
+	withHPA.Spec.Autoscaling.Provider = imv1.AutoscalingHPA
 	tests := []struct {
 		name string
 		give any
@@ -58,7 +61,8 @@ func TestDesiredObjectsMatchGoldenFiles(t *testing.T) {
 		{"deployment", desiredDeployment(s)},
 		{"service", desiredService(s)},
 		{"service-internal", desiredInternalService(s)},
-		{"hpa", desiredHPA(s)},
+		{"hpa", desiredHPA(newScope(samplePool(), withHPA, render.Options{Version: "v0.0.0-operator"}))},
+		{"scaledobject", desiredScaledObject(s)},
 		{"pdb", desiredPDB(s)},
 	}
 	for _, tt := range tests {
@@ -133,12 +137,38 @@ func TestTrustedProxiesAndTrafficPolicy(t *testing.T) {
 	}
 }
 
+// An autoscaled pool gets KEDA's ScaledObject (the default provider) or the
+// plain HPA, never both; an unknown IMCluster (nil) means the default.
+func TestPoolAutoscalerFollowsTheClusterProvider(t *testing.T) {
+	for _, tt := range []struct {
+		cluster  func() *imv1.IMCluster
+		wantKEDA bool
+	}{
+		{func() *imv1.IMCluster { return nil }, true},
+		{sampleCluster, true},
+		{func() *imv1.IMCluster {
+			c := sampleCluster()
+			c.Spec.Autoscaling.Provider = imv1.AutoscalingHPA
+			return c
+		}, false},
+	} {
+		s := newScope(samplePool(), tt.cluster(), render.Options{})
+		so, hpa := desiredScaledObject(s), desiredHPA(s)
+		if (so != nil) != tt.wantKEDA || (hpa != nil) == tt.wantKEDA {
+			t.Errorf("cluster %v: ScaledObject %v, HPA %v, want KEDA %v", tt.cluster() != nil, so != nil, hpa != nil, tt.wantKEDA)
+		}
+	}
+}
+
 func TestFixedPoolHasReplicasAndNoHPA(t *testing.T) {
 	p := samplePool()
 	p.Spec.Autoscaling, p.Spec.Replicas = nil, ptr.To[int32](4)
 	s := newScope(p, sampleCluster(), render.Options{})
 	if h := desiredHPA(s); h != nil {
 		t.Errorf("fixed pool got HPA %s", h.Name)
+	}
+	if so := desiredScaledObject(s); so != nil {
+		t.Errorf("fixed pool got ScaledObject %s", so.GetName())
 	}
 	if got := desiredDeployment(s).Spec.Replicas; got == nil || *got != 4 {
 		t.Errorf("replicas = %v, want 4", got)

@@ -1,20 +1,24 @@
 package gatewaypool
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	imv1 "github.com/imkube/imkube/api/v1alpha1"
 	"github.com/imkube/imkube/operator/internal/apply"
 	"github.com/imkube/imkube/operator/internal/readyz"
 	"github.com/imkube/imkube/operator/internal/render"
@@ -47,7 +51,27 @@ func (r *Reconciler) reconcileObjects(ctx context.Context, s *scope) (ctrl.Resul
 	} else if err := r.deleteOwnedHPA(ctx, s); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, r.reconcileScaledObject(ctx, s, a))
 	return ctrl.Result{}, errors.Join(errs...)
+}
+
+// reconcileScaledObject applies the pool's KEDA ScaledObject (KEDA provider)
+// or deletes an owned one (HPA provider, fixed size). Without KEDA's CRD the
+// pool reports KEDANotInstalled (Degraded) and keeps its replica count.
+func (r *Reconciler) reconcileScaledObject(ctx context.Context, s *scope, a apply.Applier) error {
+	so := desiredScaledObject(s)
+	if so == nil {
+		return a.DeleteOwnedUnstructured(ctx, render.ScaledObjectGVK, s.pool, s.pool.Namespace, s.name())
+	}
+	switch ok, err := a.Installed(render.ScaledObjectGVK); {
+	case err != nil:
+		return err
+	case !ok:
+		s.kedaMissing = true
+		return nil
+	}
+	_, err := a.Apply(ctx, so)
+	return err
 }
 
 func (r *Reconciler) deleteOwnedHPA(ctx context.Context, s *scope) error {
@@ -85,9 +109,19 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) (ctrl.Result, error)
 		return res, err
 	}
 	var hpa autoscalingv2.HorizontalPodAutoscaler
-	err = r.Client.Get(ctx, types.NamespacedName{Namespace: s.pool.Namespace, Name: s.name()}, &hpa)
+	if s.provider() == imv1.AutoscalingKEDA {
+		// KEDA's HPA is not labelled as ours: not in the cache, and not
+		// watched (read again periodically).
+		resync := cmp.Or(r.ConnectionsResync, 30*time.Second)
+		if res.RequeueAfter == 0 || res.RequeueAfter > resync {
+			res.RequeueAfter = resync
+		}
+		err = r.APIReader.Get(ctx, types.NamespacedName{Namespace: s.pool.Namespace, Name: render.KEDAHPAName(s.name())}, &hpa)
+	} else {
+		err = r.Client.Get(ctx, types.NamespacedName{Namespace: s.pool.Namespace, Name: s.name()}, &hpa)
+	}
 	if err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		return res, client.IgnoreNotFound(err)
 	}
 	s.connections = connections(&hpa)
 	return res, nil
@@ -114,12 +148,18 @@ func (r *Reconciler) diagnose(ctx context.Context, s *scope) (ctrl.Result, error
 
 // connections is the pool total of the connections metric from the HPA's
 // status (average per pod x current replicas), or nil when not reported yet.
+// KEDA's HPA has the one trigger as an External metric (AverageValue).
 func connections(hpa *autoscalingv2.HorizontalPodAutoscaler) *int64 {
 	for _, m := range hpa.Status.CurrentMetrics {
-		if m.Type != autoscalingv2.PodsMetricSourceType || m.Pods == nil || m.Pods.Metric.Name != ConnectionsMetric {
-			continue
+		var avg *resource.Quantity
+		switch {
+		case m.Type == autoscalingv2.PodsMetricSourceType && m.Pods != nil && m.Pods.Metric.Name == ConnectionsMetric:
+			avg = m.Pods.Current.AverageValue
+		case m.Type == autoscalingv2.ExternalMetricSourceType && m.External != nil && hpa.Name != "" &&
+			strings.HasPrefix(hpa.Name, render.KEDAHPAName("")):
+			avg = m.External.Current.AverageValue
 		}
-		if avg := m.Pods.Current.AverageValue; avg != nil {
+		if avg != nil {
 			total := avg.MilliValue() * int64(hpa.Status.CurrentReplicas) / 1000
 			return &total
 		}

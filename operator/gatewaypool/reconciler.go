@@ -6,6 +6,7 @@ package gatewaypool
 import (
 	"context"
 	"fmt"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -41,6 +42,10 @@ type Reconciler struct {
 	Metrics *telemetry.Operator
 	// Readyz asks a gateway that runs but stays not ready why (nil: not asked).
 	Readyz readyz.Prober
+	// ConnectionsResync is how often a pool scaled by KEDA reads its
+	// connections again (KEDA's HPA is not an owned object, its changes
+	// trigger no reconcile; 0: 30 s).
+	ConnectionsResync time.Duration
 }
 
 // +kubebuilder:rbac:groups=im.imkube.io,resources=gatewaypools,verbs=get;list;watch
@@ -50,6 +55,7 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=keda.sh,resources=scaledobjects,verbs=get;create;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch

@@ -22,6 +22,7 @@ type scope struct {
 	deployment  *appsv1.Deployment // observed
 	connections *int64             // observed through the HPA metric
 	problem     *render.Problem    // why the gateways do not run (Degraded); nil: they do
+	kedaMissing bool               // autoscaling asks for KEDA, which is not installed (Degraded)
 }
 
 func newScope(p *imv1.GatewayPool, c *imv1.IMCluster, o render.Options) *scope {

@@ -63,12 +63,20 @@ func computeStatus(p *imv1.GatewayPool, s *scope, reconcileErr error) {
 	}
 }
 
+// kedaMissingMessage explains ReasonKEDANotInstalled.
+const kedaMissingMessage = "autoscaling needs KEDA (the IMCluster's spec.autoscaling.provider is KEDA) but the keda.sh/v1alpha1 " +
+	"ScaledObject CRD is not installed: install KEDA, or set the provider to HPA with a metrics adapter; the pool keeps its replicas"
+
 // degraded sets Degraded from the diagnosis of the gateway pods: True with
 // the pod's reason (CrashLoopBackOff, ImagePullBackOff, a dependency named by
 // /readyz, ...) while one does not run, cleared when they do.
 func degraded(s *scope, set func(typ string, ok bool, reason, msg string)) {
 	if s.problem != nil {
 		set(imv1.ConditionDegraded, true, s.problem.Reason, s.problem.Message)
+		return
+	}
+	if s.kedaMissing {
+		set(imv1.ConditionDegraded, true, imv1.ReasonKEDANotInstalled, kedaMissingMessage)
 		return
 	}
 	set(imv1.ConditionDegraded, false, imv1.ReasonAsExpected, "")

@@ -38,7 +38,8 @@ func sampleCluster() *imv1.IMCluster {
 			},
 			Message: imv1.MessageSpec{
 				WorkloadSpec: imv1.WorkloadSpec{Replicas: ptr.To[int32](2), Resources: requests("250m", "256Mi")},
-				Autoscaling:  &imv1.LagAutoscalingSpec{ReplicaRange: imv1.ReplicaRange{MinReplicas: 2, MaxReplicas: 10}, TargetLagPerReplica: 500},
+				Autoscaling: &imv1.LagAutoscalingSpec{ReplicaRange: imv1.ReplicaRange{MinReplicas: 2, MaxReplicas: 10,
+					ScaleDownStabilizationSeconds: ptr.To[int32](120)}, TargetLagPerReplica: 500},
 			},
 			Sequence: imv1.CPUScaledSpec{WorkloadSpec: imv1.WorkloadSpec{Replicas: ptr.To[int32](3), Resources: requests("100m", "128Mi")}},
 			User: imv1.CPUScaledSpec{
@@ -48,6 +49,7 @@ func sampleCluster() *imv1.IMCluster {
 			Limits:        imv1.LimitsSpec{SendRatePerSecond: 5, SendBurst: 15, MaxMessageBytes: 8192, ConnectionsPerIPPerSecond: 30},
 			Groups:        imv1.GroupsSpec{ReadDiffusionThreshold: 200, MaxMembers: 5000},
 			Observability: imv1.ObservabilitySpec{OTLPEndpoint: "otel-collector:4317"},
+			Autoscaling:   imv1.AutoscalingSpec{Provider: imv1.AutoscalingKEDA, PrometheusAddress: "http://prometheus.monitoring.svc:9090/"},
 			Media: imv1.MediaSpec{
 				ObjectStore: &imv1.ObjectStoreSpec{Endpoint: "http://s3.storage:9000", Bucket: "chat-media", Region: "us-east-1",
 					PathStyle: ptr.To(true), CredentialsSecret: corev1.LocalObjectReference{Name: "s3"}},
@@ -73,6 +75,9 @@ func requests(cpu, mem string) corev1.ResourceRequirements {
 
 func TestDesiredObjectsMatchGoldenFiles(t *testing.T) {
 	s := newScope(sampleCluster(), render.Options{Version: "v0.0.0-operator"})
+	withHPA := sampleCluster()
+	withHPA.Spec.Autoscaling.Provider = imv1.AutoscalingHPA
+	hs := newScope(withHPA, render.Options{Version: "v0.0.0-operator"})
 	tests := []struct {
 		name string
 		give any
@@ -81,7 +86,8 @@ func TestDesiredObjectsMatchGoldenFiles(t *testing.T) {
 		{"deployment-sequence", desiredDeployment(s, render.Sequence)},
 		{"deployment-user", desiredDeployment(s, render.User)},
 		{"service-user", desiredService(s, render.User)},
-		{"hpa-message", desiredHPA(s, render.Message)},
+		{"hpa-message", desiredHPA(hs, render.Message)},
+		{"scaledobject-message", desiredScaledObject(s)},
 		{"hpa-user", desiredHPA(s, render.User)},
 		{"pdb-sequence", desiredPDB(s, render.Sequence)},
 		{"configmap", desiredConfigMap(s)},
@@ -226,5 +232,50 @@ func TestServiceMonitorTakesTheSpecsLabelsAndLabelsSeriesWithTheCluster(t *testi
 	rl := eps[0].(map[string]any)["relabelings"].([]any)[0].(map[string]any)
 	if rl["targetLabel"] != "imcluster" || rl["sourceLabels"].([]any)[0] != "__meta_kubernetes_service_label_app_kubernetes_io_instance" {
 		t.Fatalf("relabeling = %v", rl)
+	}
+}
+
+// The provider picks exactly one autoscaler for message (KEDA's ScaledObject
+// or the plain HPA); an IMCluster stored before spec.autoscaling existed
+// (empty provider) gets KEDA with the kube-prometheus-stack address.
+// Sequence and user keep their CPU HPA either way.
+func TestAutoscalingProviderPicksScaledObjectOrHPA(t *testing.T) {
+	for _, tt := range []struct {
+		provider       imv1.AutoscalingProvider
+		wantKEDA       bool
+		wantServerAddr string
+	}{
+		{"", true, render.DefaultPrometheusAddress},
+		{imv1.AutoscalingKEDA, true, render.DefaultPrometheusAddress},
+		{imv1.AutoscalingHPA, false, ""},
+	} {
+		c := sampleCluster()
+		c.Spec.Autoscaling = imv1.AutoscalingSpec{Provider: tt.provider}
+		s := newScope(c, render.Options{})
+		so, hpa := desiredScaledObject(s), desiredHPA(s, render.Message)
+		if (so != nil) != tt.wantKEDA || (hpa != nil) == tt.wantKEDA {
+			t.Errorf("provider %q: ScaledObject %v, message HPA %v; want exactly the %s one", tt.provider, so != nil, hpa != nil,
+				map[bool]string{true: "KEDA", false: "HPA"}[tt.wantKEDA])
+			continue
+		}
+		if desiredHPA(s, render.User) == nil {
+			t.Errorf("provider %q: user lost its CPU HPA", tt.provider)
+		}
+		if so == nil {
+			continue
+		}
+		trs, _, _ := unstructured.NestedSlice(so.Object, "spec", "triggers")
+		md, _, _ := unstructured.NestedStringMap(trs[0].(map[string]any), "metadata")
+		if md["serverAddress"] != tt.wantServerAddr {
+			t.Errorf("provider %q: serverAddress = %q, want %q", tt.provider, md["serverAddress"], tt.wantServerAddr)
+		}
+		if want := `max(imkube_broker_consumer_lag{imcluster_namespace="chat",imcluster="demo"})`; md["query"] != want {
+			t.Errorf("query = %s, want %s", md["query"], want)
+		}
+	}
+	c := sampleCluster()
+	c.Spec.Message.Autoscaling = nil
+	if so := desiredScaledObject(newScope(c, render.Options{})); so != nil {
+		t.Error("message without autoscaling got a ScaledObject")
 	}
 }

@@ -90,7 +90,28 @@ func (r *Reconciler) reconcileComponents(ctx context.Context, s *scope) (ctrl.Re
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, r.reconcileScaledObject(ctx, s))
 	return ctrl.Result{}, errors.Join(errs...)
+}
+
+// reconcileScaledObject applies the message service's KEDA ScaledObject
+// (KEDA provider) or deletes an owned one. Without KEDA's CRD the cluster
+// reports KEDANotInstalled (Degraded) and message keeps its replica count.
+func (r *Reconciler) reconcileScaledObject(ctx context.Context, s *scope) error {
+	a := r.applier()
+	so := desiredScaledObject(s)
+	if so == nil {
+		return a.DeleteOwnedUnstructured(ctx, render.ScaledObjectGVK, s.cluster, s.cluster.Namespace, s.name(render.Message))
+	}
+	switch ok, err := a.Installed(render.ScaledObjectGVK); {
+	case err != nil:
+		return err
+	case !ok:
+		s.kedaMissing = true
+		return nil
+	}
+	_, err := a.Apply(ctx, so)
+	return err
 }
 
 func (r *Reconciler) deleteOwnedHPA(ctx context.Context, s *scope, name string) error {

@@ -37,6 +37,9 @@ type scope struct {
 	pools        []imv1.GatewayPoolSummary
 	// problems say why components do not run (Degraded), in component order.
 	problems []render.Problem
+	// kedaMissing: message autoscaling asks for KEDA, which is not installed
+	// (Degraded when nothing worse is).
+	kedaMissing bool
 }
 
 func newScope(c *imv1.IMCluster, o render.Options) *scope {

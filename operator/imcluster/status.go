@@ -74,6 +74,10 @@ func computeStatus(c *imv1.IMCluster, s *scope, reconcileErr error) {
 			msgs[i] = p.Message
 		}
 		set(imv1.ConditionDegraded, true, s.problems[0].Reason, strings.Join(msgs, "; "))
+	case s.kedaMissing:
+		set(imv1.ConditionDegraded, true, imv1.ReasonKEDANotInstalled, "message.autoscaling needs KEDA "+
+			"(spec.autoscaling.provider is KEDA) but the keda.sh/v1alpha1 ScaledObject CRD is not installed: install KEDA, "+
+			"or set the provider to HPA with a metrics adapter; message keeps its replicas")
 	default:
 		set(imv1.ConditionDegraded, false, imv1.ReasonAsExpected, "")
 	}

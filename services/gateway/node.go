@@ -473,15 +473,29 @@ func (n *Node) HandlePush(ctx context.Context, m bus.Message) error {
 		n.log.Error("dropping malformed push", "err", err)
 		return nil
 	}
+	if p.Kind == messageapi.PushBatch { // the pushes of one batch of the message service, in order
+		for i := range p.Batch {
+			if p.Batch[i].Kind != messageapi.PushBatch {
+				n.handlePush(ctx, m, &p.Batch[i])
+			}
+		}
+		return nil
+	}
+	n.handlePush(ctx, m, &p)
+	return nil
+}
+
+// handlePush writes one decoded push to its target connections.
+func (n *Node) handlePush(ctx context.Context, m bus.Message, p *messageapi.Push) {
 	n.metrics.pushes.Add(1)
 	n.deps.Metrics.Pushed()
 	if p.Kind == messageapi.PushPresence {
 		n.presenceDeliver(p.Frame)
-		return nil
+		return
 	}
 	if p.Kind == messageapi.PushBroadcast {
 		n.hub.each(func(c *Client) { c.push(p.Frame) })
-		return nil
+		return
 	}
 	_, span := n.deps.Tracer.Start(telemetry.Extract(ctx, m.Header), "gateway.push",
 		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attribute.Int("im.targets", len(p.Targets))))
@@ -512,7 +526,6 @@ func (n *Node) HandlePush(ctx context.Context, m bus.Message) error {
 		}
 		c.push(frame)
 	}
-	return nil
 }
 
 // Run consumes this gateway's push stream and keeps its sessions alive until

@@ -210,6 +210,10 @@ func (s *Service) recallOrEdit(ctx context.Context, up *messageapi.Upstream, cm 
 			return reject(protocol.CodeForbidden, "edit: message %d was recalled", up.Ref)
 		case age > s.editWindow:
 			return reject(protocol.CodeForbidden, "edit: message %d is too old to edit: messages can be edited within %s of sending", up.Ref, s.editWindow)
+		case orig.Flags&store.FlagEdited != 0 && orig.Body == up.Body:
+			// A retried edit whose answer was lost (or an edit that
+			// changes nothing): the message already reads so.
+			return s.ok(ctx, up)
 		}
 	}
 	participants := cm.members

@@ -202,6 +202,9 @@ var _ messageapi.Backend = (*Service)(nil)
 func (s *Service) Run(ctx context.Context, c bus.UpstreamConsumer) error {
 	defer s.receipts.stop()
 	defer s.delivered.stop()
+	if bc, ok := c.(bus.BatchUpstreamConsumer); ok {
+		return bc.ConsumeUpstreamBatch(ctx, MaxBatch, s.HandleUpstreamBatch)
+	}
 	return c.ConsumeUpstream(ctx, s.HandleUpstream)
 }
 
@@ -214,11 +217,16 @@ func (s *Service) HandleUpstream(ctx context.Context, bm bus.Message) error {
 		s.log.Error("dropping malformed upstream record", "err", err)
 		return nil
 	}
+	return s.handleDecoded(ctx, bm, &up)
+}
+
+// handleDecoded is HandleUpstream after decoding.
+func (s *Service) handleDecoded(ctx context.Context, bm bus.Message, up *messageapi.Upstream) error {
 	start := s.now()
 	ctx, span := s.tracer.Start(telemetry.Extract(ctx, bm.Header), "message.process", trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(attribute.String("im.conv", up.Conv), attribute.String("im.cmid", up.CMID)))
 	defer span.End()
-	err := s.process(ctx, &up)
+	err := s.process(ctx, up)
 	s.metrics.Processed(s.now().Sub(start))
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
@@ -229,7 +237,7 @@ func (s *Service) HandleUpstream(ctx context.Context, bm bus.Message) error {
 		if up.Op != "" { // recall, edit, delete: answered by request id
 			e.ID, e.CMID = up.ID, ""
 		}
-		return s.reply(ctx, &up, messageapi.PushFrame, e)
+		return s.reply(ctx, up, messageapi.PushFrame, e)
 	}
 	return err
 }
@@ -431,6 +439,15 @@ func (s *Service) publish(ctx context.Context, gateway string, p *messageapi.Pus
 	if gateway == "" {
 		return nil
 	}
+	if buf := bufferOf(ctx); buf != nil { // a batch: published once per gateway after it
+		buf.add(gateway, p)
+		return nil
+	}
+	return s.publishNow(ctx, gateway, p)
+}
+
+// publishNow publishes p on the push stream of gateway.
+func (s *Service) publishNow(ctx context.Context, gateway string, p *messageapi.Push) error {
 	b, err := json.Marshal(p)
 	if err != nil {
 		return err
@@ -455,7 +472,7 @@ func (s *Service) deliver(ctx context.Context, up *messageapi.Upstream, m *store
 	if err := s.reply(ctx, up, messageapi.PushAck, ack); err != nil {
 		return err
 	}
-	live, err := s.sessions.Lookup(ctx, members)
+	live, err := s.lookupLive(ctx, members)
 	if err != nil {
 		// Stored and acked: recipients catch up by sync. Not worth a redelivery.
 		s.log.Warn("session lookup failed; recipients will sync", "conv", m.Conv, "err", err)
@@ -470,17 +487,12 @@ func (s *Service) deliver(ctx context.Context, up *messageapi.Upstream, m *store
 	if err != nil {
 		return err
 	}
-	readDiffusion := len(inbox) == 0 && up.To.Group != ""
-	var muted, pushMuted map[string]bool
-	if !readDiffusion || s.offline.Enabled() {
-		muted = s.mutedTargets(ctx, m.Conv)
-	}
-	if !readDiffusion { // notify frames carry no muted flag
-		pushMuted = muted
-	}
+	// msg and notify frames both carry "muted":true to members who muted
+	// the conversation (one indexed lookup of the muted members).
+	muted := s.mutedIn(ctx, m.Conv)
 	err = s.pushByGatewayMuted(ctx, frame, m.TS, live, func(user, device string) (bool, int64) {
 		return user != up.User || device != up.Device, seqOf[user]
-	}, pushMuted)
+	}, muted)
 	// Offline members of read-diffusion groups get notices too; the pusher
 	// bounds the users waiting at once (webhook.PushConfig.MaxUsers).
 	s.noticeOffline(up.User, m, members, live, muted)

@@ -262,7 +262,7 @@ func (s *Service) Presence(ctx context.Context, user string, users []string) ([]
 	}
 	for _, u := range users {
 		if !shared[u] || blocked[u] {
-			return nil, fmt.Errorf("%w: you share no conversation with user %s", messageapi.ErrForbidden, u)
+			return nil, fmt.Errorf("%w: user %s is not your friend and shares no conversation with you", messageapi.ErrForbidden, u)
 		}
 	}
 	live, err := s.sessions.Lookup(ctx, users)

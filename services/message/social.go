@@ -33,7 +33,7 @@ const (
 // either blocked the other (nothing is stored), FORBIDDEN "not a friend"
 // when the recipient takes messages from friends only.
 func (s *Service) checkDirect(ctx context.Context, sender, recipient string) error {
-	c, err := s.store.CheckDirect(ctx, sender, recipient)
+	c, err := s.directCheck(ctx, sender, recipient)
 	if err != nil {
 		return fmt.Errorf("recipient lookup: %w", err)
 	}

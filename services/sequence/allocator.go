@@ -353,6 +353,7 @@ func (q *Sequencer) Allocate(ctx context.Context, reqs []Request) ([]Range, erro
 			}
 		}
 		if len(need) > 0 {
+			q.metrics.SectionsExhausted(len(need))
 			if err := q.ensureBounds(ctx, need); err != nil {
 				return nil, err
 			}

@@ -199,6 +199,8 @@ func TestHandlerMetrics(t *testing.T) {
 		`imkube_sequence_requests_total{outcome="bad_request"}`: 1,
 		"imkube_sequence_allocations_total":                     5,
 		"imkube_sequence_bound_raises_total":                    2,
+		// Both sections start at bound 0: the first allocation finds them used up.
+		"imkube_sequence_section_exhaustions_total": 2,
 	} {
 		if got[series] != want {
 			t.Errorf("%s = %v, want %v (scraped %v)", series, got[series], want, got)

@@ -51,6 +51,68 @@ func Run(t *testing.T, newBus func(t *testing.T) Bus, opts Options) {
 	t.Run("push keeps order per key and redelivers on error", s.pushOrderAndRetry)
 	t.Run("push published as its consumer starts is delivered", s.pushAtStart)
 	t.Run("consumers stop when their context ends and a successor gets the rest", s.cleanStop)
+	if _, ok := newBus(t).(bus.BatchUpstreamConsumer); ok {
+		t.Run("upstream batches keep order per key and resume at the failed message", s.upstreamBatches)
+	}
+}
+
+// upstreamBatches: a batch handler gets several messages at once (published
+// faster than handled), in order per key; when it fails at one message, the
+// ones before it are done (or handed over again: at least once) and the
+// failed one comes again before the rest of its key.
+func (s suite) upstreamBatches(t *testing.T) {
+	b := s.newBus(t).(interface {
+		Bus
+		bus.BatchUpstreamConsumer
+	})
+	r := newRecorder()
+	var mu sync.Mutex
+	attempts, largest := 0, 0
+	ready := make(chan struct{}, 1)
+	consume(t, func(ctx context.Context) error {
+		return b.ConsumeUpstreamBatch(ctx, 16, func(ctx context.Context, msgs []bus.Message) (int, error) {
+			if len(msgs) > 16 {
+				t.Errorf("batch of %d messages, limit 16", len(msgs))
+			}
+			mu.Lock()
+			largest = max(largest, len(msgs))
+			mu.Unlock()
+			time.Sleep(5 * time.Millisecond) // let the next ones queue up
+			for i, m := range msgs {
+				if m.Header[probeHeader] != "" {
+					select {
+					case ready <- struct{}{}:
+					default:
+					}
+					continue
+				}
+				n := num(t, m)
+				if m.Key == "batch-fail" && n == 30 {
+					mu.Lock()
+					attempts++
+					a := attempts
+					mu.Unlock()
+					if a <= 2 {
+						return i, errors.New("transient failure")
+					}
+				}
+				r.add(m.Key, n)
+			}
+			return len(msgs), nil
+		})
+	})
+	s.waitReady(t, ready, b.PublishUpstream)
+	keys := []string{"batch-fail", "batch-a", "batch-b"}
+	publishAll(t, len(keys), 100, func(i int) string { return keys[i] }, b.PublishUpstream)
+	s.waitFor(t, r, "batched delivery", allInOrder(t, keys, 100))
+	mu.Lock()
+	defer mu.Unlock()
+	if attempts < 3 {
+		t.Errorf("the failing message was handled %d times, want 3 (two failures, then success)", attempts)
+	}
+	if largest < 2 {
+		t.Errorf("largest batch had %d messages: the handler never got more than one at once", largest)
+	}
 }
 
 type suite struct {

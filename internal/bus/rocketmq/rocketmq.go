@@ -308,7 +308,31 @@ func (b *Bus) PushGroup(gatewayID string) string {
 // ConsumeUpstream runs the message service's orderly consumer until ctx ends
 // or the bus is closed, then returns nil.
 func (b *Bus) ConsumeUpstream(ctx context.Context, h bus.Handler) error {
-	return b.consume(ctx, h, b.cfg.UpstreamTopic, consumer.MessageSelector{},
+	if h == nil {
+		return errors.New("rocketmq: nil handler")
+	}
+	return b.consumeUpstream(ctx, 1, single(h))
+}
+
+// ConsumeUpstreamBatch is ConsumeUpstream handing h up to limit messages of
+// one queue at once (consumer.WithConsumeMessageBatchMaxSize: the messages
+// the client holds for the queue; it does not wait for more).
+//
+// The orderly client redelivers a failed batch as a whole and counts a
+// reconsume for every message in it. So that a failing message does not
+// push its batch-mates toward the dead-letter queue, only the message that
+// failed (msgs[done]) is counted; one that went past MaxReconsumeTimes has
+// been handed to the dead-letter queue by the client, which still puts it
+// back into the batch: it is skipped (see sentBack).
+func (b *Bus) ConsumeUpstreamBatch(ctx context.Context, limit int, h bus.BatchHandler) error {
+	if h == nil {
+		return errors.New("rocketmq: nil handler")
+	}
+	return b.consumeUpstream(ctx, max(limit, 1), h)
+}
+
+func (b *Bus) consumeUpstream(ctx context.Context, batch int, h bus.BatchHandler) error {
+	return b.consume(ctx, batch, h, b.cfg.UpstreamTopic, consumer.MessageSelector{},
 		consumer.WithGroupName(b.cfg.UpstreamGroup),
 		consumer.WithInstance(b.cfg.InstanceName+"-upstream"),
 		consumer.WithConsumerModel(consumer.Clustering),
@@ -325,7 +349,10 @@ func (b *Bus) ConsumePush(ctx context.Context, gatewayID string, h bus.Handler) 
 	if err != nil {
 		return err
 	}
-	return b.consume(ctx, h, b.cfg.PushTopic, consumer.MessageSelector{Type: consumer.TAG, Expression: tag},
+	if h == nil {
+		return errors.New("rocketmq: nil handler")
+	}
+	return b.consume(ctx, 1, single(h), b.cfg.PushTopic, consumer.MessageSelector{Type: consumer.TAG, Expression: tag},
 		consumer.WithGroupName(b.PushGroup(gatewayID)),
 		consumer.WithInstance(b.cfg.InstanceName+"-push-"+gatewayID),
 		consumer.WithConsumerModel(consumer.BroadCasting),
@@ -336,10 +363,19 @@ func (b *Bus) ConsumePush(ctx context.Context, gatewayID string, h bus.Handler) 
 	)
 }
 
-func (b *Bus) consume(ctx context.Context, h bus.Handler, topic string, sel consumer.MessageSelector, opts ...consumer.Option) error {
-	if h == nil {
-		return errors.New("rocketmq: nil handler")
+// single adapts a Handler to a BatchHandler.
+func single(h bus.Handler) bus.BatchHandler {
+	return func(ctx context.Context, msgs []bus.Message) (int, error) {
+		for i, m := range msgs {
+			if err := h(ctx, m); err != nil {
+				return i, err
+			}
+		}
+		return len(msgs), nil
 	}
+}
+
+func (b *Bus) consume(ctx context.Context, batch int, h bus.BatchHandler, topic string, sel consumer.MessageSelector, opts ...consumer.Option) error {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -356,7 +392,7 @@ func (b *Bus) consume(ctx context.Context, h bus.Handler, topic string, sel cons
 	opts = append([]consumer.Option{
 		consumer.WithNameServer(b.cfg.NameServers),
 		consumer.WithConsumerOrder(true),
-		consumer.WithConsumeMessageBatchMaxSize(1),
+		consumer.WithConsumeMessageBatchMaxSize(batch),
 		consumer.WithSuspendCurrentQueueTimeMillis(b.cfg.RetryPause),
 		consumer.WithAutoCommit(true),
 	}, opts...)
@@ -374,6 +410,7 @@ func (b *Bus) consume(ctx context.Context, h bus.Handler, topic string, sel cons
 		stopping bool
 		inflight sync.WaitGroup
 	)
+	dead := &sentBack{counts: map[string]int32{}}
 	err = c.Subscribe(topic, sel, func(cctx context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
 		gate.Lock()
 		if stopping {
@@ -397,16 +434,44 @@ func (b *Bus) consume(ctx context.Context, h bus.Handler, topic string, sel cons
 		if oc, ok := primitive.GetOrderlyCtx(cctx); ok {
 			oc.SuspendCurrentQueueTimeMillis = int(max(b.cfg.RetryPause.Milliseconds(), 10))
 		}
-		for _, msg := range msgs {
-			if err := h(hctx, fromExt(msg)); err != nil {
-				if hctx.Err() == nil {
-					b.log.Warn("bus handler failed, retrying", "topic", topic, "key", msg.GetShardingKey(),
-						"reconsumes", msg.ReconsumeTimes, "err", err, "pause", b.cfg.RetryPause)
+		live, in := msgs, make([]bus.Message, 0, len(msgs))
+		if batch > 1 {
+			live = make([]*primitive.MessageExt, 0, len(msgs))
+			for _, msg := range msgs {
+				if dead.sentBack(msg) {
+					b.log.Error("skipping a message handed to the dead-letter queue", "topic", topic, "key", msg.GetShardingKey(), "reconsumes", msg.ReconsumeTimes)
+					continue
 				}
-				return consumer.SuspendCurrentQueueAMoment, nil
+				live = append(live, msg)
 			}
 		}
-		return consumer.ConsumeSuccess, nil
+		for _, msg := range live {
+			in = append(in, fromExt(msg))
+		}
+		if len(in) == 0 {
+			return consumer.ConsumeSuccess, nil
+		}
+		done, err := h(hctx, in)
+		if err == nil {
+			return consumer.ConsumeSuccess, nil
+		}
+		done = min(max(done, 0), len(live)-1)
+		failed := live[done]
+		if hctx.Err() == nil {
+			b.log.Warn("bus handler failed, retrying", "topic", topic, "key", failed.GetShardingKey(),
+				"reconsumes", failed.ReconsumeTimes, "batch", len(live), "err", err, "pause", b.cfg.RetryPause)
+		}
+		if len(msgs) > 1 {
+			// The client adds one to every message's count: only the
+			// failed one keeps it (see ConsumeUpstreamBatch).
+			for _, msg := range msgs {
+				if msg != failed && msg.ReconsumeTimes <= b.cfg.MaxReconsumeTimes {
+					msg.ReconsumeTimes--
+				}
+			}
+			dead.note(failed, b.cfg.MaxReconsumeTimes)
+		}
+		return consumer.SuspendCurrentQueueAMoment, nil
 	})
 	if err != nil {
 		return fmt.Errorf("subscribe to %s: %w", topic, err)
@@ -475,6 +540,36 @@ func (b *Bus) stop(c rocketmq.PushConsumer, topic string, refuse func(), infligh
 		b.log.Warn("rocketmq consumer shutdown", "topic", topic, "err", err)
 	}
 	b.log.Info("rocketmq consumer stopped", "topic", topic, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// sentBack remembers the messages of batches that the orderly client is
+// about to hand to the dead-letter queue: past MaxReconsumeTimes, it sends
+// such a message back (keeping its count) but still puts it back into the
+// batch with its mates. When it comes again with the same count, it went to
+// the dead-letter queue and is skipped; with one more, the send-back failed
+// and it is handled again (the client tries again on its next failure).
+type sentBack struct {
+	mu     sync.Mutex
+	counts map[string]int32
+}
+
+func (d *sentBack) note(msg *primitive.MessageExt, limit int32) {
+	if msg.ReconsumeTimes <= limit {
+		return
+	}
+	d.mu.Lock()
+	d.counts[msg.MsgId] = msg.ReconsumeTimes
+	d.mu.Unlock()
+}
+
+func (d *sentBack) sentBack(msg *primitive.MessageExt) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n, ok := d.counts[msg.MsgId]
+	if ok {
+		delete(d.counts, msg.MsgId)
+	}
+	return ok && n == msg.ReconsumeTimes
 }
 
 func fromExt(msg *primitive.MessageExt) bus.Message {

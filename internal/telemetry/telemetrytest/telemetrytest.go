@@ -49,11 +49,15 @@ func Sets(mp metric.MeterProvider) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []any{g, m, s, f, o, w}, nil
+	h, err := telemetry.NewHealth(mp)
+	if err != nil {
+		return nil, err
+	}
+	return []any{g, m, s, f, o, w, h}, nil
 }
 
 // Exercise calls every exported method of set once with placeholder
-// arguments (strings "test", numbers 1, durations 1ms, times now).
+// arguments (strings "test", numbers 1, booleans true, durations 1ms, times now).
 func Exercise(set any) error {
 	v := reflect.ValueOf(set)
 	for i := range v.NumMethod() {
@@ -69,6 +73,8 @@ func Exercise(set any) error {
 				args[j] = reflect.ValueOf(time.Now())
 			case in == reflect.TypeFor[context.Context]():
 				args[j] = reflect.ValueOf(context.Background())
+			case in.Kind() == reflect.Bool:
+				args[j] = reflect.ValueOf(true).Convert(in)
 			case in.Kind() == reflect.String:
 				args[j] = reflect.ValueOf("test").Convert(in)
 			case in.Kind() >= reflect.Int && in.Kind() <= reflect.Float64:

@@ -50,3 +50,7 @@ func Isolation(c *imv1.IMCluster) imv1.IsolationSpec {
 // cluster whose groups are prefixed with groupPrefix (see
 // internal/app.Distributed.Bus).
 func PushGroupPrefix(groupPrefix string) string { return groupPrefix + "imkube-push-" }
+
+// MessageGroup is the consumer group of the message service on the upstream
+// topic (see internal/app.Distributed.Bus).
+func MessageGroup(groupPrefix string) string { return groupPrefix + "imkube-message" }

@@ -27,6 +27,7 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
@@ -502,8 +503,8 @@ func ownedObjects() []ownedObject {
 	}
 	gw := poolName + "-gateway"
 	return append(objs,
-		// The sample autoscales message (consumer lag) and user (CPU), not sequence.
-		ownedObject{"horizontalpodautoscaler", clusterName + "-message", "IMCluster"},
+		// The sample autoscales message (consumer lag, through KEDA: see
+		// checkOwnedObjects) and user (CPU, a plain HPA), not sequence.
 		ownedObject{"horizontalpodautoscaler", clusterName + "-user", "IMCluster"},
 		ownedObject{"configmap", clusterName + "-config", "IMCluster"},
 		ownedObject{"deployment", gw, "GatewayPool"},
@@ -597,12 +598,22 @@ func checkOwnedObjects(t *testing.T, s *suite, k *kube) {
 		t.Errorf("secret %s-auth: no jwt-key", clusterName)
 	}
 
+	// The sample's message autoscaling uses the default provider, KEDA, which
+	// this cluster does not have: no autoscaler for message (and no plain HPA
+	// either), and the IMCluster says why in Degraded.
+	if r := k.kubectl("get", "hpa", clusterName+"-message"); r.err == nil {
+		t.Errorf("hpa %s-message exists, but the sample's provider is KEDA", clusterName)
+	}
 	var hpa autoscalingv2.HorizontalPodAutoscaler
-	k.mustGet(&hpa, "hpa", clusterName+"-message")
-	if hpa.Spec.MaxReplicas != 10 || hpa.Spec.MinReplicas == nil || *hpa.Spec.MinReplicas != 2 ||
-		hpa.Spec.ScaleTargetRef.Name != clusterName+"-message" {
-		t.Errorf("hpa %s-message: min %v max %d target %s, want 2..10 on the message deployment",
+	k.mustGet(&hpa, "hpa", clusterName+"-user")
+	if hpa.Spec.MaxReplicas != 6 || hpa.Spec.MinReplicas == nil || *hpa.Spec.MinReplicas != 2 ||
+		hpa.Spec.ScaleTargetRef.Name != clusterName+"-user" {
+		t.Errorf("hpa %s-user: min %v max %d target %s, want 2..6 on the user deployment",
 			clusterName, hpa.Spec.MinReplicas, hpa.Spec.MaxReplicas, hpa.Spec.ScaleTargetRef.Name)
+	}
+	if c := meta.FindStatusCondition(imc.Status.Conditions, imv1.ConditionDegraded); c == nil ||
+		c.Status != metav1.ConditionTrue || c.Reason != imv1.ReasonKEDANotInstalled {
+		t.Errorf("imc Degraded = %+v, want True/%s (KEDA is not installed here)", c, imv1.ReasonKEDANotInstalled)
 	}
 	var pdb policyv1.PodDisruptionBudget
 	k.mustGet(&pdb, "pdb", poolName+"-gateway")
