@@ -3,8 +3,10 @@ package imcluster
 import (
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
@@ -42,5 +44,30 @@ func TestKEDANotInstalledIsACondition(t *testing.T) {
 		if got := d != nil && d.Status == "True" && d.Reason == imv1.ReasonKEDANotInstalled; got != tt.wantMissing {
 			t.Errorf("provider %s: Degraded = %+v, want KEDANotInstalled %v", tt.provider, d, tt.wantMissing)
 		}
+	}
+}
+
+// A new autoscaled Deployment starts at minReplicas (not the API's default
+// of 1), so message runs its minimum even while KEDA is missing.
+func TestNewAutoscaledDeploymentStartsAtMinReplicas(t *testing.T) {
+	s := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(s)
+	_ = imv1.AddToScheme(s)
+	c := sampleCluster()
+	if c.Spec.Message.Autoscaling == nil {
+		t.Fatal("the sample cluster does not autoscale message")
+	}
+	c.Spec.Message.Autoscaling.MinReplicas = 3
+	r := &Reconciler{Client: fake.NewClientBuilder().WithScheme(s).WithObjects(c).Build()}
+	sc := newScope(c, render.Options{})
+	if _, err := r.reconcileComponents(t.Context(), sc); err != nil {
+		t.Fatalf("reconcileComponents: %v", err)
+	}
+	var d appsv1.Deployment
+	if err := r.Client.Get(t.Context(), types.NamespacedName{Namespace: c.Namespace, Name: sc.name(render.Message)}, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 3 {
+		t.Fatalf("new message Deployment replicas %v, want minReplicas 3", d.Spec.Replicas)
 	}
 }

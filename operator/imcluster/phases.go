@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -67,18 +68,38 @@ func (r *Reconciler) reconcileComponents(ctx context.Context, s *scope) (ctrl.Re
 	var errs []error
 	a := r.applier()
 	for _, comp := range components() {
+		// An autoscaled Deployment leaves replicas to its autoscaler; a new
+		// one starts at minReplicas (handed off at once), so it runs that
+		// many even while the autoscaler is missing (KEDA not installed)
+		// or has not acted yet, instead of the API's default of 1.
+		fresh := false
 		if s.autoscaled(comp) {
 			var live appsv1.Deployment
 			err := r.Client.Get(ctx, types.NamespacedName{Namespace: s.cluster.Namespace, Name: s.name(comp)}, &live)
 			if err == nil {
 				err = a.HandOffReplicas(ctx, &live)
 			}
+			fresh = apierrors.IsNotFound(err)
 			if client.IgnoreNotFound(err) != nil {
 				errs = append(errs, err)
 			}
 		}
-		for _, obj := range []client.Object{desiredDeployment(s, comp), desiredService(s, comp), desiredPDB(s, comp)} {
+		d := desiredDeployment(s, comp)
+		if fresh {
+			d.Spec.Replicas = ptr.To(s.minReplicas(comp))
+		}
+		for _, obj := range []client.Object{d, desiredService(s, comp), desiredPDB(s, comp)} {
 			if _, err := a.Apply(ctx, obj); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if fresh {
+			var live appsv1.Deployment
+			err := r.Client.Get(ctx, types.NamespacedName{Namespace: s.cluster.Namespace, Name: s.name(comp)}, &live)
+			if err == nil {
+				err = a.HandOffReplicas(ctx, &live)
+			}
+			if client.IgnoreNotFound(err) != nil {
 				errs = append(errs, err)
 			}
 		}

@@ -95,6 +95,26 @@ func (s *scope) autoscaled(component string) bool {
 	}
 }
 
+// minReplicas is the autoscaling lower bound of component (at least 1).
+func (s *scope) minReplicas(component string) int32 {
+	var n int32
+	switch component {
+	case render.Message:
+		if a := s.cluster.Spec.Message.Autoscaling; a != nil {
+			n = a.MinReplicas
+		}
+	case render.Sequence:
+		if a := s.cluster.Spec.Sequence.Autoscaling; a != nil {
+			n = a.MinReplicas
+		}
+	default:
+		if a := s.cluster.Spec.User.Autoscaling; a != nil {
+			n = a.MinReplicas
+		}
+	}
+	return max(n, 1)
+}
+
 // replicas is the fixed replica count of component (default 2).
 func (s *scope) replicas(component string) int32 {
 	if r := s.workload(component).Replicas; r != nil {
