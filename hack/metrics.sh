@@ -10,7 +10,8 @@
 #   hack/metrics.sh up       (the node must be up) KEDA's CRDs, namespace keda, the
 #                            APIService v1beta1.external.metrics.k8s.io -> the adapter on
 #                            the host address, then Prometheus, keda-operator, keda-adapter
-#   hack/metrics.sh down     stop them, delete the APIService (CRDs and namespace stay)
+#   hack/metrics.sh down     stop them; delete ScaledObjects, KEDA's CRDs, namespace keda and
+#                            the APIService (the shared control plane is as before `up`)
 #   hack/metrics.sh status   each process and the APIService
 #   hack/metrics.sh env      `export` lines: IMKUBE_PROMETHEUS_URL (the address for an
 #                            IMCluster's spec.autoscaling.prometheusAddress)
@@ -306,12 +307,30 @@ up() {
 }
 
 down() {
+	local api=0 so crd
+	kubectl_ get --raw /readyz >/dev/null 2>&1 && api=1
+	if ((api)) && kubectl_ get crd scaledobjects.keda.sh >/dev/null 2>&1; then
+		# While KEDA still runs, it removes its finalizers and HPAs itself.
+		kubectl_ delete scaledobjects.keda.sh --all -A --wait=false >/dev/null 2>&1 || true
+		kubectl_ wait --for=delete scaledobjects.keda.sh --all -A --timeout 30s >/dev/null 2>&1 || true
+	fi
 	stop keda-adapter "/keda-adapter "
 	stop keda-operator "/keda-operator "
 	stop prometheus "/prometheus "
 	rm -rf "$STATE/prometheus-data"
-	if kubectl_ get --raw /readyz >/dev/null 2>&1; then
+	if ((api)); then
+		# The shared control plane goes back to how it was (the kwok suite
+		# expects no KEDA): finalizers KEDA did not get to, its CRDs, its
+		# namespace and the APIService, whose absence of a backend would
+		# otherwise keep namespaces from being deleted.
+		for so in $(kubectl_ get scaledobjects.keda.sh -A -o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name}{" "}{end}' 2>/dev/null); do
+			kubectl_ -n "${so%%/*}" patch scaledobject "${so#*/}" --type=merge -p '{"metadata":{"finalizers":[]}}' >/dev/null 2>&1 || true
+		done
 		kubectl_ delete apiservice v1beta1.external.metrics.k8s.io --ignore-not-found >/dev/null 2>&1 || true
+		for crd in $(kubectl_ get crd -o name 2>/dev/null | grep -E '\.keda\.sh$'); do
+			kubectl_ delete "$crd" --ignore-not-found --timeout 60s >/dev/null 2>&1 || true
+		done
+		kubectl_ delete namespace keda --ignore-not-found --wait=false >/dev/null 2>&1 || true
 	fi
 }
 
