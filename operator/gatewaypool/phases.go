@@ -59,18 +59,8 @@ func (r *Reconciler) reconcileObjects(ctx context.Context, s *scope) (ctrl.Resul
 // or deletes an owned one (HPA provider, fixed size). Without KEDA's CRD the
 // pool reports KEDANotInstalled (Degraded) and keeps its replica count.
 func (r *Reconciler) reconcileScaledObject(ctx context.Context, s *scope, a apply.Applier) error {
-	so := desiredScaledObject(s)
-	if so == nil {
-		return a.DeleteOwnedUnstructured(ctx, render.ScaledObjectGVK, s.pool, s.pool.Namespace, s.name())
-	}
-	switch ok, err := a.Installed(render.ScaledObjectGVK); {
-	case err != nil:
-		return err
-	case !ok:
-		s.kedaMissing = true
-		return nil
-	}
-	_, err := a.Apply(ctx, so)
+	missing, err := a.ApplyOptional(ctx, render.ScaledObjectGVK, desiredScaledObject(s), s.pool, s.pool.Namespace, s.name())
+	s.kedaMissing = missing
 	return err
 }
 

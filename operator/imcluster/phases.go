@@ -120,18 +120,8 @@ func (r *Reconciler) reconcileComponents(ctx context.Context, s *scope) (ctrl.Re
 // reports KEDANotInstalled (Degraded) and message keeps its replica count.
 func (r *Reconciler) reconcileScaledObject(ctx context.Context, s *scope) error {
 	a := r.applier()
-	so := desiredScaledObject(s)
-	if so == nil {
-		return a.DeleteOwnedUnstructured(ctx, render.ScaledObjectGVK, s.cluster, s.cluster.Namespace, s.name(render.Message))
-	}
-	switch ok, err := a.Installed(render.ScaledObjectGVK); {
-	case err != nil:
-		return err
-	case !ok:
-		s.kedaMissing = true
-		return nil
-	}
-	_, err := a.Apply(ctx, so)
+	missing, err := a.ApplyOptional(ctx, render.ScaledObjectGVK, desiredScaledObject(s), s.cluster, s.cluster.Namespace, s.name(render.Message))
+	s.kedaMissing = missing
 	return err
 }
 

@@ -47,3 +47,21 @@ func (a Applier) DeleteOwnedUnstructured(ctx context.Context, gvk schema.GroupVe
 	}
 	return nil
 }
+
+// ApplyOptional applies desired, an object of a kind another project
+// installs (gvk), or deletes owner's object namespace/name when desired is
+// nil. missing reports that desired is wanted but its kind is not installed
+// (nothing is written then).
+func (a Applier) ApplyOptional(ctx context.Context, gvk schema.GroupVersionKind, desired *unstructured.Unstructured, owner metav1.Object, namespace, name string) (missing bool, err error) {
+	if desired == nil {
+		return false, a.DeleteOwnedUnstructured(ctx, gvk, owner, namespace, name)
+	}
+	switch ok, err := a.Installed(gvk); {
+	case err != nil:
+		return false, err
+	case !ok:
+		return true, nil
+	}
+	_, err = a.Apply(ctx, desired)
+	return false, err
+}
