@@ -17,6 +17,7 @@ ARG TARGETARCH=amd64
 ARG VERSION=
 WORKDIR /src
 COPY go.mod go.sum ./
+COPY third_party ./third_party
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \

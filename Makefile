@@ -49,6 +49,8 @@ test: lint $(TEST_PREP) test-go $(TEST_AFTER) ## Check formatting and vet, insta
 test-go: ## Go unit and integration tests (with the env written by TEST_PREP)
 	@mkdir -p $(ENV_DIR); for f in $(ENV_DIR)/*.env; do [ -f "$$f" ] && source "$$f"; done; \
 	$(GO) test -count=1 -timeout 30m ./...
+	@# The tests of what third_party patches (a module of its own).
+	cd third_party/rocketmq-client-go && $(GO) test -count=1 -run ImkubePatch ./consumer/
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -131,3 +131,7 @@ require (
 	sigs.k8s.io/structured-merge-diff/v6 v6.4.2 // indirect
 	stathat.com/c/consistent v1.0.0 // indirect
 )
+
+// rocketmq-client-go with three small patches (third_party/README.md): an
+// orderly queue taken away by a rebalance is unlocked for its next owner.
+replace github.com/apache/rocketmq-client-go/v2 => ./third_party/rocketmq-client-go

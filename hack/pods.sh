@@ -38,7 +38,7 @@ flock -w 1800 9 || { log "could not get the e2e lock $CACHE/.e2e.lock in 30 min"
 
 t0=$SECONDS
 # ---- images, cached by version and sources
-key="$(git ls-files -co --exclude-standard -- go.mod go.sum VERSION Dockerfile hack/image.sh cmd internal services api operator |
+key="$(git ls-files -co --exclude-standard -- go.mod go.sum VERSION Dockerfile hack/image.sh cmd internal services api operator third_party |
 	grep -v '_test\.go$' | sort | xargs -d '\n' sha256sum 2>/dev/null | sha256sum | cut -c1-16)"
 tars=()
 for v in "$VERSION" "$NEXT"; do
@@ -60,7 +60,7 @@ cleanup() {
 	trap '' INT TERM
 	if [[ -z "${IMKUBE_PODS_KEEP:-}" ]]; then
 		log "tearing down: node down, broker back to 127.0.0.1"
-		# Prometheus + KEDA of the opt-in autoscaling step (IMKUBE_PODS_AUTOSCALE=1), if it left them.
+		# Prometheus + KEDA of the autoscaling step (8), if it left them.
 		[[ -z "$(ls "$CACHE/metrics/pids" 2>/dev/null)" ]] || hack/metrics.sh down
 		hack/node.sh down
 		IMKUBE_DEPS_BROKER_IP=127.0.0.1 hack/deps.sh up rocketmq

@@ -106,7 +106,8 @@ func (o *once[T]) get(fn func() (T, error)) (T, error) {
 // folder (a restart keeps users, messages and cursors), in-memory sessions,
 // the in-process bus and the embedded sequence allocator on the same SQLite.
 type Embedded struct {
-	dir string
+	dir    string
+	linger time.Duration // bus.InProcOptions.Linger
 	closers
 	db    once[*store.DB]
 	sess  once[sessions.Store]
@@ -138,7 +139,7 @@ func (e *Embedded) Sessions(context.Context) (sessions.Store, error) {
 
 func (e *Embedded) Bus(context.Context, string) (Bus, error) {
 	return e.bus.get(func() (Bus, error) {
-		b := bus.NewInProc(bus.InProcOptions{})
+		b := bus.NewInProc(bus.InProcOptions{Linger: e.linger})
 		e.push(b.Close)
 		return b, nil
 	})

@@ -202,6 +202,7 @@ func Start(ctx context.Context, cfg config.Config, roles []config.Role, opts Opt
 		p.Adapters = opts.Adapters
 	case embedded:
 		e := NewEmbedded(cfg.Dev.Data)
+		e.linger = cfg.Dev.BatchLinger
 		e.tokenTTL = cfg.Auth.TokenTTL
 		if opts.TokenTTL > 0 {
 			e.tokenTTL = opts.TokenTTL

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -642,20 +643,27 @@ func TestOneTraceFollowsAMessageFromGatewayToRecipient(t *testing.T) {
 	send(a, "traced", bob.ID, "hi")
 	a.Expect("ack")
 	b.Expect("msg")
-	// Push spans end just after their frame is queued: wait (bounded) for both.
+	// Spans end after the frames they cause are queued (the push spans just
+	// after, message.process once its pushes are published, which the
+	// gateway may handle first): wait (bounded) for all of them.
 	var byName map[string][]tracetest.SpanStub
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		byName = map[string][]tracetest.SpanStub{}
 		for _, sp := range exp.GetSpans() {
 			byName[sp.Name] = append(byName[sp.Name], sp)
 		}
-		if len(byName["gateway.push"]) >= 2 || time.Now().After(deadline) {
+		done := len(byName["gateway.send"]) >= 1 && len(byName["message.process"]) >= 1 && len(byName["gateway.push"]) >= 2
+		if done || time.Now().After(deadline) {
 			break
 		}
 	}
 	sends := byName["gateway.send"]
 	if len(sends) != 1 || len(byName["message.process"]) != 1 || len(byName["gateway.push"]) < 2 {
-		t.Fatalf("spans: %v", maps.Keys(byName))
+		counts := map[string]int{}
+		for _, name := range slices.Sorted(maps.Keys(byName)) {
+			counts[name] = len(byName[name])
+		}
+		t.Fatalf("spans: %v", counts)
 	}
 	trace := sends[0].SpanContext.TraceID()
 	if byName["message.process"][0].SpanContext.TraceID() != trace {

@@ -404,6 +404,12 @@ func (p *Process) gatewayConfig() gateway.Config {
 	if cfg.DrainRate == 0 {
 		cfg.DrainRate = gc.DrainRate
 	}
+	if cfg.NotifyInterval == 0 {
+		cfg.NotifyInterval = gc.NotifyInterval
+		if cfg.NotifyInterval <= 0 {
+			cfg.NotifyInterval = -1 // off
+		}
+	}
 	if cfg.TrustedProxies == nil {
 		cfg.TrustedProxies, _ = rest.ParseTrustedProxies(gc.TrustedProxies) // config.Validate checked them
 	}

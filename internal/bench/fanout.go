@@ -1,243 +1,220 @@
-// Package bench holds the `imkube bench` scenarios that drive a whole
-// platform (the sequence benchmark lives with the sequence service).
 package bench
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/gorilla/websocket"
-
-	"github.com/imkube/imkube/internal/app"
-	"github.com/imkube/imkube/internal/auth"
-	"github.com/imkube/imkube/internal/config"
-	"github.com/imkube/imkube/internal/store"
 )
 
-// BenchFanout is `imkube bench fanout`: one group, N members, some online
-// across two in-process gateways; it raises the publish rate until the p99
-// delivery latency exceeds the target and reports deliveries/s, latency,
-// rows written per message and bytes allocated per delivery, for write
-// diffusion (a group at the threshold) and read diffusion (a large group).
-func BenchFanout(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger) error {
+// `imkube bench fanout` (issue 21): a group with every member online, one
+// of them sending to it, side by side with the Centrifugo peer
+// (one channel, history on and off). imkube runs once per diffusion mode:
+// write (the group is under imkube's read-diffusion threshold: an inbox row
+// and a msg frame per member) and read (the threshold is set below the
+// group's size: the message is stored once and members get a notify frame
+// with the conversation seq, which the sender's ack maps back to the send).
+// Centrifugo has no such modes: its rows are measured once per size and
+// both imkube modes are compared with them.
+
+// fanoutRate is the default publish rate for a group size: about 10,000
+// deliveries offered per second.
+func fanoutRate(members int) int { return max(1, 10000/members) }
+
+// BenchFanout is `imkube bench fanout`.
+func BenchFanout(ctx context.Context, args []string, out io.Writer, log *slog.Logger) error {
 	fs := flag.NewFlagSet("bench fanout", flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	members := fs.Int("members", 10000, "members of the read-diffusion group")
-	writeMembers := fs.Int("write-members", 500, "members of the write-diffusion group (= the threshold)")
-	online := fs.Int("online", 2000, "online members (split across 2 gateways)")
-	stage := fs.Duration("stage", 3*time.Second, "duration of each rate step")
-	target := fs.Duration("p99", 200*time.Millisecond, "stop raising the rate when p99 delivery latency exceeds this")
-	maxRate := fs.Int("max-rate", 2000, "highest publish rate tried (messages/s)")
+	fs.SetOutput(out)
+	var v versusFlags
+	v.register(fs)
+	sizes := fs.String("members", "200,2000,10000", "group sizes, comma-separated, one table each: every member online, one of them sends")
+	mode := fs.String("mode", "both", "imkube diffusion mode: write, read or both")
+	rate := fs.Int("rate", 0, "messages per second to the group (0: 10,000 deliveries per second offered: 50, 5 and 1 msg/s at 200, 2,000 and 10,000)")
+	warmup := fs.Duration("warmup", 2*time.Second, "load before the measured phase")
+	d := fs.Duration("duration", 10*time.Second, "measured phase")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *online >= *members || *online < 1 {
-		return fmt.Errorf("bench fanout: online (%d) must not exceed members", *online)
+	var members []int
+	for _, f := range strings.Split(*sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 2 {
+			return fmt.Errorf("bench fanout: -members %q: want group sizes >= 2 separated by commas", *sizes)
+		}
+		members = append(members, n)
 	}
-	dir, err := os.MkdirTemp("", "imkube-bench-fanout")
+	modes, err := fanoutModes(*mode)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	c := config.DefaultCluster()
-	c.Limits.SendRatePerSecond, c.Limits.SendBurst, c.Limits.ConnectionsPerIPPerSecond = 1000000, 1000000, 1000000
-	c.Groups.ReadDiffusionThreshold, c.Groups.MaxMembers = *writeMembers, max(*members, *writeMembers)
-	s, err := app.StartDev(ctx, "127.0.0.1:0", dir, app.Options{Cluster: &c, BcryptCost: 4, Log: log})
-	if err != nil {
+	if *rate < 0 {
+		return errors.New("bench fanout: -rate must be >= 0")
+	}
+	return runFanout(ctx, out, &v, "fanout", members, modes, *rate, *warmup, *d)
+}
+
+func fanoutModes(mode string) ([]string, error) {
+	switch mode {
+	case "write", "read":
+		return []string{mode}, nil
+	case "both":
+		return []string{"write", "read"}, nil
+	}
+	return nil, fmt.Errorf("bench fanout: -mode %q: want write, read or both", mode)
+}
+
+// BenchGroup is `imkube bench group`, the fan-out scenario at one size
+// under its earlier flags (-members, -read-diffusion).
+func BenchGroup(ctx context.Context, args []string, out io.Writer, log *slog.Logger) error {
+	fs := flag.NewFlagSet("bench group", flag.ContinueOnError)
+	fs.SetOutput(out)
+	var v versusFlags
+	v.register(fs)
+	members := fs.Int("members", 200, "group members (all online; one of them sends)")
+	rate := fs.Int("rate", 50, "messages per second to the group")
+	readDiffusion := fs.Bool("read-diffusion", false, "imkube: store each message once and push notify frames (default: write diffusion, an inbox row per member)")
+	warmup := fs.Duration("warmup", 2*time.Second, "load before the measured phase")
+	d := fs.Duration("duration", 10*time.Second, "measured phase")
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	defer s.Close()
-	url2, _, err := s.AddGateway("bench-gw2")
-	if err != nil {
+	if *members < 2 || *rate < 1 {
+		return errors.New("bench group: -members must be >= 2 and -rate >= 1")
+	}
+	mode := "write"
+	if *readDiffusion {
+		mode = "read"
+	}
+	return runFanout(ctx, out, &v, "group", []int{*members}, []string{mode}, *rate, *warmup, *d)
+}
+
+// fanoutRow is one measured row: a system at a size (imkube: in a mode).
+type fanoutRow struct {
+	members int
+	name    string // "imkube dev write", "centrifugo history", ...
+	res     result
+}
+
+func runFanout(ctx context.Context, out io.Writer, v *versusFlags, scenario string, sizes []int, modes []string, rate int,
+	warmup, d time.Duration) error {
+	env, systems, reexec, err := v.setup(out, slices.Max(sizes))
+	if reexec || err != nil {
 		return err
 	}
-	keys, err := auth.LoadKeys(filepath.Join(dir, "jwt.key"), time.Hour)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "imkube bench fanout: %d online of %d (read diffusion) / %d (write diffusion) members, 2 gateways, %d cores, stage %v, p99 target %v\n\n",
-		*online, *members, *writeMembers, runtime.NumCPU(), *stage, *target)
-	ids := make([]string, *members)
-	for i := range ids {
-		ids[i] = strconv.Itoa(800000000 + i)
-		u := store.User{ID: ids[i], Username: "bench" + ids[i], DisplayName: "b", PasswordHash: "x", CreatedAt: 1}
-		if err := s.Store.CreateUser(ctx, u); err != nil {
+	defer os.RemoveAll(env.dir)
+	var all []fanoutRow
+	for i, members := range sizes {
+		r := rate
+		if r == 0 {
+			r = fanoutRate(members)
+		}
+		if i > 0 {
+			fmt.Fprintln(out)
+		}
+		header(out, scenario, fmt.Sprintf("a %d-member group, all online, %d recipients, %d msg/s (%d deliveries/s offered), imkube %s diffusion, %v measured",
+			members, members-1, r, r*(members-1), strings.Join(modes, " and "), d), env)
+		users := userIDs(members)
+		res := map[string]result{}
+		var names []string
+		for _, sys := range systems {
+			runs := []string{""}
+			if _, ok := sys.(imkubeSystem); ok {
+				runs = modes
+			}
+			for _, m := range runs {
+				env.readDiffusion = m == "read"
+				runUsers, name := users, strings.TrimSpace(sys.name()+" "+m)
+				if v.cpuprofile != "" && (len(sizes) > 1 || len(runs) > 1) {
+					ext := filepath.Ext(v.cpuprofile)
+					env.cpuprofile = fmt.Sprintf("%s-%d-%s%s", strings.TrimSuffix(v.cpuprofile, ext), members, m, ext)
+				}
+				x, err := runGroup(ctx, env, sys, runUsers, r, warmup, d)
+				if err != nil {
+					return fmt.Errorf("%s, %d members: %w", name, members, err)
+				}
+				res[name] = x
+				names = append(names, name)
+				all = append(all, fanoutRow{members, name, x})
+			}
+		}
+		printResults(out, names, res)
+		if err := v.check(res); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(stdout, "%-6s %8s %14s %10s %10s %12s %14s\n", "mode", "rate/s", "deliveries/s", "p50 ms", "p99 ms", "rows/msg", "bytes/delivery")
-	for _, mode := range []struct {
-		name string
-		n    int
-	}{{"write", *writeMembers}, {"read", *members}} {
-		on := min(*online, mode.n-1)
-		if err := fanoutMode(ctx, s, url2, keys, ids[:mode.n], on, mode.name, *stage, *target, *maxRate, stdout); err != nil {
-			return err
-		}
+	if len(sizes) > 1 {
+		printFanoutSummary(out, all)
 	}
 	return nil
 }
 
-func fanoutMode(ctx context.Context, s *app.Server, url2 string, keys *auth.Keys, ids []string, online int, mode string,
-	stage, target time.Duration, maxRate int, out io.Writer) error {
-	owner, members := ids[0], ids[1:]
-	tok, _, _ := keys.Issue(owner)
-	body, _ := json.Marshal(map[string]any{"name": "bench-" + mode, "members": members})
-	req, _ := http.NewRequestWithContext(ctx, "POST", s.URL+"/api/v1/groups", strings.NewReader(string(body)))
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
+// printFanoutSummary prints the ratios of every imkube row to the peer's
+// rows of its size: the one table of a default run.
+func printFanoutSummary(out io.Writer, rows []fanoutRow) {
+	fmt.Fprintf(out, "\nsummary: imkube / Centrifugo at each size (deliveries per CPU-second; p99 delivery latency)\n")
+	fmt.Fprintf(out, "%8s %-22s %13s %14s %14s %12s %12s %16s\n", "members", "imkube", "deliv/CPU-s", "vs history", "vs no history",
+		"p99 ms", "p99 vs hist", "lost/dup/reord")
+	for _, r := range rows {
+		if !strings.HasPrefix(r.name, "imkube") {
+			continue
+		}
+		ratio := func(peer string, f func(im, p result) float64) string {
+			for _, p := range rows {
+				if p.members == r.members && p.name == peer {
+					return fmt.Sprintf("%.2fx", f(r.res, p.res))
+				}
+			}
+			return "-"
+		}
+		perCPU := func(im, p result) float64 { return im.perCPU() / max(p.perCPU(), 1) }
+		p99 := func(im, p result) float64 { return ms(im.p99) / max(ms(p.p99), 0.001) }
+		fmt.Fprintf(out, "%8d %-22s %13.0f %14s %14s %12.2f %12s %16s\n", r.members, r.name, r.res.perCPU(),
+			ratio("centrifugo history", perCPU), ratio("centrifugo no history", perCPU), ms(r.res.p99), ratio("centrifugo history", p99),
+			fmt.Sprintf("%d/%d/%d", r.res.lost, r.res.dup, r.res.reordered))
 	}
-	var g struct{ ID, Conv string }
-	json.NewDecoder(resp.Body).Decode(&g)
-	resp.Body.Close()
-	if resp.StatusCode != 201 {
-		return fmt.Errorf("create group: %s", resp.Status)
-	}
+}
 
-	var sent sync.Map // seq -> send time
-	var mu sync.Mutex
-	var lat []time.Duration
-	var deliveries atomic.Int64
-	dial := func(base, user string) (*websocket.Conn, error) {
-		ws, _, err := websocket.DefaultDialer.DialContext(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws", nil)
-		if err != nil {
-			return nil, err
-		}
-		t, _, _ := keys.Issue(user)
-		ws.WriteJSON(map[string]string{"t": "auth", "token": t, "device": "bench"})
-		var ok map[string]any
-		if err := ws.ReadJSON(&ok); err != nil || ok["t"] != "auth_ok" {
-			ws.Close()
-			return nil, fmt.Errorf("auth %s: %v %v", user, ok, err)
-		}
-		return ws, nil
-	}
-	var wg sync.WaitGroup
-	clients := make([]*websocket.Conn, 0, online)
-	for i := range online {
-		base := s.URL
-		if i%2 == 1 {
-			base = url2
-		}
-		ws, err := dial(base, members[i])
-		if err != nil {
-			return err
-		}
-		clients = append(clients, ws)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				_, data, err := ws.ReadMessage()
-				if err != nil {
-					return
-				}
-				var f struct {
-					T   string
-					Seq int64
-				}
-				json.Unmarshal(data, &f)
-				if f.T != "msg" && f.T != "notify" {
-					continue
-				}
-				if v, ok := sent.Load(f.Seq); ok {
-					d := time.Since(v.(time.Time))
-					deliveries.Add(1)
-					mu.Lock()
-					lat = append(lat, d)
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	defer func() {
-		for _, c := range clients {
-			c.Close()
-		}
-		wg.Wait()
-	}()
-	sender, err := dial(s.URL, owner)
+func runGroup(ctx context.Context, env *runEnv, sys system, users []string, rate int, warmup, d time.Duration) (result, error) {
+	s, err := sys.start(ctx, env, users, users)
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	defer sender.Close()
-	// The sender learns each message's seq from its ack.
-	pendingByCMID := sync.Map{}
-	go func() {
-		for {
-			var f struct {
-				T, CMID string
-				Seq     int64
-			}
-			if err := sender.ReadJSON(&f); err != nil {
+	defer s.stop()
+	t := newTracker()
+	conns, failed, err := dialAll(ctx, env, sys, s, users, func(dst int) func([]byte) {
+		return func(p []byte) {
+			if len(p) == 0 {
 				return
 			}
-			if f.T == "ack" {
-				if v, ok := pendingByCMID.Load(f.CMID); ok {
-					sent.Store(f.Seq, v)
-				}
+			switch p[0] {
+			case '#': // read diffusion: a notify of seq
+				seq, _ := strconv.ParseInt(string(p[1:]), 10, 64)
+				t.notified(dst, seq)
+			case '!': // the sender's ack: "!seq!payload"
+				seqStr, payload, _ := strings.Cut(string(p[1:]), "!")
+				seq, _ := strconv.ParseInt(seqStr, 10, 64)
+				t.acked(seq, []byte(payload))
+			default:
+				t.delivered(dst, p)
 			}
 		}
-	}()
-	n := 0
-	for rate := 5; rate <= maxRate; rate *= 2 {
-		mu.Lock()
-		lat = lat[:0]
-		mu.Unlock()
-		deliveries.Store(0)
-		var before runtime.MemStats
-		runtime.ReadMemStats(&before)
-		start := time.Now()
-		tick := time.NewTicker(time.Second / time.Duration(rate))
-		msgs := 0
-		for time.Since(start) < stage {
-			<-tick.C
-			n++
-			msgs++
-			cmid := fmt.Sprintf("%s-%d", mode, n)
-			pendingByCMID.Store(cmid, time.Now())
-			sender.WriteJSON(map[string]any{"t": "send", "cmid": cmid, "to": map[string]string{"group": g.ID}, "kind": "text", "body": "bench message"})
-		}
-		tick.Stop()
-		time.Sleep(500 * time.Millisecond) // let the last deliveries land
-		elapsed := time.Since(start)
-		var after runtime.MemStats
-		runtime.ReadMemStats(&after)
-		mu.Lock()
-		l := slices.Clone(lat)
-		mu.Unlock()
-		slices.Sort(l)
-		d := deliveries.Load()
-		rows, _ := s.Store.CountInboxRows(ctx, g.Conv)
-		pct := func(p float64) float64 {
-			if len(l) == 0 {
-				return 0
-			}
-			return float64(l[min(len(l)-1, int(p*float64(len(l))))].Microseconds()) / 1000
-		}
-		perMsg := 1 + float64(rows)/float64(max(n, 1))
-		fmt.Fprintf(out, "%-6s %8d %14.0f %10.1f %10.1f %12.1f %14.0f\n", mode, rate, float64(d)/elapsed.Seconds(), pct(0.5), pct(0.99),
-			perMsg, float64(after.TotalAlloc-before.TotalAlloc)/float64(max(d, 1)))
-		if time.Duration(pct(0.99)*float64(time.Millisecond)) > target || d < int64(msgs*online)/2 {
-			break
-		}
+	})
+	defer closeAll(conns)
+	if failed > 0 {
+		return result{}, err
 	}
-	return nil
+	var n int64
+	send := func() error {
+		n++
+		return sys.sendGroup(conns[0], s.groupID, t.payload(0, n))
+	}
+	return measure(ctx, s, t, rate, warmup, d, int64(len(users)-1), send)
 }

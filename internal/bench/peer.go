@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,12 +17,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
 
 	"github.com/imkube/imkube/internal/auth"
 	"github.com/imkube/imkube/internal/config"
+	"github.com/imkube/imkube/internal/freeport"
 	"github.com/imkube/imkube/internal/store"
 )
 
@@ -36,7 +37,8 @@ type system interface {
 	// dial opens an authenticated connection of user that hears its own
 	// messages (imkube: its inbox; Centrifugo: its personal channel) and, if
 	// group is set, the group's.
-	dial(ctx context.Context, s *server, user string, onPayload func([]byte)) (*benchConn, error)
+	// wd is the dialer to use (its source address).
+	dial(ctx context.Context, wd *websocket.Dialer, s *server, user string, onPayload func([]byte)) (*benchConn, error)
 	// sendDirect sends payload from c to user; sendGroup to the group.
 	sendDirect(c *benchConn, to string, payload []byte) error
 	sendGroup(c *benchConn, group string, payload []byte) error
@@ -53,6 +55,9 @@ type runEnv struct {
 	readDiffusion bool
 	// cpuprofile: the file for a CPU profile of imkube's measured phase.
 	cpuprofile string
+	// addrs: the source addresses of the generator's connections.
+	addrs *sourceAddrs
+	dial  dialFlags
 }
 
 // server is a running server process.
@@ -65,6 +70,7 @@ type server struct {
 	// the server then serves /debug/pprof to loopback clients).
 	cpuprofile string
 	members    map[string]bool // who subscribes to the group (Centrifugo)
+	logFile    string          // the server's output
 	stop       func()
 }
 
@@ -112,53 +118,76 @@ func procRSS(pid int) (int64, error) {
 // startProcess starts bin pinned to CPU 0 (taskset, when env.pin) with
 // GOMAXPROCS=1, logging to logFile, and waits until url+ready answers 200.
 func startProcess(ctx context.Context, env *runEnv, logFile, url, ready string, bin string, args ...string) (*server, error) {
-	name, argv := bin, args
-	if env.pin {
-		name, argv = "taskset", append([]string{"-c", "0", bin}, args...)
-	}
-	cmd := exec.Command(name, argv...)
-	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
-	log, err := os.Create(logFile)
+	cmd, stop, err := launch(ctx, env, procSpec{
+		name: filepath.Base(bin), bin: bin, args: args, env: append(os.Environ(), "GOMAXPROCS=1"),
+		logFile: logFile, ready: url + ready, readyWithin: 60 * time.Second, stopWithin: 10 * time.Second,
+	})
 	if err != nil {
 		return nil, err
+	}
+	return &server{cmd: cmd, url: url, logFile: logFile, tokens: map[string]string{}, stop: stop}, nil
+}
+
+// procSpec is a server process of a benchmark.
+type procSpec struct {
+	name      string // in errors
+	bin       string
+	args, env []string
+	logFile   string
+	ready     string // the URL that answers 200 once it serves
+	// readyWithin bounds the start; stopWithin how long stop waits after
+	// SIGINT before it kills.
+	readyWithin, stopWithin time.Duration
+}
+
+// launch starts p.bin (pinned to CPU 0 with taskset when env.pin), logging
+// to p.logFile, waits until p.ready answers 200, and returns the command and
+// its stop (SIGINT, then SIGKILL after p.stopWithin).
+func launch(ctx context.Context, env *runEnv, p procSpec) (*exec.Cmd, func(), error) {
+	name, argv := p.bin, p.args
+	if env.pin {
+		name, argv = "taskset", append([]string{"-c", "0", p.bin}, p.args...)
+	}
+	cmd := exec.Command(name, argv...)
+	cmd.Env = p.env
+	log, err := os.Create(p.logFile)
+	if err != nil {
+		return nil, nil, err
 	}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		log.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); log.Close(); close(exited) }()
-	s := &server{cmd: cmd, url: url, tokens: map[string]string{}, stop: func() {
+	stop := func() {
 		cmd.Process.Signal(os.Interrupt)
 		select {
 		case <-exited:
-		case <-time.After(10 * time.Second):
+		case <-time.After(p.stopWithin):
 			cmd.Process.Kill()
 			<-exited
 		}
-	}}
-	deadline := time.Now().Add(60 * time.Second)
+	}
+	deadline := time.Now().Add(p.readyWithin)
 	for {
 		select {
 		case <-exited:
-			out, _ := os.ReadFile(logFile)
-			return nil, fmt.Errorf("bench: %s exited at start: %s", filepath.Base(bin), tail(out, 800))
+			out, _ := os.ReadFile(p.logFile)
+			return nil, nil, fmt.Errorf("bench: %s exited at start: %s", p.name, tail(out, 800))
 		case <-ctx.Done():
-			s.stop()
-			return nil, ctx.Err()
+			stop()
+			return nil, nil, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
-		resp, err := http.Get(url + ready)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return s, nil
-			}
+		if ok, _ := httpOK(p.ready); ok {
+			return cmd, stop, nil
 		}
 		if time.Now().After(deadline) {
-			s.stop()
-			return nil, fmt.Errorf("bench: %s not ready at %s within 60 s", filepath.Base(bin), url+ready)
+			stop()
+			out, _ := os.ReadFile(p.logFile)
+			return nil, nil, fmt.Errorf("bench: %s not ready at %s within %s: %s", p.name, p.ready, p.readyWithin, tail(out, 800))
 		}
 	}
 }
@@ -168,15 +197,6 @@ func tail(b []byte, n int) string {
 		b = b[len(b)-n:]
 	}
 	return string(b)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // benchConn is one WebSocket connection of the load generator. Its reader
@@ -198,8 +218,6 @@ func (c *benchConn) close() {
 	c.ws.Close()
 	<-c.done
 }
-
-var benchDialer = websocket.Dialer{HandshakeTimeout: 30 * time.Second, ReadBufferSize: 1024, WriteBufferSize: 1024}
 
 // ---- imkube dev ----
 
@@ -237,7 +255,7 @@ func (imkubeSystem) start(ctx context.Context, env *runEnv, users []string, grou
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), cj, 0o600); err != nil {
 		return nil, err
 	}
-	port, err := freePort()
+	port, err := freeport.Port()
 	if err != nil {
 		return nil, err
 	}
@@ -276,8 +294,8 @@ func (imkubeSystem) start(ctx context.Context, env *runEnv, users []string, grou
 	return s, nil
 }
 
-func (imkubeSystem) dial(ctx context.Context, s *server, user string, onPayload func([]byte)) (*benchConn, error) {
-	ws, _, err := benchDialer.DialContext(ctx, "ws"+strings.TrimPrefix(s.url, "http")+"/ws", nil)
+func (imkubeSystem) dial(ctx context.Context, wd *websocket.Dialer, s *server, user string, onPayload func([]byte)) (*benchConn, error) {
+	ws, _, err := wd.DialContext(ctx, "ws"+strings.TrimPrefix(s.url, "http")+"/ws", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -303,6 +321,10 @@ func (imkubeSystem) dial(ctx context.Context, s *server, user string, onPayload 
 				if p := stringField(data, `"body":"`); p != nil {
 					onPayload(p)
 				}
+			case bytes.HasPrefix(data, []byte(`{"t":"error"`)):
+				if serverErrors.Add(1) <= 5 { // say why messages go missing
+					fmt.Fprintf(os.Stderr, "bench: imkube error frame to %s: %s\n", user, data)
+				}
 			case bytes.HasPrefix(data, []byte(`{"t":"notify"`)): // read diffusion: "#seq"
 				onPayload(append([]byte{'#'}, numberField(data, `"seq":`)...))
 			case bytes.HasPrefix(data, []byte(`{"t":"ack"`)) && bytes.Contains(data, []byte(`"cmid":"g`)): // "!seq!payload"
@@ -324,6 +346,9 @@ func (imkubeSystem) sendGroup(c *benchConn, group string, payload []byte) error 
 	// only the seq, which the sender's ack maps back to it.
 	return c.write(fmt.Appendf(nil, `{"t":"send","cmid":"g%s","to":{"group":%q},"kind":"text","body":%q}`, payload, group, payload))
 }
+
+// serverErrors counts the error frames imkube sent the generator.
+var serverErrors atomic.Int64
 
 // stringField returns the raw value of the first JSON string field that
 // starts at key (payloads are plain ASCII without escapes).
@@ -379,7 +404,7 @@ func (c centrifugoSystem) start(ctx context.Context, env *runEnv, users []string
 	if err != nil {
 		return nil, err
 	}
-	port, err := freePort()
+	port, err := freeport.Port()
 	if err != nil {
 		return nil, err
 	}
@@ -430,8 +455,8 @@ func hs256(secret, claims string) string {
 	return msg + "." + enc.EncodeToString(m.Sum(nil))
 }
 
-func (centrifugoSystem) dial(ctx context.Context, s *server, user string, onPayload func([]byte)) (*benchConn, error) {
-	ws, _, err := benchDialer.DialContext(ctx, "ws"+strings.TrimPrefix(s.url, "http")+"/connection/websocket", nil)
+func (centrifugoSystem) dial(ctx context.Context, wd *websocket.Dialer, s *server, user string, onPayload func([]byte)) (*benchConn, error) {
+	ws, _, err := wd.DialContext(ctx, "ws"+strings.TrimPrefix(s.url, "http")+"/connection/websocket", nil)
 	if err != nil {
 		return nil, err
 	}

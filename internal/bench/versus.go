@@ -34,9 +34,11 @@ type versusFlags struct {
 	// cpuprofile: write a CPU profile of the imkube server over the
 	// measured phase to this file (pprof format).
 	cpuprofile string
+	dial       dialFlags
 }
 
 func (v *versusFlags) register(fs *flag.FlagSet) {
+	v.dial.register(fs)
 	fs.StringVar(&v.only, "only", "", "run only the systems whose name contains this (imkube, centrifugo, history)")
 	fs.BoolVar(&v.pin, "pin", true, "pin servers to CPU 0 and this generator to CPU 1 (taskset), GOMAXPROCS=1 each")
 	fs.BoolVar(&v.peers, "peer", true, "also run the Centrifugo peer when it is installed (hack/centrifugo.sh)")
@@ -47,8 +49,16 @@ func (v *versusFlags) register(fs *flag.FlagSet) {
 
 // setup pins this process to CPU 1 (re-executing itself under taskset once)
 // and returns the run's environment and systems. reexec reports that the
-// pinned child ran the benchmark: the caller returns its error.
-func (v *versusFlags) setup(out io.Writer) (env *runEnv, systems []system, reexec bool, err error) {
+// pinned child ran the benchmark: the caller returns its error. conns is the
+// most connections the run opens at once: RLIMIT_NOFILE is raised for them
+// (the servers inherit it).
+func (v *versusFlags) setup(out io.Writer, conns int) (env *runEnv, systems []system, reexec bool, err error) {
+	if err := v.dial.validate(); err != nil {
+		return nil, nil, false, err
+	}
+	if err := raiseNoFile(uint64(conns) + 256); err != nil {
+		return nil, nil, false, err
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return nil, nil, false, err
@@ -71,7 +81,7 @@ func (v *versusFlags) setup(out io.Writer) (env *runEnv, systems []system, reexe
 	if err != nil {
 		return nil, nil, false, err
 	}
-	env = &runEnv{dir: dir, self: self, pin: pin, cpuprofile: v.cpuprofile}
+	env = &runEnv{dir: dir, self: self, pin: pin, cpuprofile: v.cpuprofile, addrs: newSourceAddrs(v.dial.perAddr), dial: v.dial}
 	if v.server != "" {
 		env.self = v.server
 	}
@@ -127,30 +137,44 @@ func userIDs(n int) []string {
 
 // ---- conns ----
 
-// BenchConns is `imkube bench conns`: memory of idle connections.
+// BenchConns is `imkube bench conns`: memory of idle connections, and the
+// time and server CPU it takes to open them.
 func BenchConns(ctx context.Context, args []string, out io.Writer, log *slog.Logger) error {
 	fs := flag.NewFlagSet("bench conns", flag.ContinueOnError)
 	fs.SetOutput(out)
 	var v versusFlags
 	v.register(fs)
-	n := fs.Int("conns", 500, "idle connections")
+	n := fs.Int("conns", 500, "idle connections (imkube dev's gateway takes at most 100,000: the gateway default, which dev does not change)")
 	settle := fs.Duration("settle", 3*time.Second, "wait before each memory reading")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	env, systems, reexec, err := v.setup(out)
+	if *n < 1 {
+		return errors.New("bench conns: -conns must be >= 1")
+	}
+	env, systems, reexec, err := v.setup(out, *n)
 	if reexec || err != nil {
 		return err
 	}
 	defer os.RemoveAll(env.dir)
-	header(out, "conns", fmt.Sprintf("%d idle authenticated connections, each subscribed to its user's messages", *n), env)
+	rate := "no rate bound"
+	if v.dial.rate > 0 {
+		rate = fmt.Sprintf("%d/s at most", v.dial.rate)
+	}
+	header(out, "conns", fmt.Sprintf("%d idle authenticated connections, each subscribed to its user's messages, from %d source addresses (127.1.0.1 up, %d each), %s",
+		*n, (*n+v.dial.perAddr-1)/v.dial.perAddr, v.dial.perAddr, rate), env)
+	fmt.Fprintf(out, "limits: %s\n\n", systemLimits())
 	users := userIDs(*n)
 	type row struct {
 		before, after int64
-		cpu           time.Duration
+		cpu, wall     time.Duration
+		failed        int
 	}
 	rows := map[string]row{}
-	fmt.Fprintf(out, "%-22s %16s %16s %14s %18s\n", "system", "RSS before conns", "RSS with conns", "per conn", "CPU to connect")
+	var errs []error
+	var tracked []string // nf_conntrack_count with each system's connections open
+	fmt.Fprintf(out, "%-22s %8s %6s %12s %12s %12s %10s %11s %11s\n", "system", "conns", "errors", "RSS before", "RSS with", "RSS conns", "per conn",
+		"connect s", "CPU s")
 	for _, sys := range systems {
 		s, err := sys.start(ctx, env, users, nil)
 		if err != nil {
@@ -161,43 +185,50 @@ func BenchConns(ctx context.Context, args []string, out io.Writer, log *slog.Log
 			time.Sleep(*settle)
 			before, _ := s.rss()
 			cpu0, _ := s.cpu()
-			conns := make([]*benchConn, 0, *n)
-			defer func() {
-				for _, c := range conns {
-					c.close()
-				}
-			}()
-			for _, u := range users {
-				c, err := sys.dial(ctx, s, u, func([]byte) {})
-				if err != nil {
-					return err
-				}
-				conns = append(conns, c)
-			}
+			start := time.Now()
+			conns, failed, firstErr := dialAll(ctx, env, sys, s, users, func(int) func([]byte) { return func([]byte) {} })
+			defer closeAll(conns)
+			wall := time.Since(start)
 			cpu1, _ := s.cpu()
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if b, err := os.ReadFile("/proc/sys/net/netfilter/nf_conntrack_count"); err == nil {
+				tracked = append(tracked, fmt.Sprintf("%s %s", sys.name(), strings.TrimSpace(string(b))))
+			}
 			time.Sleep(*settle)
 			after, _ := s.rss()
-			r := row{before, after, cpu1 - cpu0}
+			r := row{before, after, cpu1 - cpu0, wall, failed}
 			rows[sys.name()] = r
-			fmt.Fprintf(out, "%-22s %13.1f MiB %13.1f MiB %11.1f KB %15.0f ms\n", sys.name(), mib(r.before), mib(r.after),
-				float64(r.after-r.before)/float64(*n)/1024, r.cpu.Seconds()*1000)
+			open := *n - failed
+			fmt.Fprintf(out, "%-22s %8d %6d %8.1f MiB %8.1f MiB %8.1f MiB %7.1f KB %11.1f %11.1f\n", sys.name(), open, failed, mib(r.before), mib(r.after),
+				mib(r.after-r.before), float64(r.after-r.before)/float64(max(open, 1))/1024, r.wall.Seconds(), r.cpu.Seconds())
+			if failed > 0 {
+				fmt.Fprintf(out, "  %s: %d connections failed, the first: %v\n", sys.name(), failed, firstErr)
+				errs = append(errs, fmt.Errorf("%s: %d of %d connections failed: %w", sys.name(), failed, *n, firstErr))
+			}
 			return nil
 		}()
 		if err != nil {
 			return fmt.Errorf("%s: %w", sys.name(), err)
 		}
 	}
-	im, ok := rows["imkube dev"]
-	if !ok {
-		return nil
+	if len(tracked) > 0 {
+		fmt.Fprintf(out, "nf_conntrack entries with the connections open: %s\n", strings.Join(tracked, ", "))
 	}
-	for _, peer := range []string{"centrifugo history", "centrifugo no history"} {
-		p, ok := rows[peer]
-		if !ok {
-			continue
+	if im, ok := rows["imkube dev"]; ok {
+		for _, peer := range []string{"centrifugo history", "centrifugo no history"} {
+			p, ok := rows[peer]
+			if !ok || p.failed > 0 || im.failed > 0 {
+				continue
+			}
+			fmt.Fprintf(out, "imkube / %s: memory per connection %.2fx, RSS before connections %.2fx, CPU to connect %.2fx\n", peer,
+				float64(im.after-im.before)/float64(max(p.after-p.before, 1)), float64(im.before)/float64(max(p.before, 1)),
+				im.cpu.Seconds()/max(p.cpu.Seconds(), 0.01))
 		}
-		fmt.Fprintf(out, "imkube / %s: memory per connection %.2fx, RSS before connections %.2fx\n", peer,
-			float64(im.after-im.before)/float64(max(p.after-p.before, 1)), float64(im.before)/float64(max(p.before, 1)))
+	}
+	if v.strict {
+		return errors.Join(errs...)
 	}
 	return nil
 }
@@ -217,39 +248,73 @@ type tracker struct {
 	count   atomic.Int64 // deliveries in the measured phase
 	lastAt  atomic.Int64 // time of the last of them, since start
 	bySeq   map[int64][]byte
-	early   map[int64][]early
+	// Read diffusion: the gateway coalesces notifies (one per conversation
+	// per interval, carrying the highest seq), so a notify of seq N tells
+	// its recipient about every seq up to N. Per recipient: the highest seq
+	// notified (upTo, when: notAt) and the highest credited (lastN); seqs
+	// are credited in order, each once its ack has mapped it to a payload.
+	lastN map[int]int64
+	upTo  map[int]int64
+	notAt map[int]time.Duration
+	cmu   sync.Mutex // crediting and its deliveries, in order
 }
 
-// notified records a read-diffusion notify of conv seq at dst; acked maps
-// seq to the payload sent (from the sender's ack). Notifies that arrive
-// before their ack wait for it with their arrival time.
+// notified records a read-diffusion notify of conv seq at dst: every seq up
+// to it is delivered to dst, at the notify's arrival; acked maps seq to the
+// payload sent (from the sender's ack). Seqs whose ack comes after the
+// notify are credited when it comes, with the notify's arrival time.
 func (t *tracker) notified(dst int, seq int64) {
 	at := time.Since(t.start)
+	t.cmu.Lock()
+	defer t.cmu.Unlock()
 	t.mu.Lock()
-	p, ok := t.bySeq[seq]
-	if !ok {
-		t.early[seq] = append(t.early[seq], early{dst, at})
+	if seq > t.upTo[dst] {
+		t.upTo[dst], t.notAt[dst] = seq, at
 	}
+	ps := t.creditLocked(dst)
 	t.mu.Unlock()
-	if ok {
+	for _, p := range ps {
 		t.deliveredAt(dst, p, at)
 	}
 }
 
-func (t *tracker) acked(seq int64, payload []byte) {
-	t.mu.Lock()
-	t.bySeq[seq] = payload
-	waiting := t.early[seq]
-	delete(t.early, seq)
-	t.mu.Unlock()
-	for _, e := range waiting {
-		t.deliveredAt(e.dst, payload, e.at)
+// creditLocked returns the payloads of dst's seqs from lastN+1 up to upTo
+// whose acks are known, in order, and marks them credited.
+func (t *tracker) creditLocked(dst int) [][]byte {
+	var ps [][]byte
+	for t.lastN[dst] < t.upTo[dst] {
+		p, ok := t.bySeq[t.lastN[dst]+1]
+		if !ok {
+			break
+		}
+		ps = append(ps, p)
+		t.lastN[dst]++
 	}
+	return ps
 }
 
-type early struct {
-	dst int
-	at  time.Duration
+func (t *tracker) acked(seq int64, payload []byte) {
+	t.cmu.Lock()
+	defer t.cmu.Unlock()
+	t.mu.Lock()
+	t.bySeq[seq] = payload
+	type d struct {
+		dst int
+		ps  [][]byte
+		at  time.Duration
+	}
+	var ds []d
+	for dst, up := range t.upTo {
+		if t.lastN[dst] == seq-1 && up >= seq {
+			ds = append(ds, d{dst, t.creditLocked(dst), t.notAt[dst]})
+		}
+	}
+	t.mu.Unlock()
+	for _, x := range ds {
+		for _, p := range x.ps {
+			t.deliveredAt(x.dst, p, x.at)
+		}
+	}
 }
 
 type stream struct {
@@ -258,7 +323,8 @@ type stream struct {
 }
 
 func newTracker() *tracker {
-	return &tracker{start: time.Now(), streams: map[[2]int]*stream{}, bySeq: map[int64][]byte{}, early: map[int64][]early{}}
+	return &tracker{start: time.Now(), streams: map[[2]int]*stream{}, bySeq: map[int64][]byte{},
+		lastN: map[int]int64{}, upTo: map[int]int64{}, notAt: map[int]time.Duration{}}
 }
 
 // payload encodes a message of stream src: its number and send time.
@@ -314,6 +380,23 @@ func (t *tracker) deliveredAt(dst int, p []byte, now time.Duration) {
 }
 
 // received returns the unique messages received so far.
+// drain waits until total deliveries arrived, or none came for stall (the
+// rest then counts as lost), at most limit.
+func (t *tracker) drain(total int64, limit, stall time.Duration) {
+	for last, lastAt, deadline := int64(-1), time.Now(), time.Now().Add(limit); time.Now().Before(deadline); {
+		got := t.received()
+		if got >= total {
+			return
+		}
+		if got != last {
+			last, lastAt = got, time.Now()
+		} else if time.Since(lastAt) > stall {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func (t *tracker) received() int64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -403,18 +486,7 @@ func measure(ctx context.Context, s *server, t *tracker, rate int, warmup, d tim
 	// Drain: until everything arrived, or nothing more for 3 s (then the
 	// rest counts as lost), at most 60 s.
 	elapsed := time.Since(start)
-	for last, lastAt, deadline := int64(-1), time.Now(), time.Now().Add(time.Minute); time.Now().Before(deadline); {
-		got := t.received()
-		if got >= total {
-			break
-		}
-		if got != last {
-			last, lastAt = got, time.Now()
-		} else if time.Since(lastAt) > 3*time.Second {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	t.drain(total, time.Minute, 3*time.Second)
 	// Rates are over the time from the start of the measured phase to its
 	// last delivery (the server may lag behind the offered load).
 	elapsed = max(elapsed, time.Duration(t.lastAt.Load())-start.Sub(t.start))
@@ -425,6 +497,10 @@ func measure(ctx context.Context, s *server, t *tracker, rate int, warmup, d tim
 	}
 	r := t.result(sent, total)
 	r.elapsed, r.cpu = elapsed, cpu1-cpu0
+	if r.lost > 0 { // the server's last words say why
+		b, _ := os.ReadFile(s.logFile)
+		fmt.Fprintf(os.Stderr, "bench: %d messages lost; the server's log ends with:\n%s\n", r.lost, tail(b, 2000))
+	}
 	return r, nil
 }
 
@@ -437,17 +513,19 @@ func printResults(out io.Writer, rows []string, res map[string]result) {
 			float64(r.sent)/r.elapsed.Seconds(), float64(r.deliveries)/r.elapsed.Seconds(), ms(r.p50), ms(r.p99), ms(r.p999), ms(r.max),
 			r.cpu.Seconds(), r.perCPU(), r.lost, r.dup, r.reordered)
 	}
-	im, ok := res["imkube dev"]
-	if !ok {
-		return
-	}
-	for _, peer := range []string{"centrifugo history", "centrifugo no history"} {
-		p, ok := res[peer]
-		if !ok {
+	for _, name := range rows {
+		if !strings.HasPrefix(name, "imkube") {
 			continue
 		}
-		fmt.Fprintf(out, "imkube / %s: deliveries per CPU-second %.2fx, p50 %.2fx, p99 %.2fx\n", peer,
-			im.perCPU()/max(p.perCPU(), 1), ms(im.p50)/max(ms(p.p50), 0.001), ms(im.p99)/max(ms(p.p99), 0.001))
+		im := res[name]
+		for _, peer := range []string{"centrifugo history", "centrifugo no history"} {
+			p, ok := res[peer]
+			if !ok {
+				continue
+			}
+			fmt.Fprintf(out, "%s / %s: deliveries per CPU-second %.2fx, p50 %.2fx, p99 %.2fx\n", name, peer,
+				im.perCPU()/max(p.perCPU(), 1), ms(im.p50)/max(ms(p.p50), 0.001), ms(im.p99)/max(ms(p.p99), 0.001))
+		}
 	}
 }
 
@@ -489,7 +567,7 @@ func BenchP2P(ctx context.Context, args []string, out io.Writer, log *slog.Logge
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	env, systems, reexec, err := v.setup(out)
+	env, systems, reexec, err := v.setup(out, 2**pairs+*idle)
 	if reexec || err != nil {
 		return err
 	}
@@ -546,19 +624,10 @@ func runP2P(ctx context.Context, env *runEnv, sys system, users []string, pairs,
 	}
 	defer s.stop()
 	t := newTracker()
-	conns := make([]*benchConn, 0, len(users))
-	defer func() {
-		for _, c := range conns {
-			c.close()
-		}
-	}()
-	for i, u := range users {
-		dst := i
-		c, err := sys.dial(ctx, s, u, func(p []byte) { t.delivered(dst, p) })
-		if err != nil {
-			return result{}, err
-		}
-		conns = append(conns, c)
+	conns, failed, err := dialAll(ctx, env, sys, s, users, func(dst int) func([]byte) { return func(p []byte) { t.delivered(dst, p) } })
+	defer closeAll(conns)
+	if failed > 0 {
+		return result{}, err
 	}
 	next := make([]int64, pairs)
 	k := 0
@@ -569,92 +638,4 @@ func runP2P(ctx context.Context, env *runEnv, sys system, users []string, pairs,
 		return sys.sendDirect(conns[i], users[pairs+i], t.payload(i, next[i]))
 	}
 	return measure(ctx, s, t, rate, warmup, d, 1, send)
-}
-
-// ---- group ----
-
-// BenchGroup is `imkube bench group`: one sender, a group with the other
-// members online (imkube: a group under the read-diffusion threshold, so
-// write diffusion with inbox rows; Centrifugo: one channel).
-func BenchGroup(ctx context.Context, args []string, out io.Writer, log *slog.Logger) error {
-	fs := flag.NewFlagSet("bench group", flag.ContinueOnError)
-	fs.SetOutput(out)
-	var v versusFlags
-	v.register(fs)
-	members := fs.Int("members", 200, "group members (all online; one of them sends)")
-	rate := fs.Int("rate", 50, "messages per second to the group")
-	readDiffusion := fs.Bool("read-diffusion", false, "imkube: store each message once and push notify frames (default: write diffusion, an inbox row per member)")
-	warmup := fs.Duration("warmup", 2*time.Second, "load before the measured phase")
-	d := fs.Duration("duration", 10*time.Second, "measured phase")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *members < 2 {
-		return errors.New("bench group: -members must be >= 2")
-	}
-	env, systems, reexec, err := v.setup(out)
-	if reexec || err != nil {
-		return err
-	}
-	defer os.RemoveAll(env.dir)
-	env.readDiffusion = *readDiffusion
-	mode := "imkube write diffusion"
-	if *readDiffusion {
-		mode = "imkube read diffusion (notify frames)"
-	}
-	header(out, "group", fmt.Sprintf("a %d-member group, %d online recipients, %d msg/s, %s, %v measured", *members, *members-1, *rate, mode, *d), env)
-	users := userIDs(*members)
-	res := map[string]result{}
-	var names []string
-	for _, sys := range systems {
-		r, err := runGroup(ctx, env, sys, users, *rate, *warmup, *d)
-		if err != nil {
-			return fmt.Errorf("%s: %w", sys.name(), err)
-		}
-		res[sys.name()] = r
-		names = append(names, sys.name())
-	}
-	printResults(out, names, res)
-	return v.check(res)
-}
-
-func runGroup(ctx context.Context, env *runEnv, sys system, users []string, rate int, warmup, d time.Duration) (result, error) {
-	s, err := sys.start(ctx, env, users, users)
-	if err != nil {
-		return result{}, err
-	}
-	defer s.stop()
-	t := newTracker()
-	conns := make([]*benchConn, 0, len(users))
-	defer func() {
-		for _, c := range conns {
-			c.close()
-		}
-	}()
-	for i, u := range users {
-		dst := i
-		c, err := sys.dial(ctx, s, u, func(p []byte) {
-			switch p[0] {
-			case '#': // read diffusion: a notify of seq
-				seq, _ := strconv.ParseInt(string(p[1:]), 10, 64)
-				t.notified(dst, seq)
-			case '!': // the sender's ack: "!seq!payload"
-				seqStr, payload, _ := strings.Cut(string(p[1:]), "!")
-				seq, _ := strconv.ParseInt(seqStr, 10, 64)
-				t.acked(seq, []byte(payload))
-			default:
-				t.delivered(dst, p)
-			}
-		})
-		if err != nil {
-			return result{}, err
-		}
-		conns = append(conns, c)
-	}
-	var n int64
-	send := func() error {
-		n++
-		return sys.sendGroup(conns[0], s.groupID, t.payload(0, n))
-	}
-	return measure(ctx, s, t, rate, warmup, d, int64(len(users)-1), send)
 }

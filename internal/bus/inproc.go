@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"sync"
 	"time"
@@ -14,7 +13,7 @@ import (
 type InProcOptions struct {
 	// Lanes is the number of ordered lanes per stream (default 16): messages
 	// are spread over lanes by a hash of their key, each lane is handled by one
-	// goroutine in publish order, so different keys progress in parallel.
+	// worker at a time in publish order, so different keys progress in parallel.
 	Lanes int
 	// RetryPause is how long a lane waits before handing a failed message to
 	// the handler again (default 200ms).
@@ -23,6 +22,18 @@ type InProcOptions struct {
 	// each gateway's push stream); a publish beyond it fails with
 	// ErrUnavailable. Default 65536; negative means unbounded.
 	MaxPending int
+	// Linger is how long a batch consumer (ConsumeUpstreamBatch) waits for
+	// more messages when a stream that was idle receives one, before taking
+	// the batch: a little latency for fewer, larger batches at moderate
+	// load. Zero or negative: no wait (a consumer that finds messages
+	// waiting never waits).
+	Linger time.Duration
+	// BatchWorkers is how many batches a batch consumer handles at once
+	// (default 2). A batch takes the messages waiting at the heads of all
+	// lanes no other batch holds, up to the consumer's limit: at moderate
+	// load most lanes hold one message, and a batch per lane would be a
+	// batch of one.
+	BatchWorkers int
 	// Logger receives handler failures (default: discard).
 	Logger *slog.Logger
 }
@@ -72,6 +83,9 @@ func NewInProc(opts InProcOptions) *InProc {
 	}
 	if opts.MaxPending == 0 {
 		opts.MaxPending = 1 << 16
+	}
+	if opts.BatchWorkers <= 0 {
+		opts.BatchWorkers = 2
 	}
 	log := opts.Logger
 	if log == nil {
@@ -124,8 +138,10 @@ func (b *InProc) ConsumeUpstream(ctx context.Context, h Handler) error {
 	return b.consume(ctx, "", 1, single(h))
 }
 
-// ConsumeUpstreamBatch is ConsumeUpstream handing h up to max messages of a
-// lane at once: those waiting at its head when the lane is free.
+// ConsumeUpstreamBatch is ConsumeUpstream handing h up to limit messages at
+// once: those waiting at the heads of the lanes no other batch holds (in
+// publish order per lane; a lane is held by one batch at a time, so a key's
+// messages are never handled concurrently or out of order).
 func (b *InProc) ConsumeUpstreamBatch(ctx context.Context, limit int, h BatchHandler) error {
 	if h == nil {
 		return errors.New("bus: nil handler")
@@ -201,57 +217,91 @@ func (b *InProc) consume(ctx context.Context, gatewayID string, batch int, h Bat
 	}
 	defer func() { <-s.owner }()
 
+	// Workers take the heads of the lanes no other worker holds. One
+	// message at a time (ConsumeUpstream, ConsumePush), a worker per lane:
+	// every lane progresses on its own, as a goroutine per lane would.
+	workers := b.opts.BatchWorkers
+	if batch == 1 {
+		workers = len(s.lanes)
+	}
 	var wg sync.WaitGroup
-	for _, l := range s.lanes {
-		wg.Go(func() { b.runLane(ctx, s.name, l, batch, h) })
+	for range workers {
+		wg.Go(func() { b.work(ctx, s, batch, h) })
 	}
 	wg.Wait()
 	return nil
 }
 
-func (b *InProc) runLane(ctx context.Context, name string, l *lane, batch int, h BatchHandler) {
-	var retry *time.Timer
+// held is one lane's part of a batch: msgs[from:from+n].
+type held struct {
+	l       *lane
+	from, n int
+}
+
+// work is one worker of a consumer: it takes the heads of the free
+// lanes (up to limit messages), hands them to h in one call, and pops what h
+// handled; a lane whose message failed pauses RetryPause (its later messages
+// wait, the other lanes go on).
+func (b *InProc) work(ctx context.Context, s *stream, limit int, h BatchHandler) {
+	var wait *time.Timer
 	defer func() {
-		if retry != nil {
-			retry.Stop()
+		if wait != nil {
+			wait.Stop()
 		}
 	}()
-	for {
-		msgs := l.peek(batch)
-		if len(msgs) == 0 {
-			select {
-			case <-ctx.Done():
-				return
-			case <-l.ready:
-				continue
-			}
+	sleep := func(d time.Duration, wake <-chan struct{}) bool {
+		if wait == nil {
+			wait = time.NewTimer(d)
+		} else {
+			wait.Reset(d)
 		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-wake:
+		case <-wait.C:
+		}
+		return true // (since Go 1.23 a Reset timer sends no stale value)
+	}
+	idle := false // nothing was waiting at the last look
+	for {
 		if ctx.Err() != nil {
 			return
 		}
+		if idle && b.opts.Linger > 0 && limit > 1 {
+			if !sleep(b.opts.Linger, nil) {
+				return
+			}
+		}
+		msgs, parts, retryIn := s.take(limit)
+		if len(msgs) == 0 {
+			idle = true
+			if retryIn <= 0 {
+				retryIn = time.Hour
+			}
+			if !sleep(retryIn, s.ready) {
+				return
+			}
+			continue
+		}
+		idle = false
 		done, err := h(ctx, msgs)
 		if err == nil {
 			done = len(msgs)
 		}
-		l.pop(min(max(done, 0), len(msgs)))
-		if err == nil {
-			continue
+		done = min(max(done, 0), len(msgs))
+		var failed *lane
+		for _, p := range parts {
+			n := min(max(done-p.from, 0), p.n)
+			p.l.pop(n)
+			if err != nil && n < p.n && done >= p.from {
+				failed = p.l
+			}
 		}
-		if ctx.Err() != nil {
-			return
+		if err != nil && ctx.Err() == nil && failed != nil {
+			b.log.Warn("bus handler failed, retrying", "stream", s.name, "key", msgs[done].Key, "err", err, "pause", b.opts.RetryPause)
 		}
-		key := msgs[min(max(done, 0), len(msgs)-1)].Key
-		b.log.Warn("bus handler failed, retrying", "stream", name, "key", key, "err", err, "pause", b.opts.RetryPause)
-		if retry == nil {
-			retry = time.NewTimer(b.opts.RetryPause)
-		} else {
-			retry.Reset(b.opts.RetryPause)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-retry.C:
-		}
+		s.release(parts, failed, b.opts.RetryPause)
 	}
 }
 
@@ -261,6 +311,10 @@ type stream struct {
 	name  string
 	lanes []*lane
 	owner chan struct{}
+	ready chan struct{} // signalled when a message is appended or a lane released
+
+	sched sync.Mutex // the workers' lane claims: lane.held, lane.pausedUntil, rr
+	rr    int        // the lane the next batch starts at (round robin)
 
 	mu         sync.Mutex
 	pending    int
@@ -269,9 +323,9 @@ type stream struct {
 }
 
 func newStream(name string, lanes, maxPending int) *stream {
-	s := &stream{name: name, owner: make(chan struct{}, 1), maxPending: maxPending}
+	s := &stream{name: name, owner: make(chan struct{}, 1), ready: make(chan struct{}, 1), maxPending: maxPending}
 	for range lanes {
-		s.lanes = append(s.lanes, &lane{s: s, ready: make(chan struct{}, 1)})
+		s.lanes = append(s.lanes, &lane{s: s})
 	}
 	return s
 }
@@ -291,9 +345,7 @@ func (s *stream) publish(ctx context.Context, m Message) error {
 		i = s.next % uint32(len(s.lanes))
 		s.next++
 	} else {
-		h := fnv.New32a()
-		h.Write([]byte(m.Key))
-		i = h.Sum32() % uint32(len(s.lanes))
+		i = KeyHash(m.Key) % uint32(len(s.lanes))
 	}
 	s.pending++
 	s.mu.Unlock()
@@ -301,9 +353,13 @@ func (s *stream) publish(ctx context.Context, m Message) error {
 	return nil
 }
 
-// cloneMessage copies the body and header so a publisher may reuse its buffers.
+// cloneMessage copies the body and header so a publisher may reuse its
+// buffers; a Value is handed over as it is (publishers do not change it).
 func cloneMessage(m Message) Message {
-	out := Message{Key: m.Key, Body: append([]byte(nil), m.Body...)}
+	out := Message{Key: m.Key, Value: m.Value}
+	if m.Body != nil || m.Value == nil {
+		out.Body = append([]byte(nil), m.Body...)
+	}
 	if m.Header != nil {
 		out.Header = make(map[string]string, len(m.Header))
 		for k, v := range m.Header {
@@ -313,14 +369,16 @@ func cloneMessage(m Message) Message {
 	return out
 }
 
-// lane is an unbounded FIFO handled by one goroutine; its head stays in place
-// until handled.
+// lane is an unbounded FIFO held by one worker at a time; its head stays in
+// place until handled.
 type lane struct {
-	s     *stream
-	mu    sync.Mutex
-	q     []Message
-	head  int
-	ready chan struct{} // signalled when a message is appended
+	s    *stream
+	mu   sync.Mutex
+	q    []Message
+	head int
+
+	held        bool      // a worker holds the lane (stream.sched)
+	pausedUntil time.Time // a failed message waits until then (stream.sched)
 }
 
 func (l *lane) push(m Message) {
@@ -328,9 +386,68 @@ func (l *lane) push(m Message) {
 	l.q = append(l.q, m)
 	l.mu.Unlock()
 	select {
-	case l.ready <- struct{}{}:
+	case l.s.ready <- struct{}{}:
 	default:
 	}
+}
+
+// take claims the heads of the free lanes, round robin from where the last
+// batch started, up to limit messages. With none to take it returns how long
+// until a paused lane that holds messages may be taken again (0: none).
+func (s *stream) take(limit int) (msgs []Message, parts []held, retryIn time.Duration) {
+	s.sched.Lock()
+	defer s.sched.Unlock()
+	now := time.Now()
+	n := len(s.lanes)
+	start := s.rr
+	for k := 0; k < n && len(msgs) < limit; k++ {
+		l := s.lanes[(start+k)%n]
+		if l.held {
+			continue
+		}
+		if l.pausedUntil.After(now) {
+			if l.waiting() {
+				if d := l.pausedUntil.Sub(now); retryIn == 0 || d < retryIn {
+					retryIn = d
+				}
+			}
+			continue
+		}
+		got := l.peek(limit - len(msgs))
+		if len(got) == 0 {
+			continue
+		}
+		l.held = true
+		parts = append(parts, held{l: l, from: len(msgs), n: len(got)})
+		msgs = append(msgs, got...)
+		s.rr = (start + k + 1) % n
+	}
+	return msgs, parts, retryIn
+}
+
+// release frees the lanes of a batch (failed, if any, pauses for pause) and
+// wakes a waiting worker: a released lane may hold messages that arrived
+// while it was held.
+func (s *stream) release(parts []held, failed *lane, pause time.Duration) {
+	s.sched.Lock()
+	for _, p := range parts {
+		p.l.held = false
+	}
+	if failed != nil {
+		failed.pausedUntil = time.Now().Add(pause)
+	}
+	s.sched.Unlock()
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+}
+
+// waiting reports whether the lane holds messages.
+func (l *lane) waiting() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.head < len(l.q)
 }
 
 // peek returns up to n messages from the head (a copy of the slice).

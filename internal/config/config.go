@@ -169,7 +169,10 @@ type Gateway struct {
 	TrustedProxies []string
 	// PresenceGrace is how long a user whose last device disconnected may
 	// come back before watchers hear "offline".
-	PresenceGrace  time.Duration
+	PresenceGrace time.Duration
+	// NotifyInterval coalesces read-diffusion notify frames: at most one
+	// per connection and conversation per interval, the latest seq (0: off).
+	NotifyInterval time.Duration
 	AllowedOrigins []string
 	UserURL        string
 	MessageURL     string
@@ -237,6 +240,9 @@ type Sequence struct {
 // Dev configures `imkube dev`.
 type Dev struct {
 	Data string // folder of the database and the JWT key
+	// BatchLinger: how long an empty lane of the in-process bus waits for
+	// more records before handing the message service a batch (0: none).
+	BatchLinger time.Duration
 }
 
 // Defaults returns the built-in configuration of role (hostname names the
@@ -252,7 +258,8 @@ func Defaults(role Role, hostname string) Config {
 		Auth:     Auth{TokenTTL: 24 * time.Hour, SessionLifetime: 30 * 24 * time.Hour},
 		Flow:     Flow{LogDir: os.TempDir() + "/imkube-sentinel"},
 		Gateway: Gateway{ID: hostname, MaxConnections: 100000, HeartbeatInterval: 10 * time.Second,
-			IdleTimeout: 60 * time.Second, DrainTimeout: 30 * time.Second, DrainRate: 500, PresenceGrace: 10 * time.Second},
+			IdleTimeout: 60 * time.Second, DrainTimeout: 30 * time.Second, DrainRate: 500, PresenceGrace: 10 * time.Second,
+			NotifyInterval: 50 * time.Millisecond},
 		Message: Message{NodeID: -1, RecallWindow: 120 * time.Second, EditWindow: 900 * time.Second,
 			ObjectStore: ObjectStore{Region: "us-east-1", PathStyle: true}},
 		User: User{NodeID: -1, SignupBurst: 20, SignupRefill: 30 * time.Second, HashQueueWait: 2 * time.Second,
@@ -430,7 +437,7 @@ var settings = []Setting{
 
 	{flag: "gateway-id", env: "IMKUBE_GATEWAY_ID", usage: "gateway id, unique per process; the pod name", roles: []Role{RoleGateway},
 		bind: func(c *Config) value { return strVal{&c.Gateway.ID} }},
-	{flag: "max-connections", env: "IMKUBE_MAX_CONNECTIONS", usage: "connections per gateway before 503", roles: []Role{RoleGateway},
+	{flag: "max-connections", env: "IMKUBE_MAX_CONNECTIONS", usage: "connections per gateway before 503", roles: []Role{RoleGateway, RoleDev},
 		bind: func(c *Config) value { return intVal{&c.Gateway.MaxConnections} }},
 	{flag: "heartbeat-interval", env: "IMKUBE_HEARTBEAT_INTERVAL", usage: "session heartbeat", roles: []Role{RoleGateway},
 		bind: func(c *Config) value { return durVal{&c.Gateway.HeartbeatInterval} }},
@@ -444,6 +451,8 @@ var settings = []Setting{
 		bind: func(c *Config) value { return listVal{&c.Gateway.TrustedProxies} }},
 	{flag: "presence-grace", env: "IMKUBE_PRESENCE_GRACE", usage: "a user offline for less than this (a reconnect) is not announced offline", roles: []Role{RoleGateway},
 		bind: func(c *Config) value { return durVal{&c.Gateway.PresenceGrace} }},
+	{flag: "notify-interval", env: "IMKUBE_NOTIFY_INTERVAL", usage: "read diffusion: a connection gets at most one notify per conversation per interval, carrying the latest seq (0: every notify at once)", roles: []Role{RoleGateway, RoleDev},
+		bind: func(c *Config) value { return durVal{&c.Gateway.NotifyInterval} }},
 	{flag: "drain-rate", env: "IMKUBE_DRAIN_RATE", usage: "connections per second a stopping gateway asks to reconnect elsewhere", roles: []Role{RoleGateway},
 		bind: func(c *Config) value { return intVal{&c.Gateway.DrainRate} }},
 	{flag: "allowed-origins", env: "IMKUBE_ALLOWED_ORIGINS", usage: "comma-separated browser origins allowed besides the gateway's own host; scheme://host:* for any port, * for any", roles: []Role{RoleGateway},
@@ -475,6 +484,8 @@ var settings = []Setting{
 		bind: func(c *Config) value { return strVal{&c.Message.ObjectStore.AccessKey} }},
 	{env: "IMKUBE_S3_SECRET_KEY", usage: "object store secret key (environment only)", roles: []Role{RoleMessage}, secret: true,
 		bind: func(c *Config) value { return strVal{&c.Message.ObjectStore.SecretKey} }},
+	{flag: "batch-linger", env: "IMKUBE_BATCH_LINGER", usage: "wait this long for more sends when a lane of the in-process bus was empty, before the message service takes a batch (0: no wait)", roles: []Role{RoleDev},
+		bind: func(c *Config) value { return durVal{&c.Dev.BatchLinger} }},
 	{flag: "recall-window", env: "IMKUBE_RECALL_WINDOW", usage: "how long after sending the sender may recall a message (group owners and admins: any time)", roles: []Role{RoleMessage, RoleDev},
 		bind: func(c *Config) value { return durVal{&c.Message.RecallWindow} }},
 	{flag: "edit-window", env: "IMKUBE_EDIT_WINDOW", usage: "how long after sending the sender may edit a message", roles: []Role{RoleMessage, RoleDev},
@@ -742,9 +753,7 @@ func (c Config) Validate(role Role) error {
 		if g.ID == "" || strings.ContainsAny(g.ID, " :/") {
 			bad("gateway-id", "IMKUBE_GATEWAY_ID", "%q: must be set and contain no spaces, ':' or '/'", g.ID)
 		}
-		if g.MaxConnections < 1 {
-			bad("max-connections", "IMKUBE_MAX_CONNECTIONS", "%d: want >= 1", g.MaxConnections)
-		}
+		checkConnections(bad, g)
 		if g.HeartbeatInterval <= 0 {
 			bad("heartbeat-interval", "IMKUBE_HEARTBEAT_INTERVAL", "%s: want > 0", g.HeartbeatInterval)
 		}
@@ -795,11 +804,22 @@ func (c Config) Validate(role Role) error {
 		if c.Dev.Data == "" {
 			bad("data", "IMKUBE_DATA", "must not be empty")
 		}
+		checkConnections(bad, c.Gateway)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%s config: %w", role, errors.Join(errs...))
 	}
 	return nil
+}
+
+// checkConnections checks the gateway settings `imkube dev` takes too.
+func checkConnections(bad func(flag, env, format string, args ...any), g Gateway) {
+	if g.MaxConnections < 1 {
+		bad("max-connections", "IMKUBE_MAX_CONNECTIONS", "%d: want >= 1", g.MaxConnections)
+	}
+	if g.NotifyInterval < 0 || g.NotifyInterval > 10*time.Second {
+		bad("notify-interval", "IMKUBE_NOTIFY_INTERVAL", "%s: want >= 0 (0: off) and <= 10s", g.NotifyInterval)
+	}
 }
 
 func checkURL(bad func(flag, env, format string, args ...any), flag, env, v string) {

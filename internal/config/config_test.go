@@ -180,7 +180,7 @@ func TestHelpListsExactlyTheRolesSettings(t *testing.T) {
 		{RoleMessage, []string{"--mysql-dsn", "IMKUBE_MYSQL_DATABASE", "--sequence-url", "--node-id", "--rocketmq-namesrv"}, []string{"--gateway-id", "--sections", "--data", "--max-connections"}},
 		{RoleUser, []string{"--mysql-dsn", "--mysql-database", "--token-ttl", "--node-id", "--jwt-key-file"}, []string{"--redis-addr", "--rocketmq-namesrv", "--gateway-id"}},
 		{RoleSequence, []string{"--sections", "--step", "IMKUBE_SEQ_REDIS_PREFIX", "--mysql-dsn", "--mysql-database", "--redis-addr", "--jwt-key-file"}, []string{"--rocketmq-namesrv", "IMKUBE_REDIS_PREFIX\n", "--config-file"}},
-		{RoleDev, []string{"--addr", "--data", "--config"}, []string{"--redis-addr", "--mysql-dsn", "--gateway-id"}},
+		{RoleDev, []string{"--addr", "--data", "--config", "--max-connections", "--notify-interval"}, []string{"--redis-addr", "--mysql-dsn", "--gateway-id"}},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.role), func(t *testing.T) {
@@ -282,6 +282,27 @@ func TestPingIntervalMustBeBelowTheIdleTimeout(t *testing.T) {
 		bad := err != nil && strings.Contains(err.Error(), "ping-interval (IMKUBE_PING_INTERVAL)")
 		if bad != tt.wantBad {
 			t.Errorf("%v: validation %v, want the ping interval refused: %v", tt.give, err, tt.wantBad)
+		}
+	}
+}
+
+// `imkube dev` takes the gateway's connection bound and notify interval
+// (benchmarks and small deployments tune them), checked as the gateway's.
+func TestDevTakesTheGatewaysConnectionSettings(t *testing.T) {
+	c, err := Load(RoleDev, []string{"--max-connections", "500"}, envOf(map[string]string{"IMKUBE_NOTIFY_INTERVAL": "0"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(RoleDev); err != nil || c.Gateway.MaxConnections != 500 || c.Gateway.NotifyInterval != 0 {
+		t.Fatalf("dev: %v; max connections %d, notify interval %s", err, c.Gateway.MaxConnections, c.Gateway.NotifyInterval)
+	}
+	for _, give := range [][]string{{"--max-connections", "0"}, {"--notify-interval", "-5s"}, {"--notify-interval", "11s"}} {
+		c, err := Load(RoleDev, give, envOf(nil))
+		if err == nil {
+			err = c.Validate(RoleDev)
+		}
+		if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(give[0], "--")) {
+			t.Errorf("dev %v: %v, want an error naming the flag", give, err)
 		}
 	}
 }

@@ -133,13 +133,19 @@ func (m *Memory) Lookup(ctx context.Context, users []string) (map[string][]Sessi
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
-	out := map[string][]Session{}
+	out := make(map[string][]Session, len(users))
+	// One array holds every user's sessions (a large group's lookup is one
+	// allocation, not one per member); each list is capped at its end.
+	all := make([]Session, 0, len(users))
 	for _, u := range users {
 		devices := m.users[u]
-		if _, done := out[u]; done || devices == nil {
+		if devices == nil {
 			continue
 		}
-		var list []Session
+		if _, done := out[u]; done {
+			continue
+		}
+		first := len(all)
 		for d, e := range devices {
 			if !e.expires.After(now) {
 				delete(devices, d)
@@ -148,13 +154,15 @@ func (m *Memory) Lookup(ctx context.Context, users []string) (map[string][]Sessi
 			if !m.gateways[e.gateway].After(now) {
 				continue
 			}
-			list = append(list, Session{User: u, Device: d, Gateway: e.gateway})
+			all = append(all, Session{User: u, Device: d, Gateway: e.gateway})
 		}
 		if len(devices) == 0 {
 			delete(m.users, u)
 		}
-		if len(list) > 0 {
-			SortSessions(list)
+		if list := all[first:len(all):len(all)]; len(list) > 0 {
+			if len(list) > 1 {
+				SortSessions(list)
+			}
 			out[u] = list
 		}
 	}

@@ -2,6 +2,7 @@ package sessions_test
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -61,4 +62,26 @@ func (s *swappable) SetLastSeen(ctx context.Context, user string, ms int64) erro
 }
 func (s *swappable) LastSeen(ctx context.Context, users []string) (map[string]int64, error) {
 	return s.memory().LastSeen(ctx, users)
+}
+
+// The message service looks up every member of a group per message.
+func BenchmarkMemoryLookup200(b *testing.B) {
+	ctx := context.Background()
+	m := sessions.NewMemory(nil)
+	users := make([]string, 200)
+	for i := range users {
+		users[i] = "u" + strconv.Itoa(i)
+		devices := 1 + i%3/2 // most users one device, a third two
+		for d := range devices {
+			if err := m.Register(ctx, sessions.Session{User: users[i], Device: "d" + strconv.Itoa(d), Gateway: "g1"}, time.Hour); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if live, err := m.Lookup(ctx, users); err != nil || len(live) != 200 {
+			b.Fatal(len(live), err)
+		}
+	}
 }

@@ -40,7 +40,7 @@ func (s *DB) SaveSession(ctx context.Context, x Session) error {
 // Sessions lists user's sessions that were not revoked and end after now,
 // the most recently used first.
 func (s *DB) Sessions(ctx context.Context, user string, now time.Time) ([]Session, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT id, user_id, device, created_at, last_used_at, expires_at FROM user_sessions WHERE user_id = ? AND revoked_at = 0 AND expires_at > ? ORDER BY last_used_at DESC, id",
+	rows, err := s.query(ctx, "SELECT id, user_id, device, created_at, last_used_at, expires_at FROM user_sessions WHERE user_id = ? AND revoked_at = 0 AND expires_at > ? ORDER BY last_used_at DESC, id",
 		user, now.UnixMilli())
 	return scanAll(rows, err, func(x *Session) []any {
 		return []any{&x.ID, &x.User, &x.Device, &x.CreatedAt, &x.LastUsedAt, &x.ExpiresAt}
@@ -125,7 +125,7 @@ func (s *DB) UpdateProfile(ctx context.Context, id string, displayName, dmPolicy
 		if err == nil {
 			// MySQL counts changed rows: an unchanged value is not an error.
 			var one int
-			err = s.db.QueryRowContext(ctx, "SELECT 1 FROM users WHERE id = ? AND deleted_at = 0", id).Scan(&one)
+			err = s.queryRow(ctx, "SELECT 1 FROM users WHERE id = ? AND deleted_at = 0", id).Scan(&one)
 			if err == sql.ErrNoRows {
 				return ErrNotFound
 			}

@@ -110,7 +110,7 @@ func (s *DB) claimOwners(ctx context.Context, claims []Claim) (map[claimKey]stri
 		q.WriteString("(sender = ? AND cmid = ?)")
 		args = append(args, c.Sender, c.CMID)
 	}
-	r, err := s.db.QueryContext(ctx, q.String(), args...)
+	r, err := s.query(ctx, q.String(), args...)
 	if err != nil {
 		return nil, err
 	}

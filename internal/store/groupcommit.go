@@ -25,8 +25,9 @@ type saveReq struct {
 	inbox        []InboxEntry
 	participants []string
 	apply        func(tx *sql.Tx) error
-	batch        []Save     // SaveMessages: the whole batch in this request's savepoint
-	done         chan error // 1: errLead, then the result; or the result
+	batch        []Save       // SaveMessages: the whole batch in this request's savepoint
+	effect       *cacheEffect // what apply changes, for the pull cache (pullcache.go)
+	done         chan error   // 1: errLead, then the result; or the result
 }
 
 type groupCommit struct {
@@ -126,6 +127,13 @@ func (s *DB) commitBatch(batch []*saveReq) {
 		fail(err)
 		return
 	}
+	if c := s.pcache.Load(); c != nil { // in commit order, before anyone hears of the commit
+		for i, r := range live {
+			if results[i] == nil {
+				c.applySaved(r)
+			}
+		}
+	}
 	for i, r := range live {
 		r.done <- results[i]
 	}
@@ -179,14 +187,16 @@ func (s *DB) txExec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql
 
 // closeStmts closes the prepared statements.
 func (s *DB) closeStmts() {
-	s.stmts.Range(func(k, v any) bool {
-		v.(*sql.Stmt).Close()
-		s.stmts.Delete(k)
-		return true
-	})
+	for _, m := range []*sync.Map{&s.stmts, &s.rstmts} {
+		m.Range(func(k, v any) bool {
+			v.(*sql.Stmt).Close()
+			m.Delete(k)
+			return true
+		})
+	}
 }
 
-// exec, queryRow and query run q on the database, prepared once where stmt prepares.
+// exec runs q on the database (the writer), prepared once where stmt prepares.
 func (s *DB) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	if st := s.stmt(ctx, q); st != nil {
 		return st.ExecContext(ctx, args...)
@@ -195,15 +205,45 @@ func (s *DB) exec(ctx context.Context, q string, args ...any) (sql.Result, error
 }
 
 func (s *DB) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
-	if st := s.stmt(ctx, q); st != nil {
+	if st := s.readStmt(ctx, q); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
-	return s.db.QueryRowContext(ctx, q, args...)
+	return s.rdb.QueryRowContext(ctx, q, args...)
 }
 
+// query and queryRow read on the readers (rdb): outside a transaction only;
+// they see every commit that returned before they started.
 func (s *DB) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	if st := s.stmt(ctx, q); st != nil {
+	if st := s.readStmt(ctx, q); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
-	return s.db.QueryContext(ctx, q, args...)
+	return s.rdb.QueryContext(ctx, q, args...)
+}
+
+// maxReadStmts bounds the statements prepared on the readers.
+const maxReadStmts = 256
+
+// readStmt is stmt for the readers.
+func (s *DB) readStmt(ctx context.Context, q string) *sql.Stmt {
+	if s.dialect != SQLite {
+		return nil
+	}
+	if st, ok := s.rstmts.Load(q); ok {
+		return st.(*sql.Stmt)
+	}
+	// Queries with IN lists come in many shapes: past maxReadStmts the
+	// new ones run unprepared instead of growing the cache without bound.
+	if s.nrstmts.Load() >= maxReadStmts {
+		return nil
+	}
+	st, err := s.rdb.PrepareContext(ctx, q)
+	if err != nil {
+		return nil
+	}
+	if prev, loaded := s.rstmts.LoadOrStore(q, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt)
+	}
+	s.nrstmts.Add(1)
+	return st
 }

@@ -159,13 +159,13 @@ func (s *DB) CreateGroup(ctx context.Context, g Group, members []Member) error {
 
 // GroupByID returns a group.
 func (s *DB) GroupByID(ctx context.Context, id string) (*Group, error) {
-	return scanGroup(s.db.QueryRowContext(ctx, "SELECT "+groupCols+" FROM im_groups WHERE id = ?", id))
+	return scanGroup(s.queryRow(ctx, "SELECT "+groupCols+" FROM im_groups WHERE id = ?", id))
 }
 
 // GroupVersion returns a group's version (ErrNotFound when dismissed).
 func (s *DB) GroupVersion(ctx context.Context, id string) (int64, error) {
 	var v int64
-	err := s.db.QueryRowContext(ctx, "SELECT version FROM im_groups WHERE id = ?", id).Scan(&v)
+	err := s.queryRow(ctx, "SELECT version FROM im_groups WHERE id = ?", id).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, ErrNotFound
 	}
@@ -187,7 +187,7 @@ func scanMember(sc interface{ Scan(...any) error }) (*Member, error) {
 
 // GroupMember returns one membership (ErrNotFound when not a member).
 func (s *DB) GroupMember(ctx context.Context, gid, uid string) (*Member, error) {
-	return scanMember(s.db.QueryRowContext(ctx, "SELECT "+memberCols+" FROM group_members WHERE group_id = ? AND user_id = ?", gid, uid))
+	return scanMember(s.queryRow(ctx, "SELECT "+memberCols+" FROM group_members WHERE group_id = ? AND user_id = ?", gid, uid))
 }
 
 // GroupMembers returns all members of a group, with the group's version read
@@ -221,7 +221,7 @@ func (s *DB) GroupMembers(ctx context.Context, gid string) ([]Member, int64, err
 
 // GroupsOf lists the groups user belongs to.
 func (s *DB) GroupsOf(ctx context.Context, uid string) ([]Group, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT g.id, g.name, g.owner, g.announcement, g.allow_invites, g.member_count, g.version, g.created_at, g.join_policy, g.mute_all, m.remark FROM im_groups g JOIN group_members m ON m.group_id = g.id WHERE m.user_id = ? ORDER BY g.created_at", uid)
+	rows, err := s.query(ctx, "SELECT g.id, g.name, g.owner, g.announcement, g.allow_invites, g.member_count, g.version, g.created_at, g.join_policy, g.mute_all, m.remark FROM im_groups g JOIN group_members m ON m.group_id = g.id WHERE m.user_id = ? ORDER BY g.created_at", uid)
 	if err != nil {
 		return nil, err
 	}
@@ -436,7 +436,7 @@ func (s *DB) DeleteGroup(ctx context.Context, gid string, events ...GroupEvent) 
 // LargeGroupsOf returns user's groups with more than threshold members
 // (read diffusion) with their conversation's last seq and user's read cursor.
 func (s *DB) LargeGroupsOf(ctx context.Context, uid string, threshold int) ([]Conversation, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT g.id, COALESCE(c.last_seq, 0), COALESCE(uc.read_seq, 0) FROM group_members m JOIN im_groups g ON g.id = m.group_id
+	rows, err := s.query(ctx, `SELECT g.id, COALESCE(c.last_seq, 0), COALESCE(uc.read_seq, 0) FROM group_members m JOIN im_groups g ON g.id = m.group_id
 		LEFT JOIN convs c ON c.conv = CONCAT('g:', g.id)
 		LEFT JOIN user_convs uc ON uc.user_id = m.user_id AND uc.conv = CONCAT('g:', g.id) WHERE m.user_id = ? AND g.member_count > ?`, uid, threshold)
 	if err != nil {
@@ -538,13 +538,13 @@ func (s *DB) CreateJoinRequest(ctx context.Context, r JoinRequest, maxPerGroup, 
 
 // JoinRequestByID returns a join request of group gid.
 func (s *DB) JoinRequestByID(ctx context.Context, gid, rid string) (*JoinRequest, error) {
-	return scanJoinRequest(s.db.QueryRowContext(ctx, "SELECT "+joinRequestCols+" FROM group_join_requests WHERE id = ? AND group_id = ?", rid, gid))
+	return scanJoinRequest(s.queryRow(ctx, "SELECT "+joinRequestCols+" FROM group_join_requests WHERE id = ? AND group_id = ?", rid, gid))
 }
 
 // JoinRequests lists up to limit join requests of a group with status,
 // oldest first.
 func (s *DB) JoinRequests(ctx context.Context, gid, status string, limit int) ([]JoinRequest, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT "+joinRequestCols+" FROM group_join_requests WHERE group_id = ? AND status = ? ORDER BY created_at, id LIMIT ?", gid, status, limit)
+	rows, err := s.query(ctx, "SELECT "+joinRequestCols+" FROM group_join_requests WHERE group_id = ? AND status = ? ORDER BY created_at, id LIMIT ?", gid, status, limit)
 	if err != nil {
 		return nil, err
 	}

@@ -76,7 +76,7 @@ func (s *DB) AddOutbox(ctx context.Context, e OutboxEntry) error {
 
 // PendingOutbox returns up to limit entries, oldest first (due or not).
 func (s *DB) PendingOutbox(ctx context.Context, limit int) ([]OutboxEntry, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT id, target, okey, kind, payload, attempts, next_at, created_at FROM webhook_outbox ORDER BY id LIMIT ?", limit)
+	rows, err := s.query(ctx, "SELECT id, target, okey, kind, payload, attempts, next_at, created_at FROM webhook_outbox ORDER BY id LIMIT ?", limit)
 	return scanAll(rows, err, func(e *OutboxEntry) []any {
 		return []any{&e.ID, &e.Target, &e.Key, &e.Kind, &e.Payload, &e.Attempts, &e.NextAt, &e.Created}
 	})
@@ -97,7 +97,7 @@ func (s *DB) RetryOutbox(ctx context.Context, id int64, nextAt int64) error {
 // CountOutbox returns the number of entries waiting.
 func (s *DB) CountOutbox(ctx context.Context) (int64, error) {
 	var n int64
-	err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM webhook_outbox").Scan(&n)
+	err := s.queryRow(ctx, "SELECT COUNT(*) FROM webhook_outbox").Scan(&n)
 	return n, err
 }
 
@@ -108,7 +108,7 @@ func (s *DB) TrimOutbox(ctx context.Context, max int64) (int64, error) {
 		return 0, err
 	}
 	var cut int64
-	err = s.db.QueryRowContext(ctx, "SELECT id FROM webhook_outbox ORDER BY id LIMIT 1 OFFSET ?", n-max-1).Scan(&cut)
+	err = s.queryRow(ctx, "SELECT id FROM webhook_outbox ORDER BY id LIMIT 1 OFFSET ?", n-max-1).Scan(&cut)
 	if err != nil {
 		return 0, err
 	}
@@ -142,7 +142,7 @@ func (s *DB) TakeLease(ctx context.Context, name, owner string, ttl time.Duratio
 	// MySQL counts only changed rows: an unchanged renewal in the same
 	// millisecond reports 0.
 	var cur string
-	if err := s.db.QueryRowContext(ctx, "SELECT owner FROM webhook_lease WHERE name = ?", name).Scan(&cur); err != nil {
+	if err := s.queryRow(ctx, "SELECT owner FROM webhook_lease WHERE name = ?", name).Scan(&cur); err != nil {
 		return false, err
 	}
 	return cur == owner, nil
@@ -208,7 +208,7 @@ func (s *DB) PushTokens(ctx context.Context, users []string) (map[string][]PushT
 	for i, u := range users {
 		args[i] = u
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT user_id, device, provider, token, updated_at FROM push_tokens WHERE user_id IN ("+
+	rows, err := s.query(ctx, "SELECT user_id, device, provider, token, updated_at FROM push_tokens WHERE user_id IN ("+
 		strings.TrimSuffix(strings.Repeat("?, ", len(users)), ", ")+") ORDER BY user_id, device", args...)
 	if err != nil {
 		return nil, err
@@ -251,7 +251,7 @@ func (s *DB) Unban(ctx context.Context, user string) error {
 // Banned reports whether user is banned, and why.
 func (s *DB) Banned(ctx context.Context, user string) (bool, string, error) {
 	var reason string
-	err := s.db.QueryRowContext(ctx, "SELECT reason FROM user_bans WHERE user_id = ?", user).Scan(&reason)
+	err := s.queryRow(ctx, "SELECT reason FROM user_bans WHERE user_id = ?", user).Scan(&reason)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, "", nil
 	}

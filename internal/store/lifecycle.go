@@ -43,7 +43,7 @@ func (s *DB) insertMentions(ctx context.Context, tx *sql.Tx, m Message) error {
 
 // MessageAt returns message (conv, seq); ErrNotFound when there is none.
 func (s *DB) MessageAt(ctx context.Context, conv string, seq int64) (*Message, error) {
-	m, err := scanMessage(s.db.QueryRowContext(ctx, "SELECT "+msgCols+" FROM messages m WHERE m.conv = ? AND m.seq = ?", conv, seq))
+	m, err := scanMessage(s.queryRow(ctx, "SELECT "+msgCols+" FROM messages m WHERE m.conv = ? AND m.seq = ?", conv, seq))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -75,7 +75,7 @@ func targetOf(ctx context.Context, tx *sql.Tx, conv string, seq int64) error {
 // its edit records and its mentions are erased. ErrRecalled when it already
 // was; ErrDuplicate when (sender, cmid) is stored.
 func (s *DB) SaveRecall(ctx context.Context, m Message, inbox []InboxEntry) error {
-	return s.saveMessage(ctx, m, inbox, nil, func(tx *sql.Tx) error {
+	return s.saveMessageEffect(ctx, m, inbox, nil, func(tx *sql.Tx) error {
 		if err := targetOf(ctx, tx, m.Conv, m.Ref); err != nil {
 			return err
 		}
@@ -89,14 +89,14 @@ func (s *DB) SaveRecall(ctx context.Context, m Message, inbox []InboxEntry) erro
 			return fmt.Errorf("erase mentions: %w", err)
 		}
 		return nil
-	})
+	}, &cacheEffect{kind: effectRecall, conv: m.Conv, ref: m.Ref})
 }
 
 // SaveEdit stores the edit record m (m.Ref is the edited seq, m.Body the new
 // body) and gives the original that body and FlagEdited in the same
 // transaction. ErrRecalled when the original was recalled.
 func (s *DB) SaveEdit(ctx context.Context, m Message, inbox []InboxEntry) error {
-	return s.saveMessage(ctx, m, inbox, nil, func(tx *sql.Tx) error {
+	return s.saveMessageEffect(ctx, m, inbox, nil, func(tx *sql.Tx) error {
 		if err := targetOf(ctx, tx, m.Conv, m.Ref); err != nil {
 			return err
 		}
@@ -104,7 +104,7 @@ func (s *DB) SaveEdit(ctx context.Context, m Message, inbox []InboxEntry) error 
 			return fmt.Errorf("edit: %w", err)
 		}
 		return nil
-	})
+	}, &cacheEffect{kind: effectEdit, conv: m.Conv, ref: m.Ref, body: m.Body})
 }
 
 // DeleteConv is the internal conversation that holds a user's delete
@@ -116,14 +116,14 @@ func DeleteConv(user string) string { return "d:" + user }
 // (in DeleteConv(user), body: conv and seqs) with its inbox row in the same
 // transaction.
 func (s *DB) SaveDelete(ctx context.Context, m Message, inbox []InboxEntry, user, conv string, seqs []int64) error {
-	return s.saveMessage(ctx, m, inbox, nil, func(tx *sql.Tx) error {
+	return s.saveMessageEffect(ctx, m, inbox, nil, func(tx *sql.Tx) error {
 		for _, n := range seqs {
 			if _, err := tx.ExecContext(ctx, s.insertIgnore()+" INTO hidden (user_id, conv, seq) VALUES (?, ?, ?)", user, conv, n); err != nil {
 				return fmt.Errorf("hide: %w", err)
 			}
 		}
 		return nil
-	})
+	}, &cacheEffect{kind: effectHide, conv: conv, user: user, seqs: seqs})
 }
 
 // PullVisible is Pull without the messages user deleted for themselves.
@@ -131,14 +131,31 @@ func (s *DB) SaveDelete(ctx context.Context, m Message, inbox []InboxEntry, user
 // from <= seq < before, returned in ascending order; more then says older
 // ones exist.
 func (s *DB) PullVisible(ctx context.Context, user, conv string, from, to, before int64, limit int) ([]Message, bool, error) {
+	to, order := pullRange(to, before)
+	if c := s.pcache.Load(); c != nil {
+		items, more, ok, err := s.pullCached(ctx, c, user, conv, from, to, before, limit)
+		if ok || err != nil {
+			return items, more, err
+		}
+	}
+	return s.pullVisibleSQL(ctx, user, conv, from, to, order, limit)
+}
+
+// pullVisibleSQL is PullVisible in SQL, to already bounded.
+// pullRange is the upper seq bound and the scan order of a pull: to <= 0
+// means no bound; before > 0 pages backwards below it.
+func pullRange(to, before int64) (int64, string) {
 	if to <= 0 {
 		to = 1<<62 - 1
 	}
-	order := "ASC"
 	if before > 0 {
-		to, order = min(to, before-1), "DESC"
+		return min(to, before-1), "DESC"
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT "+msgCols+" FROM messages m WHERE m.conv = ? AND m.seq >= ? AND m.seq <= ?"+
+	return to, "ASC"
+}
+
+func (s *DB) pullVisibleSQL(ctx context.Context, user, conv string, from, to int64, order string, limit int) ([]Message, bool, error) {
+	rows, err := s.query(ctx, "SELECT "+msgCols+" FROM messages m WHERE m.conv = ? AND m.seq >= ? AND m.seq <= ?"+
 		" AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = ? AND h.conv = m.conv AND h.seq = m.seq) ORDER BY m.seq "+order+" LIMIT ?",
 		conv, from, to, user, limit+1)
 	if err != nil {
@@ -214,7 +231,7 @@ func (s *DB) ConversationPage(ctx context.Context, user string, after *ConvCurso
 	}
 	q += ` ORDER BY uc.pinned DESC, COALESCE(c.last_ts, 0) DESC, uc.conv LIMIT ?`
 	args = append(args, limit+1)
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.query(ctx, q, args...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -291,7 +308,7 @@ func (s *DB) SetConvSettings(ctx context.Context, user, conv string, u ConvSetti
 		sets, args = append(sets, "muted = ?"), append(args, b(*u.Muted))
 	}
 	var one int
-	err := s.db.QueryRowContext(ctx, "SELECT 1 FROM user_convs WHERE user_id = ? AND conv = ?", user, conv).Scan(&one)
+	err := s.queryRow(ctx, "SELECT 1 FROM user_convs WHERE user_id = ? AND conv = ?", user, conv).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ErrNotFound
 	}
@@ -374,7 +391,7 @@ func (s *DB) writeEvents(ctx context.Context, tx *sql.Tx, events []GroupEvent) e
 
 // PendingGroupEvents returns up to limit outbox events, oldest first.
 func (s *DB) PendingGroupEvents(ctx context.Context, limit int) ([]GroupEvent, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT id, group_id, actor, body, recipients, created_at FROM group_events ORDER BY id LIMIT ?", limit)
+	rows, err := s.query(ctx, "SELECT id, group_id, actor, body, recipients, created_at FROM group_events ORDER BY id LIMIT ?", limit)
 	if err != nil {
 		return nil, err
 	}

@@ -71,7 +71,7 @@ func (s *DB) CreateUpload(ctx context.Context, u Upload, maxPending int) error {
 
 // UploadByKey returns the upload of an object (ErrNotFound).
 func (s *DB) UploadByKey(ctx context.Context, key string) (*Upload, error) {
-	return scanUpload(s.db.QueryRowContext(ctx, "SELECT "+uploadCols+" FROM media_uploads WHERE object_key = ?", key))
+	return scanUpload(s.queryRow(ctx, "SELECT "+uploadCols+" FROM media_uploads WHERE object_key = ?", key))
 }
 
 // ReferenceUpload records that conv contains the object (idempotent); a
@@ -88,7 +88,7 @@ func (s *DB) ReferenceUpload(ctx context.Context, key, conv string) error {
 
 // MediaConvs lists the conversations that contain the object.
 func (s *DB) MediaConvs(ctx context.Context, key string) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT conv FROM media_refs WHERE object_key = ? ORDER BY conv LIMIT 100", key)
+	rows, err := s.query(ctx, "SELECT conv FROM media_refs WHERE object_key = ? ORDER BY conv LIMIT 100", key)
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +123,7 @@ func (s *DB) PendingThumbs(ctx context.Context, before time.Time, limit int) ([]
 }
 
 func (s *DB) uploads(ctx context.Context, where string, args ...any) ([]Upload, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT "+uploadCols+" FROM media_uploads "+where, args...)
+	rows, err := s.query(ctx, "SELECT "+uploadCols+" FROM media_uploads "+where, args...)
 	if err != nil {
 		return nil, err
 	}

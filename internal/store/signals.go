@@ -20,7 +20,7 @@ const syncCols = "i.conv, i.seq, COALESCE(m.mid, ''), COALESCE(m.sender, ''), CO
 // conversation row).
 func (s *DB) ReadSeq(ctx context.Context, user, conv string) (int64, error) {
 	var n int64
-	err := s.db.QueryRowContext(ctx, "SELECT read_seq FROM user_convs WHERE user_id = ? AND conv = ?", user, conv).Scan(&n)
+	err := s.queryRow(ctx, "SELECT read_seq FROM user_convs WHERE user_id = ? AND conv = ?", user, conv).Scan(&n)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
@@ -67,7 +67,7 @@ func (s *DB) SetReadRecord(ctx context.Context, user, conv string, seq, inboxSeq
 // cursors, whatever the number of messages.
 func (s *DB) GroupReadCounts(ctx context.Context, gid string, seq int64, exclude string) (read, unread int64, err error) {
 	var r, n sql.NullInt64
-	err = s.db.QueryRowContext(ctx, `SELECT SUM(CASE WHEN COALESCE(uc.read_seq, 0) >= ? THEN 1 ELSE 0 END), COUNT(*)
+	err = s.queryRow(ctx, `SELECT SUM(CASE WHEN COALESCE(uc.read_seq, 0) >= ? THEN 1 ELSE 0 END), COUNT(*)
 		FROM group_members gm LEFT JOIN user_convs uc ON uc.user_id = gm.user_id AND uc.conv = ?
 		WHERE gm.group_id = ? AND gm.joined_seq < ? AND gm.user_id <> ?`, seq, "g:"+gid, gid, seq, exclude).Scan(&r, &n)
 	return r.Int64, n.Int64 - r.Int64, err
@@ -76,7 +76,7 @@ func (s *DB) GroupReadCounts(ctx context.Context, gid string, seq int64, exclude
 // GroupReaders lists the members of gid other than exclude whose read
 // cursor is at or past seq (and who joined before it), sorted.
 func (s *DB) GroupReaders(ctx context.Context, gid string, seq int64, exclude string) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT gm.user_id FROM group_members gm JOIN user_convs uc ON uc.user_id = gm.user_id AND uc.conv = ?
+	rows, err := s.query(ctx, `SELECT gm.user_id FROM group_members gm JOIN user_convs uc ON uc.user_id = gm.user_id AND uc.conv = ?
 		WHERE gm.group_id = ? AND gm.joined_seq < ? AND gm.user_id <> ? AND uc.read_seq >= ? ORDER BY gm.user_id`, "g:"+gid, gid, seq, exclude, seq)
 	if err != nil {
 		return nil, err
@@ -107,7 +107,7 @@ func (s *DB) SharedWith(ctx context.Context, user string, others []string) (map[
 		ids = append(ids, o)
 	}
 	marks := strings.TrimSuffix(strings.Repeat("?, ", len(others)), ", ")
-	rows, err := s.db.QueryContext(ctx, "SELECT friend_id FROM friends WHERE user_id = ? AND friend_id IN ("+marks+")", ids...)
+	rows, err := s.query(ctx, "SELECT friend_id FROM friends WHERE user_id = ? AND friend_id IN ("+marks+")", ids...)
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +133,7 @@ func (s *DB) SharedWith(ctx context.Context, user string, others []string) (map[
 		return out, nil
 	}
 	marks = strings.TrimSuffix(strings.Repeat("?, ", len(convs)-1), ", ")
-	rows, err = s.db.QueryContext(ctx, "SELECT conv FROM user_convs WHERE user_id = ? AND conv IN ("+marks+")", convs...)
+	rows, err = s.query(ctx, "SELECT conv FROM user_convs WHERE user_id = ? AND conv IN ("+marks+")", convs...)
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +160,7 @@ func (s *DB) SharedWith(ctx context.Context, user string, others []string) (map[
 		return out, nil
 	}
 	marks = strings.TrimSuffix(strings.Repeat("?, ", len(rest)-1), ", ")
-	rows, err = s.db.QueryContext(ctx, `SELECT DISTINCT b.user_id FROM group_members a JOIN group_members b ON b.group_id = a.group_id
+	rows, err = s.query(ctx, `SELECT DISTINCT b.user_id FROM group_members a JOIN group_members b ON b.group_id = a.group_id
 		WHERE a.user_id = ? AND b.user_id IN (`+marks+`)`, rest...)
 	if err != nil {
 		return nil, err

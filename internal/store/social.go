@@ -202,7 +202,7 @@ func (s *DB) FriendRequests(ctx context.Context, user string, incoming bool, sta
 		q += " AND status = ?"
 		args = append(args, status)
 	}
-	rows, err := s.db.QueryContext(ctx, q+" ORDER BY created_at DESC, id DESC LIMIT ?", append(args, limit)...)
+	rows, err := s.query(ctx, q+" ORDER BY created_at DESC, id DESC LIMIT ?", append(args, limit)...)
 	return scanRequests(rows, err)
 }
 
@@ -271,7 +271,7 @@ func (s *DB) RespondFriendRequest(ctx context.Context, id, user string, accept b
 
 // Friends lists user's friends, oldest friendship first.
 func (s *DB) Friends(ctx context.Context, user string) ([]Friend, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT f.friend_id, u.username, u.display_name, f.remark, f.since FROM friends f
+	rows, err := s.query(ctx, `SELECT f.friend_id, u.username, u.display_name, f.remark, f.since FROM friends f
 		JOIN users u ON u.id = f.friend_id WHERE f.user_id = ? ORDER BY f.since, f.friend_id`, user)
 	return scanAll(rows, err, func(f *Friend) []any {
 		return []any{&f.UserID, &f.Username, &f.DisplayName, &f.Remark, &f.Since}
@@ -281,7 +281,7 @@ func (s *DB) Friends(ctx context.Context, user string) ([]Friend, error) {
 // AreFriends reports whether a and b are friends.
 func (s *DB) AreFriends(ctx context.Context, a, b string) (bool, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM friends WHERE user_id = ? AND friend_id = ?", a, b).Scan(&n)
+	err := s.queryRow(ctx, "SELECT COUNT(*) FROM friends WHERE user_id = ? AND friend_id = ?", a, b).Scan(&n)
 	return n > 0, err
 }
 
@@ -357,7 +357,7 @@ func (s *DB) UnblockUser(ctx context.Context, user, other string) error {
 
 // Blocks lists the users user blocked, oldest first.
 func (s *DB) Blocks(ctx context.Context, user string) ([]Block, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT b.blocked_id, u.username, u.display_name, b.created_at FROM blocks b
+	rows, err := s.query(ctx, `SELECT b.blocked_id, u.username, u.display_name, b.created_at FROM blocks b
 		JOIN users u ON u.id = b.blocked_id WHERE b.user_id = ? ORDER BY b.created_at, b.blocked_id`, user)
 	return scanAll(rows, err, func(b *Block) []any {
 		return []any{&b.UserID, &b.Username, &b.DisplayName, &b.CreatedAt}
@@ -412,7 +412,7 @@ func (s *DB) BlockedBetween(ctx context.Context, user string, others []string) (
 	for _, o := range others {
 		args = append(args, o)
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT user_id FROM blocks WHERE blocked_id = ? AND user_id IN ("+marks+")"+
+	rows, err := s.query(ctx, "SELECT user_id FROM blocks WHERE blocked_id = ? AND user_id IN ("+marks+")"+
 		" UNION SELECT blocked_id FROM blocks WHERE user_id = ? AND blocked_id IN ("+marks+")", args...)
 	if err != nil {
 		return nil, err
@@ -426,7 +426,7 @@ func (s *DB) BlockedBetween(ctx context.Context, user string, others []string) (
 // PendingSocialEvents lists outbox events not yet in an inbox, oldest
 // first.
 func (s *DB) PendingSocialEvents(ctx context.Context, limit int) ([]SocialEvent, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT id, user_id, kind, body, created_at FROM social_events WHERE inbox_seq = 0 ORDER BY id LIMIT ?", limit)
+	rows, err := s.query(ctx, "SELECT id, user_id, kind, body, created_at FROM social_events WHERE inbox_seq = 0 ORDER BY id LIMIT ?", limit)
 	return scanAll(rows, err, func(e *SocialEvent) []any { return []any{&e.ID, &e.User, &e.Kind, &e.Body, &e.CreatedAt} })
 }
 

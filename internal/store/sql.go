@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -26,9 +28,19 @@ type DB struct {
 	migrateTo int
 	group     groupCommit // SQLite: saves written in one transaction (groupcommit.go)
 	stmts     sync.Map    // SQLite: query -> *sql.Stmt
+	// rdb serves reads (read and readRow): in SQLite a pool of read-only
+	// connections besides the one writer, so reads do not queue behind the
+	// group commit (WAL lets readers run alongside the writer); in MySQL
+	// the same pool as db.
+	rdb     *sql.DB
+	rstmts  sync.Map                  // SQLite: query -> *sql.Stmt on rdb
+	nrstmts atomic.Int32              // statements in rstmts
+	pcache  atomic.Pointer[pullCache] // SQLite: latest messages for pulls (pullcache.go)
 	// outbox, if set, adds a webhook outbox entry to a message's transaction.
 	outbox       OutboxHook
 	socialOutbox SocialOutboxHook
+	// stopCheckpoints ends the SQLite checkpointer (checkpoint.go).
+	stopCheckpoints func()
 }
 
 // PoolConfig bounds the connection pool (MySQL).
@@ -49,7 +61,7 @@ func openSQLite(ctx context.Context, dir string, migrateTo int) (*DB, error) {
 		return nil, fmt.Errorf("create data folder: %w", err)
 	}
 	path := filepath.Join(dir, "imkube.db")
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(" + strconv.Itoa(walBackstopPages) + ")&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -57,13 +69,35 @@ func openSQLite(ctx context.Context, dir string, migrateTo int) (*DB, error) {
 	// One writer at a time is SQLite's model; a single connection also
 	// avoids SQLITE_BUSY between our own connections.
 	db.SetMaxOpenConns(1)
-	s := &DB{db: db, dialect: SQLite, migrateTo: migrateTo}
+	s := &DB{db: db, rdb: db, dialect: SQLite, migrateTo: migrateTo}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
+	// Readers: WAL lets them read the last commit while the writer writes,
+	// so reads (the direct-chat check, pulls, syncs) do not wait for the
+	// group commit on the writer connection. query_only: they never write.
+	rdb, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=query_only(1)")
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	rdb.SetMaxOpenConns(sqliteReaders)
+	rdb.SetMaxIdleConns(sqliteReaders)
+	s.rdb = rdb
+	if err := s.SetPullCache(DefaultPullCache); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if s.stopCheckpoints, err = startCheckpoints(path); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
+
+// sqliteReaders is the number of SQLite read connections.
+const sqliteReaders = 4
 
 // OpenMySQL connects to MySQL/MariaDB with dsn (go-sql-driver format) and
 // applies migrations; concurrent starts of several replicas are safe.
@@ -97,7 +131,7 @@ func openMySQL(ctx context.Context, dsn string, pool PoolConfig, migrateTo int) 
 	db.SetMaxOpenConns(pool.MaxOpen)
 	db.SetMaxIdleConns(pool.MaxIdle)
 	db.SetConnMaxLifetime(pool.MaxLifetime)
-	s := &DB{db: db, dialect: MySQL, migrateTo: migrateTo}
+	s := &DB{db: db, rdb: db, dialect: MySQL, migrateTo: migrateTo}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -114,7 +148,13 @@ func (s *DB) Dialect() string { return s.dialect }
 
 // Close closes the pool.
 func (s *DB) Close() error {
+	if s.stopCheckpoints != nil {
+		s.stopCheckpoints()
+	}
 	s.closeStmts()
+	if s.rdb != s.db {
+		s.rdb.Close()
+	}
 	return s.db.Close()
 }
 
@@ -248,13 +288,13 @@ func scanUser(row *sql.Row) (*User, error) {
 // form (by username.Key). A case twin registered before keys existed (see
 // addUsernameKeys) is found by its exact spelling, which is tried first.
 func (s *DB) UserByUsername(ctx context.Context, name string) (*User, error) {
-	return scanUser(s.db.QueryRowContext(ctx, "SELECT "+userCols+" FROM users WHERE (username = ? OR username_key = ?) AND deleted_at = 0 ORDER BY CASE WHEN username = ? THEN 0 ELSE 1 END LIMIT 1",
+	return scanUser(s.queryRow(ctx, "SELECT "+userCols+" FROM users WHERE (username = ? OR username_key = ?) AND deleted_at = 0 ORDER BY CASE WHEN username = ? THEN 0 ELSE 1 END LIMIT 1",
 		name, username.Key(name), name))
 }
 
 // UserByID finds an account by id, deleted accounts included (Deleted set).
 func (s *DB) UserByID(ctx context.Context, id string) (*User, error) {
-	return scanUser(s.db.QueryRowContext(ctx, "SELECT "+userCols+" FROM users WHERE id = ?", id))
+	return scanUser(s.queryRow(ctx, "SELECT "+userCols+" FROM users WHERE id = ?", id))
 }
 
 // UserExists reports whether an account with id exists (and was not deleted).
@@ -278,7 +318,7 @@ func scanMessage(sc interface{ Scan(...any) error }, extra ...any) (Message, err
 
 // MessageByCMID finds the message a sender stored with a client message id.
 func (s *DB) MessageByCMID(ctx context.Context, sender, cmid string) (*Message, error) {
-	m, err := scanMessage(s.db.QueryRowContext(ctx, "SELECT "+msgCols+" FROM messages m WHERE m.sender = ? AND m.cmid = ?", sender, cmid))
+	m, err := scanMessage(s.queryRow(ctx, "SELECT "+msgCols+" FROM messages m WHERE m.sender = ? AND m.cmid = ?", sender, cmid))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -301,7 +341,7 @@ func (s *DB) ClaimCMID(ctx context.Context, sender, cmid, conv string) (fresh bo
 	} else if n > 0 {
 		return true, conv, nil
 	}
-	err = s.db.QueryRowContext(ctx, "SELECT conv FROM cmid_claims WHERE sender = ? AND cmid = ?", sender, cmid).Scan(&owner)
+	err = s.queryRow(ctx, "SELECT conv FROM cmid_claims WHERE sender = ? AND cmid = ?", sender, cmid).Scan(&owner)
 	return false, owner, err
 }
 
@@ -316,8 +356,14 @@ func (s *DB) SaveMessage(ctx context.Context, m Message, inbox []InboxEntry, par
 // saveMessage is SaveMessage with apply run first in the same transaction
 // (the change a recall, edit or delete record makes).
 func (s *DB) saveMessage(ctx context.Context, m Message, inbox []InboxEntry, participants []string, apply func(tx *sql.Tx) error) (err error) {
+	return s.saveMessageEffect(ctx, m, inbox, participants, apply, nil)
+}
+
+// saveMessageEffect is saveMessage telling the pull cache what apply
+// changes (nil: nothing besides the new message).
+func (s *DB) saveMessageEffect(ctx context.Context, m Message, inbox []InboxEntry, participants []string, apply func(tx *sql.Tx) error, effect *cacheEffect) (err error) {
 	if s.dialect == SQLite {
-		return s.saveGrouped(&saveReq{ctx: ctx, m: m, inbox: inbox, participants: participants, apply: apply, done: make(chan error, 1)})
+		return s.saveGrouped(&saveReq{ctx: ctx, m: m, inbox: inbox, participants: participants, apply: apply, effect: effect, done: make(chan error, 1)})
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -402,7 +448,7 @@ func inboxInsert(n int) string {
 // Sync returns the inbox of user after inboxSeq after, in order, at most limit
 // items, and whether more follow.
 func (s *DB) Sync(ctx context.Context, user string, after int64, limit int) ([]Item, bool, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT "+syncCols+", CASE WHEN h.seq IS NULL THEN 0 ELSE 1 END FROM inbox i"+
+	rows, err := s.query(ctx, "SELECT "+syncCols+", CASE WHEN h.seq IS NULL THEN 0 ELSE 1 END FROM inbox i"+
 		" LEFT JOIN messages m ON i.record = 0 AND m.conv = i.conv AND m.seq = i.seq"+
 		" LEFT JOIN social_events e ON i.record = 2 AND e.id = i.seq"+
 		" LEFT JOIN hidden h ON i.record = 0 AND h.user_id = i.user_id AND h.conv = i.conv AND h.seq = i.seq"+
@@ -432,7 +478,7 @@ func (s *DB) Sync(ctx context.Context, user string, after int64, limit int) ([]I
 // InboxSeq returns the user's latest inbox position (0 when empty).
 func (s *DB) InboxSeq(ctx context.Context, user string) (int64, error) {
 	var n sql.NullInt64
-	err := s.db.QueryRowContext(ctx, "SELECT MAX(inbox_seq) FROM inbox WHERE user_id = ?", user).Scan(&n)
+	err := s.queryRow(ctx, "SELECT MAX(inbox_seq) FROM inbox WHERE user_id = ?", user).Scan(&n)
 	return n.Int64, err
 }
 
@@ -442,7 +488,7 @@ func (s *DB) Pull(ctx context.Context, conv string, from, to int64, limit int) (
 	if to <= 0 {
 		to = 1<<62 - 1
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT "+msgCols+" FROM messages m WHERE m.conv = ? AND m.seq >= ? AND m.seq <= ? ORDER BY m.seq LIMIT ?", conv, from, to, limit+1)
+	rows, err := s.query(ctx, "SELECT "+msgCols+" FROM messages m WHERE m.conv = ? AND m.seq >= ? AND m.seq <= ? ORDER BY m.seq LIMIT ?", conv, from, to, limit+1)
 	if err != nil {
 		return nil, false, err
 	}
@@ -474,7 +520,7 @@ func scanPage(rows *sql.Rows, limit int) ([]Message, bool, error) {
 // LastSeq returns the latest seq of conv (0 when it has no messages).
 func (s *DB) LastSeq(ctx context.Context, conv string) (int64, error) {
 	var n int64
-	err := s.db.QueryRowContext(ctx, "SELECT last_seq FROM convs WHERE conv = ?", conv).Scan(&n)
+	err := s.queryRow(ctx, "SELECT last_seq FROM convs WHERE conv = ?", conv).Scan(&n)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
@@ -509,7 +555,7 @@ func (s *DB) SetRead(ctx context.Context, user, conv string, seq int64) (int64, 
 
 // Conversations lists user's conversations, most recent first.
 func (s *DB) Conversations(ctx context.Context, user string) ([]Conversation, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT uc.conv, COALESCE(c.last_seq, 0), uc.read_seq, COALESCE(c.last_ts, 0)
+	rows, err := s.query(ctx, `SELECT uc.conv, COALESCE(c.last_seq, 0), uc.read_seq, COALESCE(c.last_ts, 0)
 		FROM user_convs uc LEFT JOIN convs c ON c.conv = uc.conv WHERE uc.user_id = ? ORDER BY COALESCE(c.last_ts, 0) DESC, uc.conv`, user)
 	if err != nil {
 		return nil, err
@@ -531,13 +577,13 @@ func (s *DB) Conversations(ctx context.Context, user string) ([]Conversation, er
 // diagnostics of the diffusion mode).
 func (s *DB) CountInboxRows(ctx context.Context, conv string) (int64, error) {
 	var n int64
-	err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM inbox WHERE conv = ? AND record = 0", conv).Scan(&n)
+	err := s.queryRow(ctx, "SELECT COUNT(*) FROM inbox WHERE conv = ? AND record = 0", conv).Scan(&n)
 	return n, err
 }
 
 // InboxEntries returns the inbox rows that point at message (conv, seq).
 func (s *DB) InboxEntries(ctx context.Context, conv string, seq int64) ([]InboxEntry, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT user_id, inbox_seq FROM inbox WHERE conv = ? AND seq = ? AND record = 0", conv, seq)
+	rows, err := s.query(ctx, "SELECT user_id, inbox_seq FROM inbox WHERE conv = ? AND seq = ? AND record = 0", conv, seq)
 	if err != nil {
 		return nil, err
 	}
@@ -568,7 +614,7 @@ func (s *DB) RevokeToken(ctx context.Context, tokenID string, expiresAt time.Tim
 // RevokedSince lists the revocations recorded at or after since (unix ms)
 // whose tokens have not expired.
 func (s *DB) RevokedSince(ctx context.Context, since int64) ([]auth.Revoked, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT jti, expires_at, revoked_at, reason FROM revoked_tokens WHERE revoked_at >= ? AND expires_at > ?",
+	rows, err := s.query(ctx, "SELECT jti, expires_at, revoked_at, reason FROM revoked_tokens WHERE revoked_at >= ? AND expires_at > ?",
 		since, time.Now().Add(-time.Minute).UnixMilli())
 	if err != nil {
 		return nil, err

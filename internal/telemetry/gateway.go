@@ -12,16 +12,16 @@ type Gateway struct {
 	connections metric.Int64UpDownCounter
 	connects    metric.Int64Counter
 	disconnects metric.Int64Counter
-	framesIn    metric.Int64Counter
-	framesOut   metric.Int64Counter
+	framesIn    *cheapCounter
+	framesOut   *cheapCounter
 	sendAck     metric.Float64Histogram
 	delivery    metric.Float64Histogram
 	pushes      metric.Int64Counter
-	bytesOut    metric.Int64Counter
+	bytesOut    *cheapCounter
 	evacuated   metric.Int64Counter
 	drain       metric.Float64Histogram
 
-	reasons, inTypes, outTypes *labels
+	reasons *labels
 }
 
 // NewGateway creates the gateway instruments on mp (nil: no-op).
@@ -31,21 +31,25 @@ func NewGateway(mp metric.MeterProvider) (*Gateway, error) {
 		connections: b.upDown("imkube_gateway_connections", "Open client connections on this gateway pod."),
 		connects:    b.counter("imkube_gateway_connects", "Client connections accepted (after authentication)."),
 		disconnects: b.counter("imkube_gateway_disconnects", "Client connections closed, by reason."),
-		framesIn:    b.counter("imkube_gateway_frames_in", "Frames received from clients, by frame type."),
-		framesOut:   b.counter("imkube_gateway_frames_out", "Frames written to clients, by frame type."),
+		framesIn:    b.cheapCounter("imkube_gateway_frames_in", "Frames received from clients, by frame type.", "type"),
+		framesOut:   b.cheapCounter("imkube_gateway_frames_out", "Frames written to clients, by frame type.", "type"),
 		sendAck:     b.seconds("imkube_gateway_send_ack_seconds", "Time from receiving a send frame to writing its ack."),
 		delivery:    b.seconds("imkube_gateway_delivery_seconds", "Time from a message's server timestamp to writing it to a recipient."),
 		pushes:      b.counter("imkube_gateway_pushes", "Push records received from the message service."),
-		bytesOut:    b.counter("imkube_gateway_bytes_out", "Bytes of frames written to clients."),
+		bytesOut:    b.cheapCounter("imkube_gateway_bytes_out", "Bytes of frames written to clients.", ""),
 		evacuated:   b.counter("imkube_gateway_drain_evacuated", "Connections asked to reconnect elsewhere by a draining gateway."),
 		drain:       b.seconds("imkube_gateway_drain_seconds", "Duration of a gateway's drain, from SIGTERM until its last connection closed (or the window ended)."),
 		reasons:     newLabels("reason"),
-		inTypes:     newLabels("type"),
-		outTypes:    newLabels("type"),
 	}
 	if err := b.err(); err != nil {
 		return nil, err
 	}
+	// The open-connection gauge exists from the start, at 0: a gateway
+	// without clients must show 0, not no series. The autoscalers' query
+	// (KEDA's Prometheus trigger, which treats an empty result as a lost
+	// target) and the deletion cost read it; a new pool had no series until
+	// its first client, and its ScaledObject reported TriggerError.
+	g.connections.Add(context.Background(), 0)
 	return g, nil
 }
 
@@ -76,7 +80,7 @@ func (g *Gateway) FrameIn(typ string) {
 	if g == nil {
 		return
 	}
-	g.framesIn.Add(context.Background(), 1, g.inTypes.opt(typ))
+	g.framesIn.add(typ, 1)
 }
 
 // FrameOut counts a frame written to a client and its size in bytes.
@@ -84,9 +88,8 @@ func (g *Gateway) FrameOut(typ string, bytes int) {
 	if g == nil {
 		return
 	}
-	ctx := context.Background()
-	g.framesOut.Add(ctx, 1, g.outTypes.opt(typ))
-	g.bytesOut.Add(ctx, int64(max(bytes, 0)))
+	g.framesOut.add(typ, 1)
+	g.bytesOut.add("", int64(max(bytes, 0)))
 }
 
 // SendAcked records the time from receiving a send frame to writing its ack.

@@ -2,10 +2,12 @@ package telemetry
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -135,3 +137,72 @@ func (l *labels) opt(vals ...string) metric.MeasurementOption {
 // secondsOf converts a duration to seconds, clamping negative durations
 // (clock skew between hosts) to zero.
 func secondsOf(d time.Duration) float64 { return max(d, 0).Seconds() }
+
+// cheapCounter is a counter for the hot path (a frame written to a client:
+// hundreds of thousands per second in a large group's fan-out): Add is a
+// lock-free map lookup and an atomic add; the values reach the exporter
+// through an observable counter's callback at collection time. Label values
+// are bounded like labels' (past maxLabelValues: OverflowLabel). The
+// synchronous OTel counter it replaces cost 8-14% of a gateway's CPU in the
+// fan-out benchmark (attribute-set lookup and aggregation on every frame).
+type cheapCounter struct {
+	key   string // the label's name; "" for a counter without labels
+	cells sync.Map
+	mu    sync.Mutex // guards n (cells created)
+	n     int
+}
+
+type cheapCell struct {
+	v   atomic.Int64
+	opt metric.ObserveOption
+}
+
+func (b *builder) cheapCounter(name, desc, key string) *cheapCounter {
+	c := &cheapCounter{key: key}
+	_, err := b.m.Int64ObservableCounter(name, metric.WithDescription(desc),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			c.cells.Range(func(_, v any) bool {
+				cell := v.(*cheapCell)
+				if cell.opt != nil {
+					o.Observe(cell.v.Load(), cell.opt)
+				} else {
+					o.Observe(cell.v.Load())
+				}
+				return true
+			})
+			return nil
+		}))
+	b.add(name, err)
+	return c
+}
+
+// add adds n to the cell of the label value val (ignored without a label).
+func (c *cheapCounter) add(val string, n int64) {
+	if v, ok := c.cells.Load(val); ok {
+		v.(*cheapCell).v.Add(n)
+		return
+	}
+	c.cell(val).v.Add(n)
+}
+
+func (c *cheapCounter) cell(val string) *cheapCell {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v, ok := c.cells.Load(val); ok {
+		return v.(*cheapCell)
+	}
+	label := cmp.Or(val, UnknownLabel)
+	if c.n >= maxLabelValues {
+		if v, ok := c.cells.Load(OverflowLabel); ok {
+			return v.(*cheapCell)
+		}
+		val, label = OverflowLabel, OverflowLabel
+	}
+	cell := &cheapCell{}
+	if c.key != "" {
+		cell.opt = metric.WithAttributeSet(attribute.NewSet(attribute.String(c.key, label)))
+	}
+	c.cells.Store(val, cell)
+	c.n++
+	return cell
+}

@@ -389,3 +389,56 @@ func TestReconcileOutcomesAreClassified(t *testing.T) {
 		})
 	}
 }
+
+// FrameOut is on the hot path (a cheap counter read at collection time): the
+// scrape still shows every frame and byte.
+func TestFramesOutAndBytesOutAreCountedExactly(t *testing.T) {
+	tel := newTelemetry(t, telemetry.Config{ServiceName: "imkube-gateway"})
+	g, err := telemetry.NewGateway(tel.MeterProvider())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 250 {
+				g.FrameOut("message", 10)
+				g.FrameOut("ack", 3)
+			}
+		}()
+	}
+	wg.Wait()
+	fams, err := telemetrytest.Scrape(tel.Handler())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, m := range fams["imkube_gateway_frames_out_total"].GetMetric() {
+		got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+	}
+	if got["message"] != 1000 || got["ack"] != 1000 || len(got) != 2 {
+		t.Errorf("frames_out_total = %v, want message 1000, ack 1000", got)
+	}
+	if b := fams["imkube_gateway_bytes_out_total"].GetMetric(); len(b) != 1 || b[0].GetCounter().GetValue() != 13000 {
+		t.Errorf("bytes_out_total = %v, want one series of 13000", b)
+	}
+}
+
+// A gateway without clients exports imkube_gateway_connections 0 (the
+// autoscalers treat a missing series as a lost target).
+func TestConnectionsGaugeIsZeroBeforeAnyClient(t *testing.T) {
+	tel := newTelemetry(t, telemetry.Config{ServiceName: "imkube-gateway"})
+	if _, err := telemetry.NewGateway(tel.MeterProvider()); err != nil {
+		t.Fatal(err)
+	}
+	fams, err := telemetrytest.Scrape(tel.Handler())
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := fams["imkube_gateway_connections"].GetMetric()
+	if len(series) != 1 || series[0].GetGauge().GetValue() != 0 {
+		t.Fatalf("imkube_gateway_connections before any client: %v, want one series of 0", series)
+	}
+}

@@ -1,9 +1,12 @@
 package webhook
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"log/slog"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -167,6 +170,14 @@ func (p *Pusher) flush(ctx context.Context, all bool) {
 	if len(users) == 0 {
 		return
 	}
+	// A recipient's messages in the order they were stored: notices are
+	// added as each conversation's lane delivers them, and lanes run in
+	// parallel, so a message stored later in another conversation can be
+	// added first (the sender had its ack before the other lane added its
+	// notice). Message ids increase in storage order (snowflakes).
+	for _, items := range due {
+		slices.SortStableFunc(items, byMID)
+	}
 	var online map[string]bool
 	if p.online != nil {
 		var err error
@@ -191,4 +202,15 @@ func (p *Pusher) flush(ctx context.Context, all bool) {
 			p.log.Warn("offline push: outbox write failed; push dropped", "user", u, "err", err)
 		}
 	}
+}
+
+// byMID orders notices by message id (snowflake: time, then node and
+// sequence), by timestamp when an id is not a number.
+func byMID(a, b Notice) int {
+	x, errA := strconv.ParseInt(a.MID, 10, 64)
+	y, errB := strconv.ParseInt(b.MID, 10, 64)
+	if errA != nil || errB != nil {
+		return cmp.Compare(a.TS, b.TS)
+	}
+	return cmp.Compare(x, y)
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -185,5 +186,60 @@ func TestBackoffDoublesUpToTheCap(t *testing.T) {
 		if d < 80*time.Millisecond || d > 1200*time.Millisecond {
 			t.Errorf("backoff %v outside base-20%%..cap+20%%", d)
 		}
+	}
+}
+
+// pushStore records the outbox entries of offline pushes; every user has a
+// token.
+type pushStore struct {
+	mu      sync.Mutex
+	entries []store.OutboxEntry
+}
+
+func (p *pushStore) PushTokens(_ context.Context, users []string) (map[string][]store.PushToken, error) {
+	out := map[string][]store.PushToken{}
+	for _, u := range users {
+		out[u] = []store.PushToken{{Provider: "fcm", Token: "tok-" + u}}
+	}
+	return out, nil
+}
+
+func (p *pushStore) AddOutbox(_ context.Context, e store.OutboxEntry) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.entries = append(p.entries, e)
+	return nil
+}
+
+// Conversations' lanes deliver in parallel, so notices can be added out of
+// storage order; the batch lists them by message id (storage order).
+func TestOfflinePushBatchListsMessagesInStorageOrder(t *testing.T) {
+	hooks := New(Deps{Config: func() config.Webhooks {
+		return config.Webhooks{OfflinePush: config.OfflinePush{URL: "http://127.0.0.1:1/push"}}
+	}, Secret: []byte("s")})
+	st := &pushStore{}
+	p := NewPusher(PushConfig{Window: time.Hour}, hooks, st, nil, nil)
+	for _, n := range []Notice{
+		{MID: "1000", Preview: "hi 1", TS: 5},
+		{MID: "1001", Preview: "hi 2", TS: 5},
+		{MID: "999999", Preview: "direct", TS: 6}, // stored after "hi 3", added before it
+		{MID: "99999", Preview: "hi 3", TS: 6},
+	} {
+		p.Add("bob", n)
+	}
+	p.flush(context.Background(), true)
+	if len(st.entries) != 1 {
+		t.Fatalf("%d outbox entries, want 1", len(st.entries))
+	}
+	var req PushRequest
+	if err := json.Unmarshal([]byte(st.entries[0].Payload), &req); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range req.Messages {
+		got = append(got, m.Preview)
+	}
+	if want := []string{"hi 1", "hi 2", "hi 3", "direct"}; !slices.Equal(got, want) {
+		t.Fatalf("batch %v, want %v", got, want)
 	}
 }

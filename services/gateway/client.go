@@ -36,6 +36,7 @@ type Client struct {
 	done   chan struct{} // closed when the writer goroutine has exited
 	reads  *rate.Limiter // read frames (used by the reading goroutine only)
 	sig    clientSignals // typing gate and presence subscriptions (signals.go)
+	notify notifyGate    // read-diffusion notify coalescing (notify.go)
 
 	// Set once by authenticate, before the client is added to the hub.
 	user, device string
@@ -81,6 +82,7 @@ func (c *Client) end(ctx context.Context, err error) {
 		d = DisconnectReadError
 	}
 	c.close(d, nil)
+	c.stopNotifies()
 	<-c.done
 	n.presenceDrop(c)
 	d = c.reason()
@@ -411,8 +413,8 @@ func (c *Client) kickElsewhere(ctx context.Context, s sessions.Session) {
 		if o.Device != s.Device || o.Gateway == s.Gateway {
 			continue
 		}
-		p := messageapi.Push{Kind: messageapi.PushKick, Frame: kickedFrame(), Targets: []messageapi.Target{{User: s.User, Device: s.Device}}}
-		if err := n.deps.Push.PublishPush(ctx, o.Gateway, bus.Message{Key: o.Gateway, Body: encode(p)}); err != nil {
+		p := &messageapi.Push{Kind: messageapi.PushKick, Frame: kickedFrame(), Targets: []messageapi.Target{{User: s.User, Device: s.Device}}}
+		if err := n.deps.Push.PublishPush(ctx, o.Gateway, bus.Message{Key: o.Gateway, Value: p}); err != nil {
 			n.log.Warn("kick on other gateway", "gateway", o.Gateway, "err", err)
 		}
 	}
@@ -534,7 +536,8 @@ func (c *Client) publishUpstream(ctx context.Context, spanName string, up *messa
 	defer span.End()
 	pctx, cancel := context.WithTimeout(ctx, n.cfg.PublishTimeout)
 	defer cancel()
-	msg := bus.Message{Key: up.Conv, Body: encode(up), Header: telemetry.Inject(ctx, nil)}
+	published := *up // the bus may hand it to the consumer as it is: never changed after this
+	msg := bus.Message{Key: up.Conv, Value: &published, Header: telemetry.Inject(ctx, nil)}
 	publish := func() error { return n.deps.Upstream.PublishUpstream(pctx, msg) }
 	var err error
 	if n.deps.PublishGuard != nil {

@@ -13,7 +13,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
@@ -110,7 +109,12 @@ type Config struct {
 	// TypingInterval drops a connection's typing frames for a conversation
 	// within this time of the previous one (2 s).
 	TypingInterval time.Duration
-	// Clock, if set, replaces the presence timers (tests).
+	// NotifyInterval coalesces read-diffusion notify frames: a connection
+	// gets at most one per conversation per interval, carrying the latest
+	// seq, and the last one always within the interval (notify.go). 0: 50
+	// ms; negative: every notify is sent as it comes.
+	NotifyInterval time.Duration
+	// Clock, if set, replaces the presence and notify timers (tests).
 	Clock Clock
 
 	// DropDelivery, when set, is asked before each push frame is written to a
@@ -144,6 +148,9 @@ func (c *Config) setDefaults() {
 	def(&c.ReauthBefore, time.Minute)
 	def(&c.PresenceGrace, 10*time.Second)
 	def(&c.TypingInterval, 2*time.Second)
+	if c.NotifyInterval == 0 {
+		c.NotifyInterval = 50 * time.Millisecond
+	}
 	if c.MaxPresenceSubs <= 0 {
 		c.MaxPresenceSubs = 1000
 	}
@@ -468,8 +475,8 @@ func (n *Node) clients() []*Client {
 
 // HandlePush writes one push record to its target connections.
 func (n *Node) HandlePush(ctx context.Context, m bus.Message) error {
-	var p messageapi.Push
-	if err := json.Unmarshal(m.Body, &p); err != nil {
+	p, err := bus.Decode[messageapi.Push](m)
+	if err != nil {
 		n.log.Error("dropping malformed push", "err", err)
 		return nil
 	}
@@ -481,7 +488,7 @@ func (n *Node) HandlePush(ctx context.Context, m bus.Message) error {
 		}
 		return nil
 	}
-	n.handlePush(ctx, m, &p)
+	n.handlePush(ctx, m, p)
 	return nil
 }
 
@@ -501,6 +508,7 @@ func (n *Node) handlePush(ctx context.Context, m bus.Message, p *messageapi.Push
 		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attribute.Int("im.targets", len(p.Targets))))
 	defer span.End()
 	now := time.Now()
+	conv, seq, isNotify := notifyOf(p.Frame) // read diffusion: coalesced per connection
 	for _, t := range p.Targets {
 		c := n.hub.lookup(t.User, t.Device)
 		if c == nil {
@@ -523,6 +531,10 @@ func (n *Node) handlePush(ctx context.Context, m bus.Message, p *messageapi.Push
 			n.deps.Metrics.SendAcked(now.Sub(time.UnixMilli(p.TS)))
 		case p.TS > 0:
 			n.deps.Metrics.Delivered(now.Sub(time.UnixMilli(p.TS)))
+		}
+		if isNotify && p.Kind == messageapi.PushFrame {
+			c.pushNotify(conv, seq, frame)
+			continue
 		}
 		c.push(frame)
 	}

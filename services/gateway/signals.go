@@ -389,12 +389,12 @@ func (n *Node) announce(ctx context.Context, pr protocol.Presence) {
 		n.log.Warn("presence: look up watchers", "err", err)
 		return
 	}
-	body := encode(messageapi.Push{Kind: messageapi.PushPresence, Frame: frame})
+	p := &messageapi.Push{Kind: messageapi.PushPresence, Frame: frame}
 	for _, gw := range gws {
 		if gw == n.cfg.ID {
 			continue
 		}
-		if err := n.deps.Push.PublishPush(ctx, gw, bus.Message{Key: gw, Body: body}); err != nil {
+		if err := n.deps.Push.PublishPush(ctx, gw, bus.Message{Key: gw, Value: p}); err != nil {
 			n.log.Warn("presence: push to gateway", "gateway", gw, "err", err)
 		}
 	}
@@ -440,7 +440,7 @@ func (n *Node) presenceEvent(ctx context.Context, pr protocol.Presence) {
 	}
 	up := messageapi.Upstream{Gateway: n.cfg.ID, User: pr.User, CMID: "~presence", Conv: "p:" + pr.User, Kind: kind, TS: pr.LastSeen,
 		UpstreamLifecycle: messageapi.UpstreamLifecycle{Op: messageapi.OpPresence}}
-	msg := bus.Message{Key: up.Conv, Body: encode(up), Header: telemetry.Inject(ctx, nil)}
+	msg := bus.Message{Key: up.Conv, Value: &up, Header: telemetry.Inject(ctx, nil)}
 	pctx, cancel := context.WithTimeout(ctx, n.cfg.PublishTimeout)
 	defer cancel()
 	if err := n.deps.Upstream.PublishUpstream(pctx, msg); err != nil {

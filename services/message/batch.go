@@ -2,10 +2,10 @@ package message
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -48,12 +48,12 @@ type batchStore interface {
 func (s *Service) HandleUpstreamBatch(ctx context.Context, msgs []bus.Message) (int, error) {
 	ups := make([]*messageapi.Upstream, len(msgs))
 	for i, bm := range msgs {
-		var up messageapi.Upstream
-		if err := json.Unmarshal(bm.Body, &up); err != nil || up.User == "" || up.CMID == "" {
+		up, err := decodeUpstream(bm)
+		if err != nil {
 			s.log.Error("dropping malformed upstream record", "err", err)
 			continue
 		}
-		ups[i] = &up
+		ups[i] = up
 	}
 	for i := 0; i < len(msgs); {
 		up := ups[i]
@@ -151,6 +151,7 @@ func (s *Service) sendRun(ctx context.Context, msgs []bus.Message, ups []*messag
 			r.rejected = err
 		}
 	}
+	mark(recs, "checked")
 	if err := s.storeRun(ctx, recs); err != nil {
 		return 0, err
 	}
@@ -218,6 +219,7 @@ func (s *Service) storeRun(ctx context.Context, recs []*sendRec) error {
 	if err != nil {
 		return fmt.Errorf("dedup claim: %w", err)
 	}
+	mark(live, "claimed")
 	var fresh []*sendRec
 	for i, r := range live {
 		res := results[i]
@@ -279,6 +281,7 @@ func (s *Service) storeRun(ctx context.Context, recs []*sendRec) error {
 	if len(ranges) != len(reqs) {
 		return fmt.Errorf("allocate sequence numbers: %d ranges for %d keys", len(ranges), len(reqs))
 	}
+	mark(fresh, "sequenced")
 	next := make([]int64, len(ranges))
 	for i, rg := range ranges {
 		next[i] = rg.First
@@ -320,6 +323,7 @@ func (s *Service) storeRun(ctx context.Context, recs []*sendRec) error {
 			for _, r := range fresh {
 				r.save = true
 			}
+			mark(fresh, "stored")
 			return nil
 		}
 		if !errors.Is(err, store.ErrDuplicate) {
@@ -346,6 +350,7 @@ func (s *Service) storeRun(ctx context.Context, recs []*sendRec) error {
 		r.save = true
 	}
 	s.metrics.Stored(s.now().Sub(storeStart))
+	mark(fresh, "stored")
 	return nil
 }
 
@@ -372,8 +377,14 @@ func (s *Service) deliverRun(ctx context.Context, recs []*sendRec) error {
 	if len(users) > 0 {
 		buf.live, buf.liveErr = s.sessions.Lookup(ctx, users)
 	}
-	// The run's pushes carry the trace context of its last record.
+	// The run's pushes carry the trace context of its last sampled record
+	// (else of its last record): a sampled trace then shows the push.
 	bctx := recs[len(recs)-1].ctx
+	for _, r := range recs {
+		if r.span.SpanContext().IsSampled() {
+			bctx = r.ctx
+		}
+	}
 	for _, r := range recs {
 		rctx := context.WithValue(r.ctx, pushBufferKey{}, buf)
 		var err error
@@ -400,7 +411,11 @@ func (s *Service) deliverRun(ctx context.Context, recs []*sendRec) error {
 			return err
 		}
 	}
-	return buf.flush(bctx, s)
+	err := buf.flush(bctx, s)
+	if err == nil {
+		mark(recs, "pushed")
+	}
+	return err
 }
 
 // pushBuffer collects the pushes of a run per gateway (publish appends to it
@@ -428,19 +443,24 @@ func (b *pushBuffer) add(gateway string, p *messageapi.Push) {
 	b.byGateway[gateway] = append(b.byGateway[gateway], *p)
 }
 
-// flush publishes one push per gateway.
+// flush publishes one push per gateway, to the gateways at once (each
+// publish waits for the broker; a gateway's pushes stay in order, they are
+// one record).
 func (b *pushBuffer) flush(ctx context.Context, s *Service) error {
-	var errs []error
-	for _, gw := range b.order {
+	errs := make([]error, len(b.order))
+	var wg sync.WaitGroup
+	for i, gw := range b.order {
 		list := b.byGateway[gw]
 		p := &list[0]
 		if len(list) > 1 {
 			p = &messageapi.Push{Kind: messageapi.PushBatch, Batch: list}
 		}
-		if err := s.publishNow(ctx, gw, p); err != nil {
-			errs = append(errs, err)
+		if len(b.order) == 1 {
+			return s.publishNow(ctx, gw, p)
 		}
+		wg.Go(func() { errs[i] = s.publishNow(ctx, gw, p) })
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
@@ -475,6 +495,29 @@ func (s *Service) mutedIn(ctx context.Context, conv string) map[string]bool {
 	m := s.mutedTargets(ctx, conv)
 	b.muted[conv] = m
 	return m
+}
+
+// mark adds the event name (the end of a step of the lane) to the spans of
+// recs that are sampled: `imkube bench pipeline` reads the per-hop latency
+// from them. The records of a run share their timestamp.
+func mark(recs []*sendRec, name string) {
+	var at trace.EventOption
+	for _, r := range recs {
+		if !r.span.IsRecording() {
+			continue
+		}
+		if at == nil {
+			at = trace.WithTimestamp(time.Now())
+		}
+		r.span.AddEvent(name, at)
+	}
+}
+
+// markCtx is mark for the span of ctx (the one-by-one path).
+func markCtx(ctx context.Context, name string) {
+	if sp := trace.SpanFromContext(ctx); sp.IsRecording() {
+		sp.AddEvent(name)
+	}
 }
 
 type directChecksKey struct{}

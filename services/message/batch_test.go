@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -45,8 +46,12 @@ type pushLog struct {
 }
 
 func (p *pushLog) PublishPush(ctx context.Context, gw string, m bus.Message) error {
+	b, err := m.Encoded() // as a bus between processes sends it
+	if err != nil {
+		return err
+	}
 	var push messageapi.Push
-	if err := json.Unmarshal(m.Body, &push); err != nil {
+	if err := json.Unmarshal(b, &push); err != nil {
 		return err
 	}
 	p.mu.Lock()
@@ -281,4 +286,39 @@ func equal(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// A batch whose records number more keys than one sequence call carries
+// (sequence.MaxKeys: every conversation and every inbox is a key) is stored
+// whole: the allocation is split into calls. Without that the batch failed on
+// every redelivery and held its lane.
+func TestBatchNeedingMoreSequenceKeysThanOneCallIsStored(t *testing.T) {
+	e := newBatchEnv(t)
+	ctx := context.Background()
+	const users = 150 // 11,175 pairs
+	for i := range users {
+		id := "m" + strconv.Itoa(i)
+		if err := e.db.CreateUser(ctx, store.User{ID: id, Username: "user" + id, DisplayName: "u", PasswordHash: "x", CreatedAt: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var batch []bus.Message
+	for a := 0; a < users && len(batch) <= sequence.MaxKeys; a++ {
+		for b := a + 1; b < users && len(batch) <= sequence.MaxKeys; b++ {
+			batch = append(batch, send("m"+strconv.Itoa(a), "m"+strconv.Itoa(b), "p"+strconv.Itoa(len(batch))))
+		}
+	}
+	// len(batch) conversations + 150 inboxes > MaxKeys keys
+	if done, err := e.svc.HandleUpstreamBatch(ctx, batch); err != nil || done != len(batch) {
+		t.Fatalf("batch of %d sends: done %d, err %v", len(batch), done, err)
+	}
+	for _, i := range []int{0, len(batch) / 2, len(batch) - 1} {
+		var up messageapi.Upstream
+		if err := json.Unmarshal(batch[i].Body, &up); err != nil {
+			t.Fatal(err)
+		}
+		if got := e.stored(t, up.Conv); !equal(got, []string{up.CMID}) {
+			t.Fatalf("%s: stored %v, want [%s]", up.Conv, got, up.CMID)
+		}
+	}
 }

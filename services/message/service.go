@@ -168,7 +168,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		cfg.ReceiptInterval = time.Second
 	}
 	s := &Service{store: deps.Store, groups: deps.Store, cache: newMemberCache(10000), threshold: cfg.ReadDiffusionThreshold,
-		seq: deps.Sequence, sessions: deps.Sessions, push: deps.Push, ids: deps.IDs, log: deps.Log, now: time.Now,
+		seq: sequence.Chunked(deps.Sequence), sessions: deps.Sessions, push: deps.Push, ids: deps.IDs, log: deps.Log, now: time.Now,
 		metrics: deps.Metrics, tracer: deps.Tracer, guard: deps.StoreGuard}
 	s.accounts, s.media = deps.Accounts, deps.Media
 	if deps.Clock != nil {
@@ -212,12 +212,25 @@ func (s *Service) Run(ctx context.Context, c bus.UpstreamConsumer) error {
 // message was not (fully) processed and must be delivered again; everything
 // it does is idempotent.
 func (s *Service) HandleUpstream(ctx context.Context, bm bus.Message) error {
-	var up messageapi.Upstream
-	if err := json.Unmarshal(bm.Body, &up); err != nil || up.User == "" || up.CMID == "" {
+	up, err := decodeUpstream(bm)
+	if err != nil {
 		s.log.Error("dropping malformed upstream record", "err", err)
 		return nil
 	}
-	return s.handleDecoded(ctx, bm, &up)
+	return s.handleDecoded(ctx, bm, up)
+}
+
+// decodeUpstream returns the record of bm (bus.Decode: a copy, since
+// handling changes some fields), refusing one without user or cmid.
+func decodeUpstream(bm bus.Message) (*messageapi.Upstream, error) {
+	up, err := bus.Decode[messageapi.Upstream](bm)
+	if err != nil {
+		return nil, err
+	}
+	if up.User == "" || up.CMID == "" {
+		return nil, errors.New("upstream record without user or cmid")
+	}
+	return up, nil
 }
 
 // handleDecoded is HandleUpstream after decoding.
@@ -268,6 +281,7 @@ func (s *Service) process(ctx context.Context, up *messageapi.Upstream) error {
 	if err != nil {
 		return err
 	}
+	markCtx(ctx, "checked")
 	// members receive the message; participants get inbox rows (none under
 	// read diffusion).
 	members := participants
@@ -286,6 +300,7 @@ func (s *Service) process(ctx context.Context, up *messageapi.Upstream) error {
 	if err != nil {
 		return fmt.Errorf("dedup claim: %w", err)
 	}
+	markCtx(ctx, "claimed")
 	if owner != up.Conv {
 		s.metrics.DedupHit()
 		return reject(protocol.CodeBadFrame, "cmid %q was already used for another conversation", up.CMID)
@@ -318,6 +333,7 @@ func (s *Service) process(ctx context.Context, up *messageapi.Upstream) error {
 	if err != nil {
 		return fmt.Errorf("allocate sequence numbers: %w", err)
 	}
+	markCtx(ctx, "sequenced")
 	m := store.Message{
 		Conv: up.Conv, Seq: ranges[0].First, MID: s.ids.Next(), Sender: up.User, CMID: up.CMID,
 		Kind: up.Kind, Body: up.Body, TS: s.now().UnixMilli(), ReplyTo: up.ReplyTo, Mentions: strings.Join(up.Mentions, ","),
@@ -349,6 +365,7 @@ func (s *Service) process(ctx context.Context, up *messageapi.Upstream) error {
 		}
 		return fmt.Errorf("store message: %w", err)
 	}
+	markCtx(ctx, "stored")
 	switch {
 	case up.To.User != "":
 		s.metrics.Accepted("direct")
@@ -357,7 +374,11 @@ func (s *Service) process(ctx context.Context, up *messageapi.Upstream) error {
 	default:
 		s.metrics.Accepted("write")
 	}
-	return s.deliver(ctx, up, &m, inbox, members)
+	if err := s.deliver(ctx, up, &m, inbox, members); err != nil {
+		return err
+	}
+	markCtx(ctx, "pushed")
+	return nil
 }
 
 // authorise checks the send and returns the users who get the message
@@ -448,11 +469,7 @@ func (s *Service) publish(ctx context.Context, gateway string, p *messageapi.Pus
 
 // publishNow publishes p on the push stream of gateway.
 func (s *Service) publishNow(ctx context.Context, gateway string, p *messageapi.Push) error {
-	b, err := json.Marshal(p)
-	if err != nil {
-		return err
-	}
-	if err := s.push.PublishPush(ctx, gateway, bus.Message{Key: gateway, Body: b, Header: telemetry.Inject(ctx, nil)}); err != nil {
+	if err := s.push.PublishPush(ctx, gateway, bus.Message{Key: gateway, Value: p, Header: telemetry.Inject(ctx, nil)}); err != nil {
 		return fmt.Errorf("push to gateway %s: %w", gateway, err)
 	}
 	return nil

@@ -74,6 +74,7 @@ package sequence
 import (
 	"context"
 	"errors"
+	"slices"
 )
 
 // Request asks for Count consecutive values of Key.
@@ -93,6 +94,33 @@ type Range struct {
 // twice. The result has one Range per Request, in request order.
 type Allocator interface {
 	Allocate(ctx context.Context, reqs []Request) ([]Range, error)
+}
+
+// Chunked returns an Allocator that takes any number of requests and passes
+// them to a at most MaxKeys per call, one call after the other, so a caller
+// with more keys than one call carries (a message to a write-diffusion group
+// of more than MaxKeys-1 members numbers every member's inbox and the
+// conversation) is not refused. Values per key stay strictly increasing:
+// every call's ranges follow the ranges of the calls before it. A failed call
+// fails the whole allocation (what earlier calls handed out is not used: gaps
+// are allowed, reuse is not).
+func Chunked(a Allocator) Allocator { return chunked{a} }
+
+type chunked struct{ a Allocator }
+
+func (c chunked) Allocate(ctx context.Context, reqs []Request) ([]Range, error) {
+	if len(reqs) <= MaxKeys {
+		return c.a.Allocate(ctx, reqs)
+	}
+	out := make([]Range, 0, len(reqs))
+	for part := range slices.Chunk(reqs, MaxKeys) {
+		r, err := c.a.Allocate(ctx, part)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r...)
+	}
+	return out, nil
 }
 
 // Readier is implemented by allocators that can tell whether they serve

@@ -75,6 +75,31 @@ func (r *rig) topic(t *testing.T, name string, queues int) {
 	})
 }
 
+// group makes a topic of queues queues for a message-service group of this
+// test alone (deleted at the end) and returns the Config of one member of
+// it, named instance.
+func (r *rig) group(t *testing.T, queues int) func(instance string) rocketmq.Config {
+	id := strings.ToLower(rand.Text()[:10])
+	r.topic(t, "T_UP_"+id, queues)
+	t.Cleanup(func() {
+		pr := &rocketmq.Pruner{NameServers: r.namesrv, PushTopic: "T_UP_" + id}
+		if err := pr.DeleteGroup(context.Background(), "t-message-"+id); err != nil {
+			t.Errorf("delete upstream group: %v", err)
+		}
+	})
+	return func(instance string) rocketmq.Config {
+		return rocketmq.Config{
+			NameServers:   r.namesrv,
+			UpstreamTopic: "T_UP_" + id, PushTopic: "T_PUSH_" + id,
+			UpstreamGroup: "t-message-" + id, PushGroupPrefix: "t-push-" + id + "-", ProducerGroup: "t-producer-" + id,
+			InstanceName: "t-" + id + "-" + instance,
+			RetryPause:   200 * time.Millisecond,
+			StopTimeout:  10 * time.Second,
+			Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		}
+	}
+}
+
 func (r *rig) newBus(t *testing.T) bustest.Bus {
 	id := strings.ToLower(rand.Text()[:10])
 	cfg := rocketmq.Config{

@@ -2,12 +2,8 @@ package rocketmq_test
 
 import (
 	"context"
-	"crypto/rand"
-	"log/slog"
-	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,29 +19,11 @@ import (
 // service re-consumes nothing).
 func TestStopFinishesInFlightRecordsAndCommitsTheirOffsets(t *testing.T) {
 	r := newRig(t)
-	id := strings.ToLower(rand.Text()[:10])
-	cfg := func(instance string) rocketmq.Config {
-		return rocketmq.Config{
-			NameServers:   r.namesrv,
-			UpstreamTopic: "T_UP_" + id, PushTopic: "T_PUSH_" + id,
-			UpstreamGroup: "t-message-" + id, PushGroupPrefix: "t-push-" + id + "-", ProducerGroup: "t-producer-" + id,
-			InstanceName: "t-" + id + "-" + instance,
-			RetryPause:   200 * time.Millisecond,
-			StopTimeout:  10 * time.Second,
-			Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		}
-	}
-	r.topic(t, "T_UP_"+id, 1)
+	cfg := r.group(t, 1)
 	first, err := rocketmq.New(cfg("first"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		pr := &rocketmq.Pruner{NameServers: r.namesrv, PushTopic: "T_UP_" + id}
-		if err := pr.DeleteGroup(context.Background(), "t-message-"+id); err != nil {
-			t.Errorf("delete upstream group: %v", err)
-		}
-	})
 	const n, inFlight = 20, 5
 	for i := 1; i <= n; i++ {
 		if err := first.PublishUpstream(context.Background(), bus.Message{Key: "k", Body: []byte(strconv.Itoa(i))}); err != nil {

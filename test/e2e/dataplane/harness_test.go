@@ -12,7 +12,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,6 +24,7 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/admin"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 
+	"github.com/imkube/imkube/internal/freeport"
 	"github.com/imkube/imkube/internal/imtest"
 	"github.com/imkube/imkube/internal/mysqltest"
 	"github.com/imkube/imkube/internal/testenv"
@@ -67,13 +67,14 @@ type proc struct {
 	done     chan struct{}
 }
 
+// freeAddr picks the address a child process will listen on, outside the
+// ephemeral range so that no outgoing connection takes it first.
 func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 func (p *proc) url() string { return "http://" + p.addr }
