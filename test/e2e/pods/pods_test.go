@@ -53,12 +53,59 @@ type env struct {
 }
 
 type suite struct {
-	t    *testing.T
+	t    *stepT
 	env  env
 	root string
 	logs *logCollector
 	// timings, in step order
 	timings []string
+	// failures are the steps' failure messages, printed again after the
+	// timings: a CI log excerpt shows the end of the output, where the
+	// messages printed as they happened are cut off.
+	failures []string
+}
+
+// stepT is a step's *testing.T that also keeps what it fails with in
+// suite.failures.
+type stepT struct {
+	*testing.T
+	failures *[]string
+}
+
+func (t *stepT) note(msg string) {
+	lines := strings.Split(strings.TrimSpace(msg), "\n")
+	if len(lines) > 12 {
+		lines = append(lines[:12], fmt.Sprintf("... (%d more lines above)", len(lines)-12))
+	}
+	msg = strings.Join(lines, "\n    ")
+	if len(msg) > 2000 {
+		msg = msg[:2000] + " ..."
+	}
+	*t.failures = append(*t.failures, t.Name()+": "+msg)
+}
+
+func (t *stepT) Fatal(args ...any) {
+	t.Helper()
+	t.note(fmt.Sprint(args...))
+	t.T.Fatal(args...)
+}
+
+func (t *stepT) Fatalf(format string, args ...any) {
+	t.Helper()
+	t.note(fmt.Sprintf(format, args...))
+	t.T.Fatalf(format, args...)
+}
+
+func (t *stepT) Error(args ...any) {
+	t.Helper()
+	t.note(fmt.Sprint(args...))
+	t.T.Error(args...)
+}
+
+func (t *stepT) Errorf(format string, args ...any) {
+	t.Helper()
+	t.note(fmt.Sprintf(format, args...))
+	t.T.Errorf(format, args...)
 }
 
 func TestRealPods(t *testing.T) {
@@ -78,7 +125,8 @@ func TestRealPods(t *testing.T) {
 		t.Fatal(err)
 	}
 	imtest.ExchangeTimeout, imtest.ExchangeResendEvery = 6*time.Minute, 20*time.Second
-	s := &suite{t: t, env: e, root: root}
+	s := &suite{env: e, root: root}
+	s.t = &stepT{T: t, failures: &s.failures}
 	s.logs = &logCollector{s: s, seen: map[string]bool{}, dir: filepath.Join(e.artifacts, "logs")}
 	os.MkdirAll(s.logs.dir, 0o755)
 	t0 := time.Now()
@@ -89,6 +137,9 @@ func TestRealPods(t *testing.T) {
 		s.teardown()
 		s.timings = append(s.timings, fmt.Sprintf("%-28s %6.1fs", "total", time.Since(t0).Seconds()))
 		t.Logf("timings:\n  %s\n  logs: %s", strings.Join(s.timings, "\n  "), s.logs.dir)
+		if len(s.failures) > 0 {
+			t.Logf("failed with:\n  %s", strings.Join(s.failures, "\n  "))
+		}
 	})
 
 	var alice, bob *imtest.Session
@@ -112,16 +163,16 @@ func TestRealPods(t *testing.T) {
 	for _, st := range steps {
 		start := time.Now()
 		ok := t.Run(st.name, func(t *testing.T) {
-			s.t = t
+			s.t = &stepT{T: t, failures: &s.failures}
 			defer func() { s.t = nil }()
 			st.run()
-			s.logs.collect(t, st.allow)
+			s.logs.collect(s.t, st.allow)
 		})
-		s.t = t
+		s.t = &stepT{T: t, failures: &s.failures}
 		s.timings = append(s.timings, fmt.Sprintf("%-28s %6.1fs", st.name, time.Since(start).Seconds()))
 		t.Logf("step %q: %.1fs", st.name, time.Since(start).Seconds())
 		if !ok {
-			s.logs.collect(t, []string{`.`}) // keep the logs for the artifacts
+			s.logs.collect(s.t, []string{`.`}) // keep the logs for the artifacts
 			t.FailNow()
 		}
 	}
@@ -294,7 +345,7 @@ func (s *suite) install() {
 
 // patchLimits raises the sample's per-user send rate and per-IP connection
 // rate: every client of the suite comes from the host address.
-func patchLimits(t *testing.T, sample string) string {
+func patchLimits(t testing.TB, sample string) string {
 	repl := map[string]string{
 		"sendRatePerSecond:":         "sendRatePerSecond: 2000",
 		"sendBurst:":                 "sendBurst: 4000",
@@ -785,7 +836,7 @@ func (l *logCollector) save(name string) {
 // collect fetches the logs of every pod in the namespace (and of restarted
 // containers), writes them to the artifacts and fails t on any new
 // level=ERROR line no allow pattern matches.
-func (l *logCollector) collect(t *testing.T, allow []string) {
+func (l *logCollector) collect(t testing.TB, allow []string) {
 	logs := map[string]string{}
 	l.mu.Lock()
 	for k, v := range l.pending {
